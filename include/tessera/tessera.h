@@ -1,0 +1,12 @@
+// Tessera: kernels for LLM inference serving. One include for the C++ API.
+#pragma once
+
+#include "tessera/api/activation.h"
+#include "tessera/api/norm.h"
+#include "tessera/api/page.h"
+#include "tessera/api/paged_kv_cache.h"
+#include "tessera/api/rope.h"
+#include "tessera/core/dtype.h"
+#include "tessera/core/error.h"
+#include "tessera/core/validation.h"
+#include "tessera/version.h"

@@ -1,0 +1,71 @@
+#include "support/compare.h"
+
+#include <cmath>
+#include <sstream>
+
+namespace tessera::testing {
+
+::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
+                                     Tolerance tolerance) {
+  if (out.size() != ref.size()) {
+    return ::testing::AssertionFailure()
+           << "size mismatch: out " << out.size() << " vs reference " << ref.size();
+  }
+  double err_sq = 0.0;
+  double ref_sq = 0.0;
+  std::size_t nan_count = 0;
+  std::size_t violations = 0;
+  std::size_t worst = 0;
+  double worst_excess = -1.0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    const double o = out[i];
+    const double r = ref[i];
+    if (!std::isfinite(o) && std::isfinite(r)) {
+      ++nan_count;
+      if (worst_excess < INFINITY) { worst_excess = INFINITY; worst = i; }
+      continue;
+    }
+    const double diff = std::abs(o - r);
+    err_sq += diff * diff;
+    ref_sq += r * r;
+    const double allowed = tolerance.atol + tolerance.rtol * std::abs(r);
+    if (diff > allowed) ++violations;
+    const double excess = diff - allowed;
+    if (excess > worst_excess) { worst_excess = excess; worst = i; }
+  }
+  const double rel_l2 = ref_sq > 0 ? std::sqrt(err_sq / ref_sq) : std::sqrt(err_sq);
+  std::ostringstream report;
+  report << "rel_l2 " << rel_l2 << " (max " << tolerance.max_rel_l2 << "), " << violations
+         << " of " << out.size() << " elements outside atol " << tolerance.atol << " + rtol "
+         << tolerance.rtol << ", " << nan_count << " non-finite";
+  if (!out.empty()) {
+    report << "; worst element " << worst << ": out " << out[worst] << " vs reference "
+           << ref[worst];
+  }
+  if (nan_count == 0 && violations == 0 && rel_l2 <= tolerance.max_rel_l2) {
+    return ::testing::AssertionSuccess() << report.str();
+  }
+  return ::testing::AssertionFailure() << report.str();
+}
+
+::testing::AssertionResult all_equal(std::span<const float> out, std::span<const float> expected) {
+  if (out.size() != expected.size()) {
+    return ::testing::AssertionFailure()
+           << "size mismatch: out " << out.size() << " vs expected " << expected.size();
+  }
+  std::size_t mismatches = 0;
+  std::size_t first = 0;
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    // Bitwise-moved values compare equal as floats; NaN never equals.
+    if (!(out[i] == expected[i])) {
+      if (mismatches == 0) first = i;
+      ++mismatches;
+    }
+  }
+  if (mismatches == 0) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << mismatches << " of " << out.size()
+                                       << " elements differ; first at " << first << ": out "
+                                       << out[first] << " vs expected " << expected[first];
+}
+
+}  // namespace tessera::testing
