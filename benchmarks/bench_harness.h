@@ -1,0 +1,94 @@
+// Timing and input helpers for tessera_bench. Every measurement: warm-up
+// launches, then many timed launches each bracketed by CUDA events, L2
+// flushed before each (a write over twice the L2 size), median reported.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/dtype.h"
+
+namespace tessera::bench {
+
+struct BenchConfig {
+  int warmup_iterations = 5;
+  int timed_iterations = 50;
+};
+
+class Bench {
+ public:
+  explicit Bench(BenchConfig config);
+
+  cudaStream_t stream() const { return stream_.get(); }
+  const BenchConfig& config() const { return config_; }
+
+  // Median microseconds of `launch` over the configured iterations.
+  template <typename Launch>
+  double median_us(Launch&& launch) {
+    for (int i = 0; i < config_.warmup_iterations; ++i) launch();
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    std::vector<double> samples;
+    samples.reserve(config_.timed_iterations);
+    for (int i = 0; i < config_.timed_iterations; ++i) {
+      flush_l2(i);
+      start_.record(stream());
+      launch();
+      stop_.record(stream());
+      samples.push_back(1e3 * stop_.elapsed_ms_since(start_));
+    }
+    TESSERA_CUDA_CHECK(cudaGetLastError());
+    return median(samples);
+  }
+
+  // Device-to-device copy bandwidth (bytes read + written per second) of a
+  // 1 GiB buffer: the memory ceiling of this run.
+  double copy_gbps();
+
+  // One line per measurement, parsed by benchmarks/report.py.
+  void emit(const std::string& kernel, const std::string& shape_case, const std::string& metric,
+            double value) const;
+
+ private:
+  void flush_l2(int iteration);
+  static double median(std::vector<double> samples);
+
+  BenchConfig config_;
+  CudaStream stream_;
+  CudaEvent start_;
+  CudaEvent stop_;
+  DeviceBuffer l2_flush_;
+};
+
+// Random values in [-1, 1) of the given float dtype, generated on the device.
+void fill_random(void* data, DType dtype, int64_t count, uint64_t seed, cudaStream_t stream);
+
+// Bytes per second as GB/s given bytes and microseconds.
+inline double gbps(double bytes, double microseconds) { return bytes / (microseconds * 1e3); }
+
+// A contiguous device tensor owned by the benchmark, described as a DLTensor.
+class BenchTensor {
+ public:
+  BenchTensor(DType dtype, std::vector<int64_t> shape);
+  DLTensor& dl() { return tensor_; }
+  void* data() const { return buffer_.data(); }
+  int64_t numel() const;
+  std::size_t bytes() const { return buffer_.bytes(); }
+
+ private:
+  std::vector<int64_t> shape_;
+  DeviceBuffer buffer_;
+  DLTensor tensor_{};
+};
+
+// Kernel families; each registers its measurements.
+void run_norm_benchmarks(Bench& bench);
+void run_activation_benchmarks(Bench& bench);
+void run_rope_benchmarks(Bench& bench);
+void run_append_benchmarks(Bench& bench);
+
+}  // namespace tessera::bench

@@ -1,0 +1,37 @@
+// tessera_bench: measures the copy ceiling and every kernel family, printing
+// "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
+// Usage: tessera_bench [--quick]   (--quick: fewer timed iterations)
+#include <cstdio>
+#include <cstring>
+#include <exception>
+
+#include "bench_harness.h"
+
+int main(int argc, char** argv) {
+  using namespace tessera::bench;
+  BenchConfig config;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--quick") == 0) config.timed_iterations = 10;
+  }
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::fprintf(stderr, "no CUDA device: tessera_bench needs a GPU\n");
+    return 2;
+  }
+  try {
+    cudaDeviceProp props{};
+    TESSERA_CUDA_CHECK(cudaGetDeviceProperties(&props, 0));
+    std::printf("device,\"%s\",sms=%d,l2_bytes=%d\n", props.name, props.multiProcessorCount,
+                props.l2CacheSize);
+    Bench bench(config);
+    std::printf("ceiling,copy,GB/s,%.1f\n", bench.copy_gbps());
+    run_norm_benchmarks(bench);
+    run_activation_benchmarks(bench);
+    run_rope_benchmarks(bench);
+    run_append_benchmarks(bench);
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
+    return 1;
+  }
+  return 0;
+}

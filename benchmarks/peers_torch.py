@@ -1,0 +1,193 @@
+#!/usr/bin/env python3
+"""Times the PyTorch peers of every tessera_bench measurement, same shapes.
+
+Reads tessera_bench's output (stdin or a file), and for every `result` line
+whose kernel has a peer here, builds the same shape from the case string and
+times the peer the same way (warm-up, L2 flushed before each run, CUDA events,
+median). Prints `peer,<kernel>,"<case>",<peer>,<metric>,<value>` lines.
+
+Peers: torch.compile of the same op (norms, RoPE, activation) and advanced
+indexing (index_put) for the paged-KV append. Token dims are marked dynamic so
+one compile serves the whole sweep.
+"""
+import csv
+import statistics
+import sys
+
+import torch
+import torch.nn.functional as F
+
+WARMUP = 5
+ITERS = 50
+EPS = 1e-6
+
+
+def parse_case(case):
+    out = {}
+    for item in case.split(","):
+        key, value = item.split("=")
+        out[key] = value
+    return out
+
+
+class Timer:
+    def __init__(self):
+        l2 = torch.cuda.get_device_properties(0).L2_cache_size
+        self.flush = torch.empty(2 * l2, dtype=torch.uint8, device="cuda")
+
+    def median_us(self, fn):
+        for _ in range(WARMUP):
+            fn()
+        torch.cuda.synchronize()
+        samples = []
+        for i in range(ITERS):
+            self.flush.fill_(i & 0xFF)
+            start = torch.cuda.Event(enable_timing=True)
+            stop = torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            stop.record()
+            stop.synchronize()
+            samples.append(start.elapsed_time(stop) * 1e3)
+        return statistics.median(samples)
+
+
+def rmsnorm_ref(x, w):
+    xf = x.float()
+    return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + EPS) * w.float()).to(x.dtype)
+
+
+def fused_add_rmsnorm_ref(x, r, w):
+    s = x.float() + r.float()
+    out = (s * torch.rsqrt(s.pow(2).mean(-1, keepdim=True) + EPS) * w.float()).to(x.dtype)
+    return out, s.to(r.dtype)
+
+
+def silu_and_mul_ref(x):
+    d = x.shape[-1] // 2
+    return (F.silu(x[..., :d].float()) * x[..., d:].float()).to(x.dtype)
+
+
+def rope_neox(x, cos, sin):
+    half = x.shape[-1] // 2
+    x1 = x[..., :half].float()
+    x2 = x[..., half:].float()
+    c = cos[:, None, :]
+    s = sin[:, None, :]
+    return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).to(x.dtype)
+
+
+def rope_pos_ids_ref(q, k, pos, inv_freq):
+    angles = pos.float()[:, None] * inv_freq[None, :]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    return rope_neox(q, cos, sin), rope_neox(k, cos, sin)
+
+
+def rope_cache_ref(q, k, pos, cache):
+    rows = cache[pos]
+    half = rows.shape[-1] // 2
+    return rope_neox(q, rows[:, :half], rows[:, half:]), rope_neox(k, rows[:, :half], rows[:, half:])
+
+
+COMPILED = {}
+
+
+def compiled(name, fn):
+    if name not in COMPILED:
+        COMPILED[name] = torch.compile(fn, dynamic=None)
+    return COMPILED[name]
+
+
+def dyn(t):
+    torch._dynamo.mark_dynamic(t, 0)
+    return t
+
+
+def bf16(*shape):
+    return torch.rand(*shape, device="cuda", dtype=torch.bfloat16) * 2 - 1
+
+
+def measure(timer, kernel, case):
+    p = parse_case(case)
+    T = int(p["T"])
+    if kernel in ("rmsnorm", "fused_add_rmsnorm"):
+        H = int(p["H"])
+        x, r, w = dyn(bf16(T, H)), dyn(bf16(T, H)), bf16(H)
+        if kernel == "rmsnorm":
+            fn = compiled(kernel, rmsnorm_ref)
+            us = timer.median_us(lambda: fn(x, w))
+            return [("torch_compile", "GB/s", (2 * T * H * 2 + H * 2) / (us * 1e3))]
+        fn = compiled(kernel, fused_add_rmsnorm_ref)
+        us = timer.median_us(lambda: fn(x, r, w))
+        return [("torch_compile", "GB/s", (4 * T * H * 2 + H * 2) / (us * 1e3))]
+    if kernel == "silu_and_mul":
+        D = int(p["D"])
+        x = dyn(bf16(T, 2 * D))
+        fn = compiled(kernel, silu_and_mul_ref)
+        us = timer.median_us(lambda: fn(x))
+        return [("torch_compile", "GB/s", 3 * T * D * 2 / (us * 1e3))]
+    if kernel in ("apply_rope_pos_ids", "apply_rope_with_cos_sin_cache"):
+        Hq, Hk, D = int(p["Hq"]), int(p["Hk"]), int(p["D"])
+        q, k = dyn(bf16(T, Hq, D)), dyn(bf16(T, Hk, D))
+        pos = dyn(torch.randint(0, 32768, (T,), device="cuda", dtype=torch.int32))
+        qk_bytes = 2 * T * (Hq + Hk) * D * 2 + 4 * T
+        if kernel == "apply_rope_pos_ids":
+            inv_freq = 1.0 / (5e5 ** (torch.arange(0, D, 2, device="cuda").float() / D))
+            fn = compiled(kernel, rope_pos_ids_ref)
+            us = timer.median_us(lambda: fn(q, k, pos, inv_freq))
+            return [("torch_compile", "GB/s", qk_bytes / (us * 1e3))]
+        cache = torch.rand(32768, D, device="cuda", dtype=torch.float32)
+        fn = compiled(kernel, rope_cache_ref)
+        us = timer.median_us(lambda: fn(q, k, pos.long(), cache))
+        return [("torch_compile", "GB/s", (qk_bytes + 4 * T * D) / (us * 1e3))]
+    if kernel == "append_paged_kv_cache":
+        B, Hk, D, page = int(p["B"]), int(p["Hk"]), int(p["D"]), int(p["page"])
+        per_request = T // B
+        seq_len = 100 + per_request
+        pages_per_request = (seq_len + page - 1) // page
+        num_pages = B * pages_per_request
+        perm = torch.randperm(num_pages, device="cuda", generator=None).int()
+        batch = torch.arange(B, device="cuda").repeat_interleave(per_request)
+        pos = (100 + torch.arange(per_request, device="cuda")).repeat(B)
+        page_idx = perm[batch * pages_per_request + pos // page].long()
+        slot = (pos % page).long()
+        cache = torch.empty(num_pages, 2, page, Hk, D, device="cuda", dtype=torch.bfloat16)
+        key, value = bf16(T, Hk, D), bf16(T, Hk, D)
+
+        def index_put():
+            cache[page_idx, 0, slot] = key
+            cache[page_idx, 1, slot] = value
+
+        us = timer.median_us(index_put)
+        rows = [("torch", "GB/s", (4 * T * Hk * D * 2 + 8 * T) / (us * 1e3))]
+        if "us" in METRICS.get((kernel, case), ()):
+            rows.append(("torch", "us", us))
+        return rows
+    return []
+
+
+METRICS = {}
+
+
+def main():
+    source = open(sys.argv[1]) if len(sys.argv) > 1 else sys.stdin
+    results = []
+    for row in csv.reader(source):
+        if row and row[0] == "result":
+            _, kernel, case, metric, _value = row
+            METRICS.setdefault((kernel, case), set()).add(metric)
+            if (kernel, case) not in [(k, c) for k, c in results]:
+                results.append((kernel, case))
+    timer = Timer()
+    for kernel, case in results:
+        try:
+            rows = measure(timer, kernel, case)
+        except Exception as error:  # a peer that fails is reported, not fatal
+            print(f"# peer for {kernel} {case} failed: {error}", file=sys.stderr)
+            continue
+        for peer, metric, value in rows:
+            print(f'peer,{kernel},"{case}",{peer},{metric},{value:.4f}', flush=True)
+
+
+if __name__ == "__main__":
+    main()

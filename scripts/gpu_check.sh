@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# The one command for the GPU machine: build (or use a prebuilt tree), run all
+# GPU tests, run them again under compute-sanitizer (memcheck on all, racecheck
+# on the kernels that use shared memory), run the demo and the benchmarks with
+# their PyTorch peers, and write benchmarks/results/<gpu>.{csv,md,png} into the
+# tree and, with logs, under $OUT when set.
+#
+#   scripts/gpu_check.sh                      builds in build/ first
+#   TESSERA_PREBUILT=.gpu-build scripts/gpu_check.sh
+#       uses binaries staged by scripts/stage_gpu_build.sh on another machine
+#       (the GPU machine has no network, so no GoogleTest/DLPack to build with)
+#   TESSERA_COMMIT=<sha>                      commit recorded in the results
+#   TESSERA_GPU_CHECK_SKIP=bench,sanitizer    skip steps (for quick reruns)
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$TESSERA_ROOT"
+
+logs="$TESSERA_ROOT/gpu_check_logs"
+rm -rf "$logs" && mkdir -p "$logs"
+summary="$logs/summary.txt"
+: >"$summary"
+skip="${TESSERA_GPU_CHECK_SKIP:-}"
+failures=0
+note() { echo "$*" | tee -a "$summary"; }
+step() {  # step NAME LOGFILE COMMAND...: runs, logs, records pass/fail
+  local name=$1 log=$2
+  shift 2
+  local start=$SECONDS
+  "$@" >"$log" 2>&1
+  local rc=$?
+  if ((rc == 0)); then note "PASS  $name ($((SECONDS - start)) s)"; else
+    note "FAIL  $name (exit $rc, $((SECONDS - start)) s): see $(basename "$log")"
+    tail -n 30 "$log" | sed 's/^/      /' | tee -a "$summary"
+    failures=$((failures + 1))
+  fi
+  return $rc
+}
+
+commit="${TESSERA_COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}"
+note "tessera gpu_check, commit $commit, $(date -u +%FT%TZ)"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader \
+  2>&1 | sed 's/^/gpu: /' | tee -a "$summary"
+
+if [[ -n "${TESSERA_PREBUILT:-}" ]]; then
+  bin="$TESSERA_ROOT/$TESSERA_PREBUILT/bin"
+  cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
+  export LD_LIBRARY_PATH="$TESSERA_ROOT/$TESSERA_PREBUILT/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
+  note "using prebuilt binaries from $TESSERA_PREBUILT"
+else
+  step "build" "$logs/build.log" tessera_build || exit 1
+  bin="$TESSERA_BUILD_DIR/bin"
+  mkdir -p "$bin"
+  for exe in tests/tessera_gpu_tests tests/tessera_cpu_tests benchmarks/tessera_bench \
+             examples/demo/tessera-demo; do
+    [[ -x "$TESSERA_BUILD_DIR/$exe" ]] && ln -sf "$TESSERA_BUILD_DIR/$exe" "$bin/"
+  done
+fi
+
+step "cpu tests" "$logs/cpu_tests.log" "$bin/tessera_cpu_tests"
+step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests"
+grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran' "$logs/gpu_tests.log" | tail -n 4 |
+  sed 's/^/      /' | tee -a "$summary"
+
+if [[ ",$skip," != *",sanitizer,"* ]]; then
+  step "compute-sanitizer memcheck (all gpu tests)" "$logs/memcheck.log" \
+    compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full "$bin/tessera_gpu_tests"
+  grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
+  # The norms reduce through shared memory; the other kernels use none.
+  step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
+    compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
+    --gtest_filter='*Norm*'
+  grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$logs/racecheck.log" | tail -n 1 | sed 's/^/      /' |
+    tee -a "$summary"
+fi
+
+step "demo" "$logs/demo.log" "$bin/tessera-demo"
+tail -n 12 "$logs/demo.log" | sed 's/^/      /' | tee -a "$summary"
+
+if [[ ",$skip," != *",bench,"* ]]; then
+  step "benchmarks" "$logs/bench.log" "$bin/tessera_bench"
+  step "peers (torch)" "$logs/peers.log" env PYTHONUNBUFFERED=1 \
+    python3 "$TESSERA_ROOT/benchmarks/peers_torch.py" "$logs/bench.log"
+  step "report" "$logs/report.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
+    "$logs/bench.log" "$logs/peers.log" "$commit" "$TESSERA_ROOT/benchmarks/results"
+  cat "$logs/report.log" | tee -a "$summary"
+fi
+
+note "gpu_check: $failures step(s) failed"
+if [[ -n "${OUT:-}" ]]; then
+  cp "$summary" "$OUT/"
+  tar -czf "$OUT/gpu_check_logs.tar.gz" -C "$TESSERA_ROOT" gpu_check_logs benchmarks/results
+fi
+exit $((failures > 0))
