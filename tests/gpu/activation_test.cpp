@@ -86,6 +86,11 @@ std::string case_name(const ::testing::TestParamInfo<ActivationCase>& info) {
          std::to_string(info.param.d) + "_rows" + std::to_string(info.param.rows);
 }
 
+// Readable parameters in gtest/ctest listings instead of a byte dump.
+void PrintTo(const ActivationCase& c, std::ostream* os) {
+  *os << case_name(::testing::TestParamInfo<ActivationCase>(c, 0));
+}
+
 // d % 8 == 0 takes the 16-byte path (8: one vector; 14336: several column
 // chunks of 256 threads), odd d the scalar path.
 std::vector<ActivationCase> all_cases() {

@@ -91,6 +91,11 @@ std::string case_name(const ::testing::TestParamInfo<NormCase>& info) {
          "_T" + std::to_string(info.param.num_tokens);
 }
 
+// Readable parameters in gtest/ctest listings instead of a byte dump.
+void PrintTo(const NormCase& c, std::ostream* os) {
+  *os << case_name(::testing::TestParamInfo<NormCase>(c, 0));
+}
+
 // hidden -> path chosen by src/api/norm.cu for contiguous rows:
 //   1, 7: scalar, 4 items/thread, 32 threads      4097, 16383: scalar, 32 items
 //   128: vector, 1 item, 32 threads               1024: vector, 1 item, 128 threads

@@ -1,0 +1,359 @@
+// Rotary position embedding: rotates the first rotary_dim dimensions of every
+// q and k head of a token by angles pos * freq_j and copies the rest.
+//
+// Computes: for each token t (position p_t) and pair j < rotary_dim / 2, with
+//   (c, s) = (cos, sin)(p_t * freq_j)   [float32; or read from a cos/sin cache]
+//   NeoX:        (x[j], x[j + r/2]) -> (x[j] c - x[j+r/2] s, x[j+r/2] c + x[j] s)
+//   interleaved: (x[2j], x[2j+1])   -> (x[2j] c - x[2j+1] s, x[2j+1] c + x[2j] s)
+// for every q head and every k head of t; dims >= rotary_dim are copied.
+//
+// Grid: one CTA per group of blockDim.y tokens (blockIdx.x); threadIdx.y picks
+// the token, threadIdx.x one "item" of the head row: a rotary item (kVec pairs
+// in paired mode, kVec elements in in-vector mode) or a pass-through item of
+// kVec elements. A thread computes the cos/sin of its pairs once and then walks
+// all q heads and all k heads of its token, so sin/cos cost is paid once per
+// (token, pair) and amortised over num_qo_heads + num_kv_heads rows. Heads are
+// loaded kHeadBatch at a time before any is stored, to keep bytes in flight.
+// Shared memory: none. Limits: rotary_dim <= kMaxRotaryDim (the frequency table
+// travels in the kernel parameters); the wide path (kVec = 16 / sizeof(T))
+// needs 16-byte aligned rows and heads, head_dim % kVec == 0 and (NeoX)
+// (rotary_dim / 2) % kVec == 0 or (interleaved) rotary_dim % kVec == 0; the
+// host picks kVec = 1 otherwise.
+//
+// Precision: angles are float32 products pos * freq_j with freq_j rounded to
+// float32 on the host, and sin/cos use full-range sincosf (not __sinf): at
+// positions ~1e5 the fast intrinsics lose whole percents. Do not compile with
+// --use_fast_math (it turns sincosf into __sincosf).
+#pragma once
+
+#include <cuda/std/cstdint>
+
+#include "tessera/core/numeric.cuh"
+#include "tessera/core/vec.cuh"
+
+namespace tessera::rope {
+
+inline constexpr int kMaxRotaryDim = 512;
+inline constexpr int kMaxRotaryPairs = kMaxRotaryDim / 2;
+inline constexpr int kBlockThreads = 128;
+// Caps registers at 128 (4 CTAs = 16 warps per SM). Measured on H100 (bf16,
+// 32/8 heads, D=128, 16k tokens): without the cap bf16 takes 130 registers,
+// drops to 3 CTAs and loses ~10% bandwidth; a tighter cap (5 CTAs) spills
+// and is slower still.
+inline constexpr int kMinBlocksPerSm = 4;
+// Heads whose loads are issued before the first store: 4 heads x 2 vectors x
+// 16 bytes = 128 bytes in flight per thread on the NeoX wide path.
+inline constexpr int kHeadBatch = 4;
+
+// ---- Position sources: token index -> position -------------------------
+
+// Ragged batch: token i of request b (indptr[b] <= i < indptr[b+1]) is at
+// offsets[b] + i - indptr[b]. Binary search for the last b with indptr[b] <= i
+// (empty requests are skipped that way); b stays in [0, batch_size) whatever
+// indptr holds, so a bad indptr gives wrong positions, never a stray read.
+struct RaggedPositions {
+  const int32_t* indptr;
+  const int32_t* offsets;
+  int32_t batch_size;
+
+  __device__ __forceinline__ int64_t operator()(int64_t token) const {
+    int lo = 0;
+    int hi = batch_size - 1;
+    while (lo < hi) {
+      const int mid = (lo + hi + 1) / 2;
+      if (indptr[mid] <= token) lo = mid; else hi = mid - 1;
+    }
+    return static_cast<int64_t>(offsets[lo]) + token - indptr[lo];
+  }
+};
+
+// One position per token, int32 or int64 (a uniform branch).
+struct TokenPositions {
+  const void* positions;
+  bool is_int64;
+
+  __device__ __forceinline__ int64_t operator()(int64_t token) const {
+    return is_int64 ? static_cast<const int64_t*>(positions)[token]
+                    : static_cast<int64_t>(static_cast<const int32_t*>(positions)[token]);
+  }
+};
+
+// ---- Angle sources: (position, pair) -> (cos, sin) ------------------------
+
+// freq_j precomputed on the host (double, then rounded to float32), so the
+// llama31 blend and theta^(2j/r) cost nothing per token.
+struct FrequencyTable {
+  float frequencies[kMaxRotaryPairs];
+
+  __device__ __forceinline__ void cos_sin(int64_t position, int pair, float& cos_value,
+                                          float& sin_value) const {
+    // Plain fp32 product, rounded once (no contraction into anything else).
+    const float angle = __fmul_rn(static_cast<float>(position), frequencies[pair]);
+    sincosf(angle, &sin_value, &cos_value);
+  }
+};
+
+// vLLM cos_sin_cache: row `position` holds cos of pairs [0, r/2) then sin.
+struct CosSinCache {
+  const float* cache;
+  int64_t row_stride;
+  int32_t half_rotary_dim;
+
+  __device__ __forceinline__ void cos_sin(int64_t position, int pair, float& cos_value,
+                                          float& sin_value) const {
+    const float* row = cache + position * row_stride;
+    cos_value = row[pair];
+    sin_value = row[half_rotary_dim + pair];
+  }
+};
+
+// ---- Kernel parameters ----------------------------------------------------
+
+// One tensor of heads: element (token, head, d) at token*stride_token +
+// head*stride_head + d.
+template <typename T>
+struct HeadRows {
+  const T* input;
+  T* output;
+  int64_t in_stride_token;
+  int64_t in_stride_head;
+  int64_t out_stride_token;
+  int64_t out_stride_head;
+  int32_t num_heads;
+  bool copy_pass_through;  // false when output is input (in place)
+};
+
+template <typename T, typename Positions, typename Angles>
+struct RopeParams {
+  HeadRows<T> q;
+  HeadRows<T> k;
+  int64_t num_tokens;
+  int32_t rotary_dim;
+  int32_t rotary_items;  // items covering [0, rotary_dim)
+  int32_t row_items;     // rotary_items + pass-through items
+  bool interleave;
+  Positions positions;
+  Angles angles;
+};
+
+// ---- Packed conversions ----------------------------------------------------
+
+// Two elements per conversion instruction (cvt.rn.bf16x2.f32 / f16x2): halves
+// the conversion work and, for bf16, the registers the element-wise path
+// needs, which decides how many CTAs fit an SM.
+template <typename T>
+struct Packed2;
+template <>
+struct Packed2<half_t> {
+  using type = __half2;
+  static __device__ __forceinline__ float2 to_float2(type v) { return __half22float2(v); }
+  static __device__ __forceinline__ type from_float2(float a, float b) {
+    return __floats2half2_rn(a, b);
+  }
+};
+template <>
+struct Packed2<bfloat16_t> {
+  using type = __nv_bfloat162;
+  static __device__ __forceinline__ float2 to_float2(type v) { return __bfloat1622float2(v); }
+  static __device__ __forceinline__ type from_float2(float a, float b) {
+    return __floats2bfloat162_rn(a, b);
+  }
+};
+
+template <typename T, int kVec>
+__device__ __forceinline__ FloatVec<kVec> unpack(const Vec<T, kVec>& v) {
+  if constexpr (kVec == 1) {
+    return to_float(v);
+  } else {
+    using P = Packed2<T>;
+    FloatVec<kVec> out;
+#pragma unroll
+    for (int i = 0; i < kVec; i += 2) {
+      const float2 f = P::to_float2(*reinterpret_cast<const typename P::type*>(&v.elements[i]));
+      out[i] = f.x;
+      out[i + 1] = f.y;
+    }
+    return out;
+  }
+}
+
+template <typename T, int kVec>
+__device__ __forceinline__ Vec<T, kVec> pack(const FloatVec<kVec>& f) {
+  if constexpr (kVec == 1) {
+    return from_float<T>(f);
+  } else {
+    using P = Packed2<T>;
+    Vec<T, kVec> out;
+#pragma unroll
+    for (int i = 0; i < kVec; i += 2) {
+      *reinterpret_cast<typename P::type*>(&out.elements[i]) = P::from_float2(f[i], f[i + 1]);
+    }
+    return out;
+  }
+}
+
+// ---- Per-item work over all heads of one token ------------------------------
+
+// Paired mode: element i of the vector at `lo` pairs with element i at `hi`
+// (NeoX: hi = lo + r/2; interleaved with kVec == 1: hi = lo + 1).
+//
+// The cos/sin are filled by `fill_angles` after the first batch of loads has
+// been issued (once per thread, then reused for every later head and for k):
+// the sincosf work then overlaps the first memory round trip instead of
+// delaying it.
+template <typename T, int kVec, typename FillAngles>
+__device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t token, int lo,
+                                              int hi, FloatVec<kVec>& cos_values,
+                                              FloatVec<kVec>& sin_values, bool& have_angles,
+                                              const FillAngles& fill_angles) {
+  const T* __restrict__ input = rows.input + token * rows.in_stride_token;
+  T* __restrict__ output = rows.output + token * rows.out_stride_token;
+  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+    Vec<T, kVec> lo_vec[kHeadBatch];
+    Vec<T, kVec> hi_vec[kHeadBatch];
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) {
+        const T* head = input + (head0 + b) * rows.in_stride_head;
+        lo_vec[b].load(head + lo);
+        hi_vec[b].load(head + hi);
+      }
+    }
+    if (!have_angles) {
+      fill_angles(cos_values, sin_values);
+      have_angles = true;
+    }
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) {
+        const FloatVec<kVec> x = unpack(lo_vec[b]);
+        const FloatVec<kVec> y = unpack(hi_vec[b]);
+        FloatVec<kVec> x_out;
+        FloatVec<kVec> y_out;
+#pragma unroll
+        for (int i = 0; i < kVec; ++i) {
+          x_out[i] = x[i] * cos_values[i] - y[i] * sin_values[i];
+          y_out[i] = y[i] * cos_values[i] + x[i] * sin_values[i];
+        }
+        T* head = output + (head0 + b) * rows.out_stride_head;
+        pack<T>(x_out).store(head + lo);
+        pack<T>(y_out).store(head + hi);
+      }
+    }
+  }
+}
+
+// In-vector mode (interleaved, kVec >= 2): the vector at `start` holds pairs
+// (2p, 2p+1); cos/sin arrive duplicated per element (cos[2p] == cos[2p+1]).
+// Angles filled lazily as in rotate_paired.
+template <typename T, int kVec, typename FillAngles>
+__device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_t token, int start,
+                                                 FloatVec<kVec>& cos_values,
+                                                 FloatVec<kVec>& sin_values, bool& have_angles,
+                                                 const FillAngles& fill_angles) {
+  static_assert(kVec % 2 == 0, "in-vector pairs need an even vector width");
+  const T* __restrict__ input = rows.input + token * rows.in_stride_token;
+  T* __restrict__ output = rows.output + token * rows.out_stride_token;
+  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+    Vec<T, kVec> vec[kHeadBatch];
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) vec[b].load(input + (head0 + b) * rows.in_stride_head + start);
+    }
+    if (!have_angles) {
+      fill_angles(cos_values, sin_values);
+      have_angles = true;
+    }
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) {
+        const FloatVec<kVec> x = unpack(vec[b]);
+        FloatVec<kVec> x_out;
+#pragma unroll
+        for (int i = 0; i < kVec; i += 2) {
+          x_out[i] = x[i] * cos_values[i] - x[i + 1] * sin_values[i];
+          x_out[i + 1] = x[i + 1] * cos_values[i] + x[i] * sin_values[i];
+        }
+        pack<T>(x_out).store(output + (head0 + b) * rows.out_stride_head + start);
+      }
+    }
+  }
+}
+
+// Dims past rotary_dim: a straight copy (skipped in place).
+template <typename T, int kVec>
+__device__ __forceinline__ void copy_pass_through(const HeadRows<T>& rows, int64_t token,
+                                                  int start) {
+  if (!rows.copy_pass_through) return;
+  const T* __restrict__ input = rows.input + token * rows.in_stride_token;
+  T* __restrict__ output = rows.output + token * rows.out_stride_token;
+  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+    Vec<T, kVec> vec[kHeadBatch];
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) vec[b].load(input + (head0 + b) * rows.in_stride_head + start);
+    }
+#pragma unroll
+    for (int b = 0; b < kHeadBatch; ++b) {
+      if (head0 + b < rows.num_heads) vec[b].store(output + (head0 + b) * rows.out_stride_head + start);
+    }
+  }
+}
+
+// ---- The kernel -------------------------------------------------------------
+
+// Items of a head row for vector width kVec:
+//   paired mode (NeoX, or interleaved with kVec == 1): rotary_dim / 2 / kVec
+//   in-vector mode (interleaved, kVec > 1):            rotary_dim / kVec
+//   pass-through:                          (head_dim - rotary_dim) / kVec
+template <typename T, int kVec, typename Positions, typename Angles>
+__global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
+    rope_kernel(const __grid_constant__ RopeParams<T, Positions, Angles> params) {
+  static_assert(sizeof(T) == 2, "RoPE kernels take 16-bit element types");
+  static_assert(kVec == 1 || kVec * sizeof(T) == 16, "wide path moves 16 bytes per access");
+  const int64_t token = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  if (token >= params.num_tokens) return;
+  const int64_t position = params.positions(token);
+
+  for (int item = threadIdx.x; item < params.row_items; item += blockDim.x) {
+    if (item >= params.rotary_items) {
+      const int start = params.rotary_dim + (item - params.rotary_items) * kVec;
+      copy_pass_through<T, kVec>(params.q, token, start);
+      copy_pass_through<T, kVec>(params.k, token, start);
+      continue;
+    }
+    FloatVec<kVec> cos_values;
+    FloatVec<kVec> sin_values;
+    bool have_angles = false;
+    if constexpr (kVec > 1) {
+      if (params.interleave) {  // in-vector mode
+        const int first_pair = item * (kVec / 2);
+        const auto fill = [&](FloatVec<kVec>& c, FloatVec<kVec>& s) {
+#pragma unroll
+          for (int i = 0; i < kVec; i += 2) {
+            params.angles.cos_sin(position, first_pair + i / 2, c[i], s[i]);
+            c[i + 1] = c[i];
+            s[i + 1] = s[i];
+          }
+        };
+        rotate_in_vector<T, kVec>(params.q, token, item * kVec, cos_values, sin_values,
+                                  have_angles, fill);
+        rotate_in_vector<T, kVec>(params.k, token, item * kVec, cos_values, sin_values,
+                                  have_angles, fill);
+        continue;
+      }
+    }
+    const int first_pair = item * kVec;
+    const auto fill = [&](FloatVec<kVec>& c, FloatVec<kVec>& s) {
+#pragma unroll
+      for (int i = 0; i < kVec; ++i) params.angles.cos_sin(position, first_pair + i, c[i], s[i]);
+    };
+    // kVec == 1 interleaved: the pair is (2j, 2j+1); NeoX: (j, j + r/2).
+    const int lo = params.interleave ? 2 * first_pair : first_pair;
+    const int hi = params.interleave ? lo + 1 : lo + params.rotary_dim / 2;
+    rotate_paired<T, kVec>(params.q, token, lo, hi, cos_values, sin_values, have_angles, fill);
+    rotate_paired<T, kVec>(params.k, token, lo, hi, cos_values, sin_values, have_angles, fill);
+  }
+}
+
+}  // namespace tessera::rope
