@@ -1,11 +1,6 @@
 // Host entry points of the gated activations: validate, view the leading
 // dims as one strided row dim, pick the 16-byte or scalar path, launch.
-// .cu files build with hidden visibility (CUDA_VISIBILITY_PRESET); the
-// public declarations are included under a default-visibility push so the
-// entry points are exported while kernels and helpers stay hidden.
-#pragma GCC visibility push(default)
 #include "tessera/api/activation.h"
-#pragma GCC visibility pop
 
 #include <algorithm>
 #include <cstdint>

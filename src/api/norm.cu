@@ -1,11 +1,6 @@
 // Host entry points of the RMSNorm family: validate every argument, pick the
 // register-resident launch shape from the hidden size, launch.
-// .cu files build with hidden visibility (CUDA_VISIBILITY_PRESET); the
-// public declarations are included under a default-visibility push so the
-// entry points are exported while kernels and helpers stay hidden.
-#pragma GCC visibility push(default)
 #include "tessera/api/norm.h"
-#pragma GCC visibility pop
 
 #include <algorithm>
 #include <cmath>

@@ -1,11 +1,6 @@
 // Host entry points for paged KV-cache maintenance: argument validation,
 // kernel choice (16-byte vector path or scalar fallback), launch.
-// .cu files build with hidden visibility (CUDA_VISIBILITY_PRESET); the
-// public declarations are included under a default-visibility push so the
-// entry points are exported while the kernels stay hidden.
-#pragma GCC visibility push(default)
 #include "tessera/api/page.h"
-#pragma GCC visibility pop
 
 #include <algorithm>
 #include <cstdint>

@@ -1,13 +1,7 @@
 // Host entry points for rotary position embedding: validate every argument,
 // build the frequency table (or take the caller's cos/sin cache), pick the
 // 16-byte or the scalar path, launch rope::rope_kernel.
-//
-// The library builds .cu files with hidden visibility (CUDA_VISIBILITY_PRESET),
-// which would hide these entry points too; declaring them under a default
-// visibility push exports them while the kernels and helpers stay hidden.
-#pragma GCC visibility push(default)
 #include "tessera/api/rope.h"
-#pragma GCC visibility pop
 
 #include <algorithm>
 #include <cmath>

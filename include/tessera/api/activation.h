@@ -10,10 +10,12 @@
 #include <cuda_runtime_api.h>
 #include <dlpack/dlpack.h>
 
+#include "tessera/core/export.h"
+
 namespace tessera {
 
-void silu_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
-void gelu_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
-void gelu_tanh_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
+TESSERA_API void silu_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
+TESSERA_API void gelu_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
+TESSERA_API void gelu_tanh_and_mul(const DLTensor& input, const DLTensor& out, cudaStream_t stream);
 
 }  // namespace tessera

@@ -11,15 +11,17 @@
 #include <cuda_runtime_api.h>
 #include <dlpack/dlpack.h>
 
+#include "tessera/core/export.h"
+
 namespace tessera {
 
-void rmsnorm(const DLTensor& input, const DLTensor& weight, const DLTensor& out, double eps,
-             cudaStream_t stream);
-void fused_add_rmsnorm(const DLTensor& input, const DLTensor& residual, const DLTensor& weight,
-                       double eps, cudaStream_t stream);
-void gemma_rmsnorm(const DLTensor& input, const DLTensor& weight, const DLTensor& out, double eps,
-                   cudaStream_t stream);
-void gemma_fused_add_rmsnorm(const DLTensor& input, const DLTensor& residual,
-                             const DLTensor& weight, double eps, cudaStream_t stream);
+TESSERA_API void rmsnorm(const DLTensor& input, const DLTensor& weight, const DLTensor& out,
+                         double eps, cudaStream_t stream);
+TESSERA_API void fused_add_rmsnorm(const DLTensor& input, const DLTensor& residual,
+                                   const DLTensor& weight, double eps, cudaStream_t stream);
+TESSERA_API void gemma_rmsnorm(const DLTensor& input, const DLTensor& weight, const DLTensor& out,
+                               double eps, cudaStream_t stream);
+TESSERA_API void gemma_fused_add_rmsnorm(const DLTensor& input, const DLTensor& residual,
+                                         const DLTensor& weight, double eps, cudaStream_t stream);
 
 }  // namespace tessera

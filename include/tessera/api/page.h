@@ -5,6 +5,7 @@
 #include <dlpack/dlpack.h>
 
 #include "tessera/api/paged_kv_cache.h"
+#include "tessera/core/export.h"
 #include "tessera/core/validation.h"
 
 namespace tessera {
@@ -16,9 +17,10 @@ namespace tessera {
 // (append_indptr[b+1] - append_indptr[b]) + (i - append_indptr[b]).
 // append_indptr [batch+1], seq_lens [batch], batch_indices/positions [nnz]:
 // int32 on the device.
-void get_batch_indices_positions(const DLTensor& append_indptr, const DLTensor& seq_lens,
-                                 const DLTensor& batch_indices, const DLTensor& positions,
-                                 cudaStream_t stream);
+TESSERA_API void get_batch_indices_positions(const DLTensor& append_indptr,
+                                             const DLTensor& seq_lens,
+                                             const DLTensor& batch_indices,
+                                             const DLTensor& positions, cudaStream_t stream);
 
 // Writes append_key/append_value [nnz, num_kv_heads, head_dim] into the
 // cache: token i goes to page kv_indices[kv_indptr[b] + positions[i] /
@@ -28,10 +30,11 @@ void get_batch_indices_positions(const DLTensor& append_indptr, const DLTensor& 
 // appends into an fp8 cache are copied. Index tensors are int32 on the device.
 // With validation on, the index tensors are copied to the host and every page
 // index, batch index and position is checked before the launch.
-void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_value,
-                           const DLTensor& batch_indices, const DLTensor& positions,
-                           const PagedKVCacheArg& paged_kv_cache, const DLTensor& kv_indices,
-                           const DLTensor& kv_indptr, const DLTensor& kv_last_page_len,
-                           cudaStream_t stream, Validate validate = Validate::kFromEnv);
+TESSERA_API void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_value,
+                                       const DLTensor& batch_indices, const DLTensor& positions,
+                                       const PagedKVCacheArg& paged_kv_cache,
+                                       const DLTensor& kv_indices, const DLTensor& kv_indptr,
+                                       const DLTensor& kv_last_page_len, cudaStream_t stream,
+                                       Validate validate = Validate::kFromEnv);
 
 }  // namespace tessera

@@ -18,8 +18,7 @@ class PagedKVCacheArg {
   static PagedKVCacheArg combined(const DLTensor& kv_data, KVLayout layout) {
     return PagedKVCacheArg(&kv_data, nullptr, layout);
   }
-  static PagedKVCacheArg separate(const DLTensor& k_data, const DLTensor& v_data,
-                                  KVLayout layout) {
+  static PagedKVCacheArg separate(const DLTensor& k_data, const DLTensor& v_data, KVLayout layout) {
     return PagedKVCacheArg(&k_data, &v_data, layout);
   }
 

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <optional>
 
+#include "tessera/core/export.h"
 #include "tessera/core/validation.h"
 
 namespace tessera {
@@ -39,25 +40,26 @@ struct RopeOptions {
 // offsets: [batch] int32, both on the device. With validation (see
 // tessera/core/validation.h) indptr is copied to the host and checked:
 // starts at 0, non-decreasing, ends at the token count.
-void apply_rope(const DLTensor& q, const DLTensor& k, const DLTensor& q_rope,
-                const DLTensor& k_rope, const DLTensor& indptr, const DLTensor& offsets,
-                const RopeOptions& options, cudaStream_t stream,
-                Validate validate = Validate::kFromEnv);
+TESSERA_API void apply_rope(const DLTensor& q, const DLTensor& k, const DLTensor& q_rope,
+                            const DLTensor& k_rope, const DLTensor& indptr, const DLTensor& offsets,
+                            const RopeOptions& options, cudaStream_t stream,
+                            Validate validate = Validate::kFromEnv);
 
 // Positions given per token: pos_ids [nnz] int32 or int64 on the device.
-void apply_rope_pos_ids(const DLTensor& q, const DLTensor& k, const DLTensor& q_rope,
-                        const DLTensor& k_rope, const DLTensor& pos_ids,
-                        const RopeOptions& options, cudaStream_t stream);
+TESSERA_API void apply_rope_pos_ids(const DLTensor& q, const DLTensor& k, const DLTensor& q_rope,
+                                    const DLTensor& k_rope, const DLTensor& pos_ids,
+                                    const RopeOptions& options, cudaStream_t stream);
 
 // vLLM-style: cos_sin_cache [max_position, rotary_dim] float32 holds cos in the
 // first half of each row and sin in the second; positions [nnz] int32/int64.
 // query/key: [nnz, heads * head_size] or [nnz, heads, head_size]; outputs of
 // the same shape (may alias the inputs). is_neox selects NeoX pairs. With
 // validation, positions are copied to the host and checked against max_position.
-void apply_rope_with_cos_sin_cache(const DLTensor& positions, const DLTensor& query,
-                                   const DLTensor& key, const DLTensor& query_out,
-                                   const DLTensor& key_out, int64_t head_size,
-                                   const DLTensor& cos_sin_cache, bool is_neox,
-                                   cudaStream_t stream, Validate validate = Validate::kFromEnv);
+TESSERA_API void apply_rope_with_cos_sin_cache(const DLTensor& positions, const DLTensor& query,
+                                               const DLTensor& key, const DLTensor& query_out,
+                                               const DLTensor& key_out, int64_t head_size,
+                                               const DLTensor& cos_sin_cache, bool is_neox,
+                                               cudaStream_t stream,
+                                               Validate validate = Validate::kFromEnv);
 
 }  // namespace tessera
