@@ -81,16 +81,16 @@ void run_append_benchmarks(Bench& bench) {
       upload(kv_last_page_len, batch.kv_last_page_len);
 
       const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), KVLayout::kNHD);
+      const double bytes = 4.0 * tokens * kKvHeads * kHeadDim * 2 + 8.0 * tokens;
       const double us = bench.median_us([&] {
         append_paged_kv_cache(key.dl(), value.dl(), batch_indices.dl(), positions.dl(), cache_arg,
                               kv_indices.dl(), kv_indptr.dl(), kv_last_page_len.dl(),
                               bench.stream(), Validate::kOff);
-      });
+      }, bytes);
       const std::string shape_case = "T=" + std::to_string(tokens) + ",B=" +
                                      std::to_string(requests) + ",Hk=" + std::to_string(kKvHeads) +
                                      ",D=" + std::to_string(kHeadDim) +
                                      ",page=" + std::to_string(page_size) + ",layout=NHD,dtype=bf16";
-      const double bytes = 4.0 * tokens * kKvHeads * kHeadDim * 2 + 8.0 * tokens;
       bench.emit("append_paged_kv_cache", shape_case, "GB/s", gbps(bytes, us));
       if (decode_step) bench.emit("append_paged_kv_cache", shape_case, "us", us);
     }

@@ -36,7 +36,8 @@ Bench::Bench(BenchConfig config) : config_(config) {
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
   int l2_bytes = 0;
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&l2_bytes, cudaDevAttrL2CacheSize, device));
-  l2_flush_ = DeviceBuffer(std::max<std::size_t>(2 * static_cast<std::size_t>(l2_bytes), 1 << 20));
+  l2_bytes_ = static_cast<std::size_t>(l2_bytes);
+  l2_flush_ = DeviceBuffer(std::max<std::size_t>(2 * l2_bytes_, 1 << 20));
 }
 
 void Bench::flush_l2(int iteration) {

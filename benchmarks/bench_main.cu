@@ -1,6 +1,6 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick]   (--quick: fewer timed iterations)
+// Usage: tessera_bench [--quick] [--only norm|activation|rope|append]
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -10,9 +10,14 @@
 int main(int argc, char** argv) {
   using namespace tessera::bench;
   BenchConfig config;
+  const char* only = nullptr;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) config.timed_iterations = 10;
+    if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
   }
+  const auto wanted = [only](const char* family) {
+    return only == nullptr || std::strcmp(only, family) == 0;
+  };
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
     std::fprintf(stderr, "no CUDA device: tessera_bench needs a GPU\n");
@@ -25,10 +30,10 @@ int main(int argc, char** argv) {
                 props.l2CacheSize);
     Bench bench(config);
     std::printf("ceiling,copy,GB/s,%.1f\n", bench.copy_gbps());
-    run_norm_benchmarks(bench);
-    run_activation_benchmarks(bench);
-    run_rope_benchmarks(bench);
-    run_append_benchmarks(bench);
+    if (wanted("norm")) run_norm_benchmarks(bench);
+    if (wanted("activation")) run_activation_benchmarks(bench);
+    if (wanted("rope")) run_rope_benchmarks(bench);
+    if (wanted("append")) run_append_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

@@ -30,17 +30,18 @@ void run_norm_benchmarks(Bench& bench) {
         "T=" + std::to_string(tokens) + ",H=" + std::to_string(kHidden) + ",dtype=bf16";
     const double row_bytes = static_cast<double>(kHidden) * 2;
 
+    const double norm_bytes = 2 * tokens * row_bytes + row_bytes;
     const double norm_us = bench.median_us(
-        [&] { rmsnorm(input.dl(), weight.dl(), out.dl(), kEps, bench.stream()); });
-    bench.emit("rmsnorm", shape_case, "GB/s", gbps(2 * tokens * row_bytes + row_bytes, norm_us));
+        [&] { rmsnorm(input.dl(), weight.dl(), out.dl(), kEps, bench.stream()); }, norm_bytes);
+    bench.emit("rmsnorm", shape_case, "GB/s", gbps(norm_bytes, norm_us));
 
     // In place, as engines call it; the residual grows by bounded random
     // increments each run, which does not change the work done.
-    const double fused_us = bench.median_us([&] {
-      fused_add_rmsnorm(input.dl(), residual.dl(), weight.dl(), kEps, bench.stream());
-    });
-    bench.emit("fused_add_rmsnorm", shape_case, "GB/s",
-               gbps(4 * tokens * row_bytes + row_bytes, fused_us));
+    const double fused_bytes = 4 * tokens * row_bytes + row_bytes;
+    const double fused_us = bench.median_us(
+        [&] { fused_add_rmsnorm(input.dl(), residual.dl(), weight.dl(), kEps, bench.stream()); },
+        fused_bytes);
+    bench.emit("fused_add_rmsnorm", shape_case, "GB/s", gbps(fused_bytes, fused_us));
   }
 }
 
@@ -50,9 +51,10 @@ void run_activation_benchmarks(Bench& bench) {
   fill_random(input.data(), DType::kBFloat16, input.numel(), 4, bench.stream());
   const std::string shape_case = "T=" + std::to_string(kActivationTokens) +
                                  ",D=" + std::to_string(kIntermediate) + ",dtype=bf16";
-  const double us = bench.median_us([&] { silu_and_mul(input.dl(), out.dl(), bench.stream()); });
-  bench.emit("silu_and_mul", shape_case, "GB/s",
-             gbps(3.0 * kActivationTokens * kIntermediate * 2, us));
+  const double bytes = 3.0 * kActivationTokens * kIntermediate * 2;
+  const double us =
+      bench.median_us([&] { silu_and_mul(input.dl(), out.dl(), bench.stream()); }, bytes);
+  bench.emit("silu_and_mul", shape_case, "GB/s", gbps(bytes, us));
 }
 
 }  // namespace tessera::bench

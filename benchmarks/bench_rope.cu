@@ -40,7 +40,7 @@ void run_rope_benchmarks(Bench& bench) {
     options.rope_theta = 5e5;
     const double pos_us = bench.median_us([&] {
       apply_rope_pos_ids(q.dl(), k.dl(), q.dl(), k.dl(), pos_ids.dl(), options, bench.stream());
-    });
+    }, qk_bytes);
     bench.emit("apply_rope_pos_ids", shape_case, "GB/s", gbps(qk_bytes, pos_us));
 
     // The cache rows read are extra bytes: one fp32 row per token.
@@ -48,7 +48,7 @@ void run_rope_benchmarks(Bench& bench) {
     const double cache_us = bench.median_us([&] {
       apply_rope_with_cos_sin_cache(pos_ids.dl(), q.dl(), k.dl(), q.dl(), k.dl(), kHeadDim,
                                     cos_sin_cache.dl(), true, bench.stream());
-    });
+    }, cache_bytes);
     bench.emit("apply_rope_with_cos_sin_cache", shape_case, "GB/s", gbps(cache_bytes, cache_us));
   }
 }

@@ -13,26 +13,30 @@ namespace tessera {
 
 enum class KVLayout { kNHD, kHND };
 
+// Holds copies of the DLTensor descriptors (not pointers to them), so an
+// argument built from a temporary descriptor stays valid; the shape and
+// strides arrays the descriptors point to must outlive the call.
 class PagedKVCacheArg {
  public:
   static PagedKVCacheArg combined(const DLTensor& kv_data, KVLayout layout) {
-    return PagedKVCacheArg(&kv_data, nullptr, layout);
+    return PagedKVCacheArg(kv_data, DLTensor{}, /*combined=*/true, layout);
   }
   static PagedKVCacheArg separate(const DLTensor& k_data, const DLTensor& v_data, KVLayout layout) {
-    return PagedKVCacheArg(&k_data, &v_data, layout);
+    return PagedKVCacheArg(k_data, v_data, /*combined=*/false, layout);
   }
 
-  bool is_combined() const { return v_ == nullptr; }
+  bool is_combined() const { return combined_; }
   // The combined tensor, or the K tensor.
-  const DLTensor& first() const { return *first_; }
-  const DLTensor& v_data() const { return *v_; }
+  const DLTensor& first() const { return first_; }
+  const DLTensor& v_data() const { return v_; }
   KVLayout layout() const { return layout_; }
 
  private:
-  PagedKVCacheArg(const DLTensor* first, const DLTensor* v, KVLayout layout)
-      : first_(first), v_(v), layout_(layout) {}
-  const DLTensor* first_;
-  const DLTensor* v_;
+  PagedKVCacheArg(const DLTensor& first, const DLTensor& v, bool combined, KVLayout layout)
+      : first_(first), v_(v), combined_(combined), layout_(layout) {}
+  DLTensor first_;
+  DLTensor v_;
+  bool combined_;
   KVLayout layout_;
 };
 

@@ -7,13 +7,14 @@
 //   interleaved: (x[2j], x[2j+1])   -> (x[2j] c - x[2j+1] s, x[2j+1] c + x[2j] s)
 // for every q head and every k head of t; dims >= rotary_dim are copied.
 //
-// Grid: one CTA per group of blockDim.y tokens (blockIdx.x); threadIdx.y picks
-// the token, threadIdx.x one "item" of the head row: a rotary item (kVec pairs
-// in paired mode, kVec elements in in-vector mode) or a pass-through item of
-// kVec elements. A thread computes the cos/sin of its pairs once and then walks
-// all q heads and all k heads of its token, so sin/cos cost is paid once per
-// (token, pair) and amortised over num_qo_heads + num_kv_heads rows. Heads are
-// loaded kHeadBatch at a time before any is stored, to keep bytes in flight.
+// Grid: one CTA per group of blockDim.z tokens (blockIdx.x); threadIdx.z picks
+// the token, threadIdx.y a set of heads (every blockDim.y-th head), threadIdx.x
+// one "item" of the head row: a rotary item (kVec pairs in paired mode, kVec
+// elements in in-vector mode) or a pass-through item of kVec elements. A
+// thread computes the cos/sin of its pairs once and then walks its q heads and
+// k heads, so sin/cos cost is paid blockDim.y times per (token, pair) and
+// amortised over the heads. Heads are loaded kHeadBatch at a time before any
+// is stored, to keep bytes in flight.
 // Shared memory: none. Limits: rotary_dim <= kMaxRotaryDim (the frequency table
 // travels in the kernel parameters); the wide path (kVec = 16 / sizeof(T))
 // needs 16-byte aligned rows and heads, head_dim % kVec == 0 and (NeoX)
@@ -192,7 +193,16 @@ __device__ __forceinline__ Vec<T, kVec> pack(const FloatVec<kVec>& f) {
   }
 }
 
-// ---- Per-item work over all heads of one token ------------------------------
+// ---- Per-item work over the heads of one token -------------------------------
+
+// The heads a thread walks: first, first + step, ... The threads of one token
+// split its heads into `step` interleaved sets, so one warp-wide load reads
+// neighbouring heads of one token (adjacent memory) instead of the same slice
+// of several tokens 10 KB apart; each set recomputes the token's sin/cos.
+struct HeadSlice {
+  int first;
+  int step;
+};
 
 // Paired mode: element i of the vector at `lo` pairs with element i at `hi`
 // (NeoX: hi = lo + r/2; interleaved with kVec == 1: hi = lo + 1).
@@ -202,19 +212,20 @@ __device__ __forceinline__ Vec<T, kVec> pack(const FloatVec<kVec>& f) {
 // the sincosf work then overlaps the first memory round trip instead of
 // delaying it.
 template <typename T, int kVec, typename FillAngles>
-__device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t token, int lo,
-                                              int hi, FloatVec<kVec>& cos_values,
+__device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t token,
+                                              HeadSlice heads, int lo, int hi,
+                                              FloatVec<kVec>& cos_values,
                                               FloatVec<kVec>& sin_values, bool& have_angles,
                                               const FillAngles& fill_angles) {
   const T* __restrict__ input = rows.input + token * rows.in_stride_token;
   T* __restrict__ output = rows.output + token * rows.out_stride_token;
-  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
     Vec<T, kVec> lo_vec[kHeadBatch];
     Vec<T, kVec> hi_vec[kHeadBatch];
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) {
-        const T* head = input + (head0 + b) * rows.in_stride_head;
+      if (head0 + b * heads.step < rows.num_heads) {
+        const T* head = input + (head0 + b * heads.step) * rows.in_stride_head;
         lo_vec[b].load(head + lo);
         hi_vec[b].load(head + hi);
       }
@@ -225,7 +236,7 @@ __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t t
     }
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) {
+      if (head0 + b * heads.step < rows.num_heads) {
         const FloatVec<kVec> x = unpack(lo_vec[b]);
         const FloatVec<kVec> y = unpack(hi_vec[b]);
         FloatVec<kVec> x_out;
@@ -235,7 +246,7 @@ __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t t
           x_out[i] = x[i] * cos_values[i] - y[i] * sin_values[i];
           y_out[i] = y[i] * cos_values[i] + x[i] * sin_values[i];
         }
-        T* head = output + (head0 + b) * rows.out_stride_head;
+        T* head = output + (head0 + b * heads.step) * rows.out_stride_head;
         pack<T>(x_out).store(head + lo);
         pack<T>(y_out).store(head + hi);
       }
@@ -247,18 +258,19 @@ __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t t
 // (2p, 2p+1); cos/sin arrive duplicated per element (cos[2p] == cos[2p+1]).
 // Angles filled lazily as in rotate_paired.
 template <typename T, int kVec, typename FillAngles>
-__device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_t token, int start,
+__device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_t token,
+                                                 HeadSlice heads, int start,
                                                  FloatVec<kVec>& cos_values,
                                                  FloatVec<kVec>& sin_values, bool& have_angles,
                                                  const FillAngles& fill_angles) {
   static_assert(kVec % 2 == 0, "in-vector pairs need an even vector width");
   const T* __restrict__ input = rows.input + token * rows.in_stride_token;
   T* __restrict__ output = rows.output + token * rows.out_stride_token;
-  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
     Vec<T, kVec> vec[kHeadBatch];
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) vec[b].load(input + (head0 + b) * rows.in_stride_head + start);
+      if (head0 + b * heads.step < rows.num_heads) vec[b].load(input + (head0 + b * heads.step) * rows.in_stride_head + start);
     }
     if (!have_angles) {
       fill_angles(cos_values, sin_values);
@@ -266,7 +278,7 @@ __device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_
     }
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) {
+      if (head0 + b * heads.step < rows.num_heads) {
         const FloatVec<kVec> x = unpack(vec[b]);
         FloatVec<kVec> x_out;
 #pragma unroll
@@ -274,7 +286,7 @@ __device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_
           x_out[i] = x[i] * cos_values[i] - x[i + 1] * sin_values[i];
           x_out[i + 1] = x[i + 1] * cos_values[i] + x[i] * sin_values[i];
         }
-        pack<T>(x_out).store(output + (head0 + b) * rows.out_stride_head + start);
+        pack<T>(x_out).store(output + (head0 + b * heads.step) * rows.out_stride_head + start);
       }
     }
   }
@@ -283,19 +295,19 @@ __device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_
 // Dims past rotary_dim: a straight copy (skipped in place).
 template <typename T, int kVec>
 __device__ __forceinline__ void copy_pass_through(const HeadRows<T>& rows, int64_t token,
-                                                  int start) {
+                                                  HeadSlice heads, int start) {
   if (!rows.copy_pass_through) return;
   const T* __restrict__ input = rows.input + token * rows.in_stride_token;
   T* __restrict__ output = rows.output + token * rows.out_stride_token;
-  for (int head0 = 0; head0 < rows.num_heads; head0 += kHeadBatch) {
+  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
     Vec<T, kVec> vec[kHeadBatch];
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) vec[b].load(input + (head0 + b) * rows.in_stride_head + start);
+      if (head0 + b * heads.step < rows.num_heads) vec[b].load(input + (head0 + b * heads.step) * rows.in_stride_head + start);
     }
 #pragma unroll
     for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b < rows.num_heads) vec[b].store(output + (head0 + b) * rows.out_stride_head + start);
+      if (head0 + b * heads.step < rows.num_heads) vec[b].store(output + (head0 + b * heads.step) * rows.out_stride_head + start);
     }
   }
 }
@@ -311,15 +323,17 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
     rope_kernel(const __grid_constant__ RopeParams<T, Positions, Angles> params) {
   static_assert(sizeof(T) == 2, "RoPE kernels take 16-bit element types");
   static_assert(kVec == 1 || kVec * sizeof(T) == 16, "wide path moves 16 bytes per access");
-  const int64_t token = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
+  // threadIdx: x = item of a head row, y = head set, z = token in the CTA.
+  const int64_t token = static_cast<int64_t>(blockIdx.x) * blockDim.z + threadIdx.z;
   if (token >= params.num_tokens) return;
+  const HeadSlice heads{static_cast<int>(threadIdx.y), static_cast<int>(blockDim.y)};
   const int64_t position = params.positions(token);
 
   for (int item = threadIdx.x; item < params.row_items; item += blockDim.x) {
     if (item >= params.rotary_items) {
       const int start = params.rotary_dim + (item - params.rotary_items) * kVec;
-      copy_pass_through<T, kVec>(params.q, token, start);
-      copy_pass_through<T, kVec>(params.k, token, start);
+      copy_pass_through<T, kVec>(params.q, token, heads, start);
+      copy_pass_through<T, kVec>(params.k, token, heads, start);
       continue;
     }
     FloatVec<kVec> cos_values;
@@ -336,9 +350,9 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
             s[i + 1] = s[i];
           }
         };
-        rotate_in_vector<T, kVec>(params.q, token, item * kVec, cos_values, sin_values,
+        rotate_in_vector<T, kVec>(params.q, token, heads, item * kVec, cos_values, sin_values,
                                   have_angles, fill);
-        rotate_in_vector<T, kVec>(params.k, token, item * kVec, cos_values, sin_values,
+        rotate_in_vector<T, kVec>(params.k, token, heads, item * kVec, cos_values, sin_values,
                                   have_angles, fill);
         continue;
       }
@@ -351,8 +365,8 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
     // kVec == 1 interleaved: the pair is (2j, 2j+1); NeoX: (j, j + r/2).
     const int lo = params.interleave ? 2 * first_pair : first_pair;
     const int hi = params.interleave ? lo + 1 : lo + params.rotary_dim / 2;
-    rotate_paired<T, kVec>(params.q, token, lo, hi, cos_values, sin_values, have_angles, fill);
-    rotate_paired<T, kVec>(params.k, token, lo, hi, cos_values, sin_values, have_angles, fill);
+    rotate_paired<T, kVec>(params.q, token, heads, lo, hi, cos_values, sin_values, have_angles, fill);
+    rotate_paired<T, kVec>(params.k, token, heads, lo, hi, cos_values, sin_values, have_angles, fill);
   }
 }
 
