@@ -13,9 +13,11 @@ ctest --test-dir "$TESSERA_BUILD_DIR" --output-on-failure -j "$TESSERA_JOBS" 2>&
   status=$?
 
 # One plain summary line: how many passed, failed and were skipped.
-passed=$(grep -cE 'Test +#[0-9]+: .* Passed' "$log" || true)
-failed=$(grep -cE 'Test +#[0-9]+: .* (\*\*\*Failed|\*\*\*Exception|\*\*\*Timeout|Not Run)' "$log" || true)
-skipped=$(grep -cE 'Test +#[0-9]+: .* Skipped' "$log" || true)
+# ctest marks results as "   Passed", "***Skipped", "***Failed", "***Exception",
+# "***Timeout" or "***Not Run" at the end of each "Test #N:" line.
+passed=$(grep -cE 'Test +#[0-9]+: .* Passed +[0-9.]+ sec' "$log" || true)
+failed=$(grep -cE 'Test +#[0-9]+: .*\*\*\*(Failed|Exception|Timeout|Not Run)' "$log" || true)
+skipped=$(grep -cE 'Test +#[0-9]+: .*\*\*\*Skipped' "$log" || true)
 if ((skipped > 0)); then
   echo "note: $skipped GPU tests skipped (no CUDA device here); scripts/gpu_check.sh runs them on a GPU"
 fi

@@ -22,9 +22,9 @@
 // host picks kVec = 1 otherwise.
 //
 // Precision: angles are float32 products pos * freq_j with freq_j rounded to
-// float32 on the host, and sin/cos use full-range sincosf (not __sinf): at
-// positions ~1e5 the fast intrinsics lose whole percents. Do not compile with
-// --use_fast_math (it turns sincosf into __sincosf).
+// float32 on the host; sin/cos of that angle are accurate to ~1e-6 absolute at
+// any position (reduced_sincos below). The hardware __sinf alone on the raw
+// angle would lose whole percents at positions ~1e5.
 #pragma once
 
 #include <cuda/std/cstdint>
@@ -81,6 +81,22 @@ struct TokenPositions {
 
 // ---- Angle sources: (position, pair) -> (cos, sin) ------------------------
 
+// sin and cos of a float32 angle to ~1e-6 absolute: subtract k * 2*pi in two
+// FMAs (Cody-Waite, 2*pi split into two floats whose sum is off by ~1e-15, so
+// k up to 2^30 keeps the reduced angle within ~2e-7), then the hardware
+// approximation on [-pi, pi] (abs error 2^-21.4). Full-range sincosf is as
+// accurate but carries Payne-Hanek reduction: a 32-byte stack frame and more
+// registers in a kernel whose occupancy decides its bandwidth.
+__device__ __forceinline__ void reduced_sincos(float angle, float& sin_value, float& cos_value) {
+  constexpr float kInvTwoPi = 0.159154943091895336f;
+  constexpr float kTwoPiHigh = 6.28318548202514648f;  // float32(2 pi)
+  constexpr float kTwoPiLow = -1.74845553146951529e-07f;  // 2 pi - kTwoPiHigh
+  const float turns = rintf(angle * kInvTwoPi);
+  float reduced = fmaf(-turns, kTwoPiHigh, angle);
+  reduced = fmaf(-turns, kTwoPiLow, reduced);
+  __sincosf(reduced, &sin_value, &cos_value);
+}
+
 // freq_j precomputed on the host (double, then rounded to float32), so the
 // llama31 blend and theta^(2j/r) cost nothing per token.
 struct FrequencyTable {
@@ -90,7 +106,7 @@ struct FrequencyTable {
                                           float& sin_value) const {
     // Plain fp32 product, rounded once (no contraction into anything else).
     const float angle = __fmul_rn(static_cast<float>(position), frequencies[pair]);
-    sincosf(angle, &sin_value, &cos_value);
+    reduced_sincos(angle, sin_value, cos_value);
   }
 };
 
