@@ -13,9 +13,13 @@
 // elements in in-vector mode) or a pass-through item of kVec elements. A
 // thread computes the cos/sin of its pairs once and then walks its q heads and
 // k heads, so sin/cos cost is paid blockDim.y times per (token, pair) and
-// amortised over the heads. Heads are loaded kHeadBatch at a time before any
-// is stored, to keep bytes in flight.
-// Shared memory: none. Limits: rotary_dim <= kMaxRotaryDim (the frequency table
+// amortised over the heads. To keep bytes in flight, the wide path stages
+// kStageHeads heads per round in shared memory with cp.async (no registers
+// held while in flight); the scalar path loads kHeadBatch heads into registers
+// before storing any.
+// Shared memory: 32 KB static on the wide path (per-thread staging slots,
+// each thread reads only its own, so no barrier), none on the scalar path.
+// Limits: rotary_dim <= kMaxRotaryDim (the frequency table
 // travels in the kernel parameters); the wide path (kVec = 16 / sizeof(T))
 // needs 16-byte aligned rows and heads, head_dim % kVec == 0 and (NeoX)
 // (rotary_dim / 2) % kVec == 0 or (interleaved) rotary_dim % kVec == 0; the
@@ -29,6 +33,7 @@
 
 #include <cuda/std/cstdint>
 
+#include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/core/numeric.cuh"
 #include "tessera/core/vec.cuh"
 
@@ -42,6 +47,16 @@ inline constexpr int kBlockThreads = 128;
 // drops to 3 CTAs and loses ~10% bandwidth; a tighter cap (5 CTAs) spills
 // and is slower still.
 inline constexpr int kMinBlocksPerSm = 4;
+// The wide path stages heads in shared memory through cp.async instead of
+// registers (below), so it needs far fewer registers: cap at 80 (6 CTAs).
+// Measured on H100 before staging: 128 registers, 25% occupancy, stalls on
+// L1TEX scoreboard (ncu), 2.61 TB/s of 2.98 copy.
+inline constexpr int kMinBlocksPerSmStaged = 6;
+// Heads a thread stages per round on the wide path: 8 heads x 2 vectors x 16
+// bytes = 256 bytes in flight per thread without holding registers; 32 KB of
+// shared memory per CTA.
+inline constexpr int kStageHeads = 8;
+inline constexpr int kStageSlotsPerThread = 2 * kStageHeads;
 // Heads whose loads are issued before the first store: 4 heads x 2 vectors x
 // 16 bytes = 128 bytes in flight per thread on the NeoX wide path.
 inline constexpr int kHeadBatch = 4;
@@ -220,6 +235,22 @@ struct HeadSlice {
   int step;
 };
 
+// A thread's staging slots in shared memory: slot i of thread t at
+// base[i * kBlockThreads + t], so a warp's 16-byte accesses to one slot are
+// consecutive (no bank conflicts). Only the owning thread touches its slots.
+struct StageArea {
+  uint4* base;
+  int thread;
+
+  __device__ __forceinline__ uint4* slot(int i) const { return base + i * kBlockThreads + thread; }
+};
+
+template <typename T, int kVec>
+__device__ __forceinline__ Vec<T, kVec> load_slot(const uint4* slot) {
+  static_assert(sizeof(Vec<T, kVec>) == sizeof(uint4), "a staged vector is 16 bytes");
+  return *reinterpret_cast<const Vec<T, kVec>*>(slot);
+}
+
 // Paired mode: element i of the vector at `lo` pairs with element i at `hi`
 // (NeoX: hi = lo + r/2; interleaved with kVec == 1: hi = lo + 1).
 //
@@ -229,12 +260,51 @@ struct HeadSlice {
 // delaying it.
 template <typename T, int kVec, typename FillAngles>
 __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t token,
-                                              HeadSlice heads, int lo, int hi,
+                                              HeadSlice heads, StageArea stage, int lo, int hi,
                                               FloatVec<kVec>& cos_values,
                                               FloatVec<kVec>& sin_values, bool& have_angles,
                                               const FillAngles& fill_angles) {
   const T* __restrict__ input = rows.input + token * rows.in_stride_token;
   T* __restrict__ output = rows.output + token * rows.out_stride_token;
+  if constexpr (kVec > 1) {
+    // Wide path: stage kStageHeads heads per round through cp.async.
+    for (int head0 = heads.first; head0 < rows.num_heads; head0 += kStageHeads * heads.step) {
+#pragma unroll
+      for (int b = 0; b < kStageHeads; ++b) {
+        const int head = head0 + b * heads.step;
+        if (head < rows.num_heads) {
+          const T* row = input + head * rows.in_stride_head;
+          sm80::cp_async_16(stage.slot(2 * b), row + lo);
+          sm80::cp_async_16(stage.slot(2 * b + 1), row + hi);
+        }
+      }
+      sm80::cp_async_commit();
+      if (!have_angles) {
+        fill_angles(cos_values, sin_values);
+        have_angles = true;
+      }
+      sm80::cp_async_wait_all();
+#pragma unroll 2
+      for (int b = 0; b < kStageHeads; ++b) {
+        const int head = head0 + b * heads.step;
+        if (head < rows.num_heads) {
+          const FloatVec<kVec> x = unpack(load_slot<T, kVec>(stage.slot(2 * b)));
+          const FloatVec<kVec> y = unpack(load_slot<T, kVec>(stage.slot(2 * b + 1)));
+          FloatVec<kVec> x_out;
+          FloatVec<kVec> y_out;
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) {
+            x_out[i] = x[i] * cos_values[i] - y[i] * sin_values[i];
+            y_out[i] = y[i] * cos_values[i] + x[i] * sin_values[i];
+          }
+          T* row = output + head * rows.out_stride_head;
+          pack<T>(x_out).store(row + lo);
+          pack<T>(y_out).store(row + hi);
+        }
+      }
+    }
+    return;
+  }
   for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
     Vec<T, kVec> lo_vec[kHeadBatch];
     Vec<T, kVec> hi_vec[kHeadBatch];
@@ -275,34 +345,40 @@ __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t t
 // Angles filled lazily as in rotate_paired.
 template <typename T, int kVec, typename FillAngles>
 __device__ __forceinline__ void rotate_in_vector(const HeadRows<T>& rows, int64_t token,
-                                                 HeadSlice heads, int start,
+                                                 HeadSlice heads, StageArea stage, int start,
                                                  FloatVec<kVec>& cos_values,
                                                  FloatVec<kVec>& sin_values, bool& have_angles,
                                                  const FillAngles& fill_angles) {
   static_assert(kVec % 2 == 0, "in-vector pairs need an even vector width");
   const T* __restrict__ input = rows.input + token * rows.in_stride_token;
   T* __restrict__ output = rows.output + token * rows.out_stride_token;
-  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
-    Vec<T, kVec> vec[kHeadBatch];
+  // Staged through cp.async like the wide paired path, one slot per head.
+  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kStageHeads * heads.step) {
 #pragma unroll
-    for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b * heads.step < rows.num_heads) vec[b].load(input + (head0 + b * heads.step) * rows.in_stride_head + start);
+    for (int b = 0; b < kStageHeads; ++b) {
+      const int head = head0 + b * heads.step;
+      if (head < rows.num_heads) {
+        sm80::cp_async_16(stage.slot(b), input + head * rows.in_stride_head + start);
+      }
     }
+    sm80::cp_async_commit();
     if (!have_angles) {
       fill_angles(cos_values, sin_values);
       have_angles = true;
     }
-#pragma unroll
-    for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b * heads.step < rows.num_heads) {
-        const FloatVec<kVec> x = unpack(vec[b]);
+    sm80::cp_async_wait_all();
+#pragma unroll 2
+    for (int b = 0; b < kStageHeads; ++b) {
+      const int head = head0 + b * heads.step;
+      if (head < rows.num_heads) {
+        const FloatVec<kVec> x = unpack(load_slot<T, kVec>(stage.slot(b)));
         FloatVec<kVec> x_out;
 #pragma unroll
         for (int i = 0; i < kVec; i += 2) {
           x_out[i] = x[i] * cos_values[i] - x[i + 1] * sin_values[i];
           x_out[i + 1] = x[i + 1] * cos_values[i] + x[i] * sin_values[i];
         }
-        pack<T>(x_out).store(output + (head0 + b * heads.step) * rows.out_stride_head + start);
+        pack<T>(x_out).store(output + head * rows.out_stride_head + start);
       }
     }
   }
@@ -335,10 +411,16 @@ __device__ __forceinline__ void copy_pass_through(const HeadRows<T>& rows, int64
 //   in-vector mode (interleaved, kVec > 1):            rotary_dim / kVec
 //   pass-through:                          (head_dim - rotary_dim) / kVec
 template <typename T, int kVec, typename Positions, typename Angles>
-__global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
+__global__ void __launch_bounds__(kBlockThreads,
+                                  kVec > 1 ? kMinBlocksPerSmStaged : kMinBlocksPerSm)
     rope_kernel(const __grid_constant__ RopeParams<T, Positions, Angles> params) {
   static_assert(sizeof(T) == 2, "RoPE kernels take 16-bit element types");
   static_assert(kVec == 1 || kVec * sizeof(T) == 16, "wide path moves 16 bytes per access");
+  // Staging slots of the wide path (32 KB); the scalar path uses registers.
+  __shared__ uint4 stage_storage[kVec > 1 ? kStageSlotsPerThread * kBlockThreads : 1];
+  const StageArea stage{stage_storage,
+                        static_cast<int>(threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y *
+                                                                      threadIdx.z))};
   // threadIdx: x = item of a head row, y = head set, z = token in the CTA.
   const int64_t token = static_cast<int64_t>(blockIdx.x) * blockDim.z + threadIdx.z;
   if (token >= params.num_tokens) return;
@@ -366,9 +448,9 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
             s[i + 1] = s[i];
           }
         };
-        rotate_in_vector<T, kVec>(params.q, token, heads, item * kVec, cos_values, sin_values,
+        rotate_in_vector<T, kVec>(params.q, token, heads, stage, item * kVec, cos_values, sin_values,
                                   have_angles, fill);
-        rotate_in_vector<T, kVec>(params.k, token, heads, item * kVec, cos_values, sin_values,
+        rotate_in_vector<T, kVec>(params.k, token, heads, stage, item * kVec, cos_values, sin_values,
                                   have_angles, fill);
         continue;
       }
@@ -381,8 +463,8 @@ __global__ void __launch_bounds__(kBlockThreads, kMinBlocksPerSm)
     // kVec == 1 interleaved: the pair is (2j, 2j+1); NeoX: (j, j + r/2).
     const int lo = params.interleave ? 2 * first_pair : first_pair;
     const int hi = params.interleave ? lo + 1 : lo + params.rotary_dim / 2;
-    rotate_paired<T, kVec>(params.q, token, heads, lo, hi, cos_values, sin_values, have_angles, fill);
-    rotate_paired<T, kVec>(params.k, token, heads, lo, hi, cos_values, sin_values, have_angles, fill);
+    rotate_paired<T, kVec>(params.q, token, heads, stage, lo, hi, cos_values, sin_values, have_angles, fill);
+    rotate_paired<T, kVec>(params.k, token, heads, stage, lo, hi, cos_values, sin_values, have_angles, fill);
   }
 }
 

@@ -1,0 +1,30 @@
+// cp.async (sm80+): 16-byte copies from global to shared memory that hold no
+// registers while in flight, so a kernel can keep many bytes in flight at
+// high occupancy. A thread that reads back only what it copied itself needs
+// no barrier: cp.async.wait_all makes its own copies visible to it.
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include <cuda/std/cstdint>
+
+namespace tessera::sm80 {
+
+// `shared_destination` and `global_source` must be 16-byte aligned. .cg
+// bypasses L1: the data is used once, from shared memory.
+__device__ __forceinline__ void cp_async_16(void* shared_destination, const void* global_source) {
+  const auto shared_address =
+      static_cast<uint32_t>(__cvta_generic_to_shared(shared_destination));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(shared_address),
+               "l"(global_source)
+               : "memory");
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+__device__ __forceinline__ void cp_async_wait_all() {
+  asm volatile("cp.async.wait_all;\n" ::: "memory");
+}
+
+}  // namespace tessera::sm80
