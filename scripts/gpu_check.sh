@@ -84,10 +84,6 @@ if [[ ",$skip," != *",bench,"* ]]; then
   step "report" "$logs/report.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
     "$logs/bench.log" "$logs/peers.log" "$commit" "$TESSERA_ROOT/benchmarks/results"
   cat "$logs/report.log" | tee -a "$summary"
-  # The RoPE thread mapping before head sets (one set per token), for comparison.
-  step "rope with one head set per token (comparison)" "$logs/bench_rope_one_head_set.log" \
-    env TESSERA_ROPE_HEAD_SETS=1 "$bin/tessera_bench" --only rope
-  grep '^result' "$logs/bench_rope_one_head_set.log" | sed 's/^/      /' | tee -a "$summary"
 fi
 
 note "gpu_check: $failures step(s) failed"
