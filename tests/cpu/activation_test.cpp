@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "reference/activation_ref.h"
+#include "support/argument_error.h"
 #include "support/device_tensor.h"
 #include "tessera/api/activation.h"
 #include "tessera/core/error.h"
@@ -17,6 +18,7 @@ namespace {
 
 using reference::GatedActivationKind;
 using testing::FakeTensor;
+using testing::rejected_argument;
 
 // ---- Reference sanity -------------------------------------------------------
 
@@ -61,15 +63,6 @@ struct ActivationArgs {
     out.with_data(kOutAddress);
   }
 };
-
-std::string rejected_argument(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& error) {
-    return error.argument();
-  }
-  return "<accepted>";
-}
 
 void expect_all_reject(ActivationArgs& a, const std::string& expected) {
   EXPECT_EQ(rejected_argument([&] { silu_and_mul(a.input, a.out, nullptr); }), expected);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "reference/norm_ref.h"
+#include "support/argument_error.h"
 #include "support/device_tensor.h"
 #include "tessera/api/norm.h"
 #include "tessera/core/error.h"
@@ -18,6 +19,7 @@ namespace tessera {
 namespace {
 
 using testing::FakeTensor;
+using testing::rejected_argument;
 
 // ---- Reference sanity -------------------------------------------------------
 
@@ -89,16 +91,6 @@ struct NormArgs {
     weight.with_data(kWeightAddress);
   }
 };
-
-// The argument named by the tessera::Error `call` throws ("" for other errors).
-std::string rejected_argument(const std::function<void()>& call) {
-  try {
-    call();
-  } catch (const Error& error) {
-    return error.argument();
-  }
-  return "<accepted>";
-}
 
 // Every entry point must name `expected` for the same broken arguments.
 void expect_all_reject(NormArgs& a, const std::string& expected, double eps = kEps) {

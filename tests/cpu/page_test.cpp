@@ -12,23 +12,15 @@
 
 #include "../../src/api/page_validation.h"  // host-only checks, tested directly
 #include "reference/page_ref.h"
+#include "support/argument_error.h"
 #include "support/device_tensor.h"
 #include "tessera/core/error.h"
 
 namespace tessera {
 namespace {
 
+using testing::expect_argument_error;
 using testing::FakeTensor;
-
-template <typename Call>
-void expect_argument_error(Call&& call, std::string_view argument) {
-  try {
-    call();
-    ADD_FAILURE() << "expected tessera::Error for argument '" << argument << "'";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.argument(), argument) << error.what();
-  }
-}
 
 // ---------------------------------------------------------------- references
 

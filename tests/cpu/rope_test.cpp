@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "reference/rope_ref.h"
+#include "support/argument_error.h"
 #include "support/device_tensor.h"
 #include "tessera/api/rope.h"
 #include "tessera/core/error.h"
@@ -16,6 +17,7 @@
 namespace tessera {
 namespace {
 
+using testing::expect_argument_error;
 using testing::FakeTensor;
 
 // ---- Reference sanity -------------------------------------------------------
@@ -149,16 +151,6 @@ struct QkTensors {
   }
 };
 
-template <typename F>
-void expect_rejects(F&& call, const std::string& argument) {
-  try {
-    call();
-    FAIL() << "expected tessera::Error for " << argument;
-  } catch (const Error& error) {
-    EXPECT_EQ(error.argument(), argument) << error.what();
-  }
-}
-
 void call_ragged(QkTensors& t, const RopeOptions& options = {}) {
   apply_rope(t.q, t.k, t.q_rope, t.k_rope, t.indptr, t.offsets, options, nullptr, Validate::kOff);
 }
@@ -170,143 +162,143 @@ TEST(RopeValidation, RejectsNonHalfDtype) {
   QkTensors t;
   t.q = FakeTensor(DType::kFloat32, {16, 4, 64});
   t.q.with_data(kBase);
-  expect_rejects([&] { call_pos_ids(t); }, "q");
+  expect_argument_error([&] { call_pos_ids(t); }, "q");
 }
 
 TEST(RopeValidation, RejectsMixedDtypes) {
   QkTensors t;
   t.k = FakeTensor(DType::kFloat16, {16, 2, 64});
   t.k.with_data(kBase * 2);
-  expect_rejects([&] { call_pos_ids(t); }, "k");
+  expect_argument_error([&] { call_pos_ids(t); }, "k");
 }
 
 TEST(RopeValidation, RejectsWrongRank) {
   QkTensors t;
   t.q_rope = FakeTensor(DType::kBFloat16, {16, 256});
   t.q_rope.with_data(kBase * 3);
-  expect_rejects([&] { call_pos_ids(t); }, "q_rope");
+  expect_argument_error([&] { call_pos_ids(t); }, "q_rope");
 }
 
 TEST(RopeValidation, RejectsHostTensor) {
   QkTensors t;
   t.k_rope = FakeTensor(DType::kBFloat16, {16, 2, 64}, {kDLCPU, 0});
   t.k_rope.with_data(kBase * 4);
-  expect_rejects([&] { call_pos_ids(t); }, "k_rope");
+  expect_argument_error([&] { call_pos_ids(t); }, "k_rope");
 }
 
 TEST(RopeValidation, RejectsStridedLastDim) {
   QkTensors t;
   t.q.with_strides({512, 128, 2});
-  expect_rejects([&] { call_pos_ids(t); }, "q");
+  expect_argument_error([&] { call_pos_ids(t); }, "q");
 }
 
 TEST(RopeValidation, RejectsTokenCountMismatch) {
   QkTensors t;
   t.k = FakeTensor(DType::kBFloat16, {15, 2, 64});
   t.k.with_data(kBase * 2);
-  expect_rejects([&] { call_pos_ids(t); }, "k");
+  expect_argument_error([&] { call_pos_ids(t); }, "k");
 }
 
 TEST(RopeValidation, RejectsHeadDimMismatch) {
   QkTensors t;
   t.k = FakeTensor(DType::kBFloat16, {16, 2, 32});
   t.k.with_data(kBase * 2);
-  expect_rejects([&] { call_pos_ids(t); }, "k");
+  expect_argument_error([&] { call_pos_ids(t); }, "k");
 }
 
 TEST(RopeValidation, RejectsOutputShapeMismatch) {
   QkTensors t;
   t.q_rope = FakeTensor(DType::kBFloat16, {16, 3, 64});
   t.q_rope.with_data(kBase * 3);
-  expect_rejects([&] { call_pos_ids(t); }, "q_rope");
+  expect_argument_error([&] { call_pos_ids(t); }, "q_rope");
 }
 
 TEST(RopeValidation, RejectsPartialOverlapButAcceptsInPlace) {
   QkTensors t;
   t.q_rope.with_data(kBase + 128);  // shifted by 64 elements: partial overlap
-  expect_rejects([&] { call_pos_ids(t); }, "q_rope");
+  expect_argument_error([&] { call_pos_ids(t); }, "q_rope");
   // Identical memory is in place; validation passes and then the call needs a
   // GPU, so only check that no argument error names q_rope.
   t.q_rope.with_data(kBase);
   t.pos_ids = FakeTensor(DType::kInt32, {15});  // force a later, CUDA-free error
   t.pos_ids.with_data(kBase * 7);
-  expect_rejects([&] { call_pos_ids(t); }, "pos_ids");
+  expect_argument_error([&] { call_pos_ids(t); }, "pos_ids");
 }
 
 TEST(RopeValidation, RejectsOddRotaryDim) {
   QkTensors t;
   RopeOptions options;
   options.rotary_dim = 31;
-  expect_rejects([&] { call_pos_ids(t, options); }, "rotary_dim");
+  expect_argument_error([&] { call_pos_ids(t, options); }, "rotary_dim");
 }
 
 TEST(RopeValidation, RejectsRotaryDimOverHeadDim) {
   QkTensors t;
   RopeOptions options;
   options.rotary_dim = 66;
-  expect_rejects([&] { call_pos_ids(t, options); }, "rotary_dim");
+  expect_argument_error([&] { call_pos_ids(t, options); }, "rotary_dim");
 }
 
 TEST(RopeValidation, RejectsNegativeRotaryDim) {
   QkTensors t;
   RopeOptions options;
   options.rotary_dim = -2;
-  expect_rejects([&] { call_pos_ids(t, options); }, "rotary_dim");
+  expect_argument_error([&] { call_pos_ids(t, options); }, "rotary_dim");
 }
 
 TEST(RopeValidation, RejectsNonPositiveScaleAndTheta) {
   QkTensors t;
   RopeOptions scale;
   scale.rope_scale = 0.0;
-  expect_rejects([&] { call_pos_ids(t, scale); }, "rope_scale");
+  expect_argument_error([&] { call_pos_ids(t, scale); }, "rope_scale");
   RopeOptions theta;
   theta.rope_theta = -1.0;
-  expect_rejects([&] { call_pos_ids(t, theta); }, "rope_theta");
+  expect_argument_error([&] { call_pos_ids(t, theta); }, "rope_theta");
   theta.rope_theta = NAN;
-  expect_rejects([&] { call_pos_ids(t, theta); }, "rope_theta");
+  expect_argument_error([&] { call_pos_ids(t, theta); }, "rope_theta");
 }
 
 TEST(RopeValidation, RejectsDegenerateLlama31Factors) {
   QkTensors t;
   RopeOptions options;
   options.llama31 = Llama31Scaling{2.0, 2.0, 8192.0};
-  expect_rejects([&] { call_pos_ids(t, options); }, "llama31");
+  expect_argument_error([&] { call_pos_ids(t, options); }, "llama31");
   options.llama31 = Llama31Scaling{1.0, 4.0, 0.0};
-  expect_rejects([&] { call_pos_ids(t, options); }, "llama31");
+  expect_argument_error([&] { call_pos_ids(t, options); }, "llama31");
 }
 
 TEST(RopeValidation, RejectsPosIdsOfWrongLengthOrType) {
   QkTensors t;
   t.pos_ids = FakeTensor(DType::kInt32, {17});
   t.pos_ids.with_data(kBase * 7);
-  expect_rejects([&] { call_pos_ids(t); }, "pos_ids");
+  expect_argument_error([&] { call_pos_ids(t); }, "pos_ids");
   t.pos_ids = FakeTensor(DType::kFloat32, {16});
   t.pos_ids.with_data(kBase * 7);
-  expect_rejects([&] { call_pos_ids(t); }, "pos_ids");
+  expect_argument_error([&] { call_pos_ids(t); }, "pos_ids");
   t.pos_ids = FakeTensor(DType::kInt64, {16}, {kDLCPU, 0});
   t.pos_ids.with_data(kBase * 7);
-  expect_rejects([&] { call_pos_ids(t); }, "pos_ids");
+  expect_argument_error([&] { call_pos_ids(t); }, "pos_ids");
 }
 
 TEST(RopeValidation, RejectsIndptrNotOneLongerThanOffsets) {
   QkTensors t;
   t.indptr = FakeTensor(DType::kInt32, {2});
   t.indptr.with_data(kBase * 5);
-  expect_rejects([&] { call_ragged(t); }, "indptr");
+  expect_argument_error([&] { call_ragged(t); }, "indptr");
 }
 
 TEST(RopeValidation, RejectsInt64Indptr) {
   QkTensors t;
   t.indptr = FakeTensor(DType::kInt64, {3});
   t.indptr.with_data(kBase * 5);
-  expect_rejects([&] { call_ragged(t); }, "indptr");
+  expect_argument_error([&] { call_ragged(t); }, "indptr");
 }
 
 TEST(RopeValidation, RejectsOffsetsOnHost) {
   QkTensors t;
   t.offsets = FakeTensor(DType::kInt32, {2}, {kDLCPU, 0});
   t.offsets.with_data(kBase * 6);
-  expect_rejects([&] { call_ragged(t); }, "offsets");
+  expect_argument_error([&] { call_ragged(t); }, "offsets");
 }
 
 TEST(RopeValidation, RejectsEmptyBatchWithTokens) {
@@ -315,7 +307,7 @@ TEST(RopeValidation, RejectsEmptyBatchWithTokens) {
   t.indptr.with_data(kBase * 5);
   t.offsets = FakeTensor(DType::kInt32, {0});
   t.offsets.with_data(kBase * 6);
-  expect_rejects([&] { call_ragged(t); }, "indptr");
+  expect_argument_error([&] { call_ragged(t); }, "indptr");
 }
 
 // vLLM-style entry point.
@@ -344,62 +336,62 @@ struct CacheTensors {
 TEST(RopeCacheValidation, RejectsNonPositiveHeadSize) {
   CacheTensors t;
   t.head_size = 0;
-  expect_rejects([&] { t.call(); }, "head_size");
+  expect_argument_error([&] { t.call(); }, "head_size");
 }
 
 TEST(RopeCacheValidation, RejectsQueryWidthNotMultipleOfHeadSize) {
   CacheTensors t;
   t.query = FakeTensor(DType::kFloat16, {8, 4 * 64 + 2});
   t.query.with_data(kBase * 2);
-  expect_rejects([&] { t.call(); }, "query");
+  expect_argument_error([&] { t.call(); }, "query");
 }
 
 TEST(RopeCacheValidation, RejectsKeyHeadSizeMismatch) {
   CacheTensors t;
   t.key = FakeTensor(DType::kFloat16, {8, 1, 32});
   t.key.with_data(kBase * 3);
-  expect_rejects([&] { t.call(); }, "key");
+  expect_argument_error([&] { t.call(); }, "key");
 }
 
 TEST(RopeCacheValidation, RejectsFloat16Cache) {
   CacheTensors t;
   t.cache = FakeTensor(DType::kFloat16, {4096, 64});
   t.cache.with_data(kBase * 6);
-  expect_rejects([&] { t.call(); }, "cos_sin_cache");
+  expect_argument_error([&] { t.call(); }, "cos_sin_cache");
 }
 
 TEST(RopeCacheValidation, RejectsCacheWiderThanHeadSize) {
   CacheTensors t;
   t.cache = FakeTensor(DType::kFloat32, {4096, 66});
   t.cache.with_data(kBase * 6);
-  expect_rejects([&] { t.call(); }, "cos_sin_cache");
+  expect_argument_error([&] { t.call(); }, "cos_sin_cache");
 }
 
 TEST(RopeCacheValidation, RejectsOddCacheWidth) {
   CacheTensors t;
   t.cache = FakeTensor(DType::kFloat32, {4096, 33});
   t.cache.with_data(kBase * 6);
-  expect_rejects([&] { t.call(); }, "cos_sin_cache");
+  expect_argument_error([&] { t.call(); }, "cos_sin_cache");
 }
 
 TEST(RopeCacheValidation, RejectsPositionsOfWrongLength) {
   CacheTensors t;
   t.positions = FakeTensor(DType::kInt64, {9});
   t.positions.with_data(kBase);
-  expect_rejects([&] { t.call(); }, "positions");
+  expect_argument_error([&] { t.call(); }, "positions");
 }
 
 TEST(RopeCacheValidation, RejectsOutputShapeMismatch) {
   CacheTensors t;
   t.key_out = FakeTensor(DType::kFloat16, {8, 64});
   t.key_out.with_data(kBase * 5);
-  expect_rejects([&] { t.call(); }, "key_out");
+  expect_argument_error([&] { t.call(); }, "key_out");
 }
 
 TEST(RopeCacheValidation, RejectsPartialOverlapOfQueryOut) {
   CacheTensors t;
   t.query_out.with_data(kBase * 2 + 64);
-  expect_rejects([&] { t.call(); }, "query_out");
+  expect_argument_error([&] { t.call(); }, "query_out");
 }
 
 }  // namespace

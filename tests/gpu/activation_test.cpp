@@ -22,14 +22,10 @@ namespace {
 using reference::GatedActivationKind;
 using testing::DeviceTensor;
 using testing::Rng;
+using testing::padding_untouched;
 using testing::Tolerance;
+using testing::tolerance_for;
 
-constexpr unsigned char kPoisonByte = 0xff;
-
-// One rounding of a float32 result to the 16-bit dtype: DESIGN.md's bars.
-Tolerance tolerance_for(DType dtype) {
-  return dtype == DType::kBFloat16 ? testing::kBFloat16Tolerance : testing::kFloat16Tolerance;
-}
 
 void run(GatedActivationKind kind, const DLTensor& input, const DLTensor& out) {
   switch (kind) {
@@ -51,26 +47,6 @@ const char* kind_name(GatedActivationKind kind) {
 // Inputs spread over the activations' curved region (|x| up to ~6).
 std::vector<float> random_input(Rng& rng, DType dtype, int64_t count) {
   return testing::round_to(dtype, rng.normal_vector(count, 0.f, 2.f));
-}
-
-// Bytes of a 2-D tensor's allocation outside its logical elements still hold
-// the poison given before the upload/launch.
-::testing::AssertionResult padding_untouched(const DeviceTensor& tensor) {
-  const std::vector<unsigned char> bytes = tensor.download_bytes();
-  const std::size_t element = dtype_size_bytes(tensor.dtype());
-  std::vector<bool> logical(bytes.size(), false);
-  for (int64_t r = 0; r < tensor.shape()[0]; ++r) {
-    for (int64_t c = 0; c < tensor.shape()[1]; ++c) {
-      const int64_t offset = (r * tensor.strides()[0] + c * tensor.strides()[1]) * element;
-      for (std::size_t b = 0; b < element; ++b) logical[offset + b] = true;
-    }
-  }
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (!logical[i] && bytes[i] != kPoisonByte) {
-      return ::testing::AssertionFailure() << "padding byte " << i << " was written";
-    }
-  }
-  return ::testing::AssertionSuccess();
 }
 
 struct ActivationCase {

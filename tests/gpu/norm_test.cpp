@@ -23,15 +23,11 @@ namespace {
 
 using testing::DeviceTensor;
 using testing::Rng;
+using testing::padding_untouched;
 using testing::Tolerance;
+using testing::tolerance_for;
 
 constexpr double kEps = 1e-6;
-constexpr unsigned char kPoisonByte = 0xff;
-
-// One rounding of a float32 result to the 16-bit dtype: DESIGN.md's bars.
-Tolerance tolerance_for(DType dtype) {
-  return dtype == DType::kBFloat16 ? testing::kBFloat16Tolerance : testing::kFloat16Tolerance;
-}
 
 const char* short_name(DType dtype) { return dtype == DType::kBFloat16 ? "bf16" : "fp16"; }
 
@@ -51,28 +47,6 @@ std::vector<float> random_rows(Rng& rng, DType dtype, int64_t count) {
 
 DeviceTensor make_tensor(DType dtype, int64_t rows, int64_t hidden, int64_t row_stride) {
   return DeviceTensor(dtype, {rows, hidden}, {row_stride, 1});
-}
-
-// Bytes of `tensor`'s allocation outside its logical elements still hold the
-// poison they were given before the upload/launch.
-::testing::AssertionResult padding_untouched(const DeviceTensor& tensor) {
-  const std::vector<unsigned char> bytes = tensor.download_bytes();
-  const std::size_t element = dtype_size_bytes(tensor.dtype());
-  std::vector<bool> logical(bytes.size(), false);
-  const int64_t rows = tensor.shape()[0];
-  const int64_t cols = tensor.shape()[1];
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) {
-      const int64_t offset = (r * tensor.strides()[0] + c * tensor.strides()[1]) * element;
-      for (std::size_t b = 0; b < element; ++b) logical[offset + b] = true;
-    }
-  }
-  for (std::size_t i = 0; i < bytes.size(); ++i) {
-    if (!logical[i] && bytes[i] != kPoisonByte) {
-      return ::testing::AssertionFailure() << "padding byte " << i << " was written";
-    }
-  }
-  return ::testing::AssertionSuccess();
 }
 
 void synchronize() { TESSERA_CUDA_CHECK(cudaDeviceSynchronize()); }

@@ -28,11 +28,12 @@ namespace tessera {
 namespace {
 
 using testing::DeviceTensor;
+using testing::kPoisonByte;
+using testing::padding_untouched;
 using testing::Rng;
 
 // Pages in the cache that no request owns: they must keep their contents.
 constexpr int32_t kSparePages = 3;
-constexpr unsigned char kPoisonByte = 0xff;
 
 struct Request {
   int32_t existing;  // tokens in the cache before the append
@@ -97,34 +98,6 @@ std::vector<double> random_values(Rng& rng, DType dtype, int64_t count, float sc
   const std::vector<float> rounded =
       testing::round_to(dtype, rng.normal_vector(static_cast<std::size_t>(count), 0.f, scale));
   return std::vector<double>(rounded.begin(), rounded.end());
-}
-
-// Bytes of the allocation outside the tensor's logical elements that are no
-// longer poison.
-::testing::AssertionResult padding_untouched(const DeviceTensor& tensor) {
-  const std::vector<unsigned char> bytes = tensor.download_bytes();
-  std::vector<bool> logical(bytes.size(), false);
-  const auto element = static_cast<int64_t>(dtype_size_bytes(tensor.dtype()));
-  const auto& shape = tensor.shape();
-  const auto& strides = tensor.strides();
-  for (int64_t i = 0; i < tensor.numel(); ++i) {
-    int64_t rest = i;
-    int64_t offset = 0;
-    for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-      offset += (rest % shape[d]) * strides[d];
-      rest /= shape[d];
-    }
-    for (int64_t b = 0; b < element; ++b) logical[offset * element + b] = true;
-  }
-  std::size_t padding = 0;
-  std::size_t changed = 0;
-  for (std::size_t b = 0; b < bytes.size(); ++b) {
-    if (logical[b]) continue;
-    ++padding;
-    if (bytes[b] != kPoisonByte) ++changed;
-  }
-  if (changed == 0) return ::testing::AssertionSuccess() << padding << " padding bytes intact";
-  return ::testing::AssertionFailure() << changed << " of " << padding << " padding bytes written";
 }
 
 struct CacheSpec {

@@ -36,12 +36,9 @@ namespace {
 
 using testing::DeviceTensor;
 using testing::Rng;
+using testing::tolerance_for;
 
 constexpr DType kHalfTypes[] = {DType::kFloat16, DType::kBFloat16};
-
-testing::Tolerance tolerance_for(DType dtype) {
-  return dtype == DType::kBFloat16 ? testing::kBFloat16Tolerance : testing::kFloat16Tolerance;
-}
 
 // A strided view into the shared buffer.
 struct View {

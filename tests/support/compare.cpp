@@ -1,6 +1,7 @@
 #include "support/compare.h"
 
 #include <cmath>
+#include <vector>
 #include <sstream>
 
 namespace tessera::testing {
@@ -46,6 +47,32 @@ namespace tessera::testing {
     return ::testing::AssertionSuccess() << report.str();
   }
   return ::testing::AssertionFailure() << report.str();
+}
+
+::testing::AssertionResult padding_untouched(const DeviceTensor& tensor) {
+  const std::vector<unsigned char> bytes = tensor.download_bytes();
+  std::vector<bool> logical(bytes.size(), false);
+  const auto element = static_cast<int64_t>(dtype_size_bytes(tensor.dtype()));
+  const auto& shape = tensor.shape();
+  const auto& strides = tensor.strides();
+  for (int64_t i = 0; i < tensor.numel(); ++i) {
+    int64_t rest = i;
+    int64_t offset = 0;
+    for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+      offset += (rest % shape[d]) * strides[d];
+      rest /= shape[d];
+    }
+    for (int64_t b = 0; b < element; ++b) logical[offset * element + b] = true;
+  }
+  std::size_t padding = 0;
+  std::size_t changed = 0;
+  for (std::size_t b = 0; b < bytes.size(); ++b) {
+    if (logical[b]) continue;
+    ++padding;
+    if (bytes[b] != kPoisonByte) ++changed;
+  }
+  if (changed == 0) return ::testing::AssertionSuccess() << padding << " padding bytes intact";
+  return ::testing::AssertionFailure() << changed << " of " << padding << " padding bytes written";
 }
 
 ::testing::AssertionResult all_equal(std::span<const float> out, std::span<const float> expected) {

@@ -9,6 +9,9 @@
 #include <span>
 #include <string>
 
+#include "support/device_tensor.h"
+#include "tessera/core/dtype.h"
+
 namespace tessera::testing {
 
 struct Tolerance {
@@ -20,6 +23,18 @@ struct Tolerance {
 // DESIGN.md's bars: 1e-2 relative L2 for bf16 data, 5e-3 for fp16.
 inline constexpr Tolerance kBFloat16Tolerance{1e-2, 1e-2, 1.6e-2};
 inline constexpr Tolerance kFloat16Tolerance{5e-3, 2e-3, 2e-3};
+
+// One rounding of a float32 result to the 16-bit dtype: DESIGN.md's bars.
+inline Tolerance tolerance_for(DType dtype) {
+  return dtype == DType::kBFloat16 ? kBFloat16Tolerance : kFloat16Tolerance;
+}
+
+// The byte DeviceTensor::poison() writes (NaN in every float type).
+inline constexpr unsigned char kPoisonByte = 0xff;
+
+// Bytes of the tensor's allocation outside its logical elements still hold
+// the poison they were given: a kernel wrote nothing outside its output.
+::testing::AssertionResult padding_untouched(const DeviceTensor& tensor);
 
 ::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
                                      Tolerance tolerance);
