@@ -28,7 +28,6 @@ namespace tessera {
 namespace {
 
 using testing::DeviceTensor;
-using testing::kPoisonByte;
 using testing::padding_untouched;
 using testing::Rng;
 
