@@ -1,0 +1,30 @@
+// Options shared by the attention entry points (decode now, prefill later):
+// the built-in variants and the KV scales of fp8 caches.
+#pragma once
+
+#include <dlpack/dlpack.h>
+
+#include <cstdint>
+
+namespace tessera {
+
+// FlashInfer's pos_encoding_mode: kRopeLlama rotates q and k (NeoX style) on
+// the fly with positions = the token index in the request (q at kv_len - 1).
+enum class PosEncodingMode { kNone, kRopeLlama, kAlibi };
+
+struct AttentionOptions {
+  double sm_scale = 0.0;          // 0 means 1 / sqrt(head_dim)
+  double logits_soft_cap = 0.0;   // > 0: logits = cap * tanh(logits / cap)
+  int64_t window_left = -1;       // >= 0: attend to kv positions >= q_pos - window_left
+  PosEncodingMode pos_encoding_mode = PosEncodingMode::kNone;
+  double rope_scale = 1.0;        // kRopeLlama
+  double rope_theta = 1e4;        // kRopeLlama
+  // kAlibi: float32 [num_qo_heads] on the device; null means the standard
+  // slopes 2^(-8 (h + 1) / H) for H a power of two (FlashInfer's rule).
+  const DLTensor* alibi_slopes = nullptr;
+  // fp8 KV caches store k / k_scale and v / v_scale.
+  double k_scale = 1.0;
+  double v_scale = 1.0;
+};
+
+}  // namespace tessera

@@ -1,0 +1,47 @@
+// The decode schedule: what plan() (host, src/plan) writes into the caller's
+// workspace and what the decode and merge kernels read. Plain structs, shared
+// by host and device code (compiles under nvcc, NVRTC and a host compiler).
+//
+// Workspace layout (byte offsets from the workspace base, each 256-aligned),
+// sized by the bounds fixed at plan time so a CUDA graph captured once can
+// replay with any schedule that fits them:
+//   DecodeScheduleHeader                      (counts for this plan)
+//   DecodeWorkUnit   work_units[max_work_units]
+//   int32_t          merge_indptr[max_batch_size + 1]
+//   float            partial_out[max_partials * num_qo_heads * head_dim]
+//   float            partial_lse[max_partials * num_qo_heads]   (base 2)
+#pragma once
+
+#include <cuda/std/cstdint>
+
+namespace tessera {
+
+// One CTA's job, for every KV head (blockIdx.y): the query of request
+// `request` against KV tokens [kv_begin, kv_end) of that request.
+struct DecodeWorkUnit {
+  int32_t request;
+  int32_t kv_begin;
+  int32_t kv_end;
+  // -1: the request is not split; the CTA writes out/lse directly.
+  // Otherwise the slot of this chunk's partial (out, lse) in the workspace.
+  int32_t partial_index;
+};
+
+struct DecodeScheduleHeader {
+  int32_t num_work_units;  // CTAs with blockIdx.x >= this exit at once
+  int32_t batch_size;      // requests in this plan
+  int32_t num_partials;    // partial slots used
+  int32_t max_chunk_tokens;
+};
+
+// Partials of request b: slots [merge_indptr[b], merge_indptr[b+1]); a request
+// with fewer than 2 slots needs no merge (its work unit wrote out directly).
+struct DecodeScheduleView {
+  const DecodeScheduleHeader* header;
+  const DecodeWorkUnit* work_units;
+  const int32_t* merge_indptr;
+  float* partial_out;
+  float* partial_lse;
+};
+
+}  // namespace tessera
