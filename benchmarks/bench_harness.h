@@ -110,5 +110,6 @@ void run_norm_benchmarks(Bench& bench);
 void run_activation_benchmarks(Bench& bench);
 void run_rope_benchmarks(Bench& bench);
 void run_append_benchmarks(Bench& bench);
+void run_decode_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

@@ -1,6 +1,6 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick] [--only norm|activation|rope|append]
+// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode]
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -34,6 +34,7 @@ int main(int argc, char** argv) {
     if (wanted("activation")) run_activation_benchmarks(bench);
     if (wanted("rope")) run_rope_benchmarks(bench);
     if (wanted("append")) run_append_benchmarks(bench);
+    if (wanted("decode")) run_decode_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

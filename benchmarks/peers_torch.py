@@ -184,7 +184,44 @@ def measure(timer, kernel, case):
         if "us" in METRICS.get((kernel, case), ()):
             rows.append(("torch", "us", us))
         return rows
+    if kernel == "batch_decode":
+        return decode_peers(timer, p)
     return []
+
+
+DECODE_CACHE = {}
+
+
+def decode_peers(timer, p):
+    """cuDNN and flash SDPA on the same batch in dense layout (GQA, q_len 1).
+
+    The paged layout does not matter to them, so page 16 and page 1 rows share
+    one measurement per (B, L)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    B, L, Hq, Hk, D = (int(p[k]) for k in ("B", "L", "Hq", "Hk", "D"))
+    key = (B, L, Hq, Hk, D)
+    if key in DECODE_CACHE:
+        return DECODE_CACHE[key]
+    q = bf16(B, Hq, 1, D)
+    k = bf16(B, Hk, L, D)
+    v = bf16(B, Hk, L, D)
+    kv_bytes = 2 * B * L * Hk * D * 2
+    rows = []
+    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+                fn()
+                us = timer.median_us(fn, kv_bytes)
+            rows.append((name, "GB/s", kv_bytes / (us * 1e3)))
+        except Exception as error:  # a backend that refuses the shape is reported
+            print(f"# {name} SDPA failed for {key}: {error}", file=sys.stderr)
+    del q, k, v
+    torch.cuda.empty_cache()
+    DECODE_CACHE[key] = rows
+    return rows
 
 
 METRICS = {}

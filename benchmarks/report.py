@@ -118,6 +118,44 @@ def plot(rows, out_png, kernels, title):
     fig.savefig(out_png, dpi=110)
 
 
+def plot_decode(rows, out_png, title):
+    """Grouped bars: GB/s of KV read per (B, L) for Tessera page 16 / page 1
+    and each peer (dense layout)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    series = {}
+    shapes = []
+    for r in rows:
+        if r["kernel"] != "batch_decode" or r["metric"] != "GB/s":
+            continue
+        p = dict(kv.split("=") for kv in r["case"].split(","))
+        shape = f'B={p["B"]}\nL={p["L"]}'
+        if shape not in shapes:
+            shapes.append(shape)
+        series.setdefault(f'tessera page {p["page"]}', {})[shape] = float(r["tessera"])
+        if r["peer"] != "none":
+            series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
+    if not shapes:
+        return
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(shapes))]
+        ax.bar(xs, [values.get(sh, 0) for sh in shapes], width, label=name)
+    ax.axhline(float(rows[0]["ceiling"]), color="gray", linestyle="--", label="copy ceiling")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
+    ax.set_xticklabels(shapes, fontsize=8)
+    ax.set_ylabel("GB/s of KV read")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+
+
 def main():
     bench_log, peer_log, commit, results_dir = sys.argv[1:5]
     slug, device_name = gpu_slug(bench_log)
@@ -133,6 +171,8 @@ def main():
          [("page 16", "append_paged_kv_cache", lambda c: "page=16," in c),
           ("page 1", "append_paged_kv_cache", lambda c: "page=1," in c)],
          f"Paged KV append, 8 heads x 128 bf16 ({device_name})")
+    plot_decode(new_rows, os.path.join(results_dir, f"{slug}_decode.png"),
+                f"Batch decode, 32/8 heads x 128 bf16 ({device_name})")
     width = max(len(r["kernel"]) for r in new_rows)
     for r in new_rows:
         print(f'{r["kernel"]:<{width}} {r["case"]:<58} {r["tessera"]:>9} {r["metric"]:<5} '

@@ -6,6 +6,7 @@
 #include <numeric>
 #include <random>
 
+#include "reference/attention_ref.h"
 #include "reference/norm_ref.h"
 #include "reference/page_ref.h"
 #include "reference/rope_ref.h"
@@ -69,6 +70,82 @@ double time_us(cudaStream_t stream, Launch&& launch) {
   }
   std::sort(samples.begin(), samples.end());
   return samples[samples.size() / 2];
+}
+
+// Batch decode (plan on the host, run on the device) checked against the
+// float64 reference over each request's K/V gathered from the host cache.
+KernelReport run_decode(const StepShape& shape, cudaStream_t stream, const DeviceTensor& d_q,
+                        const std::vector<float>& cache,
+                        const std::vector<int32_t>& kv_indices,
+                        const std::vector<int32_t>& kv_indptr,
+                        const std::vector<int32_t>& last_page_len,
+                        const std::vector<int32_t>& append_indptr,
+                        const std::vector<int32_t>& seq_lens, DeviceTensor& d_kv_indices,
+                        DeviceTensor& d_kv_indptr, DeviceTensor& d_last_page_len,
+                        const PagedKVCacheArg& cache_arg) {
+  KernelReport report{"batch_decode (paged)"};
+  const int64_t batch = static_cast<int64_t>(seq_lens.size());
+  const int64_t hq = shape.num_qo_heads, hk = shape.num_kv_heads, d = shape.head_dim;
+  const int64_t ps = shape.page_size;
+  // Query of request b: the last new token's rotated q.
+  const std::vector<float> q_all = d_q.download();
+  std::vector<float> q(batch * hq * d);
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t token = append_indptr[b + 1] - 1;
+    std::copy_n(q_all.begin() + token * hq * d, hq * d, q.begin() + b * hq * d);
+  }
+  DeviceTensor d_query(DType::kBFloat16, {batch, hq, d});
+  DeviceTensor d_out(DType::kBFloat16, {batch, hq, d});
+  d_query.upload(q);
+  d_out.poison();
+
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  const DecodePlanShape plan_shape{hq, hk, d, ps};
+  const DecodePlanBounds bounds{batch, 0};
+  const std::size_t workspace_bytes =
+      BatchDecodeWithPagedKVCache::workspace_size_bytes(plan_shape, bounds, device);
+  DeviceBuffer workspace(workspace_bytes);
+  BatchDecodeWithPagedKVCache decode(plan_shape, bounds, workspace.data(), workspace_bytes, device);
+  decode.plan(kv_indptr, last_page_len, stream);
+  const AttentionOptions options;
+  auto run = [&] {
+    decode.run(d_query.dl(), cache_arg, d_kv_indices.dl(), d_kv_indptr.dl(), d_last_page_len.dl(),
+               d_out.dl(), nullptr, options, stream, Validate::kOff);
+  };
+  run();
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+
+  // Reference: gather each request's K and V rows from the host cache (NHD,
+  // K and V interleaved per page) and attend with the float64 reference.
+  std::vector<double> expected(batch * hq * d);
+  double kv_tokens = 0;
+  for (int64_t b = 0; b < batch; ++b) {
+    const int64_t len = seq_lens[b];
+    kv_tokens += static_cast<double>(len);
+    std::vector<float> k(len * hk * d), v(len * hk * d);
+    for (int64_t t = 0; t < len; ++t) {
+      const int64_t page = kv_indices[kv_indptr[b] + t / ps];
+      const int64_t slot = t % ps;
+      const int64_t k_row = ((page * 2 + 0) * ps + slot) * hk * d;
+      const int64_t v_row = ((page * 2 + 1) * ps + slot) * hk * d;
+      std::copy_n(cache.begin() + k_row, hk * d, k.begin() + t * hk * d);
+      std::copy_n(cache.begin() + v_row, hk * d, v.begin() + t * hk * d);
+    }
+    reference::AttentionRefParams params;
+    params.qo_len = 1;
+    params.kv_len = len;
+    params.num_qo_heads = hq;
+    params.num_kv_heads = hk;
+    params.head_dim = d;
+    const auto ref = reference::attention_reference(
+        std::span<const float>(q.data() + b * hq * d, hq * d), k, v, params);
+    std::copy(ref.out.begin(), ref.out.end(), expected.begin() + b * hq * d);
+  }
+  record_check(report, relative_l2(d_out.download(), expected));
+  report.microseconds = time_us(stream, run);
+  report.bytes = 2.0 * kv_tokens * hk * d * 2;
+  return report;
 }
 
 }  // namespace
@@ -230,6 +307,12 @@ std::vector<KernelReport> run_step(const StepShape& shape, uint64_t seed) {
     });
     report.bytes = 4.0 * tokens * shape.num_kv_heads * shape.head_dim * 2 + 8.0 * tokens;
     reports.push_back(report);
+
+    // 5. Batch decode over the cache just appended to: each request's query is
+    // the rotated q of its last new token, attending to all its tokens.
+    reports.push_back(run_decode(shape, stream.get(), d_q, cache_after, kv_indices,
+                                 kv_indptr, last_page_len, append_indptr, seq_lens,
+                                 d_kv_indices, d_kv_indptr, d_last_page_len, cache_arg));
   }
   return reports;
 }

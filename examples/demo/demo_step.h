@@ -1,7 +1,8 @@
 // One synthetic Llama-3-8B-shaped serving step on a paged KV cache, run by
 // tessera-demo: fused add + RMSNorm on the hidden states, token positions of
-// the ragged batch, RoPE on q/k, append of k/v into the paged cache. Each
-// kernel's output is checked against the float64 reference, then timed.
+// the ragged batch, RoPE on q/k, append of k/v into the paged cache, batch
+// decode over that cache. Each kernel's output is checked against the float64
+// reference, then timed.
 #pragma once
 
 #include <cstdint>

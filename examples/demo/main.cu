@@ -1,6 +1,7 @@
 // tessera-demo: the main job. Runs a synthetic Llama-3-8B-shaped serving step
 // (a mixed batch of prefill chunks and decode tokens over a paged KV cache)
-// and a prefill-heavy step through Tessera's kernels, checks every output
+// and a prefill-heavy step through Tessera's kernels (norm, positions, RoPE,
+// KV append, then batch decode over the cache), checks every output
 // against the float64 reference, and prints per-kernel GB/s and the share of
 // the device's copy bandwidth measured in the same run.
 #include <cuda_runtime_api.h>

@@ -27,4 +27,12 @@ __device__ __forceinline__ void cp_async_wait_all() {
   asm volatile("cp.async.wait_all;\n" ::: "memory");
 }
 
+// Waits until at most `kPending` of this thread's committed groups are still
+// in flight: the wait of a multi-stage pipeline (kPending = stages - 2).
+template <int kPending>
+__device__ __forceinline__ void cp_async_wait_group() {
+  static_assert(kPending >= 0 && kPending < 8, "cp.async.wait_group takes 0..7");
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(kPending) : "memory");
+}
+
 }  // namespace tessera::sm80

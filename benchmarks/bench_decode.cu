@@ -1,0 +1,130 @@
+// Batch decode over a paged KV cache: 32 q heads / 8 KV heads, head_dim 128,
+// bf16, NHD, page sizes 16 and 1, FlashInfer 0.2's decode shapes. Metric: GB/s
+// of K and V actually read (plus q and out, negligible). Also plan() host
+// time at batch 256 and the CUDA-graph replay time of run().
+#include <algorithm>
+#include <chrono>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_harness.h"
+#include "tessera/api/decode.h"
+#include "tessera/core/cuda_check.h"
+
+namespace tessera::bench {
+
+namespace {
+constexpr int64_t kQoHeads = 32;
+constexpr int64_t kKvHeads = 8;
+constexpr int64_t kHeadDim = 128;
+constexpr int64_t kPageSizes[] = {16, 1};
+struct DecodeShape {
+  int64_t batch;
+  int64_t kv_len;
+};
+constexpr DecodeShape kShapes[] = {{16, 8192}, {64, 4096}, {128, 2048},
+                                   {256, 1024}, {64, 16384}, {1, 32768}};
+constexpr int kPlanRepeats = 200;
+
+void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
+  TESSERA_CUDA_CHECK(cudaMemcpy(tensor.data(), values.data(), values.size() * sizeof(int32_t),
+                                cudaMemcpyHostToDevice));
+}
+
+struct PagedBatch {
+  std::vector<int32_t> kv_indptr, kv_indices, kv_last_page_len;
+  int64_t num_pages = 0;
+};
+
+// Every request holds kv_len tokens on pages scattered over the cache.
+PagedBatch make_batch(int64_t batch, int64_t kv_len, int64_t page_size) {
+  PagedBatch out;
+  const int64_t pages_per_request = (kv_len + page_size - 1) / page_size;
+  out.num_pages = batch * pages_per_request;
+  out.kv_indices.resize(out.num_pages);
+  std::iota(out.kv_indices.begin(), out.kv_indices.end(), 0);
+  std::shuffle(out.kv_indices.begin(), out.kv_indices.end(), std::mt19937(7));
+  for (int64_t b = 0; b <= batch; ++b) out.kv_indptr.push_back(static_cast<int32_t>(b * pages_per_request));
+  out.kv_last_page_len.assign(batch, static_cast<int32_t>(kv_len - (pages_per_request - 1) * page_size));
+  return out;
+}
+
+std::string case_name(const DecodeShape& s, int64_t page_size) {
+  return "B=" + std::to_string(s.batch) + ",L=" + std::to_string(s.kv_len) + ",page=" +
+         std::to_string(page_size) + ",Hq=" + std::to_string(kQoHeads) + ",Hk=" +
+         std::to_string(kKvHeads) + ",D=" + std::to_string(kHeadDim) + ",dtype=bf16";
+}
+}  // namespace
+
+void run_decode_benchmarks(Bench& bench) {
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  const DecodePlanShape shape{kQoHeads, kKvHeads, kHeadDim, 0};
+  for (const int64_t page_size : kPageSizes) {
+    for (const DecodeShape& s : kShapes) {
+      PagedBatch batch = make_batch(s.batch, s.kv_len, page_size);
+      DecodePlanShape plan_shape = shape;
+      plan_shape.page_size = page_size;
+      const DecodePlanBounds bounds{s.batch, 0};
+      const std::size_t workspace_bytes =
+          BatchDecodeWithPagedKVCache::workspace_size_bytes(plan_shape, bounds, device);
+      DeviceBuffer workspace(workspace_bytes);
+      BatchDecodeWithPagedKVCache decode(plan_shape, bounds, workspace.data(), workspace_bytes,
+                                         device);
+      BenchTensor q(DType::kBFloat16, {s.batch, kQoHeads, kHeadDim});
+      BenchTensor out(DType::kBFloat16, {s.batch, kQoHeads, kHeadDim});
+      BenchTensor cache(DType::kBFloat16, {batch.num_pages, 2, page_size, kKvHeads, kHeadDim});
+      BenchTensor kv_indices(DType::kInt32, {batch.num_pages});
+      BenchTensor kv_indptr(DType::kInt32, {s.batch + 1});
+      BenchTensor kv_last_page_len(DType::kInt32, {s.batch});
+      fill_random(q.data(), DType::kBFloat16, q.numel(), 11, bench.stream());
+      fill_random(cache.data(), DType::kBFloat16, cache.numel(), 12, bench.stream());
+      upload(kv_indices, batch.kv_indices);
+      upload(kv_indptr, batch.kv_indptr);
+      upload(kv_last_page_len, batch.kv_last_page_len);
+      decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+      const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), KVLayout::kNHD);
+      const AttentionOptions options;
+      auto run = [&] {
+        decode.run(q.dl(), cache_arg, kv_indices.dl(), kv_indptr.dl(), kv_last_page_len.dl(),
+                   out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+      };
+      const double kv_bytes = 2.0 * s.batch * s.kv_len * kKvHeads * kHeadDim * 2;
+      const double io_bytes = 2.0 * s.batch * kQoHeads * kHeadDim * 2;
+      const double us = bench.median_us(run, kv_bytes + io_bytes);
+      bench.emit("batch_decode", case_name(s, page_size), "GB/s", gbps(kv_bytes, us));
+
+      if (page_size == 16 && s.batch == 64 && s.kv_len == 4096) {
+        // CUDA-graph replay of run(): the serving engine's decode step.
+        cudaGraph_t graph = nullptr;
+        cudaGraphExec_t exec = nullptr;
+        TESSERA_CUDA_CHECK(cudaStreamBeginCapture(bench.stream(), cudaStreamCaptureModeThreadLocal));
+        run();
+        TESSERA_CUDA_CHECK(cudaStreamEndCapture(bench.stream(), &graph));
+        TESSERA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+        const double graph_us = bench.median_us(
+            [&] { TESSERA_CUDA_CHECK(cudaGraphLaunch(exec, bench.stream())); }, kv_bytes + io_bytes);
+        bench.emit("batch_decode_graph_replay", case_name(s, page_size), "us", graph_us);
+        TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+        TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
+      }
+      if (page_size == 16 && s.batch == 256) {
+        // Host time of plan() (median), the copy to the device included.
+        std::vector<double> samples;
+        for (int i = 0; i < kPlanRepeats; ++i) {
+          const auto start = std::chrono::steady_clock::now();
+          decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+          const auto stop = std::chrono::steady_clock::now();
+          samples.push_back(std::chrono::duration<double, std::micro>(stop - start).count());
+        }
+        std::sort(samples.begin(), samples.end());
+        bench.emit("batch_decode_plan_host", case_name(s, page_size), "us",
+                   samples[samples.size() / 2]);
+      }
+    }
+  }
+}
+
+}  // namespace tessera::bench

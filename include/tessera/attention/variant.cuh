@@ -1,0 +1,164 @@
+// The attention variant interface: one small struct per variant, read by the
+// decode (and later prefill / JIT) kernel templates. A variant is built per
+// (request, query head) on the device; its hooks are called only when its
+// kHas* flag says so (`if constexpr`), so an unused hook costs nothing.
+//
+// Contract (what a JIT user writes; derive from VariantBase for defaults):
+//   Variant(const VariantParams& params, int qo_head, int q_pos)
+//   float query_scale()               q is multiplied by this once; with no
+//                                     logits transform, q.k is then the logit
+//                                     in log2 units (sm_scale * log2(e) folded in)
+//   transform_query / transform_key   (kHasQueryKeyTransform) on a thread's
+//                                     kVec-slice of a head row, in float32. May
+//                                     shuffle within the row's threads: the
+//                                     kernel calls it from all 32 lanes of a
+//                                     warp, converged, for every token.
+//   float logits_transform(dot, kv_pos)  (kHasLogitsTransform) -> log2 units
+//   bool logits_mask(kv_pos)          (kHasLogitsMask) false masks the token
+//   int first_kv_position()           tokens before it are masked anyway, so
+//                                     the kernel never loads them (windows)
+//   float output_transform(o)         (kHasOutputTransform) on the final out
+//   kUseSoftmax                       false: out = sum logits * v (no softmax);
+//                                     the decode kernel supports true only.
+//
+// RoPE-Llama is a variant (transform_query / transform_key), not a kernel
+// feature: the rotation of a head row pairs dims d and d + D/2, which live in
+// threads tx and tx ^ (row_threads / 2) of the kernel's row layout, so the
+// hook takes that lane distance and exchanges halves with one shuffle.
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include <cuda/std/cstdint>
+
+#include "tessera/attention/variant_params.h"
+#include "tessera/core/vec.cuh"
+#include "tessera/pos_enc/rope.cuh"
+
+namespace tessera::attention {
+
+inline constexpr float kLog2e = 1.4426950408889634f;
+
+struct VariantBase {
+  static constexpr bool kUseSoftmax = true;
+  static constexpr bool kHasQueryKeyTransform = false;
+  static constexpr bool kHasLogitsTransform = false;
+  static constexpr bool kHasLogitsMask = false;
+  static constexpr bool kHasOutputTransform = false;
+
+  __device__ __forceinline__ int first_kv_position() const { return 0; }
+  __device__ __forceinline__ float output_transform(float o) const { return o; }
+};
+
+// softmax(sm_scale * q.(k * k_scale)) (v * v_scale)
+struct PlainVariant : VariantBase {
+  float scale_log2;
+  __device__ __forceinline__ PlainVariant(const VariantParams& p, int /*qo_head*/, int /*q_pos*/)
+      : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return scale_log2; }
+};
+
+// logits = cap * tanh(s / cap), s = sm_scale q.k: q carries sm_scale / cap,
+// the transform multiplies tanh by cap * log2(e).
+struct SoftCapVariant : VariantBase {
+  static constexpr bool kHasLogitsTransform = true;
+  float q_scale;
+  float cap_log2;
+  __device__ __forceinline__ SoftCapVariant(const VariantParams& p, int, int)
+      : q_scale(p.sm_scale * p.k_scale / p.logits_soft_cap),
+        cap_log2(p.logits_soft_cap * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return q_scale; }
+  __device__ __forceinline__ float logits_transform(float dot, int /*kv_pos*/) const {
+    return cap_log2 * tanhf(dot);
+  }
+};
+
+// Attends to kv positions in [q_pos - window_left, q_pos].
+struct SlidingWindowVariant : PlainVariant {
+  static constexpr bool kHasLogitsMask = true;
+  int first_position;
+  __device__ __forceinline__ SlidingWindowVariant(const VariantParams& p, int qo_head, int q_pos)
+      : PlainVariant(p, qo_head, q_pos), first_position(q_pos - p.window_left) {}
+  __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
+  __device__ __forceinline__ int first_kv_position() const {
+    return first_position > 0 ? first_position : 0;
+  }
+};
+
+struct SoftCapSlidingWindowVariant : SoftCapVariant {
+  static constexpr bool kHasLogitsMask = true;
+  int first_position;
+  __device__ __forceinline__ SoftCapSlidingWindowVariant(const VariantParams& p, int qo_head,
+                                                         int q_pos)
+      : SoftCapVariant(p, qo_head, q_pos), first_position(q_pos - p.window_left) {}
+  __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
+  __device__ __forceinline__ int first_kv_position() const {
+    return first_position > 0 ? first_position : 0;
+  }
+};
+
+// logits = sm_scale q.k + slope_h * (kv_pos - q_pos); slopes from the caller
+// or the standard 2^(-8 (h + 1) / H) (the host checks H is a power of two).
+struct AlibiVariant : PlainVariant {
+  static constexpr bool kHasLogitsTransform = true;
+  float slope_log2;
+  int q_position;
+  __device__ __forceinline__ AlibiVariant(const VariantParams& p, int qo_head, int q_pos)
+      : PlainVariant(p, qo_head, q_pos), q_position(q_pos) {
+    const float slope = p.alibi_slopes != nullptr
+                            ? p.alibi_slopes[qo_head]
+                            : exp2f(-8.f * static_cast<float>(qo_head + 1) /
+                                    static_cast<float>(p.num_qo_heads));
+    slope_log2 = slope * kLog2e;
+  }
+  __device__ __forceinline__ float logits_transform(float dot, int kv_pos) const {
+    return fmaf(slope_log2, static_cast<float>(kv_pos - q_position), dot);
+  }
+};
+
+// Llama RoPE on the fly, NeoX halves over the whole head: dims (j, j + D/2)
+// rotate by pos * freq_j, freq_j = theta^(-2j / D) / rope_scale; the query
+// sits at q_pos, key j at its token index. Angles reduced as in pos_enc/rope.
+struct RopeLlamaVariant : PlainVariant {
+  static constexpr bool kHasQueryKeyTransform = true;
+  float rcp_scale;
+  float log2_theta;
+  int q_position;
+  __device__ __forceinline__ RopeLlamaVariant(const VariantParams& p, int qo_head, int q_pos)
+      : PlainVariant(p, qo_head, q_pos),
+        rcp_scale(p.rope_rcp_scale),
+        log2_theta(p.rope_log2_theta),
+        q_position(q_pos) {}
+
+  // x holds dims [dim0, dim0 + N) of a head row of kHeadDim; the other half's
+  // dims are in the lane `half_lanes` away (xor).
+  template <int kHeadDim, int N>
+  __device__ __forceinline__ void rotate(FloatVec<N>& x, int position, int dim0,
+                                         int half_lanes) const {
+    constexpr int kHalf = kHeadDim / 2;
+    static_assert(kHalf % N == 0, "a thread's slice must sit inside one half of the head");
+    const bool first_half = dim0 < kHalf;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+      const float partner = __shfl_xor_sync(0xffffffffu, x[i], half_lanes);
+      const int pair = (dim0 + i) % kHalf;
+      const float freq =
+          rcp_scale * exp2f(-static_cast<float>(2 * pair) / kHeadDim * log2_theta);
+      float sin_value;
+      float cos_value;
+      rope::reduced_sincos(static_cast<float>(position) * freq, sin_value, cos_value);
+      x[i] = first_half ? x[i] * cos_value - partner * sin_value
+                        : x[i] * cos_value + partner * sin_value;
+    }
+  }
+  template <int kHeadDim, int N>
+  __device__ __forceinline__ void transform_query(FloatVec<N>& q, int dim0, int half_lanes) const {
+    rotate<kHeadDim>(q, q_position, dim0, half_lanes);
+  }
+  template <int kHeadDim, int N>
+  __device__ __forceinline__ void transform_key(FloatVec<N>& k, int kv_pos, int dim0,
+                                                int half_lanes) const {
+    rotate<kHeadDim>(k, kv_pos, dim0, half_lanes);
+  }
+};
+
+}  // namespace tessera::attention

@@ -1,0 +1,114 @@
+#include "api/attention_variant.h"
+
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "tessera/core/error.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera::detail {
+
+namespace {
+
+constexpr const char* kOptions = "options";
+
+void check_finite_at_least(double value, double lowest, bool strictly, const char* field) {
+  const bool ok = std::isfinite(value) && (strictly ? value > lowest : value >= lowest);
+  TESSERA_CHECK_ARG(ok, kOptions,
+                    std::string(field) + (strictly ? " finite and > " : " finite and >= ") +
+                        std::to_string(lowest),
+                    std::to_string(value));
+}
+
+}  // namespace
+
+attention::VariantKind select_variant(const AttentionOptions& options) {
+  using attention::VariantKind;
+  check_finite_at_least(options.sm_scale, 0.0, false, "sm_scale");
+  check_finite_at_least(options.logits_soft_cap, 0.0, false, "logits_soft_cap");
+  check_finite_at_least(options.k_scale, 0.0, true, "k_scale");
+  check_finite_at_least(options.v_scale, 0.0, true, "v_scale");
+  TESSERA_CHECK_ARG(options.window_left >= -1 &&
+                        options.window_left <= std::numeric_limits<int32_t>::max(),
+                    kOptions, "window_left -1 (off) or in [0, 2^31)",
+                    std::to_string(options.window_left));
+  const bool soft_cap = options.logits_soft_cap > 0;
+  const bool window = options.window_left >= 0;
+  TESSERA_CHECK_ARG(options.alibi_slopes == nullptr ||
+                        options.pos_encoding_mode == PosEncodingMode::kAlibi,
+                    kOptions, "alibi_slopes only with pos_encoding_mode kAlibi",
+                    "alibi_slopes without kAlibi");
+  switch (options.pos_encoding_mode) {
+    case PosEncodingMode::kNone:
+      if (soft_cap && window) return VariantKind::kSoftCapSlidingWindow;
+      if (soft_cap) return VariantKind::kSoftCap;
+      if (window) return VariantKind::kSlidingWindow;
+      return VariantKind::kPlain;
+    case PosEncodingMode::kAlibi:
+      TESSERA_CHECK_ARG(!soft_cap && !window, kOptions,
+                        "ALiBi without logits_soft_cap or window_left (no built-in variant)",
+                        soft_cap ? "ALiBi with logits_soft_cap" : "ALiBi with window_left");
+      return VariantKind::kAlibi;
+    case PosEncodingMode::kRopeLlama:
+      TESSERA_CHECK_ARG(!soft_cap && !window, kOptions,
+                        "RoPE-Llama without logits_soft_cap or window_left (no built-in variant)",
+                        soft_cap ? "RoPE-Llama with logits_soft_cap" : "RoPE-Llama with window_left");
+      check_finite_at_least(options.rope_scale, 0.0, true, "rope_scale");
+      check_finite_at_least(options.rope_theta, 0.0, true, "rope_theta");
+      return VariantKind::kRopeLlama;
+  }
+  throw_argument_error(kOptions, "a known pos_encoding_mode",
+                       std::to_string(static_cast<int>(options.pos_encoding_mode)));
+}
+
+double resolved_sm_scale(const AttentionOptions& options, int64_t head_dim) {
+  return options.sm_scale > 0 ? options.sm_scale : 1.0 / std::sqrt(static_cast<double>(head_dim));
+}
+
+ResolvedVariant resolve_variant(const AttentionOptions& options, int64_t head_dim,
+                                int64_t num_qo_heads, DLDevice device) {
+  ResolvedVariant out{};
+  out.kind = select_variant(options);
+  attention::VariantParams& p = out.params;
+  p.sm_scale = static_cast<float>(resolved_sm_scale(options, head_dim));
+  p.k_scale = static_cast<float>(options.k_scale);
+  p.v_scale = static_cast<float>(options.v_scale);
+  p.logits_soft_cap = static_cast<float>(options.logits_soft_cap);
+  p.window_left = static_cast<int32_t>(options.window_left);
+  p.num_qo_heads = static_cast<int32_t>(num_qo_heads);
+  p.alibi_slopes = nullptr;
+  p.rope_rcp_scale = static_cast<float>(1.0 / options.rope_scale);
+  p.rope_log2_theta = static_cast<float>(std::log2(options.rope_theta));
+  if (out.kind == attention::VariantKind::kAlibi) {
+    if (options.alibi_slopes != nullptr) {
+      const TensorView slopes(*options.alibi_slopes, "alibi_slopes");
+      slopes.expect_dtype({DType::kFloat32}).expect_ndim(1).expect_cuda().expect_contiguous();
+      slopes.expect_size(0, num_qo_heads, "num_qo_heads");
+      TESSERA_CHECK_ARG(slopes.device().device_id == device.device_id, "alibi_slopes",
+                        "the device of q (" + device_name(device) + ")",
+                        device_name(slopes.device()));
+      p.alibi_slopes = slopes.data_as<const float>();
+    } else {
+      const bool power_of_two = num_qo_heads > 0 && (num_qo_heads & (num_qo_heads - 1)) == 0;
+      TESSERA_CHECK_ARG(power_of_two, kOptions,
+                        "alibi_slopes, or a power-of-two num_qo_heads for the standard slopes",
+                        "num_qo_heads " + std::to_string(num_qo_heads));
+    }
+  }
+  return out;
+}
+
+const char* variant_name(attention::VariantKind kind) {
+  switch (kind) {
+    case attention::VariantKind::kPlain: return "plain";
+    case attention::VariantKind::kSoftCap: return "soft-cap";
+    case attention::VariantKind::kSlidingWindow: return "sliding window";
+    case attention::VariantKind::kSoftCapSlidingWindow: return "soft-cap + sliding window";
+    case attention::VariantKind::kAlibi: return "ALiBi";
+    case attention::VariantKind::kRopeLlama: return "RoPE-Llama";
+  }
+  return "unknown";
+}
+
+}  // namespace tessera::detail

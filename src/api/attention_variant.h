@@ -1,0 +1,37 @@
+// AttentionOptions -> one of the built-in variants (variant_params.h), on the
+// host. Shared by every attention entry point: validates the options once
+// (errors name "options", or "alibi_slopes" for the slopes tensor) and
+// resolves the run-time parameters the kernels read.
+#pragma once
+
+#include <dlpack/dlpack.h>
+
+#include <cstdint>
+
+#include "tessera/api/attention_options.h"
+#include "tessera/attention/variant_params.h"
+
+namespace tessera::detail {
+
+struct ResolvedVariant {
+  attention::VariantKind kind;
+  attention::VariantParams params;
+};
+
+// The variant `options` selects. Throws tessera::Error naming "options" for
+// unsupported combinations (ALiBi or RoPE with soft-cap or a window; slopes
+// given without ALiBi) and out-of-range values.
+attention::VariantKind select_variant(const AttentionOptions& options);
+
+// Validates `options` for a call with these shapes (slopes tensor: float32
+// [num_qo_heads] contiguous on `device`; standard slopes need a power-of-two
+// head count) and returns the variant with sm_scale resolved.
+ResolvedVariant resolve_variant(const AttentionOptions& options, int64_t head_dim,
+                                int64_t num_qo_heads, DLDevice device);
+
+// sm_scale as the kernels use it: options.sm_scale, or 1 / sqrt(head_dim).
+double resolved_sm_scale(const AttentionOptions& options, int64_t head_dim);
+
+const char* variant_name(attention::VariantKind kind);
+
+}  // namespace tessera::detail

@@ -1,0 +1,392 @@
+// BatchDecodeWithPagedKVCache: plan on the host (src/plan), one non-blocking
+// copy of the schedule into the caller's workspace, and a run() that only
+// validates host-side descriptors and launches (decode, then merge), so it
+// can be captured in a CUDA graph: no allocation, no synchronisation, no read
+// of device data (unless validation mode is on), grids sized by the bounds.
+#include <cstdint>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "api/attention_variant.h"
+#include "api/batch_decode_args.h"
+#include "api/decode_launch.h"
+#include "api/page_validation.h"
+#include "api/paged_kv_cache_view.h"
+#include "plan/decode_planner.h"
+#include "tessera/api/decode.h"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera {
+
+namespace {
+
+// Region alignment of the workspace layout; the base must match it so the
+// float4 partial loads and the struct loads of the kernels are aligned.
+constexpr std::size_t kWorkspaceAlignment = 256;
+constexpr int64_t kKvRowAlignment = 16;
+
+// Pinned host memory, freed on destruction.
+class PinnedHostBuffer {
+ public:
+  PinnedHostBuffer() = default;
+  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
+  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
+  ~PinnedHostBuffer() {
+    if (data_ != nullptr) cudaFreeHost(data_);  // no throw from a destructor
+  }
+  void allocate(std::size_t bytes) {
+    TESSERA_CUDA_CHECK(cudaHostAlloc(&data_, bytes, cudaHostAllocDefault));
+  }
+  unsigned char* data() const { return static_cast<unsigned char*>(data_); }
+
+ private:
+  void* data_ = nullptr;
+};
+
+// An event without timing (cheapest to record and wait on).
+class CopyEvent {
+ public:
+  CopyEvent() = default;
+  CopyEvent(const CopyEvent&) = delete;
+  CopyEvent& operator=(const CopyEvent&) = delete;
+  ~CopyEvent() {
+    if (event_ != nullptr) cudaEventDestroy(event_);
+  }
+  cudaEvent_t get() {
+    if (event_ == nullptr) TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
+    return event_;
+  }
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+int64_t device_sm_count(int device_id) {
+  int count = 0;
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_id));
+  return count;
+}
+
+int64_t resolved_max_work_units(const DecodePlanBounds& bounds, int device_id) {
+  return bounds.max_work_units > 0
+             ? bounds.max_work_units
+             : detail::derived_max_work_units(bounds.max_batch_size, device_sm_count(device_id));
+}
+
+// A 1-D contiguous int32 index tensor on the device of `reference`.
+TensorView index_view(const DLTensor& tensor, const char* name, const TensorView& reference) {
+  TensorView view(tensor, name);
+  view.expect_dtype({DType::kInt32}).expect_ndim(1).expect_cuda().expect_contiguous();
+  expect_same_device(reference, view);
+  return view;
+}
+
+std::vector<int32_t> copy_to_host(const TensorView& view, cudaStream_t stream) {
+  std::vector<int32_t> host(static_cast<std::size_t>(view.numel()));
+  if (!host.empty()) {
+    TESSERA_CUDA_CHECK(cudaMemcpyAsync(host.data(), view.data(), host.size() * sizeof(int32_t),
+                                       cudaMemcpyDeviceToHost, stream));
+  }
+  return host;
+}
+
+}  // namespace
+
+struct BatchDecodeWithPagedKVCache::State {
+  DecodePlanShape shape;
+  DecodePlanBounds bounds;  // max_work_units resolved
+  unsigned char* workspace = nullptr;
+  int device_id = 0;
+  plan::DecodeWorkspaceLayout layout;
+  int64_t num_sms = 0;  // queried at the first plan()
+
+  // Staging for header + work units + merge_indptr; one copy per plan().
+  // Two slots used in turn, each with the event of its last copy: plan()
+  // waits only for the copy two plans back, so the host may run a step
+  // ahead of the GPU without overwriting bytes a copy is still reading.
+  static constexpr int kStagingSlots = 2;
+  std::size_t staging_bytes = 0;  // per slot
+  PinnedHostBuffer staging;
+  CopyEvent copy_done[kStagingSlots];
+  bool copy_in_flight[kStagingSlots] = {false, false};
+  int next_slot = 0;
+
+  bool planned = false;
+  int64_t planned_batch = 0;
+  int32_t planned_partials = 0;
+  std::vector<int64_t> kv_lengths;
+  // What plan() saw, compared with the device arrays in validation mode.
+  std::vector<int32_t> planned_indptr;
+  std::vector<int32_t> planned_last_page_len;
+};
+
+BatchDecodeWithPagedKVCache::BatchDecodeWithPagedKVCache(const DecodePlanShape& shape,
+                                                         const DecodePlanBounds& bounds,
+                                                         void* workspace,
+                                                         std::size_t workspace_bytes,
+                                                         int device_id)
+    : state_(std::make_unique<State>()) {
+  detail::validate_decode_shape(shape);
+  detail::validate_decode_bounds(bounds);
+  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
+                    std::to_string(device_id));
+  TESSERA_CHECK_ARG(workspace != nullptr, "workspace", "a device buffer", "null");
+  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment == 0, "workspace",
+                    "a 256-byte aligned address (as cudaMalloc returns)",
+                    "address " + std::to_string(reinterpret_cast<uintptr_t>(workspace)));
+  State& s = *state_;
+  s.shape = shape;
+  s.bounds = bounds;
+  s.device_id = device_id;
+  s.workspace = static_cast<unsigned char*>(workspace);
+  // No CUDA call when the bounds give max_work_units (CPU tests rely on it).
+  s.bounds.max_work_units = resolved_max_work_units(bounds, device_id);
+  s.layout = plan::decode_workspace_layout(s.bounds.max_batch_size, s.bounds.max_work_units,
+                                           shape.num_qo_heads, shape.head_dim);
+  TESSERA_CHECK_ARG(workspace_bytes >= s.layout.total_bytes, "workspace",
+                    "at least " + std::to_string(s.layout.total_bytes) +
+                        " bytes (workspace_size_bytes(shape, bounds))",
+                    std::to_string(workspace_bytes) + " bytes");
+  s.staging_bytes = s.layout.merge_indptr_offset +
+                    static_cast<std::size_t>(s.bounds.max_batch_size + 1) * sizeof(int32_t);
+  s.staging_bytes = (s.staging_bytes + kWorkspaceAlignment - 1) / kWorkspaceAlignment *
+                    kWorkspaceAlignment;
+  const auto max_batch = static_cast<std::size_t>(s.bounds.max_batch_size);
+  s.kv_lengths.reserve(max_batch);
+  s.planned_indptr.reserve(max_batch + 1);
+  s.planned_last_page_len.reserve(max_batch);
+}
+
+BatchDecodeWithPagedKVCache::~BatchDecodeWithPagedKVCache() {
+  // The last schedule copy may still read the pinned buffer: wait before the
+  // members free it (errors ignored: nothing to report from a destructor).
+  if (!state_) return;
+  for (int slot = 0; slot < State::kStagingSlots; ++slot) {
+    if (state_->copy_in_flight[slot]) cudaEventSynchronize(state_->copy_done[slot].get());
+  }
+}
+
+std::size_t BatchDecodeWithPagedKVCache::workspace_size_bytes(const DecodePlanShape& shape,
+                                                              const DecodePlanBounds& bounds,
+                                                              int device_id) {
+  detail::validate_decode_shape(shape);
+  detail::validate_decode_bounds(bounds);
+  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
+                    std::to_string(device_id));
+  return plan::decode_workspace_layout(bounds.max_batch_size,
+                                       resolved_max_work_units(bounds, device_id),
+                                       shape.num_qo_heads, shape.head_dim)
+      .total_bytes;
+}
+
+void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
+                                       std::span<const int32_t> kv_last_page_len,
+                                       cudaStream_t stream) {
+  State& s = *state_;
+  detail::plan_kv_lengths(kv_indptr, kv_last_page_len, s.shape.page_size,
+                          s.bounds.max_batch_size, s.kv_lengths);
+  s.planned = false;  // until this plan's copy is enqueued
+
+  DeviceGuard guard(s.device_id);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  TESSERA_CHECK_ARG(capture == cudaStreamCaptureStatusNone, "stream",
+                    "a stream that is not capturing (plan() runs outside CUDA graphs)",
+                    "a capturing stream");
+  if (s.num_sms == 0) s.num_sms = device_sm_count(s.device_id);
+  if (s.staging.data() == nullptr) s.staging.allocate(State::kStagingSlots * s.staging_bytes);
+
+  plan::DecodePlannerInput input;
+  input.kv_lengths = s.kv_lengths;
+  input.num_kv_heads = s.shape.num_kv_heads;
+  input.num_sms = s.num_sms;
+  input.ctas_per_sm = detail::kDecodeCtasPerSm;
+  input.max_work_units = s.layout.max_work_units;
+  input.max_partials = s.layout.max_partials;
+  const plan::DecodeScheduleHost schedule = plan::plan_decode_schedule(input);
+
+  // This slot's last copy (two plans back) may still be reading it.
+  const int slot = s.next_slot;
+  if (s.copy_in_flight[slot]) {
+    TESSERA_CUDA_CHECK(cudaEventSynchronize(s.copy_done[slot].get()));
+    s.copy_in_flight[slot] = false;
+  }
+  unsigned char* staging = s.staging.data() + static_cast<std::size_t>(slot) * s.staging_bytes;
+  std::memcpy(staging + s.layout.header_offset, &schedule.header, sizeof(schedule.header));
+  std::memcpy(staging + s.layout.work_units_offset, schedule.work_units.data(),
+              schedule.work_units.size() * sizeof(DecodeWorkUnit));
+  std::memcpy(staging + s.layout.merge_indptr_offset, schedule.merge_indptr.data(),
+              schedule.merge_indptr.size() * sizeof(int32_t));
+  // One copy from the header to the end of this plan's merge_indptr (the
+  // regions are consecutive; unused unit slots in between are ignored).
+  const std::size_t copy_bytes =
+      s.layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
+  TESSERA_CUDA_CHECK(cudaMemcpyAsync(s.workspace, staging, copy_bytes, cudaMemcpyHostToDevice,
+                                     stream));
+  TESSERA_CUDA_CHECK(cudaEventRecord(s.copy_done[slot].get(), stream));
+  s.copy_in_flight[slot] = true;
+  s.next_slot = (slot + 1) % State::kStagingSlots;
+
+  s.planned = true;
+  s.planned_batch = static_cast<int64_t>(kv_last_page_len.size());
+  s.planned_partials = schedule.header.num_partials;
+  s.planned_indptr.assign(kv_indptr.begin(), kv_indptr.end());
+  s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
+}
+
+void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& paged_kv_cache,
+                                      const DLTensor& kv_indices, const DLTensor& kv_indptr,
+                                      const DLTensor& kv_last_page_len, const DLTensor& out,
+                                      const DLTensor* lse, const AttentionOptions& options,
+                                      cudaStream_t stream, Validate validate) {
+  const State& s = *state_;
+  TESSERA_CHECK_ARG(s.planned, "plan", "plan() called before run()", "run() without a plan");
+  const DecodePlanShape& shape = s.shape;
+  const int64_t batch = s.planned_batch;
+
+  const TensorView qv(q, "q");
+  qv.expect_ndim(3).expect_cuda().expect_last_dim_contiguous().expect_dtype(
+      {DType::kFloat16, DType::kBFloat16});
+  // Rows past the planned batch are allowed (CUDA-graph buffers are sized for
+  // the bounds) and left untouched.
+  TESSERA_CHECK_ARG(qv.size(0) >= batch && qv.size(0) <= s.bounds.max_batch_size, "q",
+                    "between the planned batch " + std::to_string(batch) + " and max_batch_size " +
+                        std::to_string(s.bounds.max_batch_size) + " rows",
+                    std::to_string(qv.size(0)) + " rows");
+  qv.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
+  qv.expect_size(2, shape.head_dim, "head_dim of the plan shape");
+
+  const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
+  const TensorView cache_view(paged_kv_cache.first(), cache.name);
+  cache_view.expect_dtype({DType::kFloat16, DType::kBFloat16, DType::kFloat8E4M3});
+  expect_same_device(qv, cache_view);
+  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || cache.dtype == DType::kFloat8E4M3, cache.name,
+                    std::string("dtype ") + dtype_name(qv.dtype()) +
+                        " (q's) or float8_e4m3fn",
+                    dtype_name(cache.dtype));
+  TESSERA_CHECK_ARG(cache.num_heads == shape.num_kv_heads, cache.name,
+                    "num_kv_heads " + std::to_string(shape.num_kv_heads) + " (the plan shape)",
+                    "num_kv_heads " + std::to_string(cache.num_heads));
+  TESSERA_CHECK_ARG(cache.head_dim == shape.head_dim, cache.name,
+                    "head_dim " + std::to_string(shape.head_dim) + " (the plan shape)",
+                    "head_dim " + std::to_string(cache.head_dim));
+  TESSERA_CHECK_ARG(cache.page_size == shape.page_size, cache.name,
+                    "page_size " + std::to_string(shape.page_size) + " (the plan shape)",
+                    "page_size " + std::to_string(cache.page_size));
+
+  const TensorView outv(out, "out");
+  outv.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(qv, outv);
+  expect_same_shape(qv, outv);
+  expect_same_device(qv, outv);
+  expect_identical_or_disjoint(qv, outv);
+  float* lse_data = nullptr;
+  if (lse != nullptr) {
+    const TensorView lsev(*lse, "lse");
+    lsev.expect_dtype({DType::kFloat32}).expect_ndim(2).expect_cuda().expect_contiguous();
+    lsev.expect_size(0, qv.size(0), "q's rows");
+    lsev.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
+    expect_same_device(qv, lsev);
+    lse_data = lsev.data_as<float>();
+  }
+
+  const TensorView indices_view = index_view(kv_indices, "kv_indices", qv);
+  const TensorView indptr_view = index_view(kv_indptr, "kv_indptr", qv);
+  const TensorView last_view = index_view(kv_last_page_len, "kv_last_page_len", qv);
+  TESSERA_CHECK_ARG(indptr_view.size(0) >= batch + 1, "kv_indptr",
+                    "at least batch_size + 1 = " + std::to_string(batch + 1) + " entries",
+                    std::to_string(indptr_view.size(0)));
+  TESSERA_CHECK_ARG(last_view.size(0) >= batch, "kv_last_page_len",
+                    "at least batch_size = " + std::to_string(batch) + " entries",
+                    std::to_string(last_view.size(0)));
+  TESSERA_CHECK_ARG(indices_view.numel() >= s.planned_indptr.back(), "kv_indices",
+                    "at least kv_indptr[batch] = " + std::to_string(s.planned_indptr.back()) +
+                        " page indices (as plan() saw)",
+                    std::to_string(indices_view.numel()) + " page indices");
+
+  // Validates the options and the ALiBi slopes tensor (named errors).
+  const detail::ResolvedVariant variant =
+      detail::resolve_variant(options, shape.head_dim, shape.num_qo_heads, qv.device());
+  // The kernel gathers K/V rows with 16-byte cp.async.
+  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
+  const auto aligned16 = [](int64_t bytes) { return bytes % kKvRowAlignment == 0; };
+  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(cache.k_data) % kKvRowAlignment == 0 &&
+                        reinterpret_cast<uintptr_t>(cache.v_data) % kKvRowAlignment == 0 &&
+                        aligned16(cache.stride_page * element_bytes) &&
+                        aligned16(cache.stride_entry * element_bytes) &&
+                        aligned16(cache.stride_head * element_bytes),
+                    cache.name, "16-byte aligned data and page/entry/head strides",
+                    "an unaligned KV cache");
+  if (batch == 0) return;
+
+  DeviceGuard guard(qv.device().device_id);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  const bool capturing = capture != cudaStreamCaptureStatusNone;
+  if (validation_requested(validate)) {
+    // Validation copies the index arrays to the host and synchronises, which
+    // would invalidate a capture: refuse clearly instead.
+    TESSERA_CHECK_ARG(!capturing, "validate",
+                      "Validate::kOff while the stream captures a CUDA graph",
+                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    const std::vector<int32_t> host_indices = copy_to_host(indices_view, stream);
+    std::vector<int32_t> host_indptr = copy_to_host(indptr_view, stream);
+    std::vector<int32_t> host_last = copy_to_host(last_view, stream);
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    // Only the planned requests count; graph-sized arrays may hold more.
+    host_indptr.resize(static_cast<std::size_t>(batch + 1));
+    host_last.resize(static_cast<std::size_t>(batch));
+    detail::validate_append_indices({{}, {}, host_indices, host_indptr, host_last},
+                                    cache.num_pages, cache.page_size);
+    TESSERA_CHECK_ARG(host_indptr == s.planned_indptr, "kv_indptr",
+                      "the values plan() saw", "different values on the device");
+    TESSERA_CHECK_ARG(host_last == s.planned_last_page_len, "kv_last_page_len",
+                      "the values plan() saw", "different values on the device");
+  }
+
+  detail::DecodeLaunch launch{};
+  launch.q = qv.data();
+  launch.q_dtype = qv.dtype();
+  launch.q_stride_batch = qv.stride(0);
+  launch.q_stride_head = qv.stride(1);
+  launch.out = outv.data();
+  launch.out_stride_batch = outv.stride(0);
+  launch.out_stride_head = outv.stride(1);
+  launch.lse = lse_data;
+  launch.kv = cache;
+  launch.kv_indices = indices_view.data_as<const int32_t>();
+  launch.kv_indptr = indptr_view.data_as<const int32_t>();
+  launch.kv_last_page_len = last_view.data_as<const int32_t>();
+  launch.num_qo_heads = shape.num_qo_heads;
+  launch.num_kv_heads = shape.num_kv_heads;
+  launch.head_dim = shape.head_dim;
+  const plan::DecodeWorkspaceLayout& layout = s.layout;
+  launch.schedule.header =
+      reinterpret_cast<const DecodeScheduleHeader*>(s.workspace + layout.header_offset);
+  launch.schedule.work_units =
+      reinterpret_cast<const DecodeWorkUnit*>(s.workspace + layout.work_units_offset);
+  launch.schedule.merge_indptr =
+      reinterpret_cast<const int32_t*>(s.workspace + layout.merge_indptr_offset);
+  launch.schedule.partial_out = reinterpret_cast<float*>(s.workspace + layout.partial_out_offset);
+  launch.schedule.partial_lse = reinterpret_cast<float*>(s.workspace + layout.partial_lse_offset);
+  launch.max_work_units = layout.max_work_units;
+  launch.options = options;
+  launch.options.sm_scale = detail::resolved_sm_scale(options, shape.head_dim);
+  launch.alibi_slopes = variant.params.alibi_slopes;
+
+  detail::launch_decode(launch, stream);
+  // While capturing, a later plan may split requests, so the graph needs the
+  // merge regardless; outside a graph it is skipped when nothing is split.
+  if (capturing || s.planned_partials > 0) {
+    detail::launch_decode_merge(launch, layout.max_batch_size, stream);
+  }
+}
+
+}  // namespace tessera

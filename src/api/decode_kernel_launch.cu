@@ -1,0 +1,129 @@
+// launch_decode (api/decode_launch.h): picks the decode kernel instantiation
+// for (q dtype, KV dtype, head_dim, variant) and launches it. The AOT set is
+// the explicit list below: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
+// x head_dim {64, 128, 256} x the six built-in variants (72 kernels); anything
+// else is rejected here (and earlier, with the argument's name, by the API).
+#include <cstdint>
+#include <string>
+
+#include "api/attention_variant.h"
+#include "api/decode_launch.h"
+#include "tessera/attention/decode.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+namespace {
+
+using attention::VariantKind;
+
+template <typename QT, typename KVT, int kHeadDim, typename Variant>
+void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
+                     cudaStream_t stream) {
+  using Traits = decode::DecodeTraits<QT, KVT, kHeadDim>;
+  decode::DecodeParams<QT, KVT> p{};
+  p.q = static_cast<const QT*>(l.q);
+  p.q_stride_batch = l.q_stride_batch;
+  p.q_stride_head = l.q_stride_head;
+  p.out = static_cast<QT*>(l.out);
+  p.out_stride_batch = l.out_stride_batch;
+  p.out_stride_head = l.out_stride_head;
+  p.lse = l.lse;
+  p.kv.k_data = static_cast<const KVT*>(l.kv.k_data);
+  p.kv.v_data = static_cast<const KVT*>(l.kv.v_data);
+  p.kv.stride_page = l.kv.stride_page;
+  p.kv.stride_entry = l.kv.stride_entry;
+  p.kv.stride_head = l.kv.stride_head;
+  p.kv.page_size = static_cast<int32_t>(l.kv.page_size);
+  p.kv.num_heads = static_cast<int32_t>(l.kv.num_heads);
+  p.kv.head_dim = static_cast<int32_t>(l.kv.head_dim);
+  p.kv_indices = l.kv_indices;
+  p.kv_indptr = l.kv_indptr;
+  p.kv_last_page_len = l.kv_last_page_len;
+  p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
+  p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
+  p.schedule = l.schedule;
+  p.variant = variant;
+
+  const auto kernel = decode::decode_kernel<Traits, Variant>;
+  // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
+  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          Traits::kSharedBytes));
+  const dim3 grid(static_cast<unsigned>(l.max_work_units), static_cast<unsigned>(l.num_kv_heads));
+  kernel<<<grid, decode::kThreads, Traits::kSharedBytes, stream>>>(p);
+  TESSERA_CHECK_LAUNCH();
+}
+
+template <typename QT, typename KVT, typename Variant>
+void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
+                       cudaStream_t stream) {
+  switch (l.head_dim) {
+    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, stream);
+    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, stream);
+    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, stream);
+    default:
+      throw Error("tessera: decode: head_dim " + std::to_string(l.head_dim) +
+                  " has no kernel (64, 128, 256)");
+  }
+}
+
+template <typename Variant>
+void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
+                     cudaStream_t stream) {
+  const bool fp8 = l.kv.dtype == DType::kFloat8E4M3;
+  if (l.q_dtype == DType::kBFloat16 && (fp8 || l.kv.dtype == DType::kBFloat16)) {
+    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, stream);
+    return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, stream);
+  }
+  if (l.q_dtype == DType::kFloat16 && (fp8 || l.kv.dtype == DType::kFloat16)) {
+    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, stream);
+    return dispatch_head_dim<half_t, half_t, Variant>(l, variant, stream);
+  }
+  throw Error(std::string("tessera: decode: no kernel for q ") + dtype_name(l.q_dtype) +
+              " with KV " + dtype_name(l.kv.dtype));
+}
+
+bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
+
+}  // namespace
+
+void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
+  // Defensive: the entry points validate with argument names; these are the
+  // kernel's own hard requirements (16-byte cp.async rows, whole GQA groups).
+  if (l.num_kv_heads < 1 || l.num_qo_heads % l.num_kv_heads != 0) {
+    throw Error("tessera: decode: num_qo_heads " + std::to_string(l.num_qo_heads) +
+                " is not a multiple of num_kv_heads " + std::to_string(l.num_kv_heads));
+  }
+  const int64_t element_bytes = static_cast<int64_t>(dtype_size_bytes(l.kv.dtype));
+  const bool kv_aligned = aligned16(l.kv.k_data) && aligned16(l.kv.v_data) &&
+                          (l.kv.stride_page * element_bytes) % 16 == 0 &&
+                          (l.kv.stride_entry * element_bytes) % 16 == 0 &&
+                          (l.kv.stride_head * element_bytes) % 16 == 0;
+  TESSERA_CHECK_ARG(kv_aligned, l.kv.name, "16-byte aligned data and page/entry/head strides",
+                    "an unaligned KV cache");
+  if (l.max_work_units < 1 || l.num_kv_heads > 65535) {
+    throw Error("tessera: decode: grid (" + std::to_string(l.max_work_units) + ", " +
+                std::to_string(l.num_kv_heads) + ") out of range");
+  }
+  const ResolvedVariant variant =
+      resolve_variant(l.options, l.head_dim, l.num_qo_heads, l.kv.device);
+  attention::VariantParams params = variant.params;
+  params.alibi_slopes = l.alibi_slopes;  // the caller's device slopes (or null: standard)
+  switch (variant.kind) {
+    case VariantKind::kPlain:
+      return dispatch_dtypes<attention::PlainVariant>(l, params, stream);
+    case VariantKind::kSoftCap:
+      return dispatch_dtypes<attention::SoftCapVariant>(l, params, stream);
+    case VariantKind::kSlidingWindow:
+      return dispatch_dtypes<attention::SlidingWindowVariant>(l, params, stream);
+    case VariantKind::kSoftCapSlidingWindow:
+      return dispatch_dtypes<attention::SoftCapSlidingWindowVariant>(l, params, stream);
+    case VariantKind::kAlibi:
+      return dispatch_dtypes<attention::AlibiVariant>(l, params, stream);
+    case VariantKind::kRopeLlama:
+      return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
+  }
+}
+
+}  // namespace tessera::detail

@@ -1,0 +1,234 @@
+// single_decode_with_kv_cache: one query token against one contiguous K/V.
+// Validates every argument, views K/V as a paged cache with ONE page
+// (page_size = kv_len, kv_indices = {0}), splits the KV range over the SMs
+// with the decode planner, stages the schedule and index arrays in
+// stream-ordered device memory (one upload, freed on the stream after the
+// kernels), then runs the decode kernel and the merge of split partials.
+// Not capturable in a CUDA graph (pageable upload); the batch plan/run API is.
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "api/attention_variant.h"
+#include "api/decode_launch.h"
+#include "plan/decode_planner.h"
+#include "tessera/api/decode.h"
+#include "tessera/attention/decode.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr std::size_t kKVAlignmentBytes = 16;  // cp.async rows
+constexpr std::size_t kRegionAlignment = 256;
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+std::size_t align_up(std::size_t value) {
+  return (value + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
+}
+
+bool supported_head_dim(int64_t head_dim) {
+  return head_dim == 64 || head_dim == 128 || head_dim == 256;
+}
+
+void check_kv_tensor(const TensorView& t, const TensorView& q) {
+  t.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+  TESSERA_CHECK_ARG(t.dtype() == q.dtype() || t.dtype() == DType::kFloat8E4M3, t.name(),
+                    std::string("dtype ") + dtype_name(q.dtype()) + " (as q) or float8_e4m3",
+                    dtype_name(t.dtype()));
+  expect_same_device(q, t);
+  t.expect_size(2, q.size(1), "head_dim (as q)");
+  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kKVAlignmentBytes), t.name(),
+                    "16-byte aligned data and strides (the kernel copies 16-byte rows)",
+                    "unaligned data or strides");
+}
+
+// The staged arrays: schedule (planner layout) then kv_indices / kv_indptr /
+// kv_last_page_len, each region 256-aligned.
+struct StagedLayout {
+  plan::DecodeWorkspaceLayout schedule;
+  std::size_t indices_offset;
+  std::size_t indptr_offset;
+  std::size_t last_page_len_offset;
+  std::size_t total_bytes;
+};
+
+StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t head_dim) {
+  StagedLayout l{};
+  l.schedule = plan::decode_workspace_layout(/*max_batch_size=*/1, max_work_units, num_qo_heads,
+                                             head_dim);
+  l.indices_offset = align_up(l.schedule.total_bytes);
+  l.indptr_offset = align_up(l.indices_offset + sizeof(int32_t));
+  l.last_page_len_offset = align_up(l.indptr_offset + 2 * sizeof(int32_t));
+  l.total_bytes = align_up(l.last_page_len_offset + sizeof(int32_t));
+  return l;
+}
+
+template <typename T>
+void put(std::vector<unsigned char>& bytes, std::size_t offset, const T* values, std::size_t n) {
+  std::memcpy(bytes.data() + offset, values, n * sizeof(T));
+}
+
+}  // namespace
+
+void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLTensor& v,
+                                 const DLTensor& out, const DLTensor* lse, KVLayout layout,
+                                 const AttentionOptions& options, cudaStream_t stream) {
+  // ---- validation: every argument, before any CUDA call
+  const TensorView qv(q, "q");
+  qv.expect_ndim(2).expect_dtype({DType::kFloat16, DType::kBFloat16}).expect_cuda();
+  qv.expect_last_dim_contiguous();
+  const int64_t num_qo_heads = qv.size(0);
+  const int64_t head_dim = qv.size(1);
+  TESSERA_CHECK_ARG(supported_head_dim(head_dim), "q", "head_dim 64, 128 or 256",
+                    "head_dim " + std::to_string(head_dim));
+
+  const TensorView kv(k, "k");
+  const TensorView vv(v, "v");
+  check_kv_tensor(kv, qv);
+  check_kv_tensor(vv, qv);
+  expect_same_dtype(kv, vv);
+  expect_same_shape(kv, vv);
+  const bool nhd = layout == KVLayout::kNHD;
+  const int kv_len_dim = nhd ? 0 : 1;
+  const int head_axis = nhd ? 1 : 0;
+  // The kernel indexes K and V with one set of strides.
+  for (int d = 0; d < 2; ++d) {
+    TESSERA_CHECK_ARG(kv.size(d) <= 1 || kv.stride(d) == vv.stride(d), "v",
+                      "the strides of k (stride " + std::to_string(kv.stride(d)) + " at dim " +
+                          std::to_string(d) + ")",
+                      "stride " + std::to_string(vv.stride(d)));
+  }
+  const int64_t kv_len = kv.size(kv_len_dim);
+  const int64_t num_kv_heads = kv.size(head_axis);
+  TESSERA_CHECK_ARG(num_kv_heads >= 1 && num_qo_heads % num_kv_heads == 0, "k",
+                    "num_kv_heads >= 1 dividing num_qo_heads " + std::to_string(num_qo_heads),
+                    "num_kv_heads " + std::to_string(num_kv_heads));
+  TESSERA_CHECK_ARG(num_kv_heads <= 65535, "k", "num_kv_heads <= 65535 (grid.y)",
+                    std::to_string(num_kv_heads));
+  TESSERA_CHECK_ARG(kv_len <= kInt32Max, "k", "kv_len < 2^31", std::to_string(kv_len));
+
+  const TensorView ov(out, "out");
+  ov.expect_ndim(2).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(qv, ov);
+  expect_same_shape(qv, ov);
+  expect_same_device(qv, ov);
+  expect_identical_or_disjoint(qv, ov);
+  float* lse_data = nullptr;
+  if (lse != nullptr) {
+    const TensorView lv(*lse, "lse");
+    lv.expect_dtype({DType::kFloat32}).expect_ndim(1).expect_cuda().expect_contiguous();
+    lv.expect_size(0, num_qo_heads, "num_qo_heads");
+    expect_same_device(qv, lv);
+    lse_data = lv.data_as<float>();
+  }
+  detail::ResolvedVariant variant =
+      detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
+  if (num_qo_heads == 0) return;  // nothing to compute
+
+  // ---- the one-page view of K/V
+  detail::ResolvedPagedKV cache{};
+  cache.dtype = kv.dtype();
+  cache.device = kv.device();
+  cache.k_data = kv.data();
+  cache.v_data = vv.data();
+  cache.num_pages = 1;
+  cache.page_size = std::max<int64_t>(kv_len, 1);
+  cache.num_heads = num_kv_heads;
+  cache.head_dim = head_dim;
+  cache.stride_page = 0;  // only page 0 exists
+  cache.stride_entry = kv.stride(kv_len_dim);
+  cache.stride_head = kv.stride(head_axis);
+  cache.name = "k";
+
+  DeviceGuard guard(qv.device().device_id);
+  int num_sms = 0;
+  TESSERA_CUDA_CHECK(
+      cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, qv.device().device_id));
+
+  // ---- schedule: enough chunks for a full wave of CTAs over the KV heads
+  const int64_t wave_ctas = static_cast<int64_t>(num_sms) * decode::kMinCtasPerSm;
+  const int64_t max_work_units = std::max<int64_t>(1, (wave_ctas + num_kv_heads - 1) / num_kv_heads);
+  const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, head_dim);
+  const int64_t lengths[1] = {kv_len};
+  plan::DecodePlannerInput input{};
+  input.kv_lengths = lengths;
+  input.num_kv_heads = num_kv_heads;
+  input.num_sms = num_sms;
+  input.ctas_per_sm = decode::kMinCtasPerSm;
+  input.max_work_units = max_work_units;
+  input.max_partials = staged.schedule.max_partials;
+  const plan::DecodeScheduleHost schedule = plan::plan_decode_schedule(input);
+
+  std::vector<unsigned char> host(staged.total_bytes, 0);
+  put(host, staged.schedule.header_offset, &schedule.header, 1);
+  put(host, staged.schedule.work_units_offset, schedule.work_units.data(),
+      schedule.work_units.size());
+  put(host, staged.schedule.merge_indptr_offset, schedule.merge_indptr.data(),
+      schedule.merge_indptr.size());
+  const int32_t kv_indices[1] = {0};
+  const int32_t kv_indptr[2] = {0, kv_len > 0 ? 1 : 0};
+  const int32_t kv_last_page_len[1] = {static_cast<int32_t>(kv_len)};
+  put(host, staged.indices_offset, kv_indices, 1);
+  put(host, staged.indptr_offset, kv_indptr, 2);
+  put(host, staged.last_page_len_offset, kv_last_page_len, 1);
+
+  void* device_buffer = nullptr;
+  TESSERA_CUDA_CHECK(cudaMallocAsync(&device_buffer, staged.total_bytes, stream));
+  auto* base = static_cast<unsigned char*>(device_buffer);
+  // From pageable memory: returns once `host` is staged, so it may go out of scope.
+  const cudaError_t copied =
+      cudaMemcpyAsync(base, host.data(), staged.total_bytes, cudaMemcpyHostToDevice, stream);
+  if (copied != cudaSuccess) {
+    cudaFreeAsync(device_buffer, stream);
+    TESSERA_CUDA_CHECK(copied);
+  }
+
+  detail::DecodeLaunch launch{};
+  launch.q = qv.data();
+  launch.q_dtype = qv.dtype();
+  launch.q_stride_batch = 0;  // one request
+  launch.q_stride_head = qv.stride(0);
+  launch.out = ov.data();
+  launch.out_stride_batch = 0;
+  launch.out_stride_head = ov.stride(0);
+  launch.lse = lse_data;
+  launch.kv = cache;
+  launch.kv_indices = reinterpret_cast<const int32_t*>(base + staged.indices_offset);
+  launch.kv_indptr = reinterpret_cast<const int32_t*>(base + staged.indptr_offset);
+  launch.kv_last_page_len = reinterpret_cast<const int32_t*>(base + staged.last_page_len_offset);
+  launch.num_qo_heads = num_qo_heads;
+  launch.num_kv_heads = num_kv_heads;
+  launch.head_dim = head_dim;
+  launch.schedule.header =
+      reinterpret_cast<const DecodeScheduleHeader*>(base + staged.schedule.header_offset);
+  launch.schedule.work_units =
+      reinterpret_cast<const DecodeWorkUnit*>(base + staged.schedule.work_units_offset);
+  launch.schedule.merge_indptr =
+      reinterpret_cast<const int32_t*>(base + staged.schedule.merge_indptr_offset);
+  launch.schedule.partial_out = reinterpret_cast<float*>(base + staged.schedule.partial_out_offset);
+  launch.schedule.partial_lse = reinterpret_cast<float*>(base + staged.schedule.partial_lse_offset);
+  // The planner used at most max_work_units; launch only the units it made.
+  launch.max_work_units = std::max<int64_t>(1, schedule.header.num_work_units);
+  launch.options = options;
+  launch.options.sm_scale = variant.params.sm_scale;
+  launch.alibi_slopes = variant.params.alibi_slopes;
+
+  try {
+    detail::launch_decode(launch, stream);
+    if (schedule.header.num_partials > 0) detail::launch_decode_merge(launch, 1, stream);
+  } catch (...) {
+    cudaFreeAsync(device_buffer, stream);  // stream-ordered: after anything already queued
+    throw;
+  }
+  TESSERA_CUDA_CHECK(cudaFreeAsync(device_buffer, stream));
+}
+
+}  // namespace tessera

@@ -1,0 +1,286 @@
+// single_decode_with_kv_cache (and through it the decode kernel, the planner's
+// split-KV chunks and the merge) on the GPU against the float64 reference.
+// Inputs are rounded to their storage dtype on the host first, so the
+// reference sees exactly what the kernel sees; outputs are poisoned before
+// each run. Tolerances: out is one rounding of a float32 result to q's dtype
+// (tolerance_for); lse is float32 log-sum-exp, checked to 2e-3 absolute +
+// 1e-3 relative (float32 sums over up to 32k terms, ex2.approx/lg2.approx).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "reference/attention_ref.h"
+#include "support/compare.h"
+#include "support/device_tensor.h"
+#include "support/gpu.h"
+#include "support/host_convert.h"
+#include "support/random.h"
+#include "tessera/api/decode.h"
+#include "tessera/core/cuda_resources.h"
+
+namespace tessera {
+namespace {
+
+using testing::DeviceTensor;
+using testing::Rng;
+
+constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
+
+struct DecodeCase {
+  int64_t kv_len = 100;
+  int64_t num_qo_heads = 8;
+  int64_t num_kv_heads = 2;
+  int64_t head_dim = 128;
+  DType q_dtype = DType::kBFloat16;
+  DType kv_dtype = DType::kBFloat16;
+  KVLayout layout = KVLayout::kNHD;
+  int64_t token_padding = 0;  // extra elements per row of the outer K/V axis (strided K/V)
+  bool with_lse = true;
+  AttentionOptions options;
+  reference::AttentionRefParams ref;  // variant fields; shapes filled in
+};
+
+// K/V of logical [kv_len, kv_heads, D] values in the case's layout, with an
+// optional padded outer stride.
+DeviceTensor make_kv(const DecodeCase& c, const std::vector<float>& nhd_values) {
+  const bool nhd = c.layout == KVLayout::kNHD;
+  const int64_t outer = nhd ? c.kv_len : c.num_kv_heads;
+  const int64_t inner = nhd ? c.num_kv_heads : c.kv_len;
+  const int64_t d = c.head_dim;
+  DeviceTensor t(c.kv_dtype, {outer, inner, d}, {inner * d + c.token_padding, d, 1});
+  t.poison();
+  std::vector<float> logical(nhd_values.size());
+  for (int64_t j = 0; j < c.kv_len; ++j) {
+    for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+      for (int64_t e = 0; e < d; ++e) {
+        const int64_t dst = nhd ? (j * c.num_kv_heads + h) * d + e : (h * c.kv_len + j) * d + e;
+        logical[dst] = nhd_values[(j * c.num_kv_heads + h) * d + e];
+      }
+    }
+  }
+  if (!logical.empty()) t.upload(logical);
+  return t;
+}
+
+void run_case(DecodeCase c, Rng& rng) {
+  SCOPED_TRACE("kv_len " + std::to_string(c.kv_len) + ", heads " + std::to_string(c.num_qo_heads) +
+               "/" + std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim));
+  const int64_t d = c.head_dim;
+  const auto q_host = testing::round_to(c.q_dtype, rng.normal_vector(c.num_qo_heads * d));
+  const auto kv_count = static_cast<std::size_t>(c.kv_len * c.num_kv_heads * d);
+  const auto k_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count));
+  const auto v_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count));
+
+  DeviceTensor q(c.q_dtype, {c.num_qo_heads, d});
+  q.upload(q_host);
+  DeviceTensor k = make_kv(c, k_host);
+  DeviceTensor v = make_kv(c, v_host);
+  DeviceTensor out(c.q_dtype, {c.num_qo_heads, d});
+  DeviceTensor lse(DType::kFloat32, {c.num_qo_heads});
+  out.poison();
+  lse.poison();
+
+  CudaStream stream;
+  DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl(), lse_dl = lse.dl();
+  single_decode_with_kv_cache(q_dl, k_dl, v_dl, out_dl, c.with_lse ? &lse_dl : nullptr, c.layout,
+                              c.options, stream.get());
+  stream.synchronize();
+
+  reference::AttentionRefParams p = c.ref;
+  p.qo_len = 1;
+  p.kv_len = c.kv_len;
+  p.num_qo_heads = c.num_qo_heads;
+  p.num_kv_heads = c.num_kv_heads;
+  p.head_dim = d;
+  p.sm_scale = c.options.sm_scale;
+  p.k_scale = c.options.k_scale;
+  p.v_scale = c.options.v_scale;
+  const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
+
+  const auto got = out.download();
+  if (c.kv_len == 0) {
+    for (const float x : got) EXPECT_EQ(x, 0.f);
+  } else {
+    EXPECT_TRUE(testing::all_close(got, expected.out, testing::tolerance_for(c.q_dtype)));
+  }
+  if (c.with_lse) {
+    const auto got_lse = lse.download();
+    if (c.kv_len == 0) {
+      for (const float x : got_lse) EXPECT_EQ(x, -std::numeric_limits<float>::infinity());
+    } else {
+      EXPECT_TRUE(testing::all_close(got_lse, expected.lse, kLseTolerance));
+    }
+  } else {
+    for (const float x : lse.download()) EXPECT_TRUE(std::isnan(x));  // never written: still poison
+  }
+  EXPECT_TRUE(testing::padding_untouched(k));  // K padding still poisoned: read-only input
+}
+
+TEST(DecodeKernel, KvLengthsAroundTileAndChunkEdgesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_len : {1, 15, 16, 17, 63, 64, 65, 1000, 32768}) {
+    run_case({.kv_len = kv_len}, rng);
+  }
+}
+
+TEST(DecodeKernel, EmptyKvGivesZeroOutputAndMinusInfinityLse) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_case({.kv_len = 0}, rng);
+}
+
+TEST(DecodeKernel, GroupSizesOneFourEightMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_heads : {8, 2, 1}) {
+    run_case({.kv_len = 1000, .num_qo_heads = 8, .num_kv_heads = kv_heads}, rng);
+  }
+}
+
+TEST(DecodeKernel, GroupLargerThanOneRoundMatchesReference) {
+  // 32 query heads on one KV head: D=256 has 8 lanes, so 4 rounds.
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_case({.kv_len = 300, .num_qo_heads = 32, .num_kv_heads = 1, .head_dim = 256}, rng);
+  run_case({.kv_len = 300, .num_qo_heads = 6, .num_kv_heads = 2, .head_dim = 128}, rng);  // group 3
+}
+
+TEST(DecodeKernel, HeadDims64And256MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t d : {64, 256}) {
+    for (const int64_t kv_len : {1, 17, 1000, 32768}) {
+      run_case({.kv_len = kv_len, .num_qo_heads = 4, .num_kv_heads = 1, .head_dim = d}, rng);
+    }
+  }
+}
+
+TEST(DecodeKernel, HndLayoutMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_len : {17, 1000, 32768}) {
+    run_case({.kv_len = kv_len, .layout = KVLayout::kHND}, rng);
+  }
+}
+
+TEST(DecodeKernel, StridedKvMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_case({.kv_len = 1000, .token_padding = 64}, rng);
+  run_case({.kv_len = 1000, .layout = KVLayout::kHND, .token_padding = 8}, rng);
+}
+
+TEST(DecodeKernel, Float16MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_len : {1, 1000, 32768}) {
+    run_case({.kv_len = kv_len, .q_dtype = DType::kFloat16, .kv_dtype = DType::kFloat16}, rng);
+  }
+}
+
+TEST(DecodeKernel, Fp8KvWithScalesMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DType q_dtype : {DType::kBFloat16, DType::kFloat16}) {
+    for (const int64_t d : {64, 128, 256}) {
+      DecodeCase c{.kv_len = 1000, .head_dim = d, .q_dtype = q_dtype,
+                   .kv_dtype = DType::kFloat8E4M3};
+      c.options.k_scale = 0.5;
+      c.options.v_scale = 2.0;
+      run_case(c, rng);
+    }
+  }
+}
+
+TEST(DecodeKernel, WithoutLseWritesOnlyOut) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_case({.kv_len = 1000, .with_lse = false}, rng);
+}
+
+TEST(DecodeKernel, CustomSmScaleMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  DecodeCase c{.kv_len = 1000};
+  c.options.sm_scale = 0.3;
+  run_case(c, rng);
+}
+
+TEST(DecodeKernel, SoftCapMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_len : {17, 5000}) {
+    DecodeCase c{.kv_len = kv_len};
+    c.options.sm_scale = 1.0;  // logits ~ N(0, 128): the cap really bites
+    c.options.logits_soft_cap = 5.0;
+    c.ref.logits_soft_cap = 5.0;
+    run_case(c, rng);
+  }
+}
+
+TEST(DecodeKernel, SlidingWindowMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t window : {0, 1, 100, 5000}) {
+    DecodeCase c{.kv_len = 3000};
+    c.options.window_left = window;
+    c.ref.window_left = window;
+    run_case(c, rng);
+  }
+}
+
+TEST(DecodeKernel, SoftCapWithSlidingWindowMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  DecodeCase c{.kv_len = 3000};
+  c.options.logits_soft_cap = 3.0;
+  c.options.window_left = 700;
+  c.ref.logits_soft_cap = 3.0;
+  c.ref.window_left = 700;
+  run_case(c, rng);
+}
+
+TEST(DecodeKernel, AlibiStandardSlopesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  DecodeCase c{.kv_len = 1000};
+  c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+  c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+  run_case(c, rng);
+}
+
+TEST(DecodeKernel, AlibiGivenSlopesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  DecodeCase c{.kv_len = 1000, .num_qo_heads = 12, .num_kv_heads = 4};
+  const auto slopes = rng.uniform_vector(12, 0.001f, 0.2f);
+  DeviceTensor slopes_dev(DType::kFloat32, {12});
+  slopes_dev.upload(slopes);
+  DLTensor slopes_dl = slopes_dev.dl();
+  c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+  c.options.alibi_slopes = &slopes_dl;
+  c.ref.alibi_slopes.assign(slopes.begin(), slopes.end());
+  run_case(c, rng);
+}
+
+TEST(DecodeKernel, RopeLlamaMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t d : {64, 128, 256}) {
+    DecodeCase c{.kv_len = 1000, .head_dim = d};
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.options.rope_theta = 5e5;
+    c.options.rope_scale = 2.0;
+    c.ref.rope_llama = true;
+    c.ref.rope_theta = 5e5;
+    c.ref.rope_scale = 2.0;
+    run_case(c, rng);
+  }
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,98 @@
+#include "reference/attention_ref.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numbers>
+#include <stdexcept>
+
+namespace tessera::reference {
+
+namespace {
+
+// Rotates one head row (NeoX halves) to `position`, in double.
+std::vector<double> rope_row(const float* x, int64_t head_dim, int64_t position,
+                             const AttentionRefParams& p) {
+  std::vector<double> out(x, x + head_dim);
+  if (!p.rope_llama) return out;
+  const int64_t half = head_dim / 2;
+  for (int64_t j = 0; j < half; ++j) {
+    const double freq =
+        std::pow(p.rope_theta, -2.0 * static_cast<double>(j) / static_cast<double>(head_dim)) /
+        p.rope_scale;
+    const double angle = static_cast<double>(position) * freq;
+    const double c = std::cos(angle);
+    const double s = std::sin(angle);
+    const double a = x[j];
+    const double b = x[j + half];
+    out[j] = a * c - b * s;
+    out[j + half] = b * c + a * s;
+  }
+  return out;
+}
+
+}  // namespace
+
+AttentionRefResult attention_reference(std::span<const float> q, std::span<const float> k,
+                                       std::span<const float> v, const AttentionRefParams& p) {
+  const int64_t d = p.head_dim;
+  if (p.num_kv_heads < 1 || p.num_qo_heads % p.num_kv_heads != 0 ||
+      q.size() != static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d) ||
+      k.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d) || k.size() != v.size() ||
+      (!p.alibi_slopes.empty() && p.alibi_slopes.size() != static_cast<std::size_t>(p.num_qo_heads)) ||
+      (p.rope_llama && d % 2 != 0)) {
+    throw std::invalid_argument("attention_reference: inconsistent sizes");
+  }
+  const int64_t group = p.num_qo_heads / p.num_kv_heads;
+  const double sm_scale = p.sm_scale > 0 ? p.sm_scale : 1.0 / std::sqrt(static_cast<double>(d));
+  AttentionRefResult result;
+  result.out.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d), 0.0);
+  result.lse.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads),
+                    -std::numeric_limits<double>::infinity());
+  std::vector<double> logits(static_cast<std::size_t>(p.kv_len));
+  std::vector<bool> kept(static_cast<std::size_t>(p.kv_len));
+  for (int64_t i = 0; i < p.qo_len; ++i) {
+    const int64_t q_pos = p.kv_len - p.qo_len + i;
+    for (int64_t h = 0; h < p.num_qo_heads; ++h) {
+      const int64_t g = h / group;
+      const std::vector<double> qr = rope_row(&q[(i * p.num_qo_heads + h) * d], d, q_pos, p);
+      double max_logit = -std::numeric_limits<double>::infinity();
+      for (int64_t j = 0; j < p.kv_len; ++j) {
+        const bool masked = (p.causal && j > q_pos) ||
+                            (p.window_left >= 0 && j < q_pos - p.window_left);
+        kept[j] = !masked;
+        if (masked) continue;
+        const std::vector<double> kr = rope_row(&k[(j * p.num_kv_heads + g) * d], d, j, p);
+        double dot = 0;
+        for (int64_t e = 0; e < d; ++e) dot += qr[e] * kr[e] * p.k_scale;
+        double s = sm_scale * dot;
+        if (p.logits_soft_cap > 0) s = p.logits_soft_cap * std::tanh(s / p.logits_soft_cap);
+        if (!p.alibi_slopes.empty()) s += p.alibi_slopes[h] * static_cast<double>(j - q_pos);
+        logits[j] = s;
+        max_logit = std::max(max_logit, s);
+      }
+      if (max_logit == -std::numeric_limits<double>::infinity()) continue;  // all masked
+      double sum = 0;
+      double* o = &result.out[(i * p.num_qo_heads + h) * d];
+      for (int64_t j = 0; j < p.kv_len; ++j) {
+        if (!kept[j]) continue;
+        const double w = std::exp(logits[j] - max_logit);
+        sum += w;
+        for (int64_t e = 0; e < d; ++e) o[e] += w * v[(j * p.num_kv_heads + g) * d + e];
+      }
+      for (int64_t e = 0; e < d; ++e) o[e] *= p.v_scale / sum;
+      result.lse[i * p.num_qo_heads + h] = (max_logit + std::log(sum)) * std::numbers::log2e;
+    }
+  }
+  return result;
+}
+
+std::vector<double> standard_alibi_slopes(int64_t num_heads) {
+  std::vector<double> slopes(static_cast<std::size_t>(num_heads));
+  for (int64_t h = 0; h < num_heads; ++h) {
+    slopes[h] = std::exp2(-8.0 * static_cast<double>(h + 1) / static_cast<double>(num_heads));
+  }
+  return slopes;
+}
+
+}  // namespace tessera::reference
