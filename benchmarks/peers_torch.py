@@ -124,6 +124,10 @@ def bf16(*shape):
 
 def measure(timer, kernel, case):
     p = parse_case(case)
+    if kernel == "batch_decode":
+        return decode_peers(timer, p)
+    if "T" not in p:
+        return []  # no peer for this measurement (plan time, graph replay)
     T = int(p["T"])
     if kernel in ("rmsnorm", "fused_add_rmsnorm"):
         H = int(p["H"])
@@ -184,8 +188,6 @@ def measure(timer, kernel, case):
         if "us" in METRICS.get((kernel, case), ()):
             rows.append(("torch", "us", us))
         return rows
-    if kernel == "batch_decode":
-        return decode_peers(timer, p)
     return []
 
 

@@ -445,7 +445,8 @@ TEST(BatchDecode, RunRejectsArgumentsThatDisagreeWithThePlan) {
   FakeTensor q(DType::kBFloat16, {2, 16, 128});
   FakeTensor q_fp16(DType::kFloat16, {2, 16, 128});
   FakeTensor q_d64(DType::kBFloat16, {2, 16, 64});
-  FakeTensor q_batch3(DType::kBFloat16, {3, 16, 128});
+  FakeTensor q_batch1(DType::kBFloat16, {1, 16, 128});  // fewer rows than planned
+  FakeTensor q_batch5(DType::kBFloat16, {5, 16, 128});  // more than max_batch_size
   FakeTensor out(DType::kBFloat16, {2, 16, 128});
   out.with_data(uintptr_t{1} << 28);
   FakeTensor cache(DType::kBFloat16, {8, 2, 16, 4, 128});
@@ -463,7 +464,8 @@ TEST(BatchDecode, RunRejectsArgumentsThatDisagreeWithThePlan) {
   };
   testing::expect_argument_error(run(q_fp16, cache), "paged_kv_cache");  // dtype vs cache
   testing::expect_argument_error(run(q_d64, cache), "q");                // head_dim vs plan
-  testing::expect_argument_error(run(q_batch3, cache), "q");             // batch vs plan
+  testing::expect_argument_error(run(q_batch1, cache), "q");             // batch vs plan
+  testing::expect_argument_error(run(q_batch5, cache), "q");             // batch vs bounds
   testing::expect_argument_error(run(q, cache_page8), "paged_kv_cache"); // page_size vs plan
 
   // Validation mode reads the device page indices: one is past the cache.
