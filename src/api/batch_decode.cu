@@ -15,6 +15,7 @@
 #include "api/batch_decode_args.h"
 #include "api/decode_launch.h"
 #include "api/page_validation.h"
+#include "api/index_tensor.h"
 #include "api/paged_kv_cache_view.h"
 #include "plan/decode_planner.h"
 #include "tessera/api/decode.h"
@@ -26,6 +27,9 @@
 namespace tessera {
 
 namespace {
+
+using detail::copy_to_host;
+using detail::index_view;
 
 // Region alignment of the workspace layout; the base must match it so the
 // float4 partial loads and the struct loads of the kernels are aligned.
@@ -80,22 +84,6 @@ int64_t resolved_max_work_units(const DecodePlanBounds& bounds, int device_id) {
              : detail::derived_max_work_units(bounds.max_batch_size, device_sm_count(device_id));
 }
 
-// A 1-D contiguous int32 index tensor on the device of `reference`.
-TensorView index_view(const DLTensor& tensor, const char* name, const TensorView& reference) {
-  TensorView view(tensor, name);
-  view.expect_dtype({DType::kInt32}).expect_ndim(1).expect_cuda().expect_contiguous();
-  expect_same_device(reference, view);
-  return view;
-}
-
-std::vector<int32_t> copy_to_host(const TensorView& view, cudaStream_t stream) {
-  std::vector<int32_t> host(static_cast<std::size_t>(view.numel()));
-  if (!host.empty()) {
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(host.data(), view.data(), host.size() * sizeof(int32_t),
-                                       cudaMemcpyDeviceToHost, stream));
-  }
-  return host;
-}
 
 }  // namespace
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/page_validation.h"
+#include "api/index_tensor.h"
 #include "api/paged_kv_cache_view.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
@@ -22,24 +23,10 @@ namespace tessera {
 
 namespace {
 
+using detail::copy_to_host;
+using detail::index_view;
+
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
-
-// A 1-D contiguous int32 tensor on the device of `reference`.
-TensorView index_view(const DLTensor& tensor, const char* name, const TensorView& reference) {
-  TensorView view(tensor, name);
-  view.expect_dtype({DType::kInt32}).expect_ndim(1).expect_cuda().expect_contiguous();
-  expect_same_device(reference, view);
-  return view;
-}
-
-std::vector<int32_t> copy_to_host(const TensorView& view, cudaStream_t stream) {
-  std::vector<int32_t> host(static_cast<std::size_t>(view.numel()));
-  if (!host.empty()) {
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(host.data(), view.data(), host.size() * sizeof(int32_t),
-                                       cudaMemcpyDeviceToHost, stream));
-  }
-  return host;
-}
 
 // Everything the launch needs, resolved and validated on the host.
 struct AppendLaunch {

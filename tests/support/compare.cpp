@@ -75,6 +75,28 @@ namespace tessera::testing {
   return ::testing::AssertionFailure() << changed << " of " << padding << " padding bytes written";
 }
 
+::testing::AssertionResult lse_close(std::span<const float> out, std::span<const double> ref,
+                                     Tolerance tolerance) {
+  if (out.size() != ref.size()) {
+    return ::testing::AssertionFailure()
+           << "size mismatch: out " << out.size() << " vs reference " << ref.size();
+  }
+  std::vector<float> finite_out;
+  std::vector<double> finite_ref;
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    if (std::isinf(ref[i])) {
+      if (!(std::isinf(out[i]) && out[i] < 0)) {
+        return ::testing::AssertionFailure() << "lse[" << i << "] = " << out[i] << ", expected -inf";
+      }
+    } else {
+      finite_out.push_back(out[i]);
+      finite_ref.push_back(ref[i]);
+    }
+  }
+  if (finite_ref.empty()) return ::testing::AssertionSuccess();
+  return all_close(finite_out, finite_ref, tolerance);
+}
+
 ::testing::AssertionResult all_equal(std::span<const float> out, std::span<const float> expected) {
   if (out.size() != expected.size()) {
     return ::testing::AssertionFailure()

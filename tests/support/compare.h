@@ -38,6 +38,11 @@ inline constexpr unsigned char kPoisonByte = 0xff;
 
 ::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
                                      Tolerance tolerance);
+// lse outputs: -inf exactly where the reference is -inf (nothing attended),
+// all_close with `tolerance` on the rest.
+::testing::AssertionResult lse_close(std::span<const float> out, std::span<const double> ref,
+                                     Tolerance tolerance);
+
 // Exact equality, for kernels that move bits (append, copies).
 ::testing::AssertionResult all_equal(std::span<const float> out, std::span<const float> expected);
 
