@@ -15,7 +15,7 @@ inline constexpr int64_t kDecodeHeadDims[] = {64, 128, 256};
 // Decode CTAs resident per SM: the planner's wave size is num_sms times this.
 // Matches decode::kMinCtasPerSm (the kernel's launch bounds, include/
 // tessera/attention/decode.cuh); kept here so this header stays host-only.
-inline constexpr int64_t kDecodeCtasPerSm = 3;
+inline constexpr int64_t kDecodeCtasPerSm = 2;
 
 bool decode_head_dim_supported(int64_t head_dim);
 

@@ -13,6 +13,9 @@
 //                                     shuffle within the row's threads: the
 //                                     kernel calls it from all 32 lanes of a
 //                                     warp, converged, for every token.
+//                                     transform_key must not depend on the
+//                                     query head: decode applies it once per
+//                                     key for all the heads a thread owns.
 //   float logits_transform(dot, kv_pos)  (kHasLogitsTransform) -> log2 units
 //   bool logits_mask(kv_pos)          (kHasLogitsMask) false masks the token
 //   int first_kv_position()           tokens before it are masked anyway, so
