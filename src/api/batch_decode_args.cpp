@@ -13,15 +13,6 @@ namespace {
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxKvHeads = 65535;  // gridDim.y limit
 
-std::string element(const char* name, std::size_t index, int64_t value) {
-  std::string text(name);
-  text += '[';
-  text += std::to_string(index);
-  text += "] = ";
-  text += std::to_string(value);
-  return text;
-}
-
 }  // namespace
 
 bool decode_head_dim_supported(int64_t head_dim) {
@@ -73,14 +64,14 @@ void plan_kv_lengths(std::span<const int32_t> kv_indptr, std::span<const int32_t
                     "length " + std::to_string(batch) + " (len(kv_indptr) - 1)",
                     "length " + std::to_string(kv_last_page_len.size()));
   TESSERA_CHECK_ARG(kv_indptr[0] == 0, "kv_indptr", "kv_indptr[0] = 0",
-                    element("kv_indptr", 0, kv_indptr[0]));
+                    element_text("kv_indptr", 0, kv_indptr[0]));
   kv_lengths.resize(batch);
   for (std::size_t b = 0; b < batch; ++b) {
     const int64_t pages = static_cast<int64_t>(kv_indptr[b + 1]) - kv_indptr[b];
     TESSERA_CHECK_ARG(pages >= 0, "kv_indptr",
                       "non-decreasing values (kv_indptr[" + std::to_string(b) +
                           "] = " + std::to_string(kv_indptr[b]) + ")",
-                      element("kv_indptr", b + 1, kv_indptr[b + 1]));
+                      element_text("kv_indptr", b + 1, kv_indptr[b + 1]));
     const int32_t last = kv_last_page_len[b];
     const bool ok = pages > 0 ? (last >= 1 && last <= page_size) : (last >= 0 && last <= page_size);
     TESSERA_CHECK_ARG(ok, "kv_last_page_len",
@@ -88,7 +79,7 @@ void plan_kv_lengths(std::span<const int32_t> kv_indptr, std::span<const int32_t
                                       "] for a request with pages"
                                 : "values in [0, page_size = " + std::to_string(page_size) +
                                       "] for a request with no pages",
-                      element("kv_last_page_len", b, last));
+                      element_text("kv_last_page_len", b, last));
     const int64_t len = pages == 0 ? 0 : (pages - 1) * page_size + last;
     TESSERA_CHECK_ARG(len <= kInt32Max, "kv_indptr", "KV lengths below 2^31 tokens",
                       std::to_string(len) + " tokens in request " + std::to_string(b));

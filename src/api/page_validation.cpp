@@ -8,17 +8,6 @@ namespace tessera::detail {
 
 namespace {
 
-// Built with += : GCC 12 warns (-Wrestrict, a false positive) on
-// "literal" + std::string temporaries.
-std::string element(const char* name, std::size_t index, int64_t value) {
-  std::string text(name);
-  text += '[';
-  text += std::to_string(index);
-  text += "] = ";
-  text += std::to_string(value);
-  return text;
-}
-
 std::string range(int64_t lo, int64_t hi) {
   std::string text = "[";
   text += std::to_string(lo);
@@ -31,18 +20,18 @@ std::string range(int64_t lo, int64_t hi) {
 void validate_indptr(std::span<const int32_t> kv_indptr, std::size_t num_kv_indices) {
   TESSERA_CHECK_ARG(
       !kv_indptr.empty() && kv_indptr[0] == 0, "kv_indptr", "kv_indptr[0] = 0",
-      kv_indptr.empty() ? std::string("an empty tensor") : element("kv_indptr", 0, kv_indptr[0]));
+      kv_indptr.empty() ? std::string("an empty tensor") : element_text("kv_indptr", 0, kv_indptr[0]));
   for (std::size_t b = 1; b < kv_indptr.size(); ++b) {
     TESSERA_CHECK_ARG(kv_indptr[b] >= kv_indptr[b - 1], "kv_indptr",
                       "non-decreasing values (kv_indptr[" + std::to_string(b - 1) +
                           "] = " + std::to_string(kv_indptr[b - 1]) + ")",
-                      element("kv_indptr", b, kv_indptr[b]));
+                      element_text("kv_indptr", b, kv_indptr[b]));
   }
   const std::size_t last = kv_indptr.size() - 1;
   TESSERA_CHECK_ARG(
       static_cast<std::size_t>(kv_indptr[last]) <= num_kv_indices, "kv_indptr",
       "a last value at most the length of kv_indices (" + std::to_string(num_kv_indices) + ")",
-      element("kv_indptr", last, kv_indptr[last]));
+      element_text("kv_indptr", last, kv_indptr[last]));
 }
 
 }  // namespace
@@ -61,7 +50,7 @@ void validate_append_indices(const AppendIndexArrays& arrays, int64_t num_pages,
   for (std::size_t j = 0; j < static_cast<std::size_t>(kv_indptr[batch]); ++j) {
     const int32_t page = arrays.kv_indices[j];
     TESSERA_CHECK_ARG(page >= 0 && page < num_pages, "kv_indices",
-                      "page indices in " + range(0, num_pages), element("kv_indices", j, page));
+                      "page indices in " + range(0, num_pages), element_text("kv_indices", j, page));
   }
 
   for (std::size_t b = 0; b < batch; ++b) {
@@ -73,7 +62,7 @@ void validate_append_indices(const AppendIndexArrays& arrays, int64_t num_pages,
                                       "] for a request with pages"
                                 : "values in [0, page_size = " + std::to_string(page_size) +
                                       "] for a request with no pages",
-                      element("kv_last_page_len", b, last));
+                      element_text("kv_last_page_len", b, last));
   }
 
   TESSERA_CHECK_ARG(
@@ -84,14 +73,14 @@ void validate_append_indices(const AppendIndexArrays& arrays, int64_t num_pages,
     const int32_t b = arrays.batch_indices[i];
     TESSERA_CHECK_ARG(b >= 0 && static_cast<std::size_t>(b) < batch, "batch_indices",
                       "batch indices in " + range(0, static_cast<int64_t>(batch)),
-                      element("batch_indices", i, b));
+                      element_text("batch_indices", i, b));
     const int64_t pages = kv_indptr[b + 1] - kv_indptr[b];
     const int64_t seq_len = pages == 0 ? 0 : (pages - 1) * page_size + arrays.kv_last_page_len[b];
     const int32_t position = arrays.positions[i];
     TESSERA_CHECK_ARG(
         position >= 0 && position < seq_len, "positions",
         "positions in " + range(0, seq_len) + " (the length of request " + std::to_string(b) + ")",
-        element("positions", i, position));
+        element_text("positions", i, position));
   }
 }
 

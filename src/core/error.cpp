@@ -26,4 +26,15 @@ void throw_argument_error(std::string_view argument, std::string_view expected,
   throw Error(argument, expected, actual);
 }
 
+std::string element_text(std::string_view name, std::size_t index, int64_t value) {
+  // Built with += : GCC 12 warns (-Wrestrict, a false positive) on
+  // "literal" + std::string temporaries.
+  std::string text(name);
+  text += '[';
+  text += std::to_string(index);
+  text += "] = ";
+  text += std::to_string(value);
+  return text;
+}
+
 }  // namespace tessera

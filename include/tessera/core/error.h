@@ -3,6 +3,8 @@
 // what came, so a serving engine can log it and a Python binding can map it.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -24,6 +26,9 @@ class Error : public std::runtime_error {
 
 [[noreturn]] void throw_argument_error(std::string_view argument, std::string_view expected,
                                        std::string_view actual);
+
+// "name[index] = value": how errors point at one entry of an index array.
+std::string element_text(std::string_view name, std::size_t index, int64_t value);
 
 }  // namespace tessera
 
