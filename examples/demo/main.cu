@@ -38,7 +38,9 @@ int main() {
   int devices = 0;
   const cudaError_t status = cudaGetDeviceCount(&devices);
   if (status != cudaSuccess || devices == 0) {
-    std::fprintf(stderr, "no CUDA device: tessera-demo needs an NVIDIA GPU (%s)\n",
+    std::fprintf(stderr,
+                 "no CUDA device: tessera-demo needs an NVIDIA GPU and driver "
+                 "(cudaGetDeviceCount: %s)\n",
                  status != cudaSuccess ? cudaGetErrorString(status) : "0 devices");
     return 2;
   }
