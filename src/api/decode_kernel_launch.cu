@@ -7,10 +7,16 @@
 #include <string>
 
 #include "api/attention_variant.h"
+#include "api/batch_decode_args.h"
 #include "api/decode_launch.h"
 #include "tessera/attention/decode.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
+
+// The planner's wave size (host code, batch_decode_args.h) must be the
+// kernel's residency (its launch bounds).
+static_assert(tessera::detail::kDecodeCtasPerSm == tessera::decode::kMinCtasPerSm,
+              "batch_decode_args.h kDecodeCtasPerSm must equal decode::kMinCtasPerSm");
 
 namespace tessera::detail {
 
