@@ -303,38 +303,39 @@ __device__ __forceinline__ void rotate_paired(const HeadRows<T>& rows, int64_t t
         }
       }
     }
-    return;
-  }
-  for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
-    Vec<T, kVec> lo_vec[kHeadBatch];
-    Vec<T, kVec> hi_vec[kHeadBatch];
+  } else {
+    // Scalar path: kHeadBatch heads loaded into registers before any store.
+    for (int head0 = heads.first; head0 < rows.num_heads; head0 += kHeadBatch * heads.step) {
+      Vec<T, kVec> lo_vec[kHeadBatch];
+      Vec<T, kVec> hi_vec[kHeadBatch];
 #pragma unroll
-    for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b * heads.step < rows.num_heads) {
-        const T* head = input + (head0 + b * heads.step) * rows.in_stride_head;
-        lo_vec[b].load(head + lo);
-        hi_vec[b].load(head + hi);
-      }
-    }
-    if (!have_angles) {
-      fill_angles(cos_values, sin_values);
-      have_angles = true;
-    }
-#pragma unroll
-    for (int b = 0; b < kHeadBatch; ++b) {
-      if (head0 + b * heads.step < rows.num_heads) {
-        const FloatVec<kVec> x = unpack(lo_vec[b]);
-        const FloatVec<kVec> y = unpack(hi_vec[b]);
-        FloatVec<kVec> x_out;
-        FloatVec<kVec> y_out;
-#pragma unroll
-        for (int i = 0; i < kVec; ++i) {
-          x_out[i] = x[i] * cos_values[i] - y[i] * sin_values[i];
-          y_out[i] = y[i] * cos_values[i] + x[i] * sin_values[i];
+      for (int b = 0; b < kHeadBatch; ++b) {
+        if (head0 + b * heads.step < rows.num_heads) {
+          const T* head = input + (head0 + b * heads.step) * rows.in_stride_head;
+          lo_vec[b].load(head + lo);
+          hi_vec[b].load(head + hi);
         }
-        T* head = output + (head0 + b * heads.step) * rows.out_stride_head;
-        pack<T>(x_out).store(head + lo);
-        pack<T>(y_out).store(head + hi);
+      }
+      if (!have_angles) {
+        fill_angles(cos_values, sin_values);
+        have_angles = true;
+      }
+#pragma unroll
+      for (int b = 0; b < kHeadBatch; ++b) {
+        if (head0 + b * heads.step < rows.num_heads) {
+          const FloatVec<kVec> x = unpack(lo_vec[b]);
+          const FloatVec<kVec> y = unpack(hi_vec[b]);
+          FloatVec<kVec> x_out;
+          FloatVec<kVec> y_out;
+#pragma unroll
+          for (int i = 0; i < kVec; ++i) {
+            x_out[i] = x[i] * cos_values[i] - y[i] * sin_values[i];
+            y_out[i] = y[i] * cos_values[i] + x[i] * sin_values[i];
+          }
+          T* head = output + (head0 + b * heads.step) * rows.out_stride_head;
+          pack<T>(x_out).store(head + lo);
+          pack<T>(y_out).store(head + hi);
+        }
       }
     }
   }
