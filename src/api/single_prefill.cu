@@ -1,0 +1,215 @@
+// single_prefill_with_kv_cache: validates every argument, views K/V as a
+// paged cache with one page (slot = kv position, as single decode does) and
+// launches the FA2-style prefill kernel (attention/prefill_sm80.cuh).
+// AOT set: {bf16, fp16} x head_dim {64, 128} x {plain, soft-cap, window,
+// ALiBi} = 16 kernels; causal is a run-time flag inside the kernel.
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "api/attention_variant.h"
+#include "tessera/api/prefill.h"
+#include "tessera/attention/prefill_sm80.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr std::size_t kRowAlignmentBytes = 16;  // cp.async / uint4 rows
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxGridY = 65535;
+
+void check_rows_aligned(const TensorView& t) {
+  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kRowAlignmentBytes), t.name(),
+                    "16-byte aligned data and strides (the kernel moves 16-byte rows)",
+                    "unaligned data or strides");
+}
+
+void check_kv_tensor(const TensorView& t, const TensorView& q) {
+  t.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+  TESSERA_CHECK_ARG(t.dtype() == q.dtype(), t.name(),
+                    std::string("dtype ") + dtype_name(q.dtype()) + " (as q)",
+                    dtype_name(t.dtype()));
+  expect_same_device(q, t);
+  t.expect_size(2, q.size(2), "head_dim (as q)");
+  check_rows_aligned(t);
+}
+
+struct Launch {
+  const void* q;
+  int64_t q_stride_token, q_stride_head;
+  void* out;
+  int64_t out_stride_token, out_stride_head;
+  float* lse;
+  const void* k;
+  const void* v;
+  int64_t kv_stride_entry, kv_stride_head;
+  int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
+  bool causal;
+  attention::VariantParams variant;
+};
+
+template <typename T, int kHeadDim, typename Variant>
+void launch_instance(const Launch& l, cudaStream_t stream) {
+  using Traits = prefill::PrefillTraits<T, kHeadDim>;
+  prefill::PrefillParams<T> p{};
+  p.q = static_cast<const T*>(l.q);
+  p.q_stride_token = l.q_stride_token;
+  p.q_stride_head = l.q_stride_head;
+  p.out = static_cast<T*>(l.out);
+  p.out_stride_token = l.out_stride_token;
+  p.out_stride_head = l.out_stride_head;
+  p.lse = l.lse;
+  p.kv.k_data = static_cast<const T*>(l.k);
+  p.kv.v_data = static_cast<const T*>(l.v);
+  p.kv.stride_page = 0;  // only page 0
+  p.kv.stride_entry = l.kv_stride_entry;
+  p.kv.stride_head = l.kv_stride_head;
+  p.kv.page_size = static_cast<int32_t>(l.kv_len);
+  p.kv.num_heads = static_cast<int32_t>(l.num_kv_heads);
+  p.kv.head_dim = kHeadDim;
+  p.qo_len = static_cast<int32_t>(l.qo_len);
+  p.kv_len = static_cast<int32_t>(l.kv_len);
+  p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
+  p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
+  p.causal = l.causal;
+  p.variant = l.variant;
+
+  const auto kernel = prefill::prefill_kernel<Traits, Variant, T>;
+  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          Traits::kSharedBytes));
+  const dim3 grid(static_cast<unsigned>((l.qo_len + prefill::kQTile - 1) / prefill::kQTile),
+                  static_cast<unsigned>(l.num_qo_heads));
+  kernel<<<grid, prefill::kThreads, Traits::kSharedBytes, stream>>>(p);
+  TESSERA_CHECK_LAUNCH();
+}
+
+template <typename T, typename Variant>
+void dispatch_head_dim(const Launch& l, cudaStream_t stream) {
+  switch (l.head_dim) {
+    case 64: return launch_instance<T, 64, Variant>(l, stream);
+    case 128: return launch_instance<T, 128, Variant>(l, stream);
+    default:
+      throw Error("tessera: prefill: head_dim " + std::to_string(l.head_dim) +
+                  " has no kernel (64, 128)");
+  }
+}
+
+template <typename Variant>
+void dispatch_dtype(const Launch& l, DType dtype, cudaStream_t stream) {
+  if (dtype == DType::kBFloat16) return dispatch_head_dim<bfloat16_t, Variant>(l, stream);
+  return dispatch_head_dim<half_t, Variant>(l, stream);
+}
+
+}  // namespace
+
+void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLTensor& v,
+                                  const DLTensor& out, const DLTensor* lse, KVLayout layout,
+                                  bool causal, const AttentionOptions& options,
+                                  cudaStream_t stream) {
+  // ---- validation: every argument, before any CUDA call
+  const TensorView qv(q, "q");
+  qv.expect_ndim(3).expect_dtype({DType::kFloat16, DType::kBFloat16}).expect_cuda();
+  qv.expect_last_dim_contiguous();
+  const int64_t qo_len = qv.size(0);
+  const int64_t num_qo_heads = qv.size(1);
+  const int64_t head_dim = qv.size(2);
+  TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128, "q", "head_dim 64 or 128 (prefill)",
+                    "head_dim " + std::to_string(head_dim));
+  TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
+  TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
+                    std::to_string(num_qo_heads));
+  check_rows_aligned(qv);
+
+  const TensorView kv(k, "k");
+  const TensorView vv(v, "v");
+  check_kv_tensor(kv, qv);
+  check_kv_tensor(vv, qv);
+  expect_same_shape(kv, vv);
+  const bool nhd = layout == KVLayout::kNHD;
+  TESSERA_CHECK_ARG(nhd || layout == KVLayout::kHND, "layout", "kNHD or kHND",
+                    std::to_string(static_cast<int>(layout)));
+  const int kv_len_dim = nhd ? 0 : 1;
+  const int head_axis = nhd ? 1 : 0;
+  // The kernel indexes K and V with one set of strides.
+  for (int d = 0; d < 2; ++d) {
+    TESSERA_CHECK_ARG(kv.size(d) <= 1 || kv.stride(d) == vv.stride(d), "v",
+                      "the strides of k (stride " + std::to_string(kv.stride(d)) + " at dim " +
+                          std::to_string(d) + ")",
+                      "stride " + std::to_string(vv.stride(d)));
+  }
+  const int64_t kv_len = kv.size(kv_len_dim);
+  const int64_t num_kv_heads = kv.size(head_axis);
+  TESSERA_CHECK_ARG(num_kv_heads >= 1 && num_qo_heads % num_kv_heads == 0, "k",
+                    "num_kv_heads >= 1 dividing num_qo_heads " + std::to_string(num_qo_heads),
+                    "num_kv_heads " + std::to_string(num_kv_heads));
+  TESSERA_CHECK_ARG(kv_len <= kInt32Max, "k", "kv_len < 2^31", std::to_string(kv_len));
+  TESSERA_CHECK_ARG(!causal || qo_len <= kv_len, "q",
+                    "qo_len <= kv_len " + std::to_string(kv_len) +
+                        " with causal (queries are the last qo_len kv positions)",
+                    "qo_len " + std::to_string(qo_len));
+
+  const TensorView ov(out, "out");
+  ov.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(qv, ov);
+  expect_same_shape(qv, ov);
+  expect_same_device(qv, ov);
+  expect_identical_or_disjoint(qv, ov);
+  check_rows_aligned(ov);
+  float* lse_data = nullptr;
+  if (lse != nullptr) {
+    const TensorView lv(*lse, "lse");
+    lv.expect_dtype({DType::kFloat32}).expect_ndim(2).expect_cuda().expect_contiguous();
+    lv.expect_size(0, qo_len, "qo_len").expect_size(1, num_qo_heads, "num_qo_heads");
+    expect_same_device(qv, lv);
+    lse_data = lv.data_as<float>();
+  }
+  const detail::ResolvedVariant variant =
+      detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
+  using attention::VariantKind;
+  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama &&
+                        variant.kind != VariantKind::kSoftCapSlidingWindow,
+                    "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
+                    std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
+  if (qo_len == 0 || num_qo_heads == 0) return;  // nothing to compute
+
+  Launch l{};
+  l.q = qv.data();
+  l.q_stride_token = qv.stride(0);
+  l.q_stride_head = qv.stride(1);
+  l.out = ov.data();
+  l.out_stride_token = ov.stride(0);
+  l.out_stride_head = ov.stride(1);
+  l.lse = lse_data;
+  l.k = kv.data();
+  l.v = vv.data();
+  l.kv_stride_entry = kv.stride(kv_len_dim);
+  l.kv_stride_head = kv.stride(head_axis);
+  l.qo_len = qo_len;
+  l.kv_len = kv_len;
+  l.num_qo_heads = num_qo_heads;
+  l.num_kv_heads = num_kv_heads;
+  l.head_dim = head_dim;
+  l.causal = causal;
+  l.variant = variant.params;
+
+  DeviceGuard guard(qv.device().device_id);
+  switch (variant.kind) {
+    case VariantKind::kPlain:
+      return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
+    case VariantKind::kSoftCap:
+      return dispatch_dtype<attention::SoftCapVariant>(l, qv.dtype(), stream);
+    case VariantKind::kSlidingWindow:
+      return dispatch_dtype<attention::SlidingWindowVariant>(l, qv.dtype(), stream);
+    case VariantKind::kAlibi:
+      return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
+    default:
+      throw Error("tessera: prefill: no kernel for this variant");
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,342 @@
+// single_prefill_with_kv_cache (the FA2-style sm80 prefill kernel) on the GPU
+// against the float64 reference. Inputs are rounded to their storage dtype on
+// the host first, so the reference sees what the kernel sees; outputs are
+// poisoned before each run. Tolerances: out is a float32 accumulation of
+// 16-bit P (the probabilities are rounded to q's dtype for the P V mma, as in
+// FA2) rounded once to q's dtype: tolerance_for(dtype) (P's rounding is a
+// relative 2^-9 / 2^-12 per term and averages out over the row). lse is
+// float32 log-sum-exp with ex2/lg2.approx: 2e-3 absolute + 1e-3 relative.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "reference/attention_ref.h"
+#include "support/compare.h"
+#include "support/device_tensor.h"
+#include "support/gpu.h"
+#include "support/host_convert.h"
+#include "support/random.h"
+#include "tessera/api/prefill.h"
+#include "tessera/core/cuda_resources.h"
+
+namespace tessera {
+namespace {
+
+using testing::DeviceTensor;
+using testing::Rng;
+
+constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
+
+struct PrefillCase {
+  int64_t qo_len = 128;
+  int64_t kv_len = 128;
+  int64_t num_qo_heads = 4;
+  int64_t num_kv_heads = 1;
+  int64_t head_dim = 128;
+  bool causal = true;
+  DType dtype = DType::kBFloat16;
+  KVLayout layout = KVLayout::kNHD;
+  int64_t kv_padding = 0;   // extra elements per row of K/V's outer axis
+  int64_t out_padding = 0;  // extra elements per token row of out
+  bool with_lse = true;
+  AttentionOptions options;
+  reference::AttentionRefParams ref;  // variant fields; shapes filled in
+  std::vector<float> alibi_slopes;    // uploaded when non-empty
+};
+
+DeviceTensor make_kv(const PrefillCase& c, const std::vector<float>& nhd_values) {
+  const bool nhd = c.layout == KVLayout::kNHD;
+  const int64_t outer = nhd ? c.kv_len : c.num_kv_heads;
+  const int64_t inner = nhd ? c.num_kv_heads : c.kv_len;
+  const int64_t d = c.head_dim;
+  DeviceTensor t(c.dtype, {outer, inner, d}, {inner * d + c.kv_padding, d, 1});
+  t.poison();
+  std::vector<float> logical(nhd_values.size());
+  for (int64_t j = 0; j < c.kv_len; ++j) {
+    for (int64_t h = 0; h < c.num_kv_heads; ++h) {
+      for (int64_t e = 0; e < d; ++e) {
+        const int64_t dst = nhd ? (j * c.num_kv_heads + h) * d + e : (h * c.kv_len + j) * d + e;
+        logical[dst] = nhd_values[(j * c.num_kv_heads + h) * d + e];
+      }
+    }
+  }
+  if (!logical.empty()) t.upload(logical);
+  return t;
+}
+
+void run_case(PrefillCase c, Rng& rng) {
+  SCOPED_TRACE("qo_len " + std::to_string(c.qo_len) + ", kv_len " + std::to_string(c.kv_len) +
+               ", heads " + std::to_string(c.num_qo_heads) + "/" +
+               std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim) +
+               (c.causal ? ", causal" : ", non-causal"));
+  const int64_t d = c.head_dim;
+  const auto q_count = static_cast<std::size_t>(c.qo_len * c.num_qo_heads * d);
+  const auto kv_count = static_cast<std::size_t>(c.kv_len * c.num_kv_heads * d);
+  const auto q_host = testing::round_to(c.dtype, rng.normal_vector(q_count));
+  const auto k_host = testing::round_to(c.dtype, rng.normal_vector(kv_count));
+  const auto v_host = testing::round_to(c.dtype, rng.normal_vector(kv_count));
+
+  DeviceTensor q(c.dtype, {c.qo_len, c.num_qo_heads, d});
+  q.upload(q_host);
+  DeviceTensor k = make_kv(c, k_host);
+  DeviceTensor v = make_kv(c, v_host);
+  DeviceTensor out(c.dtype, {c.qo_len, c.num_qo_heads, d},
+                   {c.num_qo_heads * d + c.out_padding, d, 1});
+  DeviceTensor lse(DType::kFloat32, {c.qo_len, c.num_qo_heads});
+  out.poison();
+  lse.poison();
+  DeviceTensor slopes(DType::kFloat32, {c.num_qo_heads});
+  DLTensor slopes_dl = slopes.dl();
+  if (!c.alibi_slopes.empty()) {
+    slopes.upload(c.alibi_slopes);
+    c.options.alibi_slopes = &slopes_dl;
+    c.ref.alibi_slopes.assign(c.alibi_slopes.begin(), c.alibi_slopes.end());
+  }
+
+  CudaStream stream;
+  DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl(), lse_dl = lse.dl();
+  single_prefill_with_kv_cache(q_dl, k_dl, v_dl, out_dl, c.with_lse ? &lse_dl : nullptr,
+                               c.layout, c.causal, c.options, stream.get());
+  stream.synchronize();
+
+  reference::AttentionRefParams p = c.ref;
+  p.qo_len = c.qo_len;
+  p.kv_len = c.kv_len;
+  p.num_qo_heads = c.num_qo_heads;
+  p.num_kv_heads = c.num_kv_heads;
+  p.head_dim = d;
+  p.causal = c.causal;
+  p.sm_scale = c.options.sm_scale;
+  p.logits_soft_cap = c.options.logits_soft_cap;
+  p.window_left = c.options.window_left;
+  const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
+
+  const auto got = out.download();
+  if (c.kv_len == 0) {
+    for (const float x : got) EXPECT_EQ(x, 0.f);
+  } else {
+    EXPECT_TRUE(testing::all_close(got, expected.out, testing::tolerance_for(c.dtype)));
+  }
+  if (c.with_lse) {
+    EXPECT_TRUE(testing::lse_close(lse.download(), expected.lse, kLseTolerance));
+  } else {
+    for (const float x : lse.download()) EXPECT_TRUE(std::isnan(x));  // never written
+  }
+  EXPECT_TRUE(testing::padding_untouched(out));
+  EXPECT_TRUE(testing::padding_untouched(k));
+}
+
+TEST(SinglePrefill, CausalShapesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t qo : {1, 7, 128, 1000}) {
+    for (const int64_t kv : {1, 127, 128, 4097}) {
+      if (qo > kv) continue;  // rejected with causal
+      PrefillCase c;
+      c.qo_len = qo;
+      c.kv_len = kv;
+      run_case(c, rng);
+    }
+  }
+}
+
+TEST(SinglePrefill, NonCausalShapesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t qo : {1, 7, 128, 1000}) {
+    for (const int64_t kv : {1, 127, 128, 4097}) {
+      PrefillCase c;
+      c.qo_len = qo;
+      c.kv_len = kv;
+      c.causal = false;
+      run_case(c, rng);
+    }
+  }
+}
+
+TEST(SinglePrefill, EmptyKvGivesZeroOutputAndMinusInfinityLse) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.qo_len = 7;
+  c.kv_len = 0;
+  c.causal = false;
+  run_case(c, rng);
+}
+
+TEST(SinglePrefill, GroupedQueryAttentionMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t kv_heads : {8, 2, 1}) {  // group sizes 1, 4, 8
+    PrefillCase c;
+    c.qo_len = 130;
+    c.kv_len = 300;
+    c.num_qo_heads = 8;
+    c.num_kv_heads = kv_heads;
+    run_case(c, rng);
+  }
+}
+
+TEST(SinglePrefill, Float16HeadDim64MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool causal : {true, false}) {
+    PrefillCase c;
+    c.dtype = DType::kFloat16;
+    c.head_dim = 64;
+    c.qo_len = 200;
+    c.kv_len = 333;
+    c.causal = causal;
+    run_case(c, rng);
+  }
+}
+
+TEST(SinglePrefill, HeadDim64Bfloat16AndFloat16HeadDim128MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  {
+    PrefillCase c;
+    c.head_dim = 64;
+    c.qo_len = 65;
+    c.kv_len = 129;
+    run_case(c, rng);
+  }
+  {
+    PrefillCase c;
+    c.dtype = DType::kFloat16;
+    c.qo_len = 63;
+    c.kv_len = 1000;
+    run_case(c, rng);
+  }
+}
+
+TEST(SinglePrefill, HndStridedKvAndPaddedOutputMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.layout = KVLayout::kHND;
+  c.num_qo_heads = 8;
+  c.num_kv_heads = 2;
+  c.qo_len = 100;
+  c.kv_len = 257;
+  c.kv_padding = 8;    // 16 bytes: rows stay aligned
+  c.out_padding = 24;
+  run_case(c, rng);
+}
+
+TEST(SinglePrefill, WithoutLseLeavesLseUntouched) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.with_lse = false;
+  c.qo_len = 50;
+  c.kv_len = 70;
+  run_case(c, rng);
+}
+
+TEST(SinglePrefill, CustomSmScaleMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.options.sm_scale = 0.3;
+  c.qo_len = 77;
+  c.kv_len = 200;
+  run_case(c, rng);
+}
+
+TEST(SinglePrefill, SoftCapMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool causal : {true, false}) {
+    PrefillCase c;
+    c.options.logits_soft_cap = 5.0;  // small enough that tanh saturates some logits
+    c.options.sm_scale = 0.5;
+    c.qo_len = 100;
+    c.kv_len = 300;
+    c.causal = causal;
+    run_case(c, rng);
+  }
+}
+
+TEST(SinglePrefill, SlidingWindowMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Windows narrower than a tile, spanning tiles, and one that skips whole
+  // leading tiles (kv_begin > 0).
+  for (const int64_t window : {0, 5, 70, 200}) {
+    for (const bool causal : {true, false}) {
+      PrefillCase c;
+      c.options.window_left = window;
+      c.qo_len = 150;
+      c.kv_len = 600;
+      c.causal = causal;
+      run_case(c, rng);
+    }
+  }
+}
+
+TEST(SinglePrefill, AlibiStandardSlopesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool causal : {true, false}) {
+    PrefillCase c;
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.num_qo_heads = 8;
+    c.num_kv_heads = 2;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    c.qo_len = 90;
+    c.kv_len = 250;
+    c.causal = causal;
+    run_case(c, rng);
+  }
+}
+
+TEST(SinglePrefill, AlibiCallerSlopesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+  c.num_qo_heads = 6;
+  c.num_kv_heads = 3;
+  c.alibi_slopes = rng.uniform_vector(6, 0.01f, 0.5f);
+  c.qo_len = 64;
+  c.kv_len = 64;
+  run_case(c, rng);
+}
+
+TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // out == q: each CTA reads its Q rows before it writes the same rows.
+  const int64_t qo = 70, kv = 90, hq = 4, hk = 2, d = 128;
+  const auto q_host = testing::round_to(DType::kBFloat16, rng.normal_vector(qo * hq * d));
+  const auto k_host = testing::round_to(DType::kBFloat16, rng.normal_vector(kv * hk * d));
+  const auto v_host = testing::round_to(DType::kBFloat16, rng.normal_vector(kv * hk * d));
+  DeviceTensor q(DType::kBFloat16, {qo, hq, d});
+  DeviceTensor k(DType::kBFloat16, {kv, hk, d});
+  DeviceTensor v(DType::kBFloat16, {kv, hk, d});
+  q.upload(q_host);
+  k.upload(k_host);
+  v.upload(v_host);
+  CudaStream stream;
+  DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl();
+  single_prefill_with_kv_cache(q_dl, k_dl, v_dl, q_dl, nullptr, KVLayout::kNHD, true,
+                               AttentionOptions{}, stream.get());
+  stream.synchronize();
+  reference::AttentionRefParams p;
+  p.qo_len = qo;
+  p.kv_len = kv;
+  p.num_qo_heads = hq;
+  p.num_kv_heads = hk;
+  p.head_dim = d;
+  p.causal = true;
+  const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
+  EXPECT_TRUE(testing::all_close(q.download(), expected.out, testing::kBFloat16Tolerance));
+}
+
+}  // namespace
+}  // namespace tessera
