@@ -15,6 +15,7 @@
 #include "reference/attention_ref.h"
 #include "support/compare.h"
 #include "support/device_tensor.h"
+#include "support/kv_tensor.h"
 #include "support/gpu.h"
 #include "support/host_convert.h"
 #include "support/random.h"
@@ -46,23 +47,8 @@ struct DecodeCase {
 // K/V of logical [kv_len, kv_heads, D] values in the case's layout, with an
 // optional padded outer stride.
 DeviceTensor make_kv(const DecodeCase& c, const std::vector<float>& nhd_values) {
-  const bool nhd = c.layout == KVLayout::kNHD;
-  const int64_t outer = nhd ? c.kv_len : c.num_kv_heads;
-  const int64_t inner = nhd ? c.num_kv_heads : c.kv_len;
-  const int64_t d = c.head_dim;
-  DeviceTensor t(c.kv_dtype, {outer, inner, d}, {inner * d + c.token_padding, d, 1});
-  t.poison();
-  std::vector<float> logical(nhd_values.size());
-  for (int64_t j = 0; j < c.kv_len; ++j) {
-    for (int64_t h = 0; h < c.num_kv_heads; ++h) {
-      for (int64_t e = 0; e < d; ++e) {
-        const int64_t dst = nhd ? (j * c.num_kv_heads + h) * d + e : (h * c.kv_len + j) * d + e;
-        logical[dst] = nhd_values[(j * c.num_kv_heads + h) * d + e];
-      }
-    }
-  }
-  if (!logical.empty()) t.upload(logical);
-  return t;
+  return testing::make_kv_tensor(c.kv_dtype, c.layout, c.kv_len, c.num_kv_heads, c.head_dim,
+                                 c.token_padding, nhd_values);
 }
 
 void run_case(DecodeCase c, Rng& rng) {
