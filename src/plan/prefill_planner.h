@@ -1,0 +1,90 @@
+// Batch prefill scheduling (ragged and paged KV): plain host C++, no CUDA
+// calls, unit-tested on the CPU. Cuts every request into (q tile, KV chunk)
+// work units, splits KV only when the q tiles alone cannot fill the GPU,
+// balances the causal-aware cost of the units over a fixed grid of CTAs, all
+// within the bounds fixed at plan time (CUDA graphs), and lays out the
+// workspace the kernels read (include/tessera/attention/prefill_schedule.cuh).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "tessera/attention/prefill_schedule.cuh"
+
+namespace tessera::plan {
+
+struct PrefillPlannerInput {
+  std::span<const int32_t> qo_indptr;   // [batch + 1] host, query tokens
+  std::span<const int64_t> kv_lengths;  // [batch] KV tokens per request
+  int64_t num_qo_heads = 1;
+  int64_t num_kv_heads = 1;
+  int64_t head_dim = 128;
+  bool causal = false;    // query i sits at KV position kv_len - qo_len + i
+  bool pack_gqa = true;   // rows = (token, head of the GQA group) pairs
+  int64_t num_sms = 132;
+  int64_t ctas_per_sm = 2;          // prefill CTAs resident per SM
+  // Bounds fixed at plan time (a CUDA graph captures them).
+  int64_t max_batch_size = 0;
+  int64_t max_total_qo_tokens = 0;  // qo_indptr[batch] may not exceed it
+  int64_t max_work_units = 0;
+  int64_t max_partial_rows = 0;
+};
+
+struct PrefillScheduleHost {
+  PrefillScheduleHeader header{};
+  std::vector<PrefillWorkUnit> work_units;  // grouped by CTA
+  std::vector<int32_t> cta_indptr;          // header.num_ctas + 1 entries
+  std::vector<PrefillMergeTile> merge_tiles;
+  std::vector<int64_t> unit_cost;           // planner's cost of each unit (tests, tuning)
+};
+
+// Deterministic: the same input gives the same schedule. Throws
+// tessera::Error naming "qo_indptr" (empty, not starting at 0, decreasing,
+// more requests than max_batch_size, more tokens than max_total_qo_tokens, or
+// causal with qo_len > kv_len in some request: such queries would precede the
+// whole KV, so they are rejected rather than given an all-masked row),
+// "kv_indptr" (batch differs from qo_indptr's), "shape" (heads / head_dim)
+// or "bounds" (the q tiles alone exceed max_work_units).
+PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& input);
+
+// Ragged KV: checks kv_indptr [batch + 1] (starts at 0, non-decreasing,
+// "kv_indptr") and writes each request's length into kv_lengths.
+void prefill_kv_lengths_ragged(std::span<const int32_t> kv_indptr, int64_t max_batch_size,
+                               std::vector<int64_t>& kv_lengths);
+// Paged KV: pages per request from kv_indptr and the last page's fill, as
+// decode does ("kv_indptr", "kv_last_page_len").
+void prefill_kv_lengths_paged(std::span<const int32_t> kv_indptr,
+                              std::span<const int32_t> kv_last_page_len, int64_t page_size,
+                              int64_t max_batch_size, std::vector<int64_t>& kv_lengths);
+
+// Bounds when the caller gives only batch and token maxima: every unsplit
+// tiling of max_total_qo_tokens fits, plus room to split for a full wave.
+struct PrefillDerivedBounds {
+  int64_t max_work_units = 0;
+  int64_t max_partial_rows = 0;
+  int64_t max_ctas = 0;
+};
+PrefillDerivedBounds derive_prefill_bounds(int64_t max_batch_size, int64_t max_total_qo_tokens,
+                                           int64_t num_qo_heads, int64_t num_kv_heads,
+                                           bool pack_gqa, int64_t num_sms, int64_t ctas_per_sm);
+
+// Byte offsets of the workspace regions (prefill_schedule.cuh), 256-aligned.
+struct PrefillWorkspaceLayout {
+  std::size_t header_offset = 0;
+  std::size_t work_units_offset = 0;
+  std::size_t cta_indptr_offset = 0;
+  std::size_t merge_tiles_offset = 0;
+  std::size_t partial_out_offset = 0;
+  std::size_t partial_lse_offset = 0;
+  std::size_t total_bytes = 0;
+  int64_t heads_y = 0;  // grid y; heads per partial row
+};
+
+PrefillWorkspaceLayout prefill_workspace_layout(int64_t max_work_units, int64_t max_ctas,
+                                                int64_t max_partial_rows, int64_t num_qo_heads,
+                                                int64_t num_kv_heads, int64_t head_dim,
+                                                bool pack_gqa);
+
+}  // namespace tessera::plan
