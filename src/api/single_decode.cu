@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "api/attention_variant.h"
+#include "api/contiguous_kv.h"
 #include "api/decode_launch.h"
 #include "plan/decode_planner.h"
 #include "tessera/api/decode.h"
@@ -28,7 +29,6 @@ namespace {
 
 constexpr std::size_t kKVAlignmentBytes = 16;  // cp.async rows
 constexpr std::size_t kRegionAlignment = 256;
-constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
 std::size_t align_up(std::size_t value) {
   return (value + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
@@ -94,26 +94,11 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   const TensorView vv(v, "v");
   check_kv_tensor(kv, qv);
   check_kv_tensor(vv, qv);
-  expect_same_dtype(kv, vv);
-  expect_same_shape(kv, vv);
-  const bool nhd = layout == KVLayout::kNHD;
-  const int kv_len_dim = nhd ? 0 : 1;
-  const int head_axis = nhd ? 1 : 0;
-  // The kernel indexes K and V with one set of strides.
-  for (int d = 0; d < 2; ++d) {
-    TESSERA_CHECK_ARG(kv.size(d) <= 1 || kv.stride(d) == vv.stride(d), "v",
-                      "the strides of k (stride " + std::to_string(kv.stride(d)) + " at dim " +
-                          std::to_string(d) + ")",
-                      "stride " + std::to_string(vv.stride(d)));
-  }
-  const int64_t kv_len = kv.size(kv_len_dim);
-  const int64_t num_kv_heads = kv.size(head_axis);
-  TESSERA_CHECK_ARG(num_kv_heads >= 1 && num_qo_heads % num_kv_heads == 0, "k",
-                    "num_kv_heads >= 1 dividing num_qo_heads " + std::to_string(num_qo_heads),
-                    "num_kv_heads " + std::to_string(num_kv_heads));
+  const detail::ContiguousKV kv_shape = detail::resolve_contiguous_kv(kv, vv, layout, num_qo_heads);
+  const int64_t kv_len = kv_shape.kv_len;
+  const int64_t num_kv_heads = kv_shape.num_kv_heads;
   TESSERA_CHECK_ARG(num_kv_heads <= 65535, "k", "num_kv_heads <= 65535 (grid.y)",
                     std::to_string(num_kv_heads));
-  TESSERA_CHECK_ARG(kv_len <= kInt32Max, "k", "kv_len < 2^31", std::to_string(kv_len));
 
   const TensorView ov(out, "out");
   ov.expect_ndim(2).expect_cuda().expect_last_dim_contiguous();
@@ -144,8 +129,8 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   cache.num_heads = num_kv_heads;
   cache.head_dim = head_dim;
   cache.stride_page = 0;  // only page 0 exists
-  cache.stride_entry = kv.stride(kv_len_dim);
-  cache.stride_head = kv.stride(head_axis);
+  cache.stride_entry = kv_shape.stride_entry;
+  cache.stride_head = kv_shape.stride_head;
   cache.name = "k";
 
   DeviceGuard guard(qv.device().device_id);

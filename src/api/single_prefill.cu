@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/attention_variant.h"
+#include "api/contiguous_kv.h"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -129,25 +130,9 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const TensorView vv(v, "v");
   check_kv_tensor(kv, qv);
   check_kv_tensor(vv, qv);
-  expect_same_shape(kv, vv);
-  const bool nhd = layout == KVLayout::kNHD;
-  TESSERA_CHECK_ARG(nhd || layout == KVLayout::kHND, "layout", "kNHD or kHND",
-                    std::to_string(static_cast<int>(layout)));
-  const int kv_len_dim = nhd ? 0 : 1;
-  const int head_axis = nhd ? 1 : 0;
-  // The kernel indexes K and V with one set of strides.
-  for (int d = 0; d < 2; ++d) {
-    TESSERA_CHECK_ARG(kv.size(d) <= 1 || kv.stride(d) == vv.stride(d), "v",
-                      "the strides of k (stride " + std::to_string(kv.stride(d)) + " at dim " +
-                          std::to_string(d) + ")",
-                      "stride " + std::to_string(vv.stride(d)));
-  }
-  const int64_t kv_len = kv.size(kv_len_dim);
-  const int64_t num_kv_heads = kv.size(head_axis);
-  TESSERA_CHECK_ARG(num_kv_heads >= 1 && num_qo_heads % num_kv_heads == 0, "k",
-                    "num_kv_heads >= 1 dividing num_qo_heads " + std::to_string(num_qo_heads),
-                    "num_kv_heads " + std::to_string(num_kv_heads));
-  TESSERA_CHECK_ARG(kv_len <= kInt32Max, "k", "kv_len < 2^31", std::to_string(kv_len));
+  const detail::ContiguousKV kv_shape = detail::resolve_contiguous_kv(kv, vv, layout, num_qo_heads);
+  const int64_t kv_len = kv_shape.kv_len;
+  const int64_t num_kv_heads = kv_shape.num_kv_heads;
   TESSERA_CHECK_ARG(!causal || qo_len <= kv_len, "q",
                     "qo_len <= kv_len " + std::to_string(kv_len) +
                         " with causal (queries are the last qo_len kv positions)",
@@ -187,8 +172,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.lse = lse_data;
   l.k = kv.data();
   l.v = vv.data();
-  l.kv_stride_entry = kv.stride(kv_len_dim);
-  l.kv_stride_head = kv.stride(head_axis);
+  l.kv_stride_entry = kv_shape.stride_entry;
+  l.kv_stride_head = kv_shape.stride_head;
   l.qo_len = qo_len;
   l.kv_len = kv_len;
   l.num_qo_heads = num_qo_heads;

@@ -1,0 +1,27 @@
+// Single-request K/V as single decode and single prefill take them:
+// [kv_len, num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_len, head_dim]
+// (HND), K and V sharing shape and strides (the kernels index both with one
+// set of strides, viewing them as a one-page paged cache).
+#pragma once
+
+#include <cstdint>
+
+#include "tessera/api/paged_kv_cache.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera::detail {
+
+struct ContiguousKV {
+  int64_t kv_len;
+  int64_t num_kv_heads;
+  int64_t stride_entry;  // elements between tokens
+  int64_t stride_head;   // elements between heads
+};
+
+// Checks (named errors): layout is NHD or HND, k and v share dtype, shape and
+// strides, num_kv_heads divides num_qo_heads, kv_len < 2^31. Per-tensor
+// checks (rank, device, dtype vs q, alignment) are the caller's.
+ContiguousKV resolve_contiguous_kv(const TensorView& k, const TensorView& v, KVLayout layout,
+                                   int64_t num_qo_heads);
+
+}  // namespace tessera::detail
