@@ -64,6 +64,7 @@ void run_decode_benchmarks(Bench& bench) {
   const DecodePlanShape shape{kQoHeads, kKvHeads, kHeadDim, 0};
   for (const int64_t page_size : kPageSizes) {
     for (const DecodeShape& s : kShapes) {
+      if (!bench.wants(case_name(s, page_size))) continue;
       PagedBatch batch = make_batch(s.batch, s.kv_len, page_size);
       DecodePlanShape plan_shape = shape;
       plan_shape.page_size = page_size;

@@ -25,6 +25,7 @@ struct BenchConfig {
   int timed_iterations = 50;           // samples of single, L2-flushed launches
   int streamed_samples = 15;           // samples of back-to-back launches
   int launches_per_streamed_sample = 10;
+  std::string case_filter;  // run only cases containing it (empty: all)
 };
 
 class Bench {
@@ -33,6 +34,10 @@ class Bench {
 
   cudaStream_t stream() const { return stream_.get(); }
   const BenchConfig& config() const { return config_; }
+  // Whether a case passes --case (for profiling one shape under ncu).
+  bool wants(const std::string& shape_case) const {
+    return shape_case.find(config_.case_filter) != std::string::npos;
+  }
 
   // Median microseconds per launch of `launch`, whose reads plus writes
   // cover `working_set_bytes`.
@@ -111,5 +116,6 @@ void run_activation_benchmarks(Bench& bench);
 void run_rope_benchmarks(Bench& bench);
 void run_append_benchmarks(Bench& bench);
 void run_decode_benchmarks(Bench& bench);
+void run_prefill_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

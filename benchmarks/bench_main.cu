@@ -1,6 +1,7 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode]
+// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill]
+//                     [--case SUBSTRING]  (decode and prefill cases)
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -14,6 +15,7 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--quick") == 0) config.timed_iterations = 10;
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
+    if (std::strcmp(argv[i], "--case") == 0 && i + 1 < argc) config.case_filter = argv[++i];
   }
   const auto wanted = [only](const char* family) {
     return only == nullptr || std::strcmp(only, family) == 0;
@@ -35,6 +37,7 @@ int main(int argc, char** argv) {
     if (wanted("rope")) run_rope_benchmarks(bench);
     if (wanted("append")) run_append_benchmarks(bench);
     if (wanted("decode")) run_decode_benchmarks(bench);
+    if (wanted("prefill")) run_prefill_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

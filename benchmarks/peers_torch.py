@@ -126,6 +126,8 @@ def measure(timer, kernel, case):
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)
+    if kernel == "single_prefill":
+        return prefill_peers(timer, p)
     if "T" not in p:
         return []  # no peer for this measurement (plan time, graph replay)
     T = int(p["T"])
@@ -223,6 +225,45 @@ def decode_peers(timer, p):
     del q, k, v
     torch.cuda.empty_cache()
     DECODE_CACHE[key] = rows
+    return rows
+
+
+def prefill_peers(timer, p):
+    """flash, cuDNN SDPA and flex_attention on the same single request
+    (B = 1, qo_len = kv_len = L), TFLOP/s counted as tessera_bench does."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    L, Hq, Hk, D = (int(p[k]) for k in ("L", "Hq", "Hk", "D"))
+    causal = p["causal"] == "1"
+    q, k, v = bf16(1, Hq, L, D), bf16(1, Hk, L, D), bf16(1, Hk, L, D)
+    pairs = L * (L + 1) / 2 if causal else L * L
+    flops = 4 * D * Hq * pairs
+    nbytes = 4 * L * Hq * D * 2
+    rows = []
+    for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
+                          ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                fn()
+                us = timer.median_us(fn, nbytes)
+            rows.append((name, "TFLOP/s", flops / (us * 1e6)))
+        except Exception as error:
+            print(f"# {name} SDPA failed for {p}: {error}", file=sys.stderr)
+    try:
+        mask = None
+        if causal:
+            mask = create_block_mask(lambda b, h, qi, ki: qi >= ki, None, None, L, L)
+        flex = compiled("flex_attention", flex_attention)
+        fn = lambda: flex(q, k, v, block_mask=mask)
+        fn()
+        us = timer.median_us(fn, nbytes)
+        rows.append(("flex_attention", "TFLOP/s", flops / (us * 1e6)))
+    except Exception as error:
+        print(f"# flex_attention failed for {p}: {error}", file=sys.stderr)
+    del q, k, v
+    torch.cuda.empty_cache()
     return rows
 
 

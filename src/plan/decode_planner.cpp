@@ -3,14 +3,17 @@
 // Policy. The decode kernel runs one CTA per (work unit, KV head). When the
 // batch alone gives at least one full wave (batch * num_kv_heads >= num_sms *
 // ctas_per_sm) every request is one unit: splitting would only add partial
-// writes and a merge. Otherwise each request is cut into chunks of
-// `chunk` tokens, with `chunk` the LARGEST multiple of kChunkGranularityTokens
-// (at least kMinChunkTokens) for which the units still give a full wave:
-// sum_b ceil(len_b / chunk) * num_kv_heads >= num_sms * ctas_per_sm. Largest,
-// because every extra chunk costs a partial (out, lse) round trip through the
-// workspace and a longer merge, while a full wave is all the bandwidth there
-// is. units(chunk) is non-increasing in chunk, so a binary search over the
-// multiples of the granularity finds it in O(batch * log(max_len / 64)).
+// writes and a merge. Otherwise each request is cut into chunks of `chunk`
+// tokens, with `chunk` the SMALLEST multiple of kChunkGranularityTokens (at
+// least kMinChunkTokens) for which all CTAs still fit in ONE wave:
+// sum_b ceil(len_b / chunk) * num_kv_heads <= num_sms * ctas_per_sm.
+// One wave, because every CTA of a split batch does about the same work: a
+// few CTAs past the wave would run as a second wave as long as the first (the
+// earlier rule, "largest chunk that still fills a wave", overshot to 280 CTAs
+// for one 32k request with 8 KV heads and ran at 0.58x cuDNN). Smallest,
+// because shorter chunks balance unequal requests better. units(chunk) is
+// non-increasing in chunk, so a binary search over the multiples of the
+// granularity finds it in O(batch * log(max_len / 64)).
 // The hard bounds (max_work_units: the captured grid; max_partials: workspace
 // slots) only grow more satisfiable as the chunk grows, so the chunk is the
 // larger of that choice and the smallest one that fits them.
@@ -90,7 +93,8 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
   int64_t chunk = std::max<int64_t>(max_len, 1);
   const int64_t target_ctas = input.num_sms * input.ctas_per_sm;
   if (batch * input.num_kv_heads < target_ctas && max_len > kMinChunkTokens) {
-    const int64_t target_units = ceil_div(target_ctas, input.num_kv_heads);
+    // At least `batch` (the batch alone misses the wave), so k_max qualifies.
+    const int64_t target_units = target_ctas / input.num_kv_heads;
     const auto fits = [&](const UnitCount& c) {
       return c.units <= input.max_work_units && c.partials <= input.max_partials;
     };
@@ -98,23 +102,21 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
     // one chunk cover the longest request (no split at all).
     const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
     const int64_t k_max = ceil_div(max_len, kChunkGranularityTokens);
-    // Largest k whose units still reach the target (units(k) non-increasing).
-    int64_t best = k_min;  // if even the smallest chunk misses the target
-    if (count_units(lengths, k_min * kChunkGranularityTokens).units >= target_units) {
-      int64_t lo = k_min, hi = k_max;  // invariant: units(lo) >= target
-      while (lo < hi) {
-        const int64_t mid = lo + (hi - lo + 1) / 2;
-        if (count_units(lengths, mid * kChunkGranularityTokens).units >= target_units) {
-          lo = mid;
-        } else {
-          hi = mid - 1;
-        }
+    // Smallest k whose units fit one wave (units(k) non-increasing).
+    int64_t lo = k_min, hi = k_max;  // invariant: units(hi) <= target
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (count_units(lengths, mid * kChunkGranularityTokens).units <= target_units) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
       }
-      best = lo;
     }
+    int64_t best = hi;
     // Smallest k that fits the bounds (k_max always fits: one unit per request).
     if (!fits(count_units(lengths, best * kChunkGranularityTokens))) {
-      int64_t lo = best, hi = k_max;  // invariant: hi fits
+      lo = best;
+      hi = k_max;  // invariant: hi fits
       while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
         if (fits(count_units(lengths, mid * kChunkGranularityTokens))) {

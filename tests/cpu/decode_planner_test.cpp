@@ -93,14 +93,32 @@ TEST(DecodePlanner, LongSingleRequestFillsEverySm) {
     EXPECT_GE(s.header.num_work_units * kv_heads, kH100Sms);
     EXPECT_TRUE(schedule_consistent(lengths, s));
   }
-  // With 8 KV heads a full wave (3 CTAs per SM) is reachable, and the chunk
-  // is the largest that reaches it: one granule more would miss the wave.
+  // With 8 KV heads the CTAs fit one wave (3 CTAs per SM here) and the chunk
+  // is the smallest that fits it: one granule less would overflow the wave.
   const std::vector<int64_t> lengths = {32768};
   const DecodeScheduleHost s = plan_decode_schedule(input_for(lengths, 8));
-  EXPECT_GE(s.header.num_work_units * 8, kH100Sms * kCtasPerSm);
+  EXPECT_LE(s.header.num_work_units * 8, kH100Sms * kCtasPerSm);
   const int64_t chunk = s.header.max_chunk_tokens;
   EXPECT_EQ(chunk % 64, 0);
-  EXPECT_LT((32768 + chunk + 64 - 1) / (chunk + 64) * 8, kH100Sms * kCtasPerSm);
+  EXPECT_GT((32768 + chunk - 64 - 1) / (chunk - 64) * 8, kH100Sms * kCtasPerSm);
+}
+
+TEST(DecodePlanner, SplitBatchesFitOneWave) {
+  // (batch, length) shapes that miss a wave alone: the CTAs never spill into
+  // a second, mostly idle wave, and they still cover most of the first.
+  TESSERA_SEEDED_RNG(rng);
+  for (int trial = 0; trial < 100; ++trial) {
+    const auto batch = rng.integer(1, 40);
+    const int64_t kv_heads = rng.integer(1, 8);
+    if (batch * kv_heads >= kH100Sms * kCtasPerSm) continue;
+    std::vector<int64_t> lengths(static_cast<std::size_t>(batch));
+    for (auto& len : lengths) len = rng.integer(32768, 65536);
+    const DecodeScheduleHost s = plan_decode_schedule(input_for(lengths, kv_heads));
+    EXPECT_TRUE(schedule_consistent(lengths, s));
+    EXPECT_LE(s.header.num_work_units * kv_heads, kH100Sms * kCtasPerSm);
+    // Long requests leave at most a few chunks' worth of the wave idle.
+    EXPECT_GE(s.header.num_work_units * kv_heads, kH100Sms * kCtasPerSm / 2);
+  }
 }
 
 TEST(DecodePlanner, NoSplitWhenTheBatchFillsTheGpu) {

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Nsight Compute profiles of chosen benchmark cases, for tuning on the GPU
+# machine after scripts/gpu_check.sh (same prebuilt tree). Each argument is
+# FAMILY:CASE_SUBSTRING:KERNEL_REGEX, e.g.
+#   scripts/gpu_profile.sh 'decode:B=1,L=32768,page=16,:decode_kernel|merge'
+# and profiles the first two launches of matching kernels in that case
+# (warm-up launches: inputs are already in place). Reports go to
+# $OUT/ncu_<n>.txt (or gpu_check_logs/).
+set -uo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$TESSERA_ROOT"
+prebuilt="${TESSERA_PREBUILT:-.gpu-build}"
+cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
+export LD_LIBRARY_PATH="$TESSERA_ROOT/$prebuilt/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
+dest="${OUT:-$TESSERA_ROOT/gpu_check_logs}"
+mkdir -p "$dest"
+n=0
+for spec in "$@"; do
+  IFS=: read -r family case_filter kernels <<<"$spec"
+  n=$((n + 1))
+  echo "== $spec" | tee "$dest/ncu_$n.txt"
+  timeout 240 ncu --launch-count 2 -k "regex:$kernels" \
+    --section SpeedOfLight --section Occupancy --section LaunchStats \
+    --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
+    --section ComputeWorkloadAnalysis \
+    "$prebuilt/bin/tessera_bench" --quick --only "$family" --case "$case_filter" \
+    >>"$dest/ncu_$n.txt" 2>&1
+  echo "exit $?" >>"$dest/ncu_$n.txt"
+done
