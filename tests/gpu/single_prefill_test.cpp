@@ -263,6 +263,15 @@ TEST(SinglePrefill, SlidingWindowMatchesReference) {
       run_case(c, rng);
     }
   }
+  // A window near 2^31 on queries at negative positions (non-causal,
+  // qo_len > kv_len): q_pos - window_left must not overflow int (a wrapped
+  // start would mask whole rows).
+  PrefillCase c;
+  c.options.window_left = std::numeric_limits<int32_t>::max();
+  c.qo_len = 150;
+  c.kv_len = 100;
+  c.causal = false;
+  run_case(c, rng);
 }
 
 TEST(SinglePrefill, AlibiStandardSlopesMatchReference) {

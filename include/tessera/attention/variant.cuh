@@ -75,16 +75,24 @@ struct SoftCapVariant : VariantBase {
   }
 };
 
+// First kv position of the window of a query at q_pos, clamped at 0. In 64
+// bits: a prefill query with qo_len > kv_len (non-causal) sits at a negative
+// position, where q_pos - window_left overflows int for window_left near
+// 2^31 (and would wrap to a huge start that masks the whole row). kv
+// positions are >= 0, so a start of 0 is the same mask as any start below.
+__device__ __forceinline__ int window_start(int q_pos, int window_left) {
+  const int64_t start = static_cast<int64_t>(q_pos) - window_left;
+  return start > 0 ? static_cast<int>(start) : 0;
+}
+
 // Attends to kv positions in [q_pos - window_left, q_pos].
 struct SlidingWindowVariant : PlainVariant {
   static constexpr bool kHasLogitsMask = true;
   int first_position;
   __device__ __forceinline__ SlidingWindowVariant(const VariantParams& p, int qo_head, int q_pos)
-      : PlainVariant(p, qo_head, q_pos), first_position(q_pos - p.window_left) {}
+      : PlainVariant(p, qo_head, q_pos), first_position(window_start(q_pos, p.window_left)) {}
   __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
-  __device__ __forceinline__ int first_kv_position() const {
-    return first_position > 0 ? first_position : 0;
-  }
+  __device__ __forceinline__ int first_kv_position() const { return first_position; }
 };
 
 struct SoftCapSlidingWindowVariant : SoftCapVariant {
@@ -92,11 +100,9 @@ struct SoftCapSlidingWindowVariant : SoftCapVariant {
   int first_position;
   __device__ __forceinline__ SoftCapSlidingWindowVariant(const VariantParams& p, int qo_head,
                                                          int q_pos)
-      : SoftCapVariant(p, qo_head, q_pos), first_position(q_pos - p.window_left) {}
+      : SoftCapVariant(p, qo_head, q_pos), first_position(window_start(q_pos, p.window_left)) {}
   __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
-  __device__ __forceinline__ int first_kv_position() const {
-    return first_position > 0 ? first_position : 0;
-  }
+  __device__ __forceinline__ int first_kv_position() const { return first_position; }
 };
 
 // logits = sm_scale q.k + slope_h * (kv_pos - q_pos); slopes from the caller
