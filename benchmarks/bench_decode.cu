@@ -111,6 +111,19 @@ void run_decode_benchmarks(Bench& bench) {
         TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
         TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
       }
+      if (page_size == 16 && s.batch <= 16) {
+        // The planner's one-wave split against fixed split sizes (more,
+        // shorter CTAs balance better but pay more prologues and partials).
+        for (const int64_t split : {256, 512, 2048}) {
+          decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream(),
+                      DecodePlanOptions{split});
+          const double split_us = bench.median_us(run, kv_bytes + io_bytes);
+          bench.emit("batch_decode_fixed_split",
+                     case_name(s, page_size) + ",split=" + std::to_string(split), "GB/s",
+                     gbps(kv_bytes, split_us));
+        }
+        decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+      }
       if (page_size == 16 && s.batch == 256) {
         // Host time of plan() (median), the copy to the device included.
         std::vector<double> samples;

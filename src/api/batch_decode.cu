@@ -176,8 +176,12 @@ std::size_t BatchDecodeWithPagedKVCache::workspace_size_bytes(const DecodePlanSh
 
 void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
                                        std::span<const int32_t> kv_last_page_len,
-                                       cudaStream_t stream) {
+                                       cudaStream_t stream, const DecodePlanOptions& options) {
   State& s = *state_;
+  TESSERA_CHECK_ARG(options.fixed_split_size >= 0 &&
+                        options.fixed_split_size <= std::numeric_limits<int32_t>::max(),
+                    "fixed_split_size", "0 (planner's choice) or a chunk length in KV tokens",
+                    std::to_string(options.fixed_split_size));
   detail::plan_kv_lengths(kv_indptr, kv_last_page_len, s.shape.page_size,
                           s.bounds.max_batch_size, s.kv_lengths);
   s.planned = false;  // until this plan's copy is enqueued
@@ -198,6 +202,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   input.ctas_per_sm = detail::kDecodeCtasPerSm;
   input.max_work_units = s.layout.max_work_units;
   input.max_partials = s.layout.max_partials;
+  input.fixed_chunk_tokens = options.fixed_split_size;
   const plan::DecodeScheduleHost schedule = plan::plan_decode_schedule(input);
 
   // This slot's last copy (two plans back) may still be reading it.

@@ -92,12 +92,26 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
   // chunk == max_len (or larger) means no request is split.
   int64_t chunk = std::max<int64_t>(max_len, 1);
   const int64_t target_ctas = input.num_sms * input.ctas_per_sm;
-  if (batch * input.num_kv_heads < target_ctas && max_len > kMinChunkTokens) {
+  const auto fits_bounds = [&](int64_t c) {
+    const UnitCount count = count_units(lengths, c);
+    return count.units <= input.max_work_units && count.partials <= input.max_partials;
+  };
+  if (input.fixed_chunk_tokens > 0) {
+    // The caller's chunk, grown to the smallest that fits the bounds
+    // (chunk = max_len always fits: one unit per request).
+    int64_t lo = std::min(input.fixed_chunk_tokens, chunk), hi = chunk;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (fits_bounds(mid)) {
+        hi = mid;
+      } else {
+        lo = mid + 1;
+      }
+    }
+    chunk = lo;
+  } else if (batch * input.num_kv_heads < target_ctas && max_len > kMinChunkTokens) {
     // At least `batch` (the batch alone misses the wave), so k_max qualifies.
     const int64_t target_units = target_ctas / input.num_kv_heads;
-    const auto fits = [&](const UnitCount& c) {
-      return c.units <= input.max_work_units && c.partials <= input.max_partials;
-    };
     // Candidate chunks: k * granularity for k in [k_min, k_max]; k_max makes
     // one chunk cover the longest request (no split at all).
     const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
@@ -114,12 +128,12 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
     }
     int64_t best = hi;
     // Smallest k that fits the bounds (k_max always fits: one unit per request).
-    if (!fits(count_units(lengths, best * kChunkGranularityTokens))) {
+    if (!fits_bounds(best * kChunkGranularityTokens)) {
       lo = best;
       hi = k_max;  // invariant: hi fits
       while (lo < hi) {
         const int64_t mid = lo + (hi - lo) / 2;
-        if (fits(count_units(lengths, mid * kChunkGranularityTokens))) {
+        if (fits_bounds(mid * kChunkGranularityTokens)) {
           hi = mid;
         } else {
           lo = mid + 1;

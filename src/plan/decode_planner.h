@@ -20,6 +20,7 @@ struct DecodePlannerInput {
   int64_t ctas_per_sm = 2;       // CTAs of the decode kernel resident per SM
   int64_t max_work_units = 0;    // hard bound (workspace / captured grid)
   int64_t max_partials = 0;      // hard bound on partial slots
+  int64_t fixed_chunk_tokens = 0;  // > 0: split every longer request into such chunks
 };
 
 struct DecodeScheduleHost {

@@ -125,6 +125,9 @@ TEST(BatchDecodeArgs, PlanRejectsBadIndexArrays) {
   expect_argument_error(plan({0, 1}, {0}), "kv_last_page_len");     // empty last page
   expect_argument_error(plan({0, 1}, {17}), "kv_last_page_len");    // > page_size
   expect_argument_error(plan({0, 0}, {-1}), "kv_last_page_len");
+  expect_argument_error([&] { decode.plan(std::vector<int32_t>{0, 1}, std::vector<int32_t>{1},
+                                          nullptr, DecodePlanOptions{-1}); },
+                        "fixed_split_size");
 }
 
 TEST(BatchDecodeArgs, RunBeforePlanIsRejected) {

@@ -121,6 +121,35 @@ TEST(DecodePlanner, SplitBatchesFitOneWave) {
   }
 }
 
+TEST(DecodePlanner, FixedChunkSplitsEveryLongerRequestAlike) {
+  const std::vector<int64_t> lengths = {1000, 100, 0, 4096};
+  DecodePlannerInput input = input_for(lengths, 8);
+  input.fixed_chunk_tokens = 300;
+  const DecodeScheduleHost s = plan_decode_schedule(input);
+  EXPECT_TRUE(schedule_consistent(lengths, s));
+  EXPECT_EQ(s.header.max_chunk_tokens, 300);
+  EXPECT_EQ(s.merge_indptr[1] - s.merge_indptr[0], 4);   // 1000 = 300 + 300 + 300 + 100
+  EXPECT_EQ(s.merge_indptr[2] - s.merge_indptr[1], 0);   // 100: one unsplit unit
+  EXPECT_EQ(s.merge_indptr[4] - s.merge_indptr[3], 14);  // ceil(4096 / 300)
+  // A request's units do not depend on the rest of the batch.
+  const std::vector<int64_t> alone = {1000};
+  DecodePlannerInput single = input_for(alone, 8);
+  single.fixed_chunk_tokens = 300;
+  const DecodeScheduleHost t = plan_decode_schedule(single);
+  ASSERT_EQ(t.header.num_work_units, 4);
+  for (int u = 0; u < 4; ++u) {
+    EXPECT_EQ(t.work_units[u].kv_begin, s.work_units[u].kv_begin);
+    EXPECT_EQ(t.work_units[u].kv_end, s.work_units[u].kv_end);
+  }
+  // Too many chunks for the bounds: grown to the smallest chunk that fits.
+  DecodePlannerInput tight = input_for(lengths, 8, 8);
+  tight.fixed_chunk_tokens = 64;
+  const DecodeScheduleHost g = plan_decode_schedule(tight);
+  EXPECT_TRUE(schedule_consistent(lengths, g));
+  EXPECT_LE(g.header.num_work_units, 8);
+  EXPECT_GT(g.header.max_chunk_tokens, 64);
+}
+
 TEST(DecodePlanner, NoSplitWhenTheBatchFillsTheGpu) {
   const std::vector<int64_t> lengths(64, 20000);  // 64 x 8 heads = 512 >= 396 CTAs
   const DecodeScheduleHost s = plan_decode_schedule(input_for(lengths, 8));

@@ -236,6 +236,58 @@ TEST(BatchDecode, LongRequestSplitOverTheSmsMatchesReference) {
   check_batch(c, {32768}, rng);
 }
 
+// fixed_split_size: a request's output is bitwise the same whether it is
+// planned alone or beside others (the auto planner's chunk depends on the
+// batch), and matches the reference.
+TEST(BatchDecode, FixedSplitSizeIsBatchInvariant) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CacheConfig c;
+  c.num_qo_heads = 32;
+  c.num_kv_heads = 8;
+  const std::vector<int32_t> lengths = {3000, 50, 7000, 1};
+  const auto batch = static_cast<int64_t>(lengths.size());
+  PagedCache cache(c, pages_for(lengths, c.page_size), rng);
+  cache.assign(lengths, rng);
+  const std::vector<float> q = testing::round_to(
+      c.dtype, rng.normal_vector(static_cast<std::size_t>(batch * c.num_qo_heads * c.head_dim)));
+  DeviceTensor dq(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  dq.upload(q);
+  DeviceTensor indices = int_tensor(cache.kv_indices, cache.kv_indptr.back());
+  DeviceTensor indptr = int_tensor(cache.kv_indptr);
+  DeviceTensor last = int_tensor(cache.kv_last_page_len, batch);
+  const DecodePlanBounds bounds{batch, 0};
+  const std::size_t bytes = BatchDecodeWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchDecodeWithPagedKVCache decode(shape_of(c), bounds, workspace.data(), bytes, 0);
+  CudaStream stream;
+  const DecodePlanOptions fixed{512};
+
+  DeviceTensor out_all(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  out_all.poison();
+  decode.plan(cache.kv_indptr, cache.kv_last_page_len, stream.get(), fixed);
+  decode.run(dq.dl(), cache.arg(), indices.dl(), indptr.dl(), last.dl(), out_all.dl(), nullptr,
+             AttentionOptions{}, stream.get(), Validate::kOn);
+  // Request 0 alone: the first two indptr entries and its q row.
+  DeviceTensor out_one(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  out_one.poison();
+  const std::vector<int32_t> indptr_one(cache.kv_indptr.begin(), cache.kv_indptr.begin() + 2);
+  const std::vector<int32_t> last_one(cache.kv_last_page_len.begin(),
+                                      cache.kv_last_page_len.begin() + 1);
+  decode.plan(indptr_one, last_one, stream.get(), fixed);
+  decode.run(dq.dl(), cache.arg(), indices.dl(), indptr.dl(), last.dl(), out_one.dl(), nullptr,
+             AttentionOptions{}, stream.get(), Validate::kOff);
+  stream.synchronize();
+
+  const std::vector<float> all = out_all.download();
+  const std::vector<float> one = out_one.download();
+  const auto row = static_cast<std::size_t>(c.num_qo_heads * c.head_dim);
+  EXPECT_TRUE(testing::all_equal(std::vector<float>(one.begin(), one.begin() + row),
+                                 std::vector<float>(all.begin(), all.begin() + row)));
+  const Expected e = reference_for(c, cache, lengths, q);
+  EXPECT_TRUE(testing::all_close(all, e.out, testing::tolerance_for(c.dtype)));
+}
+
 TEST(BatchDecode, GqaRatiosOneFourEightMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);

@@ -38,6 +38,16 @@ struct DecodePlanBounds {
   int64_t max_work_units = 0;  // 0: derived from the GPU (enough for every SM)
 };
 
+// Per-plan choices.
+struct DecodePlanOptions {
+  // 0: the planner picks how to split long requests over the SMs. > 0: every
+  // request longer than this many KV tokens is cut into chunks of exactly
+  // that size (FlashInfer's fixed_split_size), so a request's result does
+  // not depend on the rest of the batch (batch invariance); grown to the
+  // smallest size the bounds allow if they cannot hold that many chunks.
+  int64_t fixed_split_size = 0;
+};
+
 struct DecodePlanShape {
   int64_t num_qo_heads = 0;
   int64_t num_kv_heads = 0;
@@ -65,7 +75,7 @@ class TESSERA_API BatchDecodeWithPagedKVCache {
   // kv_indptr [batch + 1], kv_last_page_len [batch]: host arrays (the same
   // values run() later receives on the device).
   void plan(std::span<const int32_t> kv_indptr, std::span<const int32_t> kv_last_page_len,
-            cudaStream_t stream);
+            cudaStream_t stream, const DecodePlanOptions& options = {});
 
   // q [batch, num_qo_heads, head_dim]; out like q; lse null or float32
   // [batch, num_qo_heads]; kv_indptr / kv_indices / kv_last_page_len int32 on
