@@ -17,6 +17,7 @@
 #include "api/page_validation.h"
 #include "api/index_tensor.h"
 #include "api/paged_kv_cache_view.h"
+#include "api/schedule_upload.h"
 #include "plan/decode_planner.h"
 #include "tessera/api/decode.h"
 #include "tessera/core/cuda_check.h"
@@ -35,42 +36,6 @@ using detail::index_view;
 // float4 partial loads and the struct loads of the kernels are aligned.
 constexpr std::size_t kWorkspaceAlignment = 256;
 constexpr int64_t kKvRowAlignment = 16;
-
-// Pinned host memory, freed on destruction.
-class PinnedHostBuffer {
- public:
-  PinnedHostBuffer() = default;
-  PinnedHostBuffer(const PinnedHostBuffer&) = delete;
-  PinnedHostBuffer& operator=(const PinnedHostBuffer&) = delete;
-  ~PinnedHostBuffer() {
-    if (data_ != nullptr) cudaFreeHost(data_);  // no throw from a destructor
-  }
-  void allocate(std::size_t bytes) {
-    TESSERA_CUDA_CHECK(cudaHostAlloc(&data_, bytes, cudaHostAllocDefault));
-  }
-  unsigned char* data() const { return static_cast<unsigned char*>(data_); }
-
- private:
-  void* data_ = nullptr;
-};
-
-// An event without timing (cheapest to record and wait on).
-class CopyEvent {
- public:
-  CopyEvent() = default;
-  CopyEvent(const CopyEvent&) = delete;
-  CopyEvent& operator=(const CopyEvent&) = delete;
-  ~CopyEvent() {
-    if (event_ != nullptr) cudaEventDestroy(event_);
-  }
-  cudaEvent_t get() {
-    if (event_ == nullptr) TESSERA_CUDA_CHECK(cudaEventCreateWithFlags(&event_, cudaEventDisableTiming));
-    return event_;
-  }
-
- private:
-  cudaEvent_t event_ = nullptr;
-};
 
 int64_t device_sm_count(int device_id) {
   int count = 0;
@@ -96,15 +61,7 @@ struct BatchDecodeWithPagedKVCache::State {
   int64_t num_sms = 0;  // queried at the first plan()
 
   // Staging for header + work units + merge_indptr; one copy per plan().
-  // Two slots used in turn, each with the event of its last copy: plan()
-  // waits only for the copy two plans back, so the host may run a step
-  // ahead of the GPU without overwriting bytes a copy is still reading.
-  static constexpr int kStagingSlots = 2;
-  std::size_t staging_bytes = 0;  // per slot
-  PinnedHostBuffer staging;
-  CopyEvent copy_done[kStagingSlots];
-  bool copy_in_flight[kStagingSlots] = {false, false};
-  int next_slot = 0;
+  std::unique_ptr<detail::ScheduleUpload> upload;
 
   bool planned = false;
   int64_t planned_batch = 0;
@@ -142,24 +99,16 @@ BatchDecodeWithPagedKVCache::BatchDecodeWithPagedKVCache(const DecodePlanShape& 
                     "at least " + std::to_string(s.layout.total_bytes) +
                         " bytes (workspace_size_bytes(shape, bounds))",
                     std::to_string(workspace_bytes) + " bytes");
-  s.staging_bytes = s.layout.merge_indptr_offset +
-                    static_cast<std::size_t>(s.bounds.max_batch_size + 1) * sizeof(int32_t);
-  s.staging_bytes = (s.staging_bytes + kWorkspaceAlignment - 1) / kWorkspaceAlignment *
-                    kWorkspaceAlignment;
+  s.upload = std::make_unique<detail::ScheduleUpload>(
+      s.layout.merge_indptr_offset +
+      static_cast<std::size_t>(s.bounds.max_batch_size + 1) * sizeof(int32_t));
   const auto max_batch = static_cast<std::size_t>(s.bounds.max_batch_size);
   s.kv_lengths.reserve(max_batch);
   s.planned_indptr.reserve(max_batch + 1);
   s.planned_last_page_len.reserve(max_batch);
 }
 
-BatchDecodeWithPagedKVCache::~BatchDecodeWithPagedKVCache() {
-  // The last schedule copy may still read the pinned buffer: wait before the
-  // members free it (errors ignored: nothing to report from a destructor).
-  if (!state_) return;
-  for (int slot = 0; slot < State::kStagingSlots; ++slot) {
-    if (state_->copy_in_flight[slot]) cudaEventSynchronize(state_->copy_done[slot].get());
-  }
-}
+BatchDecodeWithPagedKVCache::~BatchDecodeWithPagedKVCache() = default;
 
 std::size_t BatchDecodeWithPagedKVCache::workspace_size_bytes(const DecodePlanShape& shape,
                                                               const DecodePlanBounds& bounds,
@@ -193,7 +142,6 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
                     "a stream that is not capturing (plan() runs outside CUDA graphs)",
                     "a capturing stream");
   if (s.num_sms == 0) s.num_sms = device_sm_count(s.device_id);
-  if (s.staging.data() == nullptr) s.staging.allocate(State::kStagingSlots * s.staging_bytes);
 
   plan::DecodePlannerInput input;
   input.kv_lengths = s.kv_lengths;
@@ -205,13 +153,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   input.fixed_chunk_tokens = options.fixed_split_size;
   const plan::DecodeScheduleHost schedule = plan::plan_decode_schedule(input);
 
-  // This slot's last copy (two plans back) may still be reading it.
-  const int slot = s.next_slot;
-  if (s.copy_in_flight[slot]) {
-    TESSERA_CUDA_CHECK(cudaEventSynchronize(s.copy_done[slot].get()));
-    s.copy_in_flight[slot] = false;
-  }
-  unsigned char* staging = s.staging.data() + static_cast<std::size_t>(slot) * s.staging_bytes;
+  unsigned char* staging = s.upload->acquire();
   std::memcpy(staging + s.layout.header_offset, &schedule.header, sizeof(schedule.header));
   std::memcpy(staging + s.layout.work_units_offset, schedule.work_units.data(),
               schedule.work_units.size() * sizeof(DecodeWorkUnit));
@@ -221,11 +163,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   // regions are consecutive; unused unit slots in between are ignored).
   const std::size_t copy_bytes =
       s.layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
-  TESSERA_CUDA_CHECK(cudaMemcpyAsync(s.workspace, staging, copy_bytes, cudaMemcpyHostToDevice,
-                                     stream));
-  TESSERA_CUDA_CHECK(cudaEventRecord(s.copy_done[slot].get(), stream));
-  s.copy_in_flight[slot] = true;
-  s.next_slot = (slot + 1) % State::kStagingSlots;
+  s.upload->commit(s.workspace, copy_bytes, stream);
 
   s.planned = true;
   s.planned_batch = static_cast<int64_t>(kv_last_page_len.size());

@@ -42,7 +42,7 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   p.kv.stride_entry = l.kv.stride_entry;
   p.kv.stride_head = l.kv.stride_head;
   p.kv.page_size = static_cast<int32_t>(l.kv.page_size);
-  p.page_div = decode::FastDivmod::make(p.kv.page_size);
+  p.page_div = FastDivmod::make(p.kv.page_size);
   p.kv.num_heads = static_cast<int32_t>(l.kv.num_heads);
   p.kv.head_dim = static_cast<int32_t>(l.kv.head_dim);
   p.kv_indices = l.kv_indices;

@@ -57,7 +57,7 @@ struct Launch {
 template <typename T, int kHeadDim, typename Variant>
 void launch_instance(const Launch& l, cudaStream_t stream) {
   using Traits = prefill::PrefillTraits<T, kHeadDim>;
-  prefill::PrefillParams<T> p{};
+  prefill::SinglePrefillParams<T> p{};
   p.q = static_cast<const T*>(l.q);
   p.q_stride_token = l.q_stride_token;
   p.q_stride_head = l.q_stride_head;
@@ -65,14 +65,10 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.out_stride_token = l.out_stride_token;
   p.out_stride_head = l.out_stride_head;
   p.lse = l.lse;
-  p.kv.k_data = static_cast<const T*>(l.k);
-  p.kv.v_data = static_cast<const T*>(l.v);
-  p.kv.stride_page = 0;  // only page 0
-  p.kv.stride_entry = l.kv_stride_entry;
-  p.kv.stride_head = l.kv_stride_head;
-  p.kv.page_size = static_cast<int32_t>(l.kv_len);
-  p.kv.num_heads = static_cast<int32_t>(l.num_kv_heads);
-  p.kv.head_dim = kHeadDim;
+  p.k = static_cast<const T*>(l.k);
+  p.v = static_cast<const T*>(l.v);
+  p.kv_stride_entry = l.kv_stride_entry;
+  p.kv_stride_head = l.kv_stride_head;
   p.qo_len = static_cast<int32_t>(l.qo_len);
   p.kv_len = static_cast<int32_t>(l.kv_len);
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
@@ -80,7 +76,7 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.causal = l.causal;
   p.variant = l.variant;
 
-  const auto kernel = prefill::prefill_kernel<Traits, Variant, T>;
+  const auto kernel = prefill::single_prefill_kernel<Traits, Variant, T>;
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>((l.qo_len + prefill::kQTile - 1) / prefill::kQTile),

@@ -199,7 +199,7 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   int64_t non_empty = 0;
   for (int64_t b = 0; b < batch; ++b) non_empty += qo[b + 1] > qo[b] ? 1 : 0;
   const int64_t total_rows = int64_t{qo[batch]} * rows_per_token;
-  const bool large_ok = in.head_dim <= kLargeTileMaxHeadDim;
+  const bool large_ok = in.head_dim <= kLargeTileMaxHeadDim && in.max_q_tile_rows >= kLargeQTile;
   int64_t q_tile = kSmallQTile;
   if (large_ok && non_empty > 0 && total_rows >= kLargeQTile * non_empty &&
       count_tiles(qo, rows_per_token, kLargeQTile) * heads_y >= wave) {
@@ -337,6 +337,7 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   h.max_chunk_tokens = static_cast<int32_t>(max_unit_tokens);
   h.total_qo_tokens = qo[static_cast<std::size_t>(batch)];
   h.split_kv = s.merge_tiles.empty() ? 0 : 1;
+  h.causal = in.causal ? 1 : 0;
   return s;
 }
 

@@ -8,9 +8,15 @@
 #include <cuda_runtime_api.h>
 #include <dlpack/dlpack.h>
 
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
 #include "tessera/api/attention_options.h"
 #include "tessera/api/paged_kv_cache.h"
 #include "tessera/core/export.h"
+#include "tessera/core/validation.h"
 
 namespace tessera {
 
@@ -27,5 +33,94 @@ TESSERA_API void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor&
                                               const DLTensor* lse, KVLayout layout, bool causal,
                                               const AttentionOptions& options,
                                               cudaStream_t stream);
+
+// What a batch prefill plan may hold at most; fixed when a CUDA graph is
+// captured, so one graph replays for any batch, query lengths and KV lengths
+// within these bounds.
+struct PrefillPlanBounds {
+  int64_t max_batch_size = 0;
+  int64_t max_total_qo_tokens = 0;  // qo_indptr[batch] of any plan
+};
+
+// page_size: the paged cache's (ignored by the ragged wrapper).
+struct PrefillPlanShape {
+  int64_t num_qo_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t page_size = 0;
+};
+
+// Batch prefill, FlashInfer 0.2's plan/run split. plan() runs on the host
+// from host index arrays (cuts every request into (query tile, KV chunk)
+// units balanced over the SMs, splitting KV only when the query tiles cannot
+// fill the GPU) and writes the schedule into the caller's device workspace
+// with one non-blocking copy; run() only launches (prefill, then a merge of
+// split tiles), so it can be captured in a CUDA graph: a graph captured once
+// replays for any later plan within the bounds. Query i of a request sits
+// at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
+// later positions and requires qo_len <= kv_len in every request (rejected
+// naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
+// head_dim 64 or 128; q, k, v fp16/bf16 of one dtype; variants plain,
+// soft-cap, sliding window, ALiBi. Not thread-safe: one object per stream.
+class TESSERA_API BatchPrefillWithRaggedKVCache {
+ public:
+  BatchPrefillWithRaggedKVCache(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
+                                void* workspace, std::size_t workspace_bytes, int device_id);
+  ~BatchPrefillWithRaggedKVCache();
+  BatchPrefillWithRaggedKVCache(const BatchPrefillWithRaggedKVCache&) = delete;
+  BatchPrefillWithRaggedKVCache& operator=(const BatchPrefillWithRaggedKVCache&) = delete;
+
+  static std::size_t workspace_size_bytes(const PrefillPlanShape& shape,
+                                          const PrefillPlanBounds& bounds, int device_id);
+
+  // qo_indptr, kv_indptr [batch + 1]: host arrays (token offsets).
+  void plan(std::span<const int32_t> qo_indptr, std::span<const int32_t> kv_indptr, bool causal,
+            cudaStream_t stream);
+
+  // q [total_qo, num_qo_heads, head_dim] (rows past qo_indptr[batch] are
+  // left alone); k, v [total_kv, num_kv_heads, head_dim] with one stride set;
+  // out like q; lse null or float32 [total_qo, num_qo_heads] contiguous;
+  // qo_indptr / kv_indptr: int32 device copies of plan()'s arrays. Rows
+  // 16-byte aligned.
+  void run(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& qo_indptr,
+           const DLTensor& kv_indptr, const DLTensor& out, const DLTensor* lse,
+           const AttentionOptions& options, cudaStream_t stream,
+           Validate validate = Validate::kFromEnv);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
+// The paged form: KV of request b on pages kv_indices[kv_indptr[b] ..
+// kv_indptr[b + 1]), the last holding kv_last_page_len[b] tokens; any page
+// size >= 1 (page size 1 is vector-sparse attention), NHD/HND, strided.
+class TESSERA_API BatchPrefillWithPagedKVCache {
+ public:
+  BatchPrefillWithPagedKVCache(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
+                               void* workspace, std::size_t workspace_bytes, int device_id);
+  ~BatchPrefillWithPagedKVCache();
+  BatchPrefillWithPagedKVCache(const BatchPrefillWithPagedKVCache&) = delete;
+  BatchPrefillWithPagedKVCache& operator=(const BatchPrefillWithPagedKVCache&) = delete;
+
+  static std::size_t workspace_size_bytes(const PrefillPlanShape& shape,
+                                          const PrefillPlanBounds& bounds, int device_id);
+
+  // qo_indptr [batch + 1] tokens; kv_indptr [batch + 1] pages;
+  // kv_last_page_len [batch]: host arrays.
+  void plan(std::span<const int32_t> qo_indptr, std::span<const int32_t> kv_indptr,
+            std::span<const int32_t> kv_last_page_len, bool causal, cudaStream_t stream);
+
+  // As the ragged run(), with the cache and its int32 device index arrays
+  // (validation mode also checks page ids against the cache).
+  void run(const DLTensor& q, const PagedKVCacheArg& paged_kv_cache, const DLTensor& kv_indices,
+           const DLTensor& qo_indptr, const DLTensor& kv_indptr, const DLTensor& kv_last_page_len,
+           const DLTensor& out, const DLTensor* lse, const AttentionOptions& options,
+           cudaStream_t stream, Validate validate = Validate::kFromEnv);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
 
 }  // namespace tessera

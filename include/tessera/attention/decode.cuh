@@ -46,6 +46,7 @@
 #include "tessera/attention/kv_cache.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
+#include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
 #include "tessera/core/vec.cuh"
 
@@ -69,29 +70,6 @@ inline constexpr int kTokensPerStep =
     Variant::kHasQueryKeyTransform || (Variant::kHasLogitsTransform && Variant::kHasLogitsMask)
         ? 1
         : 2;
-
-// n / divisor and n % divisor for 0 <= n < 2^31 by multiply-shift
-// (Granlund-Montgomery round-up method); made once on the host.
-struct FastDivmod {
-  uint32_t divisor;
-  uint32_t multiplier;
-  uint32_t shift;
-
-  static __host__ __device__ FastDivmod make(int32_t d) {
-    FastDivmod f{static_cast<uint32_t>(d), 0u, 0u};
-    while ((1u << f.shift) < f.divisor) ++f.shift;  // ceil(log2 d)
-    const uint64_t two_l = uint64_t{1} << f.shift;
-    f.multiplier =
-        static_cast<uint32_t>(((uint64_t{1} << 32) * (two_l - f.divisor)) / f.divisor + 1);
-    return f;
-  }
-#ifdef __CUDACC__
-  __device__ __forceinline__ int div(int n) const {
-    const uint32_t u = static_cast<uint32_t>(n);
-    return static_cast<int>((__umulhi(u, multiplier) + u) >> shift);
-  }
-#endif
-};
 
 template <typename QT_, typename KVT_, int kHeadDim_>
 struct DecodeTraits {

@@ -22,6 +22,7 @@
 #include <cuda/std/cstdint>
 
 #include "tessera/attention/decode_schedule.cuh"
+#include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/core/numeric.cuh"
 #include "tessera/core/vec.cuh"
 
@@ -297,6 +298,73 @@ __global__ void __launch_bounds__(kMergeBlockThreads)
         params.out + request * params.out_stride_batch + head * params.out_stride_head + e, v);
   }
   if (me.lane == 0 && params.lse != nullptr) params.lse[request * params.num_qo_heads + head] = lse;
+}
+
+}  // namespace tessera::attention
+
+namespace tessera::attention {
+
+// Prefill merge: for merge tile x (a q tile split into num_chunks KV chunks)
+// and head y, row r of the tile merges partial rows partial_begin + c *
+// qo_rows + r, c < num_chunks, into out / lse of the row's (token, qo head):
+// token = row / rows_per_token, head = head_base(y) + row % rows_per_token.
+// Grid (max merge tiles, heads_y); tiles past header->num_merge_tiles exit.
+template <typename Out>
+struct PrefillMergeParams {
+  PrefillScheduleView schedule;
+  const int32_t* __restrict__ qo_indptr;
+  Out* __restrict__ out;
+  int64_t out_stride_token;
+  int64_t out_stride_head;
+  float* __restrict__ lse;  // null, or contiguous [total_qo, num_qo_heads]
+  int64_t num_qo_heads;
+  int64_t heads_y;
+  int64_t rows_per_token;
+  int64_t head_dim;
+  int lanes_per_item;
+};
+
+template <typename Out, int N>
+__global__ void __launch_bounds__(kMergeBlockThreads)
+    prefill_merge_kernel(const PrefillMergeParams<Out> params) {
+  const PrefillScheduleView& schedule = params.schedule;
+  if (static_cast<int>(blockIdx.x) >= schedule.header->num_merge_tiles) return;
+  const PrefillMergeTile tile = schedule.merge_tiles[blockIdx.x];
+  const int64_t y = blockIdx.y;
+  const int64_t head_base = params.rows_per_token > 1 ? y * params.rows_per_token : y;
+  const int64_t qo_begin = params.qo_indptr[tile.request];
+  const int64_t items_per_block = kMergeBlockThreads / params.lanes_per_item;
+  for (int64_t first = 0; first < tile.qo_rows; first += items_per_block) {
+    const ItemLane me = item_lane(first, params.lanes_per_item);
+    if (me.item >= tile.qo_rows) break;
+    const int64_t row = tile.qo_row_begin + me.item;
+    const int64_t token = row / params.rows_per_token;
+    const int64_t head = head_base + row % params.rows_per_token;
+    const int64_t first_partial = tile.partial_begin + me.item;
+    float lse = -INFINITY;
+    for (int64_t e = static_cast<int64_t>(me.lane) * N; e < params.head_dim;
+         e += static_cast<int64_t>(params.lanes_per_item) * N) {
+      MergeAccumulator<N> merged;
+      merged.init();
+      accumulate_states<float, N, kDecodeMergeUnroll>(
+          merged, tile.num_chunks,
+          [&](int64_t c) {
+            return schedule.partial_lse[(first_partial + c * tile.qo_rows) * params.heads_y + y];
+          },
+          [&](int64_t c) {
+            return schedule.partial_out +
+                   ((first_partial + c * tile.qo_rows) * params.heads_y + y) * params.head_dim + e;
+          });
+      FloatVec<N> v;
+      merged.finish(v, lse);
+      store_chunk<Out, N>(params.out + (qo_begin + token) * params.out_stride_token +
+                              head * params.out_stride_head + e,
+                          v);
+    }
+    if (me.lane == 0 && params.lse != nullptr) {
+      params.lse[(qo_begin + token) * params.num_qo_heads + head] = lse;
+    }
+  }
 }
 
 }  // namespace tessera::attention

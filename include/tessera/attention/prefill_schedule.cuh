@@ -69,6 +69,7 @@ struct PrefillScheduleHeader {
   int32_t max_chunk_tokens;  // largest kv_end - kv_begin of any unit
   int32_t total_qo_tokens;   // qo_indptr[batch]
   int32_t split_kv;          // 1 when any tile was split
+  int32_t causal;            // 1: query i sees KV positions <= kv_len - qo_len + i
 };
 
 struct PrefillScheduleView {

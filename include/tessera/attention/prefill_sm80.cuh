@@ -1,22 +1,31 @@
 // FA2-style prefill attention for sm80+ (mma.sync, ldmatrix, cp.async).
-// Computes, for one request, out[i, h] = softmax_j(logit(q_i, k_j)) v_j * v_scale
-// and lse[i, h] (base 2) with query i at kv position kv_len - qo_len + i.
+// Computes out[i, h] = softmax_j(logit(q_i, k_j)) v_j * v_scale and lse[i, h]
+// (base 2) for the queries of one request, query i at kv position
+// kv_len - qo_len + i.
 //
-// Grid (ceil(qo_len / kQTile), num_qo_heads), reversed in x so the longest
-// causal tiles start first; block kThreads = 4 warps. A CTA owns kQTile = 64
-// query rows of one head (16 per warp, kept in registers as mma A fragments)
-// and streams K/V tiles of kKvTile = 64 rows of KV head h / group through a
-// double buffer filled with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1]
-// under O += P V[t]). Online softmax in base 2 in registers.
+// Work is cut into units (prefill_schedule.cuh): `rows` of one request, a row
+// being a (query token, qo head) pair (with GQA packing, the rows_per_token
+// heads of a group share one token and one K/V stream), against the unit's
+// KV range. process_unit() runs one unit on a CTA of kThreads = 4 warps:
+// kQTile = 64 rows (16 per warp, kept in registers as mma A fragments)
+// stream K/V tiles of kKvTile = 64 positions through a double buffer filled
+// with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1] under O += P V[t]),
+// online softmax in base 2 in registers. The unit writes its rows' out/lse,
+// or (split KV) normalised float32 partial rows that a merge pass combines.
+// Two kernels call it:
+//   single_prefill_kernel: grid (q tiles, qo heads), one unit per CTA,
+//     contiguous K/V (reversed in x so the longest causal tiles start first);
+//   batch_prefill_kernel: grid (max_ctas, heads_y), CTA x runs the units
+//     [cta_indptr[x], cta_indptr[x+1]) of the plan for its head y; K/V
+//     ragged (contiguous per request) or paged (any page size >= 1).
 // Shared memory: Q tile + 2 K + 2 V tiles, rows XOR-swizzled in 16-byte
 // chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
 // (64 + 4 * 64) * head_dim * 2 bytes = 40 KB (hd 64), 80 KB (hd 128).
 // The Q region is reused to stage the output for 16-byte stores.
 // Limits: head_dim 64 / 128, 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal needs qo_len <= kv_len (the host checks); variants without
-// query/key transforms (RoPE on the fly is rejected by the host for now).
-// K/V are read through PagedKVView with one page (page 0), so a paged
-// variant can reuse the tile loop with a page-table row lookup.
+// query/key transforms; the batch kernel also without output transforms (a
+// split unit's partial is merged later).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -24,9 +33,10 @@
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
-#include "tessera/attention/kv_cache.cuh"
+#include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
+#include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
 
 namespace tessera::prefill {
@@ -54,27 +64,81 @@ struct PrefillTraits {
   static constexpr int kKvSteps = kKvTile / 16;    // mma k-steps of O = P V
   static constexpr int kDBlocks = kHeadDim / 8;    // n-blocks of O
   static_assert(kSBlocks % 2 == 0 && kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks");
-  static_assert(kQTile % kKvTile == 0 || kKvTile % kQTile == 0, "tile sizes nest");
   static_assert((kQTile * kChunks) % kThreads == 0, "Q tile loads split evenly");
   static_assert((kKvTile * kChunks) % kThreads == 0, "KV tile loads split evenly");
 };
 
+// Query rows of one request: row r is token r / rows_per_token, qo head
+// head_base + r % rows_per_token (rows_per_token = 1: one head per CTA).
 template <typename T>
-struct PrefillParams {
-  const T* __restrict__ q;  // [qo_len, num_qo_heads, head_dim] strided
-  int64_t q_stride_token;
-  int64_t q_stride_head;
-  T* __restrict__ out;      // like q
-  int64_t out_stride_token;
-  int64_t out_stride_head;
-  float* __restrict__ lse;  // null or [qo_len, num_qo_heads] contiguous
-  PagedKVView<const T> kv;  // one page: slot = kv position
-  int32_t qo_len;
-  int32_t kv_len;
-  int32_t num_qo_heads;
-  int32_t group_size;       // num_qo_heads / num_kv_heads
+struct QueryRows {
+  const T* q;  // the request's first token, head 0
+  int64_t stride_token;
+  int64_t stride_head;
+  FastDivmod per_token;  // by rows_per_token
+  int head_base;
+  __device__ __forceinline__ int token(int row) const { return per_token.div(row); }
+  __device__ __forceinline__ int head(int row) const {
+    return head_base + row - token(row) * static_cast<int>(per_token.divisor);
+  }
+  __device__ __forceinline__ int64_t offset(int row) const {
+    return token(row) * stride_token + head(row) * stride_head;
+  }
+};
+
+// K/V rows of one KV head of one request by kv position; K and V share the
+// offsets. Contiguous: position p at p * stride (single prefill, ragged batch).
+template <typename T>
+struct ContiguousKvRows {
+  const T* k;  // the request's position 0 of this KV head
+  const T* v;
+  int64_t stride;
+  __device__ __forceinline__ int64_t offset(int pos) const { return pos * stride; }
+};
+
+// Paged: position p at slot p % page_size of page pages[p / page_size].
+template <typename T>
+struct PagedKvRows {
+  const T* k;  // k_data + head * stride_head
+  const T* v;
+  int64_t stride_page;
+  int64_t stride_entry;
+  const int32_t* pages;  // the request's page ids
+  FastDivmod page_div;
+  __device__ __forceinline__ int64_t offset(int pos) const {
+    const int page = page_div.div(pos);
+    const int slot = pos - page * static_cast<int>(page_div.divisor);
+    return static_cast<int64_t>(pages[page]) * stride_page + slot * stride_entry;
+  }
+};
+
+// Where a unit's results go. partial_out null: out/lse rows of the request
+// (lse null: not wanted); else float32 partial rows (normalised out, lse)
+// partial_out + i * partial_stride for the unit's row i.
+template <typename T>
+struct OutputRows {
+  T* out;  // the request's first token, head 0
+  int64_t stride_token;
+  int64_t stride_head;
+  float* lse;  // null or the request's first token: lse[token * lse_stride + head]
+  int64_t lse_stride;
+  float* partial_out;
+  float* partial_lse;
+  int64_t partial_stride;      // floats between partial rows of partial_out
+  int64_t partial_lse_stride;  // floats between partial rows of partial_lse
+};
+
+// Rows [row_begin, row_end) of a request of qo_len queries and kv_len keys,
+// against KV positions [kv_begin, kv_end) (kv_begin a multiple of kKvTile);
+// causal and window trims are the kernel's.
+struct UnitSpan {
+  int row_begin;
+  int row_end;
+  int qo_len;
+  int kv_len;
+  int kv_begin;
+  int kv_end;
   bool causal;
-  attention::VariantParams variant;
 };
 
 // Element offset of 16-byte chunk `chunk` of tile row `row`.
@@ -83,46 +147,68 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
   return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
 }
 
-// Rows [row0, row0 + kRows) of a [*, head_dim] source with row stride
-// `stride` into a swizzled tile; rows >= row_end become zeros (so padded
-// V rows never turn a zero probability into NaN).
-template <typename Traits, int kRows, typename T>
-__device__ __forceinline__ void load_tile(T* tile, const T* base, int64_t stride, int row0,
-                                          int row_end) {
-  // A thread copies one chunk column of rows r0, r0 + kRowStep, ...: one
-  // pointer and one stride step, so few registers hold addresses.
-  constexpr int kRowStep = kThreads / Traits::kChunks;
-  constexpr int kPerThread = kRows / kRowStep;
-  static_assert(kThreads % Traits::kChunks == 0 && kRows % kRowStep == 0, "even tile split");
-  const int chunk = static_cast<int>(threadIdx.x) % Traits::kChunks;
-  const int r0 = static_cast<int>(threadIdx.x) / Traits::kChunks;
-  const T* source = base + static_cast<int64_t>(row0 + r0) * stride + chunk * kChunkElems;
-  const int64_t step = static_cast<int64_t>(kRowStep) * stride;
+// A thread copies one chunk column of rows r0, r0 + kRowStep, ... of a tile.
+template <typename Traits>
+struct TileCopy {
+  static constexpr int kRowStep = kThreads / Traits::kChunks;
+  static_assert(kThreads % Traits::kChunks == 0, "whole rows per pass");
+  __device__ __forceinline__ static int chunk() {
+    return static_cast<int>(threadIdx.x) % Traits::kChunks;
+  }
+  __device__ __forceinline__ static int first_row() {
+    return static_cast<int>(threadIdx.x) / Traits::kChunks;
+  }
+};
+
+// The Q tile: rows [row0, row0 + kQTile) of the request; rows >= row_end
+// become zeros.
+template <typename Traits, typename T>
+__device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, int row0,
+                                            int row_end) {
+  using Copy = TileCopy<Traits>;
+  const int chunk = Copy::chunk();
 #pragma unroll
-  for (int i = 0; i < kPerThread; ++i) {
-    const int row = r0 + i * kRowStep;
-    const bool valid = row0 + row < row_end;
-    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(row, chunk), valid ? source : base,
-                            valid);
-    source += step;
+  for (int r = Copy::first_row(); r < kQTile; r += Copy::kRowStep) {
+    const bool valid = row0 + r < row_end;
+    const T* source = rows.q + (valid ? rows.offset(row0 + r) : 0) + chunk * kChunkElems;
+    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+  }
+}
+
+// K or V positions [pos0, pos0 + kKvTile) into a swizzled tile; positions >=
+// pos_end become zeros (so padded V rows never turn a zero probability into
+// NaN).
+template <typename Traits, typename T, typename KvRows>
+__device__ __forceinline__ void load_kv_tile(T* tile, const T* base, const KvRows& kv, int pos0,
+                                             int pos_end) {
+  using Copy = TileCopy<Traits>;
+  const int chunk = Copy::chunk();
+#pragma unroll
+  for (int r = Copy::first_row(); r < kKvTile; r += Copy::kRowStep) {
+    const bool valid = pos0 + r < pos_end;
+    const T* source = base + (valid ? kv.offset(pos0 + r) : 0) + chunk * kChunkElems;
+    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
   }
 }
 
 template <typename Variant>
 __device__ __forceinline__ bool attends(const Variant& variant, bool causal, int kv_pos,
-                                        int q_pos, int kv_len) {
-  bool ok = kv_pos < kv_len && (!causal || kv_pos <= q_pos);
+                                        int q_pos, int kv_end) {
+  bool ok = kv_pos < kv_end && (!causal || kv_pos <= q_pos);
   if constexpr (Variant::kHasLogitsMask) ok = ok && variant.logits_mask(kv_pos);
   return ok;
 }
 
-template <typename Traits, typename Variant, typename T>
-__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
-    prefill_kernel(const PrefillParams<T> p) {
+// Runs one unit on the whole CTA. Leaves no copy in flight; the caller
+// synchronises before the shared memory is reused.
+template <typename Traits, typename Variant, typename T, typename KvRows>
+__device__ __forceinline__ void process_unit(const attention::VariantParams& params,
+                                             const QueryRows<T>& rows, const KvRows& kv,
+                                             const OutputRows<T>& output, const UnitSpan& span,
+                                             unsigned char* shared_raw) {
   static_assert(!Variant::kHasQueryKeyTransform, "prefill has no q/k transform hook yet");
   static_assert(Variant::kUseSoftmax, "prefill computes softmax attention");
   constexpr int kChunks = Traits::kChunks;
-  extern __shared__ __align__(128) unsigned char shared_raw[];
   T* const q_tile = reinterpret_cast<T*>(shared_raw);
   T* const k_tiles = q_tile + Traits::kQElems;
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
@@ -131,41 +217,35 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int warp = static_cast<int>(threadIdx.x) / 32;
   const int g = lane / 4;  // mma row group
   const int t = lane % 4;  // mma column pair
-  const int qo_head = static_cast<int>(blockIdx.y);
-  const int kv_head = qo_head / p.group_size;
-  const int q0 = (static_cast<int>(gridDim.x - 1 - blockIdx.x)) * kQTile;
-  const int delta = p.kv_len - p.qo_len;  // query i sits at kv position delta + i
+  const int q0 = span.row_begin;
+  const int delta = span.kv_len - span.qo_len;  // query i sits at kv position delta + i
 
-  // This thread's two query rows (g and g + 8 of the warp's 16).
+  // This thread's two rows (g and g + 8 of the warp's 16).
   const int warp_row = warp * kRowsPerWarp;
   const int row_a = q0 + warp_row + g;
   const int row_b = row_a + 8;
-  const int pos_a = delta + row_a;
-  const int pos_b = delta + row_b;
-  const Variant var_a(p.variant, qo_head, pos_a);
-  const Variant var_b(p.variant, qo_head, pos_b);
+  const int pos_a = delta + rows.token(row_a);
+  const int pos_b = delta + rows.token(row_b);
+  const Variant var_a(params, rows.head(row_a), pos_a);
+  const Variant var_b(params, rows.head(row_b), pos_b);
 
-  // The CTA's KV range: up to the diagonal of its last row (causal), from the
-  // window start of its first row (the smallest), tile-aligned.
-  const int last_row = min(q0 + kQTile, p.qo_len) - 1;
-  const int kv_end = p.causal ? min(p.kv_len, delta + last_row + 1) : p.kv_len;
-  const Variant var_first(p.variant, qo_head, delta + q0);
-  const int kv_begin = var_first.first_kv_position() / kKvTile * kKvTile;
+  // The unit's KV range: up to the diagonal of its last row (causal), from
+  // the window start of its first row (the smallest), tile-aligned.
+  const int first_pos = delta + rows.token(q0);
+  const int last_pos = delta + rows.token(span.row_end - 1);
+  const int kv_end = span.causal ? min(span.kv_end, last_pos + 1) : span.kv_end;
+  const Variant var_first(params, rows.head(q0), first_pos);
+  const int kv_begin = max(span.kv_begin, var_first.first_kv_position() / kKvTile * kKvTile);
   const int num_tiles = kv_end > kv_begin ? (kv_end - kv_begin + kKvTile - 1) / kKvTile : 0;
   // Tiles that need no per-element mask: wholly below kv_end and on or left
-  // of the diagonal of the CTA's first row.
-  const int unmasked_end = p.causal ? min(kv_end, delta + q0 + 1) : kv_end;
-
-  const T* const k_head = p.kv.k_data + p.kv.offset(0, 0, kv_head);
-  const T* const v_head = p.kv.v_data + p.kv.offset(0, 0, kv_head);
-  const int64_t kv_stride = p.kv.stride_entry;
+  // of the diagonal of the unit's first row.
+  const int unmasked_end = span.causal ? min(kv_end, first_pos + 1) : kv_end;
 
   // Prologue: group 0 = Q + K[0], group 1 = V[0].
-  load_tile<Traits, kQTile>(q_tile, p.q + static_cast<int64_t>(qo_head) * p.q_stride_head,
-                            p.q_stride_token, q0, p.qo_len);
-  if (num_tiles > 0) load_tile<Traits, kKvTile>(k_tiles, k_head, kv_stride, kv_begin, kv_end);
+  load_q_tile<Traits>(q_tile, rows, q0, span.row_end);
+  if (num_tiles > 0) load_kv_tile<Traits>(k_tiles, kv.k, kv, kv_begin, kv_end);
   sm80::cp_async_commit();
-  if (num_tiles > 0) load_tile<Traits, kKvTile>(v_tiles, v_head, kv_stride, kv_begin, kv_end);
+  if (num_tiles > 0) load_kv_tile<Traits>(v_tiles, kv.v, kv, kv_begin, kv_end);
   sm80::cp_async_commit();
   sm80::cp_async_wait_group<1>();
   __syncthreads();
@@ -198,8 +278,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     }
     // K[tile + 1] into the other stage: everyone finished K[tile - 1] before the barrier.
     if (tile + 1 < num_tiles) {
-      load_tile<Traits, kKvTile>(k_tiles + (stage ^ 1) * Traits::kTileElems, k_head, kv_stride,
-                                 kv0 + kKvTile, kv_end);
+      load_kv_tile<Traits>(k_tiles + (stage ^ 1) * Traits::kTileElems, kv.k, kv, kv0 + kKvTile,
+                           kv_end);
     }
     sm80::cp_async_commit();
 
@@ -237,8 +317,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
           xb = var_b.logits_transform(xb, col);
         }
         if (need_mask) {
-          if (!attends(var_a, p.causal, col, pos_a, p.kv_len)) xa = attention::negative_infinity();
-          if (!attends(var_b, p.causal, col, pos_b, p.kv_len)) xb = attention::negative_infinity();
+          if (!attends(var_a, span.causal, col, pos_a, kv_end)) xa = attention::negative_infinity();
+          if (!attends(var_b, span.causal, col, pos_b, kv_end)) xb = attention::negative_infinity();
         }
         s[nb][e] = xa;
         s[nb][2 + e] = xb;
@@ -295,8 +375,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     sm80::cp_async_wait_group<1>();  // V[tile] landed (K[tile + 1] may be in flight)
     __syncthreads();
     if (tile + 1 < num_tiles) {
-      load_tile<Traits, kKvTile>(v_tiles + (stage ^ 1) * Traits::kTileElems, v_head, kv_stride,
-                                 kv0 + kKvTile, kv_end);
+      load_kv_tile<Traits>(v_tiles + (stage ^ 1) * Traits::kTileElems, kv.v, kv, kv0 + kKvTile,
+                           kv_end);
     }
     sm80::cp_async_commit();
 
@@ -314,16 +394,42 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       }
     }
   }
-  sm80::cp_async_wait_all();  // only empty groups remain; no copy may outlive the CTA
+  sm80::cp_async_wait_all();  // only empty groups remain; no copy may outlive the unit
 
-  // ---- finalize: quad-reduce the row sums, normalise, stage, store
+  // ---- finalize: quad-reduce the row sums, normalise, store
 #pragma unroll
   for (int offset = 1; offset < 4; offset *= 2) {
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);
     d_b += __shfl_xor_sync(0xffffffffu, d_b, offset);
   }
-  const float inv_a = d_a > 0.f ? p.variant.v_scale / d_a : 0.f;
-  const float inv_b = d_b > 0.f ? p.variant.v_scale / d_b : 0.f;
+  const float inv_a = d_a > 0.f ? params.v_scale / d_a : 0.f;
+  const float inv_b = d_b > 0.f ? params.v_scale / d_b : 0.f;
+  const float neg_inf = attention::negative_infinity();
+  const float lse_a = d_a > 0.f ? m_a + __log2f(d_a) : neg_inf;
+  const float lse_b = d_b > 0.f ? m_b + __log2f(d_b) : neg_inf;
+  const bool valid_a = row_a < span.row_end;
+  const bool valid_b = row_b < span.row_end;
+
+  if (output.partial_out != nullptr) {
+    // Split KV: float32 rows straight from the accumulators (8-byte stores).
+    float* const part_a = output.partial_out + (row_a - q0) * output.partial_stride + 2 * t;
+    float* const part_b = output.partial_out + (row_b - q0) * output.partial_stride + 2 * t;
+#pragma unroll
+    for (int db = 0; db < Traits::kDBlocks; ++db) {
+      if (valid_a) {
+        *reinterpret_cast<float2*>(part_a + db * 8) = make_float2(o[db][0] * inv_a, o[db][1] * inv_a);
+      }
+      if (valid_b) {
+        *reinterpret_cast<float2*>(part_b + db * 8) = make_float2(o[db][2] * inv_b, o[db][3] * inv_b);
+      }
+    }
+    if (t == 0) {
+      if (valid_a) output.partial_lse[(row_a - q0) * output.partial_lse_stride] = lse_a;
+      if (valid_b) output.partial_lse[(row_b - q0) * output.partial_lse_stride] = lse_b;
+    }
+    return;
+  }
+
   // The warp's 16 Q rows were read (ldmatrix) only by this warp, after the
   // prologue barrier: the warp may overwrite them with its output.
 #pragma unroll
@@ -342,29 +448,163 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
         sm80::pack2<T>(ob0, ob1);
   }
   __syncwarp();
-  T* const out_head = p.out + static_cast<int64_t>(qo_head) * p.out_stride_head;
 #pragma unroll
   for (int i = lane; i < kRowsPerWarp * kChunks; i += 32) {
     const int r = i / kChunks;
     const int chunk = i % kChunks;
     const int row = q0 + warp_row + r;
-    if (row < p.qo_len) {
+    if (row < span.row_end) {
       const uint4 value =
           *reinterpret_cast<const uint4*>(q_tile + swizzled<kChunks>(warp_row + r, chunk));
-      *reinterpret_cast<uint4*>(out_head + static_cast<int64_t>(row) * p.out_stride_token +
-                                chunk * kChunkElems) = value;
+      const int token = rows.token(row);
+      const int head = row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
+      *reinterpret_cast<uint4*>(output.out + token * output.stride_token +
+                                head * output.stride_head + chunk * kChunkElems) = value;
     }
   }
-  if (p.lse != nullptr && t == 0) {
-    const float neg_inf = attention::negative_infinity();
-    if (row_a < p.qo_len) {
-      p.lse[static_cast<int64_t>(row_a) * p.num_qo_heads + qo_head] =
-          d_a > 0.f ? m_a + __log2f(d_a) : neg_inf;
+  if (output.lse != nullptr && t == 0) {
+    if (valid_a) output.lse[rows.token(row_a) * output.lse_stride + rows.head(row_a)] = lse_a;
+    if (valid_b) output.lse[rows.token(row_b) * output.lse_stride + rows.head(row_b)] = lse_b;
+  }
+}
+
+// ---------------------------------------------------------------- kernels
+
+template <typename T>
+struct SinglePrefillParams {
+  const T* q;  // [qo_len, num_qo_heads, head_dim] strided
+  int64_t q_stride_token;
+  int64_t q_stride_head;
+  T* out;      // like q
+  int64_t out_stride_token;
+  int64_t out_stride_head;
+  float* lse;  // null or [qo_len, num_qo_heads] contiguous
+  const T* k;  // [kv_len] rows of each head: k + head * kv_stride_head + pos * kv_stride_entry
+  const T* v;
+  int64_t kv_stride_entry;
+  int64_t kv_stride_head;
+  int32_t qo_len;
+  int32_t kv_len;
+  int32_t num_qo_heads;
+  int32_t group_size;  // num_qo_heads / num_kv_heads
+  bool causal;
+  attention::VariantParams variant;
+};
+
+template <typename Traits, typename Variant, typename T>
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
+    single_prefill_kernel(const SinglePrefillParams<T> p) {
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  const int qo_head = static_cast<int>(blockIdx.y);
+  const int kv_head = qo_head / p.group_size;
+  const int q0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQTile;
+  const QueryRows<T> rows{p.q, p.q_stride_token, p.q_stride_head, FastDivmod::make(1), qo_head};
+  const ContiguousKvRows<T> kv{p.k + kv_head * p.kv_stride_head, p.v + kv_head * p.kv_stride_head,
+                               p.kv_stride_entry};
+  const OutputRows<T> output{p.out, p.out_stride_token, p.out_stride_head, p.lse,
+                             p.num_qo_heads, nullptr, nullptr, 0, 0};
+  const UnitSpan span{q0, min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len, p.causal};
+  process_unit<Traits, Variant>(p.variant, rows, kv, output, span, shared_raw);
+}
+
+// The batch kernels' K/V: ragged (contiguous rows per request, at
+// kv_indptr[request]) or paged.
+template <typename T>
+struct RaggedKv {
+  const T* k;  // [total_kv, num_kv_heads, head_dim] strided
+  const T* v;
+  int64_t stride_token;
+  int64_t stride_head;
+  const int32_t* kv_indptr;  // [batch + 1]
+  __device__ __forceinline__ int length(int request) const {
+    return kv_indptr[request + 1] - kv_indptr[request];
+  }
+  __device__ __forceinline__ ContiguousKvRows<T> rows(int request, int kv_head) const {
+    const int64_t base = kv_indptr[request] * stride_token + kv_head * stride_head;
+    return {k + base, v + base, stride_token};
+  }
+};
+
+template <typename T>
+struct PagedKv {
+  const T* k_data;
+  const T* v_data;
+  int64_t stride_page;
+  int64_t stride_entry;
+  int64_t stride_head;
+  const int32_t* kv_indices;
+  const int32_t* kv_indptr;         // [batch + 1] pages
+  const int32_t* kv_last_page_len;  // [batch]
+  FastDivmod page_div;
+  __device__ __forceinline__ int length(int request) const {
+    const int pages = kv_indptr[request + 1] - kv_indptr[request];
+    return pages == 0 ? 0
+                      : (pages - 1) * static_cast<int>(page_div.divisor) +
+                            kv_last_page_len[request];
+  }
+  __device__ __forceinline__ PagedKvRows<T> rows(int request, int kv_head) const {
+    return {k_data + kv_head * stride_head, v_data + kv_head * stride_head, stride_page,
+            stride_entry, kv_indices + kv_indptr[request], page_div};
+  }
+};
+
+template <typename T, typename Kv>
+struct BatchPrefillParams {
+  const T* q;  // [total_qo, num_qo_heads, head_dim] strided
+  int64_t q_stride_token;
+  int64_t q_stride_head;
+  T* out;      // like q
+  int64_t out_stride_token;
+  int64_t out_stride_head;
+  float* lse;  // null or [total_qo, num_qo_heads] contiguous
+  const int32_t* qo_indptr;  // [batch + 1]
+  Kv kv;
+  int32_t num_qo_heads;
+  int32_t heads_y;      // gridDim.y: num_kv_heads (GQA packed) or num_qo_heads
+  int32_t group_size;   // num_qo_heads / num_kv_heads
+  FastDivmod per_token; // by the schedule's rows_per_token (host copy of it)
+  int32_t head_dim;
+  PrefillScheduleView schedule;  // causal is the plan's (header), so a graph follows it
+  attention::VariantParams variant;
+};
+
+template <typename Traits, typename Variant, typename T, typename Kv>
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
+    batch_prefill_kernel(const BatchPrefillParams<T, Kv> p) {
+  static_assert(!Variant::kHasOutputTransform, "a split unit's output is finished by the merge");
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  const PrefillScheduleView& schedule = p.schedule;
+  const int cta = static_cast<int>(blockIdx.x);
+  if (cta >= schedule.header->num_ctas) return;
+  const int y = static_cast<int>(blockIdx.y);
+  const int rows_per_token = static_cast<int>(p.per_token.divisor);
+  // Packed: y is the KV head and rows cover its group; else y is the qo head.
+  const int kv_head = rows_per_token > 1 ? y : y / p.group_size;
+  const int head_base = rows_per_token > 1 ? y * rows_per_token : y;
+  const bool causal = schedule.header->causal != 0;
+  const int unit_end = schedule.cta_indptr[cta + 1];
+  for (int u = schedule.cta_indptr[cta]; u < unit_end; ++u) {
+    const PrefillWorkUnit unit = schedule.work_units[u];
+    const int qo_begin = p.qo_indptr[unit.request];
+    const int qo_len = p.qo_indptr[unit.request + 1] - qo_begin;
+    const QueryRows<T> rows{p.q + qo_begin * p.q_stride_token, p.q_stride_token, p.q_stride_head,
+                            p.per_token, head_base};
+    OutputRows<T> output{p.out + qo_begin * p.out_stride_token, p.out_stride_token,
+                         p.out_stride_head,
+                         p.lse == nullptr ? nullptr : p.lse + qo_begin * p.num_qo_heads,
+                         p.num_qo_heads, nullptr, nullptr, 0, 0};
+    if (unit.partial_index >= 0) {
+      const int64_t first = static_cast<int64_t>(unit.partial_index) * p.heads_y + y;
+      output.partial_out = schedule.partial_out + first * p.head_dim;
+      output.partial_lse = schedule.partial_lse + first;
+      output.partial_stride = static_cast<int64_t>(p.heads_y) * p.head_dim;
+      output.partial_lse_stride = p.heads_y;
     }
-    if (row_b < p.qo_len) {
-      p.lse[static_cast<int64_t>(row_b) * p.num_qo_heads + qo_head] =
-          d_b > 0.f ? m_b + __log2f(d_b) : neg_inf;
-    }
+    const UnitSpan span{unit.qo_tile_begin, unit.qo_tile_begin + unit.qo_rows, qo_len,
+                        p.kv.length(unit.request), unit.kv_begin, unit.kv_end, causal};
+    process_unit<Traits, Variant>(p.variant, rows, p.kv.rows(unit.request, kv_head), output, span,
+                                  shared_raw);
+    __syncthreads();  // the next unit's prologue overwrites the tiles and the staging
   }
 }
 

@@ -1,0 +1,342 @@
+// BatchPrefillWithRaggedKVCache and BatchPrefillWithPagedKVCache: host plan
+// (batch_prefill_plan.h), run() validating host-side descriptors only (no
+// allocation, no synchronisation, no device reads unless validation mode is
+// on) so it can be captured in a CUDA graph, then the launcher.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "api/attention_variant.h"
+#include "api/batch_decode_args.h"
+#include "api/batch_prefill_plan.h"
+#include "api/index_tensor.h"
+#include "api/page_validation.h"
+#include "api/paged_kv_cache_view.h"
+#include "plan/prefill_planner.h"
+#include "tessera/api/prefill.h"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera {
+
+namespace {
+
+using detail::copy_to_host;
+using detail::index_view;
+
+constexpr std::size_t kRowAlignmentBytes = 16;  // cp.async / uint4 rows
+
+void check_rows_aligned(const TensorView& t) {
+  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kRowAlignmentBytes), t.name(),
+                    "16-byte aligned data and strides (the kernel moves 16-byte rows)",
+                    "unaligned data or strides");
+}
+
+// q, out, lse and qo_indptr, the same for both wrappers; fills their part of
+// the launch.
+void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const DLTensor& out,
+                     const DLTensor* lse, const DLTensor& qo_indptr, TensorView& qv,
+                     detail::BatchPrefillLaunch& l) {
+  TESSERA_CHECK_ARG(s.planned(), "plan", "plan() called before run()", "run() without a plan");
+  const PrefillPlanShape& shape = s.shape();
+  qv = TensorView(q, "q");
+  qv.expect_ndim(3).expect_cuda().expect_last_dim_contiguous().expect_dtype(
+      {DType::kFloat16, DType::kBFloat16});
+  // Rows past the planned tokens are allowed (graph buffers sized for the
+  // bounds) and left untouched.
+  TESSERA_CHECK_ARG(qv.size(0) >= s.total_qo_tokens(), "q",
+                    "at least qo_indptr[batch] = " + std::to_string(s.total_qo_tokens()) +
+                        " rows (as plan() saw)",
+                    std::to_string(qv.size(0)) + " rows");
+  qv.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
+  qv.expect_size(2, shape.head_dim, "head_dim of the plan shape");
+  check_rows_aligned(qv);
+  const TensorView ov(out, "out");
+  ov.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(qv, ov);
+  expect_same_shape(qv, ov);
+  expect_same_device(qv, ov);
+  expect_identical_or_disjoint(qv, ov);
+  check_rows_aligned(ov);
+  l.lse = nullptr;
+  if (lse != nullptr) {
+    const TensorView lv(*lse, "lse");
+    lv.expect_dtype({DType::kFloat32}).expect_ndim(2).expect_cuda().expect_contiguous();
+    lv.expect_size(0, qv.size(0), "q's rows").expect_size(1, shape.num_qo_heads, "num_qo_heads");
+    expect_same_device(qv, lv);
+    l.lse = lv.data_as<float>();
+  }
+  const TensorView qo_view = index_view(qo_indptr, "qo_indptr", qv);
+  TESSERA_CHECK_ARG(qo_view.size(0) >= s.batch() + 1, "qo_indptr",
+                    "at least batch_size + 1 = " + std::to_string(s.batch() + 1) + " entries",
+                    std::to_string(qo_view.size(0)));
+  l.dtype = qv.dtype();
+  l.q = qv.data();
+  l.q_stride_token = qv.stride(0);
+  l.q_stride_head = qv.stride(1);
+  l.out = ov.data();
+  l.out_stride_token = ov.stride(0);
+  l.out_stride_head = ov.stride(1);
+  l.qo_indptr = qo_view.data_as<const int32_t>();
+  l.num_qo_heads = shape.num_qo_heads;
+  l.num_kv_heads = shape.num_kv_heads;
+  l.head_dim = shape.head_dim;
+  l.rows_per_token = s.rows_per_token();
+  l.causal = s.causal();
+  l.split = s.split();
+  l.schedule = s.schedule_view();
+  l.max_ctas = s.max_ctas();
+}
+
+void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
+                          detail::BatchPrefillLaunch& l) {
+  const detail::ResolvedVariant variant =
+      detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
+  using attention::VariantKind;
+  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama &&
+                        variant.kind != VariantKind::kSoftCapSlidingWindow,
+                    "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
+                    std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
+  l.variant_kind = variant.kind;
+  l.variant = variant.params;
+}
+
+// Whether the stream captures; validation (device reads) is refused then.
+bool capturing_stream(cudaStream_t stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  return capture != cudaStreamCaptureStatusNone;
+}
+
+void check_planned_indptr(const TensorView& view, const std::vector<int32_t>& planned,
+                          cudaStream_t stream, const char* name) {
+  std::vector<int32_t> host = copy_to_host(view, stream);
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  host.resize(planned.size());
+  TESSERA_CHECK_ARG(host == planned, name, "the values plan() saw", "different values on the device");
+}
+
+
+}  // namespace
+
+// ------------------------------------------------------------------ ragged
+
+struct BatchPrefillWithRaggedKVCache::State {
+  detail::PrefillPlanState plan;
+  std::vector<int32_t> planned_kv_indptr;
+  State(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds, void* workspace,
+        std::size_t bytes, int device_id)
+      : plan(shape, bounds, /*paged=*/false, workspace, bytes, device_id) {}
+};
+
+BatchPrefillWithRaggedKVCache::BatchPrefillWithRaggedKVCache(const PrefillPlanShape& shape,
+                                                             const PrefillPlanBounds& bounds,
+                                                             void* workspace,
+                                                             std::size_t workspace_bytes,
+                                                             int device_id)
+    : state_(std::make_unique<State>(shape, bounds, workspace, workspace_bytes, device_id)) {}
+
+BatchPrefillWithRaggedKVCache::~BatchPrefillWithRaggedKVCache() = default;
+
+std::size_t BatchPrefillWithRaggedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
+                                                                const PrefillPlanBounds& bounds,
+                                                                int device_id) {
+  detail::validate_prefill_shape(shape, /*paged=*/false);
+  detail::validate_prefill_bounds(bounds);
+  plan::PrefillDerivedBounds derived;
+  return detail::prefill_layout(shape, bounds, detail::prefill_device_sm_count(device_id), derived)
+      .total_bytes;
+}
+
+void BatchPrefillWithRaggedKVCache::plan(std::span<const int32_t> qo_indptr,
+                                         std::span<const int32_t> kv_indptr, bool causal,
+                                         cudaStream_t stream) {
+  State& s = *state_;
+  std::vector<int64_t>& lengths = s.plan.kv_lengths_buffer();
+  plan::prefill_kv_lengths_ragged(kv_indptr, s.plan.bounds().max_batch_size, lengths);
+  s.plan.plan(qo_indptr, lengths, causal, stream);
+  s.planned_kv_indptr.assign(kv_indptr.begin(), kv_indptr.end());
+}
+
+void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, const DLTensor& v,
+                                        const DLTensor& qo_indptr, const DLTensor& kv_indptr,
+                                        const DLTensor& out, const DLTensor* lse,
+                                        const AttentionOptions& options, cudaStream_t stream,
+                                        Validate validate) {
+  const State& s = *state_;
+  detail::BatchPrefillLaunch l{};
+  TensorView qv(q, "q");
+  resolve_queries(s.plan, q, out, lse, qo_indptr, qv, l);
+  const PrefillPlanShape& shape = s.plan.shape();
+  const TensorView kv(k, "k");
+  const TensorView vv(v, "v");
+  for (const TensorView* t : {&kv, &vv}) {
+    t->expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
+    expect_same_dtype(qv, *t);
+    expect_same_device(qv, *t);
+    t->expect_size(1, shape.num_kv_heads, "num_kv_heads of the plan shape");
+    t->expect_size(2, shape.head_dim, "head_dim of the plan shape");
+    TESSERA_CHECK_ARG(t->size(0) >= s.planned_kv_indptr.back(), t->name(),
+                      "at least kv_indptr[batch] = " + std::to_string(s.planned_kv_indptr.back()) +
+                          " rows (as plan() saw)",
+                      std::to_string(t->size(0)) + " rows");
+    check_rows_aligned(*t);
+  }
+  TESSERA_CHECK_ARG(kv.stride(0) == vv.stride(0) && kv.stride(1) == vv.stride(1), "v",
+                    "the strides of k (" + std::to_string(kv.stride(0)) + ", " +
+                        std::to_string(kv.stride(1)) + ")",
+                    "(" + std::to_string(vv.stride(0)) + ", " + std::to_string(vv.stride(1)) + ")");
+  const TensorView kv_view = index_view(kv_indptr, "kv_indptr", qv);
+  TESSERA_CHECK_ARG(kv_view.size(0) >= s.plan.batch() + 1, "kv_indptr",
+                    "at least batch_size + 1 = " + std::to_string(s.plan.batch() + 1) + " entries",
+                    std::to_string(kv_view.size(0)));
+  resolve_variant_into(options, qv, l);
+  if (s.plan.batch() == 0) return;
+
+  DeviceGuard guard(qv.device().device_id);
+  l.capturing = capturing_stream(stream);
+  if (validation_requested(validate)) {
+    TESSERA_CHECK_ARG(!l.capturing, "validate",
+                      "Validate::kOff while the stream captures a CUDA graph",
+                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    check_planned_indptr(index_view(qo_indptr, "qo_indptr", qv), s.plan.planned_qo_indptr(),
+                         stream, "qo_indptr");
+    check_planned_indptr(kv_view, s.planned_kv_indptr, stream, "kv_indptr");
+  }
+  l.k = kv.data();
+  l.v = vv.data();
+  l.stride_entry = kv.stride(0);
+  l.stride_head = kv.stride(1);
+  l.kv_indptr = kv_view.data_as<const int32_t>();
+  l.max_merge_tiles = s.plan.max_merge_tiles();
+  detail::launch_batch_prefill_ragged(l, stream);
+}
+
+// ------------------------------------------------------------------- paged
+
+struct BatchPrefillWithPagedKVCache::State {
+  detail::PrefillPlanState plan;
+  std::vector<int32_t> planned_kv_indptr;
+  std::vector<int32_t> planned_last_page_len;
+  State(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds, void* workspace,
+        std::size_t bytes, int device_id)
+      : plan(shape, bounds, /*paged=*/true, workspace, bytes, device_id) {}
+};
+
+BatchPrefillWithPagedKVCache::BatchPrefillWithPagedKVCache(const PrefillPlanShape& shape,
+                                                           const PrefillPlanBounds& bounds,
+                                                           void* workspace,
+                                                           std::size_t workspace_bytes,
+                                                           int device_id)
+    : state_(std::make_unique<State>(shape, bounds, workspace, workspace_bytes, device_id)) {}
+
+BatchPrefillWithPagedKVCache::~BatchPrefillWithPagedKVCache() = default;
+
+std::size_t BatchPrefillWithPagedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
+                                                               const PrefillPlanBounds& bounds,
+                                                               int device_id) {
+  detail::validate_prefill_shape(shape, /*paged=*/true);
+  detail::validate_prefill_bounds(bounds);
+  plan::PrefillDerivedBounds derived;
+  return detail::prefill_layout(shape, bounds, detail::prefill_device_sm_count(device_id), derived)
+      .total_bytes;
+}
+
+void BatchPrefillWithPagedKVCache::plan(std::span<const int32_t> qo_indptr,
+                                        std::span<const int32_t> kv_indptr,
+                                        std::span<const int32_t> kv_last_page_len, bool causal,
+                                        cudaStream_t stream) {
+  State& s = *state_;
+  std::vector<int64_t>& lengths = s.plan.kv_lengths_buffer();
+  plan::prefill_kv_lengths_paged(kv_indptr, kv_last_page_len, s.plan.shape().page_size,
+                                 s.plan.bounds().max_batch_size, lengths);
+  s.plan.plan(qo_indptr, lengths, causal, stream);
+  s.planned_kv_indptr.assign(kv_indptr.begin(), kv_indptr.end());
+  s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
+}
+
+void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& paged_kv_cache,
+                                       const DLTensor& kv_indices, const DLTensor& qo_indptr,
+                                       const DLTensor& kv_indptr,
+                                       const DLTensor& kv_last_page_len, const DLTensor& out,
+                                       const DLTensor* lse, const AttentionOptions& options,
+                                       cudaStream_t stream, Validate validate) {
+  const State& s = *state_;
+  detail::BatchPrefillLaunch l{};
+  TensorView qv(q, "q");
+  resolve_queries(s.plan, q, out, lse, qo_indptr, qv, l);
+  const PrefillPlanShape& shape = s.plan.shape();
+  const int64_t batch = s.plan.batch();
+
+  const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
+  const TensorView cache_view(paged_kv_cache.first(), cache.name);
+  expect_same_device(qv, cache_view);
+  TESSERA_CHECK_ARG(cache.dtype == qv.dtype(), cache.name,
+                    std::string("dtype ") + dtype_name(qv.dtype()) + " (q's)",
+                    dtype_name(cache.dtype));
+  TESSERA_CHECK_ARG(cache.num_heads == shape.num_kv_heads, cache.name,
+                    "num_kv_heads " + std::to_string(shape.num_kv_heads) + " (the plan shape)",
+                    "num_kv_heads " + std::to_string(cache.num_heads));
+  TESSERA_CHECK_ARG(cache.head_dim == shape.head_dim, cache.name,
+                    "head_dim " + std::to_string(shape.head_dim) + " (the plan shape)",
+                    "head_dim " + std::to_string(cache.head_dim));
+  TESSERA_CHECK_ARG(cache.page_size == shape.page_size, cache.name,
+                    "page_size " + std::to_string(shape.page_size) + " (the plan shape)",
+                    "page_size " + std::to_string(cache.page_size));
+  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
+  const auto aligned16 = [](int64_t bytes) { return bytes % 16 == 0; };
+  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(cache.k_data) % 16 == 0 &&
+                        reinterpret_cast<uintptr_t>(cache.v_data) % 16 == 0 &&
+                        aligned16(cache.stride_page * element_bytes) &&
+                        aligned16(cache.stride_entry * element_bytes) &&
+                        aligned16(cache.stride_head * element_bytes),
+                    cache.name, "16-byte aligned data and page/entry/head strides",
+                    "an unaligned KV cache");
+  const TensorView indices_view = index_view(kv_indices, "kv_indices", qv);
+  const TensorView indptr_view = index_view(kv_indptr, "kv_indptr", qv);
+  const TensorView last_view = index_view(kv_last_page_len, "kv_last_page_len", qv);
+  TESSERA_CHECK_ARG(indptr_view.size(0) >= batch + 1, "kv_indptr",
+                    "at least batch_size + 1 = " + std::to_string(batch + 1) + " entries",
+                    std::to_string(indptr_view.size(0)));
+  TESSERA_CHECK_ARG(last_view.size(0) >= batch, "kv_last_page_len",
+                    "at least batch_size = " + std::to_string(batch) + " entries",
+                    std::to_string(last_view.size(0)));
+  TESSERA_CHECK_ARG(indices_view.numel() >= s.planned_kv_indptr.back(), "kv_indices",
+                    "at least kv_indptr[batch] = " + std::to_string(s.planned_kv_indptr.back()) +
+                        " page indices (as plan() saw)",
+                    std::to_string(indices_view.numel()) + " page indices");
+  resolve_variant_into(options, qv, l);
+  if (batch == 0) return;
+
+  DeviceGuard guard(qv.device().device_id);
+  l.capturing = capturing_stream(stream);
+  if (validation_requested(validate)) {
+    TESSERA_CHECK_ARG(!l.capturing, "validate",
+                      "Validate::kOff while the stream captures a CUDA graph",
+                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    check_planned_indptr(index_view(qo_indptr, "qo_indptr", qv), s.plan.planned_qo_indptr(),
+                         stream, "qo_indptr");
+    check_planned_indptr(indptr_view, s.planned_kv_indptr, stream, "kv_indptr");
+    check_planned_indptr(last_view, s.planned_last_page_len, stream, "kv_last_page_len");
+    const std::vector<int32_t> host_indices = copy_to_host(indices_view, stream);
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    detail::validate_append_indices({{}, {}, host_indices, s.planned_kv_indptr,
+                                     s.planned_last_page_len},
+                                    cache.num_pages, cache.page_size);
+  }
+  l.k = cache.k_data;
+  l.v = cache.v_data;
+  l.stride_page = cache.stride_page;
+  l.stride_entry = cache.stride_entry;
+  l.stride_head = cache.stride_head;
+  l.page_size = cache.page_size;
+  l.kv_indptr = indptr_view.data_as<const int32_t>();
+  l.kv_indices = indices_view.data_as<const int32_t>();
+  l.kv_last_page_len = last_view.data_as<const int32_t>();
+  l.max_merge_tiles = s.plan.max_merge_tiles();
+  detail::launch_batch_prefill_paged(l, stream);
+}
+
+}  // namespace tessera

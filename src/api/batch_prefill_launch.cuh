@@ -1,0 +1,117 @@
+// The batch prefill launcher, one template for both K/V kinds (ragged and
+// paged, instantiated in batch_prefill_{ragged,paged}.cu so they compile in
+// parallel): dispatch over dtype x head_dim x variant, then the prefill
+// kernel on grid (max_ctas, heads_y) and, when the plan split KV (or a graph
+// is being captured), the merge kernel on grid (max merge tiles, heads_y).
+// AOT set per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
+// soft-cap, window, ALiBi} = 16 kernels.
+#pragma once
+
+#include <string>
+
+#include "api/attention_variant.h"
+#include "api/batch_prefill_plan.h"
+#include "tessera/attention/merge.cuh"
+#include "tessera/attention/prefill_sm80.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+template <typename T>
+prefill::RaggedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::RaggedKv<T>*) {
+  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_entry, l.stride_head,
+          l.kv_indptr};
+}
+
+template <typename T>
+prefill::PagedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::PagedKv<T>*) {
+  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_page, l.stride_entry,
+          l.stride_head, l.kv_indices, l.kv_indptr, l.kv_last_page_len,
+          FastDivmod::make(static_cast<int32_t>(l.page_size))};
+}
+
+template <typename T>
+void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
+  using attention::kMergeBlockThreads;
+  constexpr int kWide = 4;  // float4 partial loads
+  attention::PrefillMergeParams<T> m{};
+  m.schedule = l.schedule;
+  m.qo_indptr = l.qo_indptr;
+  m.out = static_cast<T*>(l.out);
+  m.out_stride_token = l.out_stride_token;
+  m.out_stride_head = l.out_stride_head;
+  m.lse = l.lse;
+  m.num_qo_heads = l.num_qo_heads;
+  const int64_t heads_y = l.num_kv_heads;  // GQA packed
+  m.heads_y = heads_y;
+  m.rows_per_token = l.rows_per_token;
+  m.head_dim = l.head_dim;
+  m.lanes_per_item = static_cast<int>(l.head_dim / kWide);  // 16 or 32: one warp at most
+  const dim3 grid(static_cast<unsigned>(l.max_merge_tiles), static_cast<unsigned>(heads_y));
+  attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
+  TESSERA_CHECK_LAUNCH();
+}
+
+template <typename T, int kHeadDim, typename Variant, typename Kv>
+void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
+                             cudaStream_t stream) {
+  using Traits = prefill::PrefillTraits<T, kHeadDim>;
+  prefill::BatchPrefillParams<T, Kv> p{};
+  p.q = static_cast<const T*>(l.q);
+  p.q_stride_token = l.q_stride_token;
+  p.q_stride_head = l.q_stride_head;
+  p.out = static_cast<T*>(l.out);
+  p.out_stride_token = l.out_stride_token;
+  p.out_stride_head = l.out_stride_head;
+  p.lse = l.lse;
+  p.qo_indptr = l.qo_indptr;
+  p.kv = make_kv<T>(l, static_cast<Kv*>(nullptr));
+  p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
+  p.heads_y = static_cast<int32_t>(l.num_kv_heads);
+  p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
+  p.per_token = FastDivmod::make(static_cast<int32_t>(l.rows_per_token));
+  p.head_dim = kHeadDim;
+  p.schedule = l.schedule;
+  p.variant = variant;
+  const auto kernel = prefill::batch_prefill_kernel<Traits, Variant, T, Kv>;
+  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          Traits::kSharedBytes));
+  const dim3 grid(static_cast<unsigned>(l.max_ctas), static_cast<unsigned>(l.num_kv_heads));
+  kernel<<<grid, prefill::kThreads, Traits::kSharedBytes, stream>>>(p);
+  TESSERA_CHECK_LAUNCH();
+  if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
+}
+
+template <template <typename> class KvOf, typename Variant>
+void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
+                            cudaStream_t stream) {
+  const auto by_dim = [&]<typename T>() {
+    if (l.head_dim == 64) return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 128) return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
+    throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
+                " has no kernel (64, 128)");
+  };
+  if (l.dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
+  return by_dim.template operator()<half_t>();
+}
+
+template <template <typename> class KvOf>
+void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
+  const attention::VariantParams& params = l.variant;
+  using attention::VariantKind;
+  switch (l.variant_kind) {
+    case VariantKind::kPlain:
+      return dispatch_prefill_types<KvOf, attention::PlainVariant>(l, params, stream);
+    case VariantKind::kSoftCap:
+      return dispatch_prefill_types<KvOf, attention::SoftCapVariant>(l, params, stream);
+    case VariantKind::kSlidingWindow:
+      return dispatch_prefill_types<KvOf, attention::SlidingWindowVariant>(l, params, stream);
+    case VariantKind::kAlibi:
+      return dispatch_prefill_types<KvOf, attention::AlibiVariant>(l, params, stream);
+    default:
+      throw Error("tessera: batch prefill: no kernel for this variant");
+  }
+}
+
+}  // namespace tessera::detail

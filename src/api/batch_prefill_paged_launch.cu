@@ -1,0 +1,11 @@
+// Instantiates the batch prefill launcher for a paged KV cache (its own
+// translation unit so the ragged and paged kernel sets compile in parallel).
+#include "api/batch_prefill_launch.cuh"
+
+namespace tessera::detail {
+
+void launch_batch_prefill_paged(const BatchPrefillLaunch& launch, cudaStream_t stream) {
+  launch_batch_prefill<prefill::PagedKv>(launch, stream);
+}
+
+}  // namespace tessera::detail

@@ -1,0 +1,151 @@
+#include "api/batch_prefill_plan.h"
+
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+namespace {
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxGridY = 65535;
+constexpr std::size_t kWorkspaceAlignment = 256;
+}  // namespace
+
+void validate_prefill_shape(const PrefillPlanShape& shape, bool paged) {
+  TESSERA_CHECK_ARG(shape.num_qo_heads >= 1 && shape.num_qo_heads <= kMaxGridY, "shape",
+                    "num_qo_heads in [1, 65535]",
+                    "num_qo_heads " + std::to_string(shape.num_qo_heads));
+  TESSERA_CHECK_ARG(shape.num_kv_heads >= 1 && shape.num_qo_heads % shape.num_kv_heads == 0,
+                    "shape", "num_kv_heads >= 1 dividing num_qo_heads (" +
+                                 std::to_string(shape.num_qo_heads) + ")",
+                    "num_kv_heads " + std::to_string(shape.num_kv_heads));
+  TESSERA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128, "shape",
+                    "head_dim 64 or 128 (prefill)", "head_dim " + std::to_string(shape.head_dim));
+  if (paged) {
+    TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "shape",
+                      "page_size in [1, 2^31)", "page_size " + std::to_string(shape.page_size));
+  }
+}
+
+void validate_prefill_bounds(const PrefillPlanBounds& bounds) {
+  TESSERA_CHECK_ARG(bounds.max_batch_size >= 1 && bounds.max_batch_size < kInt32Max, "bounds",
+                    "max_batch_size in [1, 2^31 - 1)",
+                    "max_batch_size " + std::to_string(bounds.max_batch_size));
+  TESSERA_CHECK_ARG(bounds.max_total_qo_tokens >= 1 && bounds.max_total_qo_tokens < kInt32Max,
+                    "bounds", "max_total_qo_tokens in [1, 2^31 - 1)",
+                    "max_total_qo_tokens " + std::to_string(bounds.max_total_qo_tokens));
+}
+
+plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
+                                            const PrefillPlanBounds& bounds, int64_t num_sms,
+                                            plan::PrefillDerivedBounds& derived) {
+  derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
+                                        shape.num_qo_heads, shape.num_kv_heads,
+                                        /*pack_gqa=*/true, num_sms, kPrefillCtasPerSm);
+  return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas,
+                                        derived.max_partial_rows, shape.num_qo_heads,
+                                        shape.num_kv_heads, shape.head_dim, /*pack_gqa=*/true);
+}
+
+int64_t prefill_device_sm_count(int device_id) {
+  int count = 0;
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_id));
+  return count;
+}
+
+PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
+                                   bool paged, void* workspace, std::size_t workspace_bytes,
+                                   int device_id)
+    : shape_(shape), bounds_(bounds), device_id_(device_id) {
+  validate_prefill_shape(shape, paged);
+  validate_prefill_bounds(bounds);
+  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
+                    std::to_string(device_id));
+  TESSERA_CHECK_ARG(workspace != nullptr, "workspace", "a device buffer", "null");
+  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment == 0, "workspace",
+                    "a 256-byte aligned address (as cudaMalloc returns)",
+                    "address " + std::to_string(reinterpret_cast<uintptr_t>(workspace)));
+  workspace_ = static_cast<unsigned char*>(workspace);
+  num_sms_ = prefill_device_sm_count(device_id);
+  layout_ = prefill_layout(shape, bounds, num_sms_, derived_);
+  TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",
+                    "at least " + std::to_string(layout_.total_bytes) +
+                        " bytes (workspace_size_bytes(shape, bounds))",
+                    std::to_string(workspace_bytes) + " bytes");
+  // Header, work units and cta_indptr, then the merge tiles: one copy.
+  upload_ = std::make_unique<ScheduleUpload>(layout_.partial_out_offset);
+  planned_qo_indptr_.reserve(static_cast<std::size_t>(bounds.max_batch_size) + 1);
+  kv_lengths_.reserve(static_cast<std::size_t>(bounds.max_batch_size));
+}
+
+void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
+                            std::span<const int64_t> kv_lengths, bool causal,
+                            cudaStream_t stream) {
+  planned_ = false;
+  plan::PrefillPlannerInput input;
+  input.qo_indptr = qo_indptr;
+  input.kv_lengths = kv_lengths;
+  input.num_qo_heads = shape_.num_qo_heads;
+  input.num_kv_heads = shape_.num_kv_heads;
+  input.head_dim = shape_.head_dim;
+  input.causal = causal;
+  input.pack_gqa = true;
+  input.max_q_tile_rows = kPrefillQTileRows;
+  input.num_sms = num_sms_;
+  input.ctas_per_sm = kPrefillCtasPerSm;
+  input.max_batch_size = bounds_.max_batch_size;
+  input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
+  input.max_work_units = derived_.max_work_units;
+  input.max_partial_rows = derived_.max_partial_rows;
+  const plan::PrefillScheduleHost schedule = plan::plan_prefill_schedule(input);
+  // The planner keeps to the bounds it was given; the grid also caps CTAs.
+  if (schedule.header.num_ctas > derived_.max_ctas ||
+      static_cast<int64_t>(schedule.merge_tiles.size()) >
+          derived_.max_work_units / 2) {
+    throw Error("tessera: prefill planner exceeded the workspace bounds");
+  }
+
+  DeviceGuard guard(device_id_);
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  TESSERA_CHECK_ARG(capture == cudaStreamCaptureStatusNone, "stream",
+                    "a stream that is not capturing (plan() runs outside CUDA graphs)",
+                    "a capturing stream");
+  unsigned char* staging = upload_->acquire();
+  std::memcpy(staging + layout_.header_offset, &schedule.header, sizeof(schedule.header));
+  std::memcpy(staging + layout_.work_units_offset, schedule.work_units.data(),
+              schedule.work_units.size() * sizeof(PrefillWorkUnit));
+  std::memcpy(staging + layout_.cta_indptr_offset, schedule.cta_indptr.data(),
+              schedule.cta_indptr.size() * sizeof(int32_t));
+  std::memcpy(staging + layout_.merge_tiles_offset, schedule.merge_tiles.data(),
+              schedule.merge_tiles.size() * sizeof(PrefillMergeTile));
+  const std::size_t bytes =
+      layout_.merge_tiles_offset + schedule.merge_tiles.size() * sizeof(PrefillMergeTile);
+  upload_->commit(workspace_, bytes, stream);
+
+  planned_ = true;
+  causal_ = causal;
+  split_ = schedule.header.split_kv != 0;
+  batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
+  rows_per_token_ = schedule.header.rows_per_token;
+  planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());
+}
+
+PrefillScheduleView PrefillPlanState::schedule_view() const {
+  PrefillScheduleView v{};
+  v.header = reinterpret_cast<const PrefillScheduleHeader*>(workspace_ + layout_.header_offset);
+  v.work_units = reinterpret_cast<const PrefillWorkUnit*>(workspace_ + layout_.work_units_offset);
+  v.cta_indptr = reinterpret_cast<const int32_t*>(workspace_ + layout_.cta_indptr_offset);
+  v.merge_tiles =
+      reinterpret_cast<const PrefillMergeTile*>(workspace_ + layout_.merge_tiles_offset);
+  v.partial_out = reinterpret_cast<float*>(workspace_ + layout_.partial_out_offset);
+  v.partial_lse = reinterpret_cast<float*>(workspace_ + layout_.partial_lse_offset);
+  return v;
+}
+
+}  // namespace tessera::detail

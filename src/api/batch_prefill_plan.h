@@ -1,0 +1,119 @@
+// What the ragged and paged batch prefill wrappers share: argument checks of
+// the shape and bounds, the workspace layout, and plan() (planner + one
+// non-blocking copy of the schedule into the caller's workspace), plus the
+// launch contract the kernel launcher reads (batch_prefill_launch.cuh).
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "api/schedule_upload.h"
+#include "plan/prefill_planner.h"
+#include "tessera/api/prefill.h"
+#include "tessera/attention/prefill_schedule.cuh"
+#include "tessera/attention/variant_params.h"
+#include "tessera/core/dtype.h"
+
+namespace tessera::detail {
+
+// Prefill CTAs resident per SM (prefill::kMinCtasPerSm, the kernel's launch
+// bounds; kept here so this header stays host-only).
+inline constexpr int64_t kPrefillCtasPerSm = 2;
+// The FA2-style kernel's q tile (prefill::kQTile).
+inline constexpr int64_t kPrefillQTileRows = 64;
+
+// Throws naming "shape" (heads, head_dim 64/128, page_size >= 1 when paged)
+// or "bounds" (max_batch_size >= 1, max_total_qo_tokens >= 1, both < 2^31).
+void validate_prefill_shape(const PrefillPlanShape& shape, bool paged);
+void validate_prefill_bounds(const PrefillPlanBounds& bounds);
+
+// Workspace layout for the bounds on a GPU with num_sms SMs.
+plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
+                                            const PrefillPlanBounds& bounds, int64_t num_sms,
+                                            plan::PrefillDerivedBounds& derived);
+
+int64_t prefill_device_sm_count(int device_id);
+
+class PrefillPlanState {
+ public:
+  PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds, bool paged,
+                   void* workspace, std::size_t workspace_bytes, int device_id);
+
+  // Plans request lengths (kv_lengths from the wrapper's own arrays) and
+  // copies the schedule; remembers qo_indptr for run()'s checks.
+  void plan(std::span<const int32_t> qo_indptr, std::span<const int64_t> kv_lengths, bool causal,
+            cudaStream_t stream);
+
+  const PrefillPlanShape& shape() const { return shape_; }
+  const PrefillPlanBounds& bounds() const { return bounds_; }
+  bool planned() const { return planned_; }
+  bool causal() const { return causal_; }
+  int64_t batch() const { return batch_; }
+  int64_t total_qo_tokens() const { return planned_qo_indptr_.empty() ? 0 : planned_qo_indptr_.back(); }
+  bool split() const { return split_; }
+  int64_t rows_per_token() const { return rows_per_token_; }
+  const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
+  const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
+  int64_t max_ctas() const { return derived_.max_ctas; }
+  // Merge tiles the workspace holds (a split tile has >= 2 units).
+  int64_t max_merge_tiles() const { return derived_.max_work_units / 2; }
+  PrefillScheduleView schedule_view() const;
+  std::vector<int64_t>& kv_lengths_buffer() { return kv_lengths_; }
+
+ private:
+  PrefillPlanShape shape_;
+  PrefillPlanBounds bounds_;
+  unsigned char* workspace_ = nullptr;
+  int device_id_ = 0;
+  int64_t num_sms_ = 0;
+  plan::PrefillDerivedBounds derived_;
+  plan::PrefillWorkspaceLayout layout_;
+  std::unique_ptr<ScheduleUpload> upload_;
+  bool planned_ = false;
+  bool causal_ = false;
+  bool split_ = false;
+  int64_t batch_ = 0;
+  int64_t rows_per_token_ = 1;
+  std::vector<int32_t> planned_qo_indptr_;
+  std::vector<int64_t> kv_lengths_;
+};
+
+// Everything the launcher needs, resolved and validated by run().
+struct BatchPrefillLaunch {
+  DType dtype;  // q = k = v = out
+  const void* q;
+  int64_t q_stride_token, q_stride_head;
+  void* out;
+  int64_t out_stride_token, out_stride_head;
+  float* lse;  // null or [total_qo, num_qo_heads] contiguous
+  const int32_t* qo_indptr;  // device
+  // K/V: ragged (k, v [total_kv, num_kv_heads, D], kv_indptr in tokens) or
+  // paged (the cache, kv_indptr in pages, kv_indices, kv_last_page_len).
+  const void* k;
+  const void* v;
+  int64_t stride_page, stride_entry, stride_head;  // ragged: stride_entry = per token
+  int64_t page_size;                               // paged
+  const int32_t* kv_indptr;
+  const int32_t* kv_indices;
+  const int32_t* kv_last_page_len;
+  int64_t num_qo_heads, num_kv_heads, head_dim;
+  int64_t rows_per_token;
+  bool causal;
+  bool capturing;  // a graph needs the merge whatever the plan
+  bool split;
+  PrefillScheduleView schedule;
+  int64_t max_ctas;
+  int64_t max_merge_tiles;
+  attention::VariantKind variant_kind;
+  attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
+};
+
+void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);
+void launch_batch_prefill_paged(const BatchPrefillLaunch& launch, cudaStream_t stream);
+
+}  // namespace tessera::detail
