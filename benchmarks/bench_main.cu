@@ -1,6 +1,6 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill]
+// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill|batch_prefill]
 //                     [--case SUBSTRING]  (decode and prefill cases)
 #include <cstdio>
 #include <cstring>
@@ -38,6 +38,7 @@ int main(int argc, char** argv) {
     if (wanted("append")) run_append_benchmarks(bench);
     if (wanted("decode")) run_decode_benchmarks(bench);
     if (wanted("prefill")) run_prefill_benchmarks(bench);
+    if (wanted("batch_prefill")) run_batch_prefill_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

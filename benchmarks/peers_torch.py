@@ -126,8 +126,17 @@ def measure(timer, kernel, case):
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)
-    if kernel == "single_prefill":
+    if kernel in ("single_prefill", "batch_prefill_ragged"):
         return prefill_peers(timer, p)
+    if kernel == "batch_prefill_paged":
+        # The SDPA peers see dense data: the same rows as the ragged case, plus
+        # the ratio to Tessera's own dense kernel on this shape.
+        rows = list(prefill_peers(timer, p))
+        dense_case = ",".join(x for x in case.split(",") if not x.startswith("page="))
+        dense = VALUES.get(("batch_prefill_ragged", dense_case))
+        if dense is not None:
+            rows.append(("tessera_ragged", "TFLOP/s", dense))
+        return rows
     if "T" not in p:
         return []  # no peer for this measurement (plan time, graph replay)
     T = int(p["T"])
@@ -229,17 +238,21 @@ def decode_peers(timer, p):
 
 
 def prefill_peers(timer, p):
-    """flash, cuDNN SDPA and flex_attention on the same single request
-    (B = 1, qo_len = kv_len = L), TFLOP/s counted as tessera_bench does."""
+    """flash, cuDNN SDPA and flex_attention on the same dense batch (B
+    requests of qo_len = kv_len = L), TFLOP/s counted as tessera_bench does.
+    Cached per shape: the ragged and paged rows share one measurement."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
-    L, Hq, Hk, D = (int(p[k]) for k in ("L", "Hq", "Hk", "D"))
+    B, L, Hq, Hk, D = (int(p[k]) for k in ("B", "L", "Hq", "Hk", "D"))
     causal = p["causal"] == "1"
-    q, k, v = bf16(1, Hq, L, D), bf16(1, Hk, L, D), bf16(1, Hk, L, D)
+    key = (B, L, Hq, Hk, D, causal)
+    if key in PREFILL_CACHE:
+        return PREFILL_CACHE[key]
+    q, k, v = bf16(B, Hq, L, D), bf16(B, Hk, L, D), bf16(B, Hk, L, D)
     pairs = L * (L + 1) / 2 if causal else L * L
-    flops = 4 * D * Hq * pairs
-    nbytes = 4 * L * Hq * D * 2
+    flops = 4 * D * Hq * pairs * B
+    nbytes = 4 * B * L * Hq * D * 2
     rows = []
     for name, backend in (("flash", SDPBackend.FLASH_ATTENTION),
                           ("cudnn", SDPBackend.CUDNN_ATTENTION)):
@@ -264,9 +277,12 @@ def prefill_peers(timer, p):
         print(f"# flex_attention failed for {p}: {error}", file=sys.stderr)
     del q, k, v
     torch.cuda.empty_cache()
+    PREFILL_CACHE[key] = rows
     return rows
 
 
+PREFILL_CACHE = {}
+VALUES = {}
 METRICS = {}
 
 
@@ -275,7 +291,8 @@ def main():
     results = []
     for row in csv.reader(source):
         if row and row[0] == "result":
-            _, kernel, case, metric, _value = row
+            _, kernel, case, metric, value = row
+            VALUES[(kernel, case)] = float(value)
             METRICS.setdefault((kernel, case), set()).add(metric)
             if (kernel, case) not in [(k, c) for k, c in results]:
                 results.append((kernel, case))

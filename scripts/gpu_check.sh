@@ -73,11 +73,12 @@ if [[ ",$skip," != *",sanitizer,"* ]]; then
     "$bin/tessera_gpu_tests"
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
+  # prefill (tiles, output staging),
   # decode (KV pipeline, cross-lane merge) and the merges; decode on a subset
   # of its tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
     timeout 240 compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
-    --gtest_filter='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference'
+    --gtest_filter='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
   grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$logs/racecheck.log" | tail -n 1 | sed 's/^/      /' |
     tee -a "$summary"
 fi

@@ -1,0 +1,140 @@
+// Batch prefill, FlashInfer 0.2's published setup: causal, 32 q / 32 KV
+// heads, head_dim 128, bf16, B requests of L tokens each (qo_len = kv_len =
+// L) for (B, L) with B * L = 16384: (a) ragged dense K/V, (b) paged with page
+// size 1 (vector-sparse) over the same values, (c) paged page 16; pages in a
+// shuffled order. Also non-causal and head_dim 64 rows for the dense case.
+// Metric: TFLOP/s counting the matmul FLOPs the mask keeps (4 * D per
+// attended (query, key) pair).
+#include <algorithm>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "bench_harness.h"
+#include "tessera/api/prefill.h"
+#include "tessera/core/cuda_check.h"
+
+namespace tessera::bench {
+
+namespace {
+constexpr int64_t kHeads = 32;
+struct Shape {
+  int64_t batch;
+  int64_t len;
+};
+constexpr Shape kShapes[] = {{1, 16384}, {2, 8192}, {4, 4096}, {8, 2048},
+                             {16, 1024}, {32, 512}, {64, 256}};
+
+std::string case_name(const Shape& s, int64_t head_dim, bool causal, int64_t page_size) {
+  std::string name = "B=" + std::to_string(s.batch) + ",L=" + std::to_string(s.len) +
+                     ",Hq=" + std::to_string(kHeads) + ",Hk=" + std::to_string(kHeads) +
+                     ",D=" + std::to_string(head_dim) + ",causal=" + std::to_string(causal ? 1 : 0);
+  if (page_size > 0) name += ",page=" + std::to_string(page_size);
+  return name + ",dtype=bf16";
+}
+
+double flops(const Shape& s, int64_t head_dim, bool causal) {
+  const double l = static_cast<double>(s.len);
+  const double pairs = causal ? l * (l + 1) / 2 : l * l;
+  return 4.0 * head_dim * kHeads * pairs * static_cast<double>(s.batch);
+}
+
+void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
+  TESSERA_CUDA_CHECK(cudaMemcpy(tensor.data(), values.data(), values.size() * sizeof(int32_t),
+                                cudaMemcpyHostToDevice));
+}
+
+void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
+  const std::string name = case_name(s, head_dim, causal, 0);
+  if (!bench.wants(name)) return;
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  const int64_t tokens = s.batch * s.len;
+  BenchTensor q(DType::kBFloat16, {tokens, kHeads, head_dim});
+  BenchTensor k(DType::kBFloat16, {tokens, kHeads, head_dim});
+  BenchTensor v(DType::kBFloat16, {tokens, kHeads, head_dim});
+  BenchTensor out(DType::kBFloat16, {tokens, kHeads, head_dim});
+  fill_random(q.data(), DType::kBFloat16, q.numel(), 31, bench.stream());
+  fill_random(k.data(), DType::kBFloat16, k.numel(), 32, bench.stream());
+  fill_random(v.data(), DType::kBFloat16, v.numel(), 33, bench.stream());
+  std::vector<int32_t> indptr(static_cast<std::size_t>(s.batch) + 1);
+  for (int64_t b = 0; b <= s.batch; ++b) indptr[static_cast<std::size_t>(b)] = static_cast<int32_t>(b * s.len);
+  BenchTensor qo_dev(DType::kInt32, {s.batch + 1});
+  upload(qo_dev, indptr);
+  const PrefillPlanShape shape{kHeads, kHeads, head_dim, 0};
+  const PrefillPlanBounds bounds{s.batch, tokens};
+  const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, device);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithRaggedKVCache prefill(shape, bounds, workspace.data(), bytes, device);
+  prefill.plan(indptr, indptr, causal, bench.stream());
+  const AttentionOptions options;
+  auto run = [&] {
+    prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), qo_dev.dl(), out.dl(), nullptr, options,
+                bench.stream(), Validate::kOff);
+  };
+  const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
+  bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
+}
+
+void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
+  constexpr int64_t kDim = 128;
+  const std::string name = case_name(s, kDim, true, page_size);
+  if (!bench.wants(name)) return;
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  const int64_t tokens = s.batch * s.len;
+  const int64_t pages_per_request = (s.len + page_size - 1) / page_size;
+  const int64_t num_pages = s.batch * pages_per_request;
+  BenchTensor q(DType::kBFloat16, {tokens, kHeads, kDim});
+  BenchTensor out(DType::kBFloat16, {tokens, kHeads, kDim});
+  BenchTensor cache(DType::kBFloat16, {num_pages, 2, page_size, kHeads, kDim});
+  fill_random(q.data(), DType::kBFloat16, q.numel(), 31, bench.stream());
+  fill_random(cache.data(), DType::kBFloat16, cache.numel(), 34, bench.stream());
+  std::vector<int32_t> qo_indptr(static_cast<std::size_t>(s.batch) + 1);
+  std::vector<int32_t> kv_indptr(static_cast<std::size_t>(s.batch) + 1);
+  for (int64_t b = 0; b <= s.batch; ++b) {
+    qo_indptr[static_cast<std::size_t>(b)] = static_cast<int32_t>(b * s.len);
+    kv_indptr[static_cast<std::size_t>(b)] = static_cast<int32_t>(b * pages_per_request);
+  }
+  std::vector<int32_t> last(static_cast<std::size_t>(s.batch),
+                            static_cast<int32_t>(s.len - (pages_per_request - 1) * page_size));
+  std::vector<int32_t> indices(static_cast<std::size_t>(num_pages));
+  std::iota(indices.begin(), indices.end(), 0);
+  std::shuffle(indices.begin(), indices.end(), std::mt19937(7));
+  BenchTensor qo_dev(DType::kInt32, {s.batch + 1});
+  BenchTensor kv_dev(DType::kInt32, {s.batch + 1});
+  BenchTensor last_dev(DType::kInt32, {s.batch});
+  BenchTensor indices_dev(DType::kInt32, {num_pages});
+  upload(qo_dev, qo_indptr);
+  upload(kv_dev, kv_indptr);
+  upload(last_dev, last);
+  upload(indices_dev, indices);
+  const PrefillPlanShape shape{kHeads, kHeads, kDim, page_size};
+  const PrefillPlanBounds bounds{s.batch, tokens};
+  const std::size_t bytes = BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithPagedKVCache prefill(shape, bounds, workspace.data(), bytes, device);
+  prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());
+  const AttentionOptions options;
+  const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), KVLayout::kNHD);
+  auto run = [&] {
+    prefill.run(q.dl(), cache_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+  };
+  const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
+  bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
+}
+}  // namespace
+
+void run_batch_prefill_benchmarks(Bench& bench) {
+  for (const Shape& s : kShapes) {
+    run_ragged(bench, s, 128, true);
+    run_paged(bench, s, 1);
+    run_paged(bench, s, 16);
+  }
+  for (const Shape& s : kShapes) run_ragged(bench, s, 128, false);
+  for (const Shape& s : kShapes) run_ragged(bench, s, 64, true);
+}
+
+}  // namespace tessera::bench

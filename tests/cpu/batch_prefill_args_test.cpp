@@ -1,0 +1,69 @@
+// The batch prefill wrappers without a GPU: the shape, bounds and workspace
+// arguments their constructors and workspace_size_bytes reject, named in the
+// tessera::Error, before any CUDA call. plan()'s array checks are the
+// planner's (prefill_planner_test.cpp); run()'s checks need a plan, which
+// copies to the device: they run in tests/gpu/batch_prefill_test.cpp.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+
+#include "support/argument_error.h"
+#include "tessera/api/prefill.h"
+
+namespace tessera {
+namespace {
+
+using testing::expect_argument_error;
+
+constexpr PrefillPlanShape kShape{32, 8, 128, 16};
+constexpr PrefillPlanBounds kBounds{8, 4096};
+void* const kWorkspace = reinterpret_cast<void*>(uintptr_t{1} << 24);
+
+template <typename Wrapper>
+void expect_rejected_arguments() {
+  const auto size = [](PrefillPlanShape shape, PrefillPlanBounds bounds) {
+    return [shape, bounds] { Wrapper::workspace_size_bytes(shape, bounds, 0); };
+  };
+  const auto construct = [](PrefillPlanShape shape, PrefillPlanBounds bounds, void* workspace,
+                            int device) {
+    return [=] { Wrapper wrapper(shape, bounds, workspace, 1 << 30, device); };
+  };
+  PrefillPlanShape bad = kShape;
+  bad.head_dim = 256;
+  expect_argument_error(size(bad, kBounds), "shape");
+  expect_argument_error(construct(bad, kBounds, kWorkspace, 0), "shape");
+  bad = kShape;
+  bad.num_kv_heads = 3;  // does not divide 32
+  expect_argument_error(size(bad, kBounds), "shape");
+  bad = kShape;
+  bad.num_qo_heads = 0;
+  expect_argument_error(construct(bad, kBounds, kWorkspace, 0), "shape");
+  expect_argument_error(size(kShape, {0, 4096}), "bounds");
+  expect_argument_error(size(kShape, {8, 0}), "bounds");
+  expect_argument_error(construct(kShape, {8, -1}, kWorkspace, 0), "bounds");
+  expect_argument_error(construct(kShape, kBounds, nullptr, 0), "workspace");
+  expect_argument_error(construct(kShape, kBounds, reinterpret_cast<void*>(uintptr_t{1} << 24 | 8), 0),
+                        "workspace");
+  expect_argument_error(construct(kShape, kBounds, kWorkspace, -1), "device_id");
+}
+
+TEST(BatchPrefillArgs, RaggedRejectsBadShapeBoundsAndWorkspace) {
+  expect_rejected_arguments<BatchPrefillWithRaggedKVCache>();
+}
+
+TEST(BatchPrefillArgs, PagedRejectsBadShapeBoundsAndWorkspace) {
+  expect_rejected_arguments<BatchPrefillWithPagedKVCache>();
+  PrefillPlanShape no_pages = kShape;
+  no_pages.page_size = 0;
+  expect_argument_error(
+      [&] { BatchPrefillWithPagedKVCache::workspace_size_bytes(no_pages, kBounds, 0); }, "shape");
+  // The ragged wrapper ignores page_size.
+  PrefillPlanShape ragged = kShape;
+  ragged.page_size = 0;
+  expect_argument_error([&] {
+    BatchPrefillWithRaggedKVCache wrapper(ragged, {0, 1}, kWorkspace, 1 << 30, 0);
+  }, "bounds");
+}
+
+}  // namespace
+}  // namespace tessera

@@ -1,0 +1,425 @@
+// BatchPrefillWithRaggedKVCache / BatchPrefillWithPagedKVCache on the GPU
+// against the float64 reference, request by request: mixed lengths (zeros
+// included), page sizes 1 / 5 / 16, NHD / HND, GQA 1 / 4 / 8, head dims 64 /
+// 128, variants, split KV (short queries on long KV, merged), and a CUDA
+// graph captured once and replayed for plans with other lengths. Inputs are
+// rounded to their dtype first; outputs poisoned before each run. Tolerances
+// as for single prefill (single_prefill_test.cpp).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "reference/attention_ref.h"
+#include "support/compare.h"
+#include "support/device_tensor.h"
+#include "support/gpu.h"
+#include "support/host_convert.h"
+#include "support/random.h"
+#include "tessera/api/prefill.h"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+
+namespace tessera {
+namespace {
+
+using testing::DeviceTensor;
+using testing::Rng;
+
+constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
+
+struct BatchCase {
+  std::vector<int32_t> qo_lens;
+  std::vector<int32_t> kv_lens;
+  int64_t num_qo_heads = 8;
+  int64_t num_kv_heads = 2;
+  int64_t head_dim = 128;
+  bool causal = true;
+  DType dtype = DType::kBFloat16;
+  bool paged = false;
+  int64_t page_size = 16;
+  KVLayout layout = KVLayout::kNHD;
+  AttentionOptions options;
+  reference::AttentionRefParams ref;  // variant fields; shapes filled in
+};
+
+std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
+  std::vector<int32_t> indptr(lengths.size() + 1, 0);
+  std::partial_sum(lengths.begin(), lengths.end(), indptr.begin() + 1);
+  return indptr;
+}
+
+DeviceTensor int_tensor(const std::vector<int32_t>& values) {
+  DeviceTensor t(DType::kInt32, {std::max<int64_t>(1, static_cast<int64_t>(values.size()))});
+  std::vector<int64_t> wide(values.begin(), values.end());
+  wide.resize(static_cast<std::size_t>(t.numel()), 0);
+  t.upload_ints(wide);
+  return t;
+}
+
+// Host inputs of a batch: q [total_qo, Hq, D] and per-request K/V [kv_len,
+// Hk, D] (NHD order), rounded to the dtype.
+struct BatchInputs {
+  std::vector<float> q;
+  std::vector<std::vector<float>> k, v;
+};
+
+BatchInputs make_inputs(const BatchCase& c, Rng& rng) {
+  BatchInputs in;
+  const int64_t total_qo = std::accumulate(c.qo_lens.begin(), c.qo_lens.end(), int64_t{0});
+  in.q = testing::round_to(c.dtype, rng.normal_vector(static_cast<std::size_t>(
+                                        total_qo * c.num_qo_heads * c.head_dim)));
+  for (const int32_t kv_len : c.kv_lens) {
+    const auto n = static_cast<std::size_t>(kv_len * c.num_kv_heads * c.head_dim);
+    in.k.push_back(testing::round_to(c.dtype, rng.normal_vector(n)));
+    in.v.push_back(testing::round_to(c.dtype, rng.normal_vector(n)));
+  }
+  return in;
+}
+
+struct Expected {
+  std::vector<double> out, lse;
+};
+
+Expected reference_for(const BatchCase& c, const BatchInputs& in) {
+  Expected e;
+  const int64_t row = c.num_qo_heads * c.head_dim;
+  int64_t q_offset = 0;
+  for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+    reference::AttentionRefParams p = c.ref;
+    p.qo_len = c.qo_lens[b];
+    p.kv_len = c.kv_lens[b];
+    p.num_qo_heads = c.num_qo_heads;
+    p.num_kv_heads = c.num_kv_heads;
+    p.head_dim = c.head_dim;
+    p.causal = c.causal;
+    p.sm_scale = c.options.sm_scale;
+    p.logits_soft_cap = c.options.logits_soft_cap;
+    p.window_left = c.options.window_left;
+    const std::span<const float> qb(in.q.data() + q_offset * row,
+                                    static_cast<std::size_t>(p.qo_len * row));
+    const auto r = reference::attention_reference(qb, in.k[b], in.v[b], p);
+    e.out.insert(e.out.end(), r.out.begin(), r.out.end());
+    e.lse.insert(e.lse.end(), r.lse.begin(), r.lse.end());
+    q_offset += p.qo_len;
+  }
+  return e;
+}
+
+// A paged cache holding the batch's K/V on shuffled pages; unused slots of
+// last pages and spare pages hold large values a wrong read would show.
+struct PagedKV {
+  std::vector<int32_t> kv_indptr, kv_indices, kv_last_page_len;
+  DeviceTensor cache;
+  PagedKV(const BatchCase& c, const BatchInputs& in, Rng& rng)
+      : cache(c.dtype, cache_shape(c)) {
+    std::vector<int32_t> pages_per_request;
+    for (const int32_t len : c.kv_lens) {
+      pages_per_request.push_back(static_cast<int32_t>((len + c.page_size - 1) / c.page_size));
+      kv_last_page_len.push_back(len == 0 ? 0 : static_cast<int32_t>(len - (pages_per_request.back() - 1) * c.page_size));
+    }
+    kv_indptr = prefix_sum(pages_per_request);
+    const int64_t num_pages = cache.shape()[0];
+    std::vector<int32_t> perm(static_cast<std::size_t>(num_pages));
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(static_cast<uint32_t>(rng.integer(0, 1 << 30))));
+    kv_indices.assign(perm.begin(), perm.begin() + kv_indptr.back());
+    std::vector<float> host(static_cast<std::size_t>(cache.numel()), 1000.f);
+    const int64_t hk = c.num_kv_heads, d = c.head_dim, page = c.page_size;
+    for (std::size_t b = 0; b < c.kv_lens.size(); ++b) {
+      for (int64_t pos = 0; pos < c.kv_lens[b]; ++pos) {
+        const int64_t page_id = kv_indices[static_cast<std::size_t>(kv_indptr[b] + pos / page)];
+        const int64_t slot = pos % page;
+        for (int64_t h = 0; h < hk; ++h) {
+          for (int64_t kv = 0; kv < 2; ++kv) {
+            const std::vector<float>& src = kv == 0 ? in.k[b] : in.v[b];
+            const int64_t inner = c.layout == KVLayout::kNHD ? (slot * hk + h) * d : (h * page + slot) * d;
+            const int64_t base = (page_id * 2 + kv) * page * hk * d + inner;
+            for (int64_t e = 0; e < d; ++e) {
+              host[static_cast<std::size_t>(base + e)] = src[static_cast<std::size_t>((pos * hk + h) * d + e)];
+            }
+          }
+        }
+      }
+    }
+    cache.upload(host);
+  }
+  static std::vector<int64_t> cache_shape(const BatchCase& c) {
+    int64_t pages = 2;  // spares
+    for (const int32_t len : c.kv_lens) pages += (len + c.page_size - 1) / c.page_size;
+    return c.layout == KVLayout::kNHD
+               ? std::vector<int64_t>{pages, 2, c.page_size, c.num_kv_heads, c.head_dim}
+               : std::vector<int64_t>{pages, 2, c.num_kv_heads, c.page_size, c.head_dim};
+  }
+};
+
+PrefillPlanShape shape_of(const BatchCase& c) {
+  return {c.num_qo_heads, c.num_kv_heads, c.head_dim, c.paged ? c.page_size : 0};
+}
+
+void check_results(const BatchCase& c, const BatchInputs& in, const DeviceTensor& out,
+                   const DeviceTensor& lse) {
+  const Expected e = reference_for(c, in);
+  EXPECT_TRUE(testing::all_close(out.download(), e.out, testing::tolerance_for(c.dtype)));
+  EXPECT_TRUE(testing::lse_close(lse.download(), e.lse, kLseTolerance));
+}
+
+std::string describe(const BatchCase& c) {
+  std::string s = c.paged ? "paged, page " + std::to_string(c.page_size) : std::string("ragged");
+  s += c.layout == KVLayout::kNHD ? ", NHD" : ", HND";
+  s += ", heads " + std::to_string(c.num_qo_heads) + "/" + std::to_string(c.num_kv_heads);
+  s += ", D " + std::to_string(c.head_dim) + (c.causal ? ", causal" : ", non-causal");
+  s += ", batch " + std::to_string(c.qo_lens.size());
+  return s;
+}
+
+void run_case(const BatchCase& c, Rng& rng) {
+  SCOPED_TRACE(describe(c));
+  const BatchInputs in = make_inputs(c, rng);
+  const std::vector<int32_t> qo_indptr = prefix_sum(c.qo_lens);
+  const int64_t total_qo = qo_indptr.back();
+  const auto batch = static_cast<int64_t>(c.qo_lens.size());
+  DeviceTensor q(c.dtype, {std::max<int64_t>(total_qo, 1), c.num_qo_heads, c.head_dim});
+  std::vector<float> q_padded = in.q;
+  q_padded.resize(static_cast<std::size_t>(q.numel()), 0.f);
+  q.upload(q_padded);
+  DeviceTensor out(c.dtype, q.shape());
+  DeviceTensor lse(DType::kFloat32, {q.shape()[0], c.num_qo_heads});
+  out.poison();
+  lse.poison();
+  DeviceTensor qo_dev = int_tensor(qo_indptr);
+  DLTensor lse_dl = lse.dl();
+  const PrefillPlanBounds bounds{batch, std::max<int64_t>(total_qo, 1)};
+  CudaStream stream;
+
+  if (!c.paged) {
+    const std::vector<int32_t> kv_indptr = prefix_sum(c.kv_lens);
+    std::vector<float> k_all, v_all;
+    for (std::size_t b = 0; b < in.k.size(); ++b) {
+      k_all.insert(k_all.end(), in.k[b].begin(), in.k[b].end());
+      v_all.insert(v_all.end(), in.v[b].begin(), in.v[b].end());
+    }
+    const int64_t total_kv = std::max<int64_t>(kv_indptr.back(), 1);
+    k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim), 0.f);
+    v_all.resize(k_all.size(), 0.f);
+    DeviceTensor k(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
+    DeviceTensor v(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
+    k.upload(k_all);
+    v.upload(v_all);
+    DeviceTensor kv_dev = int_tensor(kv_indptr);
+    const std::size_t bytes =
+        BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+    DeviceBuffer workspace(bytes);
+    BatchPrefillWithRaggedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
+    prefill.plan(qo_indptr, kv_indptr, c.causal, stream.get());
+    prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, c.options,
+                stream.get(), Validate::kOn);
+    stream.synchronize();
+  } else {
+    PagedKV paged(c, in, rng);
+    DeviceTensor indices = int_tensor(paged.kv_indices);
+    DeviceTensor indptr = int_tensor(paged.kv_indptr);
+    DeviceTensor last = int_tensor(paged.kv_last_page_len);
+    const std::size_t bytes =
+        BatchPrefillWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+    DeviceBuffer workspace(bytes);
+    BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
+    prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
+    prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout), indices.dl(),
+                qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, c.options, stream.get(),
+                Validate::kOn);
+    stream.synchronize();
+  }
+  check_results(c, in, out, lse);
+}
+
+BatchCase mixed_causal() {
+  BatchCase c;
+  c.qo_lens = {1, 7, 128, 1000, 0, 33};
+  c.kv_lens = {1, 127, 128, 4097, 5, 1000};
+  return c;
+}
+
+BatchCase mixed_non_causal() {
+  BatchCase c;
+  c.causal = false;
+  c.qo_lens = {50, 7, 0, 130, 1};
+  c.kv_lens = {10, 0, 3, 129, 4097};  // qo_len > kv_len allowed; kv_len 0 gives 0 / -inf
+  return c;
+}
+
+TEST(BatchPrefill, RaggedMixedLengthsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_case(mixed_causal(), rng);
+  run_case(mixed_non_causal(), rng);
+}
+
+TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t page_size : {1, 5, 16}) {
+    for (const KVLayout layout : {KVLayout::kNHD, KVLayout::kHND}) {
+      BatchCase c = mixed_causal();
+      c.paged = true;
+      c.page_size = page_size;
+      c.layout = layout;
+      run_case(c, rng);
+    }
+    BatchCase n = mixed_non_causal();
+    n.paged = true;
+    n.page_size = page_size;
+    run_case(n, rng);
+  }
+}
+
+TEST(BatchPrefill, GqaRatiosHeadDimsAndFp16MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const int64_t heads[][2] = {{4, 4}, {8, 2}, {8, 1}};
+  for (const auto& h : heads) {
+    for (const int64_t head_dim : {64, 128}) {
+      BatchCase c;
+      c.qo_lens = {77, 200, 5};
+      c.kv_lens = {300, 200, 64};
+      c.num_qo_heads = h[0];
+      c.num_kv_heads = h[1];
+      c.head_dim = head_dim;
+      c.dtype = DType::kFloat16;
+      c.paged = head_dim == 64;
+      c.page_size = 3;
+      run_case(c, rng);
+    }
+  }
+}
+
+// Short queries on long KV: the q tiles alone cannot fill the GPU, so the
+// planner splits KV and the merge pass combines the chunks.
+TEST(BatchPrefill, SplitKvShortQueriesOnLongKvMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool paged : {false, true}) {
+    BatchCase c;
+    c.qo_lens = {16, 3};
+    c.kv_lens = {20000, 9000};
+    c.paged = paged;
+    run_case(c, rng);
+    c.causal = false;
+    run_case(c, rng);
+  }
+}
+
+TEST(BatchPrefill, VariantsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase base;
+  base.qo_lens = {100, 1, 300};
+  base.kv_lens = {100, 2000, 700};
+  base.paged = true;
+  base.page_size = 16;
+  {
+    BatchCase c = base;
+    c.options.logits_soft_cap = 30.0;
+    c.options.sm_scale = 0.3;  // large logits so the cap matters
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = base;
+    c.options.window_left = 100;
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = base;
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    run_case(c, rng);
+  }
+}
+
+// The serving loop: run() captured once at the bounds, replayed after plan()
+// with other lengths (query and KV) each time.
+TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase c;
+  c.paged = true;
+  c.page_size = 16;
+  const int64_t max_batch = 8, max_tokens = 2048;
+  const std::vector<std::vector<int32_t>> qo_steps = {
+      {512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}};
+  const PrefillPlanBounds bounds{max_batch, max_tokens};
+  const std::size_t bytes = BatchPrefillWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
+  CudaStream stream;
+  // Device buffers sized for the bounds, refilled before every replay.
+  const int64_t max_pages = max_batch * (4096 / c.page_size) + 2;
+  DeviceTensor q(c.dtype, {max_tokens, c.num_qo_heads, c.head_dim});
+  DeviceTensor out(c.dtype, {max_tokens, c.num_qo_heads, c.head_dim});
+  DeviceTensor lse(DType::kFloat32, {max_tokens, c.num_qo_heads});
+  DeviceTensor cache(c.dtype, {max_pages, 2, c.page_size, c.num_kv_heads, c.head_dim});
+  DeviceTensor qo_dev(DType::kInt32, {max_batch + 1});
+  DeviceTensor indptr_dev(DType::kInt32, {max_batch + 1});
+  DeviceTensor last_dev(DType::kInt32, {max_batch});
+  DeviceTensor indices_dev(DType::kInt32, {max_pages});
+  DLTensor lse_dl = lse.dl();
+  cudaGraphExec_t exec = nullptr;
+  cudaGraph_t graph = nullptr;
+  for (std::size_t step = 0; step < qo_steps.size(); ++step) {
+    c.qo_lens = qo_steps[step];
+    c.kv_lens.clear();
+    for (const int32_t qo : c.qo_lens) c.kv_lens.push_back(qo + static_cast<int32_t>(rng.integer(0, 2000)));
+    SCOPED_TRACE("step " + std::to_string(step));
+    const BatchInputs in = make_inputs(c, rng);
+    PagedKV paged(c, in, rng);
+    ASSERT_LE(paged.cache.numel(), cache.numel());
+    // Copy this step's cache and inputs into the captured buffers.
+    TESSERA_CUDA_CHECK(cudaMemcpy(cache.data(), paged.cache.data(),
+                                  static_cast<std::size_t>(paged.cache.numel()) * 2,
+                                  cudaMemcpyDeviceToDevice));
+    std::vector<float> q_host = in.q;
+    q_host.resize(static_cast<std::size_t>(q.numel()), 0.f);
+    q.upload(q_host);
+    const std::vector<int32_t> qo_indptr = prefix_sum(c.qo_lens);
+    auto upload_ints = [](DeviceTensor& t, const std::vector<int32_t>& v) {
+      std::vector<int64_t> wide(v.begin(), v.end());
+      wide.resize(static_cast<std::size_t>(t.numel()), 0);
+      t.upload_ints(wide);
+    };
+    upload_ints(qo_dev, qo_indptr);
+    upload_ints(indptr_dev, paged.kv_indptr);
+    upload_ints(last_dev, paged.kv_last_page_len);
+    upload_ints(indices_dev, paged.kv_indices);
+    out.poison();
+    lse.poison();
+    prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
+    if (exec == nullptr) {
+      TESSERA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+      prefill.run(q.dl(), PagedKVCacheArg::combined(cache.dl(), c.layout), indices_dev.dl(),
+                  qo_dev.dl(), indptr_dev.dl(), last_dev.dl(), out.dl(), &lse_dl, c.options,
+                  stream.get(), Validate::kOff);
+      TESSERA_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+      TESSERA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    }
+    TESSERA_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+    stream.synchronize();
+    const Expected e = reference_for(c, in);
+    const auto rows = static_cast<std::size_t>(qo_indptr.back() * c.num_qo_heads);
+    std::vector<float> got = out.download();
+    got.resize(rows * static_cast<std::size_t>(c.head_dim));
+    std::vector<float> got_lse = lse.download();
+    got_lse.resize(rows);
+    EXPECT_TRUE(testing::all_close(got, e.out, testing::tolerance_for(c.dtype)));
+    EXPECT_TRUE(testing::lse_close(got_lse, e.lse, kLseTolerance));
+  }
+  TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
+}
+
+}  // namespace
+}  // namespace tessera
