@@ -47,6 +47,7 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
   derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
                                         shape.num_qo_heads, shape.num_kv_heads,
                                         /*pack_gqa=*/true, num_sms, kPrefillCtasPerSm);
+  derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
   return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas,
                                         derived.max_partial_rows, shape.num_qo_heads,
                                         shape.num_kv_heads, shape.head_dim, /*pack_gqa=*/true);
@@ -96,6 +97,7 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
   input.causal = causal;
   input.pack_gqa = true;
   input.max_q_tile_rows = kPrefillQTileRows;
+  input.one_unit_per_cta = true;
   input.num_sms = num_sms_;
   input.ctas_per_sm = kPrefillCtasPerSm;
   input.max_batch_size = bounds_.max_batch_size;

@@ -82,7 +82,7 @@ int64_t heads_y_of(const PrefillPlannerInput& in) {
     return ::testing::AssertionFailure() << "cta_indptr ends";
   for (int32_t c = 0; c < h.num_ctas; ++c)
     if (s.cta_indptr[c + 1] <= s.cta_indptr[c]) return ::testing::AssertionFailure() << "empty CTA " << c;
-  if (h.num_ctas * heads_y_of(in) > kWave && h.num_ctas > 1)
+  if (!in.one_unit_per_cta && h.num_ctas * heads_y_of(in) > kWave && h.num_ctas > 1)
     return ::testing::AssertionFailure() << "more CTAs than one wave";
   // Units by tile.
   std::map<std::pair<int32_t, int32_t>, std::vector<PrefillWorkUnit>> by_tile;
@@ -206,6 +206,20 @@ TEST(PrefillPlanner, CausalCostsAreBalancedOverCtas) {
   }
   EXPECT_EQ(first, 32 + 64);
   EXPECT_EQ(last, 4096 + 64);
+}
+
+TEST(PrefillPlanner, OneUnitPerCtaRunsHeaviestFirstWith64RowTiles) {
+  const std::vector<int64_t> lens = {4096, 2048, 1000, 513, 128, 7, 1};
+  const Batch b = batch_of(lens, lens);
+  PrefillPlannerInput in = input_for(b, 32, 8, true);
+  in.one_unit_per_cta = true;
+  in.max_q_tile_rows = 64;
+  const PrefillScheduleHost s = plan_prefill_schedule(in);
+  ASSERT_TRUE(schedule_consistent(in, s));
+  EXPECT_EQ(s.header.q_tile_rows, 64);
+  EXPECT_EQ(s.header.num_ctas, s.header.num_work_units);
+  for (int32_t c = 0; c <= s.header.num_ctas; ++c) EXPECT_EQ(s.cta_indptr[c], c);
+  EXPECT_TRUE(std::is_sorted(s.unit_cost.begin(), s.unit_cost.end(), std::greater<>()));
 }
 
 TEST(PrefillPlanner, TileIs64ForHeadDim256AndShortQueries) {
