@@ -240,16 +240,18 @@ void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cud
     params.lse = launch.lse;
     params.num_qo_heads = launch.num_qo_heads;
     params.head_dim = launch.head_dim;
-    params.lanes_per_item = lanes_per_item(launch.head_dim, wide ? kWide : 1);
-    const int64_t heads_per_block = kMergeBlockThreads / params.lanes_per_item;
+    if (launch.head_dim > attention::kDecodeMergeMaxHeadDim || launch.num_qo_heads > 65535) {
+      throw Error("tessera: decode merge: head_dim " + std::to_string(launch.head_dim) +
+                  " or num_qo_heads " + std::to_string(launch.num_qo_heads) + " out of range");
+    }
     // Sized by the bounds only (graph replay); idle requests exit at once.
     const dim3 grid(static_cast<unsigned>(max_batch_size),
-                    static_cast<unsigned>((launch.num_qo_heads + heads_per_block - 1) /
-                                          heads_per_block));
+                    static_cast<unsigned>(launch.num_qo_heads));
+    constexpr int kBlock = attention::kDecodeMergeWarps * attention::kMergeWarpSize;
     if (wide) {
-      attention::decode_merge_kernel<Out, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(params);
+      attention::decode_merge_kernel<Out, kWide><<<grid, kBlock, 0, stream>>>(params);
     } else {
-      attention::decode_merge_kernel<Out, 1><<<grid, kMergeBlockThreads, 0, stream>>>(params);
+      attention::decode_merge_kernel<Out, 1><<<grid, kBlock, 0, stream>>>(params);
     }
     TESSERA_CHECK_LAUNCH();
   };
