@@ -156,6 +156,48 @@ def plot_decode(rows, out_png, title):
     fig.savefig(out_png, dpi=110)
 
 
+def plot_prefill(rows, out_png, title):
+    """FlashInfer 0.2's prefill figure: causal TFLOP/s per (B, L), Tessera
+    dense (ragged) beside vector-sparse (page 1) and page 16, with the dense
+    peers (flash / cuDNN SDPA, flex_attention) on the same shapes."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    series = {}
+    shapes = []
+    for r in rows:
+        if r["kernel"] not in ("batch_prefill_ragged", "batch_prefill_paged"):
+            continue
+        p = dict(kv.split("=") for kv in r["case"].split(","))
+        if p["causal"] != "1" or p["D"] != "128":
+            continue
+        shape = f'B={p["B"]}\nL={p["L"]}'
+        if shape not in shapes:
+            shapes.append(shape)
+        name = ("tessera dense (ragged)" if r["kernel"] == "batch_prefill_ragged"
+                else f'tessera paged, page {p["page"]}')
+        series.setdefault(name, {})[shape] = float(r["tessera"])
+        if r["kernel"] == "batch_prefill_ragged" and r["peer"] in ("flash", "cudnn", "flex_attention"):
+            series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
+    if not shapes:
+        return
+    fig, ax = plt.subplots(figsize=(10, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(shapes))]
+        ax.bar(xs, [values.get(sh, 0) for sh in shapes], width, label=name)
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
+    ax.set_xticklabels(shapes, fontsize=8)
+    ax.set_ylabel("TFLOP/s (causal)")
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+
+
 def main():
     bench_log, peer_log, commit, results_dir = sys.argv[1:5]
     slug, device_name = gpu_slug(bench_log)
@@ -173,6 +215,8 @@ def main():
          f"Paged KV append, 8 heads x 128 bf16 ({device_name})")
     plot_decode(new_rows, os.path.join(results_dir, f"{slug}_decode.png"),
                 f"Batch decode, 32/8 heads x 128 bf16 ({device_name})")
+    plot_prefill(new_rows, os.path.join(results_dir, f"{slug}_prefill.png"),
+                 f"Batch prefill, causal, 32 heads x 128 bf16 ({device_name})")
     width = max(len(r["kernel"]) for r in new_rows)
     for r in new_rows:
         print(f'{r["kernel"]:<{width}} {r["case"]:<58} {r["tessera"]:>9} {r["metric"]:<5} '
