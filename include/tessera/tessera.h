@@ -7,6 +7,7 @@
 #include "tessera/api/norm.h"
 #include "tessera/api/page.h"
 #include "tessera/api/paged_kv_cache.h"
+#include "tessera/api/prefill.h"
 #include "tessera/api/rope.h"
 #include "tessera/core/dtype.h"
 #include "tessera/core/error.h"
