@@ -1,0 +1,79 @@
+// JIT-compiled attention variants (first slice: specification, code
+// generation, NVRTC compile to a cubin, disk and memory caches; loading and
+// launching through the plan/run API come next).
+//
+// A variant is a C++ struct implementing the variant interface of
+// include/tessera/attention/variant.cuh (derive from
+// tessera::attention::VariantBase and override what you need): constructor
+// (const VariantParams&, int qo_head, int q_pos), query_scale(), and the
+// hooks its kHas* flags enable. jit::compile() specialises one of Tessera's
+// kernel templates with it, compiles the translation unit in-process with
+// NVRTC (no nvcc at run time) for the given architecture, and caches the
+// cubin: in memory, and on disk under TESSERA_CACHE_DIR (default
+// $XDG_CACHE_HOME/tessera or ~/.cache/tessera), keyed by a hash of the
+// source, kernel, dtypes, head dim, architecture, Tessera and NVRTC versions.
+// Disk writes are atomic (temporary file + rename), so processes compiling
+// the same key at once leave one valid entry; an unreadable or corrupt entry
+// is rebuilt. Compile errors throw tessera::Error (argument "variant") with
+// NVRTC's log, line numbers counted in the variant's own source.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "tessera/core/dtype.h"
+#include "tessera/core/export.h"
+
+namespace tessera::jit {
+
+// The kernel template a variant specialises.
+enum class KernelKind {
+  kBatchDecode,         // decode.cuh: decode_kernel (single decode uses it too)
+  kSinglePrefill,       // prefill_sm80.cuh: single_prefill_kernel
+  kBatchPrefillRagged,  // prefill_sm80.cuh: batch_prefill_kernel, ragged K/V
+  kBatchPrefillPaged,   // prefill_sm80.cuh: batch_prefill_kernel, paged K/V
+};
+
+struct VariantSpec {
+  std::string name;    // the struct's name in `source` (an identifier)
+  std::string source;  // C++ defining that struct (may define helpers too)
+  KernelKind kernel = KernelKind::kBatchDecode;
+  DType q_dtype = DType::kBFloat16;   // fp16 / bf16
+  DType kv_dtype = DType::kBFloat16;  // = q_dtype (decode also fp8 e4m3)
+  int64_t head_dim = 128;             // decode 64/128/256, prefill 64/128
+};
+
+struct CompileOptions {
+  std::string arch = "sm_90a";  // NVRTC -arch (sm_90a on an H100)
+  bool use_disk_cache = true;
+};
+
+struct CompiledKernel {
+  std::string key;            // hex digest of everything that shapes the cubin
+  std::string kernel_name;    // lowered (mangled) name of the __global__ function
+  std::vector<char> cubin;
+  bool from_disk = false;     // loaded from the disk cache
+  bool from_memory = false;   // found in this process's cache
+};
+
+// Compiles (or finds) the kernel. Thread-safe.
+TESSERA_API CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options = {});
+
+// The generated translation unit (for inspection and error reports).
+TESSERA_API std::string generate_source(const VariantSpec& spec);
+
+// The cache key compile() would use.
+TESSERA_API std::string cache_key(const VariantSpec& spec, const CompileOptions& options);
+
+// The disk cache directory in use (TESSERA_CACHE_DIR or the user's default).
+TESSERA_API std::string cache_directory();
+
+// NVRTC compilations this process has run (tests count cache hits with it).
+TESSERA_API int64_t compilations();
+
+// Empties this process's memory cache (tests: "a fresh process").
+TESSERA_API void clear_memory_cache();
+
+}  // namespace tessera::jit

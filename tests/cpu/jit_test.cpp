@@ -1,0 +1,228 @@
+// The JIT without a GPU: code generation, NVRTC compilation of every kernel
+// template with a user variant (this also enforces that Tessera's device
+// headers compile under NVRTC), the memory and disk caches (hit after a
+// "restart" in another process, 8 processes racing on one key, a corrupt
+// entry rebuilt) and the errors of bad variants. Each test uses its own
+// cache directory under the test's temporary directory.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "support/argument_error.h"
+#include "tessera/core/error.h"
+#include "tessera/jit/jit.h"
+
+namespace tessera {
+namespace {
+
+using jit::KernelKind;
+using jit::VariantSpec;
+
+// FlashInfer's default attention, written as a user would.
+constexpr const char* kPlainSource = R"(
+struct UserPlain : VariantBase {
+  float scale_log2;
+  __device__ UserPlain(const VariantParams& p, int /*qo_head*/, int /*q_pos*/)
+      : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
+  __device__ float query_scale() const { return scale_log2; }
+};
+)";
+
+// Soft-capping rewritten as a JIT variant (logits transform hook).
+constexpr const char* kSoftCapSource = R"(
+struct UserSoftCap : VariantBase {
+  static constexpr bool kHasLogitsTransform = true;
+  float scale;
+  float cap;
+  __device__ UserSoftCap(const VariantParams& p, int, int)
+      : scale(p.sm_scale * p.k_scale), cap(p.logits_soft_cap) {}
+  __device__ float query_scale() const { return scale; }
+  __device__ float logits_transform(float dot, int /*kv_pos*/) const {
+    return cap * tanhf(dot / cap) * kLog2e;
+  }
+};
+)";
+
+class JitTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    dir_ = std::filesystem::temp_directory_path() /
+           ("tessera_jit_" + std::to_string(getpid()) + "_" + info->name());
+    std::filesystem::remove_all(dir_);
+    setenv("TESSERA_CACHE_DIR", dir_.c_str(), 1);
+    jit::clear_memory_cache();
+  }
+  void TearDown() override {
+    unsetenv("TESSERA_CACHE_DIR");
+    std::filesystem::remove_all(dir_);
+  }
+  std::vector<std::filesystem::path> files() const {
+    std::vector<std::filesystem::path> out;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(dir_, error)) {
+      out.push_back(entry.path());
+    }
+    return out;
+  }
+  std::filesystem::path dir_;
+};
+
+VariantSpec plain(KernelKind kernel, DType dtype = DType::kBFloat16, int64_t head_dim = 128) {
+  VariantSpec spec;
+  spec.name = "UserPlain";
+  spec.source = kPlainSource;
+  spec.kernel = kernel;
+  spec.q_dtype = dtype;
+  spec.kv_dtype = dtype;
+  spec.head_dim = head_dim;
+  return spec;
+}
+
+TEST_F(JitTest, EveryKernelTemplateCompilesWithAUserVariant) {
+  for (const KernelKind kernel : {KernelKind::kBatchDecode, KernelKind::kSinglePrefill,
+                                  KernelKind::kBatchPrefillRagged, KernelKind::kBatchPrefillPaged}) {
+    const jit::CompiledKernel k = jit::compile(plain(kernel));
+    EXPECT_GT(k.cubin.size(), 1000u);
+    EXPECT_FALSE(k.kernel_name.empty());
+    EXPECT_FALSE(k.from_disk);
+  }
+  // Other dtypes and head dims, fp8 KV for decode, soft-cap as a user variant.
+  jit::compile(plain(KernelKind::kSinglePrefill, DType::kFloat16, 64));
+  VariantSpec fp8 = plain(KernelKind::kBatchDecode, DType::kFloat16, 256);
+  fp8.kv_dtype = DType::kFloat8E4M3;
+  jit::compile(fp8);
+  VariantSpec cap = plain(KernelKind::kBatchPrefillPaged);
+  cap.name = "UserSoftCap";
+  cap.source = kSoftCapSource;
+  jit::compile(cap);
+  EXPECT_EQ(jit::compilations(), jit::compilations());  // counter readable
+}
+
+TEST_F(JitTest, SecondCallHitsMemoryThenDiskAfterARestart) {
+  const VariantSpec spec = plain(KernelKind::kBatchDecode);
+  const int64_t before = jit::compilations();
+  const jit::CompiledKernel first = jit::compile(spec);
+  EXPECT_EQ(jit::compilations(), before + 1);
+  const jit::CompiledKernel again = jit::compile(spec);
+  EXPECT_TRUE(again.from_memory);
+  EXPECT_EQ(jit::compilations(), before + 1);
+  EXPECT_TRUE(std::filesystem::exists(dir_ / (first.key + ".cubin")));
+  // A second process loads from disk without compiling.
+  const pid_t child = fork();
+  if (child == 0) {
+    jit::clear_memory_cache();
+    const int64_t start = jit::compilations();
+    const jit::CompiledKernel k = jit::compile(spec);
+    const bool ok = k.from_disk && jit::compilations() == start && k.cubin == first.cubin &&
+                    k.kernel_name == first.kernel_name;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+TEST_F(JitTest, EightProcessesOnOneKeyLeaveOneValidEntry) {
+  VariantSpec spec = plain(KernelKind::kBatchDecode, DType::kFloat16, 64);
+  spec.source += "// race " + std::to_string(getpid()) + "\n";  // a key nobody has built
+  const std::string key = jit::cache_key(spec, {});
+  std::vector<pid_t> children;
+  for (int i = 0; i < 8; ++i) {
+    const pid_t child = fork();
+    if (child == 0) {
+      try {
+        const jit::CompiledKernel k = jit::compile(spec);
+        _exit(k.cubin.empty() ? 1 : 0);
+      } catch (...) {
+        _exit(2);
+      }
+    }
+    children.push_back(child);
+  }
+  for (const pid_t child : children) {
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  const std::vector<std::filesystem::path> entries = files();
+  ASSERT_EQ(entries.size(), 1u) << "temporary files left behind or duplicate entries";
+  EXPECT_EQ(entries[0].filename().string(), key + ".cubin");
+  const int64_t before = jit::compilations();
+  const jit::CompiledKernel k = jit::compile(spec);
+  EXPECT_TRUE(k.from_disk);
+  EXPECT_EQ(jit::compilations(), before);
+}
+
+TEST_F(JitTest, CorruptEntryIsRebuilt) {
+  const VariantSpec spec = plain(KernelKind::kSinglePrefill);
+  const jit::CompiledKernel first = jit::compile(spec);
+  const std::filesystem::path entry = dir_ / (first.key + ".cubin");
+  for (const std::string& garbage : {std::string("not a cache entry"), std::string()}) {
+    { std::ofstream(entry, std::ios::binary | std::ios::trunc) << garbage; }
+    jit::clear_memory_cache();
+    const int64_t before = jit::compilations();
+    const jit::CompiledKernel rebuilt = jit::compile(spec);
+    EXPECT_FALSE(rebuilt.from_disk);
+    EXPECT_EQ(jit::compilations(), before + 1);
+    EXPECT_EQ(rebuilt.cubin, first.cubin);
+  }
+  // A truncated entry (a crash mid-write cannot leave one: writes are renamed
+  // into place, but a disk can) is a miss too.
+  const auto size = std::filesystem::file_size(entry);
+  std::filesystem::resize_file(entry, size - 7);
+  jit::clear_memory_cache();
+  EXPECT_FALSE(jit::compile(spec).from_disk);
+  jit::clear_memory_cache();
+  EXPECT_TRUE(jit::compile(spec).from_disk);  // rewritten whole
+}
+
+TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
+  VariantSpec syntax = plain(KernelKind::kBatchDecode);
+  syntax.source = "struct UserPlain : VariantBase {\n  int x = undeclared_name;\n};\n";
+  const std::string message = testing::rejected_argument([&] { jit::compile(syntax); });
+  EXPECT_EQ(message, "variant");
+  try {
+    jit::compile(syntax);
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("variant(2)"), std::string::npos) << e.what();
+  }
+  VariantSpec missing = plain(KernelKind::kSinglePrefill);
+  missing.source = "struct UserPlain : VariantBase {\n  __device__ UserPlain(const VariantParams&, int, int) {}\n};\n";
+  testing::expect_argument_error([&] { jit::compile(missing); }, "variant");  // no query_scale
+  EXPECT_TRUE(files().empty());
+
+  VariantSpec bad = plain(KernelKind::kBatchDecode);
+  bad.name = "not an identifier";
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
+  bad = plain(KernelKind::kSinglePrefill, DType::kBFloat16, 256);
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // prefill hd 256
+  bad = plain(KernelKind::kSinglePrefill);
+  bad.kv_dtype = DType::kFloat8E4M3;
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
+  testing::expect_argument_error(
+      [&] { jit::compile(plain(KernelKind::kBatchDecode), {"ampere", true}); }, "arch");
+}
+
+TEST_F(JitTest, GeneratedSourceNumbersTheVariantFromLineOne) {
+  const std::string text = jit::generate_source(plain(KernelKind::kBatchPrefillPaged));
+  EXPECT_NE(text.find("#line 1 \"variant\""), std::string::npos);
+  EXPECT_NE(text.find("struct UserPlain"), std::string::npos);
+  EXPECT_NE(text.find("prefill_sm80.cuh"), std::string::npos);
+  // The key changes with everything that shapes the cubin.
+  const VariantSpec a = plain(KernelKind::kBatchDecode);
+  VariantSpec b = a;
+  b.head_dim = 64;
+  EXPECT_NE(jit::cache_key(a, {}), jit::cache_key(b, {}));
+  EXPECT_NE(jit::cache_key(a, {}), jit::cache_key(a, {"sm_80", true}));
+  EXPECT_EQ(jit::cache_key(a, {}), jit::cache_key(a, {}));
+}
+
+}  // namespace
+}  // namespace tessera
