@@ -7,8 +7,6 @@
 
 namespace tessera::jit::detail {
 
-namespace {
-
 bool is_identifier(const std::string& name) {
   if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) {
     return false;
@@ -18,6 +16,8 @@ bool is_identifier(const std::string& name) {
   }
   return true;
 }
+
+namespace {
 
 const char* device_type(DType dtype) {
   switch (dtype) {
@@ -95,6 +95,22 @@ GeneratedSource generate(const VariantSpec& spec) {
   text += "#include \"" + kernel_header + "\"\n";
   text += "namespace " + std::string(kUserNamespace) + " {\n";
   text += "using namespace tessera::attention;\n";
+  // The extra parameters, read in place from VariantParams::extra.
+  const ExtraLayout layout = extra_layout(spec);
+  text += "struct Extra {\n";
+  for (std::size_t i = 0; i < spec.params.size(); ++i) {
+    const ParamSpec& param = spec.params[i];
+    const char* type = param.type == ParamType::kFloat          ? "float"
+                       : param.type == ParamType::kInt32        ? "int32_t"
+                       : param.type == ParamType::kFloatPointer ? "const float*"
+                                                                : "const int32_t*";
+    text += "  " + std::string(type) + " " + param.name + ";  // offset " +
+            std::to_string(layout.offsets[i]) + "\n";
+  }
+  text += "};\n";
+  text += "static_assert(sizeof(Extra) <= sizeof(VariantParams::extra), \"extra parameters\");\n";
+  text += "__device__ __forceinline__ const Extra& extra(const VariantParams& p) {\n"
+          "  return *reinterpret_cast<const Extra*>(p.extra);\n}\n";
   text += "#line 1 \"" + std::string(kVariantFileName) + "\"\n";
   text += spec.source;
   if (text.back() != '\n') text += '\n';

@@ -25,4 +25,6 @@ GeneratedSource generate(const VariantSpec& spec);
 
 const char* kernel_kind_name(KernelKind kind);
 
+bool is_identifier(const std::string& name);
+
 }  // namespace tessera::jit::detail

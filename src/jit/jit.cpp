@@ -100,6 +100,9 @@ std::string key_text(const VariantSpec& spec, const CompileOptions& options) {
   text += dtype_name(spec.kv_dtype);
   text += "\nhead_dim " + std::to_string(spec.head_dim);
   text += "\nname " + spec.name;
+  for (const ParamSpec& param : spec.params) {
+    text += "\nparam " + std::to_string(static_cast<int>(param.type)) + " " + param.name;
+  }
   text += "\nsource\n" + spec.source;
   return text;
 }

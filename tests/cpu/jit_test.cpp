@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -208,6 +209,58 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
   testing::expect_argument_error(
       [&] { jit::compile(plain(KernelKind::kBatchDecode), {"ampere", true}); }, "arch");
+}
+
+// A variant with extra parameters by name: a scalar bias and a per-head
+// tensor (device pointer), read through the generated extra(p).
+constexpr const char* kBiasedSource = R"(
+struct UserBiased : VariantBase {
+  static constexpr bool kHasLogitsTransform = true;
+  float scale_log2;
+  float bias_log2;
+  __device__ UserBiased(const VariantParams& p, int qo_head, int /*q_pos*/)
+      : scale_log2(p.sm_scale * kLog2e),
+        bias_log2((extra(p).bias + extra(p).head_bias[qo_head]) * kLog2e) {}
+  __device__ float query_scale() const { return scale_log2; }
+  __device__ float logits_transform(float dot, int /*kv_pos*/) const { return dot + bias_log2; }
+};
+)";
+
+TEST_F(JitTest, ExtraParametersArePackedByNameAndCompile) {
+  VariantSpec spec = plain(KernelKind::kBatchDecode);
+  spec.name = "UserBiased";
+  spec.source = kBiasedSource;
+  spec.params = {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}};
+  const jit::ExtraLayout layout = jit::extra_layout(spec);
+  ASSERT_EQ(layout.offsets.size(), 2u);
+  EXPECT_EQ(layout.offsets[0], 0u);
+  EXPECT_EQ(layout.offsets[1], 8u);  // the pointer is 8-byte aligned
+  EXPECT_EQ(layout.bytes, 16u);
+  EXPECT_NE(jit::generate_source(spec).find("const float* head_bias;"), std::string::npos);
+  EXPECT_FALSE(jit::compile(spec).cubin.empty());
+
+  jit::ExtraParams values(spec);
+  const float* fake = reinterpret_cast<const float*>(uintptr_t{0x1000});
+  unsigned char bytes[64];
+  testing::expect_argument_error([&] { values.copy_to(bytes); }, "bias");  // not set yet
+  values.set("bias", 0.25f).set("head_bias", fake);
+  values.copy_to(bytes);
+  float bias = 0.f;
+  const float* pointer = nullptr;
+  std::memcpy(&bias, bytes, 4);
+  std::memcpy(&pointer, bytes + 8, 8);
+  EXPECT_EQ(bias, 0.25f);
+  EXPECT_EQ(pointer, fake);
+  testing::expect_argument_error([&] { values.set("nope", 1.f); }, "nope");
+  testing::expect_argument_error([&] { values.set("bias", int32_t{1}); }, "bias");  // wrong type
+
+  VariantSpec too_many = spec;
+  too_many.params.clear();
+  for (int i = 0; i < 9; ++i) too_many.params.push_back({"p" + std::to_string(i), jit::ParamType::kFloatPointer});
+  testing::expect_argument_error([&] { jit::extra_layout(too_many); }, "variant");  // 72 bytes
+  VariantSpec duplicate = spec;
+  duplicate.params.push_back({"bias", jit::ParamType::kInt32});
+  testing::expect_argument_error([&] { jit::extra_layout(duplicate); }, "variant");
 }
 
 TEST_F(JitTest, GeneratedSourceNumbersTheVariantFromLineOne) {

@@ -21,6 +21,11 @@ enum class VariantKind : int32_t {
 
 inline constexpr int kNumVariantKinds = 6;
 
+// Bytes of JIT variants' extra parameters (scalars and device pointers, laid
+// out by tessera::jit from the variant spec), carried by value in the kernel
+// parameters like the rest of VariantParams.
+inline constexpr int kVariantExtraBytes = 64;
+
 // Everything any built-in variant reads, filled once on the host. Fields a
 // variant does not use are ignored (and cost nothing in its kernel).
 struct VariantParams {
@@ -33,6 +38,9 @@ struct VariantParams {
   const float* alibi_slopes; // device [num_qo_heads], or null: 2^(-8 (h + 1) / H)
   float rope_rcp_scale;      // 1 / rope_scale
   float rope_log2_theta;     // log2(rope_theta)
+  // A JIT variant's extra parameters (see jit::ExtraParams); unused by the
+  // built-in variants.
+  alignas(8) unsigned char extra[kVariantExtraBytes];
 };
 
 }  // namespace tessera::attention

@@ -36,6 +36,15 @@ enum class KernelKind {
   kBatchPrefillPaged,   // prefill_sm80.cuh: batch_prefill_kernel, paged K/V
 };
 
+// An extra parameter of a variant, passed by name at run time. Pointers are
+// device pointers (e.g. a per-head tensor's data).
+enum class ParamType { kFloat, kInt32, kFloatPointer, kInt32Pointer };
+
+struct ParamSpec {
+  std::string name;  // a C++ identifier
+  ParamType type = ParamType::kFloat;
+};
+
 struct VariantSpec {
   std::string name;    // the struct's name in `source` (an identifier)
   std::string source;  // C++ defining that struct (may define helpers too)
@@ -43,6 +52,42 @@ struct VariantSpec {
   DType q_dtype = DType::kBFloat16;   // fp16 / bf16
   DType kv_dtype = DType::kBFloat16;  // = q_dtype (decode also fp8 e4m3)
   int64_t head_dim = 128;             // decode 64/128/256, prefill 64/128
+  // Extra parameters, in order. The generated code declares
+  //   struct Extra { <type> <name>; ... };   and   const Extra& extra(const VariantParams&)
+  // before the variant's source, so the variant reads extra(p).<name> in its
+  // constructor. At most kVariantExtraBytes (64) bytes, each field aligned
+  // to its size.
+  std::vector<ParamSpec> params;
+};
+
+// Byte offsets of the extra parameters in VariantParams::extra (throws naming
+// "variant" for a bad name, a duplicate or too many bytes).
+struct ExtraLayout {
+  std::vector<std::size_t> offsets;  // per spec.params entry
+  std::size_t bytes = 0;
+};
+TESSERA_API ExtraLayout extra_layout(const VariantSpec& spec);
+
+// The values of a variant's extra parameters by name, packed as the
+// generated `Extra` struct reads them.
+class TESSERA_API ExtraParams {
+ public:
+  explicit ExtraParams(const VariantSpec& spec);
+  // Throws naming the parameter when it does not exist or has another type.
+  ExtraParams& set(const std::string& name, float value);
+  ExtraParams& set(const std::string& name, int32_t value);
+  ExtraParams& set(const std::string& name, const float* device_pointer);
+  ExtraParams& set(const std::string& name, const int32_t* device_pointer);
+  // Throws naming the first parameter never set.
+  void copy_to(unsigned char (&destination)[64]) const;
+
+ private:
+  template <typename T>
+  ExtraParams& put(const std::string& name, ParamType type, const T& value);
+  std::vector<ParamSpec> params_;
+  ExtraLayout layout_;
+  std::vector<bool> set_;
+  unsigned char bytes_[64] = {};
 };
 
 struct CompileOptions {
