@@ -263,6 +263,33 @@ TEST_F(JitTest, ExtraParametersArePackedByNameAndCompile) {
   testing::expect_argument_error([&] { jit::extra_layout(duplicate); }, "variant");
 }
 
+TEST_F(JitTest, WarmUpCompilesInParallelAndReportsProgress) {
+  std::vector<VariantSpec> specs = {plain(KernelKind::kBatchDecode),
+                                    plain(KernelKind::kBatchPrefillPaged),
+                                    plain(KernelKind::kBatchDecode)};  // a repeat
+  std::FILE* log = std::tmpfile();
+  ASSERT_NE(log, nullptr);
+  const jit::WarmUpResult warm = jit::warm_up(specs, {}, 2, log);
+  ASSERT_EQ(warm.kernels.size(), 3u);
+  for (const jit::CompiledKernel& k : warm.kernels) EXPECT_FALSE(k.cubin.empty());
+  EXPECT_EQ(warm.kernels[0].key, warm.kernels[2].key);
+  std::rewind(log);
+  char line[256];
+  int lines = 0;
+  std::string last;
+  while (std::fgets(line, sizeof(line), log) != nullptr) {
+    ++lines;
+    last = line;
+  }
+  std::fclose(log);
+  EXPECT_EQ(lines, 3);
+  EXPECT_NE(last.find("3/3 ready"), std::string::npos) << last;
+  // An error in one spec surfaces after the others finished.
+  specs[1].source = "this is not C++";
+  jit::clear_memory_cache();
+  testing::expect_argument_error([&] { jit::warm_up(specs, {}, 2, nullptr); }, "variant");
+}
+
 TEST_F(JitTest, GeneratedSourceNumbersTheVariantFromLineOne) {
   const std::string text = jit::generate_source(plain(KernelKind::kBatchPrefillPaged));
   EXPECT_NE(text.find("#line 1 \"variant\""), std::string::npos);

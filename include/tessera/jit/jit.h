@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,19 @@ struct CompiledKernel {
 
 // Compiles (or finds) the kernel. Thread-safe.
 TESSERA_API CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options = {});
+
+// Compiles (or finds) every spec on `threads` threads (0: one per CPU), so
+// an engine pays the JIT cost once at start-up. Writes one progress line per
+// finished kernel to `progress` ("tessera jit: 3/12 ready (2 compiled, 1
+// from disk) ...") unless it is null. Every spec is attempted; the first
+// error (in spec order) is rethrown after all threads finish.
+struct WarmUpResult {
+  std::vector<CompiledKernel> kernels;  // in spec order
+  double seconds = 0.0;
+};
+TESSERA_API WarmUpResult warm_up(const std::vector<VariantSpec>& specs,
+                                 const CompileOptions& options = {}, int threads = 0,
+                                 std::FILE* progress = stderr);
 
 // The generated translation unit (for inspection and error reports).
 TESSERA_API std::string generate_source(const VariantSpec& spec);
