@@ -46,12 +46,16 @@ if [[ -n "${TESSERA_PREBUILT:-}" ]]; then
   cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
   export LD_LIBRARY_PATH="$TESSERA_ROOT/$TESSERA_PREBUILT/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
   note "using prebuilt binaries from $TESSERA_PREBUILT"
+  # The JIT's NVRTC reads the device headers from this tree, not from the
+  # path the binaries were built at.
+  cuda_include="$(dirname "$(readlink -f "$(command -v nvcc)")")/../include"
+  export TESSERA_JIT_INCLUDE_PATH="$TESSERA_ROOT/include:$cuda_include:$cuda_include/cccl"
 else
   step "build" "$logs/build.log" tessera_build || exit 1
   bin="$TESSERA_BUILD_DIR/bin"
   mkdir -p "$bin"
   for exe in tests/tessera_gpu_tests tests/tessera_cpu_tests benchmarks/tessera_bench \
-             examples/demo/tessera-demo; do
+             benchmarks/tessera_jit_bench examples/demo/tessera-demo; do
     [[ -x "$TESSERA_BUILD_DIR/$exe" ]] && ln -sf "$TESSERA_BUILD_DIR/$exe" "$bin/"
   done
 fi
@@ -93,6 +97,10 @@ if [[ ",$skip," != *",bench,"* ]]; then
   step "report" "$logs/report.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
     "$logs/bench.log" "$logs/peers.log" "$commit" "$TESSERA_ROOT/benchmarks/results"
   cat "$logs/report.log" | tee -a "$summary"
+  # JIT compile and load times on this machine's CPUs (appended; the case
+  # names the CPU count).
+  step "jit bench (CPU)" "$logs/jit_bench.log" env TESSERA_COMMIT="$commit" \
+    "$bin/tessera_jit_bench" "$TESSERA_ROOT/benchmarks/results/jit_compile.csv"
 fi
 
 note "gpu_check: $failures step(s) failed"
