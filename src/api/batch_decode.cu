@@ -35,7 +35,6 @@ using detail::index_view;
 // Region alignment of the workspace layout; the base must match it so the
 // float4 partial loads and the struct loads of the kernels are aligned.
 constexpr std::size_t kWorkspaceAlignment = 256;
-constexpr int64_t kKvRowAlignment = 16;
 
 int64_t device_sm_count(int device_id) {
   int count = 0;
@@ -228,33 +227,16 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
     lse_data = lsev.data_as<float>();
   }
 
-  const TensorView indices_view = index_view(kv_indices, "kv_indices", qv);
-  const TensorView indptr_view = index_view(kv_indptr, "kv_indptr", qv);
-  const TensorView last_view = index_view(kv_last_page_len, "kv_last_page_len", qv);
-  TESSERA_CHECK_ARG(indptr_view.size(0) >= batch + 1, "kv_indptr",
-                    "at least batch_size + 1 = " + std::to_string(batch + 1) + " entries",
-                    std::to_string(indptr_view.size(0)));
-  TESSERA_CHECK_ARG(last_view.size(0) >= batch, "kv_last_page_len",
-                    "at least batch_size = " + std::to_string(batch) + " entries",
-                    std::to_string(last_view.size(0)));
-  TESSERA_CHECK_ARG(indices_view.numel() >= s.planned_indptr.back(), "kv_indices",
-                    "at least kv_indptr[batch] = " + std::to_string(s.planned_indptr.back()) +
-                        " page indices (as plan() saw)",
-                    std::to_string(indices_view.numel()) + " page indices");
+  const detail::PagedIndexViews index = detail::resolve_paged_indices(
+      kv_indices, kv_indptr, kv_last_page_len, qv, batch, s.planned_indptr.back());
+  const TensorView& indices_view = index.indices;
+  const TensorView& indptr_view = index.indptr;
+  const TensorView& last_view = index.last_page_len;
 
   // Validates the options and the ALiBi slopes tensor (named errors).
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, shape.head_dim, shape.num_qo_heads, qv.device());
-  // The kernel gathers K/V rows with 16-byte cp.async.
-  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
-  const auto aligned16 = [](int64_t bytes) { return bytes % kKvRowAlignment == 0; };
-  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(cache.k_data) % kKvRowAlignment == 0 &&
-                        reinterpret_cast<uintptr_t>(cache.v_data) % kKvRowAlignment == 0 &&
-                        aligned16(cache.stride_page * element_bytes) &&
-                        aligned16(cache.stride_entry * element_bytes) &&
-                        aligned16(cache.stride_head * element_bytes),
-                    cache.name, "16-byte aligned data and page/entry/head strides",
-                    "an unaligned KV cache");
+  detail::expect_rows_aligned16(cache);  // the kernel gathers K/V rows with 16-byte cp.async
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);

@@ -9,6 +9,7 @@
 #include "api/attention_variant.h"
 #include "api/batch_decode_args.h"
 #include "api/batch_prefill_plan.h"
+#include "api/contiguous_kv.h"
 #include "api/index_tensor.h"
 #include "api/page_validation.h"
 #include "api/paged_kv_cache_view.h"
@@ -26,13 +27,7 @@ namespace {
 using detail::copy_to_host;
 using detail::index_view;
 
-constexpr std::size_t kRowAlignmentBytes = 16;  // cp.async / uint4 rows
 
-void check_rows_aligned(const TensorView& t) {
-  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kRowAlignmentBytes), t.name(),
-                    "16-byte aligned data and strides (the kernel moves 16-byte rows)",
-                    "unaligned data or strides");
-}
 
 // q, out, lse and qo_indptr, the same for both wrappers; fills their part of
 // the launch.
@@ -52,14 +47,14 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
                     std::to_string(qv.size(0)) + " rows");
   qv.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
   qv.expect_size(2, shape.head_dim, "head_dim of the plan shape");
-  check_rows_aligned(qv);
+  detail::expect_rows_aligned16(qv);
   const TensorView ov(out, "out");
   ov.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
   expect_same_dtype(qv, ov);
   expect_same_shape(qv, ov);
   expect_same_device(qv, ov);
   expect_identical_or_disjoint(qv, ov);
-  check_rows_aligned(ov);
+  detail::expect_rows_aligned16(ov);
   l.lse = nullptr;
   if (lse != nullptr) {
     const TensorView lv(*lse, "lse");
@@ -143,11 +138,7 @@ BatchPrefillWithRaggedKVCache::~BatchPrefillWithRaggedKVCache() = default;
 std::size_t BatchPrefillWithRaggedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
                                                                 const PrefillPlanBounds& bounds,
                                                                 int device_id) {
-  detail::validate_prefill_shape(shape, /*paged=*/false);
-  detail::validate_prefill_bounds(bounds);
-  plan::PrefillDerivedBounds derived;
-  return detail::prefill_layout(shape, bounds, detail::prefill_device_sm_count(device_id), derived)
-      .total_bytes;
+  return detail::prefill_workspace_size(shape, bounds, device_id, /*paged=*/false);
 }
 
 void BatchPrefillWithRaggedKVCache::plan(std::span<const int32_t> qo_indptr,
@@ -182,7 +173,7 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
                       "at least kv_indptr[batch] = " + std::to_string(s.planned_kv_indptr.back()) +
                           " rows (as plan() saw)",
                       std::to_string(t->size(0)) + " rows");
-    check_rows_aligned(*t);
+    detail::expect_rows_aligned16(*t);
   }
   TESSERA_CHECK_ARG(kv.stride(0) == vv.stride(0) && kv.stride(1) == vv.stride(1), "v",
                     "the strides of k (" + std::to_string(kv.stride(0)) + ", " +
@@ -237,11 +228,7 @@ BatchPrefillWithPagedKVCache::~BatchPrefillWithPagedKVCache() = default;
 std::size_t BatchPrefillWithPagedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
                                                                const PrefillPlanBounds& bounds,
                                                                int device_id) {
-  detail::validate_prefill_shape(shape, /*paged=*/true);
-  detail::validate_prefill_bounds(bounds);
-  plan::PrefillDerivedBounds derived;
-  return detail::prefill_layout(shape, bounds, detail::prefill_device_sm_count(device_id), derived)
-      .total_bytes;
+  return detail::prefill_workspace_size(shape, bounds, device_id, /*paged=*/true);
 }
 
 void BatchPrefillWithPagedKVCache::plan(std::span<const int32_t> qo_indptr,
@@ -285,28 +272,12 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   TESSERA_CHECK_ARG(cache.page_size == shape.page_size, cache.name,
                     "page_size " + std::to_string(shape.page_size) + " (the plan shape)",
                     "page_size " + std::to_string(cache.page_size));
-  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
-  const auto aligned16 = [](int64_t bytes) { return bytes % 16 == 0; };
-  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(cache.k_data) % 16 == 0 &&
-                        reinterpret_cast<uintptr_t>(cache.v_data) % 16 == 0 &&
-                        aligned16(cache.stride_page * element_bytes) &&
-                        aligned16(cache.stride_entry * element_bytes) &&
-                        aligned16(cache.stride_head * element_bytes),
-                    cache.name, "16-byte aligned data and page/entry/head strides",
-                    "an unaligned KV cache");
-  const TensorView indices_view = index_view(kv_indices, "kv_indices", qv);
-  const TensorView indptr_view = index_view(kv_indptr, "kv_indptr", qv);
-  const TensorView last_view = index_view(kv_last_page_len, "kv_last_page_len", qv);
-  TESSERA_CHECK_ARG(indptr_view.size(0) >= batch + 1, "kv_indptr",
-                    "at least batch_size + 1 = " + std::to_string(batch + 1) + " entries",
-                    std::to_string(indptr_view.size(0)));
-  TESSERA_CHECK_ARG(last_view.size(0) >= batch, "kv_last_page_len",
-                    "at least batch_size = " + std::to_string(batch) + " entries",
-                    std::to_string(last_view.size(0)));
-  TESSERA_CHECK_ARG(indices_view.numel() >= s.planned_kv_indptr.back(), "kv_indices",
-                    "at least kv_indptr[batch] = " + std::to_string(s.planned_kv_indptr.back()) +
-                        " page indices (as plan() saw)",
-                    std::to_string(indices_view.numel()) + " page indices");
+  detail::expect_rows_aligned16(cache);
+  const detail::PagedIndexViews index = detail::resolve_paged_indices(
+      kv_indices, kv_indptr, kv_last_page_len, qv, batch, s.planned_kv_indptr.back());
+  const TensorView& indices_view = index.indices;
+  const TensorView& indptr_view = index.indptr;
+  const TensorView& last_view = index.last_page_len;
   resolve_variant_into(options, qv, l);
   if (batch == 0) return;
 

@@ -59,6 +59,14 @@ int64_t prefill_device_sm_count(int device_id) {
   return count;
 }
 
+std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
+                                   int device_id, bool paged) {
+  validate_prefill_shape(shape, paged);
+  validate_prefill_bounds(bounds);
+  plan::PrefillDerivedBounds derived;
+  return prefill_layout(shape, bounds, prefill_device_sm_count(device_id), derived).total_bytes;
+}
+
 PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
                                    bool paged, void* workspace, std::size_t workspace_bytes,
                                    int device_id)

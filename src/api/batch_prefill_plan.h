@@ -39,6 +39,10 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
 
 int64_t prefill_device_sm_count(int device_id);
 
+// workspace_size_bytes of either wrapper (validates shape and bounds first).
+std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
+                                   int device_id, bool paged);
+
 class PrefillPlanState {
  public:
   PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds, bool paged,

@@ -32,4 +32,10 @@ ContiguousKV resolve_contiguous_kv(const TensorView& k, const TensorView& v, KVL
   return out;
 }
 
+void expect_rows_aligned16(const TensorView& t) {
+  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(16), t.name(),
+                    "16-byte aligned data and strides (the kernel moves 16-byte rows)",
+                    "unaligned data or strides");
+}
+
 }  // namespace tessera::detail

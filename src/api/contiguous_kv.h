@@ -24,4 +24,8 @@ struct ContiguousKV {
 ContiguousKV resolve_contiguous_kv(const TensorView& k, const TensorView& v, KVLayout layout,
                                    int64_t num_qo_heads);
 
+// Throws naming the tensor unless its data and strides are 16-byte aligned
+// (the prefill kernels move 16-byte rows of q, k, v and out); empty passes.
+void expect_rows_aligned16(const TensorView& t);
+
 }  // namespace tessera::detail

@@ -91,8 +91,6 @@ void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& vari
               " with KV " + dtype_name(l.kv.dtype));
 }
 
-bool aligned16(const void* pointer) { return reinterpret_cast<uintptr_t>(pointer) % 16 == 0; }
-
 }  // namespace
 
 void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
@@ -102,13 +100,7 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
     throw Error("tessera: decode: num_qo_heads " + std::to_string(l.num_qo_heads) +
                 " is not a multiple of num_kv_heads " + std::to_string(l.num_kv_heads));
   }
-  const int64_t element_bytes = static_cast<int64_t>(dtype_size_bytes(l.kv.dtype));
-  const bool kv_aligned = aligned16(l.kv.k_data) && aligned16(l.kv.v_data) &&
-                          (l.kv.stride_page * element_bytes) % 16 == 0 &&
-                          (l.kv.stride_entry * element_bytes) % 16 == 0 &&
-                          (l.kv.stride_head * element_bytes) % 16 == 0;
-  TESSERA_CHECK_ARG(kv_aligned, l.kv.name, "16-byte aligned data and page/entry/head strides",
-                    "an unaligned KV cache");
+  expect_rows_aligned16(l.kv);
   if (l.max_work_units < 1 || l.num_kv_heads > 65535) {
     throw Error("tessera: decode: grid (" + std::to_string(l.max_work_units) + ", " +
                 std::to_string(l.num_kv_heads) + ") out of range");

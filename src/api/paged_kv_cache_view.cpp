@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "api/index_tensor.h"
 #include "tessera/core/error.h"
 
 namespace tessera::detail {
@@ -65,6 +66,39 @@ ResolvedPagedKV resolve_paged_kv_cache(const PagedKVCacheArg& cache) {
   TESSERA_CHECK_ARG(out.head_dim >= 1, out.name, "head_dim >= 1",
                     "head_dim " + std::to_string(out.head_dim));
   return out;
+}
+
+bool rows_aligned16(const ResolvedPagedKV& cache) {
+  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
+  const auto aligned = [](int64_t bytes) { return bytes % 16 == 0; };
+  return reinterpret_cast<uintptr_t>(cache.k_data) % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(cache.v_data) % 16 == 0 &&
+         aligned(cache.stride_page * element_bytes) &&
+         aligned(cache.stride_entry * element_bytes) && aligned(cache.stride_head * element_bytes);
+}
+
+void expect_rows_aligned16(const ResolvedPagedKV& cache) {
+  TESSERA_CHECK_ARG(rows_aligned16(cache), cache.name,
+                    "16-byte aligned data and page/entry/head strides", "an unaligned KV cache");
+}
+
+PagedIndexViews resolve_paged_indices(const DLTensor& kv_indices, const DLTensor& kv_indptr,
+                                      const DLTensor& kv_last_page_len, const TensorView& reference,
+                                      int64_t batch, int64_t planned_pages) {
+  PagedIndexViews v{index_view(kv_indices, "kv_indices", reference),
+                    index_view(kv_indptr, "kv_indptr", reference),
+                    index_view(kv_last_page_len, "kv_last_page_len", reference)};
+  TESSERA_CHECK_ARG(v.indptr.size(0) >= batch + 1, "kv_indptr",
+                    "at least batch_size + 1 = " + std::to_string(batch + 1) + " entries",
+                    std::to_string(v.indptr.size(0)));
+  TESSERA_CHECK_ARG(v.last_page_len.size(0) >= batch, "kv_last_page_len",
+                    "at least batch_size = " + std::to_string(batch) + " entries",
+                    std::to_string(v.last_page_len.size(0)));
+  TESSERA_CHECK_ARG(v.indices.numel() >= planned_pages, "kv_indices",
+                    "at least kv_indptr[batch] = " + std::to_string(planned_pages) +
+                        " page indices (as plan() saw)",
+                    std::to_string(v.indices.numel()) + " page indices");
+  return v;
 }
 
 }  // namespace tessera::detail

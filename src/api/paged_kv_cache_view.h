@@ -26,4 +26,22 @@ struct ResolvedPagedKV {
 
 ResolvedPagedKV resolve_paged_kv_cache(const PagedKVCacheArg& cache);
 
+// Whether K and V data and every stride are 16-byte aligned (the attention
+// kernels gather rows with 16-byte copies).
+bool rows_aligned16(const ResolvedPagedKV& cache);
+// Throws naming the cache when they are not.
+void expect_rows_aligned16(const ResolvedPagedKV& cache);
+
+// The device index arrays of a paged batch (int32, on `reference`'s device),
+// checked against what plan() saw: kv_indptr >= batch + 1 entries,
+// kv_last_page_len >= batch, kv_indices >= planned_pages.
+struct PagedIndexViews {
+  TensorView indices;
+  TensorView indptr;
+  TensorView last_page_len;
+};
+PagedIndexViews resolve_paged_indices(const DLTensor& kv_indices, const DLTensor& kv_indptr,
+                                      const DLTensor& kv_last_page_len, const TensorView& reference,
+                                      int64_t batch, int64_t planned_pages);
+
 }  // namespace tessera::detail

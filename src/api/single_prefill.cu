@@ -20,15 +20,9 @@ namespace tessera {
 
 namespace {
 
-constexpr std::size_t kRowAlignmentBytes = 16;  // cp.async / uint4 rows
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxGridY = 65535;
 
-void check_rows_aligned(const TensorView& t) {
-  TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kRowAlignmentBytes), t.name(),
-                    "16-byte aligned data and strides (the kernel moves 16-byte rows)",
-                    "unaligned data or strides");
-}
 
 void check_kv_tensor(const TensorView& t, const TensorView& q) {
   t.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
@@ -37,7 +31,7 @@ void check_kv_tensor(const TensorView& t, const TensorView& q) {
                     dtype_name(t.dtype()));
   expect_same_device(q, t);
   t.expect_size(2, q.size(2), "head_dim (as q)");
-  check_rows_aligned(t);
+  detail::expect_rows_aligned16(t);
 }
 
 struct Launch {
@@ -120,7 +114,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
   TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
                     std::to_string(num_qo_heads));
-  check_rows_aligned(qv);
+  detail::expect_rows_aligned16(qv);
 
   const TensorView kv(k, "k");
   const TensorView vv(v, "v");
@@ -140,7 +134,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   expect_same_shape(qv, ov);
   expect_same_device(qv, ov);
   expect_identical_or_disjoint(qv, ov);
-  check_rows_aligned(ov);
+  detail::expect_rows_aligned16(ov);
   float* lse_data = nullptr;
   if (lse != nullptr) {
     const TensorView lv(*lse, "lse");
