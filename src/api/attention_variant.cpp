@@ -39,6 +39,12 @@ attention::VariantKind select_variant(const AttentionOptions& options) {
                         options.pos_encoding_mode == PosEncodingMode::kAlibi,
                     kOptions, "alibi_slopes only with pos_encoding_mode kAlibi",
                     "alibi_slopes without kAlibi");
+  if (options.jit_variant != nullptr) {
+    TESSERA_CHECK_ARG(options.pos_encoding_mode == PosEncodingMode::kNone, kOptions,
+                      "pos_encoding_mode kNone with a jit_variant (the variant is the encoding)",
+                      "another pos_encoding_mode");
+    return VariantKind::kJit;
+  }
   switch (options.pos_encoding_mode) {
     case PosEncodingMode::kNone:
       if (soft_cap && window) return VariantKind::kSoftCapSlidingWindow;
@@ -80,6 +86,9 @@ ResolvedVariant resolve_variant(const AttentionOptions& options, int64_t head_di
   p.alibi_slopes = nullptr;
   p.rope_rcp_scale = static_cast<float>(1.0 / options.rope_scale);
   p.rope_log2_theta = static_cast<float>(std::log2(options.rope_theta));
+  if (out.kind == attention::VariantKind::kJit) {
+    options.jit_variant->extra_params().copy_to(p.extra);  // names an unset parameter
+  }
   if (out.kind == attention::VariantKind::kAlibi) {
     if (options.alibi_slopes != nullptr) {
       const TensorView slopes(*options.alibi_slopes, "alibi_slopes");
@@ -107,8 +116,24 @@ const char* variant_name(attention::VariantKind kind) {
     case attention::VariantKind::kSoftCapSlidingWindow: return "soft-cap + sliding window";
     case attention::VariantKind::kAlibi: return "ALiBi";
     case attention::VariantKind::kRopeLlama: return "RoPE-Llama";
+    case attention::VariantKind::kJit: return "JIT";
   }
   return "unknown";
+}
+
+const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kernel, DType q_dtype,
+                           DType kv_dtype, int64_t head_dim) {
+  if (options.jit_variant == nullptr) return nullptr;
+  const jit::VariantSpec& spec = options.jit_variant->spec();
+  const std::string wanted = std::string(jit::kernel_kind_name(kernel)) + ", q " +
+                             dtype_name(q_dtype) + ", kv " + dtype_name(kv_dtype) + ", head_dim " +
+                             std::to_string(head_dim);
+  const std::string got = std::string(jit::kernel_kind_name(spec.kernel)) + ", q " +
+                          dtype_name(spec.q_dtype) + ", kv " + dtype_name(spec.kv_dtype) +
+                          ", head_dim " + std::to_string(spec.head_dim);
+  TESSERA_CHECK_ARG(wanted == got, kOptions, "a jit_variant compiled for " + wanted,
+                    "one compiled for " + got);
+  return options.jit_variant->kernel();
 }
 
 }  // namespace tessera::detail

@@ -10,6 +10,8 @@
 
 #include "tessera/api/attention_options.h"
 #include "tessera/attention/variant_params.h"
+#include "tessera/core/dtype.h"
+#include "tessera/jit/jit.h"
 
 namespace tessera::detail {
 
@@ -33,5 +35,11 @@ ResolvedVariant resolve_variant(const AttentionOptions& options, int64_t head_di
 double resolved_sm_scale(const AttentionOptions& options, int64_t head_dim);
 
 const char* variant_name(attention::VariantKind kind);
+
+// For VariantKind::kJit: the loaded kernel of options.jit_variant, after
+// checking its spec against the call (kernel kind, dtypes, head_dim; named
+// "options"). Null when options.jit_variant is null.
+const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kernel, DType q_dtype,
+                           DType kv_dtype, int64_t head_dim);
 
 }  // namespace tessera::detail

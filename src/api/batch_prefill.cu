@@ -86,7 +86,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
 }
 
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
-                          detail::BatchPrefillLaunch& l) {
+                          jit::KernelKind kernel, detail::BatchPrefillLaunch& l) {
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   using attention::VariantKind;
@@ -96,6 +96,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   l.variant_kind = variant.kind;
   l.variant = variant.params;
+  l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), qv.dtype(), l.head_dim);
 }
 
 // Whether the stream captures; validation (device reads) is refused then.
@@ -183,7 +184,7 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   TESSERA_CHECK_ARG(kv_view.size(0) >= s.plan.batch() + 1, "kv_indptr",
                     "at least batch_size + 1 = " + std::to_string(s.plan.batch() + 1) + " entries",
                     std::to_string(kv_view.size(0)));
-  resolve_variant_into(options, qv, l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillRagged, l);
   if (s.plan.batch() == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
@@ -278,7 +279,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const TensorView& indices_view = index.indices;
   const TensorView& indptr_view = index.indptr;
   const TensorView& last_view = index.last_page_len;
-  resolve_variant_into(options, qv, l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged, l);
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);

@@ -74,12 +74,16 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.head_dim = kHeadDim;
   p.schedule = l.schedule;
   p.variant = variant;
-  const auto kernel = prefill::batch_prefill_kernel<Traits, Variant, T, Kv>;
+  const void* kernel =
+      l.jit_kernel != nullptr
+          ? l.jit_kernel
+          : reinterpret_cast<const void*>(prefill::batch_prefill_kernel<Traits, Variant, T, Kv>);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>(l.max_ctas), static_cast<unsigned>(l.num_kv_heads));
-  kernel<<<grid, prefill::kThreads, Traits::kSharedBytes, stream>>>(p);
-  TESSERA_CHECK_LAUNCH();
+  void* args[] = {&p};
+  TESSERA_CUDA_CHECK(
+      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, Traits::kSharedBytes, stream));
   if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
 }
 
@@ -109,6 +113,8 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
       return dispatch_prefill_types<KvOf, attention::SlidingWindowVariant>(l, params, stream);
     case VariantKind::kAlibi:
       return dispatch_prefill_types<KvOf, attention::AlibiVariant>(l, params, stream);
+    case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types
+      return dispatch_prefill_types<KvOf, attention::PlainVariant>(l, params, stream);
     default:
       throw Error("tessera: batch prefill: no kernel for this variant");
   }

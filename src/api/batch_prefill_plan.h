@@ -115,6 +115,7 @@ struct BatchPrefillLaunch {
   int64_t max_merge_tiles;
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
+  const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null
 };
 
 void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

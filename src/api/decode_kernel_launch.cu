@@ -26,7 +26,7 @@ using attention::VariantKind;
 
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
 void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
-                     cudaStream_t stream) {
+                     const void* jit_kernel, cudaStream_t stream) {
   using Traits = decode::DecodeTraits<QT, KVT, kHeadDim>;
   decode::DecodeParams<QT, KVT> p{};
   p.q = static_cast<const QT*>(l.q);
@@ -53,22 +53,27 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   p.schedule = l.schedule;
   p.variant = variant;
 
-  const auto kernel = decode::decode_kernel<Traits, Variant>;
+  // A JIT variant's kernel takes the same parameters (only the variant type
+  // differs), so it launches exactly like the AOT one.
+  const void* kernel = jit_kernel != nullptr
+                           ? jit_kernel
+                           : reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>(l.max_work_units), static_cast<unsigned>(l.num_kv_heads));
-  kernel<<<grid, decode::kThreads, Traits::kSharedBytes, stream>>>(p);
-  TESSERA_CHECK_LAUNCH();
+  void* args[] = {&p};
+  TESSERA_CUDA_CHECK(
+      cudaLaunchKernel(kernel, grid, dim3(decode::kThreads), args, Traits::kSharedBytes, stream));
 }
 
 template <typename QT, typename KVT, typename Variant>
 void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
-                       cudaStream_t stream) {
+                       const void* jit_kernel, cudaStream_t stream) {
   switch (l.head_dim) {
-    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, stream);
-    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, stream);
-    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, stream);
+    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, jit_kernel, stream);
+    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, jit_kernel, stream);
+    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, jit_kernel, stream);
     default:
       throw Error("tessera: decode: head_dim " + std::to_string(l.head_dim) +
                   " has no kernel (64, 128, 256)");
@@ -77,15 +82,15 @@ void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& va
 
 template <typename Variant>
 void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
-                     cudaStream_t stream) {
+                     cudaStream_t stream, const void* jit_kernel = nullptr) {
   const bool fp8 = l.kv.dtype == DType::kFloat8E4M3;
   if (l.q_dtype == DType::kBFloat16 && (fp8 || l.kv.dtype == DType::kBFloat16)) {
-    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, stream);
-    return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, stream);
+    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, jit_kernel, stream);
+    return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, jit_kernel, stream);
   }
   if (l.q_dtype == DType::kFloat16 && (fp8 || l.kv.dtype == DType::kFloat16)) {
-    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, stream);
-    return dispatch_head_dim<half_t, half_t, Variant>(l, variant, stream);
+    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, jit_kernel, stream);
+    return dispatch_head_dim<half_t, half_t, Variant>(l, variant, jit_kernel, stream);
   }
   throw Error(std::string("tessera: decode: no kernel for q ") + dtype_name(l.q_dtype) +
               " with KV " + dtype_name(l.kv.dtype));
@@ -122,6 +127,12 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       return dispatch_dtypes<attention::AlibiVariant>(l, params, stream);
     case VariantKind::kRopeLlama:
       return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
+    case VariantKind::kJit:
+      // The plain instantiation only supplies the parameter types.
+      return dispatch_dtypes<attention::PlainVariant>(
+          l, params, stream,
+          jit_kernel_for(l.options, jit::KernelKind::kBatchDecode, l.q_dtype, l.kv.dtype,
+                         l.head_dim));
   }
 }
 

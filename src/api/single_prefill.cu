@@ -46,6 +46,7 @@ struct Launch {
   int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
   bool causal;
   attention::VariantParams variant;
+  const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
 };
 
 template <typename T, int kHeadDim, typename Variant>
@@ -70,12 +71,17 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.causal = l.causal;
   p.variant = l.variant;
 
-  const auto kernel = prefill::single_prefill_kernel<Traits, Variant, T>;
+  const void* kernel =
+      l.jit_kernel != nullptr
+          ? l.jit_kernel
+          : reinterpret_cast<const void*>(prefill::single_prefill_kernel<Traits, Variant, T>);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>((l.qo_len + prefill::kQTile - 1) / prefill::kQTile),
                   static_cast<unsigned>(l.num_qo_heads));
-  kernel<<<grid, prefill::kThreads, Traits::kSharedBytes, stream>>>(p);
+  void* args[] = {&p};
+  TESSERA_CUDA_CHECK(
+      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, Traits::kSharedBytes, stream));
   TESSERA_CHECK_LAUNCH();
 }
 
@@ -182,6 +188,10 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
       return dispatch_dtype<attention::SlidingWindowVariant>(l, qv.dtype(), stream);
     case VariantKind::kAlibi:
       return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
+    case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
+      l.jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill, qv.dtype(),
+                                            qv.dtype(), head_dim);
+      return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
     default:
       throw Error("tessera: prefill: no kernel for this variant");
   }

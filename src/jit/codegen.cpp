@@ -5,7 +5,19 @@
 
 #include "tessera/core/error.h"
 
-namespace tessera::jit::detail {
+namespace tessera::jit {
+
+const char* kernel_kind_name(KernelKind kind) {
+  switch (kind) {
+    case KernelKind::kBatchDecode: return "batch_decode";
+    case KernelKind::kSinglePrefill: return "single_prefill";
+    case KernelKind::kBatchPrefillRagged: return "batch_prefill_ragged";
+    case KernelKind::kBatchPrefillPaged: return "batch_prefill_paged";
+  }
+  return "unknown";
+}
+
+namespace detail {
 
 bool is_identifier(const std::string& name) {
   if (name.empty() || !(std::isalpha(static_cast<unsigned char>(name[0])) || name[0] == '_')) {
@@ -32,15 +44,6 @@ bool is_16bit(DType dtype) { return dtype == DType::kFloat16 || dtype == DType::
 
 }  // namespace
 
-const char* kernel_kind_name(KernelKind kind) {
-  switch (kind) {
-    case KernelKind::kBatchDecode: return "batch_decode";
-    case KernelKind::kSinglePrefill: return "single_prefill";
-    case KernelKind::kBatchPrefillRagged: return "batch_prefill_ragged";
-    case KernelKind::kBatchPrefillPaged: return "batch_prefill_paged";
-  }
-  return "unknown";
-}
 
 GeneratedSource generate(const VariantSpec& spec) {
   TESSERA_CHECK_ARG(is_identifier(spec.name), "variant",
@@ -120,4 +123,5 @@ GeneratedSource generate(const VariantSpec& spec) {
   return out;
 }
 
-}  // namespace tessera::jit::detail
+}  // namespace detail
+}  // namespace tessera::jit

@@ -23,8 +23,6 @@ struct GeneratedSource {
 // identifier, empty source, dtype / head_dim the kernel has no template for).
 GeneratedSource generate(const VariantSpec& spec);
 
-const char* kernel_kind_name(KernelKind kind);
-
 bool is_identifier(const std::string& name);
 
 }  // namespace tessera::jit::detail

@@ -93,7 +93,7 @@ std::string key_text(const VariantSpec& spec, const CompileOptions& options) {
   text += "\nnvrtc " + detail::nvrtc_version();
   text += "\narch " + options.arch;
   text += "\nkernel ";
-  text += detail::kernel_kind_name(spec.kernel);
+  text += kernel_kind_name(spec.kernel);
   text += "\nq ";
   text += dtype_name(spec.q_dtype);
   text += "\nkv ";

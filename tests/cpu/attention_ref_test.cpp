@@ -120,6 +120,16 @@ TEST(AttentionReference, StandardAlibiSlopes) {
 
 using attention::VariantKind;
 
+TEST(AttentionVariant, JitVariantSelectsKJitAndExcludesPosEncodings) {
+  AttentionOptions o;
+  // select_variant only looks at the pointer (loading one needs a GPU).
+  o.jit_variant = reinterpret_cast<const jit::LoadedVariant*>(uintptr_t{0x100});
+  o.logits_soft_cap = 30;  // still a parameter the variant may read
+  EXPECT_EQ(detail::select_variant(o), VariantKind::kJit);
+  o.pos_encoding_mode = PosEncodingMode::kAlibi;
+  testing::expect_argument_error([&] { detail::select_variant(o); }, "options");
+}
+
 TEST(AttentionVariant, OptionsMapToTheBuiltInList) {
   AttentionOptions o;
   EXPECT_EQ(detail::select_variant(o), VariantKind::kPlain);

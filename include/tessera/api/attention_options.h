@@ -8,6 +8,10 @@
 
 namespace tessera {
 
+namespace jit {
+class LoadedVariant;  // tessera/jit/jit.h
+}  // namespace jit
+
 // FlashInfer's pos_encoding_mode: kRopeLlama rotates q and k (NeoX style) on
 // the fly with positions = the token index in the request (q at kv_len - 1).
 enum class PosEncodingMode { kNone, kRopeLlama, kAlibi };
@@ -25,6 +29,11 @@ struct AttentionOptions {
   // fp8 KV caches store k / k_scale and v / v_scale.
   double k_scale = 1.0;
   double v_scale = 1.0;
+  // A JIT-compiled variant (tessera/jit/jit.h) to run instead of the
+  // built-in ones; its spec's kernel kind, dtypes and head_dim must match
+  // the call (else rejected naming "options"). The fields above still fill
+  // VariantParams for it to read; pos_encoding_mode must stay kNone.
+  const jit::LoadedVariant* jit_variant = nullptr;
 };
 
 }  // namespace tessera

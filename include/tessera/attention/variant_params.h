@@ -17,9 +17,10 @@ enum class VariantKind : int32_t {
   kSoftCapSlidingWindow,  // both (Gemma 2)
   kAlibi,                 // logits += slope_h * (kv_pos - q_pos)
   kRopeLlama,             // q and k rotated (NeoX halves) at their positions
+  kJit,                   // a JIT-compiled user variant (not a built-in struct)
 };
 
-inline constexpr int kNumVariantKinds = 6;
+inline constexpr int kNumVariantKinds = 6;  // the built-in ones (kJit excluded)
 
 // Bytes of JIT variants' extra parameters (scalars and device pointers, laid
 // out by tessera::jit from the variant spec), carried by value in the kernel

@@ -46,6 +46,8 @@ struct ParamSpec {
   ParamType type = ParamType::kFloat;
 };
 
+TESSERA_API const char* kernel_kind_name(KernelKind kind);
+
 struct VariantSpec {
   std::string name;    // the struct's name in `source` (an identifier)
   std::string source;  // C++ defining that struct (may define helpers too)
@@ -106,6 +108,38 @@ struct CompiledKernel {
 
 // Compiles (or finds) the kernel. Thread-safe.
 TESSERA_API CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options = {});
+
+// A variant compiled for the current device's architecture and loaded
+// (cudaLibraryLoadData: usable on every device of the process), with the
+// values of its extra parameters. Pass it as AttentionOptions::jit_variant
+// to the entry point of its kernel kind; set every extra parameter first.
+// Needs a CUDA device. Not thread-safe to modify while a launch reads it.
+class TESSERA_API LoadedVariant {
+ public:
+  // options.arch empty: the current device's (sm_90a on an H100).
+  explicit LoadedVariant(const VariantSpec& spec, CompileOptions options = {""});
+  ~LoadedVariant();
+  LoadedVariant(const LoadedVariant&) = delete;
+  LoadedVariant& operator=(const LoadedVariant&) = delete;
+
+  const VariantSpec& spec() const { return spec_; }
+  ExtraParams& extra_params() { return extra_; }
+  const ExtraParams& extra_params() const { return extra_; }
+  // The kernel handle, usable where the runtime takes a kernel function
+  // (cudaLaunchKernel, cudaFuncSetAttribute).
+  const void* kernel() const { return kernel_; }
+  const CompiledKernel& compiled() const { return compiled_; }
+
+ private:
+  VariantSpec spec_;
+  ExtraParams extra_;
+  CompiledKernel compiled_;
+  void* library_ = nullptr;
+  const void* kernel_ = nullptr;
+};
+
+// "sm_XY" of a device (with "a" for sm_90: the Hopper-only instructions).
+TESSERA_API std::string device_arch(int device);
 
 // Compiles (or finds) every spec on `threads` threads (0: one per CPU), so
 // an engine pays the JIT cost once at start-up. Writes one progress line per

@@ -1,0 +1,210 @@
+// JIT variants on the GPU: a JIT build of a built-in variant launched through
+// the normal entry points is bitwise equal to the AOT kernel (decode, single
+// prefill, ragged and paged batch prefill), and a variant with extra
+// parameters (a per-head logit bias, which shifts lse and leaves out alone)
+// reads them. Needs NVRTC and the device headers (TESSERA_JIT_INCLUDE_PATH
+// on a machine other than the build's).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "support/compare.h"
+#include "support/device_tensor.h"
+#include "support/gpu.h"
+#include "support/host_convert.h"
+#include "support/random.h"
+#include "tessera/api/decode.h"
+#include "tessera/api/prefill.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/jit/jit.h"
+
+namespace tessera {
+namespace {
+
+using testing::DeviceTensor;
+
+// The same arithmetic as attention::PlainVariant and SoftCapVariant.
+constexpr const char* kPlainSource = R"(
+struct JitPlain : VariantBase {
+  float scale_log2;
+  __device__ __forceinline__ JitPlain(const VariantParams& p, int, int)
+      : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return scale_log2; }
+};
+)";
+constexpr const char* kSoftCapSource = R"(
+struct JitSoftCap : VariantBase {
+  static constexpr bool kHasLogitsTransform = true;
+  float q_scale;
+  float cap_log2;
+  __device__ __forceinline__ JitSoftCap(const VariantParams& p, int, int)
+      : q_scale(p.sm_scale * p.k_scale / p.logits_soft_cap), cap_log2(p.logits_soft_cap * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return q_scale; }
+  __device__ __forceinline__ float logits_transform(float dot, int) const {
+    return cap_log2 * tanhf(dot);
+  }
+};
+)";
+constexpr const char* kBiasSource = R"(
+struct JitBias : VariantBase {
+  static constexpr bool kHasLogitsTransform = true;
+  float scale_log2;
+  float bias_log2;
+  __device__ __forceinline__ JitBias(const VariantParams& p, int qo_head, int)
+      : scale_log2(p.sm_scale * kLog2e),
+        bias_log2((extra(p).bias + extra(p).head_bias[qo_head]) * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return scale_log2; }
+  __device__ __forceinline__ float logits_transform(float dot, int) const { return dot + bias_log2; }
+};
+)";
+
+class JitGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = std::filesystem::temp_directory_path() / ("tessera_jit_gpu_" + std::to_string(getpid()));
+    setenv("TESSERA_CACHE_DIR", dir_.c_str(), 1);
+  }
+  void TearDown() override {
+    unsetenv("TESSERA_CACHE_DIR");
+    std::filesystem::remove_all(dir_);
+  }
+  std::filesystem::path dir_;
+};
+
+jit::VariantSpec spec_of(const char* name, const char* source, jit::KernelKind kernel) {
+  jit::VariantSpec spec;
+  spec.name = name;
+  spec.source = source;
+  spec.kernel = kernel;
+  spec.q_dtype = spec.kv_dtype = DType::kBFloat16;
+  spec.head_dim = 128;
+  return spec;
+}
+
+struct Tensors {
+  DeviceTensor q, k, v, out, lse;
+};
+
+// q [qo, 8, 128], k / v [kv, 2, 128] (NHD) with random values.
+Tensors make(int64_t qo_len, int64_t kv_len, testing::Rng& rng, bool decode) {
+  const int64_t hq = 8, hk = 2, d = 128;
+  Tensors t{decode ? DeviceTensor(DType::kBFloat16, {hq, d}) : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
+            DeviceTensor(DType::kBFloat16, {kv_len, hk, d}), DeviceTensor(DType::kBFloat16, {kv_len, hk, d}),
+            decode ? DeviceTensor(DType::kBFloat16, {hq, d}) : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
+            decode ? DeviceTensor(DType::kFloat32, {hq}) : DeviceTensor(DType::kFloat32, {qo_len, hq})};
+  t.q.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.q.numel()))));
+  t.k.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.k.numel()))));
+  t.v.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.v.numel()))));
+  return t;
+}
+
+// Runs `call` with the AOT options and with the JIT variant; returns (out, lse) of each.
+template <typename Call>
+void expect_bitwise_equal(Tensors& t, const AttentionOptions& aot, const AttentionOptions& jit_options,
+                          Call call) {
+  t.out.poison();
+  t.lse.poison();
+  call(aot);
+  const std::vector<float> out_aot = t.out.download(), lse_aot = t.lse.download();
+  t.out.poison();
+  t.lse.poison();
+  call(jit_options);
+  EXPECT_TRUE(testing::all_equal(t.out.download(), out_aot));
+  EXPECT_TRUE(testing::all_equal(t.lse.download(), lse_aot));
+}
+
+TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CudaStream stream;
+  for (const bool soft_cap : {false, true}) {
+    SCOPED_TRACE(soft_cap ? "soft-cap" : "plain");
+    AttentionOptions aot;
+    if (soft_cap) aot.logits_soft_cap = 20.0;
+    const char* name = soft_cap ? "JitSoftCap" : "JitPlain";
+    const char* source = soft_cap ? kSoftCapSource : kPlainSource;
+
+    jit::LoadedVariant decode_variant(spec_of(name, source, jit::KernelKind::kBatchDecode));
+    AttentionOptions with_jit = aot;
+    with_jit.jit_variant = &decode_variant;
+    Tensors d = make(1, 3000, rng, true);
+    expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = d.lse.dl();
+      single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
+                                  o, stream.get());
+      stream.synchronize();
+    });
+
+    jit::LoadedVariant prefill_variant(spec_of(name, source, jit::KernelKind::kSinglePrefill));
+    with_jit.jit_variant = &prefill_variant;
+    Tensors p = make(200, 700, rng, false);
+    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = p.lse.dl();
+      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
+                                   true, o, stream.get());
+      stream.synchronize();
+    });
+
+    // Ragged batch prefill: two requests over the same tensors.
+    jit::LoadedVariant ragged_variant(spec_of(name, source, jit::KernelKind::kBatchPrefillRagged));
+    with_jit.jit_variant = &ragged_variant;
+    const std::vector<int32_t> qo_indptr = {0, 150, 200}, kv_indptr = {0, 500, 700};
+    DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
+    qo_dev.upload_ints({0, 150, 200});
+    kv_dev.upload_ints({0, 500, 700});
+    const PrefillPlanShape shape{8, 2, 128, 0};
+    const PrefillPlanBounds bounds{2, 200};
+    const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
+    DeviceBuffer workspace(bytes);
+    BatchPrefillWithRaggedKVCache ragged(shape, bounds, workspace.data(), bytes, 0);
+    ragged.plan(qo_indptr, kv_indptr, true, stream.get());
+    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = p.lse.dl();
+      ragged.run(p.q.dl(), p.k.dl(), p.v.dl(), qo_dev.dl(), kv_dev.dl(), p.out.dl(), &lse, o,
+                 stream.get());
+      stream.synchronize();
+    });
+  }
+}
+
+TEST_F(JitGpu, ExtraParametersReachTheVariant) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CudaStream stream;
+  jit::VariantSpec spec = spec_of("JitBias", kBiasSource, jit::KernelKind::kSinglePrefill);
+  spec.params = {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}};
+  jit::LoadedVariant variant(spec);
+  const std::vector<float> head_bias = {0.f, 1.f, -2.f, 0.5f, 3.f, -1.f, 0.25f, 2.f};
+  DeviceTensor head_bias_dev(DType::kFloat32, {8});
+  head_bias_dev.upload(head_bias);
+  variant.extra_params().set("bias", 0.75f).set("head_bias",
+                                                static_cast<const float*>(head_bias_dev.data()));
+  Tensors p = make(64, 300, rng, false);
+  AttentionOptions plain;
+  AttentionOptions biased;
+  biased.jit_variant = &variant;
+  DLTensor lse = p.lse.dl();
+  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
+                               true, plain, stream.get());
+  stream.synchronize();
+  const std::vector<float> out_plain = p.out.download(), lse_plain = p.lse.download();
+  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
+                               true, biased, stream.get());
+  stream.synchronize();
+  // A constant logit bias per head leaves softmax alone and shifts lse (base 2).
+  const std::vector<float> out_biased = p.out.download(), lse_biased = p.lse.download();
+  std::vector<double> expected_out(out_plain.begin(), out_plain.end());
+  EXPECT_TRUE(testing::all_close(out_biased, expected_out, testing::tolerance_for(DType::kBFloat16)));
+  for (std::size_t i = 0; i < lse_plain.size(); ++i) {
+    const double shift = (0.75 + head_bias[i % 8]) / std::log(2.0);
+    EXPECT_NEAR(lse_biased[i], lse_plain[i] + shift, 2e-3 * (1 + std::fabs(lse_plain[i])));
+  }
+}
+
+}  // namespace
+}  // namespace tessera
