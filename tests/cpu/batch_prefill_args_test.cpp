@@ -65,5 +65,22 @@ TEST(BatchPrefillArgs, PagedRejectsBadShapeBoundsAndWorkspace) {
   }, "bounds");
 }
 
+TEST(BatchPrefillArgs, BlockSparseRejectsBadBlockShapeAndBounds) {
+  const auto size = [](BlockSparseShape shape, BlockSparseBounds bounds) {
+    return [shape, bounds] { BlockSparseAttention::workspace_size_bytes(shape, bounds, 0); };
+  };
+  const BlockSparseShape good{32, 8, 128, 16, 16};
+  BlockSparseShape bad = good;
+  bad.block_rows = 0;
+  expect_argument_error(size(bad, {4}), "shape");
+  bad = good;
+  bad.block_cols = 0;
+  expect_argument_error(size(bad, {4}), "shape");
+  expect_argument_error(size(good, {0}), "bounds");
+  bad = good;
+  bad.head_dim = 96;  // the paged shape's check
+  expect_argument_error(size(bad, {4}), "shape");
+}
+
 }  // namespace
 }  // namespace tessera

@@ -341,6 +341,79 @@ TEST(BatchPrefill, VariantsMatchReference) {
   }
 }
 
+// Block-sparse (BSR) attention: block row i of R queries attends to the
+// block columns indices[indptr[i] .. indptr[i + 1]) of C keys each, in that
+// order; rows with no blocks give 0 / -inf. R and C include 1 (vector
+// sparsity) and values that do not divide the kernel's tiles.
+TEST(BlockSparse, RandomPatternsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const int64_t hq = 8, hk = 2, d = 128;
+  const int64_t shapes[][2] = {{16, 16}, {1, 1}, {64, 5}, {3, 64}};
+  for (const auto& rc : shapes) {
+    const int64_t r = rc[0], c = rc[1];
+    const int64_t block_rows = 24, block_cols = 40;
+    SCOPED_TRACE("R " + std::to_string(r) + ", C " + std::to_string(c));
+    std::vector<int32_t> indptr = {0}, indices;
+    for (int64_t i = 0; i < block_rows; ++i) {
+      const int64_t nnz = i == 3 ? 0 : rng.integer(1, 12);  // row 3 attends to nothing
+      std::vector<int32_t> cols(static_cast<std::size_t>(block_cols));
+      std::iota(cols.begin(), cols.end(), 0);
+      std::shuffle(cols.begin(), cols.end(), std::mt19937(static_cast<uint32_t>(rng.integer(0, 1 << 30))));
+      indices.insert(indices.end(), cols.begin(), cols.begin() + nnz);
+      indptr.push_back(static_cast<int32_t>(indices.size()));
+    }
+    const int64_t m = block_rows * r, n = block_cols * c;
+    const auto q_host = testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(m * hq * d)));
+    const auto k_host = testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(n * hk * d)));
+    const auto v_host = testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(n * hk * d)));
+    DeviceTensor q(DType::kBFloat16, {m, hq, d}), k(DType::kBFloat16, {n, hk, d}),
+        v(DType::kBFloat16, {n, hk, d}), out(DType::kBFloat16, {m, hq, d}),
+        lse(DType::kFloat32, {m, hq});
+    q.upload(q_host);
+    k.upload(k_host);
+    v.upload(v_host);
+    out.poison();
+    lse.poison();
+    DeviceTensor indptr_dev = int_tensor(indptr), indices_dev = int_tensor(indices);
+    const BlockSparseShape shape{hq, hk, d, r, c};
+    const BlockSparseBounds bounds{block_rows};
+    const std::size_t bytes = BlockSparseAttention::workspace_size_bytes(shape, bounds, 0);
+    DeviceBuffer workspace(bytes);
+    BlockSparseAttention attention(shape, bounds, workspace.data(), bytes, 0);
+    CudaStream stream;
+    attention.plan(indptr, indices, stream.get());
+    DLTensor lse_dl = lse.dl();
+    attention.run(q.dl(), k.dl(), v.dl(), indptr_dev.dl(), indices_dev.dl(), out.dl(), &lse_dl,
+                  AttentionOptions{}, stream.get(), Validate::kOn);
+    stream.synchronize();
+
+    Expected e;
+    const int64_t key_row = hk * d;
+    for (int64_t i = 0; i < block_rows; ++i) {
+      std::vector<float> kb, vb;
+      for (int32_t j = indptr[i]; j < indptr[i + 1]; ++j) {
+        const auto first = k_host.begin() + indices[j] * c * key_row;
+        kb.insert(kb.end(), first, first + c * key_row);
+        const auto vfirst = v_host.begin() + indices[j] * c * key_row;
+        vb.insert(vb.end(), vfirst, vfirst + c * key_row);
+      }
+      reference::AttentionRefParams p;
+      p.qo_len = r;
+      p.kv_len = static_cast<int64_t>(kb.size()) / key_row;
+      p.num_qo_heads = hq;
+      p.num_kv_heads = hk;
+      p.head_dim = d;
+      const std::span<const float> qb(q_host.data() + i * r * hq * d, static_cast<std::size_t>(r * hq * d));
+      const auto res = reference::attention_reference(qb, kb, vb, p);
+      e.out.insert(e.out.end(), res.out.begin(), res.out.end());
+      e.lse.insert(e.lse.end(), res.lse.begin(), res.lse.end());
+    }
+    EXPECT_TRUE(testing::all_close(out.download(), e.out, testing::tolerance_for(DType::kBFloat16)));
+    EXPECT_TRUE(testing::lse_close(lse.download(), e.lse, kLseTolerance));
+  }
+}
+
 // The serving loop: run() captured once at the bounds, replayed after plan()
 // with other lengths (query and KV) each time.
 TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {

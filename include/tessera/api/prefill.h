@@ -123,4 +123,53 @@ class TESSERA_API BatchPrefillWithPagedKVCache {
   std::unique_ptr<State> state_;
 };
 
+// Block-sparse attention (FlashInfer's BlockSparseAttentionWrapper): q [M,
+// Hq, D] in block rows of R queries, k / v [N, Hk, D] in block columns of C
+// keys; block row i attends to the block columns indices[indptr[i] ..
+// indptr[i + 1]) (BSR), every key of those blocks (no causal mask: the
+// pattern is the mask). C may be any value >= 1 (C = 1: vector sparsity).
+// Runs on the paged prefill kernel (a block row is a request, a block column
+// a page), so the same plan/run and CUDA-graph rules apply; a block row with
+// no blocks gets out 0 and lse -inf.
+struct BlockSparseShape {
+  int64_t num_qo_heads = 0;
+  int64_t num_kv_heads = 0;
+  int64_t head_dim = 0;
+  int64_t block_rows = 1;  // R
+  int64_t block_cols = 1;  // C
+};
+
+struct BlockSparseBounds {
+  int64_t max_block_rows = 0;  // M / R of any plan
+};
+
+class TESSERA_API BlockSparseAttention {
+ public:
+  BlockSparseAttention(const BlockSparseShape& shape, const BlockSparseBounds& bounds,
+                       void* workspace, std::size_t workspace_bytes, int device_id);
+  ~BlockSparseAttention();
+  BlockSparseAttention(const BlockSparseAttention&) = delete;
+  BlockSparseAttention& operator=(const BlockSparseAttention&) = delete;
+
+  static std::size_t workspace_size_bytes(const BlockSparseShape& shape,
+                                          const BlockSparseBounds& bounds, int device_id);
+
+  // indptr [M / R + 1], indices [indptr.back()] (block column ids < N / C):
+  // host arrays, the values run() receives on the device.
+  void plan(std::span<const int32_t> indptr, std::span<const int32_t> indices,
+            cudaStream_t stream);
+
+  // q [M, Hq, D] (M = planned block rows x R), k, v [N, Hk, D] with N a
+  // multiple of C and one stride set, out like q, lse null or float32 [M, Hq];
+  // indptr / indices: int32 device copies of plan()'s arrays.
+  void run(const DLTensor& q, const DLTensor& k, const DLTensor& v, const DLTensor& indptr,
+           const DLTensor& indices, const DLTensor& out, const DLTensor* lse,
+           const AttentionOptions& options, cudaStream_t stream,
+           Validate validate = Validate::kFromEnv);
+
+ private:
+  struct State;
+  std::unique_ptr<State> state_;
+};
+
 }  // namespace tessera
