@@ -73,7 +73,7 @@ grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Z
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
   step "compute-sanitizer memcheck (all gpu tests)" "$logs/memcheck.log" \
-    timeout 300 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
+    timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
     "$bin/tessera_gpu_tests"
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),

@@ -236,6 +236,9 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   // Validates the options and the ALiBi slopes tensor (named errors).
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, shape.head_dim, shape.num_qo_heads, qv.device());
+  // A JIT variant for another kernel is rejected here, not mid-capture.
+  detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode, qv.dtype(), cache.dtype,
+                         shape.head_dim);
   detail::expect_rows_aligned16(cache);  // the kernel gathers K/V rows with 16-byte cp.async
   if (batch == 0) return;
 

@@ -116,6 +116,8 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   }
   detail::ResolvedVariant variant =
       detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
+  // A JIT variant for another kernel is rejected before any allocation.
+  detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode, qv.dtype(), kv.dtype(), head_dim);
   if (num_qo_heads == 0) return;  // nothing to compute
 
   // ---- the one-page view of K/V

@@ -156,6 +156,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
                         variant.kind != VariantKind::kSoftCapSlidingWindow,
                     "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
+  detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill, qv.dtype(), qv.dtype(), head_dim);
   if (qo_len == 0 || num_qo_heads == 0) return;  // nothing to compute
 
   Launch l{};

@@ -1,6 +1,7 @@
 // JIT variants on the GPU: a JIT build of a built-in variant launched through
 // the normal entry points is bitwise equal to the AOT kernel (decode, single
-// prefill, ragged and paged batch prefill), and a variant with extra
+// prefill, ragged and paged batch prefill; this assumes NVRTC and the nvcc
+// that built libtessera are one toolkit version), and a variant with extra
 // parameters (a per-head logit bias, which shifts lse and leaves out alone)
 // reads them. Needs NVRTC and the device headers (TESSERA_JIT_INCLUDE_PATH
 // on a machine other than the build's).
@@ -167,6 +168,38 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
       DLTensor lse = p.lse.dl();
       ragged.run(p.q.dl(), p.k.dl(), p.v.dl(), qo_dev.dl(), kv_dev.dl(), p.out.dl(), &lse, o,
                  stream.get());
+      stream.synchronize();
+    });
+
+    // Paged batch prefill: the same K/V viewed as pages of 4 rows, in order.
+    jit::LoadedVariant paged_variant(spec_of(name, source, jit::KernelKind::kBatchPrefillPaged));
+    with_jit.jit_variant = &paged_variant;
+    const int64_t page = 4;
+    std::vector<int32_t> page_indptr = {0, 500 / 4, 700 / 4}, last = {4, 4};
+    std::vector<int64_t> page_ids(175);
+    for (int64_t i = 0; i < 175; ++i) page_ids[static_cast<std::size_t>(i)] = i;
+    DeviceTensor pages_dev(DType::kInt32, {175}), page_indptr_dev(DType::kInt32, {3}),
+        last_dev(DType::kInt32, {2});
+    pages_dev.upload_ints(page_ids);
+    page_indptr_dev.upload_ints({0, 125, 175});
+    last_dev.upload_ints({4, 4});
+    int64_t view_shape[4] = {175, page, 2, 128};
+    int64_t view_strides[4] = {page * 256, 256, 128, 1};
+    DLTensor k_pages = p.k.dl(), v_pages = p.v.dl();
+    k_pages.ndim = v_pages.ndim = 4;
+    k_pages.shape = v_pages.shape = view_shape;
+    k_pages.strides = v_pages.strides = view_strides;
+    const PrefillPlanShape paged_shape{8, 2, 128, page};
+    const std::size_t paged_bytes =
+        BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape, bounds, 0);
+    DeviceBuffer paged_workspace(paged_bytes);
+    BatchPrefillWithPagedKVCache paged(paged_shape, bounds, paged_workspace.data(), paged_bytes, 0);
+    paged.plan(qo_indptr, page_indptr, last, true, stream.get());
+    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = p.lse.dl();
+      paged.run(p.q.dl(), PagedKVCacheArg::separate(k_pages, v_pages, KVLayout::kNHD),
+                pages_dev.dl(), qo_dev.dl(), page_indptr_dev.dl(), last_dev.dl(), p.out.dl(), &lse,
+                o, stream.get());
       stream.synchronize();
     });
   }

@@ -114,6 +114,10 @@ TESSERA_API CompiledKernel compile(const VariantSpec& spec, const CompileOptions
 // values of its extra parameters. Pass it as AttentionOptions::jit_variant
 // to the entry point of its kernel kind; set every extra parameter first.
 // Needs a CUDA device. Not thread-safe to modify while a launch reads it.
+// Keep it alive while launches that use it may still run, and while a CUDA
+// graph captured with it exists: destroying it unloads the kernel. Extra
+// values are copied into the kernel parameters at each launch, so a captured
+// graph keeps the values of the capture.
 class TESSERA_API LoadedVariant {
  public:
   // options.arch empty: the current device's (sm_90a on an H100).
