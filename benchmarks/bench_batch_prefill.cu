@@ -6,6 +6,7 @@
 // Metric: TFLOP/s counting the matmul FLOPs the mask keeps (4 * D per
 // attended (query, key) pair).
 #include <algorithm>
+#include <chrono>
 #include <numeric>
 #include <random>
 #include <string>
@@ -125,9 +126,44 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
 }
+// Host time of plan() (median of 200, the schedule copy included) for a
+// serving step's mixed batch: 256 requests, 32 q / 8 KV heads, page 16,
+// causal, query lengths 1..512 and KV lengths up to 4096.
+void run_plan_time(Bench& bench) {
+  const std::string name = "B=256,Hq=32,Hk=8,D=128,page=16,causal=1,mixed";
+  if (!bench.wants(name)) return;
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  std::mt19937 rng(5);
+  std::vector<int32_t> qo_indptr = {0}, kv_indptr = {0}, last;
+  for (int b = 0; b < 256; ++b) {
+    const int32_t qo = 1 + static_cast<int32_t>(rng() % 512);
+    const int32_t kv = qo + static_cast<int32_t>(rng() % 3584);
+    qo_indptr.push_back(qo_indptr.back() + qo);
+    const int32_t pages = (kv + 15) / 16;
+    kv_indptr.push_back(kv_indptr.back() + pages);
+    last.push_back(kv - (pages - 1) * 16);
+  }
+  const PrefillPlanShape shape{32, 8, 128, 16};
+  const PrefillPlanBounds bounds{256, qo_indptr.back()};
+  const std::size_t bytes = BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithPagedKVCache prefill(shape, bounds, workspace.data(), bytes, device);
+  std::vector<double> samples;
+  for (int i = 0; i < 200; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());
+    samples.push_back(
+        std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start).count());
+  }
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(bench.stream()));
+  std::sort(samples.begin(), samples.end());
+  bench.emit("batch_prefill_plan_host", name, "us", samples[samples.size() / 2]);
+}
 }  // namespace
 
 void run_batch_prefill_benchmarks(Bench& bench) {
+  run_plan_time(bench);
   for (const Shape& s : kShapes) {
     run_ragged(bench, s, 128, true);
     run_paged(bench, s, 1);
