@@ -10,9 +10,11 @@
 // group; without packing rows_per_token = 1 and blockIdx.y is the qo head.
 //
 // Launch. Grid (max_ctas, heads_y), heads_y = num_kv_heads (packed) or
-// num_qo_heads. CTA x runs work units [cta_indptr[x], cta_indptr[x + 1]) in
-// order, for its head y; CTAs with x >= header.num_ctas exit at once, so a
-// graph captured with the bounds replays any schedule that fits them.
+// num_qo_heads. A persistent kernel's CTA x runs work units [cta_indptr[x],
+// cta_indptr[x + 1]) in order, for its head y; the FA2-style kernel is
+// planned with one unit per CTA (cta_indptr the identity) and CTA x runs
+// unit x. CTAs past the plan's count exit at once, so a graph captured with
+// the bounds replays any schedule that fits them.
 //
 // Workspace layout (byte offsets from the workspace base, each 256-aligned):
 //   PrefillScheduleHeader                        (counts for this plan)
