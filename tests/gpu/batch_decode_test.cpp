@@ -46,7 +46,12 @@ struct CacheConfig {
   int64_t num_kv_heads = 8;
   int64_t head_dim = 128;
   int64_t page_padding = 0;  // extra elements per page (a multiple of 8: 16-byte rows)
+  bool fp8_kv = false;       // cache in float8 e4m3 (q stays `dtype`)
+  AttentionOptions options;  // variant and KV scales passed to run()
+  reference::AttentionRefParams ref;  // the variant's reference fields
 };
+
+DType cache_dtype(const CacheConfig& c) { return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype; }
 
 // A paged cache holding `capacity_pages` pages of random values (host copy in
 // logical order), and the page table of one batch of lengths.
@@ -54,7 +59,7 @@ class PagedCache {
  public:
   PagedCache(const CacheConfig& c, int64_t capacity_pages, Rng& rng)
       : c_(c), pages_(capacity_pages), device_(make_device(c, capacity_pages)) {
-    host_ = testing::round_to(c.dtype, rng.normal_vector(static_cast<std::size_t>(
+    host_ = testing::round_to(cache_dtype(c), rng.normal_vector(static_cast<std::size_t>(
                                            capacity_pages * 2 * page_elements())));
     device_.poison();
     device_.upload(host_);
@@ -105,7 +110,7 @@ class PagedCache {
     const int64_t a = c.layout == KVLayout::kNHD ? c.page_size : c.num_kv_heads;
     const int64_t b = c.layout == KVLayout::kNHD ? c.num_kv_heads : c.page_size;
     const int64_t block = a * b * c.head_dim;
-    return DeviceTensor(c.dtype, {pages, 2, a, b, c.head_dim},
+    return DeviceTensor(cache_dtype(c), {pages, 2, a, b, c.head_dim},
                         {2 * block + c.page_padding, block, b * c.head_dim, c.head_dim, 1});
   }
 
@@ -147,12 +152,17 @@ Expected reference_for(const CacheConfig& c, const PagedCache& cache,
   Expected e;
   const int64_t q_row = c.num_qo_heads * c.head_dim;
   for (std::size_t b = 0; b < lengths.size(); ++b) {
-    reference::AttentionRefParams p;
+    reference::AttentionRefParams p = c.ref;
     p.qo_len = 1;
     p.kv_len = lengths[b];
     p.num_qo_heads = c.num_qo_heads;
     p.num_kv_heads = c.num_kv_heads;
     p.head_dim = c.head_dim;
+    p.sm_scale = c.options.sm_scale;
+    p.logits_soft_cap = c.options.logits_soft_cap;
+    p.window_left = c.options.window_left;
+    p.k_scale = c.options.k_scale;
+    p.v_scale = c.options.v_scale;
     const std::span<const float> qb(q.data() + b * q_row, static_cast<std::size_t>(q_row));
     const auto r = reference::attention_reference(qb, cache.gather(static_cast<int64_t>(b), 0, lengths[b]),
                                                   cache.gather(static_cast<int64_t>(b), 1, lengths[b]), p);
@@ -197,7 +207,7 @@ void check_batch(const CacheConfig& c, const std::vector<int32_t>& lengths, Rng&
   decode.plan(cache.kv_indptr, cache.kv_last_page_len, stream.get());
   DLTensor lse_dl = lse.dl();
   decode.run(dq.dl(), cache.arg(), indices.dl(), indptr.dl(), last.dl(), out.dl(),
-             with_lse ? &lse_dl : nullptr, AttentionOptions{}, stream.get(), Validate::kOn);
+             with_lse ? &lse_dl : nullptr, c.options, stream.get(), Validate::kOn);
   stream.synchronize();
 
   const Expected e = reference_for(c, cache, lengths, q);
@@ -286,6 +296,52 @@ TEST(BatchDecode, FixedSplitSizeIsBatchInvariant) {
                                  std::vector<float>(all.begin(), all.begin() + row)));
   const Expected e = reference_for(c, cache, lengths, q);
   EXPECT_TRUE(testing::all_close(all, e.out, testing::tolerance_for(c.dtype)));
+}
+
+// fp8 KV and every variant through the batch path, with a batch that the
+// planner splits (partials merged by the second kernel) beside short and
+// empty requests.
+TEST(BatchDecode, Fp8AndVariantsThroughSplitBatchesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const std::vector<int32_t> lengths = {5000, 17, 0, 3000};
+  {
+    CacheConfig c;
+    c.fp8_kv = true;
+    c.options.k_scale = 0.5;
+    c.options.v_scale = 2.0;
+    check_batch(c, lengths, rng);
+    c.dtype = DType::kFloat16;
+    c.head_dim = 64;
+    check_batch(c, lengths, rng);
+  }
+  {
+    CacheConfig c;
+    c.options.logits_soft_cap = 5.0;
+    c.ref.logits_soft_cap = 5.0;
+    check_batch(c, lengths, rng);
+  }
+  {
+    CacheConfig c;
+    c.options.window_left = 700;
+    c.ref.window_left = 700;
+    check_batch(c, lengths, rng);
+    c.options.logits_soft_cap = 3.0;
+    c.ref.logits_soft_cap = 3.0;
+    check_batch(c, lengths, rng);
+  }
+  {
+    CacheConfig c;
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    check_batch(c, lengths, rng);
+  }
+  {
+    CacheConfig c;
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.ref.rope_llama = true;
+    check_batch(c, lengths, rng);
+  }
 }
 
 TEST(BatchDecode, GqaRatiosOneFourEightMatchReference) {
