@@ -201,15 +201,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
                     std::string("dtype ") + dtype_name(qv.dtype()) +
                         " (q's) or float8_e4m3fn",
                     dtype_name(cache.dtype));
-  TESSERA_CHECK_ARG(cache.num_heads == shape.num_kv_heads, cache.name,
-                    "num_kv_heads " + std::to_string(shape.num_kv_heads) + " (the plan shape)",
-                    "num_kv_heads " + std::to_string(cache.num_heads));
-  TESSERA_CHECK_ARG(cache.head_dim == shape.head_dim, cache.name,
-                    "head_dim " + std::to_string(shape.head_dim) + " (the plan shape)",
-                    "head_dim " + std::to_string(cache.head_dim));
-  TESSERA_CHECK_ARG(cache.page_size == shape.page_size, cache.name,
-                    "page_size " + std::to_string(shape.page_size) + " (the plan shape)",
-                    "page_size " + std::to_string(cache.page_size));
+  detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
 
   const TensorView outv(out, "out");
   outv.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();

@@ -264,15 +264,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   TESSERA_CHECK_ARG(cache.dtype == qv.dtype(), cache.name,
                     std::string("dtype ") + dtype_name(qv.dtype()) + " (q's)",
                     dtype_name(cache.dtype));
-  TESSERA_CHECK_ARG(cache.num_heads == shape.num_kv_heads, cache.name,
-                    "num_kv_heads " + std::to_string(shape.num_kv_heads) + " (the plan shape)",
-                    "num_kv_heads " + std::to_string(cache.num_heads));
-  TESSERA_CHECK_ARG(cache.head_dim == shape.head_dim, cache.name,
-                    "head_dim " + std::to_string(shape.head_dim) + " (the plan shape)",
-                    "head_dim " + std::to_string(cache.head_dim));
-  TESSERA_CHECK_ARG(cache.page_size == shape.page_size, cache.name,
-                    "page_size " + std::to_string(shape.page_size) + " (the plan shape)",
-                    "page_size " + std::to_string(cache.page_size));
+  detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
   detail::expect_rows_aligned16(cache);
   const detail::PagedIndexViews index = detail::resolve_paged_indices(
       kv_indices, kv_indptr, kv_last_page_len, qv, batch, s.planned_kv_indptr.back());

@@ -68,6 +68,19 @@ ResolvedPagedKV resolve_paged_kv_cache(const PagedKVCacheArg& cache) {
   return out;
 }
 
+void expect_cache_matches_plan(const ResolvedPagedKV& cache, int64_t num_kv_heads,
+                               int64_t head_dim, int64_t page_size) {
+  TESSERA_CHECK_ARG(cache.num_heads == num_kv_heads, cache.name,
+                    "num_kv_heads " + std::to_string(num_kv_heads) + " (the plan shape)",
+                    "num_kv_heads " + std::to_string(cache.num_heads));
+  TESSERA_CHECK_ARG(cache.head_dim == head_dim, cache.name,
+                    "head_dim " + std::to_string(head_dim) + " (the plan shape)",
+                    "head_dim " + std::to_string(cache.head_dim));
+  TESSERA_CHECK_ARG(cache.page_size == page_size, cache.name,
+                    "page_size " + std::to_string(page_size) + " (the plan shape)",
+                    "page_size " + std::to_string(cache.page_size));
+}
+
 bool rows_aligned16(const ResolvedPagedKV& cache) {
   const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
   const auto aligned = [](int64_t bytes) { return bytes % 16 == 0; };

@@ -26,6 +26,11 @@ struct ResolvedPagedKV {
 
 ResolvedPagedKV resolve_paged_kv_cache(const PagedKVCacheArg& cache);
 
+// Throws naming the cache unless it has the plan's num_kv_heads, head_dim and
+// page_size.
+void expect_cache_matches_plan(const ResolvedPagedKV& cache, int64_t num_kv_heads,
+                               int64_t head_dim, int64_t page_size);
+
 // Whether K and V data and every stride are 16-byte aligned (the attention
 // kernels gather rows with 16-byte copies).
 bool rows_aligned16(const ResolvedPagedKV& cache);
