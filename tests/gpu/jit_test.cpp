@@ -18,6 +18,7 @@
 #include "support/device_tensor.h"
 #include "support/gpu.h"
 #include "support/host_convert.h"
+#include "support/jit_examples.h"
 #include "support/random.h"
 #include "tessera/api/decode.h"
 #include "tessera/api/prefill.h"
@@ -202,6 +203,49 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
                 o, stream.get());
       stream.synchronize();
     });
+  }
+}
+
+// The shipped examples (examples/jit) against the built-in kernels they
+// reproduce: ALiBi, and the sink + window mask with no sinks (= a sliding
+// window), bitwise, through single prefill and single decode.
+TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CudaStream stream;
+  for (const jit::KernelKind kernel : {jit::KernelKind::kSinglePrefill, jit::KernelKind::kBatchDecode}) {
+    const bool decode = kernel == jit::KernelKind::kBatchDecode;
+    SCOPED_TRACE(jit::kernel_kind_name(kernel));
+    Tensors t = make(decode ? 1 : 160, 900, rng, decode);
+    const auto call = [&](const AttentionOptions& o) {
+      DLTensor lse = t.lse.dl();
+      if (decode) {
+        single_decode_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse,
+                                    KVLayout::kNHD, o, stream.get());
+      } else {
+        single_prefill_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse,
+                                     KVLayout::kNHD, true, o, stream.get());
+      }
+      stream.synchronize();
+    };
+    jit::VariantSpec alibi = testing::jit_example("alibi.cuh", kernel);
+    alibi.q_dtype = alibi.kv_dtype = DType::kBFloat16;
+    jit::LoadedVariant alibi_variant(alibi);
+    AttentionOptions aot_alibi;
+    aot_alibi.pos_encoding_mode = PosEncodingMode::kAlibi;
+    AttentionOptions jit_alibi;
+    jit_alibi.jit_variant = &alibi_variant;
+    expect_bitwise_equal(t, aot_alibi, jit_alibi, call);
+
+    jit::VariantSpec sink = testing::jit_example("sink_window.cuh", kernel);
+    sink.params = {{"sinks", jit::ParamType::kInt32}, {"window", jit::ParamType::kInt32}};
+    jit::LoadedVariant sink_variant(sink);
+    sink_variant.extra_params().set("sinks", int32_t{0}).set("window", int32_t{200});
+    AttentionOptions aot_window;
+    aot_window.window_left = 200;
+    AttentionOptions jit_window;
+    jit_window.jit_variant = &sink_variant;
+    expect_bitwise_equal(t, aot_window, jit_window, call);
   }
 }
 
