@@ -23,9 +23,11 @@
 //    KV extent exceeds `chunk` is cut into chunks of `chunk` tokens, with
 //    `chunk` the LARGEST multiple of kChunkGranularityTokens (at least
 //    kMinChunkTokens) whose units still reach a full wave: every extra chunk
-//    costs a partial round trip and merge work (same search as decode:
-//    units(chunk) is non-increasing, binary search), then grown until the
-//    bounds (max_work_units, max_partial_rows) hold.
+//    costs a partial round trip and merge work (units(chunk) is
+//    non-increasing, binary search), then grown until the bounds
+//    (max_work_units, max_partial_rows) hold. With one_unit_per_cta the
+//    chunk is instead the smallest whose units fit ONE wave (as decode's
+//    planner: a few units past the wave form a second, mostly idle wave).
 // 5. Balance. When units * heads_y fit one wave, one unit per CTA (all
 //    resident at once). Otherwise a fixed grid of wave / heads_y CTAs each
 //    runs a list of units, filled by LPT (heaviest unit first to the least
@@ -160,9 +162,12 @@ void validate(const PrefillPlannerInput& in) {
 }
 
 // Largest chunk (multiple of the granularity, >= the minimum) whose units
-// reach target_units, then the smallest chunk >= it that fits the bounds.
+// reach target_units (persistent CTAs balance them), or with one unit per
+// CTA the smallest whose units fit one wave (max_units_one_wave: a few units
+// past the wave would run as a second, mostly idle wave, as decode measured);
+// then the smallest chunk >= it that fits the bounds.
 int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t target_units,
-                     const PrefillPlannerInput& in) {
+                     int64_t max_units_one_wave, const PrefillPlannerInput& in) {
   const auto units_at = [&](int64_t k) { return count_units(tiles, k * kChunkGranularityTokens); };
   const auto fits = [&](const UnitCount& c) {
     return c.units <= in.max_work_units && c.partial_rows <= in.max_partial_rows;
@@ -170,7 +175,15 @@ int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t
   const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
   const int64_t k_max = ceil_div(max_extent, kChunkGranularityTokens);  // no split: always fits
   int64_t best = k_min;
-  if (units_at(k_min).units >= target_units) {
+  if (in.one_unit_per_cta) {
+    // units(k_max) = the tiles alone, fewer than a wave here, so k_max qualifies.
+    int64_t lo = k_min, hi = k_max;
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo) / 2;
+      if (units_at(mid).units <= max_units_one_wave) hi = mid; else lo = mid + 1;
+    }
+    best = hi;
+  } else if (units_at(k_min).units >= target_units) {
     int64_t lo = k_min, hi = k_max;  // invariant: units(lo) >= target
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo + 1) / 2;
@@ -239,7 +252,8 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);
   if (num_tiles * heads_y < wave && max_extent > kMinChunkTokens) {
-    chunk = std::min(chunk, choose_chunk(tiles, max_extent, ceil_div(wave, heads_y), in));
+    chunk = std::min(chunk, choose_chunk(tiles, max_extent, ceil_div(wave, heads_y),
+                                         wave / heads_y, in));
   }
 
   PrefillScheduleHost s;

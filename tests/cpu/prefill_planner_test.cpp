@@ -166,6 +166,22 @@ TEST(PrefillPlanner, ShortQueryOnLongKvSplits) {
   }
 }
 
+TEST(PrefillPlanner, OneUnitPerCtaSplitsIntoOneWave) {
+  for (const bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "non-causal");
+    const Batch b = batch_of({16, 3}, {32768, 9000});
+    PrefillPlannerInput in = input_for(b, 32, 8, causal);
+    in.one_unit_per_cta = true;
+    in.max_q_tile_rows = 64;
+    const PrefillScheduleHost s = plan_prefill_schedule(in);
+    EXPECT_TRUE(schedule_consistent(in, s));
+    EXPECT_EQ(s.header.split_kv, 1);
+    EXPECT_LE(s.header.num_work_units * 8, kWave);          // never past one wave
+    EXPECT_GE(s.header.num_work_units * 8, kWave / 2);      // and most of it used
+    EXPECT_EQ(s.header.max_chunk_tokens % 64, 0);
+  }
+}
+
 TEST(PrefillPlanner, CausalBatchThatFillsTheGpuDoesNotSplit) {
   const Batch b = batch_of(std::vector<int64_t>(8, 2048), std::vector<int64_t>(8, 2048));
   const PrefillPlannerInput in = input_for(b, 32, 8, true);
