@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "api/attention_variant.h"
-#include "api/batch_decode_args.h"
 #include "api/batch_prefill_plan.h"
 #include "api/contiguous_kv.h"
 #include "api/index_tensor.h"
@@ -26,8 +25,6 @@ namespace {
 
 using detail::copy_to_host;
 using detail::index_view;
-
-
 
 // q, out, lse and qo_indptr, the same for both wrappers; fills their part of
 // the launch.
