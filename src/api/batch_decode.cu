@@ -17,6 +17,7 @@
 #include "api/page_validation.h"
 #include "api/index_tensor.h"
 #include "api/paged_kv_cache_view.h"
+#include "api/plan_run.h"
 #include "api/schedule_upload.h"
 #include "plan/decode_planner.h"
 #include "tessera/api/decode.h"
@@ -32,15 +33,7 @@ namespace {
 using detail::copy_to_host;
 using detail::index_view;
 
-// Region alignment of the workspace layout; the base must match it so the
-// float4 partial loads and the struct loads of the kernels are aligned.
-constexpr std::size_t kWorkspaceAlignment = 256;
-
-int64_t device_sm_count(int device_id) {
-  int count = 0;
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_id));
-  return count;
-}
+using detail::device_sm_count;
 
 int64_t resolved_max_work_units(const DecodePlanBounds& bounds, int device_id) {
   return bounds.max_work_units > 0
@@ -79,12 +72,7 @@ BatchDecodeWithPagedKVCache::BatchDecodeWithPagedKVCache(const DecodePlanShape& 
     : state_(std::make_unique<State>()) {
   detail::validate_decode_shape(shape);
   detail::validate_decode_bounds(bounds);
-  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
-                    std::to_string(device_id));
-  TESSERA_CHECK_ARG(workspace != nullptr, "workspace", "a device buffer", "null");
-  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment == 0, "workspace",
-                    "a 256-byte aligned address (as cudaMalloc returns)",
-                    "address " + std::to_string(reinterpret_cast<uintptr_t>(workspace)));
+  detail::expect_workspace_argument(workspace, device_id);
   State& s = *state_;
   s.shape = shape;
   s.bounds = bounds;
@@ -135,11 +123,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   s.planned = false;  // until this plan's copy is enqueued
 
   DeviceGuard guard(s.device_id);
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  TESSERA_CHECK_ARG(capture == cudaStreamCaptureStatusNone, "stream",
-                    "a stream that is not capturing (plan() runs outside CUDA graphs)",
-                    "a capturing stream");
+  detail::expect_stream_not_capturing(stream);
   if (s.num_sms == 0) s.num_sms = device_sm_count(s.device_id);
 
   plan::DecodePlannerInput input;
@@ -235,15 +219,9 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  const bool capturing = capture != cudaStreamCaptureStatusNone;
+  const bool capturing = detail::stream_is_capturing(stream);
   if (validation_requested(validate)) {
-    // Validation copies the index arrays to the host and synchronises, which
-    // would invalidate a capture: refuse clearly instead.
-    TESSERA_CHECK_ARG(!capturing, "validate",
-                      "Validate::kOff while the stream captures a CUDA graph",
-                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    detail::expect_validation_outside_capture(capturing);
     const std::vector<int32_t> host_indices = copy_to_host(indices_view, stream);
     std::vector<int32_t> host_indptr = copy_to_host(indptr_view, stream);
     std::vector<int32_t> host_last = copy_to_host(last_view, stream);

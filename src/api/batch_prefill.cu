@@ -12,6 +12,7 @@
 #include "api/index_tensor.h"
 #include "api/page_validation.h"
 #include "api/paged_kv_cache_view.h"
+#include "api/plan_run.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
 #include "tessera/core/cuda_check.h"
@@ -96,13 +97,6 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), qv.dtype(), l.head_dim);
 }
 
-// Whether the stream captures; validation (device reads) is refused then.
-bool capturing_stream(cudaStream_t stream) {
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  return capture != cudaStreamCaptureStatusNone;
-}
-
 void check_planned_indptr(const TensorView& view, const std::vector<int32_t>& planned,
                           cudaStream_t stream, const char* name) {
   std::vector<int32_t> host = copy_to_host(view, stream);
@@ -185,11 +179,9 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   if (s.plan.batch() == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
-  l.capturing = capturing_stream(stream);
+  l.capturing = detail::stream_is_capturing(stream);
   if (validation_requested(validate)) {
-    TESSERA_CHECK_ARG(!l.capturing, "validate",
-                      "Validate::kOff while the stream captures a CUDA graph",
-                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    detail::expect_validation_outside_capture(l.capturing);
     check_planned_indptr(index_view(qo_indptr, "qo_indptr", qv), s.plan.planned_qo_indptr(),
                          stream, "qo_indptr");
     check_planned_indptr(kv_view, s.planned_kv_indptr, stream, "kv_indptr");
@@ -272,11 +264,9 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
-  l.capturing = capturing_stream(stream);
+  l.capturing = detail::stream_is_capturing(stream);
   if (validation_requested(validate)) {
-    TESSERA_CHECK_ARG(!l.capturing, "validate",
-                      "Validate::kOff while the stream captures a CUDA graph",
-                      "validation on (argument or TESSERA_VALIDATE=1) during capture");
+    detail::expect_validation_outside_capture(l.capturing);
     check_planned_indptr(index_view(qo_indptr, "qo_indptr", qv), s.plan.planned_qo_indptr(),
                          stream, "qo_indptr");
     check_planned_indptr(indptr_view, s.planned_kv_indptr, stream, "kv_indptr");

@@ -1,5 +1,7 @@
 #include "api/batch_prefill_plan.h"
 
+#include "api/plan_run.h"
+
 #include <cstring>
 #include <limits>
 #include <string>
@@ -13,7 +15,6 @@ namespace tessera::detail {
 namespace {
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kMaxGridY = 65535;
-constexpr std::size_t kWorkspaceAlignment = 256;
 }  // namespace
 
 void validate_prefill_shape(const PrefillPlanShape& shape, bool paged) {
@@ -53,18 +54,12 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                         shape.num_kv_heads, shape.head_dim, /*pack_gqa=*/true);
 }
 
-int64_t prefill_device_sm_count(int device_id) {
-  int count = 0;
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_id));
-  return count;
-}
-
 std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
                                    int device_id, bool paged) {
   validate_prefill_shape(shape, paged);
   validate_prefill_bounds(bounds);
   plan::PrefillDerivedBounds derived;
-  return prefill_layout(shape, bounds, prefill_device_sm_count(device_id), derived).total_bytes;
+  return prefill_layout(shape, bounds, device_sm_count(device_id), derived).total_bytes;
 }
 
 PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
@@ -73,14 +68,9 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
     : shape_(shape), bounds_(bounds), device_id_(device_id) {
   validate_prefill_shape(shape, paged);
   validate_prefill_bounds(bounds);
-  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
-                    std::to_string(device_id));
-  TESSERA_CHECK_ARG(workspace != nullptr, "workspace", "a device buffer", "null");
-  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment == 0, "workspace",
-                    "a 256-byte aligned address (as cudaMalloc returns)",
-                    "address " + std::to_string(reinterpret_cast<uintptr_t>(workspace)));
+  expect_workspace_argument(workspace, device_id);
   workspace_ = static_cast<unsigned char*>(workspace);
-  num_sms_ = prefill_device_sm_count(device_id);
+  num_sms_ = device_sm_count(device_id);
   layout_ = prefill_layout(shape, bounds, num_sms_, derived_);
   TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",
                     "at least " + std::to_string(layout_.total_bytes) +
@@ -121,11 +111,7 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
   }
 
   DeviceGuard guard(device_id_);
-  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
-  TESSERA_CHECK_ARG(capture == cudaStreamCaptureStatusNone, "stream",
-                    "a stream that is not capturing (plan() runs outside CUDA graphs)",
-                    "a capturing stream");
+  expect_stream_not_capturing(stream);
   unsigned char* staging = upload_->acquire();
   std::memcpy(staging + layout_.header_offset, &schedule.header, sizeof(schedule.header));
   std::memcpy(staging + layout_.work_units_offset, schedule.work_units.data(),

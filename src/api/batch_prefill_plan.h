@@ -37,8 +37,6 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             const PrefillPlanBounds& bounds, int64_t num_sms,
                                             plan::PrefillDerivedBounds& derived);
 
-int64_t prefill_device_sm_count(int device_id);
-
 // workspace_size_bytes of either wrapper (validates shape and bounds first).
 std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
                                    int device_id, bool paged);

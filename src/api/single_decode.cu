@@ -15,6 +15,7 @@
 #include "api/attention_variant.h"
 #include "api/contiguous_kv.h"
 #include "api/decode_launch.h"
+#include "api/plan_run.h"
 #include "plan/decode_planner.h"
 #include "tessera/api/decode.h"
 #include "tessera/attention/decode.cuh"
@@ -136,12 +137,10 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   cache.name = "k";
 
   DeviceGuard guard(qv.device().device_id);
-  int num_sms = 0;
-  TESSERA_CUDA_CHECK(
-      cudaDeviceGetAttribute(&num_sms, cudaDevAttrMultiProcessorCount, qv.device().device_id));
+  const int64_t num_sms = detail::device_sm_count(qv.device().device_id);
 
   // ---- schedule: enough chunks for a full wave of CTAs over the KV heads
-  const int64_t wave_ctas = static_cast<int64_t>(num_sms) * decode::kMinCtasPerSm;
+  const int64_t wave_ctas = num_sms * decode::kMinCtasPerSm;
   const int64_t max_work_units = std::max<int64_t>(1, (wave_ctas + num_kv_heads - 1) / num_kv_heads);
   const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, head_dim);
   const int64_t lengths[1] = {kv_len};

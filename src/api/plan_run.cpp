@@ -1,0 +1,42 @@
+#include "api/plan_run.h"
+
+#include <string>
+
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+void expect_workspace_argument(const void* workspace, int device_id) {
+  TESSERA_CHECK_ARG(device_id >= 0, "device_id", "a CUDA device index >= 0",
+                    std::to_string(device_id));
+  TESSERA_CHECK_ARG(workspace != nullptr, "workspace", "a device buffer", "null");
+  TESSERA_CHECK_ARG(reinterpret_cast<uintptr_t>(workspace) % kWorkspaceAlignment == 0, "workspace",
+                    "a 256-byte aligned address (as cudaMalloc returns)",
+                    "address " + std::to_string(reinterpret_cast<uintptr_t>(workspace)));
+}
+
+int64_t device_sm_count(int device_id) {
+  int count = 0;
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&count, cudaDevAttrMultiProcessorCount, device_id));
+  return count;
+}
+
+bool stream_is_capturing(cudaStream_t stream) {
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  return capture != cudaStreamCaptureStatusNone;
+}
+
+void expect_stream_not_capturing(cudaStream_t stream) {
+  TESSERA_CHECK_ARG(!stream_is_capturing(stream), "stream",
+                    "a stream that is not capturing (plan() runs outside CUDA graphs)",
+                    "a capturing stream");
+}
+
+void expect_validation_outside_capture(bool capturing) {
+  TESSERA_CHECK_ARG(!capturing, "validate", "Validate::kOff while the stream captures a CUDA graph",
+                    "validation on (argument or TESSERA_VALIDATE=1) during capture");
+}
+
+}  // namespace tessera::detail
