@@ -13,6 +13,7 @@
 
 #include "api/attention_variant.h"
 #include "api/batch_decode_args.h"
+#include "api/contiguous_kv.h"
 #include "api/decode_launch.h"
 #include "api/page_validation.h"
 #include "api/index_tensor.h"
@@ -187,12 +188,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
                     dtype_name(cache.dtype));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
 
-  const TensorView outv(out, "out");
-  outv.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
-  expect_same_dtype(qv, outv);
-  expect_same_shape(qv, outv);
-  expect_same_device(qv, outv);
-  expect_identical_or_disjoint(qv, outv);
+  const TensorView outv = detail::output_like_q(out, qv);
   float* lse_data = nullptr;
   if (lse != nullptr) {
     const TensorView lsev(*lse, "lse");

@@ -46,12 +46,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   qv.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
   qv.expect_size(2, shape.head_dim, "head_dim of the plan shape");
   detail::expect_rows_aligned16(qv);
-  const TensorView ov(out, "out");
-  ov.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
-  expect_same_dtype(qv, ov);
-  expect_same_shape(qv, ov);
-  expect_same_device(qv, ov);
-  expect_identical_or_disjoint(qv, ov);
+  const TensorView ov = detail::output_like_q(out, qv);
   detail::expect_rows_aligned16(ov);
   l.lse = nullptr;
   if (lse != nullptr) {

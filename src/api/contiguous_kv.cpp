@@ -38,4 +38,14 @@ void expect_rows_aligned16(const TensorView& t) {
                     "unaligned data or strides");
 }
 
+TensorView output_like_q(const DLTensor& out, const TensorView& q) {
+  const TensorView ov(out, "out");
+  ov.expect_ndim(q.ndim()).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(q, ov);
+  expect_same_shape(q, ov);
+  expect_same_device(q, ov);
+  expect_identical_or_disjoint(q, ov);
+  return ov;
+}
+
 }  // namespace tessera::detail

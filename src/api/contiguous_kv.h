@@ -1,7 +1,9 @@
 // Single-request K/V as single decode and single prefill take them:
 // [kv_len, num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_len, head_dim]
 // (HND), K and V sharing shape and strides (the kernels index both with one
-// set of strides, viewing them as a one-page paged cache).
+// set of strides, viewing them as a one-page paged cache). Also the checks
+// every attention entry point makes of its dense tensors (out like q, 16-byte
+// rows).
 #pragma once
 
 #include <cstdint>
@@ -23,6 +25,11 @@ struct ContiguousKV {
 // checks (rank, device, dtype vs q, alignment) are the caller's.
 ContiguousKV resolve_contiguous_kv(const TensorView& k, const TensorView& v, KVLayout layout,
                                    int64_t num_qo_heads);
+
+// An attention output `out` "like q": q's rank, dtype, shape and device, on
+// the GPU with head_dim contiguous, and either q itself (in place) or
+// disjoint from it. Throws naming "out".
+TensorView output_like_q(const DLTensor& out, const TensorView& q);
 
 // Throws naming the tensor unless its data and strides are 16-byte aligned
 // (the prefill kernels move 16-byte rows of q, k, v and out); empty passes.

@@ -101,12 +101,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   TESSERA_CHECK_ARG(num_kv_heads <= 65535, "k", "num_kv_heads <= 65535 (grid.y)",
                     std::to_string(num_kv_heads));
 
-  const TensorView ov(out, "out");
-  ov.expect_ndim(2).expect_cuda().expect_last_dim_contiguous();
-  expect_same_dtype(qv, ov);
-  expect_same_shape(qv, ov);
-  expect_same_device(qv, ov);
-  expect_identical_or_disjoint(qv, ov);
+  const TensorView ov = detail::output_like_q(out, qv);
   float* lse_data = nullptr;
   if (lse != nullptr) {
     const TensorView lv(*lse, "lse");

@@ -134,12 +134,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
                         " with causal (queries are the last qo_len kv positions)",
                     "qo_len " + std::to_string(qo_len));
 
-  const TensorView ov(out, "out");
-  ov.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
-  expect_same_dtype(qv, ov);
-  expect_same_shape(qv, ov);
-  expect_same_device(qv, ov);
-  expect_identical_or_disjoint(qv, ov);
+  const TensorView ov = detail::output_like_q(out, qv);
   detail::expect_rows_aligned16(ov);
   float* lse_data = nullptr;
   if (lse != nullptr) {
