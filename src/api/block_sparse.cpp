@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "api/schedule_upload.h"
+#include "plan/workspace_regions.h"
 #include "tessera/api/prefill.h"
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
@@ -18,10 +19,9 @@ namespace tessera {
 
 namespace {
 
-constexpr std::size_t kAlignment = 256;
 constexpr int64_t kInt32Max = 2147483647;
 
-std::size_t align_up(std::size_t bytes) { return (bytes + kAlignment - 1) / kAlignment * kAlignment; }
+using plan::align_region;
 
 void validate_shape(const BlockSparseShape& shape, const BlockSparseBounds& bounds) {
   TESSERA_CHECK_ARG(shape.block_rows >= 1 && shape.block_cols >= 1 &&
@@ -52,10 +52,10 @@ struct ArrayLayout {
 
 ArrayLayout array_layout(std::size_t paged_bytes, int64_t max_block_rows) {
   ArrayLayout l{};
-  l.paged_bytes = align_up(paged_bytes);
+  l.paged_bytes = align_region(paged_bytes);
   l.qo_offset = l.paged_bytes;
-  l.last_offset = l.qo_offset + align_up(static_cast<std::size_t>(max_block_rows + 1) * 4);
-  l.total_bytes = l.last_offset + align_up(static_cast<std::size_t>(max_block_rows) * 4);
+  l.last_offset = l.qo_offset + align_region(static_cast<std::size_t>(max_block_rows + 1) * 4);
+  l.total_bytes = l.last_offset + align_region(static_cast<std::size_t>(max_block_rows) * 4);
   return l;
 }
 

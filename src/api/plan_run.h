@@ -9,11 +9,12 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "plan/workspace_regions.h"
+
 namespace tessera::detail {
 
-// Region alignment of the workspace layouts; the base must match it so the
-// kernels' vector and struct loads from the workspace are aligned.
-inline constexpr std::size_t kWorkspaceAlignment = 256;
+// The workspace base must start on a region boundary (workspace_regions.h).
+inline constexpr std::size_t kWorkspaceAlignment = plan::kRegionAlignment;
 
 // Throws naming "device_id" (< 0) or "workspace" (null, not 256-aligned).
 void expect_workspace_argument(const void* workspace, int device_id);

@@ -17,6 +17,7 @@
 #include "api/decode_launch.h"
 #include "api/plan_run.h"
 #include "plan/decode_planner.h"
+#include "plan/workspace_regions.h"
 #include "tessera/api/decode.h"
 #include "tessera/attention/decode.cuh"
 #include "tessera/core/cuda_check.h"
@@ -29,11 +30,7 @@ namespace tessera {
 namespace {
 
 constexpr std::size_t kKVAlignmentBytes = 16;  // cp.async rows
-constexpr std::size_t kRegionAlignment = 256;
-
-std::size_t align_up(std::size_t value) {
-  return (value + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
-}
+using plan::align_region;
 
 bool supported_head_dim(int64_t head_dim) {
   return head_dim == 64 || head_dim == 128 || head_dim == 256;
@@ -65,10 +62,10 @@ StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t
   StagedLayout l{};
   l.schedule = plan::decode_workspace_layout(/*max_batch_size=*/1, max_work_units, num_qo_heads,
                                              head_dim);
-  l.indices_offset = align_up(l.schedule.total_bytes);
-  l.indptr_offset = align_up(l.indices_offset + sizeof(int32_t));
-  l.last_page_len_offset = align_up(l.indptr_offset + 2 * sizeof(int32_t));
-  l.total_bytes = align_up(l.last_page_len_offset + sizeof(int32_t));
+  l.indices_offset = align_region(l.schedule.total_bytes);
+  l.indptr_offset = align_region(l.indices_offset + sizeof(int32_t));
+  l.last_page_len_offset = align_region(l.indptr_offset + 2 * sizeof(int32_t));
+  l.total_bytes = align_region(l.last_page_len_offset + sizeof(int32_t));
   return l;
 }
 

@@ -23,6 +23,7 @@
 #include <limits>
 #include <string>
 
+#include "plan/workspace_regions.h"
 #include "tessera/core/error.h"
 
 namespace tessera::plan {
@@ -45,13 +46,6 @@ constexpr int64_t kMinChunkTokens = 128;
 static_assert(kMinChunkTokens % kChunkGranularityTokens == 0,
               "the minimum chunk must be a multiple of the granularity");
 
-constexpr std::size_t kRegionAlignment = 256;
-
-std::size_t align_up(std::size_t value) {
-  return (value + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct UnitCount {
   int64_t units = 0;     // work units (CTAs per KV head)
@@ -187,15 +181,15 @@ DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t ma
   const auto partial_rows = static_cast<std::size_t>(layout.max_partials * num_qo_heads);
   std::size_t offset = 0;
   layout.header_offset = offset;
-  offset = align_up(offset + sizeof(DecodeScheduleHeader));
+  offset = align_region(offset + sizeof(DecodeScheduleHeader));
   layout.work_units_offset = offset;
-  offset = align_up(offset + units * sizeof(DecodeWorkUnit));
+  offset = align_region(offset + units * sizeof(DecodeWorkUnit));
   layout.merge_indptr_offset = offset;
-  offset = align_up(offset + static_cast<std::size_t>(max_batch_size + 1) * sizeof(int32_t));
+  offset = align_region(offset + static_cast<std::size_t>(max_batch_size + 1) * sizeof(int32_t));
   layout.partial_out_offset = offset;
-  offset = align_up(offset + partial_rows * static_cast<std::size_t>(head_dim) * sizeof(float));
+  offset = align_region(offset + partial_rows * static_cast<std::size_t>(head_dim) * sizeof(float));
   layout.partial_lse_offset = offset;
-  offset = align_up(offset + partial_rows * sizeof(float));
+  offset = align_region(offset + partial_rows * sizeof(float));
   layout.total_bytes = offset;
   return layout;
 }

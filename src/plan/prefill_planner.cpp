@@ -46,6 +46,7 @@
 #include <utility>
 
 #include "../api/batch_decode_args.h"
+#include "plan/workspace_regions.h"
 #include "tessera/core/error.h"
 
 namespace tessera::plan {
@@ -70,13 +71,6 @@ static_assert(kMinChunkTokens % kChunkGranularityTokens == 0,
 // about one KV tile's worth of memory traffic.
 constexpr int64_t kUnitOverheadTokens = 64;
 
-constexpr std::size_t kRegionAlignment = 256;
-
-std::size_t align_up(std::size_t value) {
-  return (value + kRegionAlignment - 1) / kRegionAlignment * kRegionAlignment;
-}
-
-int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 struct Tile {
   int32_t request;
@@ -430,17 +424,17 @@ PrefillWorkspaceLayout prefill_workspace_layout(int64_t max_work_units, int64_t 
   const auto partial = static_cast<std::size_t>(max_partial_rows * l.heads_y);
   std::size_t offset = 0;
   l.header_offset = offset;
-  offset = align_up(offset + sizeof(PrefillScheduleHeader));
+  offset = align_region(offset + sizeof(PrefillScheduleHeader));
   l.work_units_offset = offset;
-  offset = align_up(offset + units * sizeof(PrefillWorkUnit));
+  offset = align_region(offset + units * sizeof(PrefillWorkUnit));
   l.cta_indptr_offset = offset;
-  offset = align_up(offset + static_cast<std::size_t>(max_ctas + 1) * sizeof(int32_t));
+  offset = align_region(offset + static_cast<std::size_t>(max_ctas + 1) * sizeof(int32_t));
   l.merge_tiles_offset = offset;  // a split tile has >= 2 units
-  offset = align_up(offset + units / 2 * sizeof(PrefillMergeTile));
+  offset = align_region(offset + units / 2 * sizeof(PrefillMergeTile));
   l.partial_out_offset = offset;
-  offset = align_up(offset + partial * static_cast<std::size_t>(head_dim) * sizeof(float));
+  offset = align_region(offset + partial * static_cast<std::size_t>(head_dim) * sizeof(float));
   l.partial_lse_offset = offset;
-  offset = align_up(offset + partial * sizeof(float));
+  offset = align_region(offset + partial * sizeof(float));
   l.total_bytes = offset;
   return l;
 }
