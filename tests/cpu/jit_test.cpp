@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "support/argument_error.h"
+#include "support/jit_examples.h"
 #include "tessera/core/error.h"
 #include "tessera/jit/jit.h"
 
@@ -32,21 +33,6 @@ struct UserPlain : VariantBase {
   __device__ UserPlain(const VariantParams& p, int /*qo_head*/, int /*q_pos*/)
       : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
   __device__ float query_scale() const { return scale_log2; }
-};
-)";
-
-// Soft-capping rewritten as a JIT variant (logits transform hook).
-constexpr const char* kSoftCapSource = R"(
-struct UserSoftCap : VariantBase {
-  static constexpr bool kHasLogitsTransform = true;
-  float scale;
-  float cap;
-  __device__ UserSoftCap(const VariantParams& p, int, int)
-      : scale(p.sm_scale * p.k_scale), cap(p.logits_soft_cap) {}
-  __device__ float query_scale() const { return scale; }
-  __device__ float logits_transform(float dot, int /*kv_pos*/) const {
-    return cap * tanhf(dot / cap) * kLog2e;
-  }
 };
 )";
 
@@ -87,6 +73,7 @@ VariantSpec plain(KernelKind kernel, DType dtype = DType::kBFloat16, int64_t hea
 }
 
 TEST_F(JitTest, EveryKernelTemplateCompilesWithAUserVariant) {
+  const int64_t before = jit::compilations();
   for (const KernelKind kernel : {KernelKind::kBatchDecode, KernelKind::kSinglePrefill,
                                   KernelKind::kBatchPrefillRagged, KernelKind::kBatchPrefillPaged}) {
     const jit::CompiledKernel k = jit::compile(plain(kernel));
@@ -94,16 +81,14 @@ TEST_F(JitTest, EveryKernelTemplateCompilesWithAUserVariant) {
     EXPECT_FALSE(k.kernel_name.empty());
     EXPECT_FALSE(k.from_disk);
   }
-  // Other dtypes and head dims, fp8 KV for decode, soft-cap as a user variant.
-  jit::compile(plain(KernelKind::kSinglePrefill, DType::kFloat16, 64));
+  // Other dtypes and head dims, fp8 KV for decode (the examples' variants
+  // compile in jit_examples_test.cpp).
+  EXPECT_FALSE(jit::compile(plain(KernelKind::kSinglePrefill, DType::kFloat16, 64)).cubin.empty());
   VariantSpec fp8 = plain(KernelKind::kBatchDecode, DType::kFloat16, 256);
   fp8.kv_dtype = DType::kFloat8E4M3;
-  jit::compile(fp8);
-  VariantSpec cap = plain(KernelKind::kBatchPrefillPaged);
-  cap.name = "UserSoftCap";
-  cap.source = kSoftCapSource;
-  jit::compile(cap);
-  EXPECT_EQ(jit::compilations(), jit::compilations());  // counter readable
+  EXPECT_FALSE(jit::compile(fp8).cubin.empty());
+  // A fresh cache: every one of the six was compiled, none found.
+  EXPECT_EQ(jit::compilations(), before + 6);
 }
 
 TEST_F(JitTest, SecondCallHitsMemoryThenDiskAfterARestart) {
@@ -211,25 +196,11 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
       [&] { jit::compile(plain(KernelKind::kBatchDecode), {"ampere", true}); }, "arch");
 }
 
-// A variant with extra parameters by name: a scalar bias and a per-head
-// tensor (device pointer), read through the generated extra(p).
-constexpr const char* kBiasedSource = R"(
-struct UserBiased : VariantBase {
-  static constexpr bool kHasLogitsTransform = true;
-  float scale_log2;
-  float bias_log2;
-  __device__ UserBiased(const VariantParams& p, int qo_head, int /*q_pos*/)
-      : scale_log2(p.sm_scale * kLog2e),
-        bias_log2((extra(p).bias + extra(p).head_bias[qo_head]) * kLog2e) {}
-  __device__ float query_scale() const { return scale_log2; }
-  __device__ float logits_transform(float dot, int /*kv_pos*/) const { return dot + bias_log2; }
-};
-)";
-
+// A variant with extra parameters by name (examples/jit/per_head_bias.cuh):
+// a scalar bias and a per-head tensor (device pointer), read through the
+// generated extra(p).
 TEST_F(JitTest, ExtraParametersArePackedByNameAndCompile) {
-  VariantSpec spec = plain(KernelKind::kBatchDecode);
-  spec.name = "UserBiased";
-  spec.source = kBiasedSource;
+  VariantSpec spec = testing::jit_example("per_head_bias.cuh", KernelKind::kBatchDecode);
   spec.params = {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}};
   const jit::ExtraLayout layout = jit::extra_layout(spec);
   ASSERT_EQ(layout.offsets.size(), 2u);

@@ -30,7 +30,8 @@ namespace {
 
 using testing::DeviceTensor;
 
-// The same arithmetic as attention::PlainVariant and SoftCapVariant.
+// The same arithmetic as attention::PlainVariant (soft-cap and the per-head
+// bias come from examples/jit).
 constexpr const char* kPlainSource = R"(
 struct JitPlain : VariantBase {
   float scale_log2;
@@ -39,32 +40,6 @@ struct JitPlain : VariantBase {
   __device__ __forceinline__ float query_scale() const { return scale_log2; }
 };
 )";
-constexpr const char* kSoftCapSource = R"(
-struct JitSoftCap : VariantBase {
-  static constexpr bool kHasLogitsTransform = true;
-  float q_scale;
-  float cap_log2;
-  __device__ __forceinline__ JitSoftCap(const VariantParams& p, int, int)
-      : q_scale(p.sm_scale * p.k_scale / p.logits_soft_cap), cap_log2(p.logits_soft_cap * kLog2e) {}
-  __device__ __forceinline__ float query_scale() const { return q_scale; }
-  __device__ __forceinline__ float logits_transform(float dot, int) const {
-    return cap_log2 * tanhf(dot);
-  }
-};
-)";
-constexpr const char* kBiasSource = R"(
-struct JitBias : VariantBase {
-  static constexpr bool kHasLogitsTransform = true;
-  float scale_log2;
-  float bias_log2;
-  __device__ __forceinline__ JitBias(const VariantParams& p, int qo_head, int)
-      : scale_log2(p.sm_scale * kLog2e),
-        bias_log2((extra(p).bias + extra(p).head_bias[qo_head]) * kLog2e) {}
-  __device__ __forceinline__ float query_scale() const { return scale_log2; }
-  __device__ __forceinline__ float logits_transform(float dot, int) const { return dot + bias_log2; }
-};
-)";
-
 class JitGpu : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -128,10 +103,12 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     SCOPED_TRACE(soft_cap ? "soft-cap" : "plain");
     AttentionOptions aot;
     if (soft_cap) aot.logits_soft_cap = 20.0;
-    const char* name = soft_cap ? "JitSoftCap" : "JitPlain";
-    const char* source = soft_cap ? kSoftCapSource : kPlainSource;
+    const auto spec_for = [&](jit::KernelKind kernel) {
+      return soft_cap ? testing::jit_example("soft_cap.cuh", kernel)
+                      : spec_of("JitPlain", kPlainSource, kernel);
+    };
 
-    jit::LoadedVariant decode_variant(spec_of(name, source, jit::KernelKind::kBatchDecode));
+    jit::LoadedVariant decode_variant(spec_for(jit::KernelKind::kBatchDecode));
     AttentionOptions with_jit = aot;
     with_jit.jit_variant = &decode_variant;
     Tensors d = make(1, 3000, rng, true);
@@ -142,7 +119,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
       stream.synchronize();
     });
 
-    jit::LoadedVariant prefill_variant(spec_of(name, source, jit::KernelKind::kSinglePrefill));
+    jit::LoadedVariant prefill_variant(spec_for(jit::KernelKind::kSinglePrefill));
     with_jit.jit_variant = &prefill_variant;
     Tensors p = make(200, 700, rng, false);
     expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
@@ -153,7 +130,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     });
 
     // Ragged batch prefill: two requests over the same tensors.
-    jit::LoadedVariant ragged_variant(spec_of(name, source, jit::KernelKind::kBatchPrefillRagged));
+    jit::LoadedVariant ragged_variant(spec_for(jit::KernelKind::kBatchPrefillRagged));
     with_jit.jit_variant = &ragged_variant;
     const std::vector<int32_t> qo_indptr = {0, 150, 200}, kv_indptr = {0, 500, 700};
     DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
@@ -173,7 +150,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     });
 
     // Paged batch prefill: the same K/V viewed as pages of 4 rows, in order.
-    jit::LoadedVariant paged_variant(spec_of(name, source, jit::KernelKind::kBatchPrefillPaged));
+    jit::LoadedVariant paged_variant(spec_for(jit::KernelKind::kBatchPrefillPaged));
     with_jit.jit_variant = &paged_variant;
     const int64_t page = 4;
     std::vector<int32_t> page_indptr = {0, 500 / 4, 700 / 4}, last = {4, 4};
@@ -253,7 +230,7 @@ TEST_F(JitGpu, ExtraParametersReachTheVariant) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   CudaStream stream;
-  jit::VariantSpec spec = spec_of("JitBias", kBiasSource, jit::KernelKind::kSinglePrefill);
+  jit::VariantSpec spec = testing::jit_example("per_head_bias.cuh", jit::KernelKind::kSinglePrefill);
   spec.params = {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}};
   jit::LoadedVariant variant(spec);
   const std::vector<float> head_bias = {0.f, 1.f, -2.f, 0.5f, 3.f, -1.f, 0.25f, 2.f};
