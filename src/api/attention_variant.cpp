@@ -125,6 +125,10 @@ const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kern
                            DType kv_dtype, int64_t head_dim) {
   if (options.jit_variant == nullptr) return nullptr;
   const jit::VariantSpec& spec = options.jit_variant->spec();
+  if (spec.kernel == kernel && spec.q_dtype == q_dtype && spec.kv_dtype == kv_dtype &&
+      spec.head_dim == head_dim) {
+    return options.jit_variant->kernel();  // run() path: no strings unless it fails
+  }
   const std::string wanted = std::string(jit::kernel_kind_name(kernel)) + ", q " +
                              dtype_name(q_dtype) + ", kv " + dtype_name(kv_dtype) + ", head_dim " +
                              std::to_string(head_dim);

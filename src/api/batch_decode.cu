@@ -209,8 +209,8 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, shape.head_dim, shape.num_qo_heads, qv.device());
   // A JIT variant for another kernel is rejected here, not mid-capture.
-  detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode, qv.dtype(), cache.dtype,
-                         shape.head_dim);
+  const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode,
+                                                  qv.dtype(), cache.dtype, shape.head_dim);
   detail::expect_rows_aligned16(cache);  // the kernel gathers K/V rows with 16-byte cp.async
   if (batch == 0) return;
 
@@ -260,6 +260,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   launch.schedule.partial_lse = reinterpret_cast<float*>(s.workspace + layout.partial_lse_offset);
   launch.max_work_units = layout.max_work_units;
   launch.options = options;
+  launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = detail::resolved_sm_scale(options, shape.head_dim);
   launch.alibi_slopes = variant.params.alibi_slopes;
 

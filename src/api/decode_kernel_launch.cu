@@ -129,10 +129,7 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
     case VariantKind::kJit:
       // The plain instantiation only supplies the parameter types.
-      return dispatch_dtypes<attention::PlainVariant>(
-          l, params, stream,
-          jit_kernel_for(l.options, jit::KernelKind::kBatchDecode, l.q_dtype, l.kv.dtype,
-                         l.head_dim));
+      return dispatch_dtypes<attention::PlainVariant>(l, params, stream, l.jit_kernel);
   }
 }
 

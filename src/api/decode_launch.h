@@ -38,6 +38,7 @@ struct DecodeLaunch {
   DecodeScheduleView schedule;    // device pointers into the workspace
   int64_t max_work_units;         // grid.x
   AttentionOptions options;       // sm_scale resolved (> 0)
+  const void* jit_kernel;         // options.jit_variant's kernel, checked by the entry point
   const float* alibi_slopes;      // device [num_qo_heads] when kAlibi, else null
 };
 

@@ -110,7 +110,8 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   detail::ResolvedVariant variant =
       detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
   // A JIT variant for another kernel is rejected before any allocation.
-  detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode, qv.dtype(), kv.dtype(), head_dim);
+  const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode,
+                                                  qv.dtype(), kv.dtype(), head_dim);
   if (num_qo_heads == 0) return;  // nothing to compute
 
   // ---- the one-page view of K/V
@@ -196,6 +197,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   // The planner used at most max_work_units; launch only the units it made.
   launch.max_work_units = std::max<int64_t>(1, schedule.header.num_work_units);
   launch.options = options;
+  launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = variant.params.sm_scale;
   launch.alibi_slopes = variant.params.alibi_slopes;
 

@@ -151,10 +151,12 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
                         variant.kind != VariantKind::kSoftCapSlidingWindow,
                     "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
-  detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill, qv.dtype(), qv.dtype(), head_dim);
+  const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill,
+                                                  qv.dtype(), qv.dtype(), head_dim);
   if (qo_len == 0 || num_qo_heads == 0) return;  // nothing to compute
 
   Launch l{};
+  l.jit_kernel = jit_kernel;
   l.q = qv.data();
   l.q_stride_token = qv.stride(0);
   l.q_stride_head = qv.stride(1);
@@ -185,8 +187,6 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
     case VariantKind::kAlibi:
       return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
     case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
-      l.jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill, qv.dtype(),
-                                            qv.dtype(), head_dim);
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
     default:
       throw Error("tessera: prefill: no kernel for this variant");
