@@ -118,15 +118,35 @@ def plot(rows, out_png, kernels, title):
     fig.savefig(out_png, dpi=110)
 
 
-def plot_decode(rows, out_png, title):
-    """Grouped bars: GB/s of KV read per (B, L) for Tessera page 16 / page 1
-    and each peer (dense layout)."""
+def grouped_bars(series, shapes, out_png, ylabel, title, width_inches, ceiling=None):
+    """One bar per series per shape; series maps a label to {shape: value}."""
     try:
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
         return
+    if not shapes:
+        return
+    fig, ax = plt.subplots(figsize=(width_inches, 4.5))
+    width = 0.8 / max(len(series), 1)
+    for i, (name, values) in enumerate(series.items()):
+        xs = [j + i * width for j in range(len(shapes))]
+        ax.bar(xs, [values.get(sh, 0) for sh in shapes], width, label=name)
+    if ceiling is not None:
+        ax.axhline(ceiling, color="gray", linestyle="--", label="copy ceiling")
+    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
+    ax.set_xticklabels(shapes, fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=110)
+
+
+def plot_decode(rows, out_png, title):
+    """Grouped bars: GB/s of KV read per (B, L) for Tessera page 16 / page 1
+    and each peer (dense layout)."""
     series = {}
     shapes = []
     for r in rows:
@@ -139,33 +159,14 @@ def plot_decode(rows, out_png, title):
         series.setdefault(f'tessera page {p["page"]}', {})[shape] = float(r["tessera"])
         if r["peer"] != "none":
             series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
-    if not shapes:
-        return
-    fig, ax = plt.subplots(figsize=(9, 4.5))
-    width = 0.8 / max(len(series), 1)
-    for i, (name, values) in enumerate(series.items()):
-        xs = [j + i * width for j in range(len(shapes))]
-        ax.bar(xs, [values.get(sh, 0) for sh in shapes], width, label=name)
-    ax.axhline(float(rows[0]["ceiling"]), color="gray", linestyle="--", label="copy ceiling")
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
-    ax.set_xticklabels(shapes, fontsize=8)
-    ax.set_ylabel("GB/s of KV read")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    ceiling = float(rows[0]["ceiling"]) if rows else None
+    grouped_bars(series, shapes, out_png, "GB/s of KV read", title, 9, ceiling)
 
 
 def plot_prefill(rows, out_png, title):
     """FlashInfer 0.2's prefill figure: causal TFLOP/s per (B, L), Tessera
     dense (ragged) beside vector-sparse (page 1) and page 16, with the dense
     peers (flash / cuDNN SDPA, flex_attention) on the same shapes."""
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return
     series = {}
     shapes = []
     for r in rows:
@@ -182,20 +183,7 @@ def plot_prefill(rows, out_png, title):
         series.setdefault(name, {})[shape] = float(r["tessera"])
         if r["kernel"] == "batch_prefill_ragged" and r["peer"] in ("flash", "cudnn", "flex_attention"):
             series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
-    if not shapes:
-        return
-    fig, ax = plt.subplots(figsize=(10, 4.5))
-    width = 0.8 / max(len(series), 1)
-    for i, (name, values) in enumerate(series.items()):
-        xs = [j + i * width for j in range(len(shapes))]
-        ax.bar(xs, [values.get(sh, 0) for sh in shapes], width, label=name)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shapes))])
-    ax.set_xticklabels(shapes, fontsize=8)
-    ax.set_ylabel("TFLOP/s (causal)")
-    ax.set_title(title)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out_png, dpi=110)
+    grouped_bars(series, shapes, out_png, "TFLOP/s (causal)", title, 10)
 
 
 def main():
