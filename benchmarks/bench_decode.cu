@@ -1,6 +1,7 @@
 // Batch decode over a paged KV cache: 32 q heads / 8 KV heads, head_dim 128,
 // bf16, NHD, page sizes 16 and 1, FlashInfer 0.2's decode shapes. Metric: GB/s
-// of K and V actually read (plus q and out, negligible). Also plan() host
+// of K and V actually read (plus q and out, negligible), with the planner's
+// kernel (tensor cores at GQA 4) and, at page 16, the CUDA-core one. Also plan() host
 // time at batch 256 and the CUDA-graph replay time of run().
 #include <algorithm>
 #include <chrono>
@@ -96,6 +97,16 @@ void run_decode_benchmarks(Bench& bench) {
       const double io_bytes = 2.0 * s.batch * kQoHeads * kHeadDim * 2;
       const double us = bench.median_us(run, kv_bytes + io_bytes);
       bench.emit("batch_decode", case_name(s, page_size), "GB/s", gbps(kv_bytes, us));
+      if (page_size == 16) {
+        // The CUDA-core kernel on the same data (kAuto picks tensor cores
+        // for this GQA 4 shape): what the tensor-core kernel gains.
+        DecodePlanOptions cuda_cores;
+        cuda_cores.backend = DecodeBackend::kCudaCores;
+        decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream(), cuda_cores);
+        bench.emit("batch_decode_cuda_cores", case_name(s, page_size), "GB/s",
+                   gbps(kv_bytes, bench.median_us(run, kv_bytes + io_bytes)));
+        decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+      }
 
       if (page_size == 16 && s.batch == 64 && s.kv_len == 4096) {
         // CUDA-graph replay of run(): the serving engine's decode step.

@@ -93,6 +93,8 @@ def plot(rows, out_png, kernels, title):
     except ImportError:
         print("report: matplotlib missing, no plot", file=sys.stderr)
         return
+    if not any(r["kernel"] == kernel for _, kernel, _ in kernels for r in rows):
+        return  # a partial run (one benchmark family) keeps the other plots
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for label_prefix, kernel, filt in kernels:
         series = {}
@@ -145,18 +147,20 @@ def grouped_bars(series, shapes, out_png, ylabel, title, width_inches, ceiling=N
 
 
 def plot_decode(rows, out_png, title):
-    """Grouped bars: GB/s of KV read per (B, L) for Tessera page 16 / page 1
-    and each peer (dense layout)."""
+    """Grouped bars: GB/s of KV read per (B, L) for Tessera page 16 / page 1,
+    the CUDA-core kernel at page 16, and each peer (dense layout)."""
     series = {}
     shapes = []
     for r in rows:
-        if r["kernel"] != "batch_decode" or r["metric"] != "GB/s":
+        if r["kernel"] not in ("batch_decode", "batch_decode_cuda_cores") or r["metric"] != "GB/s":
             continue
         p = dict(kv.split("=") for kv in r["case"].split(","))
         shape = f'B={p["B"]}\nL={p["L"]}'
         if shape not in shapes:
             shapes.append(shape)
-        series.setdefault(f'tessera page {p["page"]}', {})[shape] = float(r["tessera"])
+        name = (f'tessera page {p["page"]}' if r["kernel"] == "batch_decode"
+                else f'tessera CUDA cores page {p["page"]}')
+        series.setdefault(name, {})[shape] = float(r["tessera"])
         if r["peer"] != "none":
             series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
     ceiling = float(rows[0]["ceiling"]) if rows else None

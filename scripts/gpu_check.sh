@@ -10,7 +10,11 @@
 #       uses binaries staged by scripts/stage_gpu_build.sh on another machine
 #       (the GPU machine has no network, so no GoogleTest/DLPack to build with)
 #   TESSERA_COMMIT=<sha>                      commit recorded in the results
-#   TESSERA_GPU_CHECK_SKIP=bench,sanitizer    skip steps (for quick reruns)
+#   TESSERA_GPU_CHECK_SKIP=cpu,demo,bench,sanitizer skip steps (for quick reruns)
+#   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
+#                                              memcheck and racecheck)
+#   TESSERA_BENCH_ONLY=<family>                only this benchmark family
+#   TESSERA_PROFILE="<spec> ..."               scripts/gpu_profile.sh specs, run last
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$TESSERA_ROOT"
@@ -60,38 +64,52 @@ else
   done
 fi
 
-step "cpu tests" "$logs/cpu_tests.log" "$bin/tessera_cpu_tests"
-# Prefill (the newest kernels) runs in its own process, so a sticky CUDA
-# error there cannot fail every other test.
-step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" --gtest_filter='-*Prefill*:BlockSparse*'
-grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran' "$logs/gpu_tests.log" | tail -n 4 |
-  sed 's/^/      /' | tee -a "$summary"
-step "gpu tests (prefill)" "$logs/gpu_tests_prefill.log" "$bin/tessera_gpu_tests" \
-  --gtest_filter='*Prefill*:BlockSparse*'
-grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
-  "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+if [[ ",$skip," != *",cpu,"* ]]; then
+  step "cpu tests" "$logs/cpu_tests.log" "$bin/tessera_cpu_tests"
+fi
+test_filter="${TESSERA_GPU_TEST_FILTER:-}"
+if [[ -n "$test_filter" ]]; then
+  step "gpu tests ($test_filter)" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" \
+    --gtest_filter="$test_filter"
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
+    "$logs/gpu_tests.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+else
+  # Prefill (the newest kernels) runs in its own process, so a sticky CUDA
+  # error there cannot fail every other test.
+  step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" --gtest_filter='-*Prefill*:BlockSparse*'
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran' "$logs/gpu_tests.log" | tail -n 4 |
+    sed 's/^/      /' | tee -a "$summary"
+  step "gpu tests (prefill)" "$logs/gpu_tests_prefill.log" "$bin/tessera_gpu_tests" \
+    --gtest_filter='*Prefill*:BlockSparse*'
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
+    "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
   step "compute-sanitizer memcheck (all gpu tests)" "$logs/memcheck.log" \
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
-    "$bin/tessera_gpu_tests"
+    "$bin/tessera_gpu_tests" ${test_filter:+--gtest_filter="$test_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
+  racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
   # prefill (tiles, output staging),
   # decode (KV pipeline, cross-lane merge) and the merges; decode on a subset
   # of its tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
     timeout 240 compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
-    --gtest_filter='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
+    --gtest_filter="${TESSERA_RACECHECK_FILTER:-$racecheck_default}"
   grep -E 'RACECHECK SUMMARY|ERROR SUMMARY' "$logs/racecheck.log" | tail -n 1 | sed 's/^/      /' |
     tee -a "$summary"
 fi
 
-step "demo" "$logs/demo.log" "$bin/tessera-demo"
-tail -n 12 "$logs/demo.log" | sed 's/^/      /' | tee -a "$summary"
+if [[ ",$skip," != *",demo,"* ]]; then
+  step "demo" "$logs/demo.log" "$bin/tessera-demo"
+  tail -n 12 "$logs/demo.log" | sed 's/^/      /' | tee -a "$summary"
+fi
 
 if [[ ",$skip," != *",bench,"* ]]; then
-  step "benchmarks" "$logs/bench.log" "$bin/tessera_bench"
+  step "benchmarks" "$logs/bench.log" "$bin/tessera_bench" \
+    ${TESSERA_BENCH_ONLY:+--only "$TESSERA_BENCH_ONLY"}
   step "peers (torch)" "$logs/peers.log" env PYTHONUNBUFFERED=1 \
     python3 "$TESSERA_ROOT/benchmarks/peers_torch.py" "$logs/bench.log"
   step "report" "$logs/report.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
@@ -99,8 +117,17 @@ if [[ ",$skip," != *",bench,"* ]]; then
   cat "$logs/report.log" | tee -a "$summary"
   # JIT compile and load times on this machine's CPUs (appended; the case
   # names the CPU count).
+  [[ -z "${TESSERA_BENCH_ONLY:-}" ]] &&
   step "jit bench (CPU)" "$logs/jit_bench.log" env TESSERA_COMMIT="$commit" \
     "$bin/tessera_jit_bench" "$TESSERA_ROOT/benchmarks/results/jit_compile.csv"
+fi
+
+if [[ -n "${TESSERA_PROFILE:-}" ]]; then
+  # shellcheck disable=SC2086  # specs are space-separated words
+  OUT="$logs" step "ncu profiles" "$logs/profile.log" "$TESSERA_ROOT/scripts/gpu_profile.sh" \
+    $TESSERA_PROFILE
+  grep -hE "^== |Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Issued Ipc Active" \
+    "$logs"/ncu_*.txt | sed 's/^/      /' | tee -a "$summary"
 fi
 
 note "gpu_check: $failures step(s) failed"

@@ -59,6 +59,7 @@ struct BatchDecodeWithPagedKVCache::State {
   bool planned = false;
   int64_t planned_batch = 0;
   int32_t planned_partials = 0;
+  DecodeBackend backend = DecodeBackend::kAuto;
   std::vector<int64_t> kv_lengths;
   // What plan() saw, compared with the device arrays in validation mode.
   std::vector<int32_t> planned_indptr;
@@ -152,6 +153,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   s.planned = true;
   s.planned_batch = static_cast<int64_t>(kv_last_page_len.size());
   s.planned_partials = schedule.header.num_partials;
+  s.backend = options.backend;
   s.planned_indptr.assign(kv_indptr.begin(), kv_indptr.end());
   s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
 }
@@ -263,6 +265,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = detail::resolved_sm_scale(options, shape.head_dim);
   launch.alibi_slopes = variant.params.alibi_slopes;
+  launch.backend = s.backend;
 
   detail::launch_decode(launch, stream);
   // While capturing, a later plan may split requests, so the graph needs the

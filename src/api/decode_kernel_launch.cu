@@ -1,28 +1,71 @@
 // launch_decode (api/decode_launch.h): picks the decode kernel instantiation
 // for (q dtype, KV dtype, head_dim, variant) and launches it. The AOT set is
 // the explicit list below: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
-// x head_dim {64, 128, 256} x the six built-in variants (72 kernels); anything
+// x head_dim {64, 128, 256} x the six built-in variants (72 kernels), plus the
+// tensor-core kernels (decode_mma.cuh) for 16-bit K/V x head_dim {64, 128} x
+// the five variants without RoPE (20); anything
 // else is rejected here (and earlier, with the argument's name, by the API).
+#include <cstddef>
 #include <cstdint>
 #include <string>
+
+#include <cuda/std/type_traits>
 
 #include "api/attention_variant.h"
 #include "api/batch_decode_args.h"
 #include "api/decode_launch.h"
 #include "tessera/attention/decode.cuh"
+#include "tessera/attention/decode_mma.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
 
 // The planner's wave size (host code, batch_decode_args.h) must be the
 // kernel's residency (its launch bounds).
-static_assert(tessera::detail::kDecodeCtasPerSm == tessera::decode::kMinCtasPerSm,
-              "batch_decode_args.h kDecodeCtasPerSm must equal decode::kMinCtasPerSm");
+static_assert(tessera::detail::kDecodeCtasPerSm == tessera::decode::kMinCtasPerSm &&
+                  tessera::detail::kDecodeCtasPerSm == tessera::decode_mma::kMinCtasPerSm,
+              "batch_decode_args.h kDecodeCtasPerSm must equal both decode kernels' residency");
 
 namespace tessera::detail {
 
 namespace {
 
 using attention::VariantKind;
+
+// The instances with a tensor-core kernel (decode_mma.cuh): 16-bit K/V of
+// q's dtype, head_dim 64 / 128, no q/k transform (RoPE on the fly).
+template <typename QT, typename KVT, int kHeadDim, typename Variant>
+inline constexpr bool kTensorCoreInstance = cuda::std::is_same_v<QT, KVT> &&
+                                            (kHeadDim == 64 || kHeadDim == 128) &&
+                                            !Variant::kHasQueryKeyTransform;
+// kAuto takes tensor cores from this group size up (below it the CUDA-core
+// kernel's per-head work is small and the mma rows mostly padding).
+constexpr int64_t kTensorCoreMinGroup = 4;
+
+[[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l) {
+  throw Error("backend",
+              "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 or 128, "
+              "num_qo_heads / num_kv_heads <= " + std::to_string(decode_mma::kRows) +
+                  ", a built-in variant other than RoPE and no JIT variant",
+              std::string("KV ") + dtype_name(l.kv.dtype) + ", head_dim " +
+                  std::to_string(l.head_dim) + ", group " +
+                  std::to_string(l.num_qo_heads / l.num_kv_heads) +
+                  (l.options.pos_encoding_mode == PosEncodingMode::kRopeLlama ? ", RoPE" : "") +
+                  (l.jit_kernel != nullptr ? ", a JIT variant" : ""));
+}
+
+// For an instance that has a tensor-core kernel: whether this call takes it.
+bool use_tensor_cores(const DecodeLaunch& l, const void* jit_kernel) {
+  const int64_t group = l.num_qo_heads / l.num_kv_heads;
+  const bool applies = jit_kernel == nullptr && group <= decode_mma::kRows;
+  switch (l.backend) {
+    case DecodeBackend::kCudaCores: return false;
+    case DecodeBackend::kTensorCores:
+      if (!applies) throw_no_tensor_cores(l);
+      return true;
+    case DecodeBackend::kAuto: break;
+  }
+  return applies && group >= kTensorCoreMinGroup;
+}
 
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
 void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
@@ -58,13 +101,25 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   const void* kernel = jit_kernel != nullptr
                            ? jit_kernel
                            : reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
+  int threads = decode::kThreads;
+  int shared_bytes = Traits::kSharedBytes;
+  if constexpr (kTensorCoreInstance<QT, KVT, kHeadDim, Variant>) {
+    if (use_tensor_cores(l, jit_kernel)) {
+      using MmaTraits = decode_mma::DecodeMmaTraits<QT, kHeadDim>;
+      kernel = reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
+      threads = decode_mma::kThreads;
+      shared_bytes = MmaTraits::kSharedBytes;
+    }
+  } else {
+    if (l.backend == DecodeBackend::kTensorCores) throw_no_tensor_cores(l);
+  }
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
-  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          Traits::kSharedBytes));
+  TESSERA_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
   const dim3 grid(static_cast<unsigned>(l.max_work_units), static_cast<unsigned>(l.num_kv_heads));
   void* args[] = {&p};
-  TESSERA_CUDA_CHECK(
-      cudaLaunchKernel(kernel, grid, dim3(decode::kThreads), args, Traits::kSharedBytes, stream));
+  TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(threads), args,
+                                      static_cast<std::size_t>(shared_bytes), stream));
 }
 
 template <typename QT, typename KVT, typename Variant>

@@ -11,6 +11,7 @@
 
 #include "api/paged_kv_cache_view.h"
 #include "tessera/api/attention_options.h"
+#include "tessera/api/decode.h"
 #include "tessera/attention/decode_schedule.cuh"
 #include "tessera/core/dtype.h"
 
@@ -40,6 +41,7 @@ struct DecodeLaunch {
   AttentionOptions options;       // sm_scale resolved (> 0)
   const void* jit_kernel;         // options.jit_variant's kernel, checked by the entry point
   const float* alibi_slopes;      // device [num_qo_heads] when kAlibi, else null
+  DecodeBackend backend;          // kAuto unless the plan asked for one
 };
 
 // Launches the decode kernel (partials for split requests, out/lse for the

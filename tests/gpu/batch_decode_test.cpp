@@ -48,6 +48,7 @@ struct CacheConfig {
   int64_t page_padding = 0;  // extra elements per page (a multiple of 8: 16-byte rows)
   bool fp8_kv = false;       // cache in float8 e4m3 (q stays `dtype`)
   AttentionOptions options;  // variant and KV scales passed to run()
+  DecodeBackend backend = DecodeBackend::kAuto;  // the plan's kernel choice
   reference::AttentionRefParams ref;  // the variant's reference fields
 };
 
@@ -182,7 +183,8 @@ void check_batch(const CacheConfig& c, const std::vector<int32_t>& lengths, Rng&
   SCOPED_TRACE("page_size " + std::to_string(c.page_size) + ", batch " +
                std::to_string(lengths.size()) + ", heads " + std::to_string(c.num_qo_heads) + "/" +
                std::to_string(c.num_kv_heads) + ", head_dim " + std::to_string(c.head_dim) +
-               (c.layout == KVLayout::kNHD ? ", NHD" : ", HND"));
+               (c.layout == KVLayout::kNHD ? ", NHD" : ", HND") + ", backend " +
+               std::to_string(static_cast<int>(c.backend)));
   const auto batch = static_cast<int64_t>(lengths.size());
   PagedCache cache(c, pages_for(lengths, c.page_size), rng);
   cache.assign(lengths, rng);
@@ -204,7 +206,9 @@ void check_batch(const CacheConfig& c, const std::vector<int32_t>& lengths, Rng&
   DeviceBuffer workspace(bytes);
   BatchDecodeWithPagedKVCache decode(shape_of(c), bounds, workspace.data(), bytes, 0);
   CudaStream stream;
-  decode.plan(cache.kv_indptr, cache.kv_last_page_len, stream.get());
+  DecodePlanOptions plan_options;
+  plan_options.backend = c.backend;
+  decode.plan(cache.kv_indptr, cache.kv_last_page_len, stream.get(), plan_options);
   DLTensor lse_dl = lse.dl();
   decode.run(dq.dl(), cache.arg(), indices.dl(), indptr.dl(), last.dl(), out.dl(),
              with_lse ? &lse_dl : nullptr, c.options, stream.get(), Validate::kOn);
@@ -341,6 +345,87 @@ TEST(BatchDecode, Fp8AndVariantsThroughSplitBatchesMatchReference) {
     c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
     c.ref.rope_llama = true;
     check_batch(c, lengths, rng);
+  }
+}
+
+// Both decode kernels (CUDA cores, decode.cuh; tensor cores, decode_mma.cuh)
+// forced through the same matrix: page sizes with edge lengths, GQA groups
+// 1..16 (16 fills every mma row), head dims 64/128, fp16/bf16, HND with a
+// padded cache, every variant the tensor-core kernel runs, and a split 32k
+// request.
+TEST(BatchDecode, BothBackendsMatchReferenceAcrossTheMatrix) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
+    for (const int32_t page_size : {1, 3, 16, 64}) {
+      CacheConfig c;
+      c.backend = backend;
+      c.page_size = page_size;
+      c.num_qo_heads = 16;
+      c.num_kv_heads = 4;
+      check_batch(c, edge_lengths(page_size), rng);
+    }
+    for (const int64_t group : {1, 2, 3, 4, 8, 16}) {
+      CacheConfig c;
+      c.backend = backend;
+      c.dtype = group % 2 == 0 ? DType::kFloat16 : DType::kBFloat16;
+      c.head_dim = group == 8 ? 64 : 128;
+      c.num_kv_heads = 2;
+      c.num_qo_heads = 2 * group;
+      check_batch(c, {7, 300, 2500, 0, 16, 17, 9000}, rng);
+    }
+    {
+      CacheConfig c;
+      c.backend = backend;
+      c.layout = KVLayout::kHND;
+      c.page_padding = 64;
+      c.head_dim = 64;
+      c.num_qo_heads = 16;
+      c.num_kv_heads = 2;
+      check_batch(c, {5, 4000, 33, 0, 1, 64}, rng);
+    }
+    const std::vector<int32_t> lengths = {5000, 17, 0, 3000};
+    for (int variant = 0; variant < 4; ++variant) {
+      CacheConfig c;
+      c.backend = backend;
+      if (variant == 0 || variant == 2) {
+        c.options.logits_soft_cap = 5.0;
+        c.ref.logits_soft_cap = 5.0;
+      }
+      if (variant == 1 || variant == 2) {
+        c.options.window_left = 700;
+        c.ref.window_left = 700;
+      }
+      if (variant == 3) {
+        c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+        c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+      }
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c;
+      c.backend = backend;
+      c.num_qo_heads = 32;
+      c.num_kv_heads = 4;
+      check_batch(c, {32768}, rng);
+    }
+  }
+}
+
+// kTensorCores where the tensor-core kernel does not apply: a named error,
+// never a silent fallback.
+TEST(BatchDecode, TensorCoresOutsideTheirDomainAreRejectedNamingBackend) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  std::vector<CacheConfig> configs(4);
+  configs[0].fp8_kv = true;
+  configs[1].head_dim = 256;
+  configs[2].options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+  configs[3].num_qo_heads = 64;
+  configs[3].num_kv_heads = 2;  // group 32 > 16 mma rows
+  for (CacheConfig& c : configs) {
+    c.backend = DecodeBackend::kTensorCores;
+    testing::expect_argument_error([&] { check_batch(c, {100}, rng); }, "backend");
   }
 }
 

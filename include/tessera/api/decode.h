@@ -38,6 +38,15 @@ struct DecodePlanBounds {
   int64_t max_work_units = 0;  // 0: derived from the GPU (enough for every SM)
 };
 
+// Which decode kernel runs. kTensorCores scores a GQA group's query heads
+// as the M of mma.sync tiles (FlashInfer's use_tensor_cores); it needs 16-bit
+// K/V of q's dtype, head_dim 64 or 128, num_qo_heads / num_kv_heads <= 16 and
+// a built-in variant other than RoPE-on-the-fly (else run() throws naming
+// "backend"). kAuto takes it wherever it applies and the group has >= 4 heads
+// (measured faster there); CUDA cores otherwise (fp8 KV, head_dim 256, RoPE,
+// JIT variants, small groups).
+enum class DecodeBackend { kAuto, kCudaCores, kTensorCores };
+
 // Per-plan choices.
 struct DecodePlanOptions {
   // 0: the planner picks how to split long requests over the SMs. > 0: every
@@ -46,6 +55,7 @@ struct DecodePlanOptions {
   // not depend on the rest of the batch (batch invariance); grown to the
   // smallest size the bounds allow if they cannot hold that many chunks.
   int64_t fixed_split_size = 0;
+  DecodeBackend backend = DecodeBackend::kAuto;
 };
 
 struct DecodePlanShape {
