@@ -7,10 +7,8 @@
 // writes out (q dtype) and lse; otherwise it writes its normalised float32
 // partial (out, lse) to the schedule's workspace for the merge pass.
 //
-// Grid: (max_work_units, num_kv_heads) CTAs, each one (work unit, KV head)
-// with a unit's heads consecutive in launch order (decode_cta(),
-// decode_schedule.cuh); units >= header->num_work_units exit at once (one
-// captured graph serves any plan).
+// Grid: (max_work_units, num_kv_heads); CTAs with blockIdx.x >=
+// header->num_work_units exit at once (one captured graph serves any plan).
 // Block: kThreads = 256. A head row of D elements is owned by
 // kRowThreads = D / 8 threads (8 elements each); the remaining kLanes =
 // 256 / kRowThreads "lanes" are split into (head slot) x (token lane). A
@@ -271,10 +269,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   extern __shared__ __align__(16) unsigned char shared[];
 
   const DecodeScheduleView& schedule = params.schedule;
-  const DecodeCta cta = decode_cta();
-  if (cta.unit >= schedule.header->num_work_units) return;
-  const DecodeWorkUnit unit = schedule.work_units[cta.unit];
-  const int kv_head = cta.kv_head;
+  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
+  const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
+  const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
   const int32_t num_pages = params.kv_indptr[request + 1] - page_begin;

@@ -81,10 +81,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   T* const stages = reinterpret_cast<T*>(shared_raw);
 
   const auto& schedule = params.schedule;
-  const DecodeCta cta = decode_cta();
-  if (cta.unit >= schedule.header->num_work_units) return;
-  const DecodeWorkUnit unit = schedule.work_units[cta.unit];
-  const int kv_head = cta.kv_head;
+  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
+  const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
+  const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
   const int32_t num_pages = params.kv_indptr[request + 1] - page_begin;

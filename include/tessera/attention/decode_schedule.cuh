@@ -16,7 +16,7 @@
 
 namespace tessera {
 
-// One CTA's job, for every KV head (decode_cta() below): the query of request
+// One CTA's job, for every KV head (blockIdx.y): the query of request
 // `request` against KV tokens [kv_begin, kv_end) of that request.
 struct DecodeWorkUnit {
   int32_t request;
@@ -28,7 +28,7 @@ struct DecodeWorkUnit {
 };
 
 struct DecodeScheduleHeader {
-  int32_t num_work_units;  // CTAs of units >= this exit at once
+  int32_t num_work_units;  // CTAs with blockIdx.x >= this exit at once
   int32_t batch_size;      // requests in this plan
   int32_t num_partials;    // partial slots used
   int32_t max_chunk_tokens;
@@ -43,23 +43,5 @@ struct DecodeScheduleView {
   float* partial_out;
   float* partial_lse;
 };
-
-// Which (work unit, KV head) a decode CTA of the grid (max_work_units,
-// num_kv_heads) runs. The KV heads of one unit are consecutive in launch
-// order (x fastest), so the CTAs resident together read the same pages: in
-// an NHD cache the heads of a slot sit side by side, and one head per CTA
-// across many requests would touch 8x as many DRAM pages at once. Units past
-// header->num_work_units exit (one captured graph serves any plan).
-struct DecodeCta {
-  int unit;
-  int kv_head;
-};
-#if defined(__CUDACC__) || defined(__CUDACC_RTC__)
-__device__ __forceinline__ DecodeCta decode_cta() {
-  const int num_kv_heads = static_cast<int>(gridDim.y);
-  const int linear = static_cast<int>(blockIdx.y * gridDim.x + blockIdx.x);
-  return {linear / num_kv_heads, linear % num_kv_heads};
-}
-#endif
 
 }  // namespace tessera
