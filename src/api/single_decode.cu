@@ -78,7 +78,8 @@ void put(std::vector<unsigned char>& bytes, std::size_t offset, const T* values,
 
 void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLTensor& v,
                                  const DLTensor& out, const DLTensor* lse, KVLayout layout,
-                                 const AttentionOptions& options, cudaStream_t stream) {
+                                 const AttentionOptions& options, cudaStream_t stream,
+                                 DecodeBackend backend) {
   // ---- validation: every argument, before any CUDA call
   const TensorView qv(q, "q");
   qv.expect_ndim(2).expect_dtype({DType::kFloat16, DType::kBFloat16}).expect_cuda();
@@ -200,6 +201,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = variant.params.sm_scale;
   launch.alibi_slopes = variant.params.alibi_slopes;
+  launch.backend = backend;
 
   try {
     detail::launch_decode(launch, stream);

@@ -42,6 +42,7 @@ struct DecodeCase {
   bool with_lse = true;
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
+  DecodeBackend backend = DecodeBackend::kAuto;
 };
 
 // K/V of logical [kv_len, kv_heads, D] values in the case's layout, with an
@@ -72,7 +73,7 @@ void run_case(DecodeCase c, Rng& rng) {
   CudaStream stream;
   DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl(), lse_dl = lse.dl();
   single_decode_with_kv_cache(q_dl, k_dl, v_dl, out_dl, c.with_lse ? &lse_dl : nullptr, c.layout,
-                              c.options, stream.get());
+                              c.options, stream.get(), c.backend);
   stream.synchronize();
 
   reference::AttentionRefParams p = c.ref;
@@ -110,6 +111,25 @@ TEST(DecodeKernel, KvLengthsAroundTileAndChunkEdgesMatchReference) {
   TESSERA_SEEDED_RNG(rng);
   for (const int64_t kv_len : {1, 15, 16, 17, 63, 64, 65, 1000, 32768}) {
     run_case({.kv_len = kv_len}, rng);
+  }
+}
+
+// Both kernels forced (kAuto picks tensor cores from GQA 4): short and
+// split lengths, groups 1/4/8/16, HND and strided K/V.
+TEST(DecodeKernel, BothBackendsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
+    for (const int64_t kv_len : {1, 17, 65, 5000, 32768}) {
+      for (const int64_t group : {1, 4, 8, 16}) {
+        DecodeCase c{.kv_len = kv_len, .num_qo_heads = 2 * group, .num_kv_heads = 2};
+        c.backend = backend;
+        c.layout = kv_len == 65 ? KVLayout::kHND : KVLayout::kNHD;
+        c.token_padding = kv_len == 5000 ? 64 : 0;
+        c.head_dim = group == 16 ? 64 : 128;
+        run_case(c, rng);
+      }
+    }
   }
 }
 

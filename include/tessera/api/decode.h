@@ -20,24 +20,6 @@
 
 namespace tessera {
 
-// q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)
-// or [num_kv_heads, kv_len, head_dim] (HND), any strides with head_dim
-// contiguous; out: [num_qo_heads, head_dim]; lse: null or float32
-// [num_qo_heads]. Splits long KV over the SMs internally (workspace from the
-// stream-ordered allocator).
-TESSERA_API void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k,
-                                             const DLTensor& v, const DLTensor& out,
-                                             const DLTensor* lse, KVLayout layout,
-                                             const AttentionOptions& options,
-                                             cudaStream_t stream);
-
-// What a plan may hold at most; fixed when a CUDA graph is captured, so one
-// graph replays for any batch and lengths within these bounds.
-struct DecodePlanBounds {
-  int64_t max_batch_size = 0;
-  int64_t max_work_units = 0;  // 0: derived from the GPU (enough for every SM)
-};
-
 // Which decode kernel runs. kTensorCores scores a GQA group's query heads
 // as the M of mma.sync tiles (FlashInfer's use_tensor_cores); it needs 16-bit
 // K/V of q's dtype, head_dim 64 or 128, num_qo_heads / num_kv_heads <= 16 and
@@ -46,6 +28,27 @@ struct DecodePlanBounds {
 // (measured faster there); CUDA cores otherwise (fp8 KV, head_dim 256, RoPE,
 // JIT variants, small groups).
 enum class DecodeBackend { kAuto, kCudaCores, kTensorCores };
+
+// q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)
+// or [num_kv_heads, kv_len, head_dim] (HND), any strides with head_dim
+// contiguous; out: [num_qo_heads, head_dim]; lse: null or float32
+// [num_qo_heads]. Splits long KV over the SMs internally (workspace from the
+// stream-ordered allocator). `backend` as in DecodePlanOptions (FlashInfer's
+// use_tensor_cores).
+TESSERA_API void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k,
+                                             const DLTensor& v, const DLTensor& out,
+                                             const DLTensor* lse, KVLayout layout,
+                                             const AttentionOptions& options,
+                                             cudaStream_t stream,
+                                             DecodeBackend backend = DecodeBackend::kAuto);
+
+// What a plan may hold at most; fixed when a CUDA graph is captured, so one
+// graph replays for any batch and lengths within these bounds.
+struct DecodePlanBounds {
+  int64_t max_batch_size = 0;
+  int64_t max_work_units = 0;  // 0: derived from the GPU (enough for every SM)
+};
+
 
 // Per-plan choices.
 struct DecodePlanOptions {
