@@ -25,8 +25,9 @@ namespace tessera {
 // K/V of q's dtype, head_dim 64 or 128, num_qo_heads / num_kv_heads <= 16 and
 // a built-in variant other than RoPE-on-the-fly (else run() throws naming
 // "backend"). kAuto takes it wherever it applies and the group has >= 4 heads
-// (measured faster there); CUDA cores otherwise (fp8 KV, head_dim 256, RoPE,
-// JIT variants, small groups).
+// (1.2-1.3x the CUDA-core kernel at GQA 4 on an H200; groups of 1-3 stay on
+// CUDA cores, where the mma rows would be mostly padding: not yet measured);
+// CUDA cores also run fp8 KV, head_dim 256, RoPE and JIT variants.
 enum class DecodeBackend { kAuto, kCudaCores, kTensorCores };
 
 // q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)
@@ -49,7 +50,6 @@ struct DecodePlanBounds {
   int64_t max_work_units = 0;  // 0: derived from the GPU (enough for every SM)
 };
 
-
 // Per-plan choices.
 struct DecodePlanOptions {
   // 0: the planner picks how to split long requests over the SMs. > 0: every
@@ -58,6 +58,7 @@ struct DecodePlanOptions {
   // not depend on the rest of the batch (batch invariance); grown to the
   // smallest size the bounds allow if they cannot hold that many chunks.
   int64_t fixed_split_size = 0;
+  // The kernel run() launches for this plan (DecodeBackend above).
   DecodeBackend backend = DecodeBackend::kAuto;
 };
 

@@ -118,6 +118,12 @@ struct DecodeParams {
   FastDivmod page_div;  // by kv.page_size
   DecodeScheduleView schedule;
   attention::VariantParams variant;
+
+  // KV tokens of `request`: full pages plus its last page's fill.
+  __device__ __forceinline__ int kv_length(int request) const {
+    const int32_t num_pages = kv_indptr[request + 1] - kv_indptr[request];
+    return num_pages > 0 ? (num_pages - 1) * kv.page_size + kv_last_page_len[request] : 0;
+  }
 };
 
 // The Variants of a thread's query heads first_head + i, i < N (clamped to
@@ -274,9 +280,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
-  const int32_t num_pages = params.kv_indptr[request + 1] - page_begin;
-  const int kv_len =
-      num_pages > 0 ? (num_pages - 1) * params.kv.page_size + params.kv_last_page_len[request] : 0;
+  const int kv_len = params.kv_length(request);
   const int q_pos = kv_len - 1;  // the decode token follows the cache
 
   const int tid = static_cast<int>(threadIdx.x);

@@ -1,13 +1,13 @@
 // Decode attention on tensor cores (mma.sync m16n8k16): the GQA group of a
-// KV head is the M dimension of the mma, so the query heads sharing a KV
-// stream are scored against each K/V tile with two instructions per 16
-// tokens and 8 dims instead of one FMA per (head, token, dim).
+// KV head is the M dimension of the mma, so all query heads sharing a KV
+// stream are scored against 8 tokens x 16 dims of a K tile by one
+// instruction, instead of one FMA per (head, token, dim).
 //
-// Why: decode reads every K/V byte once and does ~4 FLOPs per byte per query
-// head. On CUDA cores (decode.cuh) that is ~45 warp instructions per token
-// of one KV head at GQA 4, which on an H200 (4.3 TB/s) saturates the issue
-// rate before the memory (measured 0.69-0.76x cuDNN); here a warp spends ~32
-// mma + 16 ldmatrix + the tile copies per 16 tokens.
+// Why: decode does 1 FLOP per K/V byte per query head (4 at GQA 4). On CUDA
+// cores (decode.cuh) that is ~45 warp instructions per token of one KV head
+// at GQA 4 (our count from the source), which on an H200 (4.3 TB/s)
+// saturates the issue rate before the memory (measured 0.69-0.76x cuDNN);
+// here a warp spends 32 mma + 16 ldmatrix + the tile copies per 16 tokens.
 //
 // Same contract, schedule and partial layout as decode_kernel (decode.cuh):
 // grid (max_work_units, num_kv_heads), CTA = (work unit, KV head); CTAs past
@@ -86,9 +86,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
-  const int32_t num_pages = params.kv_indptr[request + 1] - page_begin;
-  const int kv_len =
-      num_pages > 0 ? (num_pages - 1) * params.kv.page_size + params.kv_last_page_len[request] : 0;
+  const int kv_len = params.kv_length(request);
   const int q_pos = kv_len - 1;  // the decode token follows the cache
   const int group = params.group_size;
 
