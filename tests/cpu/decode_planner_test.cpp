@@ -105,7 +105,11 @@ TEST(DecodePlanner, LongSingleRequestFillsEverySm) {
 
 TEST(DecodePlanner, SplitBatchesFitOneWave) {
   // (batch, length) shapes that miss a wave alone: the CTAs never spill into
-  // a second, mostly idle wave, and they still cover most of the first.
+  // a second, mostly idle wave, and the chunk is the smallest that fits it
+  // (one granule less would spill). The wave is not always well covered:
+  // with many similar long requests the unit count jumps by about one per
+  // request per granule, so up to ~half of it can stay idle (seen: 183 of
+  // 396 CTAs); a makespan-based choice is listed in docs/STATUS.md.
   TESSERA_SEEDED_RNG(rng);
   for (int trial = 0; trial < 100; ++trial) {
     const auto batch = rng.integer(1, 40);
@@ -113,11 +117,24 @@ TEST(DecodePlanner, SplitBatchesFitOneWave) {
     if (batch * kv_heads >= kH100Sms * kCtasPerSm) continue;
     std::vector<int64_t> lengths(static_cast<std::size_t>(batch));
     for (auto& len : lengths) len = rng.integer(32768, 65536);
-    const DecodeScheduleHost s = plan_decode_schedule(input_for(lengths, kv_heads));
+    const DecodePlannerInput input = input_for(lengths, kv_heads);
+    const DecodeScheduleHost s = plan_decode_schedule(input);
     EXPECT_TRUE(schedule_consistent(lengths, s));
     EXPECT_LE(s.header.num_work_units * kv_heads, kH100Sms * kCtasPerSm);
-    // Long requests leave at most a few chunks' worth of the wave idle.
-    EXPECT_GE(s.header.num_work_units * kv_heads, kH100Sms * kCtasPerSm / 2);
+    const int64_t chunk = s.header.max_chunk_tokens;
+    ASSERT_EQ(chunk % 64, 0);
+    if (chunk > 128) {
+      // One granule less: more units than the wave or the bounds allow.
+      int64_t units = 0, partials = 0;
+      for (const int64_t len : lengths) {
+        const int64_t pieces = len <= chunk - 64 ? 1 : (len + chunk - 64 - 1) / (chunk - 64);
+        units += pieces;
+        if (pieces >= 2) partials += pieces;
+      }
+      EXPECT_TRUE(units * kv_heads > kH100Sms * kCtasPerSm || units > input.max_work_units ||
+                  partials > input.max_partials)
+          << "chunk " << chunk << " is not the smallest: " << units << " units at chunk - 64";
+    }
   }
 }
 
