@@ -86,7 +86,7 @@ else
 fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
-  step "compute-sanitizer memcheck (all gpu tests)" "$logs/memcheck.log" \
+  step "compute-sanitizer memcheck (${test_filter:-all gpu tests})" "$logs/memcheck.log" \
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
     "$bin/tessera_gpu_tests" ${test_filter:+--gtest_filter="$test_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
