@@ -8,6 +8,7 @@
 #include <string>
 
 #include "api/decode_launch.h"
+#include "api/plan_run.h"
 #include "tessera/api/decode.h"
 #include "tessera/attention/merge.cuh"
 #include "tessera/core/cuda_check.h"
@@ -245,15 +246,27 @@ void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cud
                   " or num_qo_heads " + std::to_string(launch.num_qo_heads) + " out of range");
     }
     // Sized by the bounds only (graph replay); idle requests exit at once.
-    const dim3 grid(static_cast<unsigned>(max_batch_size),
-                    static_cast<unsigned>(launch.num_qo_heads));
-    constexpr int kBlock = attention::kDecodeMergeWarps * attention::kMergeWarpSize;
-    if (wide) {
-      attention::decode_merge_kernel<Out, kWide><<<grid, kBlock, 0, stream>>>(params);
-    } else {
-      attention::decode_merge_kernel<Out, 1><<<grid, kBlock, 0, stream>>>(params);
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(max_batch_size),
+                          static_cast<unsigned>(launch.num_qo_heads));
+    config.blockDim = dim3(attention::kDecodeMergeWarps * attention::kMergeWarpSize);
+    config.stream = stream;
+    // On sm90+ a programmatic dependent of the decode kernel just queued:
+    // scheduled while the decode's last CTAs run, it waits in the kernel
+    // (arch/sm90/grid_dependency.cuh) instead of paying a launch gap after it.
+    cudaLaunchAttribute dependent{};
+    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    dependent.val.programmaticStreamSerializationAllowed = 1;
+    if (device_compute_major(launch.kv.device.device_id) >= 9) {
+      config.attrs = &dependent;
+      config.numAttrs = 1;
     }
-    TESSERA_CHECK_LAUNCH();
+    if (wide) {
+      TESSERA_CUDA_CHECK(
+          cudaLaunchKernelEx(&config, attention::decode_merge_kernel<Out, kWide>, params));
+    } else {
+      TESSERA_CUDA_CHECK(cudaLaunchKernelEx(&config, attention::decode_merge_kernel<Out, 1>, params));
+    }
   };
   if (launch.q_dtype == DType::kBFloat16) {
     dispatch.template operator()<bfloat16_t>();

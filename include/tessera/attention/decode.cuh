@@ -42,6 +42,7 @@
 #include <cuda/std/type_traits>
 
 #include "tessera/arch/sm80/cp_async.cuh"
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode_schedule.cuh"
 #include "tessera/attention/kv_cache.cuh"
 #include "tessera/attention/state.cuh"
@@ -274,6 +275,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   extern __shared__ __align__(16) unsigned char shared[];
 
+  // The merge (launched as a programmatic dependent) may be scheduled now;
+  // it waits for this grid to finish before it reads anything.
+  sm90::allow_dependent_launch();
   const DecodeScheduleView& schedule = params.schedule;
   if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];

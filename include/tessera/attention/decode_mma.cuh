@@ -14,14 +14,20 @@
 // header->num_work_units exit; split units write normalised float32 partials
 // that decode_merge_kernel combines.
 // Block: 4 warps. K/V tiles of kKvTile = 64 tokens go through kStages = 3
-// shared-memory stages filled with 16-byte cp.async (page ids fetched one
-// tile ahead, any page size >= 1; the tile loaders are prefill's). Warp w
+// shared-memory stages (page ids fetched one tile ahead, any page size >= 1).
+// On sm90 each of the 128 threads moves one K or V row of a tile with one
+// bulk copy (cp.async.bulk) and a per-stage mbarrier counts the bytes;
+// before sm90, 16-byte cp.async with one address computation per row. The
+// 16-byte cp.async path, with prefill's loaders, ran ~600 of the ~870 warp
+// instructions per tile of the main loop (SASS of sm_90a), which left the
+// kernel issue-bound at 75% of DRAM bandwidth (ncu, H200). Warp w
 // scores tokens [16 w, 16 w + 16) of every tile for all 16 rows (query heads
 // of the group; rows >= group_size are zero and ignored) with its own online
 // softmax state; at the end the 4 warp states merge through shared memory in
 // a fixed order (deterministic).
-// Shared memory: kStages x (K + V) x 64 x head_dim x 2 B = 48 KB (hd 64),
-// 96 KB (hd 128): two CTAs per SM, 4 tiles (128 KB at hd 128) in flight.
+// Shared memory: kStages x (K + V) x 64 rows x (head_dim + 8) x 2 B = 54 KB
+// (hd 64), 102 KB (hd 128): two CTAs per SM, 4 tiles (128 KB at hd 128) in
+// flight.
 // Limits: 16-bit q = K = V dtype, head_dim 64 / 128, group_size <= 16,
 // softmax variants without q/k or output transforms (the host picks
 // decode_kernel otherwise).
@@ -32,16 +38,17 @@
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
+#include "tessera/arch/sm90/bulk_copy.cuh"
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode.cuh"
-#include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
 
 namespace tessera::decode_mma {
 
-inline constexpr int kWarps = prefill::kWarps;        // the tile loaders' thread count
-inline constexpr int kThreads = prefill::kThreads;
-inline constexpr int kKvTile = prefill::kKvTile;      // tokens per stage
+inline constexpr int kWarps = 4;
+inline constexpr int kThreads = kWarps * 32;
+inline constexpr int kKvTile = 64;                    // tokens per stage
 inline constexpr int kRows = 16;                      // mma M: query heads of one group
 inline constexpr int kTokensPerWarp = kKvTile / kWarps;
 inline constexpr int kStages = 3;
@@ -54,18 +61,37 @@ template <typename T_, int kHeadDim_>
 struct DecodeMmaTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
-  using Copy = prefill::PrefillTraits<T, kHeadDim>;  // swizzled 64-row tiles
-  static constexpr int kChunks = Copy::kChunks;
-  static constexpr int kTileElems = Copy::kTileElems;
+  static constexpr int kChunkElems = 8;  // 16 bytes
+  static constexpr int kChunks = kHeadDim / kChunkElems;
+  // A tile row is one token's head_dim values plus 16 bytes of padding, so a
+  // row stays contiguous (one bulk copy) and the 8 rows an ldmatrix reads
+  // start 16 bytes apart modulo 128: distinct banks, no swizzle needed.
+  static constexpr int kRowElems = kHeadDim + kChunkElems;
+  static constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(T));
+  static constexpr int kTileElems = kKvTile * kRowElems;
+  static constexpr int kStageElems = 2 * kTileElems;          // K tile, then V tile
+  static constexpr int kStageCopyBytes = 2 * kKvTile * kRowBytes;
+  static constexpr int kBarrierOffset = kStages * kStageElems * static_cast<int>(sizeof(T));
+  static constexpr int kSharedBytes = kBarrierOffset + kStages * static_cast<int>(sizeof(uint64_t));
   static constexpr int kKSteps = kHeadDim / 16;  // mma k-steps of S = Q K^T
   static constexpr int kDBlocks = kHeadDim / 8;  // n-blocks of O = P V
-  static constexpr int kSharedBytes = kStages * 2 * kTileElems * static_cast<int>(sizeof(T));
+  // cp.async path (before sm90): kChunks threads copy a row, 16 bytes each.
+  static constexpr int kRowStep = kThreads / kChunks;
+  static constexpr int kRowsPerThread = kKvTile / kRowStep;
   // Merge scratch: each warp's (o rows, padded against bank conflicts) + (m, d).
   static constexpr int kScratchRowFloats = kHeadDim + 8;
   static constexpr int kScratchBytes =
       (kWarps * kRows * kScratchRowFloats + kWarps * kRows * 2) * 4;
-  static_assert(kScratchBytes <= kSharedBytes, "merge scratch fits the stages");
+  static_assert(kScratchBytes <= kBarrierOffset, "merge scratch fits the stages");
+  static_assert(kBarrierOffset % 8 == 0, "mbarriers are 8-byte aligned");
+  static_assert(kRowBytes % 16 == 0 && (kRowElems * sizeof(T)) % 16 == 0,
+                "bulk copies move 16-byte multiples between 16-byte aligned rows");
+  static_assert(kThreads == 2 * kKvTile, "bulk path: one thread per K or V row of a tile");
+  static_assert(kThreads % kChunks == 0 && kKvTile % kRowStep == 0, "cp.async: whole rows");
   static_assert(kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks of V");
+  __device__ __forceinline__ static int offset(int row, int chunk) {
+    return row * kRowElems + chunk * kChunkElems;
+  }
 };
 
 template <typename Traits, typename Variant>
@@ -73,13 +99,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     decode_mma_kernel(const decode::DecodeParams<typename Traits::T, typename Traits::T> params) {
   using T = typename Traits::T;
   constexpr int kHeadDim = Traits::kHeadDim;
-  constexpr int kChunks = Traits::kChunks;
   static_assert(Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform &&
                     !Variant::kHasOutputTransform,
                 "tensor-core decode runs softmax variants without q/k or output transforms");
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* const stages = reinterpret_cast<T*>(shared_raw);
 
+  sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
   const auto& schedule = params.schedule;
   if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
@@ -136,26 +162,93 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int kv_hi = unit.kv_end;
   const int num_tiles = kv_hi > kv_lo ? (kv_hi - kv_lo + kKvTile - 1) / kKvTile : 0;
 
-  const prefill::PagedKvRows<T> kv{params.kv.k_data + kv_head * params.kv.stride_head,
-                                   params.kv.v_data + kv_head * params.kv.stride_head,
-                                   params.kv.stride_page,
-                                   params.kv.stride_entry,
-                                   params.kv_indices + page_begin,
-                                   params.page_div};
-  using Copy = typename Traits::Copy;
-  auto k_stage = [&](int tile) { return stages + (tile % kStages) * 2 * Traits::kTileElems; };
-  auto kv_rows = prefill::fetch_kv_rows<Copy>(kv, kv_lo, kv_hi);
-  // Issues the copies of `tile` from kv_rows, then fetches the page ids of
-  // tile + 1. Always commits a group (empty past the end): uniform counting.
-  auto issue = [&](int tile) {
-    if (tile < num_tiles) {
-      const int pos0 = kv_lo + tile * kKvTile;
-      T* const k_tile = k_stage(tile);
-      prefill::load_kv_tile<Copy>(k_tile, kv.k, kv, kv_rows, pos0, kv_hi);
-      prefill::load_kv_tile<Copy>(k_tile + Traits::kTileElems, kv.v, kv, kv_rows, pos0, kv_hi);
-      if (tile + 1 < num_tiles) kv_rows = prefill::fetch_kv_rows<Copy>(kv, pos0 + kKvTile, kv_hi);
+  // ---- K/V tile copies. Positions past kv_hi copy row kv_hi - 1 instead
+  // (a real, finite row: its logits are masked, so p = 0 and 0 * v adds 0),
+  // which keeps every tile the same size.
+  const int tid = static_cast<int>(threadIdx.x);
+  const int64_t head_offset = kv_head * params.kv.stride_head;
+  const int32_t* const pages = params.kv_indices + page_begin;
+  const FastDivmod page_div = params.page_div;
+  const auto slot_offset = [&](int32_t page_id, int pos) {
+    const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
+    return page_id * params.kv.stride_page + slot * params.kv.stride_entry;
+  };
+  const auto clamped = [&](int pos) { return min(pos, kv_hi - 1); };
+  auto stage_of = [&](int tile) { return stages + (tile % kStages) * Traits::kStageElems; };
+  uint64_t* const barriers = reinterpret_cast<uint64_t*>(shared_raw + Traits::kBarrierOffset);
+
+  // sm90: thread tid copies row tid % 64 of K (tid < 64) or V with one bulk
+  // copy; the stage's mbarrier counts the bytes. The page id of its next row
+  // is loaded a tile ahead.
+  const int copy_row = tid % kKvTile;
+  const T* const copy_base =
+      (tid < kKvTile ? params.kv.k_data : params.kv.v_data) + head_offset;
+  const int copy_dst = (tid / kKvTile) * Traits::kTileElems + copy_row * Traits::kRowElems;
+  int bulk_pos = 0;
+  int32_t bulk_page = 0;
+  // Before sm90: thread copies chunk tid % kChunks of rows r0, r0 + kRowStep,
+  // ... of both K and V with 16-byte cp.async, one address per row.
+  const int chunk = tid % Traits::kChunks;
+  const int first_row = tid / Traits::kChunks;
+  int32_t async_page[Traits::kRowsPerThread];
+
+  if constexpr (sm90::kHasBulkCopy) {
+    if (tid == 0) {
+#pragma unroll
+      for (int s = 0; s < kStages; ++s) sm90::barrier_init(&barriers[s], 1);
     }
-    sm80::cp_async_commit();
+    __syncthreads();
+    if (num_tiles > 0) {
+      bulk_pos = clamped(kv_lo + copy_row);
+      bulk_page = pages[page_div.div(bulk_pos)];
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < Traits::kRowsPerThread; ++i) {
+      async_page[i] = num_tiles > 0
+                          ? pages[page_div.div(clamped(kv_lo + first_row + i * Traits::kRowStep))]
+                          : 0;
+    }
+  }
+  // Issues the copies of `tile` (nothing past the last tile), then loads the
+  // page ids of tile + 1. The cp.async path always commits a group, so the
+  // wait counts stay uniform.
+  auto issue = [&](int tile) {
+    if constexpr (sm90::kHasBulkCopy) {
+      if (tile < num_tiles) {
+        uint64_t* const barrier = &barriers[tile % kStages];
+        if (tid == 0) sm90::arrive_expect_bytes(barrier, Traits::kStageCopyBytes);
+        sm90::bulk_copy_to_shared(stage_of(tile) + copy_dst,
+                                  copy_base + slot_offset(bulk_page, bulk_pos), Traits::kRowBytes,
+                                  barrier);
+        if (tile + 1 < num_tiles) {
+          bulk_pos = clamped(bulk_pos + kKvTile);
+          bulk_page = pages[page_div.div(bulk_pos)];
+        }
+      }
+    } else {
+      if (tile < num_tiles) {
+        T* const k_tile = stage_of(tile);
+        const int pos0 = kv_lo + tile * kKvTile;
+#pragma unroll
+        for (int i = 0; i < Traits::kRowsPerThread; ++i) {
+          const int row = first_row + i * Traits::kRowStep;
+          const int64_t offset = head_offset + slot_offset(async_page[i], clamped(pos0 + row)) +
+                                 chunk * Traits::kChunkElems;
+          T* const dst = k_tile + Traits::offset(row, chunk);
+          sm80::cp_async_16(dst, params.kv.k_data + offset);
+          sm80::cp_async_16(dst + Traits::kTileElems, params.kv.v_data + offset);
+        }
+        if (tile + 1 < num_tiles) {
+#pragma unroll
+          for (int i = 0; i < Traits::kRowsPerThread; ++i) {
+            const int pos = clamped(pos0 + kKvTile + first_row + i * Traits::kRowStep);
+            async_page[i] = pages[page_div.div(pos)];
+          }
+        }
+      }
+      sm80::cp_async_commit();
+    }
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) issue(s);
@@ -173,14 +266,18 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int warp_token0 = warp * kTokensPerWarp;
 
   for (int tile = 0; tile < num_tiles; ++tile) {
-    // Committed: tiles 0 .. tile + kStages - 2; <= kStages - 2 pending means
-    // this thread's copies of `tile` landed; the barrier publishes everyone's
-    // and retires tile - 1, whose stage the next issue overwrites.
-    sm80::cp_async_wait_group<kStages - 2>();
+    // cp.async: tiles 0 .. tile + kStages - 2 are committed; <= kStages - 2
+    // pending means this thread's copies of `tile` landed, and the barrier
+    // publishes everyone's. Both paths: the barrier retires tile - 1, whose
+    // stage the next issue overwrites.
+    if constexpr (!sm90::kHasBulkCopy) sm80::cp_async_wait_group<kStages - 2>();
     __syncthreads();
     issue(tile + kStages - 1);
+    if constexpr (sm90::kHasBulkCopy) {
+      sm90::wait_phase(&barriers[tile % kStages], static_cast<uint32_t>(tile / kStages) & 1u);
+    }
 
-    const T* const k_tile = k_stage(tile);
+    const T* const k_tile = stage_of(tile);
     const T* const v_tile = k_tile + Traits::kTileElems;
     const int tile_first = kv_lo + tile * kKvTile;
 
@@ -194,9 +291,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 #pragma unroll
     for (int ks = 0; ks < Traits::kKSteps; ++ks) {
       uint32_t b[4];
-      sm80::ldmatrix_x4(b, k_tile + prefill::swizzled<kChunks>(
-                                        warp_token0 + (lane / 16) * 8 + lane % 8,
-                                        ks * 2 + (lane / 8) % 2));
+      sm80::ldmatrix_x4(b, k_tile + Traits::offset(warp_token0 + (lane / 16) * 8 + lane % 8,
+                                                ks * 2 + (lane / 8) % 2));
       sm80::mma_16816<T>(s[0], q_frag[ks], b[0], b[1]);
       sm80::mma_16816<T>(s[1], q_frag[ks], b[2], b[3]);
     }
@@ -276,19 +372,18 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     p_frag[2] = sm80::pack2<T>(s[1][0], s[1][1]);
     p_frag[3] = sm80::pack2<T>(s[1][2], s[1][3]);
 
-    // ---- O += P V (V read transposed by ldmatrix); zero-filled rows past
-    // kv_hi meet p = 0, never NaN
+    // ---- O += P V (V read transposed by ldmatrix); the repeated rows past
+    // kv_hi meet p = 0
 #pragma unroll
     for (int db = 0; db < Traits::kDBlocks; db += 2) {
       uint32_t b[4];
       sm80::ldmatrix_x4_trans(
-          b, v_tile + prefill::swizzled<kChunks>(warp_token0 + ((lane / 8) % 2) * 8 + lane % 8,
-                                                 db + lane / 16));
+          b, v_tile + Traits::offset(warp_token0 + ((lane / 8) % 2) * 8 + lane % 8, db + lane / 16));
       sm80::mma_16816<T>(o[db], p_frag, b[0], b[1]);
       sm80::mma_16816<T>(o[db + 1], p_frag, b[2], b[3]);
     }
   }
-  sm80::cp_async_wait_all();  // only empty groups remain
+  if constexpr (!sm90::kHasBulkCopy) sm80::cp_async_wait_all();  // only empty groups remain
 #pragma unroll
   for (int offset = 1; offset < 4; offset *= 2) {
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);

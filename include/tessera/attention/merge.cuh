@@ -21,6 +21,7 @@
 
 #include <cuda/std/cstdint>
 
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode_schedule.cuh"
 #include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/core/numeric.cuh"
@@ -278,6 +279,9 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
     decode_merge_kernel(const DecodeMergeParams<Out> params) {
   // Per warp: running max, denominator, then the accumulator over head_dim.
   __shared__ float scratch[kDecodeMergeWarps][2 + kDecodeMergeMaxHeadDim];
+  // Launched as a programmatic dependent of the decode kernel (sm90): wait
+  // until its partials are complete and visible.
+  sm90::wait_for_prior_grid();
   const int64_t request = blockIdx.x;
   if (request >= params.schedule.header->batch_size) return;
   const int32_t begin = params.schedule.merge_indptr[request];
