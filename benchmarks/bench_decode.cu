@@ -108,6 +108,24 @@ void run_decode_benchmarks(Bench& bench) {
         decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
       }
 
+      if (page_size == 16) {
+        // The same cache read as HND ([page, 2, head, token, dim]): a KV
+        // head's tokens of a page are one 4 KB block instead of 16 rows of
+        // 256 bytes 2 KB apart (the strides are all the kernel sees).
+        BenchTensor hnd(DType::kBFloat16, {batch.num_pages, 2, kKvHeads, page_size, kHeadDim});
+        fill_random(hnd.data(), DType::kBFloat16, hnd.numel(), 12, bench.stream());
+        const auto hnd_arg = PagedKVCacheArg::combined(hnd.dl(), KVLayout::kHND);
+        bench.emit("batch_decode_hnd", case_name(s, page_size), "GB/s",
+                   gbps(kv_bytes, bench.median_us(
+                                      [&] {
+                                        decode.run(q.dl(), hnd_arg, kv_indices.dl(),
+                                                   kv_indptr.dl(), kv_last_page_len.dl(),
+                                                   out.dl(), nullptr, options, bench.stream(),
+                                                   Validate::kOff);
+                                      },
+                                      kv_bytes + io_bytes)));
+      }
+
       if (page_size == 16 && s.batch == 64 && s.kv_len == 4096) {
         // CUDA-graph replay of run(): the serving engine's decode step.
         cudaGraph_t graph = nullptr;

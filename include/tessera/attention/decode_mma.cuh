@@ -44,7 +44,15 @@
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
 
+// EXPERIMENT (A/B on the GPU, removed once measured): 0 = bulk row copies
+// on sm90, 1 = cp.async everywhere, 2 = cp.async with an L2 256-byte prefetch.
+#ifndef TESSERA_DECODE_MMA_COPY
+#define TESSERA_DECODE_MMA_COPY 0
+#endif
+
 namespace tessera::decode_mma {
+
+inline constexpr bool kBulkCopies = sm90::kHasBulkCopy && TESSERA_DECODE_MMA_COPY == 0;
 
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = kWarps * 32;
@@ -94,6 +102,76 @@ struct DecodeMmaTraits {
   }
 };
 
+// A split request's units, per KV head, count themselves in
+// schedule.merge_arrivals once their partial is written; the last one to
+// arrive folds all of the request's partials (slots merge_indptr[request] ..
+// merge_indptr[request + 1], in slot order: deterministic whichever CTA is
+// last) into out/lse for the group's query heads, and resets the count for
+// the next run. No merge kernel, and no wait for the whole grid: at batch 1
+// the separate merge took 6 us after a 45 us decode (ncu, H200).
+template <typename Traits, typename Params>
+__device__ __forceinline__ void merge_if_last(const Params& params, int request, int kv_head,
+                                              int head0) {
+  using T = typename Traits::T;
+  constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kUnroll = 8;  // partials loaded per round trip
+  const auto& schedule = params.schedule;
+  __shared__ int last_arrival;
+  // Release: this CTA's partial writes are visible device-wide before its
+  // arrival is counted.
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    const int32_t slots = schedule.merge_indptr[request + 1] - schedule.merge_indptr[request];
+    int32_t* const count =
+        schedule.merge_arrivals + static_cast<int64_t>(request) * gridDim.y + kv_head;
+    last_arrival = atomicAdd(count, 1) == slots - 1;
+    if (last_arrival) *count = 0;
+  }
+  __syncthreads();
+  if (!last_arrival) return;
+  __threadfence();  // acquire: the other units' partials, counted before ours
+  const int32_t first = schedule.merge_indptr[request];
+  const int32_t end = schedule.merge_indptr[request + 1];
+  const int group = params.group_size;
+  for (int index = static_cast<int>(threadIdx.x); index < group * kHeadDim; index += kThreads) {
+    const int qo_head = head0 + index / kHeadDim;
+    const int dim = index % kHeadDim;
+    float m = attention::negative_infinity();
+    float d = 0.f;
+    float acc = 0.f;
+    for (int32_t s0 = first; s0 < end; s0 += kUnroll) {
+      float lse[kUnroll];
+      float value[kUnroll];
+#pragma unroll
+      for (int j = 0; j < kUnroll; ++j) {
+        // L2 loads (.cg): the partials were written by other SMs.
+        const int64_t slot = static_cast<int64_t>(s0 + j) * params.num_qo_heads + qo_head;
+        lse[j] = s0 + j < end ? __ldcg(schedule.partial_lse + slot)
+                              : attention::negative_infinity();
+        value[j] = s0 + j < end ? __ldcg(schedule.partial_out + slot * kHeadDim + dim) : 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < kUnroll; ++j) {
+        if (lse[j] == attention::negative_infinity()) continue;  // empty chunk (window)
+        const float new_m = fmaxf(m, lse[j]);
+        const float keep = attention::fast_exp2(m - new_m);  // 0 on the first state
+        const float weight = attention::fast_exp2(lse[j] - new_m);
+        d = d * keep + weight;
+        acc = acc * keep + weight * value[j];
+        m = new_m;
+      }
+    }
+    const bool empty = !(d > 0.f);
+    params.out[request * params.out_stride_batch + qo_head * params.out_stride_head + dim] =
+        from_float<T>(empty ? 0.f : acc / d);
+    if (params.lse != nullptr && dim == 0) {
+      params.lse[static_cast<int64_t>(request) * params.num_qo_heads + qo_head] =
+          empty ? attention::negative_infinity() : m + __log2f(d);
+    }
+  }
+}
+
 template <typename Traits, typename Variant>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     decode_mma_kernel(const decode::DecodeParams<typename Traits::T, typename Traits::T> params) {
@@ -107,8 +185,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
   const auto& schedule = params.schedule;
-  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
+  // Both loads in one round trip: work_units holds gridDim.x entries, so the
+  // read is in bounds for the CTAs past the plan's units too.
+  const int num_work_units = schedule.header->num_work_units;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
+  if (static_cast<int>(blockIdx.x) >= num_work_units) return;
   const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
@@ -192,7 +273,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int first_row = tid / Traits::kChunks;
   int32_t async_page[Traits::kRowsPerThread];
 
-  if constexpr (sm90::kHasBulkCopy) {
+  if constexpr (kBulkCopies) {
     if (tid == 0) {
 #pragma unroll
       for (int s = 0; s < kStages; ++s) sm90::barrier_init(&barriers[s], 1);
@@ -214,7 +295,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   // page ids of tile + 1. The cp.async path always commits a group, so the
   // wait counts stay uniform.
   auto issue = [&](int tile) {
-    if constexpr (sm90::kHasBulkCopy) {
+    if constexpr (kBulkCopies) {
       if (tile < num_tiles) {
         uint64_t* const barrier = &barriers[tile % kStages];
         if (tid == 0) sm90::arrive_expect_bytes(barrier, Traits::kStageCopyBytes);
@@ -236,8 +317,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
           const int64_t offset = head_offset + slot_offset(async_page[i], clamped(pos0 + row)) +
                                  chunk * Traits::kChunkElems;
           T* const dst = k_tile + Traits::offset(row, chunk);
+#if TESSERA_DECODE_MMA_COPY == 2
+          sm80::cp_async_16_l2_256(dst, params.kv.k_data + offset);
+          sm80::cp_async_16_l2_256(dst + Traits::kTileElems, params.kv.v_data + offset);
+#else
           sm80::cp_async_16(dst, params.kv.k_data + offset);
           sm80::cp_async_16(dst + Traits::kTileElems, params.kv.v_data + offset);
+#endif
         }
         if (tile + 1 < num_tiles) {
 #pragma unroll
@@ -270,10 +356,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     // pending means this thread's copies of `tile` landed, and the barrier
     // publishes everyone's. Both paths: the barrier retires tile - 1, whose
     // stage the next issue overwrites.
-    if constexpr (!sm90::kHasBulkCopy) sm80::cp_async_wait_group<kStages - 2>();
+    if constexpr (!kBulkCopies) sm80::cp_async_wait_group<kStages - 2>();
     __syncthreads();
     issue(tile + kStages - 1);
-    if constexpr (sm90::kHasBulkCopy) {
+    if constexpr (kBulkCopies) {
       sm90::wait_phase(&barriers[tile % kStages], static_cast<uint32_t>(tile / kStages) & 1u);
     }
 
@@ -383,7 +469,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       sm80::mma_16816<T>(o[db + 1], p_frag, b[2], b[3]);
     }
   }
-  if constexpr (!sm90::kHasBulkCopy) sm80::cp_async_wait_all();  // only empty groups remain
+  if constexpr (!kBulkCopies) sm80::cp_async_wait_all();  // only empty groups remain
 #pragma unroll
   for (int offset = 1; offset < 4; offset *= 2) {
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);
@@ -441,6 +527,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       if (dim == 0) schedule.partial_lse[slot] = lse;
     }
   }
+  if (unit.partial_index >= 0) merge_if_last<Traits>(params, request, kv_head, head0);
 }
 
 }  // namespace tessera::decode_mma
