@@ -1,0 +1,239 @@
+/* Tessera's C ABI: every entry point of the C++ API as an extern "C"
+ * function over DLPack's DLTensor, for bindings that load libtessera without
+ * a C++ compiler (the Python package calls it through ctypes, so one build
+ * serves every Python and PyTorch version).
+ *
+ * Conventions:
+ * - Each function returns 0 on success and nonzero on failure; then
+ *   tessera_last_error() holds the message of the tessera::Error (or other
+ *   exception) that the C++ API threw, in this thread, until the next failure.
+ *   Return 1: an argument error (the message names the argument); 2: any
+ *   other failure (CUDA error, internal limit).
+ * - Optional tensors are NULL pointers. Streams are cudaStream_t passed as
+ *   void* (NULL: the legacy default stream).
+ * - Enums are ints: layout 0 = NHD, 1 = HND; validate 0 = from the
+ *   TESSERA_VALIDATE environment variable, 1 = off, 2 = on; decode backend
+ *   0 = auto, 1 = CUDA cores, 2 = tensor cores; pos_encoding_mode 0 = none,
+ *   1 = RoPE (Llama), 2 = ALiBi.
+ * - Plan/run objects are opaque handles made by *_create and released by
+ *   *_destroy (which never fails; NULL is ignored).
+ */
+#ifndef TESSERA_C_API_H_
+#define TESSERA_C_API_H_
+
+#include <dlpack/dlpack.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(_WIN32)
+#define TESSERA_C_API
+#else
+#define TESSERA_C_API __attribute__((visibility("default")))
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- core */
+TESSERA_C_API const char* tessera_last_error(void);
+/* Major * 10000 + minor * 100 + patch (0.1.0 -> 100). */
+TESSERA_C_API int tessera_version(void);
+
+/* AttentionOptions (tessera/api/attention_options.h); zero-initialise and
+ * set what you need (sm_scale 0 -> 1/sqrt(head_dim); window_left < 0 -> no
+ * window; soft cap 0 -> none; rope_scale / rope_theta / k_scale / v_scale
+ * 0 -> their defaults 1, 1e4, 1, 1). */
+typedef struct TesseraAttentionOptions {
+  double sm_scale;
+  double logits_soft_cap;
+  int64_t window_left;
+  int32_t pos_encoding_mode;
+  double rope_scale;
+  double rope_theta;
+  const DLTensor* alibi_slopes; /* float32 [num_qo_heads] or NULL */
+  double k_scale;
+  double v_scale;
+} TesseraAttentionOptions;
+
+/* A paged KV cache: kv_data [pages, 2, ...] (v_data NULL) or separate
+ * k_data = `first` and v_data tensors; layout 0 NHD, 1 HND. */
+typedef struct TesseraPagedKV {
+  const DLTensor* first;
+  const DLTensor* v_data;
+  int32_t layout;
+} TesseraPagedKV;
+
+/* ---- normalization (tessera/api/norm.h) */
+TESSERA_C_API int tessera_rmsnorm(const DLTensor* input, const DLTensor* weight,
+                                  const DLTensor* out, double eps, void* stream);
+TESSERA_C_API int tessera_fused_add_rmsnorm(const DLTensor* input, const DLTensor* residual,
+                                            const DLTensor* weight, double eps, void* stream);
+TESSERA_C_API int tessera_gemma_rmsnorm(const DLTensor* input, const DLTensor* weight,
+                                        const DLTensor* out, double eps, void* stream);
+TESSERA_C_API int tessera_gemma_fused_add_rmsnorm(const DLTensor* input,
+                                                  const DLTensor* residual,
+                                                  const DLTensor* weight, double eps,
+                                                  void* stream);
+
+/* ---- activations (tessera/api/activation.h) */
+TESSERA_C_API int tessera_silu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);
+TESSERA_C_API int tessera_gelu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);
+TESSERA_C_API int tessera_gelu_tanh_and_mul(const DLTensor* input, const DLTensor* out,
+                                            void* stream);
+
+/* ---- RoPE (tessera/api/rope.h). rotary_dim 0 -> head_dim; llama31 != 0
+ * applies Llama 3.1 frequency scaling with the three factors. */
+typedef struct TesseraRopeOptions {
+  int64_t rotary_dim;
+  int32_t interleave;
+  double rope_scale;
+  double rope_theta;
+  int32_t llama31;
+  double low_freq_factor;
+  double high_freq_factor;
+  double old_context_len;
+} TesseraRopeOptions;
+
+TESSERA_C_API int tessera_apply_rope(const DLTensor* q, const DLTensor* k, const DLTensor* q_rope,
+                                     const DLTensor* k_rope, const DLTensor* indptr,
+                                     const DLTensor* offsets, const TesseraRopeOptions* options,
+                                     void* stream, int validate);
+TESSERA_C_API int tessera_apply_rope_pos_ids(const DLTensor* q, const DLTensor* k,
+                                             const DLTensor* q_rope, const DLTensor* k_rope,
+                                             const DLTensor* pos_ids,
+                                             const TesseraRopeOptions* options, void* stream);
+TESSERA_C_API int tessera_apply_rope_with_cos_sin_cache(
+    const DLTensor* positions, const DLTensor* query, const DLTensor* key,
+    const DLTensor* query_out, const DLTensor* key_out, int64_t head_size,
+    const DLTensor* cos_sin_cache, int is_neox, void* stream, int validate);
+
+/* ---- paged KV cache (tessera/api/page.h) */
+TESSERA_C_API int tessera_get_batch_indices_positions(const DLTensor* append_indptr,
+                                                      const DLTensor* seq_lens,
+                                                      const DLTensor* batch_indices,
+                                                      const DLTensor* positions, void* stream);
+TESSERA_C_API int tessera_append_paged_kv_cache(
+    const DLTensor* append_key, const DLTensor* append_value, const DLTensor* batch_indices,
+    const DLTensor* positions, const TesseraPagedKV* paged_kv_cache, const DLTensor* kv_indices,
+    const DLTensor* kv_indptr, const DLTensor* kv_last_page_len, void* stream, int validate);
+
+/* ---- attention states (tessera/api/decode.h) */
+TESSERA_C_API int tessera_merge_state(const DLTensor* v_a, const DLTensor* s_a,
+                                      const DLTensor* v_b, const DLTensor* s_b,
+                                      const DLTensor* v_merged, const DLTensor* s_merged,
+                                      void* stream);
+TESSERA_C_API int tessera_merge_state_in_place(const DLTensor* v, const DLTensor* s,
+                                               const DLTensor* v_other, const DLTensor* s_other,
+                                               const DLTensor* mask, void* stream);
+TESSERA_C_API int tessera_merge_states(const DLTensor* v, const DLTensor* s,
+                                       const DLTensor* v_merged, const DLTensor* s_merged,
+                                       void* stream);
+
+/* ---- decode (tessera/api/decode.h) */
+TESSERA_C_API int tessera_single_decode_with_kv_cache(const DLTensor* q, const DLTensor* k,
+                                                      const DLTensor* v, const DLTensor* out,
+                                                      const DLTensor* lse, int layout,
+                                                      const TesseraAttentionOptions* options,
+                                                      int backend, void* stream);
+
+typedef struct TesseraBatchDecode TesseraBatchDecode;
+/* max_work_units 0: derived from the GPU. */
+TESSERA_C_API int tessera_batch_decode_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                      int64_t head_dim, int64_t page_size,
+                                                      int64_t max_batch_size,
+                                                      int64_t max_work_units, int device_id,
+                                                      size_t* bytes);
+TESSERA_C_API int tessera_batch_decode_create(int64_t num_qo_heads, int64_t num_kv_heads,
+                                              int64_t head_dim, int64_t page_size,
+                                              int64_t max_batch_size, int64_t max_work_units,
+                                              void* workspace, size_t workspace_bytes,
+                                              int device_id, TesseraBatchDecode** handle);
+TESSERA_C_API void tessera_batch_decode_destroy(TesseraBatchDecode* handle);
+/* Host arrays: kv_indptr [batch + 1], kv_last_page_len [batch]. */
+TESSERA_C_API int tessera_batch_decode_plan(TesseraBatchDecode* handle, const int32_t* kv_indptr,
+                                            int64_t kv_indptr_len,
+                                            const int32_t* kv_last_page_len,
+                                            int64_t kv_last_page_len_len,
+                                            int64_t fixed_split_size, int backend, void* stream);
+TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLTensor* q,
+                                           const TesseraPagedKV* paged_kv_cache,
+                                           const DLTensor* kv_indices, const DLTensor* kv_indptr,
+                                           const DLTensor* kv_last_page_len, const DLTensor* out,
+                                           const DLTensor* lse,
+                                           const TesseraAttentionOptions* options, void* stream,
+                                           int validate);
+
+/* ---- prefill (tessera/api/prefill.h) */
+TESSERA_C_API int tessera_single_prefill_with_kv_cache(const DLTensor* q, const DLTensor* k,
+                                                       const DLTensor* v, const DLTensor* out,
+                                                       const DLTensor* lse, int layout,
+                                                       int causal,
+                                                       const TesseraAttentionOptions* options,
+                                                       void* stream);
+
+typedef struct TesseraBatchPrefillRagged TesseraBatchPrefillRagged;
+TESSERA_C_API int tessera_batch_prefill_ragged_workspace_size(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
+    int64_t max_total_qo_tokens, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_prefill_ragged_create(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
+    int64_t max_total_qo_tokens, void* workspace, size_t workspace_bytes, int device_id,
+    TesseraBatchPrefillRagged** handle);
+TESSERA_C_API void tessera_batch_prefill_ragged_destroy(TesseraBatchPrefillRagged* handle);
+TESSERA_C_API int tessera_batch_prefill_ragged_plan(TesseraBatchPrefillRagged* handle,
+                                                    const int32_t* qo_indptr,
+                                                    int64_t qo_indptr_len,
+                                                    const int32_t* kv_indptr,
+                                                    int64_t kv_indptr_len, int causal,
+                                                    void* stream);
+TESSERA_C_API int tessera_batch_prefill_ragged_run(
+    TesseraBatchPrefillRagged* handle, const DLTensor* q, const DLTensor* k, const DLTensor* v,
+    const DLTensor* qo_indptr, const DLTensor* kv_indptr, const DLTensor* out,
+    const DLTensor* lse, const TesseraAttentionOptions* options, void* stream, int validate);
+
+typedef struct TesseraBatchPrefillPaged TesseraBatchPrefillPaged;
+TESSERA_C_API int tessera_batch_prefill_paged_workspace_size(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_prefill_paged_create(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, void* workspace,
+    size_t workspace_bytes, int device_id, TesseraBatchPrefillPaged** handle);
+TESSERA_C_API void tessera_batch_prefill_paged_destroy(TesseraBatchPrefillPaged* handle);
+TESSERA_C_API int tessera_batch_prefill_paged_plan(
+    TesseraBatchPrefillPaged* handle, const int32_t* qo_indptr, int64_t qo_indptr_len,
+    const int32_t* kv_indptr, int64_t kv_indptr_len, const int32_t* kv_last_page_len,
+    int64_t kv_last_page_len_len, int causal, void* stream);
+TESSERA_C_API int tessera_batch_prefill_paged_run(
+    TesseraBatchPrefillPaged* handle, const DLTensor* q, const TesseraPagedKV* paged_kv_cache,
+    const DLTensor* kv_indices, const DLTensor* qo_indptr, const DLTensor* kv_indptr,
+    const DLTensor* kv_last_page_len, const DLTensor* out, const DLTensor* lse,
+    const TesseraAttentionOptions* options, void* stream, int validate);
+
+typedef struct TesseraBlockSparse TesseraBlockSparse;
+TESSERA_C_API int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                      int64_t head_dim, int64_t block_rows,
+                                                      int64_t block_cols, int64_t max_block_rows,
+                                                      int device_id, size_t* bytes);
+TESSERA_C_API int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads,
+                                              int64_t head_dim, int64_t block_rows,
+                                              int64_t block_cols, int64_t max_block_rows,
+                                              void* workspace, size_t workspace_bytes,
+                                              int device_id, TesseraBlockSparse** handle);
+TESSERA_C_API void tessera_block_sparse_destroy(TesseraBlockSparse* handle);
+TESSERA_C_API int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
+                                            int64_t indptr_len, const int32_t* indices,
+                                            int64_t indices_len, void* stream);
+TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLTensor* q,
+                                           const DLTensor* k, const DLTensor* v,
+                                           const DLTensor* indptr, const DLTensor* indices,
+                                           const DLTensor* out, const DLTensor* lse,
+                                           const TesseraAttentionOptions* options, void* stream,
+                                           int validate);
+
+#ifdef __cplusplus
+}  /* extern "C" */
+#endif
+
+#endif /* TESSERA_C_API_H_ */

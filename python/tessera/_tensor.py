@@ -1,0 +1,99 @@
+"""torch tensors as DLTensor structs for the C ABI, without copies.
+
+A DLTensor is built from the tensor's pointer, shape, strides, dtype and
+device (no DLPack capsule: nothing to free, and no ownership transfer); the
+shape/stride arrays live as long as the returned struct (ctypes keeps them).
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+from ._lib import DLTensor, PagedKV, c_int64
+
+_KDL_CPU = 1
+_KDL_CUDA = 2
+_KDL_CUDA_HOST = 3
+
+_codes = None  # torch dtype -> (DLPack code, bits)
+
+
+def _dtype_codes():
+    global _codes
+    if _codes is None:
+        import torch
+
+        _codes = {
+            torch.float16: (2, 16),
+            torch.bfloat16: (4, 16),
+            torch.float32: (2, 32),
+            torch.float64: (2, 64),
+            torch.int32: (0, 32),
+            torch.int64: (0, 64),
+            torch.uint8: (1, 8),
+            torch.bool: (6, 8),
+        }
+        fp8 = getattr(torch, "float8_e4m3fn", None)
+        if fp8 is not None:
+            _codes[fp8] = (10, 8)  # DLPack 1.1 kDLFloat8_e4m3fn
+    return _codes
+
+
+def dl(tensor) -> DLTensor:
+    """The DLTensor view of a torch tensor (any strides, any device)."""
+    codes = _dtype_codes()
+    code_bits = codes.get(tensor.dtype)
+    if code_bits is None:
+        # Let the library name the argument: an invalid code it rejects.
+        code_bits = (255, 8 * tensor.element_size())
+    s = DLTensor()
+    s.data = tensor.data_ptr() or None
+    device = tensor.device
+    if device.type == "cuda":
+        s.device.device_type = _KDL_CUDA
+        s.device.device_id = device.index if device.index is not None else 0
+    else:
+        s.device.device_type = _KDL_CUDA_HOST if tensor.is_pinned() else _KDL_CPU
+        s.device.device_id = 0
+    ndim = tensor.dim()
+    s.ndim = ndim
+    s.dtype.code, s.dtype.bits = code_bits
+    s.dtype.lanes = 1
+    shape_array = (c_int64 * max(ndim, 1))(*tensor.shape)
+    stride_array = (c_int64 * max(ndim, 1))(*tensor.stride())
+    s.shape = shape_array
+    s.strides = stride_array
+    s.byte_offset = 0
+    return s
+
+
+def dl_or_none(tensor):
+    return None if tensor is None else dl(tensor)
+
+
+def paged_kv(paged_kv_cache, kv_layout: str) -> PagedKV:
+    """A TesseraPagedKV from FlashInfer's paged_kv_cache argument: one tensor
+    [pages, 2, ...] or a tuple (k_cache, v_cache)."""
+    from ._options import layout_code
+
+    cache = PagedKV()
+    if isinstance(paged_kv_cache, (tuple, list)):
+        if len(paged_kv_cache) != 2:
+            raise ValueError(
+                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
+                f"pair, got a sequence of {len(paged_kv_cache)}")
+        first, second = dl(paged_kv_cache[0]), dl(paged_kv_cache[1])
+        cache.first = ctypes.pointer(first)
+        cache.v_data = ctypes.pointer(second)
+    else:
+        cache.first = ctypes.pointer(dl(paged_kv_cache))
+        cache.v_data = None
+    cache.layout = layout_code(kv_layout)
+    return cache
+
+
+def current_stream(device) -> int:
+    """torch's current CUDA stream on `device`, as the cudaStream_t integer."""
+    import torch
+
+    return torch.cuda.current_stream(device).cuda_stream

@@ -1,0 +1,95 @@
+#include <string>
+
+#include "capi/capi_support.h"
+#include "tessera/version.h"
+
+namespace tessera::capi {
+
+namespace {
+thread_local std::string last_error;
+}  // namespace
+
+void set_last_error(const char* message) noexcept {
+  try {
+    last_error = message;
+  } catch (...) {
+    // Out of memory while copying a message: keep the previous one.
+  }
+}
+
+const DLTensor& required(const DLTensor* tensor, const char* name) {
+  if (tensor == nullptr) throw_argument_error(name, "a tensor", "NULL");
+  return *tensor;
+}
+
+KVLayout layout_of(int layout, const char* name) {
+  if (layout == 0) return KVLayout::kNHD;
+  if (layout == 1) return KVLayout::kHND;
+  throw_argument_error(name, "0 (NHD) or 1 (HND)", std::to_string(layout));
+}
+
+Validate validate_of(int validate) {
+  switch (validate) {
+    case 0: return Validate::kFromEnv;
+    case 1: return Validate::kOff;
+    case 2: return Validate::kOn;
+    default:
+      throw_argument_error("validate", "0 (from TESSERA_VALIDATE), 1 (off) or 2 (on)",
+                           std::to_string(validate));
+  }
+}
+
+DecodeBackend backend_of(int backend) {
+  switch (backend) {
+    case 0: return DecodeBackend::kAuto;
+    case 1: return DecodeBackend::kCudaCores;
+    case 2: return DecodeBackend::kTensorCores;
+    default:
+      throw_argument_error("backend", "0 (auto), 1 (CUDA cores) or 2 (tensor cores)",
+                           std::to_string(backend));
+  }
+}
+
+AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
+  AttentionOptions options;
+  if (o == nullptr) return options;
+  options.sm_scale = o->sm_scale;
+  options.logits_soft_cap = o->logits_soft_cap;
+  options.window_left = o->window_left < 0 ? -1 : o->window_left;
+  switch (o->pos_encoding_mode) {
+    case 0: options.pos_encoding_mode = PosEncodingMode::kNone; break;
+    case 1: options.pos_encoding_mode = PosEncodingMode::kRopeLlama; break;
+    case 2: options.pos_encoding_mode = PosEncodingMode::kAlibi; break;
+    default:
+      throw_argument_error("pos_encoding_mode", "0 (NONE), 1 (ROPE_LLAMA) or 2 (ALIBI)",
+                           std::to_string(o->pos_encoding_mode));
+  }
+  if (o->rope_scale != 0.0) options.rope_scale = o->rope_scale;
+  if (o->rope_theta != 0.0) options.rope_theta = o->rope_theta;
+  options.alibi_slopes = o->alibi_slopes;
+  if (o->k_scale != 0.0) options.k_scale = o->k_scale;
+  if (o->v_scale != 0.0) options.v_scale = o->v_scale;
+  return options;
+}
+
+PagedKVCacheArg paged_kv_of(const TesseraPagedKV* cache, const char* name) {
+  if (cache == nullptr || cache->first == nullptr) {
+    throw_argument_error(name, "a paged KV cache (kv_data, or k_data and v_data)", "NULL");
+  }
+  const KVLayout layout = layout_of(cache->layout, "kv_layout");
+  return cache->v_data == nullptr ? PagedKVCacheArg::combined(*cache->first, layout)
+                                  : PagedKVCacheArg::separate(*cache->first, *cache->v_data,
+                                                              layout);
+}
+
+}  // namespace tessera::capi
+
+extern "C" {
+
+const char* tessera_last_error(void) { return tessera::capi::last_error.c_str(); }
+
+int tessera_version(void) {
+  return TESSERA_VERSION_MAJOR * 10000 + TESSERA_VERSION_MINOR * 100 + TESSERA_VERSION_PATCH;
+}
+
+}  // extern "C"

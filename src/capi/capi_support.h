@@ -1,0 +1,59 @@
+// Shared plumbing of the C ABI (tessera/c_api.h): exceptions become return
+// codes plus a thread-local message, and the C structs and ints become the
+// C++ API's types, with argument errors for NULL or out-of-range values.
+#pragma once
+
+#include <cuda_runtime_api.h>
+#include <dlpack/dlpack.h>
+
+#include <exception>
+#include <utility>
+
+#include "tessera/api/attention_options.h"
+#include "tessera/api/decode.h"
+#include "tessera/api/paged_kv_cache.h"
+#include "tessera/c_api.h"
+#include "tessera/core/error.h"
+#include "tessera/core/validation.h"
+
+namespace tessera::capi {
+
+void set_last_error(const char* message) noexcept;
+
+// Runs f; 0 when it returns, 1 for an argument error, 2 for anything else.
+template <typename F>
+int guarded(F&& f) noexcept {
+  try {
+    std::forward<F>(f)();
+    return 0;
+  } catch (const Error& e) {
+    set_last_error(e.what());
+    return e.argument().empty() ? 2 : 1;
+  } catch (const std::exception& e) {
+    set_last_error(e.what());
+    return 2;
+  } catch (...) {
+    set_last_error("tessera: unknown exception");
+    return 2;
+  }
+}
+
+// *tensor, or an argument error naming `name` when it is NULL.
+const DLTensor& required(const DLTensor* tensor, const char* name);
+// *handle-like pointers: an argument error naming `name` when NULL.
+template <typename T>
+T& required_handle(T* handle, const char* name) {
+  if (handle == nullptr) throw_argument_error(name, "a handle from *_create", "NULL");
+  return *handle;
+}
+
+inline cudaStream_t stream_of(void* stream) { return static_cast<cudaStream_t>(stream); }
+
+KVLayout layout_of(int layout, const char* name);
+Validate validate_of(int validate);
+DecodeBackend backend_of(int backend);
+// NULL: the defaults.
+AttentionOptions attention_options_of(const TesseraAttentionOptions* options);
+PagedKVCacheArg paged_kv_of(const TesseraPagedKV* cache, const char* name);
+
+}  // namespace tessera::capi
