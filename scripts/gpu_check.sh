@@ -10,7 +10,8 @@
 #       uses binaries staged by scripts/stage_gpu_build.sh on another machine
 #       (the GPU machine has no network, so no GoogleTest/DLPack to build with)
 #   TESSERA_COMMIT=<sha>                      commit recorded in the results
-#   TESSERA_GPU_CHECK_SKIP=cpu,demo,bench,sanitizer skip steps (for quick reruns)
+#   TESSERA_GPU_CHECK_SKIP=cpu,python,demo,bench,sanitizer skip steps (quick reruns)
+#   TESSERA_PYTEST_FILTER=<expr>               pytest -k for the Python tests
 #   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
 #                                              memcheck and racecheck)
 #   TESSERA_BENCH_ONLY=<family>                only this benchmark family
@@ -83,6 +84,21 @@ else
     --gtest_filter='*Prefill*:BlockSparse*'
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
     "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+fi
+
+if [[ ",$skip," != *",python,"* ]]; then
+  # The Python package against this build's libtessera (its GPU tests run
+  # here). TESSERA_PYTEST_FILTER: a pytest -k expression.
+  if [[ -n "${TESSERA_PREBUILT:-}" ]]; then
+    pylib="$TESSERA_ROOT/$TESSERA_PREBUILT/lib/libtessera.so.0"
+  else
+    pylib="$TESSERA_BUILD_DIR/libtessera.so"
+  fi
+  step "python tests (pytest)" "$logs/pytest.log" env TESSERA_LIBRARY="$pylib" \
+    PYTHONUNBUFFERED=1 python3 -m pytest "$TESSERA_ROOT/tests/python" -q -rs \
+    -p no:cacheprovider ${TESSERA_PYTEST_FILTER:+-k "$TESSERA_PYTEST_FILTER"}
+  grep -E '(passed|failed|error).* in [0-9.]+s|^FAILED' "$logs/pytest.log" | tail -n 20 |
+    sed 's/^/      /' | tee -a "$summary"
 fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then

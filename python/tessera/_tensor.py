@@ -93,7 +93,11 @@ def paged_kv(paged_kv_cache, kv_layout: str) -> PagedKV:
 
 
 def current_stream(device) -> int:
-    """torch's current CUDA stream on `device`, as the cudaStream_t integer."""
+    """torch's current CUDA stream on `device`, as the cudaStream_t integer
+    (None off CUDA: the library then rejects the tensor, naming it)."""
     import torch
 
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
     return torch.cuda.current_stream(device).cuda_stream

@@ -1,0 +1,78 @@
+"""Attention-state merges (FlashInfer's flashinfer.cascade): an attention
+state is (v, s) with v the normalised output and s its lse in base 2; two
+states over disjoint KV sets merge exactly (tessera/api/decode.h)."""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+
+from . import _lib
+from ._tensor import current_stream, dl, dl_or_none
+
+
+@torch.library.custom_op("tessera::merge_state", mutates_args=("v_merged", "s_merged"))
+def _merge_state_op(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor, s_b: torch.Tensor,
+                    v_merged: torch.Tensor, s_merged: torch.Tensor) -> None:
+    _lib.call("tessera_merge_state", dl(v_a), dl(s_a), dl(v_b), dl(s_b), dl(v_merged),
+              dl(s_merged), current_stream(v_a.device))
+
+
+@_merge_state_op.register_fake
+def _(v_a, s_a, v_b, s_b, v_merged, s_merged):
+    return None
+
+
+@torch.library.custom_op("tessera::merge_state_in_place", mutates_args=("v", "s"))
+def _merge_state_in_place_op(v: torch.Tensor, s: torch.Tensor, v_other: torch.Tensor,
+                             s_other: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
+    _lib.call("tessera_merge_state_in_place", dl(v), dl(s), dl(v_other), dl(s_other),
+              dl_or_none(mask), current_stream(v.device))
+
+
+@_merge_state_in_place_op.register_fake
+def _(v, s, v_other, s_other, mask):
+    return None
+
+
+@torch.library.custom_op("tessera::merge_states", mutates_args=("v_merged", "s_merged"))
+def _merge_states_op(v: torch.Tensor, s: torch.Tensor, v_merged: torch.Tensor,
+                     s_merged: torch.Tensor) -> None:
+    _lib.call("tessera_merge_states", dl(v), dl(s), dl(v_merged), dl(s_merged),
+              current_stream(v.device))
+
+
+@_merge_states_op.register_fake
+def _(v, s, v_merged, s_merged):
+    return None
+
+
+def merge_state(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor,
+                s_b: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Merges two states. v_a, v_b: [seq_len, num_heads, head_dim] (fp16/bf16/
+    fp32); s_a, s_b: float32 [seq_len, num_heads]. Returns (v, s) like v_a, s_a."""
+    v_merged = torch.empty_like(v_a)
+    s_merged = torch.empty_like(s_a, dtype=torch.float32)
+    torch.ops.tessera.merge_state(v_a, s_a, v_b, s_b, v_merged, s_merged)
+    return v_merged, s_merged
+
+
+def merge_state_in_place(v: torch.Tensor, s: torch.Tensor, v_other: torch.Tensor,
+                         s_other: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
+    """Merges (v_other, s_other) into (v, s) in place; mask (bool or uint8
+    [seq_len]) limits the merge to the rows where it is nonzero."""
+    if mask is not None and mask.dtype == torch.bool:
+        mask = mask.to(torch.uint8)
+    torch.ops.tessera.merge_state_in_place(v, s, v_other, s_other, mask)
+
+
+def merge_states(v: torch.Tensor, s: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Merges num_states states per row. v: [seq_len, num_states, num_heads,
+    head_dim]; s: float32 [seq_len, num_states, num_heads]. Returns (v, s):
+    [seq_len, num_heads, head_dim] in v's dtype and float32 [seq_len, num_heads]."""
+    seq_len, _, num_heads, head_dim = v.shape
+    v_merged = torch.empty((seq_len, num_heads, head_dim), dtype=v.dtype, device=v.device)
+    s_merged = torch.empty((seq_len, num_heads), dtype=torch.float32, device=v.device)
+    torch.ops.tessera.merge_states(v, s, v_merged, s_merged)
+    return v_merged, s_merged
