@@ -86,14 +86,15 @@ else
     "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
 fi
 
+# The libtessera the Python package loads (tests and demo).
+if [[ -n "${TESSERA_PREBUILT:-}" ]]; then
+  pylib="$TESSERA_ROOT/$TESSERA_PREBUILT/lib/libtessera.so.0"
+else
+  pylib="$TESSERA_BUILD_DIR/libtessera.so"
+fi
 if [[ ",$skip," != *",python,"* ]]; then
   # The Python package against this build's libtessera (its GPU tests run
   # here). TESSERA_PYTEST_FILTER: a pytest -k expression.
-  if [[ -n "${TESSERA_PREBUILT:-}" ]]; then
-    pylib="$TESSERA_ROOT/$TESSERA_PREBUILT/lib/libtessera.so.0"
-  else
-    pylib="$TESSERA_BUILD_DIR/libtessera.so"
-  fi
   step "python tests (pytest)" "$logs/pytest.log" env TESSERA_LIBRARY="$pylib" \
     PYTHONUNBUFFERED=1 python3 -m pytest "$TESSERA_ROOT/tests/python" -q -rs \
     -p no:cacheprovider ${TESSERA_PYTEST_FILTER:+-k "$TESSERA_PYTEST_FILTER"}
@@ -121,6 +122,9 @@ fi
 if [[ ",$skip," != *",demo,"* ]]; then
   step "demo" "$logs/demo.log" "$bin/tessera-demo"
   tail -n 12 "$logs/demo.log" | sed 's/^/      /' | tee -a "$summary"
+  step "python demo" "$logs/python_demo.log" env TESSERA_LIBRARY="$pylib" PYTHONUNBUFFERED=1 \
+    python3 "$TESSERA_ROOT/examples/python/llama_demo.py"
+  tail -n 5 "$logs/python_demo.log" | sed 's/^/      /' | tee -a "$summary"
 fi
 
 if [[ ",$skip," != *",bench,"* ]]; then
