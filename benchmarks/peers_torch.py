@@ -123,6 +123,9 @@ def bf16(*shape):
 
 
 def measure(timer, kernel, case):
+    # bench_python.py's rows (py_<kernel>) have the same peers as tessera_bench's.
+    if kernel.startswith("py_"):
+        kernel = kernel[len("py_"):]
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)

@@ -135,6 +135,17 @@ if [[ ",$skip," != *",bench,"* ]]; then
   step "report" "$logs/report.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
     "$logs/bench.log" "$logs/peers.log" "$commit" "$TESSERA_ROOT/benchmarks/results"
   cat "$logs/report.log" | tee -a "$summary"
+  # The same kernels through the Python package, and its per-call overhead
+  # (py_* rows, with the same peers).
+  if [[ -z "${TESSERA_BENCH_ONLY:-}" || "${TESSERA_BENCH_ONLY}" == python ]]; then
+    step "python benchmarks" "$logs/bench_python.log" env TESSERA_LIBRARY="$pylib" \
+      PYTHONUNBUFFERED=1 python3 "$TESSERA_ROOT/benchmarks/bench_python.py"
+    step "python peers (torch)" "$logs/peers_python.log" env PYTHONUNBUFFERED=1 \
+      python3 "$TESSERA_ROOT/benchmarks/peers_torch.py" "$logs/bench_python.log"
+    step "python report" "$logs/report_python.log" python3 "$TESSERA_ROOT/benchmarks/report.py" \
+      "$logs/bench_python.log" "$logs/peers_python.log" "$commit" "$TESSERA_ROOT/benchmarks/results"
+    cat "$logs/report_python.log" | tee -a "$summary"
+  fi
   # JIT compile and load times on this machine's CPUs (appended; the case
   # names the CPU count).
   [[ -z "${TESSERA_BENCH_ONLY:-}" ]] &&
