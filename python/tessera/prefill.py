@@ -1,0 +1,616 @@
+"""Prefill attention: FlashInfer 0.2's single_prefill_with_kv_cache,
+BatchPrefillWithRaggedKVCacheWrapper and BatchPrefillWithPagedKVCacheWrapper
+over libtessera (tessera/api/prefill.h).
+
+Semantics are FlashInfer's: query i of a request sits at KV position
+kv_len - qo_len + i, causal masks the KV positions after it, lse is float32 in
+base 2 (log2 of the sum of exp of the scaled logits). Tessera builds head_dim
+64 and 128, fp16/bf16 q/k/v of one dtype, and the variants plain, soft-cap,
+sliding window and ALiBi; what it does not build (RoPE on the fly, soft-cap
+together with a window) the library rejects with an error naming "options".
+Custom masks are not supported (NotImplementedError).
+
+How FlashInfer's wrappers map onto Tessera's plan/run objects: the C++ object
+needs the plan shape (heads, head_dim, page size) and bounds (most requests,
+most query tokens) when it is made, and takes its workspace from
+float_workspace_buffer; FlashInfer's constructor knows neither, so plan()
+makes the object, and makes it again when the shape changes or a plan
+outgrows its bounds (bounds grow geometrically so a growing batch does not
+re-create every step). With use_cuda_graph=True the object is made once and
+never again, because a captured graph holds its workspace addresses: the
+batch bound is qo_indptr_buf's length - 1 and the query-token bound is the
+first plan's qo_indptr[-1] (FlashInfer's rule: later plans may not exceed the
+rows of the first); a plan beyond them raises.
+
+Index arrays: plan() reads host int32 arrays (CPU tensors preferred; CUDA
+tensors are copied to the host, a sync; lists work) and copies them to the
+device for run() (from pinned memory when non_blocking=True; in CUDA-graph mode
+into the caller's *_buf tensors, so a captured graph reads the new values).
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Optional
+
+import torch
+
+from . import _lib
+from ._lib import TesseraArgumentError
+from ._options import layout_code, pos_encoding_code
+from ._tensor import current_stream, dl, dl_or_none
+
+_BACKENDS = ("auto", "fa2", "fa3")
+
+
+# ---- argument helpers
+
+
+def _reject_unsupported(**arguments) -> None:
+    """NotImplementedError for the first FlashInfer argument Tessera lacks."""
+    for name, value in arguments.items():
+        if value is not None:
+            raise NotImplementedError(
+                f"tessera: argument '{name}': custom masks are not supported by Tessera yet "
+                "(use causal, window_left or block-sparse attention)")
+
+
+def _check_backend(backend: str) -> None:
+    # One kernel family serves every FlashInfer backend name.
+    if backend not in _BACKENDS:
+        raise TesseraArgumentError(
+            f"tessera: argument 'backend': expected one of {_BACKENDS}, got {backend!r}")
+
+
+def _check_head_dim_vo(head_dim_qk: int, head_dim_vo) -> None:
+    if head_dim_vo is not None and int(head_dim_vo) != int(head_dim_qk):
+        raise NotImplementedError(
+            f"tessera: argument 'head_dim_vo': expected head_dim_qk ({head_dim_qk}); distinct "
+            f"q/k and v head dims are not supported, got {head_dim_vo}")
+
+
+def _reject_jit_args(jit_args) -> None:
+    if jit_args is not None:
+        raise NotImplementedError("tessera: argument 'jit_args': JIT variants are not exposed "
+                                  "to Python yet (C++: tessera::jit)")
+
+
+def _host_int32(values, name: str) -> torch.Tensor:
+    """A contiguous 1-D int32 CPU tensor of an index array (CUDA input: copied, a sync)."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.tensor(list(values), dtype=torch.int32)
+    if values.dim() != 1:
+        raise TesseraArgumentError(f"tessera: argument '{name}': expected a 1-D index array, "
+                                   f"got {values.dim()} dimensions")
+    return values.to(device="cpu", dtype=torch.int32).contiguous()
+
+
+def _indptr_pair(first, first_name: str, second, second_name: str):
+    """Two indptr arrays of one batch as host tensors, and the batch size."""
+    a = _host_int32(first, first_name)
+    b = _host_int32(second, second_name)
+    if a.numel() < 1:
+        raise TesseraArgumentError(f"tessera: argument '{first_name}': expected batch_size + 1 "
+                                   ">= 1 entries, got an empty array")
+    if b.numel() != a.numel():
+        raise TesseraArgumentError(
+            f"tessera: argument '{second_name}': expected {a.numel()} entries (as "
+            f"{first_name}), got {b.numel()}")
+    return a, b, a.numel() - 1
+
+
+def _on_device(host: torch.Tensor, buffer, device, non_blocking: bool, name: str):
+    """A host int32 array on `device` for run(); with a CUDA-graph buffer it is
+    copied into the buffer's first entries and the whole buffer is returned, so
+    the tensor a captured graph reads stays the same."""
+    if buffer is None:
+        source = host.pin_memory() if non_blocking else host
+        return source.to(device, non_blocking=non_blocking)
+    if host.numel() > buffer.numel():
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected at most {buffer.numel()} entries (its "
+            f"CUDA-graph buffer), got {host.numel()}")
+    source = host.pin_memory() if non_blocking else host
+    buffer[:host.numel()].copy_(source, non_blocking=non_blocking)
+    return buffer
+
+
+def _int32_pointer(tensor: torch.Tensor):
+    return ctypes.cast(ctypes.c_void_p(tensor.data_ptr()), ctypes.POINTER(ctypes.c_int32))
+
+
+def _device_id(device: torch.device) -> int:
+    return device.index if device.index is not None else torch.cuda.current_device()
+
+
+def _variant_scalars(pos_encoding_mode="NONE", sm_scale=None, window_left=-1,
+                     logits_soft_cap=None, rope_scale=None, rope_theta=None) -> tuple:
+    """The attention options a plan fixes, as the run ops' scalar arguments
+    sm_scale .. rope_theta (0 means the library default: sm_scale
+    1/sqrt(head_dim), no soft cap, rope_scale 1, rope_theta 1e4). A plain
+    tuple, so torch.compile reads it as constants."""
+    return (float(sm_scale) if sm_scale is not None else 0.0, float(logits_soft_cap or 0.0),
+            int(window_left) if window_left is not None else -1,
+            pos_encoding_code(pos_encoding_mode), float(rope_scale or 0.0),
+            float(rope_theta or 0.0))
+
+
+def _options(sm_scale: float, logits_soft_cap: float, window_left: int, pos_encoding_mode: int,
+             rope_scale: float, rope_theta: float, k_scale: float = 0.0,
+             v_scale: float = 0.0) -> _lib.AttentionOptions:
+    o = _lib.AttentionOptions()
+    o.sm_scale = sm_scale
+    o.logits_soft_cap = logits_soft_cap
+    o.window_left = window_left
+    o.pos_encoding_mode = pos_encoding_mode
+    o.rope_scale = rope_scale
+    o.rope_theta = rope_theta
+    o.k_scale = k_scale
+    o.v_scale = v_scale
+    return o
+
+
+def _paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
+    cache = _lib.PagedKV()
+    cache.first = ctypes.pointer(dl(k_cache))
+    cache.v_data = ctypes.pointer(dl(v_cache)) if v_cache is not None else None
+    cache.layout = kv_layout
+    return cache
+
+
+def _cache_pair(paged_kv_cache):
+    """(kv_or_k, v_or_None) of FlashInfer's paged_kv_cache argument."""
+    if isinstance(paged_kv_cache, (tuple, list)):
+        if len(paged_kv_cache) != 2:
+            raise TesseraArgumentError(
+                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
+                f"pair, got a sequence of {len(paged_kv_cache)}")
+        return paged_kv_cache[0], paged_kv_cache[1]
+    return paged_kv_cache, None
+
+
+def _outputs(q: torch.Tensor, num_qo_heads: int, out, lse, return_lse: bool):
+    if out is None:
+        out = torch.empty_like(q)
+    if lse is None and return_lse:
+        lse = torch.empty((q.shape[0], num_qo_heads), dtype=torch.float32, device=q.device)
+    return out, lse
+
+
+class _PlanHandle:
+    """One C plan/run object (prefix: its C functions' common prefix) over the
+    caller's workspace. ensure() returns its address, making it again when the
+    shape changes or the needed bounds exceed its own; with fixed=True (CUDA
+    graphs) it is made once and a later mismatch raises."""
+
+    def __init__(self, prefix: str, workspace: torch.Tensor, fixed: bool):
+        self._prefix = prefix
+        self._workspace = workspace
+        self._fixed = fixed
+        self.address = None
+        self._shape = None
+        self.bounds = None
+
+    def ensure(self, shape: tuple, needed: tuple, bound_names: tuple) -> int:
+        if self.address is not None:
+            if shape == self._shape and all(n <= b for n, b in zip(needed, self.bounds)):
+                return self.address
+            if self._fixed:
+                if shape != self._shape:
+                    raise TesseraArgumentError(
+                        "tessera: argument 'num_qo_heads': expected the plan shape (heads, "
+                        f"head_dim[, page size]) {self._shape} of the first plan "
+                        f"(use_cuda_graph=True fixes it), got {shape}")
+                for name, n, b in zip(bound_names, needed, self.bounds):
+                    if n > b:
+                        raise TesseraArgumentError(
+                            f"tessera: argument 'qo_indptr': expected at most {b} {name} "
+                            f"(fixed by the CUDA-graph buffers and the first plan), got {n}")
+        bounds = tuple(max(n, 1) for n in needed)
+        if self.address is not None and shape == self._shape:
+            # Grow geometrically so a batch growing by one does not re-create.
+            bounds = tuple(max(n, 2 * b) if n > b else b for n, b in zip(bounds, self.bounds))
+        self.destroy()
+        workspace = self._workspace
+        if not workspace.is_cuda:
+            raise TesseraArgumentError(
+                "tessera: argument 'float_workspace_buffer': expected a CUDA tensor, got one on "
+                f"{workspace.device}")
+        device_id = _device_id(workspace.device)
+        needed_bytes = ctypes.c_size_t()
+        _lib.call(self._prefix + "_workspace_size", *shape, *bounds, device_id,
+                  ctypes.byref(needed_bytes))
+        available = workspace.numel() * workspace.element_size()
+        if available < needed_bytes.value:
+            raise TesseraArgumentError(
+                f"tessera: argument 'float_workspace_buffer': expected at least "
+                f"{needed_bytes.value} bytes for {dict(zip(bound_names, bounds))}, "
+                f"got {available}")
+        handle = ctypes.c_void_p()
+        _lib.call(self._prefix + "_create", *shape, *bounds,
+                  ctypes.c_void_p(workspace.data_ptr()), available, device_id,
+                  ctypes.byref(handle))
+        self.address, self._shape, self.bounds = handle.value, shape, bounds
+        return self.address
+
+    def destroy(self) -> None:
+        if self.address is not None:
+            getattr(_lib.library(), self._prefix + "_destroy")(ctypes.c_void_p(self.address))
+            self.address = None
+
+    def __del__(self):
+        try:
+            self.destroy()
+        except Exception:  # interpreter shutdown: the library may be gone
+            pass
+
+
+# ---- torch custom ops, out-parameter style: the public functions allocate
+# out / lse, the ops fill them. A plan lives in a C++ object that no op
+# argument type can hold, so the run ops take its address as an int (the
+# wrapper keeps the object alive; torch.compile sees a constant).
+
+
+@torch.library.custom_op("tessera::single_prefill", mutates_args=("out", "lse"),
+                         device_types="cuda")
+def _single_prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
+                       lse: Optional[torch.Tensor], kv_layout: int, causal: bool,
+                       sm_scale: float, logits_soft_cap: float, window_left: int,
+                       pos_encoding_mode: int, rope_scale: float, rope_theta: float) -> None:
+    options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                       rope_theta)
+    _lib.call("tessera_single_prefill_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
+              dl_or_none(lse), kv_layout, int(causal), options, current_stream(q.device))
+
+
+@_single_prefill_op.register_fake
+def _(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap, window_left,
+      pos_encoding_mode, rope_scale, rope_theta):
+    return None
+
+
+@torch.library.custom_op("tessera::batch_prefill_ragged_run", mutates_args=("out", "lse"),
+                         device_types="cuda")
+def _ragged_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                   qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, out: torch.Tensor,
+                   lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
+                   window_left: int, pos_encoding_mode: int, rope_scale: float,
+                   rope_theta: float, k_scale: float, v_scale: float) -> None:
+    options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                       rope_theta, k_scale, v_scale)
+    _lib.call("tessera_batch_prefill_ragged_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
+              dl(qo_indptr), dl(kv_indptr), dl(out), dl_or_none(lse), options,
+              current_stream(q.device), 0)
+
+
+@_ragged_run_op.register_fake
+def _(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale, logits_soft_cap, window_left,
+      pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale):
+    return None
+
+
+@torch.library.custom_op("tessera::batch_prefill_paged_run", mutates_args=("out", "lse"),
+                         device_types="cuda")
+def _paged_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
+                  v_cache: Optional[torch.Tensor], kv_layout: int, kv_indices: torch.Tensor,
+                  qo_indptr: torch.Tensor, kv_indptr: torch.Tensor,
+                  kv_last_page_len: torch.Tensor, out: torch.Tensor,
+                  lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
+                  window_left: int, pos_encoding_mode: int, rope_scale: float,
+                  rope_theta: float, k_scale: float, v_scale: float) -> None:
+    options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                       rope_theta, k_scale, v_scale)
+    _lib.call("tessera_batch_prefill_paged_run", ctypes.c_void_p(handle), dl(q),
+              _paged_kv_struct(k_cache, v_cache, kv_layout), dl(kv_indices), dl(qo_indptr),
+              dl(kv_indptr), dl(kv_last_page_len), dl(out), dl_or_none(lse), options,
+              current_stream(q.device), 0)
+
+
+@_paged_run_op.register_fake
+def _(handle, q, k_cache, v_cache, kv_layout, kv_indices, qo_indptr, kv_indptr,
+      kv_last_page_len, out, lse, sm_scale, logits_soft_cap, window_left, pos_encoding_mode,
+      rope_scale, rope_theta, k_scale, v_scale):
+    return None
+
+
+# ---- single request
+
+
+def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                                 custom_mask: Optional[torch.Tensor] = None,
+                                 packed_custom_mask: Optional[torch.Tensor] = None,
+                                 causal: bool = False, kv_layout: str = "NHD",
+                                 pos_encoding_mode: str = "NONE",
+                                 use_fp16_qk_reduction: bool = False,
+                                 sm_scale: Optional[float] = None, window_left: int = -1,
+                                 logits_soft_cap: Optional[float] = None,
+                                 rope_scale: Optional[float] = None,
+                                 rope_theta: Optional[float] = None, return_lse: bool = False):
+    """Prefill/append attention of one request against its K/V.
+
+    q: [qo_len, num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim]
+    (NHD) or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 of q's dtype.
+    causal requires qo_len <= kv_len. use_fp16_qk_reduction is accepted and
+    ignored (Tessera always accumulates q.k in float32). Returns out like q and,
+    with return_lse, lse float32 [qo_len, num_qo_heads] (base 2).
+    """
+    del use_fp16_qk_reduction
+    _reject_unsupported(custom_mask=custom_mask, packed_custom_mask=packed_custom_mask)
+    scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
+                               rope_scale, rope_theta)
+    out, lse = _outputs(q, q.shape[1], None, None, return_lse)
+    torch.ops.tessera.single_prefill(q, k, v, out, lse, layout_code(kv_layout), bool(causal),
+                                     *scalars)
+    return (out, lse) if return_lse else out
+
+
+# ---- batch wrappers
+
+
+def _device_indices(values, buffer, device, non_blocking: bool, name: str):
+    """An index array that only run() reads (paged_kv_indices): a CUDA tensor
+    is used as it is (or copied device to device into its CUDA-graph buffer),
+    host data goes through _on_device."""
+    if not (isinstance(values, torch.Tensor) and values.is_cuda):
+        return _on_device(_host_int32(values, name), buffer, device, non_blocking, name)
+    values = values.to(torch.int32)
+    if buffer is None:
+        return values
+    if values.numel() > buffer.numel():
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected at most {buffer.numel()} entries (its "
+            f"CUDA-graph buffer), got {values.numel()}")
+    buffer[:values.numel()].copy_(values, non_blocking=True)
+    return buffer
+
+
+class _BatchPrefillWrapperBase:
+    """What the ragged and paged wrappers share: the plan object and its
+    bounds, the CUDA-graph buffers, the plan state run() reads."""
+
+    _prefix = ""  # the C functions' common prefix
+
+    def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str,
+                 use_cuda_graph: bool, buffers: dict, custom_mask_buf, mask_indptr_buf,
+                 backend: str, jit_args):
+        _reject_unsupported(custom_mask_buf=custom_mask_buf, mask_indptr_buf=mask_indptr_buf)
+        _reject_jit_args(jit_args)
+        _check_backend(backend)
+        self._kv_layout = layout_code(kv_layout)
+        self._use_cuda_graph = bool(use_cuda_graph)
+        if self._use_cuda_graph:
+            for name, buffer in buffers.items():
+                if buffer is None:
+                    raise TesseraArgumentError(
+                        f"tessera: argument '{name}': expected an int32 CUDA buffer with "
+                        "use_cuda_graph=True, got None")
+            self._max_batch = buffers["qo_indptr_buf"].numel() - 1
+        else:
+            buffers = {name: None for name in buffers}
+            self._max_batch = None
+        self._buffers = buffers
+        self._float_workspace = float_workspace_buffer
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph)
+        self._planned = None
+
+    @property
+    def is_cuda_graph_enabled(self) -> bool:
+        return self._use_cuda_graph
+
+    def reset_workspace_buffer(self, float_workspace_buffer: torch.Tensor,
+                               int_workspace_buffer: Optional[torch.Tensor] = None) -> None:
+        """FlashInfer's second (int) workspace is accepted and unused: Tessera's
+        schedule lives in the float workspace. The next plan() makes a new plan
+        object on the new buffer."""
+        del int_workspace_buffer
+        self._handle.destroy()
+        self._float_workspace = float_workspace_buffer
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph)
+        self._planned = None
+
+    def _ensure(self, shape: tuple, batch: int, total_qo: int) -> int:
+        """The plan object's address for a plan of `batch` requests and
+        `total_qo` query tokens. Bounds: the plan's own (grown geometrically);
+        in CUDA-graph mode (max_batch from qo_indptr_buf, the first plan's
+        query tokens), fixed."""
+        if self._use_cuda_graph:
+            if batch > self._max_batch:
+                raise TesseraArgumentError(
+                    f"tessera: argument 'qo_indptr': expected at most {self._max_batch} requests "
+                    f"(the length of qo_indptr_buf - 1), got {batch}")
+            # The first plan makes the object with these; later ones must fit.
+            needed = (self._max_batch, total_qo)
+        else:
+            needed = (batch, total_qo)
+        return self._handle.ensure(shape, needed, ("requests", "query tokens"))
+
+    def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, custom_mask,
+                       packed_custom_mask, head_dim_qk, head_dim_vo, pos_encoding_mode, sm_scale,
+                       window_left, logits_soft_cap, rope_scale, rope_theta):
+        """The checks every plan() makes before touching the GPU; returns the
+        host indptr arrays, the batch size and the variant scalars."""
+        _reject_unsupported(custom_mask=custom_mask, packed_custom_mask=packed_custom_mask)
+        _check_head_dim_vo(head_dim_qk, head_dim_vo)
+        scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
+                                   rope_scale, rope_theta)
+        qo_host, kv_host, batch = _indptr_pair(qo_indptr, "qo_indptr", kv_indptr, kv_indptr_name)
+        return qo_host, kv_host, batch, scalars
+
+    def _require_plan(self):
+        if self._planned is None:
+            raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
+                                       "got no plan")
+        return self._planned
+
+    def end_forward(self) -> None:
+        """FlashInfer 0.1's no-op."""
+
+
+class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
+    """Batch prefill/append attention over ragged (contiguous) K/V, FlashInfer's
+    plan/run API: plan once per batch, run once per layer.
+
+    q [qo_indptr[-1], num_qo_heads, head_dim]; k, v [kv_indptr[-1],
+    num_kv_heads, head_dim] (NHD) or [num_kv_heads, kv_indptr[-1], head_dim]
+    (HND). With use_cuda_graph=True, qo_indptr_buf and kv_indptr_buf (int32
+    CUDA, [max_batch + 1]) hold the index arrays run() reads, so a graph
+    captured around run() replays for later plans within the bounds (module
+    docstring). custom_mask_buf / mask_indptr_buf (custom masks) and jit_args
+    are not supported; FlashInfer's backend names all run the same kernels.
+    """
+
+    _prefix = "tessera_batch_prefill_ragged"
+
+    def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str = "NHD",
+                 use_cuda_graph: bool = False, qo_indptr_buf: Optional[torch.Tensor] = None,
+                 kv_indptr_buf: Optional[torch.Tensor] = None,
+                 custom_mask_buf: Optional[torch.Tensor] = None,
+                 mask_indptr_buf: Optional[torch.Tensor] = None, backend: str = "auto",
+                 jit_args=None):
+        super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph,
+                         dict(qo_indptr_buf=qo_indptr_buf, kv_indptr_buf=kv_indptr_buf),
+                         custom_mask_buf, mask_indptr_buf, backend, jit_args)
+
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads: int, num_kv_heads: int, head_dim_qk: int,
+             head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
+             packed_custom_mask: Optional[torch.Tensor] = None, causal: bool = False,
+             pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
+             sm_scale: Optional[float] = None, window_left: int = -1,
+             logits_soft_cap: Optional[float] = None, rope_scale: Optional[float] = None,
+             rope_theta: Optional[float] = None, q_data_type="float16", kv_data_type=None,
+             non_blocking: bool = True) -> None:
+        """Plans the batch: qo_indptr, kv_indptr [batch + 1] int32 token offsets.
+
+        The dtype arguments and use_fp16_qk_reduction are accepted for
+        compatibility (run() checks the tensors' dtypes; accumulation is float32).
+        """
+        del use_fp16_qk_reduction, q_data_type, kv_data_type
+        qo_host, kv_host, batch, scalars = self._plan_prologue(
+            qo_indptr, kv_indptr, "kv_indptr", custom_mask, packed_custom_mask, head_dim_qk,
+            head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
+            rope_theta)
+        device = self._float_workspace.device
+        shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim_qk))
+        handle = self._ensure(shape, batch, int(qo_host[-1]))
+        self._planned = None
+        _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
+                  qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(), int(bool(causal)),
+                  current_stream(device))
+        b = self._buffers
+        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
+                                     "qo_indptr")
+        self._kv_indptr = _on_device(kv_host, b["kv_indptr_buf"], device, non_blocking,
+                                     "kv_indptr")
+        self._planned = (handle, shape[0], scalars)
+
+    begin_forward = plan
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
+            k_scale: Optional[float] = None, v_scale: Optional[float] = None,
+            out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
+            return_lse: bool = False):
+        """Attention for the planned batch. Returns out (like q; rows past
+        qo_indptr[-1] are left alone) and, with return_lse, lse float32
+        [q rows, num_qo_heads] (base 2)."""
+        handle, num_qo_heads, scalars = self._require_plan()
+        if self._kv_layout == 1:  # HND [heads, tokens, dim]: the kernel takes strides
+            k, v = k.transpose(0, 1), v.transpose(0, 1)
+        out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
+        torch.ops.tessera.batch_prefill_ragged_run(
+            handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse, *scalars,
+            float(k_scale or 0.0), float(v_scale or 0.0))
+        return (out, lse) if return_lse else out
+
+
+class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
+    """Batch prefill/append attention over a paged KV cache, FlashInfer's
+    plan/run API: plan once per batch, run once per layer.
+
+    Pages of request b: paged_kv_indices[paged_kv_indptr[b] ..
+    paged_kv_indptr[b + 1]), the last holding paged_kv_last_page_len[b] tokens;
+    any page size >= 1. With use_cuda_graph=True the four *_buf tensors (int32
+    CUDA: qo_indptr_buf and paged_kv_indptr_buf [max_batch + 1],
+    paged_kv_indices_buf [max pages], paged_kv_last_page_len_buf [max_batch])
+    hold the arrays run() reads (module docstring for the bounds).
+    """
+
+    _prefix = "tessera_batch_prefill_paged"
+
+    def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str = "NHD",
+                 use_cuda_graph: bool = False, qo_indptr_buf: Optional[torch.Tensor] = None,
+                 paged_kv_indptr_buf: Optional[torch.Tensor] = None,
+                 paged_kv_indices_buf: Optional[torch.Tensor] = None,
+                 paged_kv_last_page_len_buf: Optional[torch.Tensor] = None,
+                 custom_mask_buf: Optional[torch.Tensor] = None,
+                 mask_indptr_buf: Optional[torch.Tensor] = None, backend: str = "auto",
+                 jit_args=None):
+        super().__init__(
+            float_workspace_buffer, kv_layout, use_cuda_graph,
+            dict(qo_indptr_buf=qo_indptr_buf, paged_kv_indptr_buf=paged_kv_indptr_buf,
+                 paged_kv_indices_buf=paged_kv_indices_buf,
+                 paged_kv_last_page_len_buf=paged_kv_last_page_len_buf),
+            custom_mask_buf, mask_indptr_buf, backend, jit_args)
+
+    def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len,
+             num_qo_heads: int, num_kv_heads: int, head_dim_qk: int, page_size: int,
+             head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
+             packed_custom_mask: Optional[torch.Tensor] = None, causal: bool = False,
+             pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
+             sm_scale: Optional[float] = None, window_left: int = -1,
+             logits_soft_cap: Optional[float] = None, rope_scale: Optional[float] = None,
+             rope_theta: Optional[float] = None, q_data_type="float16", kv_data_type=None,
+             non_blocking: bool = True) -> None:
+        """Plans the batch: qo_indptr [batch + 1] token offsets, paged_kv_indptr
+        [batch + 1] page offsets, paged_kv_indices [paged_kv_indptr[-1]] page ids
+        (read by run() only: a CUDA tensor is used as it is),
+        paged_kv_last_page_len [batch], all int32.
+
+        The dtype arguments and use_fp16_qk_reduction are accepted for
+        compatibility (run() checks the tensors' dtypes; accumulation is float32).
+        """
+        del use_fp16_qk_reduction, q_data_type, kv_data_type
+        qo_host, kv_host, batch, scalars = self._plan_prologue(
+            qo_indptr, paged_kv_indptr, "paged_kv_indptr", custom_mask, packed_custom_mask,
+            head_dim_qk, head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
+            rope_scale, rope_theta)
+        last_host = _host_int32(paged_kv_last_page_len, "paged_kv_last_page_len")
+        if last_host.numel() != batch:
+            raise TesseraArgumentError(
+                f"tessera: argument 'paged_kv_last_page_len': expected {batch} entries (the "
+                f"batch size of qo_indptr), got {last_host.numel()}")
+        device = self._float_workspace.device
+        shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim_qk), int(page_size))
+        handle = self._ensure(shape, batch, int(qo_host[-1]))
+        self._planned = None
+        _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
+                  qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(),
+                  _int32_pointer(last_host), batch, int(bool(causal)), current_stream(device))
+        b = self._buffers
+        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
+                                     "qo_indptr")
+        self._kv_indptr = _on_device(kv_host, b["paged_kv_indptr_buf"], device, non_blocking,
+                                     "paged_kv_indptr")
+        self._kv_last_page_len = _on_device(last_host, b["paged_kv_last_page_len_buf"], device,
+                                            non_blocking, "paged_kv_last_page_len")
+        self._kv_indices = _device_indices(paged_kv_indices, b["paged_kv_indices_buf"], device,
+                                           non_blocking, "paged_kv_indices")
+        self._planned = (handle, shape[0], scalars)
+
+    begin_forward = plan
+
+    def run(self, q: torch.Tensor, paged_kv_cache, *, k_scale: Optional[float] = None,
+            v_scale: Optional[float] = None, out: Optional[torch.Tensor] = None,
+            lse: Optional[torch.Tensor] = None, return_lse: bool = False):
+        """Attention for the planned batch. paged_kv_cache: [pages, 2, page_size,
+        num_kv_heads, head_dim] (NHD; HND swaps the middle two) or a (k_cache,
+        v_cache) pair of [pages, ...]. Returns out (like q; rows past
+        qo_indptr[-1] are left alone) and, with return_lse, lse float32
+        [q rows, num_qo_heads] (base 2)."""
+        handle, num_qo_heads, scalars = self._require_plan()
+        k_cache, v_cache = _cache_pair(paged_kv_cache)
+        out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
+        torch.ops.tessera.batch_prefill_paged_run(
+            handle, q, k_cache, v_cache, self._kv_layout, self._kv_indices, self._qo_indptr,
+            self._kv_indptr, self._kv_last_page_len, out, lse, *scalars,
+            float(k_scale or 0.0), float(v_scale or 0.0))
+        return (out, lse) if return_lse else out

@@ -1,0 +1,141 @@
+"""Block-sparse attention: FlashInfer 0.2's BlockSparseAttentionWrapper over
+libtessera's BlockSparseAttention (tessera/api/prefill.h).
+
+q [M, num_qo_heads, head_dim] is cut into block rows of R queries and k, v
+[N, num_kv_heads, head_dim] into block columns of C keys; block row i attends
+to every key of the block columns indices[indptr[i] .. indptr[i + 1]) (BSR).
+The pattern is the whole mask: Tessera has no causal mask, no per-element
+mask (mask / packed_mask) and no RoPE on the fly here; those raise
+NotImplementedError (RoPE: the library's error naming "options"). A block row
+with no blocks gets out 0 and lse -inf; lse is float32 in base 2.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from typing import Optional
+
+import torch
+
+from . import _lib
+from ._lib import TesseraArgumentError
+from ._tensor import current_stream, dl, dl_or_none
+from .prefill import (_PlanHandle, _check_backend, _host_int32, _int32_pointer, _on_device,
+                      _options, _outputs, _variant_scalars)
+
+
+@torch.library.custom_op("tessera::block_sparse_run", mutates_args=("out", "lse"),
+                         device_types="cuda")
+def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                         indptr: torch.Tensor, indices: torch.Tensor, out: torch.Tensor,
+                         lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
+                         window_left: int, pos_encoding_mode: int, rope_scale: float,
+                         rope_theta: float) -> None:
+    # handle: the C++ plan object's address (no op argument type holds one).
+    options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                       rope_theta)
+    _lib.call("tessera_block_sparse_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
+              dl(indptr), dl(indices), dl(out), dl_or_none(lse), options,
+              current_stream(q.device), 0)
+
+
+@_block_sparse_run_op.register_fake
+def _(handle, q, k, v, indptr, indices, out, lse, sm_scale, logits_soft_cap, window_left,
+      pos_encoding_mode, rope_scale, rope_theta):
+    return None
+
+
+def _reject(name: str, given: bool, why: str) -> None:
+    if given:
+        raise NotImplementedError(f"tessera: argument '{name}': {why}")
+
+
+class BlockSparseAttentionWrapper:
+    """Block-sparse attention with FlashInfer's plan/run API: plan once per
+    pattern, run once per layer. plan() makes the C++ plan object (again when
+    the shape changes or a pattern has more block rows than it was made for;
+    the bound grows geometrically) on float_workspace_buffer.
+    """
+
+    _prefix = "tessera_block_sparse"
+
+    def __init__(self, float_workspace_buffer: torch.Tensor, backend: str = "auto"):
+        _check_backend(backend)
+        self._float_workspace = float_workspace_buffer
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False)
+        self._planned = None
+
+    def reset_workspace_buffer(self, float_workspace_buffer: torch.Tensor,
+                               int_workspace_buffer: Optional[torch.Tensor] = None) -> None:
+        """FlashInfer's int workspace is accepted and unused."""
+        del int_workspace_buffer
+        self._handle.destroy()
+        self._float_workspace = float_workspace_buffer
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False)
+        self._planned = None
+
+    def plan(self, indptr, indices, M: int, N: int, R: int, C: int, num_qo_heads: int,
+             num_kv_heads: int, head_dim: int, mask: Optional[torch.Tensor] = None,
+             packed_mask: Optional[torch.Tensor] = None, causal: bool = False,
+             pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
+             logits_soft_cap: Optional[float] = None, sm_scale: Optional[float] = None,
+             rope_scale: Optional[float] = None, rope_theta: Optional[float] = None,
+             q_data_type="float16", kv_data_type=None, non_blocking: bool = True) -> None:
+        """Plans the pattern: indptr [M / R + 1] and indices [indptr[-1]] (block
+        column ids < N / C), int32 (host tensors preferred; CUDA tensors are
+        copied to the host, a sync). The dtype arguments and
+        use_fp16_qk_reduction are accepted for compatibility."""
+        del use_fp16_qk_reduction, q_data_type, kv_data_type
+        _reject("mask", mask is not None, "per-element masks are not supported by Tessera's block-sparse "
+                "attention (the block pattern is the mask)")
+        _reject("packed_mask", packed_mask is not None, "per-element masks are not supported by Tessera's "
+                "block-sparse attention (the block pattern is the mask)")
+        _reject("causal", bool(causal), "Tessera's block-sparse attention has no causal "
+                "mask (leave the blocks above the diagonal out of the pattern)")
+        M, N, R, C = int(M), int(N), int(R), int(C)
+        for name, total, block in (("M", M, R), ("N", N, C)):
+            if block < 1 or total % block != 0:
+                raise TesseraArgumentError(
+                    f"tessera: argument '{name}': expected a multiple of the block size "
+                    f"{block}, got {total}")
+        scalars = _variant_scalars(pos_encoding_mode, sm_scale, -1, logits_soft_cap, rope_scale,
+                                   rope_theta)
+        indptr_host = _host_int32(indptr, "indptr")
+        indices_host = _host_int32(indices, "indices")
+        block_rows = M // R
+        if indptr_host.numel() != block_rows + 1:
+            raise TesseraArgumentError(
+                f"tessera: argument 'indptr': expected M / R + 1 = {block_rows + 1} entries, "
+                f"got {indptr_host.numel()}")
+        shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim), R, C)
+        handle = self._handle.ensure(shape, (block_rows,), ("block rows",))
+        device = self._float_workspace.device
+        self._planned = None
+        _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(indptr_host),
+                  indptr_host.numel(), _int32_pointer(indices_host), indices_host.numel(),
+                  current_stream(device))
+        self._indptr = _on_device(indptr_host, None, device, non_blocking, "indptr")
+        self._indices = _on_device(indices_host, None, device, non_blocking, "indices")
+        self._planned = (handle, shape[0], scalars)
+
+    begin_forward = plan
+
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+            out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
+            return_lse: bool = False):
+        """Attention for the planned pattern: q [M, num_qo_heads, head_dim], k, v
+        [N, num_kv_heads, head_dim]. Returns out (like q) and, with return_lse,
+        lse float32 [M, num_qo_heads] (base 2)."""
+        if self._planned is None:
+            raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
+                                       "got no plan")
+        handle, num_qo_heads, scalars = self._planned
+        out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
+        torch.ops.tessera.block_sparse_run(handle, q, k, v, self._indptr, self._indices, out, lse,
+                                           *scalars)
+        return (out, lse) if return_lse else out
+
+    forward = run
+
+    def end_forward(self) -> None:
+        """FlashInfer 0.1's no-op."""

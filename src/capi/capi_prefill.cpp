@@ -1,0 +1,233 @@
+// C ABI of prefill attention: single, batch ragged, batch paged and
+// block-sparse (tessera/api/prefill.h). Each plan/run object is its C++ class
+// in a struct, so the handle's address is the object's and *_destroy is a
+// plain delete.
+#include <span>
+
+#include "capi/capi_support.h"
+#include "tessera/api/prefill.h"
+
+using tessera::capi::attention_options_of;
+using tessera::capi::guarded;
+using tessera::capi::required;
+using tessera::capi::required_handle;
+using tessera::capi::stream_of;
+
+struct TesseraBatchPrefillRagged {
+  tessera::BatchPrefillWithRaggedKVCache wrapper;
+};
+
+struct TesseraBatchPrefillPaged {
+  tessera::BatchPrefillWithPagedKVCache wrapper;
+};
+
+struct TesseraBlockSparse {
+  tessera::BlockSparseAttention wrapper;
+};
+
+namespace {
+
+// A host array argument: NULL only when empty.
+std::span<const int32_t> host_span(const int32_t* data, int64_t length, const char* name) {
+  if (length < 0 || (data == nullptr && length > 0)) {
+    tessera::throw_argument_error(name, "a host int32 array", "NULL or a negative length");
+  }
+  return {data, static_cast<std::size_t>(length)};
+}
+
+template <typename T>
+T** output_pointer(T** pointer, const char* name) {
+  if (pointer == nullptr) tessera::throw_argument_error(name, "an output pointer", "NULL");
+  return pointer;
+}
+
+tessera::BlockSparseShape sparse_shape(int64_t num_qo_heads, int64_t num_kv_heads,
+                                       int64_t head_dim, int64_t block_rows,
+                                       int64_t block_cols) {
+  return {num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols};
+}
+
+}  // namespace
+
+extern "C" {
+
+// ------------------------------------------------------------------ single
+
+int tessera_single_prefill_with_kv_cache(const DLTensor* q, const DLTensor* k, const DLTensor* v,
+                                         const DLTensor* out, const DLTensor* lse, int layout,
+                                         int causal, const TesseraAttentionOptions* options,
+                                         void* stream) {
+  return guarded([&] {
+    tessera::single_prefill_with_kv_cache(
+        required(q, "q"), required(k, "k"), required(v, "v"), required(out, "out"), lse,
+        tessera::capi::layout_of(layout, "kv_layout"), causal != 0, attention_options_of(options),
+        stream_of(stream));
+  });
+}
+
+// ------------------------------------------------------------------ ragged
+
+int tessera_batch_prefill_ragged_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                int64_t head_dim, int64_t max_batch_size,
+                                                int64_t max_total_qo_tokens, int device_id,
+                                                size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BatchPrefillWithRaggedKVCache::workspace_size_bytes(
+        {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens},
+        device_id);
+  });
+}
+
+int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_heads,
+                                        int64_t head_dim, int64_t max_batch_size,
+                                        int64_t max_total_qo_tokens, void* workspace,
+                                        size_t workspace_bytes, int device_id,
+                                        TesseraBatchPrefillRagged** handle) {
+  return guarded([&] {
+    *output_pointer(handle, "handle") = new TesseraBatchPrefillRagged{
+        tessera::BatchPrefillWithRaggedKVCache({num_qo_heads, num_kv_heads, head_dim, 0},
+                                               {max_batch_size, max_total_qo_tokens}, workspace,
+                                               workspace_bytes, device_id)};
+  });
+}
+
+void tessera_batch_prefill_ragged_destroy(TesseraBatchPrefillRagged* handle) { delete handle; }
+
+int tessera_batch_prefill_ragged_plan(TesseraBatchPrefillRagged* handle, const int32_t* qo_indptr,
+                                      int64_t qo_indptr_len, const int32_t* kv_indptr,
+                                      int64_t kv_indptr_len, int causal, void* stream) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.plan(host_span(qo_indptr, qo_indptr_len, "qo_indptr"),
+                      host_span(kv_indptr, kv_indptr_len, "kv_indptr"), causal != 0,
+                      stream_of(stream));
+  });
+}
+
+int tessera_batch_prefill_ragged_run(TesseraBatchPrefillRagged* handle, const DLTensor* q,
+                                     const DLTensor* k, const DLTensor* v,
+                                     const DLTensor* qo_indptr, const DLTensor* kv_indptr,
+                                     const DLTensor* out, const DLTensor* lse,
+                                     const TesseraAttentionOptions* options, void* stream,
+                                     int validate) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.run(required(q, "q"), required(k, "k"), required(v, "v"),
+                     required(qo_indptr, "qo_indptr"), required(kv_indptr, "kv_indptr"),
+                     required(out, "out"), lse, attention_options_of(options), stream_of(stream),
+                     tessera::capi::validate_of(validate));
+  });
+}
+
+// ------------------------------------------------------------------- paged
+
+int tessera_batch_prefill_paged_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                               int64_t head_dim, int64_t page_size,
+                                               int64_t max_batch_size,
+                                               int64_t max_total_qo_tokens, int device_id,
+                                               size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BatchPrefillWithPagedKVCache::workspace_size_bytes(
+        {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
+        device_id);
+  });
+}
+
+int tessera_batch_prefill_paged_create(int64_t num_qo_heads, int64_t num_kv_heads,
+                                       int64_t head_dim, int64_t page_size,
+                                       int64_t max_batch_size, int64_t max_total_qo_tokens,
+                                       void* workspace, size_t workspace_bytes, int device_id,
+                                       TesseraBatchPrefillPaged** handle) {
+  return guarded([&] {
+    *output_pointer(handle, "handle") = new TesseraBatchPrefillPaged{
+        tessera::BatchPrefillWithPagedKVCache({num_qo_heads, num_kv_heads, head_dim, page_size},
+                                              {max_batch_size, max_total_qo_tokens}, workspace,
+                                              workspace_bytes, device_id)};
+  });
+}
+
+void tessera_batch_prefill_paged_destroy(TesseraBatchPrefillPaged* handle) { delete handle; }
+
+int tessera_batch_prefill_paged_plan(TesseraBatchPrefillPaged* handle, const int32_t* qo_indptr,
+                                     int64_t qo_indptr_len, const int32_t* kv_indptr,
+                                     int64_t kv_indptr_len, const int32_t* kv_last_page_len,
+                                     int64_t kv_last_page_len_len, int causal, void* stream) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.plan(host_span(qo_indptr, qo_indptr_len, "qo_indptr"),
+                      host_span(kv_indptr, kv_indptr_len, "kv_indptr"),
+                      host_span(kv_last_page_len, kv_last_page_len_len, "kv_last_page_len"),
+                      causal != 0, stream_of(stream));
+  });
+}
+
+int tessera_batch_prefill_paged_run(TesseraBatchPrefillPaged* handle, const DLTensor* q,
+                                    const TesseraPagedKV* paged_kv_cache,
+                                    const DLTensor* kv_indices, const DLTensor* qo_indptr,
+                                    const DLTensor* kv_indptr, const DLTensor* kv_last_page_len,
+                                    const DLTensor* out, const DLTensor* lse,
+                                    const TesseraAttentionOptions* options, void* stream,
+                                    int validate) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.run(required(q, "q"), tessera::capi::paged_kv_of(paged_kv_cache, "paged_kv_cache"),
+                     required(kv_indices, "kv_indices"), required(qo_indptr, "qo_indptr"),
+                     required(kv_indptr, "kv_indptr"),
+                     required(kv_last_page_len, "kv_last_page_len"), required(out, "out"), lse,
+                     attention_options_of(options), stream_of(stream),
+                     tessera::capi::validate_of(validate));
+  });
+}
+
+// ------------------------------------------------------------ block sparse
+
+int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                        int64_t head_dim, int64_t block_rows, int64_t block_cols,
+                                        int64_t max_block_rows, int device_id, size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BlockSparseAttention::workspace_size_bytes(
+        sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
+        {max_block_rows}, device_id);
+  });
+}
+
+int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim,
+                                int64_t block_rows, int64_t block_cols, int64_t max_block_rows,
+                                void* workspace, size_t workspace_bytes, int device_id,
+                                TesseraBlockSparse** handle) {
+  return guarded([&] {
+    *output_pointer(handle, "handle") = new TesseraBlockSparse{tessera::BlockSparseAttention(
+        sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
+        {max_block_rows}, workspace, workspace_bytes, device_id)};
+  });
+}
+
+void tessera_block_sparse_destroy(TesseraBlockSparse* handle) { delete handle; }
+
+int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
+                              int64_t indptr_len, const int32_t* indices, int64_t indices_len,
+                              void* stream) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.plan(host_span(indptr, indptr_len, "indptr"),
+                      host_span(indices, indices_len, "indices"), stream_of(stream));
+  });
+}
+
+int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLTensor* q, const DLTensor* k,
+                             const DLTensor* v, const DLTensor* indptr, const DLTensor* indices,
+                             const DLTensor* out, const DLTensor* lse,
+                             const TesseraAttentionOptions* options, void* stream, int validate) {
+  return guarded([&] {
+    required_handle(handle, "handle")
+        .wrapper.run(required(q, "q"), required(k, "k"), required(v, "v"),
+                     required(indptr, "indptr"), required(indices, "indices"),
+                     required(out, "out"), lse, attention_options_of(options), stream_of(stream),
+                     tessera::capi::validate_of(validate));
+  });
+}
+
+}  // extern "C"

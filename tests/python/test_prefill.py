@@ -1,0 +1,463 @@
+"""tessera.prefill against a float32 torch reference (GPU), plus the parts that
+run without one (fake kernels, argument errors raised before any CUDA call)."""
+
+import math
+
+import pytest
+import torch
+from torch._subclasses.fake_tensor import FakeTensorMode
+
+import tessera  # noqa: F401  (loads the package the way users do)
+from tessera import TesseraArgumentError
+from tessera.prefill import (BatchPrefillWithPagedKVCacheWrapper,
+                             BatchPrefillWithRaggedKVCacheWrapper, single_prefill_with_kv_cache)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+WORKSPACE_BYTES = 128 * 1024 * 1024  # FlashInfer's documented default
+
+
+def reference_prefill(q, k, v, causal, sm_scale=None):
+    """q [Lq, H, D]; k, v [Lk, Hk, D] (NHD). Query i sits at kv position
+    Lk - Lq + i (prefill.h). Returns out [Lq, H, D] float32 and lse [Lq, H]
+    in base 2; a query that sees no key gets out 0 and lse -inf."""
+    qo_len, h, d = q.shape
+    kv_len, hk, _ = k.shape
+    sm_scale = d ** -0.5 if sm_scale is None else sm_scale
+    kf = k.float().repeat_interleave(h // hk, dim=1)  # GQA: each kv head serves h // hk q heads
+    vf = v.float().repeat_interleave(h // hk, dim=1)
+    logits = torch.einsum("qhd,khd->hqk", q.float(), kf) * sm_scale
+    if causal:
+        q_pos = torch.arange(qo_len, device=q.device) + (kv_len - qo_len)
+        k_pos = torch.arange(kv_len, device=q.device)
+        logits = logits.masked_fill(k_pos[None, None, :] > q_pos[None, :, None], -math.inf)
+    lse = (torch.logsumexp(logits, dim=-1) / math.log(2.0)).transpose(0, 1)  # [Lq, H]
+    weights = torch.softmax(logits, dim=-1).nan_to_num(0.0)
+    out = torch.einsum("hqk,khd->qhd", weights, vf)
+    return out, lse
+
+
+def tolerance(dtype):
+    # Inputs are rounded to 16 bits; P is rounded to 16 bits before P @ V.
+    return dict(atol=2e-2, rtol=2e-2) if dtype == torch.bfloat16 else dict(atol=5e-3, rtol=5e-3)
+
+
+LSE_TOLERANCE = dict(atol=2e-3, rtol=2e-3)  # float32 softmax statistics
+
+
+def workspace():
+    return torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda")
+
+
+def to_layout(x, kv_layout):
+    """[L, Hk, D] as the kernel's input for kv_layout (HND: [Hk, L, D])."""
+    return x if kv_layout == "NHD" else x.transpose(0, 1).contiguous()
+
+
+def random_qkv(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim, dtype, generator):
+    def rand(*shape):
+        return torch.randn(shape, dtype=dtype, device="cuda", generator=generator)
+    return (rand(qo_len, num_qo_heads, head_dim), rand(kv_len, num_kv_heads, head_dim),
+            rand(kv_len, num_kv_heads, head_dim))
+
+
+def indptr(lengths):
+    return torch.tensor([0] + list(torch.tensor(lengths).cumsum(0)), dtype=torch.int32)
+
+
+# ------------------------------------------------------------------ single
+
+LENGTHS = [(1, 1), (1, 77), (17, 17), (33, 129), (128, 300), (40, 16)]
+
+
+@gpu
+@pytest.mark.parametrize("qo_len,kv_len", LENGTHS)
+@pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_single_prefill_matches_reference(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim,
+                                          dtype, causal, kv_layout):
+    if causal and qo_len > kv_len:
+        pytest.skip("causal needs qo_len <= kv_len (rejected; see the test below)")
+    g = torch.Generator(device="cuda").manual_seed(qo_len * 1000 + kv_len)
+    q, k, v = random_qkv(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim, dtype, g)
+    out, lse = single_prefill_with_kv_cache(q, to_layout(k, kv_layout), to_layout(v, kv_layout),
+                                            causal=causal, kv_layout=kv_layout, return_lse=True)
+    ref_out, ref_lse = reference_prefill(q, k, v, causal)
+    torch.testing.assert_close(out.float(), ref_out, **tolerance(dtype))
+    torch.testing.assert_close(lse, ref_lse, **LSE_TOLERANCE)
+
+
+@gpu
+def test_single_prefill_sm_scale_is_used():
+    g = torch.Generator(device="cuda").manual_seed(3)
+    q, k, v = random_qkv(20, 50, 8, 8, 128, torch.float16, g)
+    out = single_prefill_with_kv_cache(q, k, v, sm_scale=0.3)
+    ref_out, _ = reference_prefill(q, k, v, causal=False, sm_scale=0.3)
+    torch.testing.assert_close(out.float(), ref_out, **tolerance(torch.float16))
+
+
+@gpu
+def test_single_prefill_causal_longer_queries_than_keys_is_rejected():
+    q, k, v = random_qkv(8, 4, 8, 8, 64, torch.float16, None)
+    with pytest.raises(TesseraArgumentError, match="q"):
+        single_prefill_with_kv_cache(q, k, v, causal=True)
+
+
+@gpu
+def test_single_prefill_rope_llama_is_rejected_by_the_library():
+    # prefill.h: RoPE on the fly is not built for prefill yet (error names "options").
+    q, k, v = random_qkv(8, 8, 8, 8, 64, torch.float16, None)
+    with pytest.raises(TesseraArgumentError, match="options"):
+        single_prefill_with_kv_cache(q, k, v, pos_encoding_mode="ROPE_LLAMA")
+
+
+# ------------------------------------------------------------------ ragged
+
+BATCH_LENGTHS = [(1, 1), (17, 100), (64, 64), (3, 250), (100, 131)]  # (qo_len, kv_len)
+
+
+def ragged_batch(lengths, num_qo_heads, num_kv_heads, head_dim, dtype, generator):
+    """Per-request (q, k, v) and their concatenations."""
+    requests = [random_qkv(qo, kv, num_qo_heads, num_kv_heads, head_dim, dtype, generator)
+                for qo, kv in lengths]
+    return requests, [torch.cat([r[i] for r in requests]) for i in range(3)]
+
+
+def check_batch(out, lse, requests, lengths, causal, dtype):
+    start = 0
+    for (qo_len, _), (q, k, v) in zip(lengths, requests):
+        ref_out, ref_lse = reference_prefill(q, k, v, causal)
+        torch.testing.assert_close(out[start:start + qo_len].float(), ref_out, **tolerance(dtype))
+        torch.testing.assert_close(lse[start:start + qo_len], ref_lse, **LSE_TOLERANCE)
+        start += qo_len
+
+
+@gpu
+@pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_ragged_batch_matches_reference(num_qo_heads, num_kv_heads, head_dim, dtype, causal,
+                                        kv_layout):
+    g = torch.Generator(device="cuda").manual_seed(11)
+    requests, (q, k, v) = ragged_batch(BATCH_LENGTHS, num_qo_heads, num_kv_heads, head_dim,
+                                       dtype, g)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(workspace(), kv_layout)
+    wrapper.plan(indptr([l[0] for l in BATCH_LENGTHS]), indptr([l[1] for l in BATCH_LENGTHS]),
+                 num_qo_heads, num_kv_heads, head_dim, causal=causal, q_data_type=dtype)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:2], float("nan"), dtype=torch.float32, device="cuda")
+    wrapper.run(q, to_layout(k, kv_layout), to_layout(v, kv_layout), out=out, lse=lse)
+    check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
+
+
+# ------------------------------------------------------------------- paged
+
+
+def paged_cache(requests, page_size, num_pages, kv_layout, generator):
+    """A combined cache [pages, 2, ...] of `num_pages` random pages holding each
+    request's K/V on shuffled pages, and its CPU page table."""
+    _, k0, _ = requests[0]
+    _, num_kv_heads, head_dim = k0.shape
+    shape = ((num_pages, 2, page_size, num_kv_heads, head_dim) if kv_layout == "NHD"
+             else (num_pages, 2, num_kv_heads, page_size, head_dim))
+    cache = torch.randn(shape, dtype=k0.dtype, device="cuda", generator=generator)
+    order = torch.randperm(num_pages, generator=torch.Generator().manual_seed(num_pages))
+    indptr_, indices, last = [0], [], []
+    used = 0
+    for _, k, v in requests:
+        kv_len = k.shape[0]
+        pages = max(1, -(-kv_len // page_size))
+        for p in range(pages):
+            page = int(order[used])
+            used += 1
+            indices.append(page)
+            rows = slice(p * page_size, min((p + 1) * page_size, kv_len))
+            n = rows.stop - rows.start
+            for which, x in ((0, k), (1, v)):
+                if kv_layout == "NHD":
+                    cache[page, which, :n] = x[rows]
+                else:
+                    cache[page, which, :, :n] = x[rows].transpose(0, 1)
+        indptr_.append(indptr_[-1] + pages)
+        last.append(kv_len - (pages - 1) * page_size)
+    assert used <= num_pages
+    i32 = dict(dtype=torch.int32)
+    return cache, (torch.tensor(indptr_, **i32), torch.tensor(indices, **i32),
+                   torch.tensor(last, **i32))
+
+
+def plan_paged(wrapper, qo_lengths, table, requests, page_size, causal, **kwargs):
+    _, k, _ = requests[0]
+    num_qo_heads = requests[0][0].shape[1]
+    wrapper.plan(indptr(qo_lengths), *table, num_qo_heads, k.shape[1], k.shape[2], page_size,
+                 causal=causal, **kwargs)
+
+
+@gpu
+@pytest.mark.parametrize("page_size", [1, 16])
+@pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
+@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_paged_batch_matches_reference(page_size, num_qo_heads, num_kv_heads, head_dim, dtype,
+                                       causal, kv_layout):
+    g = torch.Generator(device="cuda").manual_seed(12)
+    requests, (q, _, _) = ragged_batch(BATCH_LENGTHS, num_qo_heads, num_kv_heads, head_dim,
+                                       dtype, g)
+    cache, table = paged_cache(requests, page_size, 700, kv_layout, g)
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), kv_layout)
+    plan_paged(wrapper, [l[0] for l in BATCH_LENGTHS], table, requests, page_size, causal)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full(q.shape[:2], float("nan"), dtype=torch.float32, device="cuda")
+    wrapper.run(q, cache, out=out, lse=lse)
+    check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
+
+
+@gpu
+def test_paged_batch_takes_a_k_v_tuple():
+    g = torch.Generator(device="cuda").manual_seed(13)
+    requests, (q, _, _) = ragged_batch(BATCH_LENGTHS, 16, 4, 128, torch.float16, g)
+    cache, table = paged_cache(requests, 16, 64, "NHD", g)
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), "NHD")
+    plan_paged(wrapper, [l[0] for l in BATCH_LENGTHS], table, requests, 16, causal=True)
+    combined = wrapper.run(q, cache)
+    separate = wrapper.run(q, (cache[:, 0], cache[:, 1]))
+    torch.testing.assert_close(separate, combined, atol=0, rtol=0)  # same kernel, same inputs
+
+
+@gpu
+def test_paged_plan_once_run_per_layer():
+    """FlashInfer's pattern: one plan per batch, run() for each layer's q / cache."""
+    lengths = [(5, 40), (32, 32), (1, 90)]
+    g = torch.Generator(device="cuda").manual_seed(14)
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), "NHD")
+    layers, tables = [], []
+    for _ in range(3):
+        requests, (q, _, _) = ragged_batch(lengths, 32, 8, 128, torch.bfloat16, g)
+        cache, table = paged_cache(requests, 16, 16, "NHD", g)
+        layers.append((requests, q, cache))
+        tables.append(table)
+    for table in tables[1:]:  # one structure: the layers share the page table
+        assert all(torch.equal(a, b) for a, b in zip(table, tables[0]))
+    plan_paged(wrapper, [l[0] for l in lengths], tables[0], layers[0][0], 16, causal=True)
+    for requests, q, cache in layers:
+        out, lse = wrapper.run(q, cache, return_lse=True)
+        check_batch(out, lse, requests, lengths, True, torch.bfloat16)
+
+
+@gpu
+def test_paged_cuda_graph_replays_a_later_plan():
+    """Capture run() once; re-plan with other lengths within the bounds (at most
+    4 requests, at most the first plan's 64 query tokens); replay."""
+    max_batch, max_pages, page_size = 4, 64, 16
+    i32 = dict(dtype=torch.int32, device="cuda")
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(
+        workspace(), "NHD", use_cuda_graph=True,
+        qo_indptr_buf=torch.zeros(max_batch + 1, **i32),
+        paged_kv_indptr_buf=torch.zeros(max_batch + 1, **i32),
+        paged_kv_indices_buf=torch.zeros(max_pages, **i32),
+        paged_kv_last_page_len_buf=torch.zeros(max_batch, **i32))
+    g = torch.Generator(device="cuda").manual_seed(15)
+
+    first = [(16, 16), (16, 100), (16, 40), (16, 17)]
+    requests, (q, _, _) = ragged_batch(first, 16, 4, 128, torch.float16, g)
+    cache, table = paged_cache(requests, page_size, max_pages, "NHD", g)
+    plan_paged(wrapper, [l[0] for l in first], table, requests, page_size, causal=True)
+    static_q = q.clone()
+    static_out = torch.empty_like(q)
+    static_lse = torch.empty(q.shape[:2], dtype=torch.float32, device="cuda")
+    wrapper.run(static_q, cache, out=static_out, lse=static_lse)  # warm-up outside capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        wrapper.run(static_q, cache, out=static_out, lse=static_lse)
+
+    later = [(10, 30), (30, 120), (5, 5)]  # 3 requests, 45 query tokens
+    requests, (q, _, _) = ragged_batch(later, 16, 4, 128, torch.float16, g)
+    new_cache, table = paged_cache(requests, page_size, max_pages, "NHD", g)
+    cache.copy_(new_cache)
+    plan_paged(wrapper, [l[0] for l in later], table, requests, page_size, causal=True)
+    static_q[:q.shape[0]].copy_(q)
+    static_out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    check_batch(static_out, static_lse, requests, later, True, torch.float16)
+
+
+@gpu
+def test_paged_cuda_graph_plan_beyond_bounds_raises():
+    i32 = dict(dtype=torch.int32, device="cuda")
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(
+        workspace(), "NHD", use_cuda_graph=True, qo_indptr_buf=torch.zeros(3, **i32),
+        paged_kv_indptr_buf=torch.zeros(3, **i32), paged_kv_indices_buf=torch.zeros(8, **i32),
+        paged_kv_last_page_len_buf=torch.zeros(2, **i32))
+    table = ([0, 1, 2], [0, 1], [4, 4])
+    wrapper.plan([0, 4, 8], *table, 8, 8, 64, 16)
+    with pytest.raises(TesseraArgumentError, match="qo_indptr"):
+        wrapper.plan([0, 4, 9], *table, 8, 8, 64, 16)  # 9 query tokens > the first plan's 8
+
+
+@gpu
+def test_paged_run_under_torch_compile_matches_eager():
+    lengths = [(7, 50), (20, 20)]
+    g = torch.Generator(device="cuda").manual_seed(16)
+    requests, (q, _, _) = ragged_batch(lengths, 8, 2, 64, torch.float16, g)
+    cache, table = paged_cache(requests, 16, 8, "NHD", g)
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), "NHD")
+    plan_paged(wrapper, [l[0] for l in lengths], table, requests, 16, causal=True)
+
+    def step(q, cache):
+        return wrapper.run(q, cache) * 2.0
+
+    compiled = torch.compile(step, fullgraph=True)
+    # Same plan and inputs run the same kernels: results match bit for bit.
+    torch.testing.assert_close(compiled(q, cache), step(q, cache), atol=0, rtol=0)
+
+
+@gpu
+def test_ragged_run_under_torch_compile_matches_eager():
+    lengths = [(7, 50), (20, 20)]
+    g = torch.Generator(device="cuda").manual_seed(17)
+    _, (q, k, v) = ragged_batch(lengths, 8, 2, 64, torch.float16, g)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(workspace(), "NHD")
+    wrapper.plan(indptr([7, 20]), indptr([50, 20]), 8, 2, 64, causal=True)
+
+    def step(q, k, v):
+        out, lse = wrapper.run(q, k, v, return_lse=True)
+        return out.float().sum(-1), lse
+
+    compiled = torch.compile(step, fullgraph=True)
+    for got, want in zip(compiled(q, k, v), step(q, k, v)):
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+
+
+# ------------------------------------------------------- CPU: no CUDA call
+
+
+def test_fake_single_prefill_gives_flashinfer_shapes():
+    with FakeTensorMode():
+        q = torch.empty(7, 32, 128, dtype=torch.bfloat16, device="cuda")
+        k = torch.empty(9, 8, 128, dtype=torch.bfloat16, device="cuda")
+        out, lse = single_prefill_with_kv_cache(q, k, k, causal=True, return_lse=True)
+        assert out.shape == q.shape and out.dtype == q.dtype
+        assert lse.shape == (7, 32) and lse.dtype == torch.float32
+
+
+def test_fake_batch_run_ops_accept_their_arguments():
+    with FakeTensorMode():
+        def cuda(*shape, dtype=torch.float16):
+            return torch.empty(shape, dtype=dtype, device="cuda")
+        q, out, lse = cuda(30, 8, 64), cuda(30, 8, 64), cuda(30, 8, dtype=torch.float32)
+        indptr_ = cuda(3, dtype=torch.int32)
+        scalars = (0.0, 0.0, -1, 0, 0.0, 0.0, 0.0, 0.0)
+        assert torch.ops.tessera.batch_prefill_ragged_run(
+            1, q, cuda(50, 2, 64), cuda(50, 2, 64), indptr_, indptr_, out, lse, *scalars) is None
+        assert torch.ops.tessera.batch_prefill_paged_run(
+            1, q, cuda(4, 2, 16, 2, 64), None, 0, cuda(4, dtype=torch.int32), indptr_, indptr_,
+            cuda(2, dtype=torch.int32), out, None, *scalars) is None
+
+
+def test_unknown_kv_layout_is_rejected():
+    with pytest.raises(ValueError, match="kv_layout"):
+        BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), "NDH")
+    with pytest.raises(ValueError, match="kv_layout"):
+        BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), "nhd")
+    q = torch.empty(4, 8, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="kv_layout"):
+        single_prefill_with_kv_cache(q, q, q, kv_layout="HDN")
+
+
+def test_unknown_pos_encoding_mode_is_rejected():
+    q = torch.empty(4, 8, 64, dtype=torch.float16)
+    with pytest.raises(ValueError, match="pos_encoding_mode"):
+        single_prefill_with_kv_cache(q, q, q, pos_encoding_mode="ROPE")
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="pos_encoding_mode"):
+        wrapper.plan([0, 4], [0, 4], 8, 8, 64, pos_encoding_mode="rope_llama")
+
+
+@pytest.mark.parametrize("name", ["custom_mask", "packed_custom_mask"])
+def test_custom_masks_are_not_implemented(name):
+    q = torch.empty(4, 8, 64, dtype=torch.float16)
+    mask = torch.ones(4, 4, dtype=torch.bool)
+    with pytest.raises(NotImplementedError, match=name):
+        single_prefill_with_kv_cache(q, q, q, **{name: mask})
+    ragged = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(NotImplementedError, match=name):
+        ragged.plan([0, 4], [0, 4], 8, 8, 64, **{name: mask})
+    paged = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(NotImplementedError, match=name):
+        paged.plan([0, 4], [0, 1], [0], [4], 8, 8, 64, 16, **{name: mask})
+
+
+@pytest.mark.parametrize("name", ["custom_mask_buf", "mask_indptr_buf"])
+def test_custom_mask_buffers_are_not_implemented(name):
+    with pytest.raises(NotImplementedError, match=name):
+        BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8),
+                                            **{name: torch.empty(4, dtype=torch.uint8)})
+
+
+def test_distinct_value_head_dim_is_not_implemented():
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(NotImplementedError, match="head_dim_vo"):
+        wrapper.plan([0, 4], [0, 4], 8, 8, 128, head_dim_vo=64)
+
+
+def test_unknown_backend_and_jit_args_are_rejected():
+    with pytest.raises(ValueError, match="backend"):
+        BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), backend="cudnn")
+    with pytest.raises(NotImplementedError, match="jit_args"):
+        BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), jit_args=[1])
+
+
+def test_ragged_plan_indptr_lengths_must_agree():
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(TesseraArgumentError, match="kv_indptr"):
+        wrapper.plan([0, 4, 8], [0, 4], 8, 8, 64)
+    with pytest.raises(TesseraArgumentError, match="qo_indptr"):
+        wrapper.plan([], [], 8, 8, 64)
+
+
+def test_paged_plan_table_lengths_must_agree():
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(TesseraArgumentError, match="paged_kv_indptr"):
+        wrapper.plan([0, 4, 8], [0, 1], [0], [4], 8, 8, 64, 16)
+    with pytest.raises(TesseraArgumentError, match="paged_kv_last_page_len"):
+        wrapper.plan([0, 4], [0, 1], [0], [4, 4], 8, 8, 64, 16)
+
+
+def test_workspace_must_be_a_cuda_tensor():
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(TesseraArgumentError, match="float_workspace_buffer"):
+        wrapper.plan([0, 4], [0, 1], [0], [4], 8, 8, 64, 16)
+
+
+def test_cuda_graph_mode_needs_its_buffers():
+    with pytest.raises(TesseraArgumentError, match="paged_kv_indices_buf"):
+        BatchPrefillWithPagedKVCacheWrapper(
+            torch.empty(8, dtype=torch.uint8), use_cuda_graph=True,
+            qo_indptr_buf=torch.zeros(3, dtype=torch.int32),
+            paged_kv_indptr_buf=torch.zeros(3, dtype=torch.int32),
+            paged_kv_last_page_len_buf=torch.zeros(2, dtype=torch.int32))
+
+
+def test_cuda_graph_mode_batch_is_bounded_by_qo_indptr_buf():
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(
+        torch.empty(8, dtype=torch.uint8), use_cuda_graph=True,
+        qo_indptr_buf=torch.zeros(3, dtype=torch.int32),
+        kv_indptr_buf=torch.zeros(3, dtype=torch.int32))
+    with pytest.raises(TesseraArgumentError, match="qo_indptr"):
+        wrapper.plan([0, 1, 2, 3], [0, 1, 2, 3], 8, 8, 64)
+
+
+def test_run_before_plan_is_rejected():
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    q = torch.empty(4, 8, 64, dtype=torch.float16)
+    with pytest.raises(TesseraArgumentError, match="plan"):
+        wrapper.run(q, q)
