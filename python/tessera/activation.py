@@ -1,0 +1,86 @@
+"""Gated activations (FlashInfer's ``flashinfer.activation`` API) over libtessera.
+
+``input[..., 2 * d]`` holds the halves ``(x, y)``; the result ``[..., d]`` is
+``act(x) * y``, computed in float32. Each public function allocates ``out``
+when not given and calls one ``tessera::`` torch custom op that writes it.
+
+``enable_pdl`` is accepted for FlashInfer compatibility and ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+
+from . import _lib
+from ._tensor import current_stream, dl
+
+
+@torch.library.custom_op("tessera::silu_and_mul", mutates_args=("out",), device_types="cuda")
+def _silu_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
+    _lib.call("tessera_silu_and_mul", dl(input), dl(out), current_stream(input.device))
+
+
+@torch.library.custom_op("tessera::gelu_and_mul", mutates_args=("out",), device_types="cuda")
+def _gelu_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
+    _lib.call("tessera_gelu_and_mul", dl(input), dl(out), current_stream(input.device))
+
+
+@torch.library.custom_op("tessera::gelu_tanh_and_mul", mutates_args=("out",),
+                         device_types="cuda")
+def _gelu_tanh_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
+    _lib.call("tessera_gelu_tanh_and_mul", dl(input), dl(out), current_stream(input.device))
+
+
+# The ops only write `out`: the fakes have nothing to compute.
+_silu_and_mul.register_fake(lambda input, out: None)
+_gelu_and_mul.register_fake(lambda input, out: None)
+_gelu_tanh_and_mul.register_fake(lambda input, out: None)
+
+
+def _out_for(input: torch.Tensor, out: Optional[torch.Tensor]) -> torch.Tensor:
+    if out is not None:
+        return out
+    return input.new_empty((*input.shape[:-1], input.shape[-1] // 2))
+
+
+def silu_and_mul(input: torch.Tensor, out: Optional[torch.Tensor] = None,
+                 enable_pdl: Optional[bool] = None) -> torch.Tensor:
+    r"""``out = silu(x) * y`` with ``x, y = input.chunk(2, -1)``; ``silu(x) = x * sigmoid(x)``.
+
+    Parameters
+    ----------
+    input : torch.Tensor
+        ``[..., 2 * d]``, fp16 or bf16, CUDA; last dim contiguous, leading dims
+        evenly strided.
+    out : Optional[torch.Tensor]
+        ``[..., d]``, same dtype; allocated when None.
+    enable_pdl : Optional[bool]
+        Accepted for FlashInfer compatibility; ignored.
+
+    Returns
+    -------
+    torch.Tensor
+        ``out``, ``[..., d]``.
+    """
+    out = _out_for(input, out)
+    torch.ops.tessera.silu_and_mul(input, out)
+    return out
+
+
+def gelu_and_mul(input: torch.Tensor, out: Optional[torch.Tensor] = None,
+                 enable_pdl: Optional[bool] = None) -> torch.Tensor:
+    r"""``out = gelu(x) * y`` with the exact (erf) GELU. Arguments as :func:`silu_and_mul`."""
+    out = _out_for(input, out)
+    torch.ops.tessera.gelu_and_mul(input, out)
+    return out
+
+
+def gelu_tanh_and_mul(input: torch.Tensor, out: Optional[torch.Tensor] = None,
+                      enable_pdl: Optional[bool] = None) -> torch.Tensor:
+    r"""``out = gelu_tanh(x) * y`` with the tanh-approximated GELU. Arguments as
+    :func:`silu_and_mul`."""
+    out = _out_for(input, out)
+    torch.ops.tessera.gelu_tanh_and_mul(input, out)
+    return out
