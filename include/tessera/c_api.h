@@ -54,6 +54,9 @@ typedef struct TesseraAttentionOptions {
   const DLTensor* alibi_slopes; /* float32 [num_qo_heads] or NULL */
   double k_scale;
   double v_scale;
+  /* A TesseraJitVariant (tessera_jit_variant_create) for the kernel being
+   * called, or NULL: the built-in variant the fields above select. */
+  const struct TesseraJitVariant* jit_variant;
 } TesseraAttentionOptions;
 
 /* A paged KV cache: kv_data [pages, 2, ...] (v_data NULL) or separate
@@ -231,6 +234,47 @@ TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLT
                                            const DLTensor* out, const DLTensor* lse,
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
+
+/* ---- JIT variants (tessera/jit/jit.h). kernel: 0 batch decode (single
+ * decode too), 1 single prefill, 2 ragged prefill, 3 paged prefill. dtypes:
+ * 0 float16, 1 bfloat16, 2 float8_e4m3 (decode KV only). Param types: 0 float,
+ * 1 int32, 2 float* (device), 3 int32* (device). */
+typedef struct TesseraJitParam {
+  const char* name;
+  int32_t type;
+} TesseraJitParam;
+
+typedef struct TesseraJitSpec {
+  const char* name;   /* the variant struct's name in source */
+  const char* source; /* C++ defining it */
+  int32_t kernel;
+  int32_t q_dtype;
+  int32_t kv_dtype;
+  int64_t head_dim;
+  const TesseraJitParam* params;
+  int32_t num_params;
+} TesseraJitSpec;
+
+/* Compiles (or finds in the memory / disk cache) the kernel for `arch`
+ * ("sm_90a"); needs no GPU. key: the cache key (hex, NUL-terminated, cut to
+ * key_capacity); from_disk / from_memory / cubin_bytes may be NULL. */
+TESSERA_C_API int tessera_jit_compile(const TesseraJitSpec* spec, const char* arch,
+                                      int use_disk_cache, char* key, size_t key_capacity,
+                                      int* from_disk, int* from_memory, size_t* cubin_bytes);
+
+typedef struct TesseraJitVariant TesseraJitVariant;
+/* Compiles for arch (NULL or "": the current GPU's) and loads the kernel
+ * into the current CUDA context. */
+TESSERA_C_API int tessera_jit_variant_create(const TesseraJitSpec* spec, const char* arch,
+                                             TesseraJitVariant** handle);
+TESSERA_C_API void tessera_jit_variant_destroy(TesseraJitVariant* handle);
+/* Extra parameters by name (all must be set before a launch). */
+TESSERA_C_API int tessera_jit_variant_set_float(TesseraJitVariant* handle, const char* name,
+                                                float value);
+TESSERA_C_API int tessera_jit_variant_set_int32(TesseraJitVariant* handle, const char* name,
+                                                int32_t value);
+TESSERA_C_API int tessera_jit_variant_set_pointer(TesseraJitVariant* handle, const char* name,
+                                                  const void* device_pointer);
 
 #ifdef __cplusplus
 }  /* extern "C" */

@@ -1,16 +1,40 @@
 """Tessera: LLM-serving attention, KV-cache, RoPE, norm and activation kernels
 for PyTorch, with FlashInfer 0.2's Python API (same names, arguments and
-return conventions) over libtessera's C ABI.
+return conventions) over libtessera's C ABI (docs/python.md).
 
-    import tessera as flashinfer   # for the APIs listed in docs/python.md
+    import tessera as flashinfer   # for the APIs docs/python.md lists
 
-Every op is a torch custom op (namespace torch.ops.tessera) with a fake
+Every kernel call is a torch custom op (torch.ops.tessera.*) with a fake
 implementation, so torch.compile(fullgraph=True) traces through it.
 """
 
 from ._lib import TesseraArgumentError, TesseraError, version
-from . import cascade, decode
+from . import activation, cascade, decode, jit, norm, page, prefill, rope, sparse
+from .activation import gelu_and_mul, gelu_tanh_and_mul, silu_and_mul
 from .cascade import merge_state, merge_state_in_place, merge_states
 from .decode import BatchDecodeWithPagedKVCacheWrapper, single_decode_with_kv_cache
+from .norm import fused_add_rmsnorm, gemma_fused_add_rmsnorm, gemma_rmsnorm, rmsnorm
+from .page import append_paged_kv_cache, get_batch_indices_positions
+from .prefill import (BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper,
+                      single_prefill_with_kv_cache)
+from .rope import (apply_llama31_rope, apply_llama31_rope_inplace, apply_llama31_rope_pos_ids,
+                   apply_llama31_rope_pos_ids_inplace, apply_rope, apply_rope_inplace,
+                   apply_rope_pos_ids, apply_rope_pos_ids_inplace, apply_rope_with_cos_sin_cache,
+                   apply_rope_with_cos_sin_cache_inplace)
+from .sparse import BlockSparseAttentionWrapper
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "jit",
+    "norm", "page", "prefill", "rope", "sparse", "gelu_and_mul", "gelu_tanh_and_mul",
+    "silu_and_mul", "merge_state", "merge_state_in_place", "merge_states",
+    "BatchDecodeWithPagedKVCacheWrapper", "single_decode_with_kv_cache", "fused_add_rmsnorm",
+    "gemma_fused_add_rmsnorm", "gemma_rmsnorm", "rmsnorm", "append_paged_kv_cache",
+    "get_batch_indices_positions", "BatchPrefillWithPagedKVCacheWrapper",
+    "BatchPrefillWithRaggedKVCacheWrapper", "single_prefill_with_kv_cache", "apply_llama31_rope",
+    "apply_llama31_rope_inplace", "apply_llama31_rope_pos_ids",
+    "apply_llama31_rope_pos_ids_inplace", "apply_rope", "apply_rope_inplace", "apply_rope_pos_ids",
+    "apply_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache",
+    "apply_rope_with_cos_sin_cache_inplace", "BlockSparseAttentionWrapper",
+]

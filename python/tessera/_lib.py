@@ -58,6 +58,24 @@ class AttentionOptions(ctypes.Structure):
         ("alibi_slopes", ctypes.POINTER(DLTensor)),
         ("k_scale", c_double),
         ("v_scale", c_double),
+        ("jit_variant", c_void_p),
+    ]
+
+
+class JitParam(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("type", c_int32)]
+
+
+class JitSpec(ctypes.Structure):
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("source", ctypes.c_char_p),
+        ("kernel", c_int32),
+        ("q_dtype", c_int32),
+        ("kv_dtype", c_int32),
+        ("head_dim", c_int64),
+        ("params", ctypes.POINTER(JitParam)),
+        ("num_params", c_int32),
     ]
 
 
@@ -164,6 +182,16 @@ _PROTOTYPES = {
     "tessera_block_sparse_destroy": (None, [c_void_p]),
     "tessera_block_sparse_plan": (c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_void_p]),
     "tessera_block_sparse_run": (c_int, [c_void_p, T, T, T, T, T, T, T, P_OPT, c_void_p, c_int]),
+    # jit
+    "tessera_jit_compile": (
+        c_int, [ctypes.POINTER(JitSpec), ctypes.c_char_p, c_int, ctypes.c_char_p, c_size_t,
+                ctypes.POINTER(c_int), ctypes.POINTER(c_int), ctypes.POINTER(c_size_t)]),
+    "tessera_jit_variant_create": (
+        c_int, [ctypes.POINTER(JitSpec), ctypes.c_char_p, ctypes.POINTER(c_void_p)]),
+    "tessera_jit_variant_destroy": (None, [c_void_p]),
+    "tessera_jit_variant_set_float": (c_int, [c_void_p, ctypes.c_char_p, ctypes.c_float]),
+    "tessera_jit_variant_set_int32": (c_int, [c_void_p, ctypes.c_char_p, c_int32]),
+    "tessera_jit_variant_set_pointer": (c_int, [c_void_p, ctypes.c_char_p, c_void_p]),
 }
 
 

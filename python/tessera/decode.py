@@ -40,8 +40,9 @@ def _paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
 
 
 def _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta,
-             k_scale, v_scale):
+             k_scale, v_scale, jit_variant=0):
     o = _lib.AttentionOptions()
+    o.jit_variant = jit_variant or None
     o.sm_scale = sm_scale
     o.logits_soft_cap = logits_soft_cap
     o.window_left = window_left
@@ -61,16 +62,16 @@ def _single_decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: to
                       lse: Optional[torch.Tensor], kv_layout: int, sm_scale: float,
                       logits_soft_cap: float, window_left: int, pos_encoding_mode: int,
                       rope_scale: float, rope_theta: float, k_scale: float,
-                      v_scale: float) -> None:
+                      v_scale: float, jit_variant: int) -> None:
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale)
+                       rope_theta, k_scale, v_scale, jit_variant)
     _lib.call("tessera_single_decode_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
               dl_or_none(lse), kv_layout, options, 0, current_stream(q.device))
 
 
 @_single_decode_op.register_fake
 def _(q, k, v, out, lse, kv_layout, sm_scale, logits_soft_cap, window_left, pos_encoding_mode,
-      rope_scale, rope_theta, k_scale, v_scale):
+      rope_scale, rope_theta, k_scale, v_scale, jit_variant):
     return None
 
 
@@ -81,11 +82,13 @@ def _batch_decode_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                          kv_last_page_len: torch.Tensor, out: torch.Tensor,
                          lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                          window_left: int, pos_encoding_mode: int, rope_scale: float,
-                         rope_theta: float, k_scale: float, v_scale: float) -> None:
-    # The plan lives in a C++ object; ops take tensors and scalars only, so
-    # the object travels as its address (the wrapper keeps it alive).
+                         rope_theta: float, k_scale: float, v_scale: float,
+                         jit_variant: int) -> None:
+    # The plan (and a JIT variant) live in C++ objects; ops take tensors and
+    # scalars only, so the objects travel as their addresses (the wrapper
+    # keeps them alive).
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale)
+                       rope_theta, k_scale, v_scale, jit_variant)
     _lib.call("tessera_batch_decode_run", ctypes.c_void_p(handle), dl(q),
               _paged_kv_struct(k_cache, v_cache, kv_layout), dl(kv_indices), dl(kv_indptr),
               dl(kv_last_page_len), dl(out), dl_or_none(lse), options, current_stream(q.device),
@@ -95,8 +98,23 @@ def _batch_decode_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
 @_batch_decode_run_op.register_fake
 def _(handle, q, k_cache, v_cache, kv_layout, kv_indices, kv_indptr, kv_last_page_len, out, lse,
       sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta, k_scale,
-      v_scale):
+      v_scale, jit_variant):
     return None
+
+
+def _jit_handle(variant) -> int:
+    """The C handle of a tessera.jit.Variant (0: none). FlashInfer's list form
+    of jit_args describes a module to generate; Tessera takes the loaded
+    variant instead."""
+    if variant is None:
+        return 0
+    from .jit import Variant
+
+    if not isinstance(variant, Variant):
+        raise NotImplementedError(
+            "tessera: argument 'jit_args': expected a tessera.jit.Variant (FlashInfer's list "
+            f"form is not supported), got {type(variant).__name__}")
+    return variant.handle
 
 
 def _scales(q_scale, sm_scale, head_dim):
@@ -115,13 +133,15 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                                 window_left: int = -1, logits_soft_cap: Optional[float] = None,
                                 sm_scale: Optional[float] = None,
                                 rope_scale: Optional[float] = None,
-                                rope_theta: Optional[float] = None, return_lse: bool = False):
+                                rope_theta: Optional[float] = None, return_lse: bool = False,
+                                jit_variant=None):
     """Decode attention of one request against a contiguous KV cache.
 
     q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)
     or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 or float8_e4m3fn.
     Returns out [num_qo_heads, head_dim] in q's dtype, and with return_lse the
-    float32 lse [num_qo_heads] (base 2).
+    float32 lse [num_qo_heads] (base 2). jit_variant (Tessera's): a
+    tessera.jit.Variant compiled for the batch_decode kernel.
     """
     del use_tensor_cores  # the library chooses by shape; results do not change
     out = torch.empty_like(q)
@@ -130,7 +150,7 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
         q, k, v, out, lse, layout_code(kv_layout), _scales(q_scale, sm_scale, q.shape[-1]),
         float(logits_soft_cap or 0.0), int(window_left), pos_encoding_code(pos_encoding_mode),
         float(rope_scale or 0.0), float(rope_theta or 0.0), float(k_scale or 0.0),
-        float(v_scale or 0.0))
+        float(v_scale or 0.0), _jit_handle(jit_variant))
     return (out, lse) if return_lse else out
 
 
@@ -186,9 +206,8 @@ class BatchDecodeWithPagedKVCacheWrapper:
                  paged_kv_indices_buffer: Optional[torch.Tensor] = None,
                  paged_kv_last_page_len_buffer: Optional[torch.Tensor] = None,
                  backend: str = "auto", jit_args=None):
-        if jit_args is not None:
-            raise NotImplementedError("tessera: argument 'jit_args': JIT variants are not "
-                                      "exposed to Python yet (C++: tessera::jit)")
+        self._jit = jit_args
+        _jit_handle(jit_args)  # checks the type now, not at the first run
         self._kv_layout = layout_code(kv_layout)
         self._kv_layout_name = kv_layout
         self._use_cuda_graph = use_cuda_graph
@@ -328,7 +347,8 @@ class BatchDecodeWithPagedKVCacheWrapper:
             self._handle, q, k_cache, v_cache, self._kv_layout, self._indices, self._indptr,
             self._last_page_len, out, lse, _scales(q_scale, p["sm_scale"], p["head_dim"]),
             p["logits_soft_cap"], p["window_left"], p["pos_encoding_mode"], p["rope_scale"],
-            p["rope_theta"], float(k_scale or 0.0), float(v_scale or 0.0))
+            p["rope_theta"], float(k_scale or 0.0), float(v_scale or 0.0),
+            _jit_handle(self._jit))
         return (out, lse) if return_lse else out
 
     forward = run

@@ -69,6 +69,7 @@ AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
   options.alibi_slopes = o->alibi_slopes;
   if (o->k_scale != 0.0) options.k_scale = o->k_scale;
   if (o->v_scale != 0.0) options.v_scale = o->v_scale;
+  options.jit_variant = loaded_variant_of(o->jit_variant);
   return options;
 }
 

@@ -54,6 +54,8 @@ Validate validate_of(int validate);
 DecodeBackend backend_of(int backend);
 // NULL: the defaults.
 AttentionOptions attention_options_of(const TesseraAttentionOptions* options);
+// The C++ variant inside a TesseraJitVariant (capi_jit.cpp); NULL stays NULL.
+const jit::LoadedVariant* loaded_variant_of(const TesseraJitVariant* variant);
 PagedKVCacheArg paged_kv_of(const TesseraPagedKV* cache, const char* name);
 
 }  // namespace tessera::capi
