@@ -5,7 +5,7 @@
 # the same binaries against it with LD_LIBRARY_PATH=.gpu-build/lib_NAME:...,
 # so variants are measured in one call, on one machine, minutes apart.
 #   scripts/stage_variant_lib.sh NAME SOURCE FLAGS...
-#   scripts/stage_variant_lib.sh copy1 src/api/decode_kernel_launch.cu -DTESSERA_DECODE_MMA_COPY=1
+#   scripts/stage_variant_lib.sh tile32 src/api/decode_kernel_launch.cu -DSOME_EXPERIMENT=1
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 (($# >= 3)) || { echo "usage: $0 NAME SOURCE FLAGS..." >&2; exit 2; }

@@ -15,19 +15,20 @@ import torch
 
 from . import _lib
 from ._tensor import current_stream, dl
+from ._ops import custom_op
 
 
-@torch.library.custom_op("tessera::silu_and_mul", mutates_args=("out",), device_types="cuda")
+@custom_op("tessera::silu_and_mul", mutates_args=("out",), device_types="cuda")
 def _silu_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
     _lib.call("tessera_silu_and_mul", dl(input), dl(out), current_stream(input.device))
 
 
-@torch.library.custom_op("tessera::gelu_and_mul", mutates_args=("out",), device_types="cuda")
+@custom_op("tessera::gelu_and_mul", mutates_args=("out",), device_types="cuda")
 def _gelu_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
     _lib.call("tessera_gelu_and_mul", dl(input), dl(out), current_stream(input.device))
 
 
-@torch.library.custom_op("tessera::gelu_tanh_and_mul", mutates_args=("out",),
+@custom_op("tessera::gelu_tanh_and_mul", mutates_args=("out",),
                          device_types="cuda")
 def _gelu_tanh_and_mul(input: torch.Tensor, out: torch.Tensor) -> None:
     _lib.call("tessera_gelu_tanh_and_mul", dl(input), dl(out), current_stream(input.device))

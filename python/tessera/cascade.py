@@ -10,9 +10,10 @@ import torch
 
 from . import _lib
 from ._tensor import current_stream, dl, dl_or_none
+from ._ops import custom_op
 
 
-@torch.library.custom_op("tessera::merge_state", mutates_args=("v_merged", "s_merged"))
+@custom_op("tessera::merge_state", mutates_args=("v_merged", "s_merged"))
 def _merge_state_op(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor, s_b: torch.Tensor,
                     v_merged: torch.Tensor, s_merged: torch.Tensor) -> None:
     _lib.call("tessera_merge_state", dl(v_a), dl(s_a), dl(v_b), dl(s_b), dl(v_merged),
@@ -24,7 +25,7 @@ def _(v_a, s_a, v_b, s_b, v_merged, s_merged):
     return None
 
 
-@torch.library.custom_op("tessera::merge_state_in_place", mutates_args=("v", "s"))
+@custom_op("tessera::merge_state_in_place", mutates_args=("v", "s"))
 def _merge_state_in_place_op(v: torch.Tensor, s: torch.Tensor, v_other: torch.Tensor,
                              s_other: torch.Tensor, mask: Optional[torch.Tensor]) -> None:
     _lib.call("tessera_merge_state_in_place", dl(v), dl(s), dl(v_other), dl(s_other),
@@ -36,7 +37,7 @@ def _(v, s, v_other, s_other, mask):
     return None
 
 
-@torch.library.custom_op("tessera::merge_states", mutates_args=("v_merged", "s_merged"))
+@custom_op("tessera::merge_states", mutates_args=("v_merged", "s_merged"))
 def _merge_states_op(v: torch.Tensor, s: torch.Tensor, v_merged: torch.Tensor,
                      s_merged: torch.Tensor) -> None:
     _lib.call("tessera_merge_states", dl(v), dl(s), dl(v_merged), dl(s_merged),

@@ -18,6 +18,7 @@ from . import _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
+from ._ops import custom_op
 
 
 def _cache_pair(paged_kv_cache):
@@ -57,7 +58,7 @@ def _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_sca
 # ---- torch custom ops: out-parameter style (the public functions allocate).
 
 
-@torch.library.custom_op("tessera::single_decode", mutates_args=("out", "lse"))
+@custom_op("tessera::single_decode", mutates_args=("out", "lse"))
 def _single_decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                       lse: Optional[torch.Tensor], kv_layout: int, sm_scale: float,
                       logits_soft_cap: float, window_left: int, pos_encoding_mode: int,
@@ -75,7 +76,7 @@ def _(q, k, v, out, lse, kv_layout, sm_scale, logits_soft_cap, window_left, pos_
     return None
 
 
-@torch.library.custom_op("tessera::batch_decode_run", mutates_args=("out", "lse"))
+@custom_op("tessera::batch_decode_run", mutates_args=("out", "lse"))
 def _batch_decode_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                          v_cache: Optional[torch.Tensor], kv_layout: int,
                          kv_indices: torch.Tensor, kv_indptr: torch.Tensor,

@@ -17,15 +17,16 @@ import torch
 
 from . import _lib
 from ._tensor import current_stream, dl
+from ._ops import custom_op
 
 
-@torch.library.custom_op("tessera::rmsnorm", mutates_args=("out",), device_types="cuda")
+@custom_op("tessera::rmsnorm", mutates_args=("out",), device_types="cuda")
 def _rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, eps: float) -> None:
     _lib.call("tessera_rmsnorm", dl(input), dl(weight), dl(out), eps,
               current_stream(input.device))
 
 
-@torch.library.custom_op("tessera::fused_add_rmsnorm", mutates_args=("input", "residual"),
+@custom_op("tessera::fused_add_rmsnorm", mutates_args=("input", "residual"),
                          device_types="cuda")
 def _fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                        eps: float) -> None:
@@ -33,14 +34,14 @@ def _fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torc
               current_stream(input.device))
 
 
-@torch.library.custom_op("tessera::gemma_rmsnorm", mutates_args=("out",), device_types="cuda")
+@custom_op("tessera::gemma_rmsnorm", mutates_args=("out",), device_types="cuda")
 def _gemma_rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
                    eps: float) -> None:
     _lib.call("tessera_gemma_rmsnorm", dl(input), dl(weight), dl(out), eps,
               current_stream(input.device))
 
 
-@torch.library.custom_op("tessera::gemma_fused_add_rmsnorm", mutates_args=("input", "residual"),
+@custom_op("tessera::gemma_fused_add_rmsnorm", mutates_args=("input", "residual"),
                          device_types="cuda")
 def _gemma_fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                              eps: float) -> None:

@@ -18,11 +18,12 @@ import torch
 from . import _lib
 from ._options import layout_code
 from ._tensor import current_stream, dl, paged_kv
+from ._ops import custom_op
 
 _FROM_ENV = 0  # validate: TESSERA_VALIDATE decides
 
 
-@torch.library.custom_op("tessera::get_batch_indices_positions",
+@custom_op("tessera::get_batch_indices_positions",
                          mutates_args=("batch_indices", "positions"), device_types="cuda")
 def _get_batch_indices_positions(append_indptr: torch.Tensor, seq_lens: torch.Tensor,
                                  batch_indices: torch.Tensor, positions: torch.Tensor) -> None:
@@ -30,7 +31,7 @@ def _get_batch_indices_positions(append_indptr: torch.Tensor, seq_lens: torch.Te
               dl(batch_indices), dl(positions), current_stream(append_indptr.device))
 
 
-@torch.library.custom_op("tessera::append_paged_kv_cache", mutates_args=("kv_cache", "v_cache"),
+@custom_op("tessera::append_paged_kv_cache", mutates_args=("kv_cache", "v_cache"),
                          device_types="cuda")
 def _append_paged_kv_cache(append_key: torch.Tensor, append_value: torch.Tensor,
                            batch_indices: torch.Tensor, positions: torch.Tensor,

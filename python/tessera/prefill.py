@@ -39,6 +39,7 @@ from . import _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
+from ._ops import custom_op
 
 _BACKENDS = ("auto", "fa2", "fa3")
 
@@ -251,7 +252,7 @@ class _PlanHandle:
 # wrapper keeps the object alive; torch.compile sees a constant).
 
 
-@torch.library.custom_op("tessera::single_prefill", mutates_args=("out", "lse"),
+@custom_op("tessera::single_prefill", mutates_args=("out", "lse"),
                          device_types="cuda")
 def _single_prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                        lse: Optional[torch.Tensor], kv_layout: int, causal: bool,
@@ -269,7 +270,7 @@ def _(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap, window_le
     return None
 
 
-@torch.library.custom_op("tessera::batch_prefill_ragged_run", mutates_args=("out", "lse"),
+@custom_op("tessera::batch_prefill_ragged_run", mutates_args=("out", "lse"),
                          device_types="cuda")
 def _ragged_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                    qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, out: torch.Tensor,
@@ -289,7 +290,7 @@ def _(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale, logits_soft_cap
     return None
 
 
-@torch.library.custom_op("tessera::batch_prefill_paged_run", mutates_args=("out", "lse"),
+@custom_op("tessera::batch_prefill_paged_run", mutates_args=("out", "lse"),
                          device_types="cuda")
 def _paged_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                   v_cache: Optional[torch.Tensor], kv_layout: int, kv_indices: torch.Tensor,

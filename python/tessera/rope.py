@@ -23,6 +23,7 @@ import torch
 from . import _lib
 from ._lib import RopeOptions
 from ._tensor import current_stream, dl
+from ._ops import custom_op
 
 _FROM_ENV = 0  # validate: TESSERA_VALIDATE decides
 
@@ -42,7 +43,7 @@ def _options(rotary_dim: int, interleave: bool, rope_scale: float, rope_theta: f
     return o
 
 
-@torch.library.custom_op("tessera::apply_rope", mutates_args=("q_rope", "k_rope"),
+@custom_op("tessera::apply_rope", mutates_args=("q_rope", "k_rope"),
                          device_types="cuda")
 def _apply_rope(q: torch.Tensor, k: torch.Tensor, q_rope: torch.Tensor, k_rope: torch.Tensor,
                 indptr: torch.Tensor, offsets: torch.Tensor, rotary_dim: int, interleave: bool,
@@ -54,7 +55,7 @@ def _apply_rope(q: torch.Tensor, k: torch.Tensor, q_rope: torch.Tensor, k_rope: 
               dl(offsets), options, current_stream(q.device), _FROM_ENV)
 
 
-@torch.library.custom_op("tessera::apply_rope_inplace", mutates_args=("q", "k"),
+@custom_op("tessera::apply_rope_inplace", mutates_args=("q", "k"),
                          device_types="cuda")
 def _apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, indptr: torch.Tensor,
                         offsets: torch.Tensor, rotary_dim: int, interleave: bool,
@@ -68,7 +69,7 @@ def _apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, indptr: torch.Tensor,
               options, current_stream(q.device), _FROM_ENV)
 
 
-@torch.library.custom_op("tessera::apply_rope_pos_ids", mutates_args=("q_rope", "k_rope"),
+@custom_op("tessera::apply_rope_pos_ids", mutates_args=("q_rope", "k_rope"),
                          device_types="cuda")
 def _apply_rope_pos_ids(q: torch.Tensor, k: torch.Tensor, q_rope: torch.Tensor,
                         k_rope: torch.Tensor, pos_ids: torch.Tensor, rotary_dim: int,
@@ -81,7 +82,7 @@ def _apply_rope_pos_ids(q: torch.Tensor, k: torch.Tensor, q_rope: torch.Tensor,
               options, current_stream(q.device))
 
 
-@torch.library.custom_op("tessera::apply_rope_pos_ids_inplace", mutates_args=("q", "k"),
+@custom_op("tessera::apply_rope_pos_ids_inplace", mutates_args=("q", "k"),
                          device_types="cuda")
 def _apply_rope_pos_ids_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: torch.Tensor,
                                 rotary_dim: int, interleave: bool, rope_scale: float,
@@ -94,7 +95,7 @@ def _apply_rope_pos_ids_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: torch
               current_stream(q.device))
 
 
-@torch.library.custom_op("tessera::apply_rope_with_cos_sin_cache",
+@custom_op("tessera::apply_rope_with_cos_sin_cache",
                          mutates_args=("query_out", "key_out"), device_types="cuda")
 def _apply_rope_with_cos_sin_cache(positions: torch.Tensor, query: torch.Tensor,
                                    key: torch.Tensor, query_out: torch.Tensor,
@@ -105,7 +106,7 @@ def _apply_rope_with_cos_sin_cache(positions: torch.Tensor, query: torch.Tensor,
               current_stream(query.device), _FROM_ENV)
 
 
-@torch.library.custom_op("tessera::apply_rope_with_cos_sin_cache_inplace",
+@custom_op("tessera::apply_rope_with_cos_sin_cache_inplace",
                          mutates_args=("query", "key"), device_types="cuda")
 def _apply_rope_with_cos_sin_cache_inplace(positions: torch.Tensor, query: torch.Tensor,
                                            key: torch.Tensor, head_size: int,

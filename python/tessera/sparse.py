@@ -20,11 +20,12 @@ import torch
 from . import _lib
 from ._lib import TesseraArgumentError
 from ._tensor import current_stream, dl, dl_or_none
+from ._ops import custom_op
 from .prefill import (_PlanHandle, _check_backend, _host_int32, _int32_pointer, _on_device,
                       _options, _outputs, _variant_scalars)
 
 
-@torch.library.custom_op("tessera::block_sparse_run", mutates_args=("out", "lse"),
+@custom_op("tessera::block_sparse_run", mutates_args=("out", "lse"),
                          device_types="cuda")
 def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                          indptr: torch.Tensor, indices: torch.Tensor, out: torch.Tensor,

@@ -83,14 +83,14 @@ BatchDecodeWithPagedKVCache::BatchDecodeWithPagedKVCache(const DecodePlanShape& 
   // No CUDA call when the bounds give max_work_units (CPU tests rely on it).
   s.bounds.max_work_units = resolved_max_work_units(bounds, device_id);
   s.layout = plan::decode_workspace_layout(s.bounds.max_batch_size, s.bounds.max_work_units,
-                                           shape.num_qo_heads, shape.num_kv_heads, shape.head_dim);
+                                           shape.num_qo_heads, shape.head_dim);
   TESSERA_CHECK_ARG(workspace_bytes >= s.layout.total_bytes, "workspace",
                     "at least " + std::to_string(s.layout.total_bytes) +
                         " bytes (workspace_size_bytes(shape, bounds))",
                     std::to_string(workspace_bytes) + " bytes");
   s.upload = std::make_unique<detail::ScheduleUpload>(
-      s.layout.merge_arrivals_offset +
-      static_cast<std::size_t>(s.bounds.max_batch_size * shape.num_kv_heads) * sizeof(int32_t));
+      s.layout.merge_indptr_offset +
+      static_cast<std::size_t>(s.bounds.max_batch_size + 1) * sizeof(int32_t));
   const auto max_batch = static_cast<std::size_t>(s.bounds.max_batch_size);
   s.kv_lengths.reserve(max_batch);
   s.planned_indptr.reserve(max_batch + 1);
@@ -108,7 +108,7 @@ std::size_t BatchDecodeWithPagedKVCache::workspace_size_bytes(const DecodePlanSh
                     std::to_string(device_id));
   return plan::decode_workspace_layout(bounds.max_batch_size,
                                        resolved_max_work_units(bounds, device_id),
-                                       shape.num_qo_heads, shape.num_kv_heads, shape.head_dim)
+                                       shape.num_qo_heads, shape.head_dim)
       .total_bytes;
 }
 
@@ -144,14 +144,10 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
               schedule.work_units.size() * sizeof(DecodeWorkUnit));
   std::memcpy(staging + s.layout.merge_indptr_offset, schedule.merge_indptr.data(),
               schedule.merge_indptr.size() * sizeof(int32_t));
-  // Zero arrival counts for this plan's requests: a run aborted mid-way (or
-  // another user of the workspace) cannot leave stale counts behind.
-  const std::size_t arrival_bytes =
-      kv_last_page_len.size() * static_cast<std::size_t>(s.shape.num_kv_heads) * sizeof(int32_t);
-  std::memset(staging + s.layout.merge_arrivals_offset, 0, arrival_bytes);
-  // One copy from the header to the end of this plan's arrival counts (the
-  // regions are consecutive; unused slots in between are ignored).
-  const std::size_t copy_bytes = s.layout.merge_arrivals_offset + arrival_bytes;
+  // One copy from the header to the end of this plan's merge_indptr (the
+  // regions are consecutive; unused unit slots in between are ignored).
+  const std::size_t copy_bytes =
+      s.layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
   s.upload->commit(s.workspace, copy_bytes, stream);
 
   s.planned = true;
@@ -262,8 +258,6 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
       reinterpret_cast<const DecodeWorkUnit*>(s.workspace + layout.work_units_offset);
   launch.schedule.merge_indptr =
       reinterpret_cast<const int32_t*>(s.workspace + layout.merge_indptr_offset);
-  launch.schedule.merge_arrivals =
-      reinterpret_cast<int32_t*>(s.workspace + layout.merge_arrivals_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(s.workspace + layout.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(s.workspace + layout.partial_lse_offset);
   launch.max_work_units = layout.max_work_units;
@@ -273,11 +267,10 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   launch.alibi_slopes = variant.params.alibi_slopes;
   launch.backend = s.backend;
 
-  // The tensor-core kernel merges split requests itself. Otherwise: while
-  // capturing, a later plan may split requests, so the graph needs the merge
-  // regardless; outside a graph it is skipped when nothing is split.
-  const bool merged = detail::launch_decode(launch, stream);
-  if (!merged && (capturing || s.planned_partials > 0)) {
+  detail::launch_decode(launch, stream);
+  // While capturing, a later plan may split requests, so the graph needs the
+  // merge regardless; outside a graph it is skipped when nothing is split.
+  if (capturing || s.planned_partials > 0) {
     detail::launch_decode_merge(launch, layout.max_batch_size, stream);
   }
 }

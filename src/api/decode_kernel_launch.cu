@@ -68,7 +68,7 @@ bool use_tensor_cores(const DecodeLaunch& l, const void* jit_kernel) {
 }
 
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
-bool launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
+void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
                      const void* jit_kernel, cudaStream_t stream) {
   using Traits = decode::DecodeTraits<QT, KVT, kHeadDim>;
   decode::DecodeParams<QT, KVT> p{};
@@ -103,14 +103,12 @@ bool launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
                            : reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
   int threads = decode::kThreads;
   int shared_bytes = Traits::kSharedBytes;
-  bool merges_itself = false;
   if constexpr (kTensorCoreInstance<QT, KVT, kHeadDim, Variant>) {
     if (use_tensor_cores(l, jit_kernel)) {
       using MmaTraits = decode_mma::DecodeMmaTraits<QT, kHeadDim>;
       kernel = reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
       threads = decode_mma::kThreads;
       shared_bytes = MmaTraits::kSharedBytes;
-      merges_itself = true;
     }
   } else {
     if (l.backend == DecodeBackend::kTensorCores) throw_no_tensor_cores(l);
@@ -122,11 +120,10 @@ bool launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(threads), args,
                                       static_cast<std::size_t>(shared_bytes), stream));
-  return merges_itself;
 }
 
 template <typename QT, typename KVT, typename Variant>
-bool dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
+void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
                        const void* jit_kernel, cudaStream_t stream) {
   switch (l.head_dim) {
     case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, jit_kernel, stream);
@@ -139,7 +136,7 @@ bool dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& va
 }
 
 template <typename Variant>
-bool dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
+void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
                      cudaStream_t stream, const void* jit_kernel = nullptr) {
   const bool fp8 = l.kv.dtype == DType::kFloat8E4M3;
   if (l.q_dtype == DType::kBFloat16 && (fp8 || l.kv.dtype == DType::kBFloat16)) {
@@ -156,7 +153,7 @@ bool dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& vari
 
 }  // namespace
 
-bool launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
+void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
   // Defensive: the entry points validate with argument names; these are the
   // kernel's own hard requirements (16-byte cp.async rows, whole GQA groups).
   if (l.num_kv_heads < 1 || l.num_qo_heads % l.num_kv_heads != 0) {
@@ -189,8 +186,6 @@ bool launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       // The plain instantiation only supplies the parameter types.
       return dispatch_dtypes<attention::PlainVariant>(l, params, stream, l.jit_kernel);
   }
-  throw Error("tessera: decode: unknown variant kind " +
-              std::to_string(static_cast<int>(variant.kind)));
 }
 
 }  // namespace tessera::detail

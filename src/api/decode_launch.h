@@ -44,11 +44,9 @@ struct DecodeLaunch {
   DecodeBackend backend;          // kAuto unless the plan asked for one
 };
 
-// Launches the decode kernel on `stream`. Returns true when that kernel
-// merges split requests itself (the tensor-core kernel: out/lse are final);
-// false when it leaves partials for split requests, which the caller then
-// merges (launch_decode_merge).
-bool launch_decode(const DecodeLaunch& launch, cudaStream_t stream);
+// Launches the decode kernel (partials for split requests, out/lse for the
+// rest) on `stream`. The caller then merges partials (launch_decode_merge).
+void launch_decode(const DecodeLaunch& launch, cudaStream_t stream);
 
 // Merges the partial (out, lse) of split requests into out/lse. Grid covers
 // max_batch_size x num_qo_heads; requests with < 2 partials are skipped.

@@ -37,7 +37,6 @@ struct DecodeWorkspaceLayout {
   std::size_t header_offset = 0;
   std::size_t work_units_offset = 0;
   std::size_t merge_indptr_offset = 0;
-  std::size_t merge_arrivals_offset = 0;
   std::size_t partial_out_offset = 0;
   std::size_t partial_lse_offset = 0;
   std::size_t total_bytes = 0;
@@ -47,7 +46,6 @@ struct DecodeWorkspaceLayout {
 };
 
 DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t max_work_units,
-                                              int64_t num_qo_heads, int64_t num_kv_heads,
-                                              int64_t head_dim);
+                                              int64_t num_qo_heads, int64_t head_dim);
 
 }  // namespace tessera::plan

@@ -281,22 +281,19 @@ TEST(DecodePlanner, PlanForBatch256IsFast) {
 }
 
 TEST(DecodeWorkspaceLayout, RegionsAreAlignedOrderedAndLargeEnough) {
-  constexpr int64_t kBatch = 37, kUnits = 301, kHeads = 32, kKvHeads = 8, kDim = 128;
-  const DecodeWorkspaceLayout l = decode_workspace_layout(kBatch, kUnits, kHeads, kKvHeads, kDim);
-  for (const std::size_t offset :
-       {l.header_offset, l.work_units_offset, l.merge_indptr_offset, l.merge_arrivals_offset,
-        l.partial_out_offset, l.partial_lse_offset, l.total_bytes}) {
+  constexpr int64_t kBatch = 37, kUnits = 301, kHeads = 32, kDim = 128;
+  const DecodeWorkspaceLayout l = decode_workspace_layout(kBatch, kUnits, kHeads, kDim);
+  for (const std::size_t offset : {l.header_offset, l.work_units_offset, l.merge_indptr_offset,
+                                   l.partial_out_offset, l.partial_lse_offset, l.total_bytes}) {
     EXPECT_EQ(offset % 256, 0u);
   }
   EXPECT_EQ(l.max_partials, kUnits);
   EXPECT_GE(l.work_units_offset - l.header_offset, sizeof(DecodeScheduleHeader));
   EXPECT_GE(l.merge_indptr_offset - l.work_units_offset, kUnits * sizeof(DecodeWorkUnit));
-  EXPECT_GE(l.merge_arrivals_offset - l.merge_indptr_offset, (kBatch + 1) * sizeof(int32_t));
-  EXPECT_GE(l.partial_out_offset - l.merge_arrivals_offset, kBatch * kKvHeads * sizeof(int32_t));
+  EXPECT_GE(l.partial_out_offset - l.merge_indptr_offset, (kBatch + 1) * sizeof(int32_t));
   EXPECT_GE(l.partial_lse_offset - l.partial_out_offset, kUnits * kHeads * kDim * sizeof(float));
   EXPECT_GE(l.total_bytes - l.partial_lse_offset, kUnits * kHeads * sizeof(float));
-  EXPECT_LT(l.total_bytes, 256 * 6 + (kUnits * kHeads * (kDim + 1) + kUnits * 4 + kBatch + 1 +
-                                      kBatch * kKvHeads) * 4);
+  EXPECT_LT(l.total_bytes, 256 * 5 + (kUnits * kHeads * (kDim + 1) + kUnits * 4 + kBatch + 1) * 4);
 }
 
 TEST(DecodePlanKvLengths, LengthsFromPagesAndLastPageLength) {

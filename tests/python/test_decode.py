@@ -109,8 +109,8 @@ def test_batch_decode_wrapper_matches_reference(page_size, kv_layout, num_qo_hea
     g = torch.Generator(device="cuda").manual_seed(2)
     head_dim, dtype = 128, torch.bfloat16
     lengths = [1, 17, 0, 300, 4100, page_size, page_size + 1]
-    cache = new_cache(4200 // page_size + 20, page_size, num_kv_heads, head_dim, dtype, kv_layout,
-                      g)
+    pages = sum((n + page_size - 1) // page_size for n in lengths)
+    cache = new_cache(pages + 8, page_size, num_kv_heads, head_dim, dtype, kv_layout, g)
     indptr, indices, last, dense = paged_batch(cache, lengths, page_size, kv_layout, seed=7)
     workspace = torch.empty(128 << 20, dtype=torch.uint8, device="cuda")
     wrapper = tessera.BatchDecodeWithPagedKVCacheWrapper(workspace, kv_layout)

@@ -14,20 +14,14 @@
 // header->num_work_units exit; split units write normalised float32 partials
 // that decode_merge_kernel combines.
 // Block: 4 warps. K/V tiles of kKvTile = 64 tokens go through kStages = 3
-// shared-memory stages (page ids fetched one tile ahead, any page size >= 1).
-// On sm90 each of the 128 threads moves one K or V row of a tile with one
-// bulk copy (cp.async.bulk) and a per-stage mbarrier counts the bytes;
-// before sm90, 16-byte cp.async with one address computation per row. The
-// 16-byte cp.async path, with prefill's loaders, ran ~600 of the ~870 warp
-// instructions per tile of the main loop (SASS of sm_90a), which left the
-// kernel issue-bound at 75% of DRAM bandwidth (ncu, H200). Warp w
+// shared-memory stages filled with 16-byte cp.async (page ids fetched one
+// tile ahead, any page size >= 1; the tile loaders are prefill's). Warp w
 // scores tokens [16 w, 16 w + 16) of every tile for all 16 rows (query heads
 // of the group; rows >= group_size are zero and ignored) with its own online
 // softmax state; at the end the 4 warp states merge through shared memory in
 // a fixed order (deterministic).
-// Shared memory: kStages x (K + V) x 64 rows x (head_dim + 8) x 2 B = 54 KB
-// (hd 64), 102 KB (hd 128): two CTAs per SM, 4 tiles (128 KB at hd 128) in
-// flight.
+// Shared memory: kStages x (K + V) x 64 x head_dim x 2 B = 48 KB (hd 64),
+// 96 KB (hd 128): two CTAs per SM, 4 tiles (128 KB at hd 128) in flight.
 // Limits: 16-bit q = K = V dtype, head_dim 64 / 128, group_size <= 16,
 // softmax variants without q/k or output transforms (the host picks
 // decode_kernel otherwise).
@@ -38,25 +32,17 @@
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
-#include "tessera/arch/sm90/bulk_copy.cuh"
 #include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode.cuh"
+#include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
 
-// EXPERIMENT (A/B on the GPU, removed once measured): 0 = bulk row copies
-// on sm90, 1 = cp.async everywhere, 2 = cp.async with an L2 256-byte prefetch.
-#ifndef TESSERA_DECODE_MMA_COPY
-#define TESSERA_DECODE_MMA_COPY 0
-#endif
-
 namespace tessera::decode_mma {
 
-inline constexpr bool kBulkCopies = sm90::kHasBulkCopy && TESSERA_DECODE_MMA_COPY == 0;
-
-inline constexpr int kWarps = 4;
-inline constexpr int kThreads = kWarps * 32;
-inline constexpr int kKvTile = 64;                    // tokens per stage
+inline constexpr int kWarps = prefill::kWarps;        // the tile loaders' thread count
+inline constexpr int kThreads = prefill::kThreads;
+inline constexpr int kKvTile = prefill::kKvTile;      // tokens per stage
 inline constexpr int kRows = 16;                      // mma M: query heads of one group
 inline constexpr int kTokensPerWarp = kKvTile / kWarps;
 inline constexpr int kStages = 3;
@@ -69,114 +55,26 @@ template <typename T_, int kHeadDim_>
 struct DecodeMmaTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kChunkElems = 8;  // 16 bytes
-  static constexpr int kChunks = kHeadDim / kChunkElems;
-  // A tile row is one token's head_dim values plus 16 bytes of padding, so a
-  // row stays contiguous (one bulk copy) and the 8 rows an ldmatrix reads
-  // start 16 bytes apart modulo 128: distinct banks, no swizzle needed.
-  static constexpr int kRowElems = kHeadDim + kChunkElems;
-  static constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(T));
-  static constexpr int kTileElems = kKvTile * kRowElems;
-  static constexpr int kStageElems = 2 * kTileElems;          // K tile, then V tile
-  static constexpr int kStageCopyBytes = 2 * kKvTile * kRowBytes;
-  static constexpr int kBarrierOffset = kStages * kStageElems * static_cast<int>(sizeof(T));
-  static constexpr int kSharedBytes = kBarrierOffset + kStages * static_cast<int>(sizeof(uint64_t));
+  using Copy = prefill::PrefillTraits<T, kHeadDim>;  // swizzled 64-row tiles
+  static constexpr int kChunks = Copy::kChunks;
+  static constexpr int kTileElems = Copy::kTileElems;
   static constexpr int kKSteps = kHeadDim / 16;  // mma k-steps of S = Q K^T
   static constexpr int kDBlocks = kHeadDim / 8;  // n-blocks of O = P V
-  // cp.async path (before sm90): kChunks threads copy a row, 16 bytes each.
-  static constexpr int kRowStep = kThreads / kChunks;
-  static constexpr int kRowsPerThread = kKvTile / kRowStep;
+  static constexpr int kSharedBytes = kStages * 2 * kTileElems * static_cast<int>(sizeof(T));
   // Merge scratch: each warp's (o rows, padded against bank conflicts) + (m, d).
   static constexpr int kScratchRowFloats = kHeadDim + 8;
   static constexpr int kScratchBytes =
       (kWarps * kRows * kScratchRowFloats + kWarps * kRows * 2) * 4;
-  static_assert(kScratchBytes <= kBarrierOffset, "merge scratch fits the stages");
-  static_assert(kBarrierOffset % 8 == 0, "mbarriers are 8-byte aligned");
-  static_assert(kRowBytes % 16 == 0 && (kRowElems * sizeof(T)) % 16 == 0,
-                "bulk copies move 16-byte multiples between 16-byte aligned rows");
-  static_assert(kThreads == 2 * kKvTile, "bulk path: one thread per K or V row of a tile");
-  static_assert(kThreads % kChunks == 0 && kKvTile % kRowStep == 0, "cp.async: whole rows");
+  static_assert(kScratchBytes <= kSharedBytes, "merge scratch fits the stages");
   static_assert(kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks of V");
-  __device__ __forceinline__ static int offset(int row, int chunk) {
-    return row * kRowElems + chunk * kChunkElems;
-  }
 };
-
-// A split request's units, per KV head, count themselves in
-// schedule.merge_arrivals once their partial is written; the last one to
-// arrive folds all of the request's partials (slots merge_indptr[request] ..
-// merge_indptr[request + 1], in slot order: deterministic whichever CTA is
-// last) into out/lse for the group's query heads, and resets the count for
-// the next run. No merge kernel, and no wait for the whole grid: at batch 1
-// the separate merge took 6 us after a 45 us decode (ncu, H200).
-template <typename Traits, typename Params>
-__device__ __forceinline__ void merge_if_last(const Params& params, int request, int kv_head,
-                                              int head0) {
-  using T = typename Traits::T;
-  constexpr int kHeadDim = Traits::kHeadDim;
-  constexpr int kUnroll = 8;  // partials loaded per round trip
-  const auto& schedule = params.schedule;
-  __shared__ int last_arrival;
-  // Release: this CTA's partial writes are visible device-wide before its
-  // arrival is counted.
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    const int32_t slots = schedule.merge_indptr[request + 1] - schedule.merge_indptr[request];
-    int32_t* const count =
-        schedule.merge_arrivals + static_cast<int64_t>(request) * gridDim.y + kv_head;
-    last_arrival = atomicAdd(count, 1) == slots - 1;
-    if (last_arrival) *count = 0;
-  }
-  __syncthreads();
-  if (!last_arrival) return;
-  __threadfence();  // acquire: the other units' partials, counted before ours
-  const int32_t first = schedule.merge_indptr[request];
-  const int32_t end = schedule.merge_indptr[request + 1];
-  const int group = params.group_size;
-  for (int index = static_cast<int>(threadIdx.x); index < group * kHeadDim; index += kThreads) {
-    const int qo_head = head0 + index / kHeadDim;
-    const int dim = index % kHeadDim;
-    float m = attention::negative_infinity();
-    float d = 0.f;
-    float acc = 0.f;
-    for (int32_t s0 = first; s0 < end; s0 += kUnroll) {
-      float lse[kUnroll];
-      float value[kUnroll];
-#pragma unroll
-      for (int j = 0; j < kUnroll; ++j) {
-        // L2 loads (.cg): the partials were written by other SMs.
-        const int64_t slot = static_cast<int64_t>(s0 + j) * params.num_qo_heads + qo_head;
-        lse[j] = s0 + j < end ? __ldcg(schedule.partial_lse + slot)
-                              : attention::negative_infinity();
-        value[j] = s0 + j < end ? __ldcg(schedule.partial_out + slot * kHeadDim + dim) : 0.f;
-      }
-#pragma unroll
-      for (int j = 0; j < kUnroll; ++j) {
-        if (lse[j] == attention::negative_infinity()) continue;  // empty chunk (window)
-        const float new_m = fmaxf(m, lse[j]);
-        const float keep = attention::fast_exp2(m - new_m);  // 0 on the first state
-        const float weight = attention::fast_exp2(lse[j] - new_m);
-        d = d * keep + weight;
-        acc = acc * keep + weight * value[j];
-        m = new_m;
-      }
-    }
-    const bool empty = !(d > 0.f);
-    params.out[request * params.out_stride_batch + qo_head * params.out_stride_head + dim] =
-        from_float<T>(empty ? 0.f : acc / d);
-    if (params.lse != nullptr && dim == 0) {
-      params.lse[static_cast<int64_t>(request) * params.num_qo_heads + qo_head] =
-          empty ? attention::negative_infinity() : m + __log2f(d);
-    }
-  }
-}
 
 template <typename Traits, typename Variant>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     decode_mma_kernel(const decode::DecodeParams<typename Traits::T, typename Traits::T> params) {
   using T = typename Traits::T;
   constexpr int kHeadDim = Traits::kHeadDim;
+  constexpr int kChunks = Traits::kChunks;
   static_assert(Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform &&
                     !Variant::kHasOutputTransform,
                 "tensor-core decode runs softmax variants without q/k or output transforms");
@@ -185,11 +83,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
   const auto& schedule = params.schedule;
-  // Both loads in one round trip: work_units holds gridDim.x entries, so the
-  // read is in bounds for the CTAs past the plan's units too.
-  const int num_work_units = schedule.header->num_work_units;
+  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
-  if (static_cast<int>(blockIdx.x) >= num_work_units) return;
   const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
   const int32_t page_begin = params.kv_indptr[request];
@@ -243,98 +138,26 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int kv_hi = unit.kv_end;
   const int num_tiles = kv_hi > kv_lo ? (kv_hi - kv_lo + kKvTile - 1) / kKvTile : 0;
 
-  // ---- K/V tile copies. Positions past kv_hi copy row kv_hi - 1 instead
-  // (a real, finite row: its logits are masked, so p = 0 and 0 * v adds 0),
-  // which keeps every tile the same size.
-  const int tid = static_cast<int>(threadIdx.x);
-  const int64_t head_offset = kv_head * params.kv.stride_head;
-  const int32_t* const pages = params.kv_indices + page_begin;
-  const FastDivmod page_div = params.page_div;
-  const auto slot_offset = [&](int32_t page_id, int pos) {
-    const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
-    return page_id * params.kv.stride_page + slot * params.kv.stride_entry;
-  };
-  const auto clamped = [&](int pos) { return min(pos, kv_hi - 1); };
-  auto stage_of = [&](int tile) { return stages + (tile % kStages) * Traits::kStageElems; };
-  uint64_t* const barriers = reinterpret_cast<uint64_t*>(shared_raw + Traits::kBarrierOffset);
-
-  // sm90: thread tid copies row tid % 64 of K (tid < 64) or V with one bulk
-  // copy; the stage's mbarrier counts the bytes. The page id of its next row
-  // is loaded a tile ahead.
-  const int copy_row = tid % kKvTile;
-  const T* const copy_base =
-      (tid < kKvTile ? params.kv.k_data : params.kv.v_data) + head_offset;
-  const int copy_dst = (tid / kKvTile) * Traits::kTileElems + copy_row * Traits::kRowElems;
-  int bulk_pos = 0;
-  int32_t bulk_page = 0;
-  // Before sm90: thread copies chunk tid % kChunks of rows r0, r0 + kRowStep,
-  // ... of both K and V with 16-byte cp.async, one address per row.
-  const int chunk = tid % Traits::kChunks;
-  const int first_row = tid / Traits::kChunks;
-  int32_t async_page[Traits::kRowsPerThread];
-
-  if constexpr (kBulkCopies) {
-    if (tid == 0) {
-#pragma unroll
-      for (int s = 0; s < kStages; ++s) sm90::barrier_init(&barriers[s], 1);
-    }
-    __syncthreads();
-    if (num_tiles > 0) {
-      bulk_pos = clamped(kv_lo + copy_row);
-      bulk_page = pages[page_div.div(bulk_pos)];
-    }
-  } else {
-#pragma unroll
-    for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-      async_page[i] = num_tiles > 0
-                          ? pages[page_div.div(clamped(kv_lo + first_row + i * Traits::kRowStep))]
-                          : 0;
-    }
-  }
-  // Issues the copies of `tile` (nothing past the last tile), then loads the
-  // page ids of tile + 1. The cp.async path always commits a group, so the
-  // wait counts stay uniform.
+  const prefill::PagedKvRows<T> kv{params.kv.k_data + kv_head * params.kv.stride_head,
+                                   params.kv.v_data + kv_head * params.kv.stride_head,
+                                   params.kv.stride_page,
+                                   params.kv.stride_entry,
+                                   params.kv_indices + page_begin,
+                                   params.page_div};
+  using Copy = typename Traits::Copy;
+  auto k_stage = [&](int tile) { return stages + (tile % kStages) * 2 * Traits::kTileElems; };
+  auto kv_rows = prefill::fetch_kv_rows<Copy>(kv, kv_lo, kv_hi);
+  // Issues the copies of `tile` from kv_rows, then fetches the page ids of
+  // tile + 1. Always commits a group (empty past the end): uniform counting.
   auto issue = [&](int tile) {
-    if constexpr (kBulkCopies) {
-      if (tile < num_tiles) {
-        uint64_t* const barrier = &barriers[tile % kStages];
-        if (tid == 0) sm90::arrive_expect_bytes(barrier, Traits::kStageCopyBytes);
-        sm90::bulk_copy_to_shared(stage_of(tile) + copy_dst,
-                                  copy_base + slot_offset(bulk_page, bulk_pos), Traits::kRowBytes,
-                                  barrier);
-        if (tile + 1 < num_tiles) {
-          bulk_pos = clamped(bulk_pos + kKvTile);
-          bulk_page = pages[page_div.div(bulk_pos)];
-        }
-      }
-    } else {
-      if (tile < num_tiles) {
-        T* const k_tile = stage_of(tile);
-        const int pos0 = kv_lo + tile * kKvTile;
-#pragma unroll
-        for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-          const int row = first_row + i * Traits::kRowStep;
-          const int64_t offset = head_offset + slot_offset(async_page[i], clamped(pos0 + row)) +
-                                 chunk * Traits::kChunkElems;
-          T* const dst = k_tile + Traits::offset(row, chunk);
-#if TESSERA_DECODE_MMA_COPY == 2
-          sm80::cp_async_16_l2_256(dst, params.kv.k_data + offset);
-          sm80::cp_async_16_l2_256(dst + Traits::kTileElems, params.kv.v_data + offset);
-#else
-          sm80::cp_async_16(dst, params.kv.k_data + offset);
-          sm80::cp_async_16(dst + Traits::kTileElems, params.kv.v_data + offset);
-#endif
-        }
-        if (tile + 1 < num_tiles) {
-#pragma unroll
-          for (int i = 0; i < Traits::kRowsPerThread; ++i) {
-            const int pos = clamped(pos0 + kKvTile + first_row + i * Traits::kRowStep);
-            async_page[i] = pages[page_div.div(pos)];
-          }
-        }
-      }
-      sm80::cp_async_commit();
+    if (tile < num_tiles) {
+      const int pos0 = kv_lo + tile * kKvTile;
+      T* const k_tile = k_stage(tile);
+      prefill::load_kv_tile<Copy>(k_tile, kv.k, kv, kv_rows, pos0, kv_hi);
+      prefill::load_kv_tile<Copy>(k_tile + Traits::kTileElems, kv.v, kv, kv_rows, pos0, kv_hi);
+      if (tile + 1 < num_tiles) kv_rows = prefill::fetch_kv_rows<Copy>(kv, pos0 + kKvTile, kv_hi);
     }
+    sm80::cp_async_commit();
   };
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) issue(s);
@@ -352,18 +175,14 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int warp_token0 = warp * kTokensPerWarp;
 
   for (int tile = 0; tile < num_tiles; ++tile) {
-    // cp.async: tiles 0 .. tile + kStages - 2 are committed; <= kStages - 2
-    // pending means this thread's copies of `tile` landed, and the barrier
-    // publishes everyone's. Both paths: the barrier retires tile - 1, whose
-    // stage the next issue overwrites.
-    if constexpr (!kBulkCopies) sm80::cp_async_wait_group<kStages - 2>();
+    // Committed: tiles 0 .. tile + kStages - 2; <= kStages - 2 pending means
+    // this thread's copies of `tile` landed; the barrier publishes everyone's
+    // and retires tile - 1, whose stage the next issue overwrites.
+    sm80::cp_async_wait_group<kStages - 2>();
     __syncthreads();
     issue(tile + kStages - 1);
-    if constexpr (kBulkCopies) {
-      sm90::wait_phase(&barriers[tile % kStages], static_cast<uint32_t>(tile / kStages) & 1u);
-    }
 
-    const T* const k_tile = stage_of(tile);
+    const T* const k_tile = k_stage(tile);
     const T* const v_tile = k_tile + Traits::kTileElems;
     const int tile_first = kv_lo + tile * kKvTile;
 
@@ -377,8 +196,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 #pragma unroll
     for (int ks = 0; ks < Traits::kKSteps; ++ks) {
       uint32_t b[4];
-      sm80::ldmatrix_x4(b, k_tile + Traits::offset(warp_token0 + (lane / 16) * 8 + lane % 8,
-                                                ks * 2 + (lane / 8) % 2));
+      sm80::ldmatrix_x4(b, k_tile + prefill::swizzled<kChunks>(
+                                        warp_token0 + (lane / 16) * 8 + lane % 8,
+                                        ks * 2 + (lane / 8) % 2));
       sm80::mma_16816<T>(s[0], q_frag[ks], b[0], b[1]);
       sm80::mma_16816<T>(s[1], q_frag[ks], b[2], b[3]);
     }
@@ -458,18 +278,19 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     p_frag[2] = sm80::pack2<T>(s[1][0], s[1][1]);
     p_frag[3] = sm80::pack2<T>(s[1][2], s[1][3]);
 
-    // ---- O += P V (V read transposed by ldmatrix); the repeated rows past
-    // kv_hi meet p = 0
+    // ---- O += P V (V read transposed by ldmatrix); zero-filled rows past
+    // kv_hi meet p = 0, never NaN
 #pragma unroll
     for (int db = 0; db < Traits::kDBlocks; db += 2) {
       uint32_t b[4];
       sm80::ldmatrix_x4_trans(
-          b, v_tile + Traits::offset(warp_token0 + ((lane / 8) % 2) * 8 + lane % 8, db + lane / 16));
+          b, v_tile + prefill::swizzled<kChunks>(warp_token0 + ((lane / 8) % 2) * 8 + lane % 8,
+                                                 db + lane / 16));
       sm80::mma_16816<T>(o[db], p_frag, b[0], b[1]);
       sm80::mma_16816<T>(o[db + 1], p_frag, b[2], b[3]);
     }
   }
-  if constexpr (!kBulkCopies) sm80::cp_async_wait_all();  // only empty groups remain
+  sm80::cp_async_wait_all();  // only empty groups remain
 #pragma unroll
   for (int offset = 1; offset < 4; offset *= 2) {
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);
@@ -527,7 +348,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       if (dim == 0) schedule.partial_lse[slot] = lse;
     }
   }
-  if (unit.partial_index >= 0) merge_if_last<Traits>(params, request, kv_head, head0);
 }
 
 }  // namespace tessera::decode_mma

@@ -8,8 +8,6 @@
 //   DecodeScheduleHeader                      (counts for this plan)
 //   DecodeWorkUnit   work_units[max_work_units]
 //   int32_t          merge_indptr[max_batch_size + 1]
-//   int32_t          merge_arrivals[max_batch_size * num_kv_heads]
-//                    (zero after every plan and every run)
 //   float            partial_out[max_partials * num_qo_heads * head_dim]
 //   float            partial_lse[max_partials * num_qo_heads]   (base 2)
 #pragma once
@@ -42,10 +40,6 @@ struct DecodeScheduleView {
   const DecodeScheduleHeader* header;
   const DecodeWorkUnit* work_units;
   const int32_t* merge_indptr;
-  // Kernels that merge their own partials (decode_mma.cuh) count the
-  // finished units of (request, KV head) here; the last one merges and
-  // resets the count to 0.
-  int32_t* merge_arrivals;
   float* partial_out;
   float* partial_lse;
 };

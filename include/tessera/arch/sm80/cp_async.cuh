@@ -19,17 +19,6 @@ __device__ __forceinline__ void cp_async_16(void* shared_destination, const void
                : "memory");
 }
 
-// cp_async_16 that also asks L2 to fetch the whole 256-byte block around the
-// source (the rest of a row that other threads copy next).
-__device__ __forceinline__ void cp_async_16_l2_256(void* shared_destination,
-                                                   const void* global_source) {
-  const auto shared_address =
-      static_cast<uint32_t>(__cvta_generic_to_shared(shared_destination));
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16;\n" ::"r"(shared_address),
-               "l"(global_source)
-               : "memory");
-}
-
 // 16-byte cp.async that copies when `valid` and otherwise reads nothing and
 // writes 16 zero bytes (src-size 0): rows past the end of a tensor become
 // zeros in the same instruction stream. Pass a harmless address (the tensor
