@@ -225,6 +225,17 @@ def _errcheck(status, function, arguments):
     return status
 
 
+def _point_jit_at_package_headers():
+    """An installed wheel carries Tessera's device headers in tessera/include;
+    the JIT's NVRTC looks there first (the library's built-in path names the
+    build machine's source tree)."""
+    include = pathlib.Path(__file__).resolve().parent / "include"
+    if include.is_dir():
+        current = os.environ.get("TESSERA_JIT_INCLUDE_PATH")
+        os.environ["TESSERA_JIT_INCLUDE_PATH"] = (
+            f"{include}:{current}" if current else str(include))
+
+
 def library() -> ctypes.CDLL:
     """The loaded libtessera (loaded and declared on first use)."""
     global _library
@@ -234,6 +245,7 @@ def library() -> ctypes.CDLL:
         if _library is not None:
             return _library
         tried = []
+        _point_jit_at_package_headers()
         for path in _candidates():
             try:
                 lib = ctypes.CDLL(str(path))
