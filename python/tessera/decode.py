@@ -19,40 +19,12 @@ from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
-
-
-def _cache_pair(paged_kv_cache):
-    """(k_or_kv, v_or_None) of FlashInfer's paged_kv_cache argument."""
-    if isinstance(paged_kv_cache, (tuple, list)):
-        if len(paged_kv_cache) != 2:
-            raise TesseraArgumentError(
-                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
-                f"pair, got a sequence of {len(paged_kv_cache)}")
-        return paged_kv_cache[0], paged_kv_cache[1]
-    return paged_kv_cache, None
-
-
-def _paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
-    cache = _lib.PagedKV()
-    cache.first = ctypes.pointer(dl(k_cache))
-    cache.v_data = ctypes.pointer(dl(v_cache)) if v_cache is not None else None
-    cache.layout = kv_layout
-    return cache
-
-
-def _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta,
-             k_scale, v_scale, jit_variant=0):
-    o = _lib.AttentionOptions()
-    o.jit_variant = jit_variant or None
-    o.sm_scale = sm_scale
-    o.logits_soft_cap = logits_soft_cap
-    o.window_left = window_left
-    o.pos_encoding_mode = pos_encoding_mode
-    o.rope_scale = rope_scale
-    o.rope_theta = rope_theta
-    o.k_scale = k_scale
-    o.v_scale = v_scale
-    return o
+from ._plan_args import attention_struct as _options
+from ._plan_args import cache_pair as _cache_pair
+from ._plan_args import host_int32 as _host_int32
+from ._plan_args import int32_pointer as _int32_pointer
+from ._plan_args import on_device as _on_device
+from ._plan_args import paged_kv_struct as _paged_kv_struct
 
 
 # ---- torch custom ops: out-parameter style (the public functions allocate).
@@ -153,40 +125,6 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
         float(rope_scale or 0.0), float(rope_theta or 0.0), float(k_scale or 0.0),
         float(v_scale or 0.0), _jit_handle(jit_variant))
     return (out, lse) if return_lse else out
-
-
-def _host_int32(values, name: str) -> torch.Tensor:
-    """A contiguous int32 CPU tensor of an index array (CUDA input: copied, a sync)."""
-    if not isinstance(values, torch.Tensor):
-        values = torch.tensor(values, dtype=torch.int32)
-    if values.dim() != 1:
-        raise TesseraArgumentError(f"tessera: argument '{name}': expected a 1-D index array, "
-                                   f"got {values.dim()} dimensions")
-    return values.to(device="cpu", dtype=torch.int32).contiguous()
-
-
-def _on_device(values, buffer, device, non_blocking: bool, name: str) -> torch.Tensor:
-    """An index array as an int32 tensor on `device`: a CUDA tensor as it is,
-    host data copied (from pinned memory when non_blocking); with a CUDA-graph
-    buffer, copied into its first entries so a captured graph sees them."""
-    t = values if isinstance(values, torch.Tensor) else torch.tensor(values, dtype=torch.int32)
-    if t.dtype != torch.int32:
-        t = t.to(torch.int32)
-    if buffer is None:
-        if t.device == device:
-            return t
-        t = t.contiguous()
-        return t.pin_memory().to(device, non_blocking=True) if non_blocking else t.to(device)
-    if t.numel() > buffer.numel():
-        raise TesseraArgumentError(
-            f"tessera: argument '{name}': expected at most {buffer.numel()} entries (its "
-            f"CUDA-graph buffer), got {t.numel()}")
-    buffer[:t.numel()].copy_(t, non_blocking=non_blocking)
-    return buffer
-
-
-def _int32_pointer(tensor: torch.Tensor):
-    return ctypes.cast(ctypes.c_void_p(tensor.data_ptr()), ctypes.POINTER(ctypes.c_int32))
 
 
 class BatchDecodeWithPagedKVCacheWrapper:

@@ -40,6 +40,12 @@ from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
+from ._plan_args import attention_struct as _options
+from ._plan_args import cache_pair as _cache_pair
+from ._plan_args import host_int32 as _host_int32
+from ._plan_args import int32_pointer as _int32_pointer
+from ._plan_args import on_device as _on_device
+from ._plan_args import paged_kv_struct as _paged_kv_struct
 
 _BACKENDS = ("auto", "fa2", "fa3")
 
@@ -72,18 +78,9 @@ def _check_head_dim_vo(head_dim_qk: int, head_dim_vo) -> None:
 
 def _reject_jit_args(jit_args) -> None:
     if jit_args is not None:
-        raise NotImplementedError("tessera: argument 'jit_args': JIT variants are not exposed "
-                                  "to Python yet (C++: tessera::jit)")
-
-
-def _host_int32(values, name: str) -> torch.Tensor:
-    """A contiguous 1-D int32 CPU tensor of an index array (CUDA input: copied, a sync)."""
-    if not isinstance(values, torch.Tensor):
-        values = torch.tensor(list(values), dtype=torch.int32)
-    if values.dim() != 1:
-        raise TesseraArgumentError(f"tessera: argument '{name}': expected a 1-D index array, "
-                                   f"got {values.dim()} dimensions")
-    return values.to(device="cpu", dtype=torch.int32).contiguous()
+        raise NotImplementedError("tessera: argument 'jit_args': JIT variants reach the decode "
+                                  "wrappers from Python, not yet prefill (C++: "
+                                  "AttentionOptions::jit_variant)")
 
 
 def _indptr_pair(first, first_name: str, second, second_name: str):
@@ -100,26 +97,6 @@ def _indptr_pair(first, first_name: str, second, second_name: str):
     return a, b, a.numel() - 1
 
 
-def _on_device(host: torch.Tensor, buffer, device, non_blocking: bool, name: str):
-    """A host int32 array on `device` for run(); with a CUDA-graph buffer it is
-    copied into the buffer's first entries and the whole buffer is returned, so
-    the tensor a captured graph reads stays the same."""
-    if buffer is None:
-        source = host.pin_memory() if non_blocking else host
-        return source.to(device, non_blocking=non_blocking)
-    if host.numel() > buffer.numel():
-        raise TesseraArgumentError(
-            f"tessera: argument '{name}': expected at most {buffer.numel()} entries (its "
-            f"CUDA-graph buffer), got {host.numel()}")
-    source = host.pin_memory() if non_blocking else host
-    buffer[:host.numel()].copy_(source, non_blocking=non_blocking)
-    return buffer
-
-
-def _int32_pointer(tensor: torch.Tensor):
-    return ctypes.cast(ctypes.c_void_p(tensor.data_ptr()), ctypes.POINTER(ctypes.c_int32))
-
-
 def _device_id(device: torch.device) -> int:
     return device.index if device.index is not None else torch.cuda.current_device()
 
@@ -134,40 +111,6 @@ def _variant_scalars(pos_encoding_mode="NONE", sm_scale=None, window_left=-1,
             int(window_left) if window_left is not None else -1,
             pos_encoding_code(pos_encoding_mode), float(rope_scale or 0.0),
             float(rope_theta or 0.0))
-
-
-def _options(sm_scale: float, logits_soft_cap: float, window_left: int, pos_encoding_mode: int,
-             rope_scale: float, rope_theta: float, k_scale: float = 0.0,
-             v_scale: float = 0.0) -> _lib.AttentionOptions:
-    o = _lib.AttentionOptions()
-    o.sm_scale = sm_scale
-    o.logits_soft_cap = logits_soft_cap
-    o.window_left = window_left
-    o.pos_encoding_mode = pos_encoding_mode
-    o.rope_scale = rope_scale
-    o.rope_theta = rope_theta
-    o.k_scale = k_scale
-    o.v_scale = v_scale
-    return o
-
-
-def _paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
-    cache = _lib.PagedKV()
-    cache.first = ctypes.pointer(dl(k_cache))
-    cache.v_data = ctypes.pointer(dl(v_cache)) if v_cache is not None else None
-    cache.layout = kv_layout
-    return cache
-
-
-def _cache_pair(paged_kv_cache):
-    """(kv_or_k, v_or_None) of FlashInfer's paged_kv_cache argument."""
-    if isinstance(paged_kv_cache, (tuple, list)):
-        if len(paged_kv_cache) != 2:
-            raise TesseraArgumentError(
-                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
-                f"pair, got a sequence of {len(paged_kv_cache)}")
-        return paged_kv_cache[0], paged_kv_cache[1]
-    return paged_kv_cache, None
 
 
 def _outputs(q: torch.Tensor, num_qo_heads: int, out, lse, return_lse: bool):

@@ -1,0 +1,91 @@
+"""Argument plumbing shared by the attention wrappers (decode, prefill,
+sparse): FlashInfer's paged_kv_cache forms, the C option struct, and index
+arrays on the host (for plan()) and on the device (for run())."""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+
+from . import _lib
+from ._lib import TesseraArgumentError
+from ._tensor import dl
+
+
+def cache_pair(paged_kv_cache):
+    """(kv_or_k, v_or_None) of FlashInfer's paged_kv_cache argument: one
+    tensor [pages, 2, ...] or a (k_cache, v_cache) pair."""
+    if isinstance(paged_kv_cache, (tuple, list)):
+        if len(paged_kv_cache) != 2:
+            raise TesseraArgumentError(
+                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
+                f"pair, got a sequence of {len(paged_kv_cache)}")
+        return paged_kv_cache[0], paged_kv_cache[1]
+    return paged_kv_cache, None
+
+
+def paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
+    cache = _lib.PagedKV()
+    cache.first = ctypes.pointer(dl(k_cache))
+    cache.v_data = ctypes.pointer(dl(v_cache)) if v_cache is not None else None
+    cache.layout = kv_layout
+    return cache
+
+
+def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
+                     pos_encoding_mode: int, rope_scale: float, rope_theta: float,
+                     k_scale: float = 0.0, v_scale: float = 0.0,
+                     jit_variant: int = 0) -> _lib.AttentionOptions:
+    """TesseraAttentionOptions from the run ops' scalars (0: the library's
+    default); jit_variant is a TesseraJitVariant address or 0."""
+    o = _lib.AttentionOptions()
+    o.sm_scale = sm_scale
+    o.logits_soft_cap = logits_soft_cap
+    o.window_left = window_left
+    o.pos_encoding_mode = pos_encoding_mode
+    o.rope_scale = rope_scale
+    o.rope_theta = rope_theta
+    o.k_scale = k_scale
+    o.v_scale = v_scale
+    o.jit_variant = jit_variant or None
+    return o
+
+
+def host_int32(values, name: str) -> torch.Tensor:
+    """A contiguous 1-D int32 CPU tensor of an index array (CUDA input: copied, a sync)."""
+    if not isinstance(values, torch.Tensor):
+        values = torch.tensor(list(values), dtype=torch.int32)
+    if values.dim() != 1:
+        raise TesseraArgumentError(f"tessera: argument '{name}': expected a 1-D index array, "
+                                   f"got {values.dim()} dimensions")
+    return values.to(device="cpu", dtype=torch.int32).contiguous()
+
+
+def int32_pointer(tensor: torch.Tensor):
+    return ctypes.cast(ctypes.c_void_p(tensor.data_ptr()), ctypes.POINTER(ctypes.c_int32))
+
+
+def on_device(values, buffer, device, non_blocking: bool, name: str) -> torch.Tensor:
+    """An index array as an int32 tensor on `device` for run(): a tensor
+    already there as it is; host data copied (from pinned memory when
+    non_blocking). With a CUDA-graph buffer the values go into its first
+    entries and the whole buffer is returned, so the tensor a captured graph
+    reads stays the same."""
+    t = values if isinstance(values, torch.Tensor) else torch.tensor(list(values),
+                                                                     dtype=torch.int32)
+    if t.dtype != torch.int32:
+        t = t.to(torch.int32)
+    if buffer is None:
+        if t.device == device:
+            return t
+        t = t.contiguous()
+        return t.pin_memory().to(device, non_blocking=True) if non_blocking else t.to(device)
+    if t.numel() > buffer.numel():
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected at most {buffer.numel()} entries (its "
+            f"CUDA-graph buffer), got {t.numel()}")
+    if non_blocking and t.device.type == "cpu":
+        t = t.contiguous().pin_memory()
+    buffer[:t.numel()].copy_(t, non_blocking=non_blocking)
+    return buffer
