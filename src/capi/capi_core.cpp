@@ -22,6 +22,13 @@ const DLTensor& required(const DLTensor* tensor, const char* name) {
   return *tensor;
 }
 
+std::span<const int32_t> host_span(const int32_t* data, int64_t length, const char* name) {
+  if (length < 0 || (data == nullptr && length > 0)) {
+    throw_argument_error(name, "a host int32 array", "NULL or a negative length");
+  }
+  return {data, static_cast<std::size_t>(length)};
+}
+
 KVLayout layout_of(int layout, const char* name) {
   if (layout == 0) return KVLayout::kNHD;
   if (layout == 1) return KVLayout::kHND;

@@ -4,6 +4,7 @@
 #include "capi/capi_support.h"
 
 using tessera::capi::guarded;
+using tessera::capi::host_span;
 using tessera::capi::required;
 
 struct TesseraBatchDecode {
@@ -15,14 +16,6 @@ namespace {
 tessera::DecodePlanShape decode_shape(int64_t num_qo_heads, int64_t num_kv_heads,
                                       int64_t head_dim, int64_t page_size) {
   return {num_qo_heads, num_kv_heads, head_dim, page_size};
-}
-
-// A host array argument: NULL only when empty.
-std::span<const int32_t> host_span(const int32_t* data, int64_t length, const char* name) {
-  if (length < 0 || (data == nullptr && length > 0)) {
-    tessera::throw_argument_error(name, "a host int32 array", "NULL or a negative length");
-  }
-  return {data, static_cast<std::size_t>(length)};
 }
 
 }  // namespace

@@ -9,6 +9,7 @@
 
 using tessera::capi::attention_options_of;
 using tessera::capi::guarded;
+using tessera::capi::host_span;
 using tessera::capi::required;
 using tessera::capi::required_handle;
 using tessera::capi::stream_of;
@@ -26,14 +27,6 @@ struct TesseraBlockSparse {
 };
 
 namespace {
-
-// A host array argument: NULL only when empty.
-std::span<const int32_t> host_span(const int32_t* data, int64_t length, const char* name) {
-  if (length < 0 || (data == nullptr && length > 0)) {
-    tessera::throw_argument_error(name, "a host int32 array", "NULL or a negative length");
-  }
-  return {data, static_cast<std::size_t>(length)};
-}
 
 template <typename T>
 T** output_pointer(T** pointer, const char* name) {

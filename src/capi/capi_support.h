@@ -6,7 +6,9 @@
 #include <cuda_runtime_api.h>
 #include <dlpack/dlpack.h>
 
+#include <cstdint>
 #include <exception>
+#include <span>
 #include <utility>
 
 #include "tessera/api/attention_options.h"
@@ -48,6 +50,9 @@ T& required_handle(T* handle, const char* name) {
 }
 
 inline cudaStream_t stream_of(void* stream) { return static_cast<cudaStream_t>(stream); }
+
+// A host int32 array argument (plan()): NULL only when empty.
+std::span<const int32_t> host_span(const int32_t* data, int64_t length, const char* name);
 
 KVLayout layout_of(int layout, const char* name);
 Validate validate_of(int validate);
