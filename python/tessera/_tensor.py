@@ -10,7 +10,7 @@ from __future__ import annotations
 import ctypes
 import struct
 
-from ._lib import DLTensor, PagedKV
+from ._lib import DLTensor
 
 _KDL_CPU = 1
 _KDL_CUDA = 2
@@ -73,27 +73,6 @@ def dl(tensor) -> DLTensor:
 
 def dl_or_none(tensor):
     return None if tensor is None else dl(tensor)
-
-
-def paged_kv(paged_kv_cache, kv_layout: str) -> PagedKV:
-    """A TesseraPagedKV from FlashInfer's paged_kv_cache argument: one tensor
-    [pages, 2, ...] or a tuple (k_cache, v_cache)."""
-    from ._options import layout_code
-
-    cache = PagedKV()
-    if isinstance(paged_kv_cache, (tuple, list)):
-        if len(paged_kv_cache) != 2:
-            raise ValueError(
-                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
-                f"pair, got a sequence of {len(paged_kv_cache)}")
-        first, second = dl(paged_kv_cache[0]), dl(paged_kv_cache[1])
-        cache.first = ctypes.pointer(first)
-        cache.v_data = ctypes.pointer(second)
-    else:
-        cache.first = ctypes.pointer(dl(paged_kv_cache))
-        cache.v_data = None
-    cache.layout = layout_code(kv_layout)
-    return cache
 
 
 def current_stream(device) -> int:

@@ -17,8 +17,9 @@ import torch
 
 from . import _lib
 from ._options import layout_code
-from ._tensor import current_stream, dl, paged_kv
 from ._ops import custom_op
+from ._plan_args import cache_pair, paged_kv_struct
+from ._tensor import current_stream, dl
 
 _FROM_ENV = 0  # validate: TESSERA_VALIDATE decides
 
@@ -39,7 +40,7 @@ def _append_paged_kv_cache(append_key: torch.Tensor, append_value: torch.Tensor,
                            kv_indices: torch.Tensor, kv_indptr: torch.Tensor,
                            kv_last_page_len: torch.Tensor, kv_layout: str) -> None:
     # kv_cache: the combined [pages, 2, ...] tensor (v_cache None) or the K cache.
-    cache = paged_kv(kv_cache if v_cache is None else (kv_cache, v_cache), kv_layout)
+    cache = paged_kv_struct(kv_cache, v_cache, layout_code(kv_layout))
     _lib.call("tessera_append_paged_kv_cache", dl(append_key), dl(append_value),
               dl(batch_indices), dl(positions), cache, dl(kv_indices), dl(kv_indptr),
               dl(kv_last_page_len), current_stream(append_key.device), _FROM_ENV)
@@ -81,18 +82,6 @@ def get_batch_indices_positions(append_indptr: torch.Tensor, seq_lens: torch.Ten
     return batch_indices, positions
 
 
-def _split_paged_kv_cache(
-        paged_kv_cache: Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]
-) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-    if isinstance(paged_kv_cache, (tuple, list)):
-        if len(paged_kv_cache) != 2:
-            raise ValueError(
-                "tessera: argument 'paged_kv_cache': expected one tensor or a (k_cache, v_cache) "
-                f"pair, got a sequence of {len(paged_kv_cache)}")
-        return paged_kv_cache[0], paged_kv_cache[1]
-    return paged_kv_cache, None
-
-
 def append_paged_kv_cache(append_key: torch.Tensor, append_value: torch.Tensor,
                           batch_indices: torch.Tensor, positions: torch.Tensor,
                           paged_kv_cache: Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]],
@@ -124,7 +113,7 @@ def append_paged_kv_cache(append_key: torch.Tensor, append_value: torch.Tensor,
         ``"NHD"`` or ``"HND"``.
     """
     layout_code(kv_layout)  # an unknown layout fails here, before the op is dispatched
-    kv_cache, v_cache = _split_paged_kv_cache(paged_kv_cache)
+    kv_cache, v_cache = cache_pair(paged_kv_cache)
     torch.ops.tessera.append_paged_kv_cache(append_key, append_value, batch_indices, positions,
                                             kv_cache, v_cache, kv_indices, kv_indptr,
                                             kv_last_page_len, kv_layout)

@@ -6,7 +6,8 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 from tessera import _lib, page
-from tessera._tensor import dl, paged_kv
+from tessera._plan_args import paged_kv_struct
+from tessera._tensor import dl
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -233,7 +234,8 @@ def test_cache_sequence_must_be_a_pair():
 def test_library_rejects_cpu_append_key_by_name():
     key = torch.randn(1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16)
     index = torch.zeros(1, dtype=torch.int32)
-    cache = paged_kv(torch.empty(1, 2, 1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16), "NHD")
+    cache = paged_kv_struct(torch.empty(1, 2, 1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16),
+                            None, 0)  # NHD
     with pytest.raises(_lib.TesseraArgumentError, match="argument 'append_key'.*CUDA"):
         _lib.call("tessera_append_paged_kv_cache", dl(key), dl(key), dl(index), dl(index),
                   cache, dl(index), dl(torch.zeros(2, dtype=torch.int32)), dl(index), None, 0)
@@ -242,7 +244,8 @@ def test_library_rejects_cpu_append_key_by_name():
 def test_library_rejects_bad_layout_code_by_name():
     key = torch.randn(1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16)
     index = torch.zeros(1, dtype=torch.int32)
-    cache = paged_kv(torch.empty(1, 2, 1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16), "NHD")
+    cache = paged_kv_struct(torch.empty(1, 2, 1, NUM_KV_HEADS, HEAD_DIM, dtype=torch.float16),
+                            None, 0)  # NHD
     cache.layout = 7
     with pytest.raises(_lib.TesseraArgumentError, match="argument 'kv_layout'"):
         _lib.call("tessera_append_paged_kv_cache", dl(key), dl(key), dl(index), dl(index),
