@@ -76,6 +76,27 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
   };
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
+  if (head_dim == 128 && causal) {
+    // The same kernel JIT-compiled (PlainVariant's arithmetic), and sigmoid
+    // attention (no softmax) through the JIT.
+    // (Compiled once per process: later shapes hit the memory cache.)
+    jit::LoadedVariant jit_plain(jit_plain_spec(jit::KernelKind::kBatchPrefillRagged, head_dim));
+    jit::LoadedVariant jit_sigmoid(jit_sigmoid_spec(jit::KernelKind::kBatchPrefillRagged, head_dim));
+    jit_sigmoid.extra_params().set("bias", -3.f);
+    for (const jit::LoadedVariant* variant : {&jit_plain, &jit_sigmoid}) {
+      AttentionOptions jit_options;
+      jit_options.jit_variant = variant;
+      const double jit_us = bench.median_us(
+          [&] {
+            prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), qo_dev.dl(), out.dl(), nullptr,
+                        jit_options, bench.stream(), Validate::kOff);
+          },
+          4.0 * static_cast<double>(q.bytes()));
+      bench.emit(variant == &jit_plain ? "batch_prefill_ragged_jit"
+                                       : "batch_prefill_ragged_jit_sigmoid",
+                 name, "TFLOP/s", flops(s, head_dim, causal) / (jit_us * 1e6));
+    }
+  }
 }
 
 void run_paged(Bench& bench, const Shape& s, int64_t page_size) {

@@ -2,7 +2,9 @@
 // bf16, NHD, page sizes 16 and 1, FlashInfer 0.2's decode shapes. Metric: GB/s
 // of K and V actually read (plus q and out, negligible), with the planner's
 // kernel (tensor cores at GQA 4) and, at page 16, the CUDA-core one. Also plan() host
-// time at batch 256 and the CUDA-graph replay time of run().
+// time at batch 256 and the CUDA-graph replay time of run(). At page 16, the
+// same kernel JIT-compiled (PlainVariant's arithmetic, rows batch_decode_jit
+// beside the AOT row) and sigmoid attention (JIT, CUDA cores, no softmax).
 #include <algorithm>
 #include <chrono>
 #include <numeric>
@@ -63,6 +65,9 @@ void run_decode_benchmarks(Bench& bench) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
   const DecodePlanShape shape{kQoHeads, kKvHeads, kHeadDim, 0};
+  jit::LoadedVariant jit_plain(jit_plain_spec(jit::KernelKind::kBatchDecode, kHeadDim));
+  jit::LoadedVariant jit_sigmoid(jit_sigmoid_spec(jit::KernelKind::kBatchDecode, kHeadDim));
+  jit_sigmoid.extra_params().set("bias", -3.f);
   for (const int64_t page_size : kPageSizes) {
     for (const DecodeShape& s : kShapes) {
       if (!bench.wants(case_name(s, page_size))) continue;
@@ -106,6 +111,20 @@ void run_decode_benchmarks(Bench& bench) {
         bench.emit("batch_decode_cuda_cores", case_name(s, page_size), "GB/s",
                    gbps(kv_bytes, bench.median_us(run, kv_bytes + io_bytes)));
         decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+        for (const jit::LoadedVariant* variant : {&jit_plain, &jit_sigmoid}) {
+          AttentionOptions jit_options;
+          jit_options.jit_variant = variant;
+          bench.emit(variant == &jit_plain ? "batch_decode_jit" : "batch_decode_jit_sigmoid",
+                     case_name(s, page_size), "GB/s",
+                     gbps(kv_bytes, bench.median_us(
+                                        [&] {
+                                          decode.run(q.dl(), cache_arg, kv_indices.dl(),
+                                                     kv_indptr.dl(), kv_last_page_len.dl(),
+                                                     out.dl(), nullptr, jit_options,
+                                                     bench.stream(), Validate::kOff);
+                                        },
+                                        kv_bytes + io_bytes)));
+        }
       }
 
       if (page_size == 16) {

@@ -111,4 +111,48 @@ int64_t BenchTensor::numel() const {
   return n;
 }
 
+namespace {
+tessera::jit::VariantSpec bf16_spec(const char* name, const char* source,
+                                    tessera::jit::KernelKind kernel, int64_t head_dim) {
+  tessera::jit::VariantSpec spec;
+  spec.name = name;
+  spec.source = source;
+  spec.kernel = kernel;
+  spec.q_dtype = spec.kv_dtype = DType::kBFloat16;
+  spec.head_dim = head_dim;
+  return spec;
+}
+}  // namespace
+
+tessera::jit::VariantSpec jit_plain_spec(tessera::jit::KernelKind kernel, int64_t head_dim) {
+  return bf16_spec("BenchPlain", R"(
+struct BenchPlain : VariantBase {
+  float scale_log2;
+  __device__ __forceinline__ BenchPlain(const VariantParams& p, int, int)
+      : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
+  __device__ __forceinline__ float query_scale() const { return scale_log2; }
+};
+)", kernel, head_dim);
+}
+
+tessera::jit::VariantSpec jit_sigmoid_spec(tessera::jit::KernelKind kernel, int64_t head_dim) {
+  tessera::jit::VariantSpec spec = bf16_spec("BenchSigmoid", R"(
+struct BenchSigmoid : VariantBase {
+  static constexpr bool kUseSoftmax = false;
+  static constexpr bool kHasLogitsTransform = true;
+  float scale;
+  float bias;
+  __device__ __forceinline__ BenchSigmoid(const VariantParams& p, int, int)
+      : scale(p.sm_scale * p.k_scale), bias(extra(p).bias) {}
+  __device__ __forceinline__ float query_scale() const { return scale; }
+  __device__ __forceinline__ float logits_transform(float dot, int) const {
+    return 1.f / (1.f + __expf(-(dot + bias)));
+  }
+};
+)", kernel, head_dim);
+  spec.use_softmax = false;
+  spec.params = {{"bias", tessera::jit::ParamType::kFloat}};
+  return spec;
+}
+
 }  // namespace tessera::bench

@@ -17,6 +17,7 @@
 
 #include "tessera/core/cuda_resources.h"
 #include "tessera/core/dtype.h"
+#include "tessera/jit/jit.h"
 
 namespace tessera::bench {
 
@@ -109,6 +110,14 @@ class BenchTensor {
   DeviceBuffer buffer_;
   DLTensor tensor_{};
 };
+
+// PlainVariant's arithmetic as a JIT variant for `kernel` (bf16, head_dim):
+// JIT-compiled kernels are timed beside the AOT ones (rows <kernel>_jit,
+// peer tessera_aot), which should run at the same speed.
+tessera::jit::VariantSpec jit_plain_spec(tessera::jit::KernelKind kernel, int64_t head_dim);
+// examples/jit/flash_sigmoid.cuh's arithmetic (sigmoid attention, no
+// softmax; extra parameter `bias`), for speed rows without a peer.
+tessera::jit::VariantSpec jit_sigmoid_spec(tessera::jit::KernelKind kernel, int64_t head_dim);
 
 // Kernel families; each registers its measurements.
 void run_norm_benchmarks(Bench& bench);

@@ -126,6 +126,11 @@ def measure(timer, kernel, case):
     # bench_python.py's rows (py_<kernel>) have the same peers as tessera_bench's.
     if kernel.startswith("py_"):
         kernel = kernel[len("py_"):]
+    if kernel.endswith("_jit"):
+        # A JIT build of a built-in variant beside the AOT kernel (same case).
+        aot = VALUES.get((kernel[:-len("_jit")], case))
+        metric = next(iter(METRICS.get((kernel, case), {"GB/s"})))
+        return [("tessera_aot", metric, aot)] if aot is not None else []
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)

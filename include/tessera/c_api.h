@@ -253,6 +253,9 @@ typedef struct TesseraJitSpec {
   int64_t head_dim;
   const TesseraJitParam* params;
   int32_t num_params;
+  /* Nonzero for a variant without softmax (its kUseSoftmax is false, e.g.
+   * sigmoid attention); zero (the default) for softmax variants. */
+  int32_t without_softmax;
 } TesseraJitSpec;
 
 /* Compiles (or finds in the memory / disk cache) the kernel for `arch`

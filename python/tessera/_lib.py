@@ -76,6 +76,7 @@ class JitSpec(ctypes.Structure):
         ("head_dim", c_int64),
         ("params", ctypes.POINTER(JitParam)),
         ("num_params", c_int32),
+        ("without_softmax", c_int32),
     ]
 
 

@@ -45,7 +45,9 @@ class VariantSpec:
     """A variant: the struct `name` defined in `source`, for `kernel` (batch_decode
     (also used by single decode), single_prefill, batch_prefill_ragged,
     batch_prefill_paged), with extra parameters (name, "float" | "int32" |
-    "float*" | "int32*") that the source reads as extra(p).<name>."""
+    "float*" | "int32*") that the source reads as extra(p).<name>. use_softmax
+    must equal the struct's kUseSoftmax (False: e.g. sigmoid attention, whose
+    split partials are summed)."""
 
     name: str
     source: str
@@ -54,6 +56,7 @@ class VariantSpec:
     kv_dtype: object = None  # None: q_dtype
     head_dim: int = 128
     params: Sequence[Tuple[str, str]] = ()
+    use_softmax: bool = True
 
     def _c(self):
         """The TesseraJitSpec (and the objects its pointers need alive)."""
@@ -82,6 +85,7 @@ class VariantSpec:
         spec.head_dim = int(self.head_dim)
         spec.params = params
         spec.num_params = len(self.params)
+        spec.without_softmax = 0 if self.use_softmax else 1
         return spec, (params, keep)
 
 

@@ -121,6 +121,10 @@ const char* variant_name(attention::VariantKind kind) {
   return "unknown";
 }
 
+bool sums_partial_states(const AttentionOptions& options) {
+  return options.jit_variant != nullptr && !options.jit_variant->spec().use_softmax;
+}
+
 const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kernel, DType q_dtype,
                            DType kv_dtype, int64_t head_dim) {
   if (options.jit_variant == nullptr) return nullptr;

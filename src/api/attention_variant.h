@@ -39,6 +39,10 @@ const char* variant_name(attention::VariantKind kind);
 // For VariantKind::kJit: the loaded kernel of options.jit_variant, after
 // checking its spec against the call (kernel kind, dtypes, head_dim; named
 // "options"). Null when options.jit_variant is null.
+// Whether split-KV partials of this call merge by summing (a JIT variant
+// without softmax: its partials carry lse 0) instead of by lse.
+bool sums_partial_states(const AttentionOptions& options);
+
 const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kernel, DType q_dtype,
                            DType kv_dtype, int64_t head_dim);
 

@@ -90,6 +90,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   l.variant_kind = variant.kind;
   l.variant = variant.params;
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), qv.dtype(), l.head_dim);
+  l.sum_states = detail::sums_partial_states(options);
 }
 
 void check_planned_indptr(const TensorView& view, const std::vector<int32_t>& planned,

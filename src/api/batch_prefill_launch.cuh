@@ -48,6 +48,7 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   m.rows_per_token = l.rows_per_token;
   m.head_dim = l.head_dim;
   m.lanes_per_item = static_cast<int>(l.head_dim / kWide);  // 16 or 32: one warp at most
+  m.sum_states = l.sum_states;
   const dim3 grid(static_cast<unsigned>(l.max_merge_tiles), static_cast<unsigned>(heads_y));
   attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();

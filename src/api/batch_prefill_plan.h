@@ -114,6 +114,7 @@ struct BatchPrefillLaunch {
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
   const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null
+  bool sum_states;                   // a non-softmax JIT variant: the merge sums partials
 };
 
 void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

@@ -41,22 +41,32 @@ inline constexpr bool kTensorCoreInstance = cuda::std::is_same_v<QT, KVT> &&
 // kernel's per-head work is small and the mma rows mostly padding).
 constexpr int64_t kTensorCoreMinGroup = 4;
 
+// A JIT variant's tensor-core kernel (compiled beside its CUDA-core one
+// when the variant qualifies), or null.
+const void* jit_mma_kernel(const DecodeLaunch& l) {
+  return l.options.jit_variant != nullptr ? l.options.jit_variant->mma_kernel() : nullptr;
+}
+
 [[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l) {
   throw Error("backend",
               "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 or 128, "
               "num_qo_heads / num_kv_heads <= " + std::to_string(decode_mma::kRows) +
-                  ", a built-in variant other than RoPE and no JIT variant",
+                  ", a built-in variant other than RoPE or a JIT softmax variant without a "
+                  "q/k transform",
               std::string("KV ") + dtype_name(l.kv.dtype) + ", head_dim " +
                   std::to_string(l.head_dim) + ", group " +
                   std::to_string(l.num_qo_heads / l.num_kv_heads) +
                   (l.options.pos_encoding_mode == PosEncodingMode::kRopeLlama ? ", RoPE" : "") +
-                  (l.jit_kernel != nullptr ? ", a JIT variant" : ""));
+                  (l.jit_kernel != nullptr && jit_mma_kernel(l) == nullptr
+                       ? ", a JIT variant the tensor-core kernel cannot run"
+                       : ""));
 }
 
 // For an instance that has a tensor-core kernel: whether this call takes it.
 bool use_tensor_cores(const DecodeLaunch& l, const void* jit_kernel) {
   const int64_t group = l.num_qo_heads / l.num_kv_heads;
-  const bool applies = jit_kernel == nullptr && group <= decode_mma::kRows;
+  const bool applies =
+      (jit_kernel == nullptr || jit_mma_kernel(l) != nullptr) && group <= decode_mma::kRows;
   switch (l.backend) {
     case DecodeBackend::kCudaCores: return false;
     case DecodeBackend::kTensorCores:
@@ -106,7 +116,9 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   if constexpr (kTensorCoreInstance<QT, KVT, kHeadDim, Variant>) {
     if (use_tensor_cores(l, jit_kernel)) {
       using MmaTraits = decode_mma::DecodeMmaTraits<QT, kHeadDim>;
-      kernel = reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
+      kernel = jit_kernel != nullptr
+                   ? jit_mma_kernel(l)
+                   : reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
       threads = decode_mma::kThreads;
       shared_bytes = MmaTraits::kSharedBytes;
     }

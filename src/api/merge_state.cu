@@ -7,6 +7,7 @@
 #include <limits>
 #include <string>
 
+#include "api/attention_variant.h"
 #include "api/decode_launch.h"
 #include "api/plan_run.h"
 #include "tessera/api/decode.h"
@@ -241,6 +242,7 @@ void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cud
     params.lse = launch.lse;
     params.num_qo_heads = launch.num_qo_heads;
     params.head_dim = launch.head_dim;
+    params.sum_states = sums_partial_states(launch.options);
     if (launch.head_dim > attention::kDecodeMergeMaxHeadDim || launch.num_qo_heads > 65535) {
       throw Error("tessera: decode merge: head_dim " + std::to_string(launch.head_dim) +
                   " or num_qo_heads " + std::to_string(launch.num_qo_heads) + " out of range");

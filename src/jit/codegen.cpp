@@ -72,6 +72,12 @@ GeneratedSource generate(const VariantSpec& spec) {
       kernel_header = "tessera/attention/decode.cuh";
       out.name_expression = "&tessera::decode::decode_kernel<tessera::decode::DecodeTraits<" + q +
                             ", " + kv + ", " + dim + ">, " + variant + ">";
+      if (spec.kv_dtype == spec.q_dtype && spec.head_dim <= 128 && spec.use_softmax) {
+        kernel_header = "tessera/attention/decode_mma.cuh";  // includes decode.cuh
+        out.mma_name_expression =
+            "&tessera::decode_mma::decode_mma_kernel<tessera::decode_mma::DecodeMmaTraits<" + q +
+            ", " + dim + ">, tessera::decode_mma::JitVariantFor<" + variant + ">>";
+      }
       break;
     case KernelKind::kSinglePrefill:
       kernel_header = "tessera/attention/prefill_sm80.cuh";
@@ -118,9 +124,18 @@ GeneratedSource generate(const VariantSpec& spec) {
   text += spec.source;
   if (text.back() != '\n') text += '\n';
   text += "#line 1 \"tessera_jit_footer\"\n";
+  // use_softmax tells the host how split partials merge; it must be the
+  // variant's own.
+  text += std::string("static_assert(") + spec.name + "::kUseSoftmax == " +
+          (spec.use_softmax ? "true" : "false") +
+          ", \"VariantSpec::use_softmax must equal the variant's kUseSoftmax\");\n";
   text += "}  // namespace " + std::string(kUserNamespace) + "\n";
   out.text = std::move(text);
   return out;
+}
+
+bool instantiates_user_variant(const std::string& lowered_name) {
+  return lowered_name.find(kUserNamespace) != std::string::npos;
 }
 
 }  // namespace detail

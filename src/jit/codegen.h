@@ -17,7 +17,15 @@ inline constexpr const char* kVariantFileName = "variant";
 struct GeneratedSource {
   std::string text;
   std::string name_expression;  // "&ns::kernel<...>" for nvrtcAddNameExpression
+  // Batch decode with 16-bit K/V of q's dtype and head_dim 64 / 128: the
+  // tensor-core kernel (decode_mma.cuh) for the same variant, else empty.
+  // Its lowered name holds kUserNamespace only when the kernel runs the
+  // variant (decode_mma::JitVariantFor).
+  std::string mma_name_expression;
 };
+
+// Whether a lowered mma kernel name instantiates the user's variant.
+bool instantiates_user_variant(const std::string& lowered_name);
 
 // Throws tessera::Error naming "variant" for an invalid spec (name not an
 // identifier, empty source, dtype / head_dim the kernel has no template for).

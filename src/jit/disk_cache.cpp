@@ -16,7 +16,7 @@ namespace tessera::jit::detail {
 
 namespace {
 
-constexpr char kMagic[8] = {'T', 'S', 'R', 'J', 'I', 'T', '0', '1'};
+constexpr char kMagic[8] = {'T', 'S', 'R', 'J', 'I', 'T', '0', '2'};
 constexpr uint64_t kMaxEntryBytes = uint64_t{1} << 30;  // a corrupt length is not trusted
 
 void put_u64(std::string& out, uint64_t value) {
@@ -91,15 +91,17 @@ std::optional<CacheEntry> DiskCache::load(const std::string& key,
     return std::nullopt;
   }
   std::size_t at = sizeof(kMagic);
-  std::string stored_key, kernel_name, payload;
+  std::string stored_key, kernel_name, mma_kernel_name, payload;
   uint64_t checksum = 0;
   if (!get_string(bytes, at, stored_key) || stored_key != key_text ||
-      !get_string(bytes, at, kernel_name) || !get_string(bytes, at, payload) ||
+      !get_string(bytes, at, kernel_name) || !get_string(bytes, at, mma_kernel_name) ||
+      !get_string(bytes, at, payload) ||
       !get_u64(bytes, at, checksum) || at != bytes.size() || checksum != fnv1a64(payload)) {
     return std::nullopt;
   }
   CacheEntry entry;
   entry.kernel_name = std::move(kernel_name);
+  entry.mma_kernel_name = std::move(mma_kernel_name);
   entry.cubin.assign(payload.begin(), payload.end());
   return entry;
 }
@@ -112,6 +114,7 @@ void DiskCache::store(const std::string& key, const std::string& key_text,
   std::string bytes(kMagic, sizeof(kMagic));
   put_string(bytes, key_text);
   put_string(bytes, entry.kernel_name);
+  put_string(bytes, entry.mma_kernel_name);
   const std::string payload(entry.cubin.begin(), entry.cubin.end());
   put_string(bytes, payload);
   put_u64(bytes, fnv1a64(payload));

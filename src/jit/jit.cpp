@@ -100,6 +100,7 @@ std::string key_text(const VariantSpec& spec, const CompileOptions& options) {
   text += dtype_name(spec.kv_dtype);
   text += "\nhead_dim " + std::to_string(spec.head_dim);
   text += "\nname " + spec.name;
+  text += spec.use_softmax ? "\nsoftmax" : "\nno softmax";
   for (const ParamSpec& param : spec.params) {
     text += "\nparam " + std::to_string(static_cast<int>(param.type)) + " " + param.name;
   }
@@ -145,17 +146,28 @@ CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options) {
   if (options.use_disk_cache) {
     if (auto entry = disk.load(key, text)) {
       kernel.kernel_name = std::move(entry->kernel_name);
+      kernel.mma_kernel_name = std::move(entry->mma_kernel_name);
       kernel.cubin = std::move(entry->cubin);
       kernel.from_disk = true;
     }
   }
   if (!kernel.from_disk) {
     ++g_compilations;
-    detail::NvrtcResult result = detail::nvrtc_compile(generated.text, generated.name_expression,
-                                                       options.arch, include_dirs());
-    kernel.kernel_name = std::move(result.lowered_name);
+    std::vector<std::string> expressions = {generated.name_expression};
+    if (!generated.mma_name_expression.empty()) {
+      expressions.push_back(generated.mma_name_expression);
+    }
+    detail::NvrtcResult result =
+        detail::nvrtc_compile(generated.text, expressions, options.arch, include_dirs());
+    kernel.kernel_name = std::move(result.lowered_names[0]);
+    if (result.lowered_names.size() > 1 &&
+        detail::instantiates_user_variant(result.lowered_names[1])) {
+      kernel.mma_kernel_name = std::move(result.lowered_names[1]);
+    }
     kernel.cubin = std::move(result.cubin);
-    if (options.use_disk_cache) disk.store(key, text, {kernel.kernel_name, kernel.cubin});
+    if (options.use_disk_cache) {
+      disk.store(key, text, {kernel.kernel_name, kernel.mma_kernel_name, kernel.cubin});
+    }
   }
   const std::lock_guard<std::mutex> lock(g_memory_mutex);
   memory_cache().emplace(key, kernel);

@@ -32,14 +32,18 @@ LoadedVariant::LoadedVariant(const VariantSpec& spec, CompileOptions options)
   TESSERA_CUDA_CHECK(cudaLibraryLoadData(&library, compiled_.cubin.data(), nullptr, nullptr, 0,
                                          nullptr, nullptr, 0));
   library_ = library;
-  cudaKernel_t kernel = nullptr;
-  const cudaError_t found = cudaLibraryGetKernel(&kernel, library, compiled_.kernel_name.c_str());
-  if (found != cudaSuccess) {
-    cudaLibraryUnload(library);
-    library_ = nullptr;
-    TESSERA_CUDA_CHECK(found);
-  }
-  kernel_ = reinterpret_cast<const void*>(kernel);
+  const auto find = [&](const std::string& name) {
+    cudaKernel_t kernel = nullptr;
+    const cudaError_t found = cudaLibraryGetKernel(&kernel, library, name.c_str());
+    if (found != cudaSuccess) {
+      cudaLibraryUnload(library);
+      library_ = nullptr;
+      TESSERA_CUDA_CHECK(found);
+    }
+    return reinterpret_cast<const void*>(kernel);
+  };
+  kernel_ = find(compiled_.kernel_name);
+  if (!compiled_.mma_kernel_name.empty()) mma_kernel_ = find(compiled_.mma_kernel_name);
 }
 
 LoadedVariant::~LoadedVariant() {

@@ -46,11 +46,14 @@ class Program {
 
 }  // namespace
 
-NvrtcResult nvrtc_compile(const std::string& source, const std::string& name_expression,
+NvrtcResult nvrtc_compile(const std::string& source,
+                          const std::vector<std::string>& name_expressions,
                           const std::string& arch, const std::vector<std::string>& include_dirs) {
   Program program(source, "tessera_jit.cu");
-  Program::check(nvrtcAddNameExpression(program.get(), name_expression.c_str()),
-                 "nvrtcAddNameExpression");
+  for (const std::string& expression : name_expressions) {
+    Program::check(nvrtcAddNameExpression(program.get(), expression.c_str()),
+                   "nvrtcAddNameExpression");
+  }
   // The AOT build's device flags (CMakeLists.txt) where NVRTC has them
   // (it has no --expt-relaxed-constexpr; the device headers do not need it).
   std::vector<std::string> options = {"-arch=" + arch, "-std=c++20", 
@@ -67,10 +70,12 @@ NvrtcResult nvrtc_compile(const std::string& source, const std::string& name_exp
                     program.log());
   }
   NvrtcResult result;
-  const char* lowered = nullptr;
-  Program::check(nvrtcGetLoweredName(program.get(), name_expression.c_str(), &lowered),
-                 "nvrtcGetLoweredName");
-  result.lowered_name = lowered;
+  for (const std::string& expression : name_expressions) {
+    const char* lowered = nullptr;
+    Program::check(nvrtcGetLoweredName(program.get(), expression.c_str(), &lowered),
+                   "nvrtcGetLoweredName");
+    result.lowered_names.emplace_back(lowered);
+  }
   std::size_t size = 0;
   Program::check(nvrtcGetCUBINSize(program.get(), &size), "nvrtcGetCUBINSize");
   result.cubin.resize(size);

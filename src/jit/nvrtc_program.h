@@ -1,5 +1,5 @@
 // One NVRTC compilation: source -> cubin for an architecture, with the
-// lowered name of one kernel. Errors throw tessera::Error naming "variant"
+// lowered names of its kernels. Errors throw tessera::Error naming "variant"
 // with NVRTC's log.
 #pragma once
 
@@ -10,10 +10,11 @@ namespace tessera::jit::detail {
 
 struct NvrtcResult {
   std::vector<char> cubin;
-  std::string lowered_name;
+  std::vector<std::string> lowered_names;  // per name expression
 };
 
-NvrtcResult nvrtc_compile(const std::string& source, const std::string& name_expression,
+NvrtcResult nvrtc_compile(const std::string& source,
+                          const std::vector<std::string>& name_expressions,
                           const std::string& arch, const std::vector<std::string>& include_dirs);
 
 // "major.minor" of the NVRTC library in use.

@@ -20,6 +20,7 @@ TEST(JitExamples, EveryExampleCompilesForDecodeAndPagedPrefill) {
   struct Example {
     const char* file;
     std::vector<jit::ParamSpec> params;
+    bool use_softmax = true;
   };
   const Example examples[] = {
       {"soft_cap.cuh", {}},
@@ -27,6 +28,7 @@ TEST(JitExamples, EveryExampleCompilesForDecodeAndPagedPrefill) {
       {"sink_window.cuh", {{"sinks", jit::ParamType::kInt32}, {"window", jit::ParamType::kInt32}}},
       {"per_head_bias.cuh",
        {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}}},
+      {"flash_sigmoid.cuh", {{"bias", jit::ParamType::kFloat}}, false},
   };
   for (const Example& example : examples) {
     for (const jit::KernelKind kernel : {jit::KernelKind::kBatchDecode,
@@ -34,7 +36,12 @@ TEST(JitExamples, EveryExampleCompilesForDecodeAndPagedPrefill) {
       SCOPED_TRACE(std::string(example.file) + " for " + jit::kernel_kind_name(kernel));
       jit::VariantSpec spec = testing::jit_example(example.file, kernel);
       spec.params = example.params;
-      EXPECT_FALSE(jit::compile(spec).cubin.empty());
+      spec.use_softmax = example.use_softmax;
+      const jit::CompiledKernel compiled = jit::compile(spec);
+      EXPECT_FALSE(compiled.cubin.empty());
+      // Decode examples with softmax get the tensor-core kernel too.
+      EXPECT_EQ(!compiled.mma_kernel_name.empty(),
+                kernel == jit::KernelKind::kBatchDecode && example.use_softmax);
     }
   }
   unsetenv("TESSERA_CACHE_DIR");

@@ -196,6 +196,75 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
       [&] { jit::compile(plain(KernelKind::kBatchDecode), {"ampere", true}); }, "arch");
 }
 
+// Batch decode specs compile the tensor-core kernel beside the CUDA-core
+// one when the dtypes, head_dim and variant allow it; the host learns
+// whether it did from the lowered name (it instantiates the user's struct).
+TEST_F(JitTest, DecodeCompilesTheTensorCoreKernelWhereTheVariantAllows) {
+  const jit::CompiledKernel both = jit::compile(plain(KernelKind::kBatchDecode));
+  EXPECT_NE(both.mma_kernel_name.find("decode_mma_kernel"), std::string::npos)
+      << both.mma_kernel_name;
+  EXPECT_NE(both.mma_kernel_name.find("UserPlain"), std::string::npos);
+  EXPECT_NE(both.kernel_name, both.mma_kernel_name);
+  // From the disk cache in a "fresh process": both names come back.
+  jit::clear_memory_cache();
+  const jit::CompiledKernel reloaded = jit::compile(plain(KernelKind::kBatchDecode));
+  EXPECT_TRUE(reloaded.from_disk);
+  EXPECT_EQ(reloaded.mma_kernel_name, both.mma_kernel_name);
+
+  // No tensor-core kernel: head_dim 256, fp8 KV, prefill kinds, and a
+  // variant with a q/k transform (it compiles, but the lowered name holds
+  // PlainVariant, not the user's struct).
+  EXPECT_TRUE(jit::compile(plain(KernelKind::kBatchDecode, DType::kBFloat16, 256))
+                  .mma_kernel_name.empty());
+  VariantSpec fp8 = plain(KernelKind::kBatchDecode);
+  fp8.kv_dtype = DType::kFloat8E4M3;
+  EXPECT_TRUE(jit::compile(fp8).mma_kernel_name.empty());
+  EXPECT_TRUE(jit::compile(plain(KernelKind::kSinglePrefill)).mma_kernel_name.empty());
+  VariantSpec transform = plain(KernelKind::kBatchDecode);
+  transform.name = "Negated";
+  transform.source = std::string(kPlainSource) + R"(
+struct Negated : UserPlain {
+  static constexpr bool kHasQueryKeyTransform = true;
+  __device__ Negated(const VariantParams& p, int h, int q) : UserPlain(p, h, q) {}
+  template <int kHeadDim, int N>
+  __device__ void transform_query(tessera::FloatVec<N>& q, int, int) const {
+    for (int i = 0; i < N; ++i) q[i] = -q[i];
+  }
+  template <int kHeadDim, int N>
+  __device__ void transform_key(tessera::FloatVec<N>& k, int, int, int) const {
+    for (int i = 0; i < N; ++i) k[i] = -k[i];
+  }
+};
+)";
+  const jit::CompiledKernel cuda_cores_only = jit::compile(transform);
+  EXPECT_FALSE(cuda_cores_only.cubin.empty());
+  EXPECT_TRUE(cuda_cores_only.mma_kernel_name.empty()) << cuda_cores_only.mma_kernel_name;
+}
+
+// use_softmax must match the struct's kUseSoftmax (it decides how split
+// partials merge): a mismatch is a compile error naming "variant".
+TEST_F(JitTest, UseSoftmaxMustMatchTheVariant) {
+  VariantSpec sigmoid = testing::jit_example("flash_sigmoid.cuh", KernelKind::kBatchDecode);
+  sigmoid.params = {{"bias", jit::ParamType::kFloat}};
+  try {
+    jit::compile(sigmoid);  // use_softmax left true
+    ADD_FAILURE() << "a non-softmax variant compiled as a softmax one";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.argument(), "variant");
+    EXPECT_NE(std::string(e.what()).find("use_softmax"), std::string::npos) << e.what();
+  }
+  sigmoid.use_softmax = false;
+  const jit::CompiledKernel compiled = jit::compile(sigmoid);
+  EXPECT_TRUE(compiled.mma_kernel_name.empty());  // tensor-core decode is softmax-only
+  // The flag is part of the key.
+  VariantSpec plain_spec = plain(KernelKind::kBatchDecode);
+  VariantSpec flipped = plain_spec;
+  flipped.use_softmax = false;
+  EXPECT_NE(jit::cache_key(plain_spec, {}), jit::cache_key(flipped, {}));
+  testing::expect_argument_error([&] { jit::compile(flipped); }, "variant");
+  EXPECT_EQ(files().size(), 1u);  // only the sigmoid entry
+}
+
 // A variant with extra parameters by name (examples/jit/per_head_bias.cuh):
 // a scalar bias and a per-head tensor (device pointer), read through the
 // generated extra(p).

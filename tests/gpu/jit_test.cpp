@@ -11,9 +11,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <string>
 #include <vector>
 
+#include "support/argument_error.h"
 #include "support/compare.h"
 #include "support/device_tensor.h"
 #include "support/gpu.h"
@@ -112,13 +114,18 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     AttentionOptions with_jit = aot;
     with_jit.jit_variant = &decode_variant;
     Tensors d = make(1, 3000, rng, true);
-    expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = d.lse.dl();
-      // JIT decode variants run on the CUDA-core kernel: compare with that one.
-      single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
-                                  o, stream.get(), DecodeBackend::kCudaCores);
-      stream.synchronize();
-    });
+    // A JIT decode variant has both kernels, like the built-in ones.
+    ASSERT_NE(decode_variant.mma_kernel(), nullptr);
+    for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores,
+                                        DecodeBackend::kAuto}) {
+      SCOPED_TRACE(static_cast<int>(backend));
+      expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
+        DLTensor lse = d.lse.dl();
+        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse,
+                                    KVLayout::kNHD, o, stream.get(), backend);
+        stream.synchronize();
+      });
+    }
 
     jit::LoadedVariant prefill_variant(spec_for(jit::KernelKind::kSinglePrefill));
     with_jit.jit_variant = &prefill_variant;
@@ -224,6 +231,159 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
     AttentionOptions jit_window;
     jit_window.jit_variant = &sink_variant;
     expect_bitwise_equal(t, aot_window, jit_window, call);
+  }
+}
+
+// FlashSigmoid (examples/jit/flash_sigmoid.cuh, no softmax) against a
+// float64 reference of out = sum_j sigmoid(sm_scale q.k_j + bias) v_j:
+// single decode (split over the SMs: the merge sums partials), causal single
+// prefill, and ragged batch prefill of short queries over long KV (split
+// units, summed by the prefill merge). lse is 0 everywhere.
+TEST_F(JitGpu, FlashSigmoidMatchesAFloat64Reference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CudaStream stream;
+  const int64_t hq = 8, hk = 2, d = 128, group = hq / hk;
+  const float bias = -3.f;
+  const double sm_scale = 1.0 / std::sqrt(static_cast<double>(d));
+  const auto random_tensor = [&](std::vector<int64_t> shape, std::vector<float>& host) {
+    DeviceTensor t(DType::kBFloat16, shape);
+    host = testing::round_to(DType::kBFloat16,
+                             rng.normal_vector(static_cast<std::size_t>(t.numel())));
+    t.upload(host);
+    return t;
+  };
+  // Reference for queries [qo_len, hq, d] at positions delta + i (causal) or
+  // attending every key (decode), keys / values [kv_len, hk, d].
+  const auto reference = [&](const std::vector<float>& q, const std::vector<float>& k,
+                             const std::vector<float>& v, int64_t qo_len, int64_t kv_len,
+                             bool causal) {
+    std::vector<double> out(static_cast<std::size_t>(qo_len * hq * d), 0.0);
+    const int64_t delta = kv_len - qo_len;
+    for (int64_t i = 0; i < qo_len; ++i) {
+      for (int64_t h = 0; h < hq; ++h) {
+        const int64_t kh = h / group;
+        const int64_t last = causal ? delta + i : kv_len - 1;
+        for (int64_t j = 0; j <= last; ++j) {
+          double dot = 0.0;
+          for (int64_t e = 0; e < d; ++e) {
+            dot += static_cast<double>(q[static_cast<std::size_t>((i * hq + h) * d + e)]) *
+                   k[static_cast<std::size_t>((j * hk + kh) * d + e)];
+          }
+          const double w = 1.0 / (1.0 + std::exp(-(dot * sm_scale + bias)));
+          for (int64_t e = 0; e < d; ++e) {
+            out[static_cast<std::size_t>((i * hq + h) * d + e)] +=
+                w * v[static_cast<std::size_t>((j * hk + kh) * d + e)];
+          }
+        }
+      }
+    }
+    return out;
+  };
+  const auto expect_zero_lse = [](const std::vector<float>& lse) {
+    for (const float x : lse) ASSERT_EQ(x, 0.f);
+  };
+  const auto load = [&](jit::KernelKind kernel) {
+    jit::VariantSpec spec = testing::jit_example("flash_sigmoid.cuh", kernel);
+    spec.q_dtype = spec.kv_dtype = DType::kBFloat16;
+    spec.params = {{"bias", jit::ParamType::kFloat}};
+    spec.use_softmax = false;
+    auto variant = std::make_unique<jit::LoadedVariant>(spec);
+    variant->extra_params().set("bias", bias);
+    return variant;
+  };
+
+  {  // single decode, 5000 keys: one request split over the SMs
+    SCOPED_TRACE("single decode");
+    const int64_t kv_len = 5000;
+    std::vector<float> q, k, v;
+    DeviceTensor q_dev = random_tensor({hq, d}, q), k_dev = random_tensor({kv_len, hk, d}, k),
+                 v_dev = random_tensor({kv_len, hk, d}, v);
+    DeviceTensor out(DType::kBFloat16, {hq, d}), lse(DType::kFloat32, {hq});
+    auto variant = load(jit::KernelKind::kBatchDecode);
+    EXPECT_EQ(variant->mma_kernel(), nullptr);  // tensor-core decode is softmax-only
+    AttentionOptions options;
+    options.jit_variant = variant.get();
+    out.poison();
+    lse.poison();
+    DLTensor lse_dl = lse.dl();
+    single_decode_with_kv_cache(q_dev.dl(), k_dev.dl(), v_dev.dl(), out.dl(), &lse_dl,
+                                KVLayout::kNHD, options, stream.get());
+    stream.synchronize();
+    EXPECT_TRUE(testing::all_close(out.download(), reference(q, k, v, 1, kv_len, false),
+                                   testing::kBFloat16Tolerance));
+    expect_zero_lse(lse.download());
+    // kTensorCores cannot run it: a named error, not a wrong answer.
+    testing::expect_argument_error(
+        [&] {
+          single_decode_with_kv_cache(q_dev.dl(), k_dev.dl(), v_dev.dl(), out.dl(), &lse_dl,
+                                      KVLayout::kNHD, options, stream.get(),
+                                      DecodeBackend::kTensorCores);
+        },
+        "backend");
+  }
+  {  // causal single prefill
+    SCOPED_TRACE("single prefill");
+    const int64_t qo_len = 160, kv_len = 900;
+    std::vector<float> q, k, v;
+    DeviceTensor q_dev = random_tensor({qo_len, hq, d}, q),
+                 k_dev = random_tensor({kv_len, hk, d}, k),
+                 v_dev = random_tensor({kv_len, hk, d}, v);
+    DeviceTensor out(DType::kBFloat16, {qo_len, hq, d}), lse(DType::kFloat32, {qo_len, hq});
+    auto variant = load(jit::KernelKind::kSinglePrefill);
+    AttentionOptions options;
+    options.jit_variant = variant.get();
+    out.poison();
+    lse.poison();
+    DLTensor lse_dl = lse.dl();
+    single_prefill_with_kv_cache(q_dev.dl(), k_dev.dl(), v_dev.dl(), out.dl(), &lse_dl,
+                                 KVLayout::kNHD, true, options, stream.get());
+    stream.synchronize();
+    EXPECT_TRUE(testing::all_close(out.download(), reference(q, k, v, qo_len, kv_len, true),
+                                   testing::kBFloat16Tolerance));
+    expect_zero_lse(lse.download());
+  }
+  {  // ragged batch prefill: 2 x (12 queries, 4000 keys) fill 4 CTAs, so KV splits
+    SCOPED_TRACE("ragged batch prefill");
+    const int64_t qo_len = 12, kv_len = 4000;
+    std::vector<float> q, k, v;
+    DeviceTensor q_dev = random_tensor({2 * qo_len, hq, d}, q),
+                 k_dev = random_tensor({2 * kv_len, hk, d}, k),
+                 v_dev = random_tensor({2 * kv_len, hk, d}, v);
+    DeviceTensor out(DType::kBFloat16, {2 * qo_len, hq, d}),
+        lse(DType::kFloat32, {2 * qo_len, hq});
+    auto variant = load(jit::KernelKind::kBatchPrefillRagged);
+    AttentionOptions options;
+    options.jit_variant = variant.get();
+    const std::vector<int32_t> qo_indptr = {0, 12, 24}, kv_indptr = {0, 4000, 8000};
+    DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
+    qo_dev.upload_ints({0, 12, 24});
+    kv_dev.upload_ints({0, 4000, 8000});
+    const PrefillPlanShape shape{hq, hk, d, 0};
+    const PrefillPlanBounds bounds{2, 2 * qo_len};
+    const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
+    DeviceBuffer workspace(bytes);
+    BatchPrefillWithRaggedKVCache ragged(shape, bounds, workspace.data(), bytes, 0);
+    ragged.plan(qo_indptr, kv_indptr, true, stream.get());
+    out.poison();
+    lse.poison();
+    DLTensor lse_dl = lse.dl();
+    ragged.run(q_dev.dl(), k_dev.dl(), v_dev.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl,
+               options, stream.get());
+    stream.synchronize();
+    // Each request against its own rows of k / v.
+    const std::size_t q_half = static_cast<std::size_t>(qo_len * hq * d);
+    const std::size_t kv_half = static_cast<std::size_t>(kv_len * hk * d);
+    std::vector<double> expected;
+    for (int r = 0; r < 2; ++r) {
+      const std::vector<float> qr(q.begin() + r * q_half, q.begin() + (r + 1) * q_half);
+      const std::vector<float> kr(k.begin() + r * kv_half, k.begin() + (r + 1) * kv_half);
+      const std::vector<float> vr(v.begin() + r * kv_half, v.begin() + (r + 1) * kv_half);
+      const std::vector<double> part = reference(qr, kr, vr, qo_len, kv_len, true);
+      expected.insert(expected.end(), part.begin(), part.end());
+    }
+    EXPECT_TRUE(testing::all_close(out.download(), expected, testing::kBFloat16Tolerance));
+    expect_zero_lse(lse.download());
   }
 }
 

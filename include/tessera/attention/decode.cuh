@@ -31,9 +31,11 @@
 // the end, a log2(token lanes) pairwise tree, reuses it). Two CTAs per SM
 // (launch bounds: <= 128 registers for the per-head state), 96 KB in flight.
 // Limits: D in {64, 128, 256}; K/V rows 16-byte aligned (checked on the
-// host); q/out accessed element-wise (any alignment); Variant::kUseSoftmax
-// and no output transform (split requests are finished by the merge pass,
-// which would skip it); transform_key must not depend on the query head
+// host); q/out accessed element-wise (any alignment); no output transform
+// (split requests are finished by the merge pass, which would skip it).
+// Non-softmax variants (kUseSoftmax false) weigh each token by its logit
+// and write lse 0, so partial states sum (the merge runs in sum mode);
+// transform_key must not depend on the query head
 // (it runs once per key for all heads of a thread).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
@@ -270,7 +272,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   constexpr int kRowThreads = Traits::kRowThreads;
   constexpr int kLanes = Traits::kLanes;
   constexpr int kTileTokens = Traits::kTileTokens;
-  static_assert(Variant::kUseSoftmax, "decode supports softmax variants only");
+  constexpr bool kSoftmax = Variant::kUseSoftmax;
   static_assert(!Variant::kHasOutputTransform, "split decode has no output-transform pass");
 
   extern __shared__ __align__(16) unsigned char shared[];
@@ -352,7 +354,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
     attention::SoftmaxState<kComputeVec> state[kMaxHeads];
 #pragma unroll
-    for (int h = 0; h < kMaxHeads; ++h) state[h].init();
+    for (int h = 0; h < kMaxHeads; ++h) {
+      state[h].init();
+      // Without softmax the running max stays 0, so the lane merge below
+      // (factors 2^0 = 1) sums the states.
+      if constexpr (!kSoftmax) state[h].m = 0.f;
+    }
 
     auto stage_k = [&](int tile) { return shared + (tile % kStages) * 2 * kStageTensorBytes; };
     auto thread_first = [&](int tile) { return kv_lo + tile * kTileTokens + copy_row; };
@@ -442,7 +449,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
               if constexpr (Variant::kHasLogitsMask) {
                 keep = keep && variants[h].logits_mask(kv_pos);
               }
-              logits[h][u] = keep ? dot : attention::negative_infinity();
+              // A masked token weighs 0: 2^-inf with softmax, 0 without.
+              logits[h][u] = keep ? dot : (kSoftmax ? attention::negative_infinity() : 0.f);
             }
           }
           // Lazy rescale: only a head whose running max grew pays for it
@@ -450,7 +458,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
           float reference[kMaxHeads];
 #pragma unroll
           for (int h = 0; h < kMaxHeads; ++h) {
-            if (h < kHeads) {
+            if (kSoftmax && h < kHeads) {
               float m_new = state[h].m;
 #pragma unroll
               for (int u = 0; u < kTokensPerStep<Variant>; ++u) m_new = fmaxf(m_new, logits[h][u]);
@@ -466,7 +474,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 #pragma unroll
             for (int h = 0; h < kMaxHeads; ++h) {
               if (h < kHeads) {
-                const float p = attention::fast_exp2(logits[h][u] - reference[h]);
+                const float p = kSoftmax ? attention::fast_exp2(logits[h][u] - reference[h])
+                                         : logits[h][u];
                 state[h].d += p;
 #pragma unroll
                 for (int i = 0; i < kComputeVec; ++i) state[h].o[i] = fmaf(p, v[i], state[h].o[i]);
@@ -531,7 +540,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       for (int h = 0; h < kMaxHeads; ++h) {
         if (h < heads && slot_first + h < round_heads) {
           const int qo_head = round_qo_base + slot_first + h;
-          const float scale = state[h].normalizer() * params.variant.v_scale;
+          const float scale =
+              (kSoftmax ? state[h].normalizer() : 1.f) * params.variant.v_scale;
+          const float lse = kSoftmax ? state[h].lse() : 0.f;
           if (unit.partial_index < 0) {
             QT* out_row =
                 params.out + request * params.out_stride_batch + qo_head * params.out_stride_head;
@@ -540,8 +551,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
               out_row[dim0 + i] = from_float<QT>(state[h].o[i] * scale);
             }
             if (params.lse != nullptr && tx == 0) {
-              params.lse[static_cast<int64_t>(request) * params.num_qo_heads + qo_head] =
-                  state[h].lse();
+              params.lse[static_cast<int64_t>(request) * params.num_qo_heads + qo_head] = lse;
             }
           } else {
             const int64_t slot =
@@ -549,7 +559,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
             float* partial = schedule.partial_out + slot * kHeadDim + dim0;
 #pragma unroll
             for (int i = 0; i < kComputeVec; ++i) partial[i] = state[h].o[i] * scale;
-            if (tx == 0) schedule.partial_lse[slot] = state[h].lse();
+            if (tx == 0) schedule.partial_lse[slot] = lse;
           }
         }
       }

@@ -29,6 +29,7 @@
 #pragma once
 
 #include <cuda/std/cstdint>
+#include <cuda/std/type_traits>
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
@@ -69,14 +70,26 @@ struct DecodeMmaTraits {
   static_assert(kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks of V");
 };
 
+// Whether this kernel can run a variant (the host, and the JIT's code
+// generation, fall back to decode_kernel otherwise).
+template <typename Variant>
+inline constexpr bool kRunsVariant = Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform &&
+                                     !Variant::kHasOutputTransform;
+
+// The variant a JIT build instantiates this kernel with: Variant itself when
+// the kernel runs it, else PlainVariant (a kernel that is never launched;
+// the host sees from its lowered name that the user's type is absent).
+template <typename Variant>
+using JitVariantFor =
+    cuda::std::conditional_t<kRunsVariant<Variant>, Variant, attention::PlainVariant>;
+
 template <typename Traits, typename Variant>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     decode_mma_kernel(const decode::DecodeParams<typename Traits::T, typename Traits::T> params) {
   using T = typename Traits::T;
   constexpr int kHeadDim = Traits::kHeadDim;
   constexpr int kChunks = Traits::kChunks;
-  static_assert(Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform &&
-                    !Variant::kHasOutputTransform,
+  static_assert(kRunsVariant<Variant>,
                 "tensor-core decode runs softmax variants without q/k or output transforms");
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* const stages = reinterpret_cast<T*>(shared_raw);

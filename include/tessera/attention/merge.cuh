@@ -17,6 +17,10 @@
 // head blocks); it reads the batch size from the schedule header, so a
 // captured CUDA graph replays for any plan within the bounds.
 // No shared memory. Limits: head_dim % N == 0 (the API picks N = 1 otherwise).
+//
+// Sum mode (decode / prefill partials of a non-softmax variant): every
+// state has lse 0, so the weights are 2^0 = 1 and the merge returns
+// sum_i v_i (not divided by the count) with lse 0.
 #pragma once
 
 #include <cuda/std/cstdint>
@@ -65,12 +69,13 @@ struct MergeAccumulator {
   }
 
   // v = acc / denom and lse = max + log2(denom); all states empty: 0, -inf.
-  __device__ __forceinline__ void finish(FloatVec<N>& v, float& lse) const {
+  // sum_states: v = acc (the sum of states whose lse are all 0), lse 0.
+  __device__ __forceinline__ void finish(FloatVec<N>& v, float& lse, bool sum_states = false) const {
     const bool empty = !(denom > 0.f);
-    const float inv = empty ? 0.f : 1.f / denom;
+    const float inv = sum_states ? 1.f : empty ? 0.f : 1.f / denom;
 #pragma unroll
     for (int i = 0; i < N; ++i) v[i] = acc[i] * inv;
-    lse = empty ? -INFINITY : max_lse + log2f(denom);
+    lse = sum_states ? 0.f : empty ? -INFINITY : max_lse + log2f(denom);
   }
 };
 
@@ -272,6 +277,7 @@ struct DecodeMergeParams {
   float* __restrict__ lse;  // null, or contiguous [batch, num_qo_heads]
   int64_t num_qo_heads;
   int64_t head_dim;  // <= kDecodeMergeMaxHeadDim
+  bool sum_states;   // non-softmax variant: sum the partials (see the top)
 };
 
 template <typename Out, int N>
@@ -324,7 +330,7 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
     denom += scratch[w][1] * weight[w];
   }
   const bool empty = !(denom > 0.f);
-  const float inv = empty ? 0.f : 1.f / denom;
+  const float inv = params.sum_states ? 1.f : empty ? 0.f : 1.f / denom;
   for (int64_t e = static_cast<int64_t>(lane) * N; e < params.head_dim;
        e += static_cast<int64_t>(kMergeWarpSize) * N) {
     FloatVec<N> v;
@@ -341,7 +347,8 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
         params.out + request * params.out_stride_batch + head * params.out_stride_head + e, v);
   }
   if (lane == 0 && params.lse != nullptr) {
-    params.lse[request * params.num_qo_heads + head] = empty ? -INFINITY : max_lse + log2f(denom);
+    params.lse[request * params.num_qo_heads + head] =
+        params.sum_states ? 0.f : empty ? -INFINITY : max_lse + log2f(denom);
   }
 }
 
@@ -367,6 +374,7 @@ struct PrefillMergeParams {
   int64_t rows_per_token;
   int64_t head_dim;
   int lanes_per_item;
+  bool sum_states;  // non-softmax variant: sum the partials
 };
 
 template <typename Out, int N>
@@ -401,7 +409,7 @@ __global__ void __launch_bounds__(kMergeBlockThreads)
                    ((first_partial + c * tile.qo_rows) * params.heads_y + y) * params.head_dim + e;
           });
       FloatVec<N> v;
-      merged.finish(v, lse);
+      merged.finish(v, lse, params.sum_states);
       store_chunk<Out, N>(params.out + (qo_begin + token) * params.out_stride_token +
                               head * params.out_stride_head + e,
                           v);

@@ -247,7 +247,11 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
                                              const OutputRows<T>& output, const UnitSpan& span,
                                              unsigned char* shared_raw) {
   static_assert(!Variant::kHasQueryKeyTransform, "prefill has no q/k transform hook yet");
-  static_assert(Variant::kUseSoftmax, "prefill computes softmax attention");
+  // Without softmax (e.g. sigmoid attention) a logit is the token's weight:
+  // masked tokens weigh 0, nothing is normalised, lse is written as 0 so
+  // that split units' partials sum in the merge.
+  constexpr bool kSoftmax = Variant::kUseSoftmax;
+  const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
   constexpr int kChunks = Traits::kChunks;
   T* const q_tile = reinterpret_cast<T*>(shared_raw);
   T* const k_tiles = q_tile + Traits::kQElems;
@@ -361,8 +365,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           xb = var_b.logits_transform(xb, col);
         }
         if (need_mask) {
-          if (!attends(var_a, span.causal, col, pos_a, kv_end)) xa = attention::negative_infinity();
-          if (!attends(var_b, span.causal, col, pos_b, kv_end)) xb = attention::negative_infinity();
+          if (!attends(var_a, span.causal, col, pos_a, kv_end)) xa = masked;
+          if (!attends(var_b, span.causal, col, pos_b, kv_end)) xb = masked;
         }
         s[nb][e] = xa;
         s[nb][2 + e] = xb;
@@ -370,41 +374,43 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
 
     // ---- online softmax: row max over the quad, rescale, exponentiate
-    float max_a = m_a;
-    float max_b = m_b;
+    if constexpr (kSoftmax) {
+      float max_a = m_a;
+      float max_b = m_b;
 #pragma unroll
-    for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-      max_a = fmaxf(max_a, fmaxf(s[nb][0], s[nb][1]));
-      max_b = fmaxf(max_b, fmaxf(s[nb][2], s[nb][3]));
-    }
+      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+        max_a = fmaxf(max_a, fmaxf(s[nb][0], s[nb][1]));
+        max_b = fmaxf(max_b, fmaxf(s[nb][2], s[nb][3]));
+      }
 #pragma unroll
-    for (int offset = 1; offset < 4; offset *= 2) {
-      max_a = fmaxf(max_a, __shfl_xor_sync(0xffffffffu, max_a, offset));
-      max_b = fmaxf(max_b, __shfl_xor_sync(0xffffffffu, max_b, offset));
-    }
-    const float ref_a = attention::safe_max(max_a);
-    const float ref_b = attention::safe_max(max_b);
-    const float factor_a = attention::fast_exp2(m_a - ref_a);
-    const float factor_b = attention::fast_exp2(m_b - ref_b);
-    m_a = max_a;
-    m_b = max_b;
-    d_a *= factor_a;
-    d_b *= factor_b;
+      for (int offset = 1; offset < 4; offset *= 2) {
+        max_a = fmaxf(max_a, __shfl_xor_sync(0xffffffffu, max_a, offset));
+        max_b = fmaxf(max_b, __shfl_xor_sync(0xffffffffu, max_b, offset));
+      }
+      const float ref_a = attention::safe_max(max_a);
+      const float ref_b = attention::safe_max(max_b);
+      const float factor_a = attention::fast_exp2(m_a - ref_a);
+      const float factor_b = attention::fast_exp2(m_b - ref_b);
+      m_a = max_a;
+      m_b = max_b;
+      d_a *= factor_a;
+      d_b *= factor_b;
 #pragma unroll
-    for (int db = 0; db < Traits::kDBlocks; ++db) {
-      o[db][0] *= factor_a;
-      o[db][1] *= factor_a;
-      o[db][2] *= factor_b;
-      o[db][3] *= factor_b;
-    }
+      for (int db = 0; db < Traits::kDBlocks; ++db) {
+        o[db][0] *= factor_a;
+        o[db][1] *= factor_a;
+        o[db][2] *= factor_b;
+        o[db][3] *= factor_b;
+      }
 #pragma unroll
-    for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-      s[nb][0] = attention::fast_exp2(s[nb][0] - ref_a);
-      s[nb][1] = attention::fast_exp2(s[nb][1] - ref_a);
-      s[nb][2] = attention::fast_exp2(s[nb][2] - ref_b);
-      s[nb][3] = attention::fast_exp2(s[nb][3] - ref_b);
-      d_a += s[nb][0] + s[nb][1];
-      d_b += s[nb][2] + s[nb][3];
+      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+        s[nb][0] = attention::fast_exp2(s[nb][0] - ref_a);
+        s[nb][1] = attention::fast_exp2(s[nb][1] - ref_a);
+        s[nb][2] = attention::fast_exp2(s[nb][2] - ref_b);
+        s[nb][3] = attention::fast_exp2(s[nb][3] - ref_b);
+        d_a += s[nb][0] + s[nb][1];
+        d_b += s[nb][2] + s[nb][3];
+      }
     }
     // P as A fragments: kv columns 16c..16c+15 are S n-blocks 2c and 2c + 1.
     uint32_t p_frag[Traits::kKvSteps][4];
@@ -448,11 +454,11 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);
     d_b += __shfl_xor_sync(0xffffffffu, d_b, offset);
   }
-  const float inv_a = d_a > 0.f ? params.v_scale / d_a : 0.f;
-  const float inv_b = d_b > 0.f ? params.v_scale / d_b : 0.f;
   const float neg_inf = attention::negative_infinity();
-  const float lse_a = d_a > 0.f ? m_a + __log2f(d_a) : neg_inf;
-  const float lse_b = d_b > 0.f ? m_b + __log2f(d_b) : neg_inf;
+  const float inv_a = !kSoftmax ? params.v_scale : d_a > 0.f ? params.v_scale / d_a : 0.f;
+  const float inv_b = !kSoftmax ? params.v_scale : d_b > 0.f ? params.v_scale / d_b : 0.f;
+  const float lse_a = !kSoftmax ? 0.f : d_a > 0.f ? m_a + __log2f(d_a) : neg_inf;
+  const float lse_b = !kSoftmax ? 0.f : d_b > 0.f ? m_b + __log2f(d_b) : neg_inf;
   const bool valid_a = row_a < span.row_end;
   const bool valid_b = row_b < span.row_end;
 

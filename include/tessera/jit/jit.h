@@ -55,6 +55,10 @@ struct VariantSpec {
   DType q_dtype = DType::kBFloat16;   // fp16 / bf16
   DType kv_dtype = DType::kBFloat16;  // = q_dtype (decode also fp8 e4m3)
   int64_t head_dim = 128;             // decode 64/128/256, prefill 64/128
+  // Must equal the variant's kUseSoftmax (a static_assert checks it): false
+  // for attention without softmax (e.g. sigmoid attention), whose split-KV
+  // partials the merge sums instead of combining by lse.
+  bool use_softmax = true;
   // Extra parameters, in order. The generated code declares
   //   struct Extra { <type> <name>; ... };   and   const Extra& extra(const VariantParams&)
   // before the variant's source, so the variant reads extra(p).<name> in its
@@ -101,6 +105,11 @@ struct CompileOptions {
 struct CompiledKernel {
   std::string key;            // hex digest of everything that shapes the cubin
   std::string kernel_name;    // lowered (mangled) name of the __global__ function
+  // Batch decode only: the tensor-core decode kernel (decode_mma.cuh) for
+  // the same variant, compiled into the same cubin when the call's dtypes
+  // and head_dim have one (16-bit K/V = q, head_dim 64 / 128) and the
+  // variant qualifies (softmax, no q/k transform); else empty.
+  std::string mma_kernel_name;
   std::vector<char> cubin;
   bool from_disk = false;     // loaded from the disk cache
   bool from_memory = false;   // found in this process's cache
@@ -132,6 +141,8 @@ class TESSERA_API LoadedVariant {
   // The kernel handle, usable where the runtime takes a kernel function
   // (cudaLaunchKernel, cudaFuncSetAttribute).
   const void* kernel() const { return kernel_; }
+  // The tensor-core decode kernel (CompiledKernel::mma_kernel_name), or null.
+  const void* mma_kernel() const { return mma_kernel_; }
   const CompiledKernel& compiled() const { return compiled_; }
 
  private:
@@ -140,6 +151,7 @@ class TESSERA_API LoadedVariant {
   CompiledKernel compiled_;
   void* library_ = nullptr;
   const void* kernel_ = nullptr;
+  const void* mma_kernel_ = nullptr;
 };
 
 // "sm_XY" of a device (with "a" for sm_90: the Hopper-only instructions).
