@@ -1,10 +1,11 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill|batch_prefill]
+// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill|batch_prefill[,...]]
 //                     [--case SUBSTRING]  (decode and prefill cases)
 #include <cstdio>
 #include <cstring>
 #include <exception>
+#include <string>
 
 #include "bench_harness.h"
 
@@ -17,8 +18,11 @@ int main(int argc, char** argv) {
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     if (std::strcmp(argv[i], "--case") == 0 && i + 1 < argc) config.case_filter = argv[++i];
   }
+  // --only takes one family or a comma-separated list.
   const auto wanted = [only](const char* family) {
-    return only == nullptr || std::strcmp(only, family) == 0;
+    if (only == nullptr) return true;
+    const std::string list = std::string(",") + only + ",";
+    return list.find(std::string(",") + family + ",") != std::string::npos;
   };
   int devices = 0;
   if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {

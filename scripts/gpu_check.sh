@@ -14,7 +14,7 @@
 #   TESSERA_PYTEST_FILTER=<expr>               pytest -k for the Python tests
 #   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
 #                                              memcheck and racecheck)
-#   TESSERA_BENCH_ONLY=<family>                only this benchmark family
+#   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families
 #   TESSERA_PROFILE="<spec> ..."               scripts/gpu_profile.sh specs, run last
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"

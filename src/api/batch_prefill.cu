@@ -83,9 +83,8 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   using attention::VariantKind;
-  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama &&
-                        variant.kind != VariantKind::kSoftCapSlidingWindow,
-                    "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
+  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama, "options",
+                    "plain, soft-cap, sliding window, soft-cap + window or ALiBi (prefill)",
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   l.variant_kind = variant.kind;
   l.variant = variant.params;

@@ -3,14 +3,20 @@
 // parallel): dispatch over dtype x head_dim x variant, then the prefill
 // kernel on grid (max_ctas, heads_y) and, when the plan split KV (or a graph
 // is being captured), the merge kernel on grid (max merge tiles, heads_y).
-// AOT set per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
-// soft-cap, window, ALiBi} = 16 kernels.
+// Kernels per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
+// soft-cap, window, soft-cap + window, ALiBi}; those on the AOT list
+// (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
 #pragma once
 
 #include <string>
 
+#include <cuda/std/type_traits>
+
+#include "api/aot_kernels.h"
 #include "api/attention_variant.h"
 #include "api/batch_prefill_plan.h"
+#include "api/builtin_jit.h"
+#include "api/kernel_types.cuh"
 #include "tessera/attention/merge.cuh"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -75,10 +81,18 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.head_dim = kHeadDim;
   p.schedule = l.schedule;
   p.variant = variant;
-  const void* kernel =
-      l.jit_kernel != nullptr
-          ? l.jit_kernel
-          : reinterpret_cast<const void*>(prefill::batch_prefill_kernel<Traits, Variant, T, Kv>);
+  const void* kernel = l.jit_kernel;
+  if constexpr (aot_prefill_kernel(variant_kind_of<Variant>(), kHeadDim)) {
+    if (kernel == nullptr) {
+      kernel = reinterpret_cast<const void*>(prefill::batch_prefill_kernel<Traits, Variant, T, Kv>);
+    }
+  } else if (kernel == nullptr) {  // off the AOT list: from the JIT, on first use
+    constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+    kernel = builtin_jit_variant(kRagged ? jit::KernelKind::kBatchPrefillRagged
+                                         : jit::KernelKind::kBatchPrefillPaged,
+                                 variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(), kHeadDim)
+                 .kernel();
+  }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>(l.max_ctas), static_cast<unsigned>(l.num_kv_heads));
@@ -112,6 +126,8 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
       return dispatch_prefill_types<KvOf, attention::SoftCapVariant>(l, params, stream);
     case VariantKind::kSlidingWindow:
       return dispatch_prefill_types<KvOf, attention::SlidingWindowVariant>(l, params, stream);
+    case VariantKind::kSoftCapSlidingWindow:
+      return dispatch_prefill_types<KvOf, attention::SoftCapSlidingWindowVariant>(l, params, stream);
     case VariantKind::kAlibi:
       return dispatch_prefill_types<KvOf, attention::AlibiVariant>(l, params, stream);
     case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types

@@ -1,18 +1,23 @@
-// launch_decode (api/decode_launch.h): picks the decode kernel instantiation
-// for (q dtype, KV dtype, head_dim, variant) and launches it. The AOT set is
-// the explicit list below: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
-// x head_dim {64, 128, 256} x the six built-in variants (72 kernels), plus the
-// tensor-core kernels (decode_mma.cuh) for 16-bit K/V x head_dim {64, 128} x
-// the five variants without RoPE (20); anything
-// else is rejected here (and earlier, with the argument's name, by the API).
+// launch_decode (api/decode_launch.h): picks the decode kernel for (q dtype,
+// KV dtype, head_dim, variant) and launches it. The dispatch below spans what
+// the templates support: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
+// x head_dim {64, 128, 256} x the six built-in variants, with tensor-core
+// kernels (decode_mma.cuh) for 16-bit K/V x head_dim {64, 128} x the five
+// variants without RoPE. Entries on the AOT list (aot_kernels.h) are
+// instantiated here; the rest come from the JIT (builtin_jit.h) on first
+// use. Anything else is rejected here (and earlier, with the argument's
+// name, by the API).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include <cuda/std/type_traits>
 
+#include "api/aot_kernels.h"
 #include "api/attention_variant.h"
 #include "api/batch_decode_args.h"
+#include "api/builtin_jit.h"
+#include "api/kernel_types.cuh"
 #include "api/decode_launch.h"
 #include "tessera/attention/decode.cuh"
 #include "tessera/attention/decode_mma.cuh"
@@ -41,13 +46,14 @@ inline constexpr bool kTensorCoreInstance = cuda::std::is_same_v<QT, KVT> &&
 // kernel's per-head work is small and the mma rows mostly padding).
 constexpr int64_t kTensorCoreMinGroup = 4;
 
-// A JIT variant's tensor-core kernel (compiled beside its CUDA-core one
-// when the variant qualifies), or null.
-const void* jit_mma_kernel(const DecodeLaunch& l) {
-  return l.options.jit_variant != nullptr ? l.options.jit_variant->mma_kernel() : nullptr;
-}
+// The kernels of a JIT-compiled variant (the caller's, or a built-in one off
+// the AOT list): CUDA-core, and tensor-core when the variant has one.
+struct JitKernels {
+  const void* kernel = nullptr;
+  const void* mma_kernel = nullptr;
+};
 
-[[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l) {
+[[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l, const JitKernels& jit) {
   throw Error("backend",
               "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 or 128, "
               "num_qo_heads / num_kv_heads <= " + std::to_string(decode_mma::kRows) +
@@ -57,20 +63,20 @@ const void* jit_mma_kernel(const DecodeLaunch& l) {
                   std::to_string(l.head_dim) + ", group " +
                   std::to_string(l.num_qo_heads / l.num_kv_heads) +
                   (l.options.pos_encoding_mode == PosEncodingMode::kRopeLlama ? ", RoPE" : "") +
-                  (l.jit_kernel != nullptr && jit_mma_kernel(l) == nullptr
+                  (jit.kernel != nullptr && jit.mma_kernel == nullptr
                        ? ", a JIT variant the tensor-core kernel cannot run"
                        : ""));
 }
 
 // For an instance that has a tensor-core kernel: whether this call takes it.
-bool use_tensor_cores(const DecodeLaunch& l, const void* jit_kernel) {
+bool use_tensor_cores(const DecodeLaunch& l, const JitKernels& jit) {
   const int64_t group = l.num_qo_heads / l.num_kv_heads;
   const bool applies =
-      (jit_kernel == nullptr || jit_mma_kernel(l) != nullptr) && group <= decode_mma::kRows;
+      (jit.kernel == nullptr || jit.mma_kernel != nullptr) && group <= decode_mma::kRows;
   switch (l.backend) {
     case DecodeBackend::kCudaCores: return false;
     case DecodeBackend::kTensorCores:
-      if (!applies) throw_no_tensor_cores(l);
+      if (!applies) throw_no_tensor_cores(l, jit);
       return true;
     case DecodeBackend::kAuto: break;
   }
@@ -79,7 +85,7 @@ bool use_tensor_cores(const DecodeLaunch& l, const void* jit_kernel) {
 
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
 void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
-                     const void* jit_kernel, cudaStream_t stream) {
+                     JitKernels jit, cudaStream_t stream) {
   using Traits = decode::DecodeTraits<QT, KVT, kHeadDim>;
   decode::DecodeParams<QT, KVT> p{};
   p.q = static_cast<const QT*>(l.q);
@@ -106,24 +112,40 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   p.schedule = l.schedule;
   p.variant = variant;
 
+  // A built-in variant off the AOT list comes from the JIT (compiled and
+  // loaded on first use); only listed instances are compiled into the library.
+  constexpr bool kAot = aot_decode_kernel(variant_kind_of<Variant>(), dtype_of<QT>(),
+                                          dtype_of<KVT>(), kHeadDim);
+  if constexpr (!kAot) {
+    if (jit.kernel == nullptr) {
+      const jit::LoadedVariant& built = builtin_jit_variant(
+          jit::KernelKind::kBatchDecode, variant_kind_of<Variant>(), dtype_of<QT>(),
+          dtype_of<KVT>(), kHeadDim);
+      jit = {built.kernel(), built.mma_kernel()};
+    }
+  }
   // A JIT variant's kernel takes the same parameters (only the variant type
   // differs), so it launches exactly like the AOT one.
-  const void* kernel = jit_kernel != nullptr
-                           ? jit_kernel
-                           : reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
+  const void* kernel = jit.kernel;
+  if constexpr (kAot) {
+    if (kernel == nullptr) kernel = reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
+  }
   int threads = decode::kThreads;
   int shared_bytes = Traits::kSharedBytes;
   if constexpr (kTensorCoreInstance<QT, KVT, kHeadDim, Variant>) {
-    if (use_tensor_cores(l, jit_kernel)) {
+    if (use_tensor_cores(l, jit)) {
       using MmaTraits = decode_mma::DecodeMmaTraits<QT, kHeadDim>;
-      kernel = jit_kernel != nullptr
-                   ? jit_mma_kernel(l)
-                   : reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
+      kernel = jit.mma_kernel;
+      if constexpr (kAot) {
+        if (jit.kernel == nullptr) {
+          kernel = reinterpret_cast<const void*>(decode_mma::decode_mma_kernel<MmaTraits, Variant>);
+        }
+      }
       threads = decode_mma::kThreads;
       shared_bytes = MmaTraits::kSharedBytes;
     }
   } else {
-    if (l.backend == DecodeBackend::kTensorCores) throw_no_tensor_cores(l);
+    if (l.backend == DecodeBackend::kTensorCores) throw_no_tensor_cores(l, jit);
   }
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
   TESSERA_CUDA_CHECK(
@@ -136,11 +158,11 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
 
 template <typename QT, typename KVT, typename Variant>
 void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
-                       const void* jit_kernel, cudaStream_t stream) {
+                       const JitKernels& jit, cudaStream_t stream) {
   switch (l.head_dim) {
-    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, jit_kernel, stream);
-    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, jit_kernel, stream);
-    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, jit_kernel, stream);
+    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, jit, stream);
+    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, jit, stream);
+    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, jit, stream);
     default:
       throw Error("tessera: decode: head_dim " + std::to_string(l.head_dim) +
                   " has no kernel (64, 128, 256)");
@@ -149,15 +171,15 @@ void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& va
 
 template <typename Variant>
 void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
-                     cudaStream_t stream, const void* jit_kernel = nullptr) {
+                     cudaStream_t stream, const JitKernels& jit = {}) {
   const bool fp8 = l.kv.dtype == DType::kFloat8E4M3;
   if (l.q_dtype == DType::kBFloat16 && (fp8 || l.kv.dtype == DType::kBFloat16)) {
-    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, jit_kernel, stream);
-    return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, jit_kernel, stream);
+    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+    return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, jit, stream);
   }
   if (l.q_dtype == DType::kFloat16 && (fp8 || l.kv.dtype == DType::kFloat16)) {
-    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, jit_kernel, stream);
-    return dispatch_head_dim<half_t, half_t, Variant>(l, variant, jit_kernel, stream);
+    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+    return dispatch_head_dim<half_t, half_t, Variant>(l, variant, jit, stream);
   }
   throw Error(std::string("tessera: decode: no kernel for q ") + dtype_name(l.q_dtype) +
               " with KV " + dtype_name(l.kv.dtype));
@@ -196,7 +218,8 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
     case VariantKind::kJit:
       // The plain instantiation only supplies the parameter types.
-      return dispatch_dtypes<attention::PlainVariant>(l, params, stream, l.jit_kernel);
+      return dispatch_dtypes<attention::PlainVariant>(
+          l, params, stream, {l.jit_kernel, l.options.jit_variant->mma_kernel()});
   }
 }
 

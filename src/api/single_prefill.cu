@@ -1,14 +1,19 @@
 // single_prefill_with_kv_cache: validates every argument, views K/V as a
 // paged cache with one page (slot = kv position, as single decode does) and
 // launches the FA2-style prefill kernel (attention/prefill_sm80.cuh).
-// AOT set: {bf16, fp16} x head_dim {64, 128} x {plain, soft-cap, window,
-// ALiBi} = 16 kernels; causal is a run-time flag inside the kernel.
+// Kernels: {bf16, fp16} x head_dim {64, 128} x {plain, soft-cap, window,
+// soft-cap + window, ALiBi}, those on the AOT list (aot_kernels.h) compiled
+// in, the rest JIT-compiled on first use; causal is a run-time flag inside
+// the kernel.
 #include <cstdint>
 #include <limits>
 #include <string>
 
+#include "api/aot_kernels.h"
 #include "api/attention_variant.h"
+#include "api/builtin_jit.h"
 #include "api/contiguous_kv.h"
+#include "api/kernel_types.cuh"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -71,10 +76,17 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.causal = l.causal;
   p.variant = l.variant;
 
-  const void* kernel =
-      l.jit_kernel != nullptr
-          ? l.jit_kernel
-          : reinterpret_cast<const void*>(prefill::single_prefill_kernel<Traits, Variant, T>);
+  const void* kernel = l.jit_kernel;
+  if constexpr (detail::aot_prefill_kernel(detail::variant_kind_of<Variant>(), kHeadDim)) {
+    if (kernel == nullptr) {
+      kernel = reinterpret_cast<const void*>(prefill::single_prefill_kernel<Traits, Variant, T>);
+    }
+  } else if (kernel == nullptr) {  // off the AOT list: from the JIT, on first use
+    kernel = detail::builtin_jit_variant(jit::KernelKind::kSinglePrefill,
+                                         detail::variant_kind_of<Variant>(), detail::dtype_of<T>(),
+                                         detail::dtype_of<T>(), kHeadDim)
+                 .kernel();
+  }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
   const dim3 grid(static_cast<unsigned>((l.qo_len + prefill::kQTile - 1) / prefill::kQTile),
@@ -147,9 +159,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
   using attention::VariantKind;
-  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama &&
-                        variant.kind != VariantKind::kSoftCapSlidingWindow,
-                    "options", "plain, soft-cap, sliding window or ALiBi (prefill)",
+  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama, "options",
+                    "plain, soft-cap, sliding window, soft-cap + window or ALiBi (prefill)",
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill,
                                                   qv.dtype(), qv.dtype(), head_dim);
@@ -184,6 +195,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
       return dispatch_dtype<attention::SoftCapVariant>(l, qv.dtype(), stream);
     case VariantKind::kSlidingWindow:
       return dispatch_dtype<attention::SlidingWindowVariant>(l, qv.dtype(), stream);
+    case VariantKind::kSoftCapSlidingWindow:
+      return dispatch_dtype<attention::SoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
     case VariantKind::kAlibi:
       return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
     case VariantKind::kJit:  // the plain instantiation only supplies the parameter types

@@ -241,6 +241,50 @@ struct Negated : UserPlain {
   EXPECT_TRUE(cuda_cores_only.mma_kernel_name.empty()) << cuda_cores_only.mma_kernel_name;
 }
 
+// The AOT list (docs/jit.md) and the specs of the built-ins off it: they
+// compile (a first call on a GPU loads them), kJit has none.
+TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
+  using attention::VariantKind;
+  const auto aot = [](KernelKind kernel, VariantKind variant, DType q, DType kv, int64_t d) {
+    return jit::has_aot_kernel(kernel, variant, q, kv, d);
+  };
+  const DType bf16 = DType::kBFloat16, fp16 = DType::kFloat16, fp8 = DType::kFloat8E4M3;
+  for (const int64_t d : {64, 128, 256}) {
+    for (const VariantKind v : {VariantKind::kPlain, VariantKind::kSoftCap,
+                                VariantKind::kSlidingWindow, VariantKind::kSoftCapSlidingWindow}) {
+      EXPECT_TRUE(aot(KernelKind::kBatchDecode, v, bf16, bf16, d));
+      EXPECT_TRUE(aot(KernelKind::kBatchDecode, v, fp16, fp16, d));
+      EXPECT_TRUE(aot(KernelKind::kBatchDecode, v, bf16, fp8, d));
+      EXPECT_FALSE(aot(KernelKind::kBatchDecode, v, fp16, fp8, d));
+    }
+    for (const VariantKind v : {VariantKind::kAlibi, VariantKind::kRopeLlama}) {
+      EXPECT_EQ(aot(KernelKind::kBatchDecode, v, bf16, bf16, d), d == 128);
+    }
+  }
+  for (const KernelKind k : {KernelKind::kSinglePrefill, KernelKind::kBatchPrefillRagged,
+                             KernelKind::kBatchPrefillPaged}) {
+    EXPECT_TRUE(aot(k, VariantKind::kPlain, fp16, fp16, 64));
+    EXPECT_TRUE(aot(k, VariantKind::kAlibi, bf16, bf16, 128));
+    EXPECT_FALSE(aot(k, VariantKind::kAlibi, bf16, bf16, 64));
+    EXPECT_FALSE(aot(k, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 128));
+  }
+  EXPECT_FALSE(aot(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128));
+
+  const VariantSpec decode = jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,
+                                                       fp16, fp8, 256);
+  EXPECT_FALSE(jit::compile(decode).cubin.empty());
+  const jit::CompiledKernel prefill = jit::compile(jit::builtin_variant_spec(
+      KernelKind::kBatchPrefillPaged, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 64));
+  EXPECT_FALSE(prefill.cubin.empty());
+  // The tensor-core decode kernel comes with a 16-bit built-in too.
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,
+                                                      fp16, fp16, 64))
+                   .mma_kernel_name.empty());
+  testing::expect_argument_error(
+      [&] { jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128); },
+      "variant");
+}
+
 // use_softmax must match the struct's kUseSoftmax (it decides how split
 // partials merge): a mismatch is a compile error naming "variant".
 TEST_F(JitTest, UseSoftmaxMustMatchTheVariant) {

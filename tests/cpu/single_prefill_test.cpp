@@ -138,7 +138,6 @@ TEST(SinglePrefillArgs, LseMustBeFloat32QoLenByHeads) {
 
 TEST(SinglePrefillArgs, UnbuiltVariantsAreRejectedNamingOptions) {
   EXPECT_REJECTED(a.options.pos_encoding_mode = PosEncodingMode::kRopeLlama, "options");
-  EXPECT_REJECTED((a.options.logits_soft_cap = 30, a.options.window_left = 10), "options");
   EXPECT_REJECTED(a.options.sm_scale = -1, "options");
   EXPECT_REJECTED((a.options.pos_encoding_mode = PosEncodingMode::kAlibi,
                    a.options.window_left = 10),

@@ -332,6 +332,12 @@ TEST(BatchPrefill, VariantsMatchReference) {
     BatchCase c = base;
     c.options.window_left = 100;
     run_case(c, rng);
+    // Soft-cap + window: JIT-compiled on first use (not on the AOT list).
+    c.options.logits_soft_cap = 30.0;
+    c.options.sm_scale = 0.3;
+    run_case(c, rng);
+    c.paged = false;
+    run_case(c, rng);
   }
   {
     BatchCase c = base;

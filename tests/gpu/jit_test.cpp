@@ -387,6 +387,101 @@ TEST_F(JitGpu, FlashSigmoidMatchesAFloat64Reference) {
   }
 }
 
+// AOT and JIT meet: builtin_variant_spec() of a listed kernel, compiled as a
+// JIT variant, is bitwise the AOT kernel (both decode kernels, prefill), so
+// the kernels the JIT serves off the list are the ones an AOT build would
+// carry. And a first use off the list inside CUDA-graph capture (fp16
+// decode, head_dim 64, ALiBi: no other test uses it) compiles and loads
+// during the capture, and the replay equals an eager run bitwise.
+TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  CudaStream stream;
+  using attention::VariantKind;
+  ASSERT_TRUE(jit::has_aot_kernel(jit::KernelKind::kBatchDecode, VariantKind::kAlibi,
+                                  DType::kBFloat16, DType::kBFloat16, 128));
+  AttentionOptions aot;
+  aot.pos_encoding_mode = PosEncodingMode::kAlibi;
+  {
+    jit::LoadedVariant variant(jit::builtin_variant_spec(
+        jit::KernelKind::kBatchDecode, VariantKind::kAlibi, DType::kBFloat16, DType::kBFloat16, 128));
+    AttentionOptions with_jit;
+    with_jit.jit_variant = &variant;
+    Tensors d = make(1, 2500, rng, true);
+    for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
+      SCOPED_TRACE(static_cast<int>(backend));
+      expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
+        DLTensor lse = d.lse.dl();
+        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse,
+                                    KVLayout::kNHD, o, stream.get(), backend);
+        stream.synchronize();
+      });
+    }
+  }
+  {
+    jit::LoadedVariant variant(jit::builtin_variant_spec(
+        jit::KernelKind::kSinglePrefill, VariantKind::kAlibi, DType::kBFloat16, DType::kBFloat16, 128));
+    AttentionOptions with_jit;
+    with_jit.jit_variant = &variant;
+    Tensors p = make(130, 400, rng, false);
+    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = p.lse.dl();
+      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse,
+                                   KVLayout::kNHD, true, o, stream.get());
+      stream.synchronize();
+    });
+  }
+
+  // Off the list, first used inside a capture.
+  ASSERT_FALSE(jit::has_aot_kernel(jit::KernelKind::kBatchDecode, VariantKind::kAlibi,
+                                   DType::kFloat16, DType::kFloat16, 64));
+  const int64_t batch = 3, hq = 8, hk = 2, d = 64, page = 16, pages_per_request = 40;
+  const int64_t num_pages = batch * pages_per_request;
+  DeviceTensor cache(DType::kFloat16, {num_pages, 2, page, hk, d});
+  cache.upload(testing::round_to(DType::kFloat16,
+                                 rng.normal_vector(static_cast<std::size_t>(cache.numel()))));
+  DeviceTensor q(DType::kFloat16, {batch, hq, d}), out(DType::kFloat16, {batch, hq, d});
+  q.upload(testing::round_to(DType::kFloat16, rng.normal_vector(static_cast<std::size_t>(q.numel()))));
+  std::vector<int32_t> indptr, last(batch, 9);
+  std::vector<int64_t> ids(static_cast<std::size_t>(num_pages));
+  for (int64_t b = 0; b <= batch; ++b) indptr.push_back(static_cast<int32_t>(b * pages_per_request));
+  for (int64_t i = 0; i < num_pages; ++i) ids[static_cast<std::size_t>(i)] = (i * 7) % num_pages;
+  DeviceTensor ids_dev(DType::kInt32, {num_pages}), indptr_dev(DType::kInt32, {batch + 1}),
+      last_dev(DType::kInt32, {batch});
+  ids_dev.upload_ints(ids);
+  indptr_dev.upload_ints(std::vector<int64_t>(indptr.begin(), indptr.end()));
+  last_dev.upload_ints(std::vector<int64_t>(last.begin(), last.end()));
+  const DecodePlanShape shape{hq, hk, d, page};
+  const DecodePlanBounds bounds{batch, 0};
+  const std::size_t bytes = BatchDecodeWithPagedKVCache::workspace_size_bytes(shape, bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchDecodeWithPagedKVCache decode(shape, bounds, workspace.data(), bytes, 0);
+  decode.plan(indptr, last, stream.get());
+  DLTensor cache_dl = cache.dl();
+  const auto run = [&] {
+    decode.run(q.dl(), PagedKVCacheArg::combined(cache_dl, KVLayout::kNHD), ids_dev.dl(),
+               indptr_dev.dl(), last_dev.dl(), out.dl(), nullptr, aot, stream.get(),
+               Validate::kOff);
+  };
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  ASSERT_EQ(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeGlobal), cudaSuccess);
+  run();
+  ASSERT_EQ(cudaStreamEndCapture(stream.get(), &graph), cudaSuccess);
+  ASSERT_EQ(cudaGraphInstantiate(&exec, graph, 0), cudaSuccess);
+  out.poison();
+  ASSERT_EQ(cudaGraphLaunch(exec, stream.get()), cudaSuccess);
+  stream.synchronize();
+  const std::vector<float> replayed = out.download();
+  out.poison();
+  run();
+  stream.synchronize();
+  EXPECT_TRUE(testing::all_equal(replayed, out.download()));
+  for (const float x : replayed) ASSERT_TRUE(std::isfinite(x));
+  cudaGraphExecDestroy(exec);
+  cudaGraphDestroy(graph);
+}
+
 TEST_F(JitGpu, ExtraParametersReachTheVariant) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);

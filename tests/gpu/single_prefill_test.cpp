@@ -274,19 +274,40 @@ TEST(SinglePrefill, SlidingWindowMatchesReference) {
   run_case(c, rng);
 }
 
-TEST(SinglePrefill, AlibiStandardSlopesMatchReference) {
+// Soft-cap + window (Gemma 2) has no AOT prefill kernel: the first call
+// JIT-compiles the built-in variant (aot_kernels.h).
+TEST(SinglePrefill, SoftCapWithSlidingWindowMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   for (const bool causal : {true, false}) {
     PrefillCase c;
-    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
-    c.num_qo_heads = 8;
-    c.num_kv_heads = 2;
-    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
-    c.qo_len = 90;
-    c.kv_len = 250;
+    c.options.logits_soft_cap = 5.0;
+    c.options.sm_scale = 0.5;
+    c.options.window_left = 70;
+    c.qo_len = 150;
+    c.kv_len = 600;
     c.causal = causal;
     run_case(c, rng);
+  }
+}
+
+// head_dim 64 ALiBi is off the AOT list (JIT on first use); 128 is on it.
+TEST(SinglePrefill, AlibiStandardSlopesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {128, 64}) {
+    for (const bool causal : {true, false}) {
+      PrefillCase c;
+      c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+      c.num_qo_heads = 8;
+      c.num_kv_heads = 2;
+      c.head_dim = head_dim;
+      c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+      c.qo_len = 90;
+      c.kv_len = 250;
+      c.causal = causal;
+      run_case(c, rng);
+    }
   }
 }
 

@@ -90,3 +90,34 @@ def test_jit_variant_with_a_tensor_parameter_matches_reference():
     torch.testing.assert_close(out.float(), ref.float(), atol=2e-2, rtol=2e-2)
     shift = (0.25 + head_bias) * 1.4426950408889634
     torch.testing.assert_close(lse, ref_lse + shift, atol=1e-3, rtol=1e-3)
+
+
+def test_use_softmax_is_part_of_the_spec_and_must_match_the_variant():
+    source = example("flash_sigmoid.cuh")
+    params = [("bias", "float")]
+    with pytest.raises(TesseraArgumentError, match="use_softmax"):
+        jit.compile(jit.VariantSpec("FlashSigmoid", source, params=params), use_disk_cache=False)
+    info = jit.compile(jit.VariantSpec("FlashSigmoid", source, params=params, use_softmax=False),
+                       use_disk_cache=False)
+    assert info.cubin_bytes > 0
+
+
+@gpu
+def test_sigmoid_attention_decode_matches_a_float64_reference():
+    # One 5000-token request on the whole GPU: the KV is split and the
+    # partials are summed (no softmax), lse is 0.
+    torch.manual_seed(2)
+    heads, kv_heads, kv_len, bias = 8, 2, 5000, -3.0
+    q = torch.randn(heads, 128, dtype=torch.bfloat16, device="cuda")
+    k = torch.randn(kv_len, kv_heads, 128, dtype=torch.bfloat16, device="cuda")
+    v = torch.randn(kv_len, kv_heads, 128, dtype=torch.bfloat16, device="cuda")
+    variant = jit.Variant(jit.VariantSpec("FlashSigmoid", example("flash_sigmoid.cuh"),
+                                          params=[("bias", "float")], use_softmax=False))
+    variant.set("bias", bias)
+    out, lse = tessera.single_decode_with_kv_cache(q, k, v, jit_variant=variant, return_lse=True)
+    kk = k.double().repeat_interleave(heads // kv_heads, dim=1)  # [kv, heads, d]
+    vv = v.double().repeat_interleave(heads // kv_heads, dim=1)
+    w = torch.sigmoid(torch.einsum("hd,khd->hk", q.double(), kk) / 128 ** 0.5 + bias)
+    ref = torch.einsum("hk,khd->hd", w, vv)
+    torch.testing.assert_close(out.double(), ref, atol=5e-2, rtol=2e-2)
+    assert torch.count_nonzero(lse) == 0

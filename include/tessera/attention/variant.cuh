@@ -21,8 +21,12 @@
 //   int first_kv_position()           tokens before it are masked anyway, so
 //                                     the kernel never loads them (windows)
 //   float output_transform(o)         (kHasOutputTransform) on the final out
-//   kUseSoftmax                       false: out = sum logits * v (no softmax);
-//                                     the decode kernel supports true only.
+//   kUseSoftmax                       false: out = sum_j w_j v_j with w_j the
+//                                     token's logit (after logits_transform),
+//                                     masked tokens 0, no normalisation; lse is
+//                                     written as 0 and split partials are summed
+//                                     (decode on CUDA cores, every prefill kernel;
+//                                     a JIT spec sets VariantSpec::use_softmax).
 //
 // RoPE-Llama is a variant (transform_query / transform_key), not a kernel
 // feature: the rotation of a head row pairs dims d and d + D/2, which live in

@@ -1,6 +1,7 @@
-// JIT-compiled attention variants (first slice: specification, code
-// generation, NVRTC compile to a cubin, disk and memory caches; loading and
-// launching through the plan/run API come next).
+// JIT-compiled attention variants: specification, code generation, NVRTC
+// compile to a cubin, disk and memory caches, loading (LoadedVariant) and
+// launching through the plan/run API (AttentionOptions::jit_variant), and the
+// built-in kernels off the AOT list (has_aot_kernel below).
 //
 // A variant is a C++ struct implementing the variant interface of
 // include/tessera/attention/variant.cuh (derive from
@@ -24,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/attention/variant_params.h"
 #include "tessera/core/dtype.h"
 #include "tessera/core/export.h"
 
@@ -169,6 +171,23 @@ struct WarmUpResult {
 TESSERA_API WarmUpResult warm_up(const std::vector<VariantSpec>& specs,
                                  const CompileOptions& options = {}, int threads = 0,
                                  std::FILE* progress = stderr);
+
+// AOT and JIT meet here. libtessera carries an explicit list of built-in
+// kernels compiled ahead of time (the common Llama / Qwen / Mistral / Gemma
+// shapes, docs/jit.md); a call to a built-in variant outside it JIT-compiles
+// the same kernel template with the built-in struct on first use (cached in
+// memory and on disk like any variant, loaded once per process, safe inside
+// CUDA-graph capture). These name the list and the spec such a call
+// compiles, so an engine can warm_up() them at start-up.
+//   has_aot_kernel: whether `variant` (a built-in kind, not kJit) has an AOT
+//   kernel for `kernel` with these dtypes and head_dim.
+TESSERA_API bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
+                                DType kv_dtype, int64_t head_dim);
+//   builtin_variant_spec: the spec of the built-in variant's kernel (its
+//   source derives from the built-in struct). Throws naming "variant" for
+//   kJit.
+TESSERA_API VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind variant,
+                                             DType q_dtype, DType kv_dtype, int64_t head_dim);
 
 // The generated translation unit (for inspection and error reports).
 TESSERA_API std::string generate_source(const VariantSpec& spec);

@@ -1,0 +1,44 @@
+// The AOT list: the built-in kernels libtessera carries compiled. The kernel
+// templates support more (every q / KV dtype pair x head_dim x built-in
+// variant); a call outside the list JIT-compiles the same template with the
+// built-in variant's own struct on first use (builtin_jit.h), so it never
+// fails for want of an AOT kernel and computes bitwise what an AOT build
+// would. The list is what Llama / Qwen / Mistral / Gemma serving steps run:
+//   decode:  q / KV bf16 / bf16, fp16 / fp16 and bf16 / fp8 e4m3, head_dim
+//            64 / 128 / 256, plain, soft-cap, sliding window, soft-cap +
+//            window; ALiBi and RoPE-on-the-fly at head_dim 128.
+//            JIT: fp16 q with fp8 KV, ALiBi and RoPE at head_dim 64 / 256.
+//   prefill (single, ragged, paged): fp16 / bf16, head_dim 64 / 128, plain,
+//            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64).
+// The tensor-core decode kernel follows the CUDA-core one's entry.
+// Host and device code (constexpr only).
+#pragma once
+
+#include <cstdint>
+
+#include "tessera/attention/variant_params.h"
+#include "tessera/core/dtype.h"
+
+namespace tessera::detail {
+
+constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
+                                 int64_t head_dim) {
+  using attention::VariantKind;
+  const bool dtypes = kv_dtype == q_dtype || (q_dtype == DType::kBFloat16 &&
+                                              kv_dtype == DType::kFloat8E4M3);
+  const bool position_variant = variant == VariantKind::kAlibi || variant == VariantKind::kRopeLlama;
+  return dtypes && (!position_variant || head_dim == 128) && variant != VariantKind::kJit;
+}
+
+constexpr bool aot_prefill_kernel(attention::VariantKind variant, int64_t head_dim) {
+  using attention::VariantKind;
+  switch (variant) {
+    case VariantKind::kPlain:
+    case VariantKind::kSoftCap:
+    case VariantKind::kSlidingWindow: return true;
+    case VariantKind::kAlibi: return head_dim == 128;
+    default: return false;  // no prefill kernel (soft-cap + window, RoPE) or JIT
+  }
+}
+
+}  // namespace tessera::detail

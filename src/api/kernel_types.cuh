@@ -1,0 +1,42 @@
+// Compile-time names of a kernel instance's types, for the AOT list
+// (aot_kernels.h): the DType of an element type and the VariantKind of a
+// built-in variant struct.
+#pragma once
+
+#include <cuda/std/type_traits>
+
+#include "tessera/attention/variant.cuh"
+#include "tessera/attention/variant_params.h"
+#include "tessera/core/dtype.h"
+#include "tessera/core/numeric.cuh"
+
+namespace tessera::detail {
+
+template <typename T>
+constexpr DType dtype_of() {
+  if constexpr (cuda::std::is_same_v<T, half_t>) return DType::kFloat16;
+  else if constexpr (cuda::std::is_same_v<T, bfloat16_t>) return DType::kBFloat16;
+  else {
+    static_assert(cuda::std::is_same_v<T, fp8_e4m3_t>, "an attention element type");
+    return DType::kFloat8E4M3;
+  }
+}
+
+template <typename Variant>
+constexpr attention::VariantKind variant_kind_of() {
+  using attention::VariantKind;
+  if constexpr (cuda::std::is_same_v<Variant, attention::PlainVariant>) return VariantKind::kPlain;
+  else if constexpr (cuda::std::is_same_v<Variant, attention::SoftCapVariant>) return VariantKind::kSoftCap;
+  else if constexpr (cuda::std::is_same_v<Variant, attention::SlidingWindowVariant>) {
+    return VariantKind::kSlidingWindow;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::SoftCapSlidingWindowVariant>) {
+    return VariantKind::kSoftCapSlidingWindow;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::AlibiVariant>) {
+    return VariantKind::kAlibi;
+  } else {
+    static_assert(cuda::std::is_same_v<Variant, attention::RopeLlamaVariant>, "a built-in variant");
+    return VariantKind::kRopeLlama;
+  }
+}
+
+}  // namespace tessera::detail
