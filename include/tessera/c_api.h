@@ -57,6 +57,9 @@ typedef struct TesseraAttentionOptions {
   /* A TesseraJitVariant (tessera_jit_variant_create) for the kernel being
    * called, or NULL: the built-in variant the fields above select. */
   const struct TesseraJitVariant* jit_variant;
+  /* Prefill only: uint8 packed custom mask (AttentionOptions::custom_mask)
+   * or NULL. */
+  const DLTensor* custom_mask;
 } TesseraAttentionOptions;
 
 /* A paged KV cache: kv_data [pages, 2, ...] (v_data NULL) or separate

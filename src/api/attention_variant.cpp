@@ -121,6 +121,29 @@ const char* variant_name(attention::VariantKind kind) {
   return "unknown";
 }
 
+const uint8_t* resolve_custom_mask(const AttentionOptions& options, int64_t required_bytes,
+                                   DLDevice device) {
+  if (options.custom_mask == nullptr) return nullptr;
+  const TensorView mask(*options.custom_mask, "custom_mask");
+  mask.expect_ndim(1).expect_dtype({DType::kUInt8}).expect_cuda().expect_contiguous();
+  TESSERA_CHECK_ARG(mask.device().device_id == device.device_id, "custom_mask",
+                    "the device of q (cuda:" + std::to_string(device.device_id) + ")",
+                    "cuda:" + std::to_string(mask.device().device_id));
+  TESSERA_CHECK_ARG(required_bytes <= std::numeric_limits<int32_t>::max(), "custom_mask",
+                    "a plan whose packed mask is under 2^31 bytes",
+                    std::to_string(required_bytes) + " bytes");
+  TESSERA_CHECK_ARG(mask.size(0) >= required_bytes, "custom_mask",
+                    "at least " + std::to_string(required_bytes) +
+                        " bytes (sum of ceil(qo_len * kv_len / 8) over the requests)",
+                    std::to_string(mask.size(0)) + " bytes");
+  return mask.data_as<const uint8_t>();
+}
+
+void expect_no_custom_mask(const AttentionOptions& options) {
+  TESSERA_CHECK_ARG(options.custom_mask == nullptr, "custom_mask",
+                    "no custom mask in decode (prefill only)", "a custom_mask");
+}
+
 bool sums_partial_states(const AttentionOptions& options) {
   return options.jit_variant != nullptr && !options.jit_variant->spec().use_softmax;
 }

@@ -39,6 +39,14 @@ const char* variant_name(attention::VariantKind kind);
 // For VariantKind::kJit: the loaded kernel of options.jit_variant, after
 // checking its spec against the call (kernel kind, dtypes, head_dim; named
 // "options"). Null when options.jit_variant is null.
+// options.custom_mask as the prefill kernels read it: null when absent, else
+// checked (uint8, 1-D, contiguous, on `device`, >= required_bytes elements,
+// required_bytes < 2^31; errors name "custom_mask").
+const uint8_t* resolve_custom_mask(const AttentionOptions& options, int64_t required_bytes,
+                                   DLDevice device);
+// Decode has no custom masks: throws naming "custom_mask" when one is given.
+void expect_no_custom_mask(const AttentionOptions& options);
+
 // Whether split-KV partials of this call merge by summing (a JIT variant
 // without softmax: its partials carry lse 0) instead of by lse.
 bool sums_partial_states(const AttentionOptions& options);

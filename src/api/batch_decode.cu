@@ -210,6 +210,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   // Validates the options and the ALiBi slopes tensor (named errors).
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, shape.head_dim, shape.num_qo_heads, qv.device());
+  detail::expect_no_custom_mask(options);
   // A JIT variant for another kernel is rejected here, not mid-capture.
   const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode,
                                                   qv.dtype(), cache.dtype, shape.head_dim);

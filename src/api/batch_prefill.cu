@@ -79,7 +79,8 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
 }
 
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
-                          jit::KernelKind kernel, detail::BatchPrefillLaunch& l) {
+                          jit::KernelKind kernel, int64_t custom_mask_bytes,
+                          detail::BatchPrefillLaunch& l) {
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   using attention::VariantKind;
@@ -90,6 +91,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   l.variant = variant.params;
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), qv.dtype(), l.head_dim);
   l.sum_states = detail::sums_partial_states(options);
+  l.custom_mask = detail::resolve_custom_mask(options, custom_mask_bytes, qv.device());
 }
 
 void check_planned_indptr(const TensorView& view, const std::vector<int32_t>& planned,
@@ -170,7 +172,8 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   TESSERA_CHECK_ARG(kv_view.size(0) >= s.plan.batch() + 1, "kv_indptr",
                     "at least batch_size + 1 = " + std::to_string(s.plan.batch() + 1) + " entries",
                     std::to_string(kv_view.size(0)));
-  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillRagged, l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillRagged,
+                       s.plan.custom_mask_bytes(), l);
   if (s.plan.batch() == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
@@ -255,7 +258,8 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const TensorView& indices_view = index.indices;
   const TensorView& indptr_view = index.indptr;
   const TensorView& last_view = index.last_page_len;
-  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged, l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged,
+                       s.plan.custom_mask_bytes(), l);
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);

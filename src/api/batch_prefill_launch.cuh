@@ -80,6 +80,7 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.per_token = FastDivmod::make(static_cast<int32_t>(l.rows_per_token));
   p.head_dim = kHeadDim;
   p.schedule = l.schedule;
+  p.custom_mask = l.custom_mask;
   p.variant = variant;
   const void* kernel = l.jit_kernel;
   if constexpr (aot_prefill_kernel(variant_kind_of<Variant>(), kHeadDim)) {

@@ -127,6 +127,7 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
   planned_ = true;
   causal_ = causal;
   split_ = schedule.header.split_kv != 0;
+  custom_mask_bytes_ = schedule.custom_mask_bytes;
   batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
   rows_per_token_ = schedule.header.rows_per_token;
   planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());

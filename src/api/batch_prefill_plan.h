@@ -58,6 +58,8 @@ class PrefillPlanState {
   int64_t batch() const { return batch_; }
   int64_t total_qo_tokens() const { return planned_qo_indptr_.empty() ? 0 : planned_qo_indptr_.back(); }
   bool split() const { return split_; }
+  // Bytes a custom mask for this plan must hold (segment_packbits layout).
+  int64_t custom_mask_bytes() const { return custom_mask_bytes_; }
   int64_t rows_per_token() const { return rows_per_token_; }
   const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
   const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
@@ -79,6 +81,7 @@ class PrefillPlanState {
   bool planned_ = false;
   bool causal_ = false;
   bool split_ = false;
+  int64_t custom_mask_bytes_ = 0;
   int64_t batch_ = 0;
   int64_t rows_per_token_ = 1;
   std::vector<int32_t> planned_qo_indptr_;
@@ -115,6 +118,7 @@ struct BatchPrefillLaunch {
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
   const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null
   bool sum_states;                   // a non-softmax JIT variant: the merge sums partials
+  const uint8_t* custom_mask;        // null or the packed mask (AttentionOptions::custom_mask)
 };
 
 void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

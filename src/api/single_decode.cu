@@ -110,6 +110,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   }
   detail::ResolvedVariant variant =
       detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
+  detail::expect_no_custom_mask(options);
   // A JIT variant for another kernel is rejected before any allocation.
   const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kBatchDecode,
                                                   qv.dtype(), kv.dtype(), head_dim);

@@ -52,6 +52,7 @@ struct Launch {
   bool causal;
   attention::VariantParams variant;
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
+  const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
 
 template <typename T, int kHeadDim, typename Variant>
@@ -74,6 +75,7 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
   p.causal = l.causal;
+  p.custom_mask = l.custom_mask;
   p.variant = l.variant;
 
   const void* kernel = l.jit_kernel;
@@ -164,10 +166,13 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill,
                                                   qv.dtype(), qv.dtype(), head_dim);
+  const uint8_t* custom_mask =
+      detail::resolve_custom_mask(options, (qo_len * kv_len + 7) / 8, qv.device());
   if (qo_len == 0 || num_qo_heads == 0) return;  // nothing to compute
 
   Launch l{};
   l.jit_kernel = jit_kernel;
+  l.custom_mask = custom_mask;
   l.q = qv.data();
   l.q_stride_token = qv.stride(0);
   l.q_stride_head = qv.stride(1);

@@ -77,6 +77,7 @@ AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
   if (o->k_scale != 0.0) options.k_scale = o->k_scale;
   if (o->v_scale != 0.0) options.v_scale = o->v_scale;
   options.jit_variant = loaded_variant_of(o->jit_variant);
+  options.custom_mask = o->custom_mask;
   return options;
 }
 

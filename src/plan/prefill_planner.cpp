@@ -251,6 +251,16 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   }
 
   PrefillScheduleHost s;
+  // Custom-mask byte offsets per request (segment_packbits layout); a plan
+  // whose mask would pass 2^31 bytes keeps the total, and run() rejects a
+  // mask for it.
+  std::vector<int32_t> mask_begin(static_cast<std::size_t>(batch), 0);
+  for (int64_t b = 0; b < batch; ++b) {
+    mask_begin[static_cast<std::size_t>(b)] =
+        static_cast<int32_t>(std::min<int64_t>(s.custom_mask_bytes, std::numeric_limits<int32_t>::max()));
+    const int64_t qo_len = int64_t{qo[b + 1]} - qo[b];
+    s.custom_mask_bytes += ceil_div(qo_len * in.kv_lengths[static_cast<std::size_t>(b)], 8);
+  }
   std::vector<PrefillWorkUnit> units;
   std::vector<int64_t> cost;
   const UnitCount total = count_units(tiles, chunk);
@@ -268,7 +278,8 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
       const int64_t end = pieces == 1 ? t.kv_extent : std::min(t.kv_extent, begin + chunk);
       const int64_t slot = pieces == 1 ? -1 : partial + p * t.rows;
       units.push_back({t.request, t.row_begin, t.rows, static_cast<int32_t>(begin),
-                       static_cast<int32_t>(end), static_cast<int32_t>(slot)});
+                       static_cast<int32_t>(end), static_cast<int32_t>(slot),
+                       mask_begin[static_cast<std::size_t>(t.request)]});
       cost.push_back(end - begin + kUnitOverheadTokens);
       max_unit_tokens = std::max(max_unit_tokens, end - begin);
     }

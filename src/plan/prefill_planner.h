@@ -40,6 +40,9 @@ struct PrefillScheduleHost {
   std::vector<int32_t> cta_indptr;          // header.num_ctas + 1 entries
   std::vector<PrefillMergeTile> merge_tiles;
   std::vector<int64_t> unit_cost;           // planner's cost of each unit (tests, tuning)
+  // Bytes a custom mask of this plan needs: sum over requests of
+  // ceil(qo_len * kv_len / 8) (each request's bits start on a byte).
+  int64_t custom_mask_bytes = 0;
 };
 
 // Deterministic: the same input gives the same schedule. Throws

@@ -152,6 +152,20 @@ std::vector<int64_t> cta_costs(const PrefillScheduleHost& s) {
   return costs;
 }
 
+// Every unit carries its request's custom-mask byte offset: the sum of
+// ceil(qo_len * kv_len / 8) over the earlier requests (segment_packbits).
+TEST(PrefillPlanner, UnitsCarryTheirRequestsMaskByteOffsets) {
+  const Batch b = batch_of({3, 0, 20, 1}, {5, 9, 4000, 7});
+  const PrefillPlannerInput in = input_for(b, 8, 2, false);
+  const PrefillScheduleHost s = plan_prefill_schedule(in);
+  const std::vector<int32_t> begin = {0, 2, 2, 2 + 10000};  // ceil(15/8), 0, 20 * 4000 / 8
+  EXPECT_EQ(s.custom_mask_bytes, 2 + 10000 + 1);
+  ASSERT_FALSE(s.work_units.empty());
+  for (const PrefillWorkUnit& u : s.work_units) {
+    EXPECT_EQ(u.mask_byte_begin, begin[static_cast<std::size_t>(u.request)]) << u.request;
+  }
+}
+
 TEST(PrefillPlanner, ShortQueryOnLongKvSplits) {
   for (const bool causal : {false, true}) {
     SCOPED_TRACE(causal ? "causal" : "non-causal");
@@ -423,7 +437,8 @@ TEST(PrefillWorkspaceLayout, RegionsAreAlignedOrderedAndLargeEnough) {
   EXPECT_GE(l.partial_out_offset - l.merge_tiles_offset, kUnits / 2 * sizeof(PrefillMergeTile));
   EXPECT_GE(l.partial_lse_offset - l.partial_out_offset, kRows * kKvHeads * kDim * sizeof(float));
   EXPECT_GE(l.total_bytes - l.partial_lse_offset, kRows * kKvHeads * sizeof(float));
-  EXPECT_LT(l.total_bytes, 256 * 6 + kUnits * 24 + (kCtas + 1) * 4 + kUnits / 2 * 20 +
+  EXPECT_LT(l.total_bytes, 256 * 6 + kUnits * sizeof(PrefillWorkUnit) + (kCtas + 1) * 4 +
+                               kUnits / 2 * sizeof(PrefillMergeTile) +
                                kRows * kKvHeads * (kDim + 1) * 4);
 }
 

@@ -41,6 +41,14 @@ struct SingleDecodeArgs {
   }
 };
 
+TEST(SingleDecodeArgs, CustomMasksArePrefillOnly) {
+  SingleDecodeArgs a;
+  FakeTensor mask(DType::kUInt8, {13});
+  mask.with_data(0x60000000);
+  a.options.custom_mask = &mask.dl();
+  testing::expect_argument_error([&] { a.run(); }, "custom_mask");
+}
+
 TEST(SingleDecodeArgs, QMustBeTwoDimensional16BitOnCuda) {
   { SingleDecodeArgs a; a.q = FakeTensor(DType::kBFloat16, {8, 1, 128}); expect_argument_error([&] { a.run(); }, "q"); }
   { SingleDecodeArgs a; a.q = FakeTensor(DType::kFloat32, {8, 128}); expect_argument_error([&] { a.run(); }, "q"); }

@@ -144,6 +144,22 @@ TEST(SinglePrefillArgs, UnbuiltVariantsAreRejectedNamingOptions) {
                   "options");
 }
 
+// The packed custom mask: uint8, 1-D, contiguous, on q's device, with at
+// least ceil(qo_len * kv_len / 8) = 625 bytes.
+TEST(SinglePrefillArgs, CustomMaskIsValidatedNamingCustomMask) {
+  FakeTensor short_mask(DType::kUInt8, {624});
+  short_mask.with_data(0x60000000);
+  FakeTensor wide_mask(DType::kInt32, {625});
+  wide_mask.with_data(0x60000000);
+  FakeTensor host_mask(DType::kUInt8, {625}, {kDLCPU, 0});
+  FakeTensor square_mask(DType::kUInt8, {25, 25});
+  square_mask.with_data(0x60000000);
+  EXPECT_REJECTED(a.options.custom_mask = &short_mask.dl(), "custom_mask");
+  EXPECT_REJECTED(a.options.custom_mask = &wide_mask.dl(), "custom_mask");
+  EXPECT_REJECTED(a.options.custom_mask = &host_mask.dl(), "custom_mask");
+  EXPECT_REJECTED(a.options.custom_mask = &square_mask.dl(), "custom_mask");
+}
+
 TEST(SinglePrefillArgs, AlibiSlopesAreValidated) {
   FakeTensor slopes(DType::kFloat32, {4});
   slopes.with_data(0x60000000);

@@ -17,6 +17,7 @@
 
 #include "reference/attention_ref.h"
 #include "support/compare.h"
+#include "support/custom_mask.h"
 #include "support/device_tensor.h"
 #include "support/gpu.h"
 #include "support/host_convert.h"
@@ -46,6 +47,7 @@ struct BatchCase {
   KVLayout layout = KVLayout::kNHD;
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
+  std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
 };
 
 std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
@@ -101,6 +103,7 @@ Expected reference_for(const BatchCase& c, const BatchInputs& in) {
     p.sm_scale = c.options.sm_scale;
     p.logits_soft_cap = c.options.logits_soft_cap;
     p.window_left = c.options.window_left;
+    if (!c.masks.empty()) p.custom_mask = c.masks[b];
     const std::span<const float> qb(in.q.data() + q_offset * row,
                                     static_cast<std::size_t>(p.qo_len * row));
     const auto r = reference::attention_reference(qb, in.k[b], in.v[b], p);
@@ -196,6 +199,10 @@ void run_case(const BatchCase& c, Rng& rng) {
   DLTensor lse_dl = lse.dl();
   const PrefillPlanBounds bounds{batch, std::max<int64_t>(total_qo, 1)};
   CudaStream stream;
+  DeviceTensor mask = testing::upload_masks(c.masks);
+  DLTensor mask_dl = mask.dl();
+  AttentionOptions options = c.options;
+  if (!c.masks.empty()) options.custom_mask = &mask_dl;
 
   if (!c.paged) {
     const std::vector<int32_t> kv_indptr = prefix_sum(c.kv_lens);
@@ -217,7 +224,7 @@ void run_case(const BatchCase& c, Rng& rng) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithRaggedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, kv_indptr, c.causal, stream.get());
-    prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, c.options,
+    prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, options,
                 stream.get(), Validate::kOn);
     stream.synchronize();
   } else {
@@ -231,7 +238,7 @@ void run_case(const BatchCase& c, Rng& rng) {
     BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
     prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout), indices.dl(),
-                qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, c.options, stream.get(),
+                qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, options, stream.get(),
                 Validate::kOn);
     stream.synchronize();
   }
@@ -345,6 +352,42 @@ TEST(BatchPrefill, VariantsMatchReference) {
     c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
     run_case(c, rng);
   }
+}
+
+// Custom boolean masks (FlashInfer's packed_custom_mask), per request, with
+// fully masked rows, ANDed with causal; ragged and paged (page 1 and 16),
+// a split long request among them. The mask buffer's bits of request b
+// start at byte sum of ceil(qo * kv / 8) over the earlier ones.
+TEST(BatchPrefill, CustomMasksMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool causal : {false, true}) {
+    for (const int64_t page : {int64_t{0}, int64_t{1}, int64_t{16}}) {
+      BatchCase c;
+      c.causal = causal;
+      c.qo_lens = {37, 1, 0, 150, 9};
+      c.kv_lens = {300, 77, 5, 150, 3001};
+      c.paged = page > 0;
+      c.page_size = page > 0 ? page : 16;
+      for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+        c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.6, rng, 5));
+      }
+      run_case(c, rng);
+    }
+  }
+  // With a variant and without GQA packing (heads 4 / 4).
+  BatchCase c;
+  c.causal = false;
+  c.num_qo_heads = c.num_kv_heads = 4;
+  c.head_dim = 64;
+  c.qo_lens = {70, 20};
+  c.kv_lens = {90, 700};
+  c.options.logits_soft_cap = 20.0;
+  c.options.sm_scale = 0.3;
+  for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+    c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.3, rng));
+  }
+  run_case(c, rng);
 }
 
 // Block-sparse (BSR) attention: block row i of R queries attends to the

@@ -16,6 +16,7 @@
 
 #include "reference/attention_ref.h"
 #include "support/compare.h"
+#include "support/custom_mask.h"
 #include "support/device_tensor.h"
 #include "support/kv_tensor.h"
 #include "support/gpu.h"
@@ -47,6 +48,7 @@ struct PrefillCase {
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<float> alibi_slopes;    // uploaded when non-empty
+  std::vector<bool> mask;             // custom mask [qo_len * kv_len] when non-empty
 };
 
 DeviceTensor make_kv(const PrefillCase& c, const std::vector<float>& nhd_values) {
@@ -81,6 +83,13 @@ void run_case(PrefillCase c, Rng& rng) {
     slopes.upload(c.alibi_slopes);
     c.options.alibi_slopes = &slopes_dl;
     c.ref.alibi_slopes.assign(c.alibi_slopes.begin(), c.alibi_slopes.end());
+  }
+
+  DeviceTensor mask = testing::upload_masks({c.mask});
+  DLTensor mask_dl = mask.dl();
+  if (!c.mask.empty()) {
+    c.options.custom_mask = &mask_dl;
+    c.ref.custom_mask = c.mask;
   }
 
   CudaStream stream;
@@ -271,6 +280,30 @@ TEST(SinglePrefill, SlidingWindowMatchesReference) {
   c.qo_len = 150;
   c.kv_len = 100;
   c.causal = false;
+  run_case(c, rng);
+}
+
+// A custom boolean mask (packed bits, rows with nothing to attend among
+// them), alone and ANDed with causal and a window, head_dim 64 and 128.
+TEST(SinglePrefill, CustomMaskMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {128, 64}) {
+    for (const bool causal : {false, true}) {
+      PrefillCase c;
+      c.head_dim = head_dim;
+      c.causal = causal;
+      c.qo_len = 130;
+      c.kv_len = 333;
+      c.mask = testing::random_mask(c.qo_len, c.kv_len, 0.5, rng, 7);
+      run_case(c, rng);
+    }
+  }
+  PrefillCase c;
+  c.qo_len = 64;
+  c.kv_len = 500;
+  c.options.window_left = 100;
+  c.mask = testing::random_mask(c.qo_len, c.kv_len, 0.8, rng);
   run_case(c, rng);
 }
 

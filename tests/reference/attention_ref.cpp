@@ -40,7 +40,8 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
       q.size() != static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d) ||
       k.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d) || k.size() != v.size() ||
       (!p.alibi_slopes.empty() && p.alibi_slopes.size() != static_cast<std::size_t>(p.num_qo_heads)) ||
-      (p.rope_llama && d % 2 != 0)) {
+      (p.rope_llama && d % 2 != 0) ||
+      (!p.custom_mask.empty() && p.custom_mask.size() != static_cast<std::size_t>(p.qo_len * p.kv_len))) {
     throw std::invalid_argument("attention_reference: inconsistent sizes");
   }
   const int64_t group = p.num_qo_heads / p.num_kv_heads;
@@ -58,8 +59,9 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
       const std::vector<double> qr = rope_row(&q[(i * p.num_qo_heads + h) * d], d, q_pos, p);
       double max_logit = -std::numeric_limits<double>::infinity();
       for (int64_t j = 0; j < p.kv_len; ++j) {
-        const bool masked = (p.causal && j > q_pos) ||
-                            (p.window_left >= 0 && j < q_pos - p.window_left);
+        const bool masked =
+            (p.causal && j > q_pos) || (p.window_left >= 0 && j < q_pos - p.window_left) ||
+            (!p.custom_mask.empty() && !p.custom_mask[static_cast<std::size_t>(i * p.kv_len + j)]);
         kept[j] = !masked;
         if (masked) continue;
         const std::vector<double> kr = rope_row(&k[(j * p.num_kv_heads + g) * d], d, j, p);

@@ -6,7 +6,8 @@
 //   s = sm_scale * rope(q) . (rope(k) * k_scale)
 //   soft-cap:  s = cap * tanh(s / cap)
 //   ALiBi:     s += slope_h * (kv_pos - q_pos)
-//   masks:     causal (kv_pos > q_pos) and window (kv_pos < q_pos - window_left)
+//   masks:     causal (kv_pos > q_pos), window (kv_pos < q_pos - window_left)
+//              and the custom mask (custom_mask[i * kv_len + j] false)
 // out = sum_j softmax_j(s) v_j * v_scale; lse = log2(sum_j e^(s_j)) (base 2).
 // A query with every token masked (or kv_len 0) gets out 0 and lse -inf.
 #pragma once
@@ -33,6 +34,7 @@ struct AttentionRefParams {
   double rope_theta = 1e4;
   double k_scale = 1.0;
   double v_scale = 1.0;
+  std::vector<bool> custom_mask;  // empty: none; else [qo_len * kv_len], true attends
 };
 
 struct AttentionRefResult {

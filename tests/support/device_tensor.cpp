@@ -87,6 +87,8 @@ void DeviceTensor::upload_ints(const std::vector<int64_t>& values) {
       std::memcpy(slot, &v, 4);
     } else if (dtype_ == DType::kInt64) {
       std::memcpy(slot, &values[i], 8);
+    } else if (dtype_ == DType::kUInt8) {
+      *slot = static_cast<unsigned char>(values[i]);
     } else {
       throw std::invalid_argument("upload_ints: not an integer tensor");
     }

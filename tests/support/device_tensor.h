@@ -30,7 +30,7 @@ class DeviceTensor {
   void* data() const { return buffer_.data(); }
 
   void upload(const std::vector<float>& values);
-  void upload_ints(const std::vector<int64_t>& values);  // int32 / int64 tensors
+  void upload_ints(const std::vector<int64_t>& values);  // int32 / int64 / uint8 tensors
   std::vector<float> download() const;
   std::vector<int64_t> download_ints() const;
   // NaN bits (0xff bytes) over the whole allocation, padding included.

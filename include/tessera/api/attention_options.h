@@ -34,6 +34,16 @@ struct AttentionOptions {
   // the call (else rejected naming "options"). The fields above still fill
   // VariantParams for it to read; pos_encoding_mode must stay kNone.
   const jit::LoadedVariant* jit_variant = nullptr;
+  // Prefill only (decode rejects it): a custom boolean mask, FlashInfer's
+  // packed_custom_mask. uint8, 1-D, contiguous, on the device: for request b
+  // (single prefill: the one request) element e = i * kv_len_b + j says
+  // whether query i attends to key j, as bit e % 8 of byte mask_begin_b +
+  // e / 8 (little-endian bit order), mask_begin_b = sum over earlier
+  // requests of ceil(qo_len * kv_len / 8) (flashinfer's segment_packbits
+  // layout). ANDed with causal, windows and the variant's own mask. A CUDA
+  // graph keeps the pointer of the capture: the buffer must hold any later
+  // plan's bits.
+  const DLTensor* custom_mask = nullptr;
 };
 
 }  // namespace tessera

@@ -26,8 +26,11 @@ namespace tessera {
 // out); out like q; lse: null or float32 [qo_len, num_qo_heads] contiguous.
 // head_dim 64 or 128 (else rejected naming "q"). causal with qo_len > kv_len
 // is rejected naming "q" (the queries would sit before the first key).
-// Variants: plain, soft-cap, sliding window, ALiBi; RoPE on the fly and
-// soft-cap + window are not built for prefill yet (rejected naming "options").
+// Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi (the
+// ones off the AOT list JIT-compiled on first use, docs/jit.md); RoPE on the
+// fly is not built for prefill yet (rejected naming "options").
+// options.custom_mask: a bit-packed [qo_len, kv_len] boolean mask (see
+// AttentionOptions), ANDed with causal.
 TESSERA_API void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k,
                                               const DLTensor& v, const DLTensor& out,
                                               const DLTensor* lse, KVLayout layout, bool causal,
@@ -61,7 +64,10 @@ struct PrefillPlanShape {
 // later positions and requires qo_len <= kv_len in every request (rejected
 // naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
 // head_dim 64 or 128; q, k, v fp16/bf16 of one dtype; variants plain,
-// soft-cap, sliding window, ALiBi. Not thread-safe: one object per stream.
+// soft-cap, sliding window, soft-cap + window, ALiBi; options.custom_mask:
+// every request's packed mask in one buffer (AttentionOptions), which must
+// hold at least the sum of ceil(qo_len * kv_len / 8) bytes of the plan.
+// Not thread-safe: one object per stream.
 class TESSERA_API BatchPrefillWithRaggedKVCache {
  public:
   BatchPrefillWithRaggedKVCache(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,

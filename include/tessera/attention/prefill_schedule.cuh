@@ -44,6 +44,10 @@ struct PrefillWorkUnit {
   // -1: the tile is not split; the CTA writes out/lse directly. Otherwise the
   // first of the qo_rows consecutive partial rows this chunk writes.
   int32_t partial_index;
+  // Where the request's bits start in a custom mask (bytes): the sum of
+  // ceil(qo_len * kv_len / 8) over the requests before it (FlashInfer's
+  // segment_packbits layout). Read only when run() is given a mask.
+  int32_t mask_byte_begin;
 };
 
 // One split q tile: rows [qo_row_begin, qo_row_begin + qo_rows) of `request`

@@ -160,7 +160,10 @@ struct OutputRows {
 
 // Rows [row_begin, row_end) of a request of qo_len queries and kv_len keys,
 // against KV positions [kv_begin, kv_end) (kv_begin a multiple of kKvTile);
-// causal and window trims are the kernel's.
+// causal and window trims are the kernel's. custom_mask: null, or the
+// request's bit-packed boolean mask [qo_len, kv_len] (FlashInfer's
+// packed_custom_mask: element e = token * kv_len + kv_pos is bit e % 8 of
+// byte e / 8; 1 attends), ANDed with every other mask.
 struct UnitSpan {
   int row_begin;
   int row_end;
@@ -169,7 +172,19 @@ struct UnitSpan {
   int kv_begin;
   int kv_end;
   bool causal;
+  const uint8_t* custom_mask;
 };
+
+// Whether the custom mask lets the row starting at element `row_element`
+// (token * kv_len; -1 for a padding row past the unit) see kv_pos. Call only
+// for kv_pos < kv_len (the caller's kv_end test comes first).
+__device__ __forceinline__ bool custom_mask_allows(const uint8_t* mask, int64_t row_element,
+                                                   int kv_pos) {
+  if (mask == nullptr) return true;
+  if (row_element < 0) return false;
+  const int64_t e = row_element + kv_pos;
+  return (__ldg(mask + (e >> 3)) >> (e & 7)) & 1;
+}
 
 // Element offset of 16-byte chunk `chunk` of tile row `row`.
 template <int kChunks>
@@ -272,6 +287,10 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const int pos_b = delta + rows.token(row_b);
   const Variant var_a(params, rows.head(row_a), pos_a);
   const Variant var_b(params, rows.head(row_b), pos_b);
+  const int64_t mask_row_a =
+      row_a < span.row_end ? static_cast<int64_t>(rows.token(row_a)) * span.kv_len : -1;
+  const int64_t mask_row_b =
+      row_b < span.row_end ? static_cast<int64_t>(rows.token(row_b)) * span.kv_len : -1;
 
   // The unit's KV range: up to the diagonal of its last row (causal), from
   // the window start of its first row (the smallest), tile-aligned.
@@ -352,7 +371,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
 
     // ---- logits (log2 units) and masks
-    const bool need_mask = Variant::kHasLogitsMask || kv0 + kKvTile > unmasked_end;
+    const bool need_mask =
+        Variant::kHasLogitsMask || span.custom_mask != nullptr || kv0 + kKvTile > unmasked_end;
 #pragma unroll
     for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
 #pragma unroll
@@ -365,8 +385,14 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           xb = var_b.logits_transform(xb, col);
         }
         if (need_mask) {
-          if (!attends(var_a, span.causal, col, pos_a, kv_end)) xa = masked;
-          if (!attends(var_b, span.causal, col, pos_b, kv_end)) xb = masked;
+          if (!attends(var_a, span.causal, col, pos_a, kv_end) ||
+              !custom_mask_allows(span.custom_mask, mask_row_a, col)) {
+            xa = masked;
+          }
+          if (!attends(var_b, span.causal, col, pos_b, kv_end) ||
+              !custom_mask_allows(span.custom_mask, mask_row_b, col)) {
+            xb = masked;
+          }
         }
         s[nb][e] = xa;
         s[nb][2 + e] = xb;
@@ -540,6 +566,7 @@ struct SinglePrefillParams {
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
   bool causal;
+  const uint8_t* custom_mask;  // null, or bit-packed [qo_len, kv_len] (UnitSpan)
   attention::VariantParams variant;
 };
 
@@ -555,7 +582,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                                p.kv_stride_entry};
   const OutputRows<T> output{p.out, p.out_stride_token, p.out_stride_head, p.lse,
                              p.num_qo_heads, nullptr, nullptr, 0, 0};
-  const UnitSpan span{q0, min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len, p.causal};
+  const UnitSpan span{q0,       min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len,
+                      p.causal, p.custom_mask};
   process_unit<Traits, Variant>(p.variant, rows, kv, output, span, shared_raw);
 }
 
@@ -617,6 +645,9 @@ struct BatchPrefillParams {
   FastDivmod per_token; // by the schedule's rows_per_token (host copy of it)
   int32_t head_dim;
   PrefillScheduleView schedule;  // causal is the plan's (header), so a graph follows it
+  // Null, or every request's bit-packed custom mask; request r's bits start
+  // at byte work_unit.mask_byte_begin (the plan's prefix sums).
+  const uint8_t* custom_mask;
   attention::VariantParams variant;
 };
 
@@ -653,8 +684,14 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       output.partial_stride = static_cast<int64_t>(p.heads_y) * p.head_dim;
       output.partial_lse_stride = p.heads_y;
     }
-    const UnitSpan span{unit.qo_tile_begin, unit.qo_tile_begin + unit.qo_rows, qo_len,
-                        p.kv.length(unit.request), unit.kv_begin, unit.kv_end, causal};
+    const UnitSpan span{unit.qo_tile_begin,
+                        unit.qo_tile_begin + unit.qo_rows,
+                        qo_len,
+                        p.kv.length(unit.request),
+                        unit.kv_begin,
+                        unit.kv_end,
+                        causal,
+                        p.custom_mask == nullptr ? nullptr : p.custom_mask + unit.mask_byte_begin};
     process_unit<Traits, Variant>(p.variant, rows, p.kv.rows(unit.request, kv_head), output, span,
                                   shared_raw);
   }
