@@ -146,6 +146,20 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   };
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
+  if (page_size == 16) {
+    // The same pages in float8 e4m3 (chunked prefill over an fp8 KV cache):
+    // tiles are widened to bf16 in shared memory.
+    BenchTensor fp8_cache(DType::kFloat8E4M3, {num_pages, 2, page_size, kHeads, kDim});
+    fill_random(fp8_cache.data(), DType::kFloat8E4M3, fp8_cache.numel(), 34, bench.stream());
+    const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
+    const double fp8_us = bench.median_us(
+        [&] {
+          prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                      out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+        },
+        3.0 * static_cast<double>(q.bytes()));
+    bench.emit("batch_prefill_paged_fp8", name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
+  }
 }
 // Host time of plan() (median of 200, the schedule copy included) for a
 // serving step's mixed batch: 256 requests, 32 q / 8 KV heads, page 16,

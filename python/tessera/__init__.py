@@ -9,12 +9,13 @@ implementation, so torch.compile(fullgraph=True) traces through it.
 """
 
 from ._lib import TesseraArgumentError, TesseraError, version
-from . import activation, cascade, decode, jit, norm, page, prefill, rope, sparse
+from . import activation, cascade, decode, jit, norm, page, prefill, quantization, rope, sparse
 from .activation import gelu_and_mul, gelu_tanh_and_mul, silu_and_mul
 from .cascade import merge_state, merge_state_in_place, merge_states
 from .decode import BatchDecodeWithPagedKVCacheWrapper, single_decode_with_kv_cache
 from .norm import fused_add_rmsnorm, gemma_fused_add_rmsnorm, gemma_rmsnorm, rmsnorm
 from .page import append_paged_kv_cache, get_batch_indices_positions
+from .quantization import packbits, segment_packbits
 from .prefill import (BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper,
                       single_prefill_with_kv_cache)
 from .rope import (apply_llama31_rope, apply_llama31_rope_inplace, apply_llama31_rope_pos_ids,
@@ -27,7 +28,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "jit",
-    "norm", "page", "prefill", "rope", "sparse", "gelu_and_mul", "gelu_tanh_and_mul",
+    "norm", "page", "prefill", "quantization", "rope", "sparse", "packbits", "segment_packbits",
+    "gelu_and_mul", "gelu_tanh_and_mul",
     "silu_and_mul", "merge_state", "merge_state_in_place", "merge_states",
     "BatchDecodeWithPagedKVCacheWrapper", "single_decode_with_kv_cache", "fused_add_rmsnorm",
     "gemma_fused_add_rmsnorm", "gemma_rmsnorm", "rmsnorm", "append_paged_kv_cache",

@@ -59,6 +59,7 @@ class AttentionOptions(ctypes.Structure):
         ("k_scale", c_double),
         ("v_scale", c_double),
         ("jit_variant", c_void_p),
+        ("custom_mask", ctypes.POINTER(DLTensor)),
     ]
 
 

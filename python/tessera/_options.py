@@ -29,9 +29,11 @@ def pos_encoding_code(pos_encoding_mode: str) -> int:
 
 def attention_options(*, sm_scale=None, logits_soft_cap=None, window_left=-1,
                       pos_encoding_mode="NONE", rope_scale=None, rope_theta=None,
-                      k_scale=None, v_scale=None, alibi_slopes=None) -> AttentionOptions:
+                      k_scale=None, v_scale=None, alibi_slopes=None,
+                      custom_mask=None) -> AttentionOptions:
     """TesseraAttentionOptions; None means the library's default. alibi_slopes
-    is a DLTensor (kept alive by the struct) or None."""
+    and custom_mask (prefill's packed mask) are DLTensors (kept alive by the
+    struct) or None."""
     o = AttentionOptions()
     o.sm_scale = float(sm_scale) if sm_scale is not None else 0.0
     o.logits_soft_cap = float(logits_soft_cap) if logits_soft_cap else 0.0
@@ -43,6 +45,8 @@ def attention_options(*, sm_scale=None, logits_soft_cap=None, window_left=-1,
     o.v_scale = float(v_scale) if v_scale is not None else 0.0
     if alibi_slopes is not None:
         o.alibi_slopes = ctypes.pointer(alibi_slopes)
+    if custom_mask is not None:
+        o.custom_mask = ctypes.pointer(custom_mask)
     return o
 
 

@@ -36,9 +36,11 @@ def paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
 def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
                      pos_encoding_mode: int, rope_scale: float, rope_theta: float,
                      k_scale: float = 0.0, v_scale: float = 0.0,
-                     jit_variant: int = 0) -> _lib.AttentionOptions:
+                     jit_variant: int = 0, custom_mask=None) -> _lib.AttentionOptions:
     """TesseraAttentionOptions from the run ops' scalars (0: the library's
-    default); jit_variant is a TesseraJitVariant address or 0."""
+    default); jit_variant is a TesseraJitVariant address or 0; custom_mask a
+    packed prefill mask (uint8 tensor) or None. The struct keeps the mask's
+    DLTensor alive (the tensor itself is the caller's, an op argument)."""
     o = _lib.AttentionOptions()
     o.sm_scale = sm_scale
     o.logits_soft_cap = logits_soft_cap
@@ -49,6 +51,8 @@ def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
     o.k_scale = k_scale
     o.v_scale = v_scale
     o.jit_variant = jit_variant or None
+    if custom_mask is not None:
+        o.custom_mask = ctypes.pointer(dl(custom_mask))
     return o
 
 

@@ -8,7 +8,22 @@ base 2 (log2 of the sum of exp of the scaled logits). Tessera builds head_dim
 64 and 128, fp16/bf16 q/k/v of one dtype, and the variants plain, soft-cap,
 sliding window and ALiBi; what it does not build (RoPE on the fly, soft-cap
 together with a window) the library rejects with an error naming "options".
-Custom masks are not supported (NotImplementedError).
+
+Custom masks, as FlashInfer: custom_mask is bool (nonzero: attend), request
+b's [qo_len, kv_len] mask row-major (single prefill: [qo_len, kv_len]; the
+wrappers' plan(): every request's flattened mask, concatenated), packed here
+with segment_packbits(..., bitorder="little") (quantization.py);
+packed_custom_mask is that packed form (uint8; request b's bits start at byte
+sum over earlier requests of ceil(qo_len * kv_len / 8)). Either one replaces
+causal (FlashInfer's mask mode "custom": causal is ignored; mask the future
+keys in the mask itself); windows, soft cap and ALiBi still apply. A query
+whose every key is masked gets out 0 and lse -inf. With both given,
+packed_custom_mask is used (as FlashInfer). plan() keeps the packed mask on the
+device and passes it to every run(); with use_cuda_graph=True and a
+custom_mask_buf, plan() copies it into that buffer, so a captured graph reads
+later plans' masks (without one the plan's own tensor is kept: a graph
+captured then reads that tensor, not later plans' masks). A captured graph
+keeps the mask or no-mask of its capture.
 
 How FlashInfer's wrappers map onto Tessera's plan/run objects: the C++ object
 needs the plan shape (heads, head_dim, page size) and bounds (most requests,
@@ -38,6 +53,7 @@ import torch
 from . import _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
+from .quantization import packbits, segment_packbits
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
 from ._plan_args import attention_struct as _options
@@ -53,13 +69,52 @@ _BACKENDS = ("auto", "fa2", "fa3")
 # ---- argument helpers
 
 
-def _reject_unsupported(**arguments) -> None:
-    """NotImplementedError for the first FlashInfer argument Tessera lacks."""
-    for name, value in arguments.items():
-        if value is not None:
-            raise NotImplementedError(
-                f"tessera: argument '{name}': custom masks are not supported by Tessera yet "
-                "(use causal, window_left or block-sparse attention)")
+def _check_packed_mask(mask, name: str, needed_bytes: int) -> None:
+    """A caller's packed mask: a 1-D uint8 tensor of at least needed_bytes
+    (the library checks device and contiguity, naming "custom_mask")."""
+    if not isinstance(mask, torch.Tensor):
+        raise TesseraArgumentError(f"tessera: argument '{name}': expected a uint8 tensor, got "
+                                   f"{type(mask).__name__}")
+    if mask.dtype != torch.uint8 or mask.dim() != 1:
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected a 1-D uint8 tensor (packbits(..., "
+            f"bitorder='little')), got {mask.dim()}-D {mask.dtype}")
+    if mask.numel() < needed_bytes:
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected at least {needed_bytes} bytes (sum of "
+            f"ceil(qo_len * kv_len / 8) over the requests), got {mask.numel()}")
+
+
+def _check_mask_elements(mask, name: str, elements: int) -> None:
+    if not isinstance(mask, torch.Tensor):
+        raise TesseraArgumentError(f"tessera: argument '{name}': expected a bool tensor, got "
+                                   f"{type(mask).__name__}")
+    if mask.numel() != elements:
+        raise TesseraArgumentError(
+            f"tessera: argument '{name}': expected {elements} elements (sum of qo_len * kv_len "
+            f"over the requests), got {mask.numel()} (shape {tuple(mask.shape)})")
+
+
+def _plan_mask(custom_mask, packed_custom_mask, qo_lengths: torch.Tensor,
+               kv_lengths: torch.Tensor, mask_name: str = "custom_mask",
+               packed_name: str = "packed_custom_mask"):
+    """The packed mask of a plan (on the caller's device) and its byte
+    offsets per request (int32 host [batch + 1]), or (None, None) without a
+    mask. qo_lengths, kv_lengths: host int64 per request."""
+    if custom_mask is None and packed_custom_mask is None:
+        return None, None
+    elements = qo_lengths * kv_lengths
+    byte_indptr = torch.zeros(elements.numel() + 1, dtype=torch.int64)
+    byte_indptr[1:] = torch.cumsum((elements + 7) // 8, 0)
+    if packed_custom_mask is not None:
+        _check_packed_mask(packed_custom_mask, packed_name, int(byte_indptr[-1]))
+        return packed_custom_mask, byte_indptr.to(torch.int32)
+    element_indptr = torch.zeros(elements.numel() + 1, dtype=torch.int64)
+    element_indptr[1:] = torch.cumsum(elements, 0)
+    _check_mask_elements(custom_mask, mask_name, int(element_indptr[-1]))
+    packed, byte_indptr = segment_packbits(custom_mask.reshape(-1), element_indptr,
+                                           bitorder="little")
+    return packed, byte_indptr
 
 
 def _check_backend(backend: str) -> None:
@@ -200,16 +255,17 @@ class _PlanHandle:
 def _single_prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                        lse: Optional[torch.Tensor], kv_layout: int, causal: bool,
                        sm_scale: float, logits_soft_cap: float, window_left: int,
-                       pos_encoding_mode: int, rope_scale: float, rope_theta: float) -> None:
+                       pos_encoding_mode: int, rope_scale: float, rope_theta: float,
+                       custom_mask: Optional[torch.Tensor] = None) -> None:
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta)
+                       rope_theta, custom_mask=custom_mask)
     _lib.call("tessera_single_prefill_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
               dl_or_none(lse), kv_layout, int(causal), options, current_stream(q.device))
 
 
 @_single_prefill_op.register_fake
 def _(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta):
+      pos_encoding_mode, rope_scale, rope_theta, custom_mask=None):
     return None
 
 
@@ -219,9 +275,10 @@ def _ragged_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                    qo_indptr: torch.Tensor, kv_indptr: torch.Tensor, out: torch.Tensor,
                    lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                    window_left: int, pos_encoding_mode: int, rope_scale: float,
-                   rope_theta: float, k_scale: float, v_scale: float) -> None:
+                   rope_theta: float, k_scale: float, v_scale: float,
+                   custom_mask: Optional[torch.Tensor] = None) -> None:
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale)
+                       rope_theta, k_scale, v_scale, custom_mask=custom_mask)
     _lib.call("tessera_batch_prefill_ragged_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
               dl(qo_indptr), dl(kv_indptr), dl(out), dl_or_none(lse), options,
               current_stream(q.device), 0)
@@ -229,7 +286,7 @@ def _ragged_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
 @_ragged_run_op.register_fake
 def _(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale):
+      pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale, custom_mask=None):
     return None
 
 
@@ -241,9 +298,10 @@ def _paged_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                   kv_last_page_len: torch.Tensor, out: torch.Tensor,
                   lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                   window_left: int, pos_encoding_mode: int, rope_scale: float,
-                  rope_theta: float, k_scale: float, v_scale: float) -> None:
+                  rope_theta: float, k_scale: float, v_scale: float,
+                  custom_mask: Optional[torch.Tensor] = None) -> None:
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale)
+                       rope_theta, k_scale, v_scale, custom_mask=custom_mask)
     _lib.call("tessera_batch_prefill_paged_run", ctypes.c_void_p(handle), dl(q),
               _paged_kv_struct(k_cache, v_cache, kv_layout), dl(kv_indices), dl(qo_indptr),
               dl(kv_indptr), dl(kv_last_page_len), dl(out), dl_or_none(lse), options,
@@ -253,7 +311,7 @@ def _paged_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
 @_paged_run_op.register_fake
 def _(handle, q, k_cache, v_cache, kv_layout, kv_indices, qo_indptr, kv_indptr,
       kv_last_page_len, out, lse, sm_scale, logits_soft_cap, window_left, pos_encoding_mode,
-      rope_scale, rope_theta, k_scale, v_scale):
+      rope_scale, rope_theta, k_scale, v_scale, custom_mask=None):
     return None
 
 
@@ -274,17 +332,35 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
     q: [qo_len, num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim]
     (NHD) or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 of q's dtype.
-    causal requires qo_len <= kv_len. use_fp16_qk_reduction is accepted and
-    ignored (Tessera always accumulates q.k in float32). Returns out like q and,
-    with return_lse, lse float32 [qo_len, num_qo_heads] (base 2).
+    causal requires qo_len <= kv_len. custom_mask: bool [qo_len, kv_len]
+    (True: query i attends to key j; any dtype, nonzero is True), packed here
+    with packbits(..., bitorder="little") and moved to q's device;
+    packed_custom_mask: that packed uint8 form ((qo_len * kv_len + 7) // 8
+    bytes, on q's device), used when both are given. A mask replaces causal
+    (FlashInfer's mask mode "custom": causal is ignored). use_fp16_qk_reduction
+    is accepted and ignored (Tessera always accumulates q.k in float32).
+    Returns out like q and, with return_lse, lse float32 [qo_len, num_qo_heads]
+    (base 2); a query with every key masked gets out 0 and lse -inf.
     """
     del use_fp16_qk_reduction
-    _reject_unsupported(custom_mask=custom_mask, packed_custom_mask=packed_custom_mask)
+    layout = layout_code(kv_layout)
     scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
                                rope_scale, rope_theta)
+    mask = None
+    if custom_mask is not None or packed_custom_mask is not None:
+        qo_len, kv_len = q.shape[0], k.shape[1 if layout == 1 else 0]
+        if packed_custom_mask is not None:
+            _check_packed_mask(packed_custom_mask, "packed_custom_mask",
+                               (qo_len * kv_len + 7) // 8)
+            mask = packed_custom_mask
+        else:
+            _check_mask_elements(custom_mask, "custom_mask", qo_len * kv_len)
+            mask = packbits(custom_mask.reshape(-1), bitorder="little")
+            if mask.device != q.device:
+                mask = mask.to(q.device)
+        causal = False  # FlashInfer: the mask replaces causal
     out, lse = _outputs(q, q.shape[1], None, None, return_lse)
-    torch.ops.tessera.single_prefill(q, k, v, out, lse, layout_code(kv_layout), bool(causal),
-                                     *scalars)
+    torch.ops.tessera.single_prefill(q, k, v, out, lse, layout, bool(causal), *scalars, mask)
     return (out, lse) if return_lse else out
 
 
@@ -317,7 +393,6 @@ class _BatchPrefillWrapperBase:
     def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str,
                  use_cuda_graph: bool, buffers: dict, custom_mask_buf, mask_indptr_buf,
                  backend: str, jit_args):
-        _reject_unsupported(custom_mask_buf=custom_mask_buf, mask_indptr_buf=mask_indptr_buf)
         _reject_jit_args(jit_args)
         _check_backend(backend)
         self._kv_layout = layout_code(kv_layout)
@@ -329,10 +404,22 @@ class _BatchPrefillWrapperBase:
                         f"tessera: argument '{name}': expected an int32 CUDA buffer with "
                         "use_cuda_graph=True, got None")
             self._max_batch = buffers["qo_indptr_buf"].numel() - 1
+            for name, buffer, dtype in (("custom_mask_buf", custom_mask_buf, torch.uint8),
+                                        ("mask_indptr_buf", mask_indptr_buf, torch.int32)):
+                if buffer is not None and (not isinstance(buffer, torch.Tensor)
+                                           or buffer.dtype != dtype or buffer.dim() != 1):
+                    raise TesseraArgumentError(
+                        f"tessera: argument '{name}': expected a 1-D {dtype} CUDA buffer, got "
+                        + (f"{buffer.dim()}-D {buffer.dtype}" if isinstance(buffer, torch.Tensor)
+                           else type(buffer).__name__))
         else:
+            # As FlashInfer: the buffers only matter with use_cuda_graph=True.
             buffers = {name: None for name in buffers}
+            custom_mask_buf = mask_indptr_buf = None
             self._max_batch = None
         self._buffers = buffers
+        self._custom_mask_buf = custom_mask_buf
+        self._mask_indptr_buf = mask_indptr_buf
         self._float_workspace = float_workspace_buffer
         self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph)
         self._planned = None
@@ -368,17 +455,44 @@ class _BatchPrefillWrapperBase:
             needed = (batch, total_qo)
         return self._handle.ensure(shape, needed, ("requests", "query tokens"))
 
-    def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, custom_mask,
-                       packed_custom_mask, head_dim_qk, head_dim_vo, pos_encoding_mode, sm_scale,
-                       window_left, logits_soft_cap, rope_scale, rope_theta):
+    def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, head_dim_qk, head_dim_vo,
+                       pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
+                       rope_theta):
         """The checks every plan() makes before touching the GPU; returns the
         host indptr arrays, the batch size and the variant scalars."""
-        _reject_unsupported(custom_mask=custom_mask, packed_custom_mask=packed_custom_mask)
         _check_head_dim_vo(head_dim_qk, head_dim_vo)
         scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
                                    rope_scale, rope_theta)
         qo_host, kv_host, batch = _indptr_pair(qo_indptr, "qo_indptr", kv_indptr, kv_indptr_name)
         return qo_host, kv_host, batch, scalars
+
+    def _device_mask(self, custom_mask, packed_custom_mask, qo_host: torch.Tensor,
+                     kv_lengths, device, non_blocking: bool):
+        """The plan's packed mask on `device` for run() (None without a mask):
+        with use_cuda_graph=True and a custom_mask_buf, copied into that
+        buffer (and the byte offsets into mask_indptr_buf, as FlashInfer),
+        else the packed tensor itself (copied to `device` if elsewhere)."""
+        packed, byte_indptr = _plan_mask(custom_mask, packed_custom_mask,
+                                         (qo_host[1:] - qo_host[:-1]).to(torch.int64),
+                                         kv_lengths)
+        if packed is None:
+            return None
+        if self._mask_indptr_buf is not None:
+            _on_device(byte_indptr, self._mask_indptr_buf, device, non_blocking,
+                       "mask_indptr_buf")
+        buffer = self._custom_mask_buf
+        if buffer is not None:
+            if packed.numel() > buffer.numel():
+                raise TesseraArgumentError(
+                    f"tessera: argument 'custom_mask_buf': expected at least {packed.numel()} "
+                    f"bytes (this plan's packed mask), got {buffer.numel()}")
+            buffer[:packed.numel()].copy_(packed, non_blocking=non_blocking)
+            return buffer
+        if packed.device == device:
+            return packed
+        if non_blocking and packed.device.type == "cpu":
+            return packed.contiguous().pin_memory().to(device, non_blocking=True)
+        return packed.to(device)
 
     def _require_plan(self):
         if self._planned is None:
@@ -399,8 +513,11 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
     (HND). With use_cuda_graph=True, qo_indptr_buf and kv_indptr_buf (int32
     CUDA, [max_batch + 1]) hold the index arrays run() reads, so a graph
     captured around run() replays for later plans within the bounds (module
-    docstring). custom_mask_buf / mask_indptr_buf (custom masks) and jit_args
-    are not supported; FlashInfer's backend names all run the same kernels.
+    docstring); custom_mask_buf (uint8 CUDA, at least the largest packed mask)
+    receives plan()'s packed mask and mask_indptr_buf (int32 CUDA, [max_batch +
+    1]) its byte offsets, so a captured graph reads later masks (both are
+    ignored without use_cuda_graph, as in FlashInfer). jit_args is not
+    supported; FlashInfer's backend names all run the same kernels.
     """
 
     _prefix = "tessera_batch_prefill_ragged"
@@ -425,27 +542,34 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
              non_blocking: bool = True) -> None:
         """Plans the batch: qo_indptr, kv_indptr [batch + 1] int32 token offsets.
 
+        custom_mask: bool, every request's [qo_len, kv_len] mask flattened and
+        concatenated (sum of qo_len * kv_len elements; packed here with
+        segment_packbits); packed_custom_mask: the packed uint8 form (module
+        docstring). A mask replaces causal (FlashInfer: causal is ignored).
         The dtype arguments and use_fp16_qk_reduction are accepted for
         compatibility (run() checks the tensors' dtypes; accumulation is float32).
         """
         del use_fp16_qk_reduction, q_data_type, kv_data_type
         qo_host, kv_host, batch, scalars = self._plan_prologue(
-            qo_indptr, kv_indptr, "kv_indptr", custom_mask, packed_custom_mask, head_dim_qk,
-            head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
-            rope_theta)
+            qo_indptr, kv_indptr, "kv_indptr", head_dim_qk, head_dim_vo, pos_encoding_mode,
+            sm_scale, window_left, logits_soft_cap, rope_scale, rope_theta)
+        has_mask = custom_mask is not None or packed_custom_mask is not None
         device = self._float_workspace.device
         shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim_qk))
         handle = self._ensure(shape, batch, int(qo_host[-1]))
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
-                  qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(), int(bool(causal)),
-                  current_stream(device))
+                  qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(),
+                  int(bool(causal) and not has_mask), current_stream(device))
+        mask = self._device_mask(custom_mask, packed_custom_mask, qo_host,
+                                 (kv_host[1:] - kv_host[:-1]).to(torch.int64), device,
+                                 non_blocking) if has_mask else None
         b = self._buffers
         self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
                                      "qo_indptr")
         self._kv_indptr = _on_device(kv_host, b["kv_indptr_buf"], device, non_blocking,
                                      "kv_indptr")
-        self._planned = (handle, shape[0], scalars)
+        self._planned = (handle, shape[0], scalars, mask)
 
     begin_forward = plan
 
@@ -456,13 +580,13 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         """Attention for the planned batch. Returns out (like q; rows past
         qo_indptr[-1] are left alone) and, with return_lse, lse float32
         [q rows, num_qo_heads] (base 2)."""
-        handle, num_qo_heads, scalars = self._require_plan()
+        handle, num_qo_heads, scalars, mask = self._require_plan()
         if self._kv_layout == 1:  # HND [heads, tokens, dim]: the kernel takes strides
             k, v = k.transpose(0, 1), v.transpose(0, 1)
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.batch_prefill_ragged_run(
             handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse, *scalars,
-            float(k_scale or 0.0), float(v_scale or 0.0))
+            float(k_scale or 0.0), float(v_scale or 0.0), mask)
         return (out, lse) if return_lse else out
 
 
@@ -475,7 +599,9 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
     any page size >= 1. With use_cuda_graph=True the four *_buf tensors (int32
     CUDA: qo_indptr_buf and paged_kv_indptr_buf [max_batch + 1],
     paged_kv_indices_buf [max pages], paged_kv_last_page_len_buf [max_batch])
-    hold the arrays run() reads (module docstring for the bounds).
+    hold the arrays run() reads (module docstring for the bounds), and the
+    optional custom_mask_buf / mask_indptr_buf the packed custom mask and its
+    byte offsets (as the ragged wrapper).
     """
 
     _prefix = "tessera_batch_prefill_paged"
@@ -509,14 +635,18 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         (read by run() only: a CUDA tensor is used as it is),
         paged_kv_last_page_len [batch], all int32.
 
+        custom_mask: bool, every request's [qo_len, kv_len] mask flattened and
+        concatenated (kv_len: the request's tokens in its pages; packed here with
+        segment_packbits); packed_custom_mask: the packed uint8 form (module
+        docstring). A mask replaces causal (FlashInfer: causal is ignored).
         The dtype arguments and use_fp16_qk_reduction are accepted for
         compatibility (run() checks the tensors' dtypes; accumulation is float32).
         """
         del use_fp16_qk_reduction, q_data_type, kv_data_type
         qo_host, kv_host, batch, scalars = self._plan_prologue(
-            qo_indptr, paged_kv_indptr, "paged_kv_indptr", custom_mask, packed_custom_mask,
-            head_dim_qk, head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
-            rope_scale, rope_theta)
+            qo_indptr, paged_kv_indptr, "paged_kv_indptr", head_dim_qk, head_dim_vo,
+            pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale, rope_theta)
+        has_mask = custom_mask is not None or packed_custom_mask is not None
         last_host = _host_int32(paged_kv_last_page_len, "paged_kv_last_page_len")
         if last_host.numel() != batch:
             raise TesseraArgumentError(
@@ -528,7 +658,16 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
                   qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(),
-                  _int32_pointer(last_host), batch, int(bool(causal)), current_stream(device))
+                  _int32_pointer(last_host), batch, int(bool(causal) and not has_mask),
+                  current_stream(device))
+        mask = None
+        if has_mask:
+            # The library's KV lengths: (pages - 1) * page_size + last, 0 without pages.
+            pages = (kv_host[1:] - kv_host[:-1]).to(torch.int64)
+            kv_lengths = torch.where(pages > 0, (pages - 1) * shape[3] + last_host.to(torch.int64),
+                                     torch.zeros_like(pages))
+            mask = self._device_mask(custom_mask, packed_custom_mask, qo_host, kv_lengths,
+                                     device, non_blocking)
         b = self._buffers
         self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
                                      "qo_indptr")
@@ -538,7 +677,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
                                             non_blocking, "paged_kv_last_page_len")
         self._kv_indices = _device_indices(paged_kv_indices, b["paged_kv_indices_buf"], device,
                                            non_blocking, "paged_kv_indices")
-        self._planned = (handle, shape[0], scalars)
+        self._planned = (handle, shape[0], scalars, mask)
 
     begin_forward = plan
 
@@ -550,11 +689,11 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         v_cache) pair of [pages, ...]. Returns out (like q; rows past
         qo_indptr[-1] are left alone) and, with return_lse, lse float32
         [q rows, num_qo_heads] (base 2)."""
-        handle, num_qo_heads, scalars = self._require_plan()
+        handle, num_qo_heads, scalars, mask = self._require_plan()
         k_cache, v_cache = _cache_pair(paged_kv_cache)
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.batch_prefill_paged_run(
             handle, q, k_cache, v_cache, self._kv_layout, self._kv_indices, self._qo_indptr,
             self._kv_indptr, self._kv_last_page_len, out, lse, *scalars,
-            float(k_scale or 0.0), float(v_scale or 0.0))
+            float(k_scale or 0.0), float(v_scale or 0.0), mask)
         return (out, lse) if return_lse else out

@@ -4,10 +4,15 @@ libtessera's BlockSparseAttention (tessera/api/prefill.h).
 q [M, num_qo_heads, head_dim] is cut into block rows of R queries and k, v
 [N, num_kv_heads, head_dim] into block columns of C keys; block row i attends
 to every key of the block columns indices[indptr[i] .. indptr[i + 1]) (BSR).
-The pattern is the whole mask: Tessera has no causal mask, no per-element
-mask (mask / packed_mask) and no RoPE on the fly here; those raise
-NotImplementedError (RoPE: the library's error naming "options"). A block row
-with no blocks gets out 0 and lse -inf; lse is float32 in base 2.
+Within the blocks, plan()'s mask (bool [indptr[-1], R, C], FlashInfer's BSR
+layout: mask[p, r, c] for block p = the p-th entry of indices) or packed_mask
+(FlashInfer's packed form) masks single elements, as FlashInfer: block row i
+is prefill request i, R queries against its blocks' keys in indices order,
+and its [R, blocks * C] mask is packed with segment_packbits (bitorder
+"little"). Tessera has no causal mask and no RoPE on the fly here; those
+raise NotImplementedError (RoPE: the library's error naming "options"). A
+block row with no blocks, and a query whose every key is masked, get out 0 and
+lse -inf; lse is float32 in base 2.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from ._lib import TesseraArgumentError
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
 from .prefill import (_PlanHandle, _check_backend, _host_int32, _int32_pointer, _on_device,
-                      _options, _outputs, _variant_scalars)
+                      _options, _outputs, _plan_mask, _variant_scalars)
 
 
 @custom_op("tessera::block_sparse_run", mutates_args=("out", "lse"),
@@ -31,10 +36,10 @@ def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch
                          indptr: torch.Tensor, indices: torch.Tensor, out: torch.Tensor,
                          lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                          window_left: int, pos_encoding_mode: int, rope_scale: float,
-                         rope_theta: float) -> None:
+                         rope_theta: float, custom_mask: Optional[torch.Tensor] = None) -> None:
     # handle: the C++ plan object's address (no op argument type holds one).
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta)
+                       rope_theta, custom_mask=custom_mask)
     _lib.call("tessera_block_sparse_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
               dl(indptr), dl(indices), dl(out), dl_or_none(lse), options,
               current_stream(q.device), 0)
@@ -42,13 +47,34 @@ def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch
 
 @_block_sparse_run_op.register_fake
 def _(handle, q, k, v, indptr, indices, out, lse, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta):
+      pos_encoding_mode, rope_scale, rope_theta, custom_mask=None):
     return None
 
 
 def _reject(name: str, given: bool, why: str) -> None:
     if given:
         raise NotImplementedError(f"tessera: argument '{name}': {why}")
+
+
+def _rows_mask(mask: torch.Tensor, blocks_per_row: torch.Tensor, R: int, C: int) -> torch.Tensor:
+    """FlashInfer's convert_bsr_mask_layout, vectorised: mask [nnz, R, C] (BSR
+    block order) as each block row's [R, blocks * C] mask, flattened and
+    concatenated (bool, on mask's device)."""
+    nnz = mask.shape[0]
+    row = torch.repeat_interleave(torch.arange(blocks_per_row.numel()), blocks_per_row)
+    first = torch.zeros(blocks_per_row.numel() + 1, dtype=torch.int64)
+    first[1:] = torch.cumsum(blocks_per_row, 0)
+    start = first[:-1][row]  # [nnz] the row's first block
+    row_keys = blocks_per_row[row] * C  # [nnz] the row's kv_len
+    # Block p = start + j of its row: element (r, c) goes to start * R * C +
+    # r * row_keys + j * C + c.
+    base = start * R * C + (torch.arange(nnz) - start) * C
+    dest = (base[:, None, None] + torch.arange(R)[None, :, None] * row_keys[:, None, None]
+            + torch.arange(C)[None, None, :])
+    bits = mask if mask.dtype == torch.bool else mask != 0
+    flat = torch.empty(nnz * R * C, dtype=torch.bool, device=mask.device)
+    flat[dest.reshape(-1).to(mask.device)] = bits.reshape(-1)
+    return flat
 
 
 class BlockSparseAttentionWrapper:
@@ -84,13 +110,11 @@ class BlockSparseAttentionWrapper:
              q_data_type="float16", kv_data_type=None, non_blocking: bool = True) -> None:
         """Plans the pattern: indptr [M / R + 1] and indices [indptr[-1]] (block
         column ids < N / C), int32 (host tensors preferred; CUDA tensors are
-        copied to the host, a sync). The dtype arguments and
+        copied to the host, a sync). mask: bool [indptr[-1], R, C], the
+        elements kept within each block (module docstring); packed_mask: its
+        packed form (used when both are given). The dtype arguments and
         use_fp16_qk_reduction are accepted for compatibility."""
         del use_fp16_qk_reduction, q_data_type, kv_data_type
-        _reject("mask", mask is not None, "per-element masks are not supported by Tessera's block-sparse "
-                "attention (the block pattern is the mask)")
-        _reject("packed_mask", packed_mask is not None, "per-element masks are not supported by Tessera's "
-                "block-sparse attention (the block pattern is the mask)")
         _reject("causal", bool(causal), "Tessera's block-sparse attention has no causal "
                 "mask (leave the blocks above the diagonal out of the pattern)")
         M, N, R, C = int(M), int(N), int(R), int(C)
@@ -108,6 +132,14 @@ class BlockSparseAttentionWrapper:
             raise TesseraArgumentError(
                 f"tessera: argument 'indptr': expected M / R + 1 = {block_rows + 1} entries, "
                 f"got {indptr_host.numel()}")
+        nnz = int(indptr_host[-1])
+        if packed_mask is None and mask is not None and (
+                not isinstance(mask, torch.Tensor) or tuple(mask.shape) != (nnz, R, C)):
+            raise TesseraArgumentError(
+                f"tessera: argument 'mask': expected a bool tensor of shape (indptr[-1], R, C) "
+                f"= {(nnz, R, C)}, got "
+                + (f"{tuple(mask.shape)}" if isinstance(mask, torch.Tensor)
+                   else type(mask).__name__))
         shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim), R, C)
         handle = self._handle.ensure(shape, (block_rows,), ("block rows",))
         device = self._float_workspace.device
@@ -115,9 +147,18 @@ class BlockSparseAttentionWrapper:
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(indptr_host),
                   indptr_host.numel(), _int32_pointer(indices_host), indices_host.numel(),
                   current_stream(device))
+        packed = None
+        if mask is not None or packed_mask is not None:
+            blocks = (indptr_host[1:] - indptr_host[:-1]).to(torch.int64)
+            if packed_mask is None:
+                mask = _rows_mask(mask, blocks, R, C)
+            packed, _ = _plan_mask(mask, packed_mask, torch.full_like(blocks, R), blocks * C,
+                                   "mask", "packed_mask")
+            if packed.device != device:
+                packed = packed.to(device)
         self._indptr = _on_device(indptr_host, None, device, non_blocking, "indptr")
         self._indices = _on_device(indices_host, None, device, non_blocking, "indices")
-        self._planned = (handle, shape[0], scalars)
+        self._planned = (handle, shape[0], scalars, packed)
 
     begin_forward = plan
 
@@ -130,10 +171,10 @@ class BlockSparseAttentionWrapper:
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
                                        "got no plan")
-        handle, num_qo_heads, scalars = self._planned
+        handle, num_qo_heads, scalars, mask = self._planned
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.block_sparse_run(handle, q, k, v, self._indptr, self._indices, out, lse,
-                                           *scalars)
+                                           *scalars, mask)
         return (out, lse) if return_lse else out
 
     forward = run

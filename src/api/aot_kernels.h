@@ -9,7 +9,9 @@
 //            window; ALiBi and RoPE-on-the-fly at head_dim 128.
 //            JIT: fp16 q with fp8 KV, ALiBi and RoPE at head_dim 64 / 256.
 //   prefill (single, ragged, paged): fp16 / bf16, head_dim 64 / 128, plain,
-//            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64).
+//            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64 and
+//            soft-cap + window). Paged with an fp8 e4m3 cache (head_dim
+//            128): plain and sliding window with bf16 q (JIT: the rest).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // Host and device code (constexpr only).
 #pragma once
@@ -30,8 +32,13 @@ constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, 
   return dtypes && (!position_variant || head_dim == 128) && variant != VariantKind::kJit;
 }
 
-constexpr bool aot_prefill_kernel(attention::VariantKind variant, int64_t head_dim) {
+constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
+                                  int64_t head_dim) {
   using attention::VariantKind;
+  if (kv_dtype != q_dtype) {
+    return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
+           (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);
+  }
   switch (variant) {
     case VariantKind::kPlain:
     case VariantKind::kSoftCap:

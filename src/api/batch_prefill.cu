@@ -61,6 +61,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
                     "at least batch_size + 1 = " + std::to_string(s.batch() + 1) + " entries",
                     std::to_string(qo_view.size(0)));
   l.dtype = qv.dtype();
+  l.kv_dtype = qv.dtype();  // the paged run() sets its cache's
   l.q = qv.data();
   l.q_stride_token = qv.stride(0);
   l.q_stride_head = qv.stride(1);
@@ -81,6 +82,11 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
                           jit::KernelKind kernel, int64_t custom_mask_bytes,
                           detail::BatchPrefillLaunch& l) {
+  if (l.kv_dtype != qv.dtype()) {
+    TESSERA_CHECK_ARG(kernel == jit::KernelKind::kBatchPrefillPaged && l.head_dim == 128,
+                      "paged_kv_cache", "a float8 cache with head_dim 128",
+                      "head_dim " + std::to_string(l.head_dim));
+  }
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   using attention::VariantKind;
@@ -89,7 +95,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
                     std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   l.variant_kind = variant.kind;
   l.variant = variant.params;
-  l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), qv.dtype(), l.head_dim);
+  l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), l.kv_dtype, l.head_dim);
   l.sum_states = detail::sums_partial_states(options);
   l.custom_mask = detail::resolve_custom_mask(options, custom_mask_bytes, qv.device());
 }
@@ -248,9 +254,10 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
   const TensorView cache_view(paged_kv_cache.first(), cache.name);
   expect_same_device(qv, cache_view);
-  TESSERA_CHECK_ARG(cache.dtype == qv.dtype(), cache.name,
-                    std::string("dtype ") + dtype_name(qv.dtype()) + " (q's)",
+  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || cache.dtype == DType::kFloat8E4M3, cache.name,
+                    std::string("dtype ") + dtype_name(qv.dtype()) + " (q's) or float8_e4m3fn",
                     dtype_name(cache.dtype));
+  l.kv_dtype = cache.dtype;
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
   detail::expect_rows_aligned16(cache);
   const detail::PagedIndexViews index = detail::resolve_paged_indices(

@@ -73,7 +73,7 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.out_stride_head = l.out_stride_head;
   p.lse = l.lse;
   p.qo_indptr = l.qo_indptr;
-  p.kv = make_kv<T>(l, static_cast<Kv*>(nullptr));
+  p.kv = make_kv(l, static_cast<Kv*>(nullptr));
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
   p.heads_y = static_cast<int32_t>(l.num_kv_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
@@ -82,16 +82,19 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.schedule = l.schedule;
   p.custom_mask = l.custom_mask;
   p.variant = variant;
+  using KVT = typename Kv::Element;
   const void* kernel = l.jit_kernel;
-  if constexpr (aot_prefill_kernel(variant_kind_of<Variant>(), kHeadDim)) {
+  if constexpr (aot_prefill_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<KVT>(),
+                                   kHeadDim)) {
     if (kernel == nullptr) {
       kernel = reinterpret_cast<const void*>(prefill::batch_prefill_kernel<Traits, Variant, T, Kv>);
     }
   } else if (kernel == nullptr) {  // off the AOT list: from the JIT, on first use
-    constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+    constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<KVT>>;
     kernel = builtin_jit_variant(kRagged ? jit::KernelKind::kBatchPrefillRagged
                                          : jit::KernelKind::kBatchPrefillPaged,
-                                 variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(), kHeadDim)
+                                 variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<KVT>(),
+                                 kHeadDim)
                  .kernel();
   }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -103,10 +106,20 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
 }
 
-template <template <typename> class KvOf, typename Variant>
+// kFp8Kv: this K/V kind also has float8 e4m3 K/V kernels (head_dim 128).
+template <template <typename> class KvOf, bool kFp8Kv, typename Variant>
 void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
                             cudaStream_t stream) {
   const auto by_dim = [&]<typename T>() {
+    if (l.kv_dtype == DType::kFloat8E4M3) {
+      if constexpr (kFp8Kv) {
+        if (l.head_dim == 128) {
+          return launch_prefill_instance<T, 128, Variant, KvOf<fp8_e4m3_t>>(l, variant, stream);
+        }
+      }
+      throw Error("tessera: batch prefill: no float8 K/V kernel for head_dim " +
+                  std::to_string(l.head_dim));
+    }
     if (l.head_dim == 64) return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
     if (l.head_dim == 128) return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
     throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
@@ -116,23 +129,23 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
   return by_dim.template operator()<half_t>();
 }
 
-template <template <typename> class KvOf>
+template <template <typename> class KvOf, bool kFp8Kv>
 void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
   const attention::VariantParams& params = l.variant;
   using attention::VariantKind;
   switch (l.variant_kind) {
     case VariantKind::kPlain:
-      return dispatch_prefill_types<KvOf, attention::PlainVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
     case VariantKind::kSoftCap:
-      return dispatch_prefill_types<KvOf, attention::SoftCapVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapVariant>(l, params, stream);
     case VariantKind::kSlidingWindow:
-      return dispatch_prefill_types<KvOf, attention::SlidingWindowVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SlidingWindowVariant>(l, params, stream);
     case VariantKind::kSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, attention::SoftCapSlidingWindowVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapSlidingWindowVariant>(l, params, stream);
     case VariantKind::kAlibi:
-      return dispatch_prefill_types<KvOf, attention::AlibiVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiVariant>(l, params, stream);
     case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types
-      return dispatch_prefill_types<KvOf, attention::PlainVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
     default:
       throw Error("tessera: batch prefill: no kernel for this variant");
   }

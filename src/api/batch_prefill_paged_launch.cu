@@ -5,7 +5,7 @@
 namespace tessera::detail {
 
 void launch_batch_prefill_paged(const BatchPrefillLaunch& launch, cudaStream_t stream) {
-  launch_batch_prefill<prefill::PagedKv>(launch, stream);
+  launch_batch_prefill<prefill::PagedKv, /*kFp8Kv=*/true>(launch, stream);
 }
 
 }  // namespace tessera::detail

@@ -90,7 +90,8 @@ class PrefillPlanState {
 
 // Everything the launcher needs, resolved and validated by run().
 struct BatchPrefillLaunch {
-  DType dtype;  // q = k = v = out
+  DType dtype;     // q = out (and K/V unless kv_dtype says otherwise)
+  DType kv_dtype;  // dtype, or float8 e4m3 (paged, head_dim 128)
   const void* q;
   int64_t q_stride_token, q_stride_head;
   void* out;

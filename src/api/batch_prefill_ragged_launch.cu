@@ -5,7 +5,7 @@
 namespace tessera::detail {
 
 void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream) {
-  launch_batch_prefill<prefill::RaggedKv>(launch, stream);
+  launch_batch_prefill<prefill::RaggedKv, /*kFp8Kv=*/false>(launch, stream);
 }
 
 }  // namespace tessera::detail

@@ -21,7 +21,7 @@ bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_d
   if (kernel == KernelKind::kBatchDecode) {
     return detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
   }
-  return kv_dtype == q_dtype && detail::aot_prefill_kernel(variant, head_dim);
+  return detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim);
 }
 
 VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind variant, DType q_dtype,

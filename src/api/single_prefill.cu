@@ -79,7 +79,9 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.variant = l.variant;
 
   const void* kernel = l.jit_kernel;
-  if constexpr (detail::aot_prefill_kernel(detail::variant_kind_of<Variant>(), kHeadDim)) {
+  constexpr DType kDtype = detail::dtype_of<T>();
+  if constexpr (detail::aot_prefill_kernel(detail::variant_kind_of<Variant>(), kDtype, kDtype,
+                                           kHeadDim)) {
     if (kernel == nullptr) {
       kernel = reinterpret_cast<const void*>(prefill::single_prefill_kernel<Traits, Variant, T>);
     }

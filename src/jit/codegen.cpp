@@ -52,8 +52,11 @@ GeneratedSource generate(const VariantSpec& spec) {
   TESSERA_CHECK_ARG(is_16bit(spec.q_dtype), "variant", "q_dtype float16 or bfloat16",
                     dtype_name(spec.q_dtype));
   const bool decode = spec.kernel == KernelKind::kBatchDecode;
-  TESSERA_CHECK_ARG(spec.kv_dtype == spec.q_dtype || (decode && spec.kv_dtype == DType::kFloat8E4M3),
-                    "variant", decode ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
+  // fp8 K/V: decode (any head_dim), paged prefill at head_dim 128.
+  const bool fp8_ok = decode || (spec.kernel == KernelKind::kBatchPrefillPaged && spec.head_dim == 128);
+  TESSERA_CHECK_ARG(spec.kv_dtype == spec.q_dtype || (fp8_ok && spec.kv_dtype == DType::kFloat8E4M3),
+                    "variant",
+                    fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
                     dtype_name(spec.kv_dtype));
   const bool dim_ok = decode ? (spec.head_dim == 64 || spec.head_dim == 128 || spec.head_dim == 256)
                              : (spec.head_dim == 64 || spec.head_dim == 128);
@@ -91,7 +94,7 @@ GeneratedSource generate(const VariantSpec& spec) {
           spec.kernel == KernelKind::kBatchPrefillRagged ? "RaggedKv" : "PagedKv";
       out.name_expression = "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" +
                             q + ", " + dim + ">, " + variant + ", " + q + ", tessera::prefill::" +
-                            kv_kind + "<" + q + ">>";
+                            kv_kind + "<" + kv + ">>";
       break;
     }
   }

@@ -87,8 +87,12 @@ TEST_F(JitTest, EveryKernelTemplateCompilesWithAUserVariant) {
   VariantSpec fp8 = plain(KernelKind::kBatchDecode, DType::kFloat16, 256);
   fp8.kv_dtype = DType::kFloat8E4M3;
   EXPECT_FALSE(jit::compile(fp8).cubin.empty());
-  // A fresh cache: every one of the six was compiled, none found.
-  EXPECT_EQ(jit::compilations(), before + 6);
+  // fp8 KV for paged prefill (head_dim 128): the tiles are widened in shared memory.
+  VariantSpec fp8_prefill = plain(KernelKind::kBatchPrefillPaged);
+  fp8_prefill.kv_dtype = DType::kFloat8E4M3;
+  EXPECT_FALSE(jit::compile(fp8_prefill).cubin.empty());
+  // A fresh cache: every one of the seven was compiled, none found.
+  EXPECT_EQ(jit::compilations(), before + 7);
 }
 
 TEST_F(JitTest, SecondCallHitsMemoryThenDiskAfterARestart) {
@@ -191,7 +195,10 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // prefill hd 256
   bad = plain(KernelKind::kSinglePrefill);
   bad.kv_dtype = DType::kFloat8E4M3;
-  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // fp8: paged only
+  bad = plain(KernelKind::kBatchPrefillPaged, DType::kBFloat16, 64);
+  bad.kv_dtype = DType::kFloat8E4M3;
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // fp8: head_dim 128
   testing::expect_argument_error(
       [&] { jit::compile(plain(KernelKind::kBatchDecode), {"ampere", true}); }, "arch");
 }

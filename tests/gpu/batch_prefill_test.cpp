@@ -48,7 +48,10 @@ struct BatchCase {
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
+  bool fp8_kv = false;  // paged cache in float8 e4m3 (options.k_scale / v_scale apply)
 };
+
+DType kv_dtype(const BatchCase& c) { return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype; }
 
 std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
   std::vector<int32_t> indptr(lengths.size() + 1, 0);
@@ -78,8 +81,8 @@ BatchInputs make_inputs(const BatchCase& c, Rng& rng) {
                                         total_qo * c.num_qo_heads * c.head_dim)));
   for (const int32_t kv_len : c.kv_lens) {
     const auto n = static_cast<std::size_t>(kv_len * c.num_kv_heads * c.head_dim);
-    in.k.push_back(testing::round_to(c.dtype, rng.normal_vector(n)));
-    in.v.push_back(testing::round_to(c.dtype, rng.normal_vector(n)));
+    in.k.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n)));
+    in.v.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n)));
   }
   return in;
 }
@@ -103,6 +106,8 @@ Expected reference_for(const BatchCase& c, const BatchInputs& in) {
     p.sm_scale = c.options.sm_scale;
     p.logits_soft_cap = c.options.logits_soft_cap;
     p.window_left = c.options.window_left;
+    p.k_scale = c.options.k_scale;
+    p.v_scale = c.options.v_scale;
     if (!c.masks.empty()) p.custom_mask = c.masks[b];
     const std::span<const float> qb(in.q.data() + q_offset * row,
                                     static_cast<std::size_t>(p.qo_len * row));
@@ -120,7 +125,7 @@ struct PagedKV {
   std::vector<int32_t> kv_indptr, kv_indices, kv_last_page_len;
   DeviceTensor cache;
   PagedKV(const BatchCase& c, const BatchInputs& in, Rng& rng)
-      : cache(c.dtype, cache_shape(c)) {
+      : cache(kv_dtype(c), cache_shape(c)) {
     std::vector<int32_t> pages_per_request;
     for (const int32_t len : c.kv_lens) {
       pages_per_request.push_back(static_cast<int32_t>((len + c.page_size - 1) / c.page_size));
@@ -352,6 +357,41 @@ TEST(BatchPrefill, VariantsMatchReference) {
     c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
     run_case(c, rng);
   }
+}
+
+// A float8 e4m3 paged cache with scales (chunked prefill over an fp8 KV
+// cache): the tiles are widened to bf16 in shared memory. Page sizes 1 and
+// 16, mixed lengths with a split request, plain and window (AOT) and
+// soft-cap (JIT on first use), a custom mask.
+TEST(BatchPrefill, Fp8PagedCacheMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t page : {int64_t{16}, int64_t{1}}) {
+    BatchCase c = mixed_causal();
+    c.paged = true;
+    c.page_size = page;
+    c.fp8_kv = true;
+    c.options.k_scale = 0.5;
+    c.options.v_scale = 2.0;
+    run_case(c, rng);
+  }
+  BatchCase c;
+  c.qo_lens = {100, 1, 300};
+  c.kv_lens = {100, 2000, 700};
+  c.paged = true;
+  c.fp8_kv = true;
+  c.options.window_left = 100;
+  run_case(c, rng);
+  c.options.window_left = -1;
+  c.options.logits_soft_cap = 30.0;
+  c.options.sm_scale = 0.3;
+  run_case(c, rng);
+  c.options = {};
+  c.causal = false;
+  for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+    c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.5, rng));
+  }
+  run_case(c, rng);
 }
 
 // Custom boolean masks (FlashInfer's packed_custom_mask), per request, with

@@ -1,5 +1,6 @@
-"""tessera.prefill against a float32 torch reference (GPU), plus the parts that
-run without one (fake kernels, argument errors raised before any CUDA call)."""
+"""tessera.prefill against a torch reference (GPU; float32, float64 for custom
+masks), plus the parts that run without one (fake kernels, tracing, argument
+errors raised before any CUDA call)."""
 
 import math
 
@@ -7,7 +8,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-import tessera  # noqa: F401  (loads the package the way users do)
+import tessera  # (loads the package the way users do)
 from tessera import TesseraArgumentError
 from tessera.prefill import (BatchPrefillWithPagedKVCacheWrapper,
                              BatchPrefillWithRaggedKVCacheWrapper, single_prefill_with_kv_cache)
@@ -337,6 +338,219 @@ def test_ragged_run_under_torch_compile_matches_eager():
         torch.testing.assert_close(got, want, atol=0, rtol=0)
 
 
+# ------------------------------------------------------------ custom masks
+
+
+def reference_masked(q, k, v, mask):
+    """float64 reference with a boolean mask [Lq, Lk] (True: attend); GQA by
+    repeating kv heads. A query that sees no key: out 0, lse -inf (base 2)."""
+    h, d, hk = q.shape[1], q.shape[2], k.shape[1]
+    kf = k.double().repeat_interleave(h // hk, dim=1)
+    vf = v.double().repeat_interleave(h // hk, dim=1)
+    logits = torch.einsum("qhd,khd->hqk", q.double(), kf) * d ** -0.5
+    logits = logits.masked_fill(~mask.to(q.device)[None], -math.inf)
+    lse = (torch.logsumexp(logits, dim=-1) / math.log(2.0)).transpose(0, 1)
+    out = torch.einsum("hqk,khd->qhd", torch.softmax(logits, dim=-1).nan_to_num(0.0), vf)
+    return out, lse
+
+
+def random_mask(qo_len, kv_len, seed):
+    """A random [qo_len, kv_len] bool mask (CPU); query 0 sees no key when
+    there are several queries (out 0, lse -inf)."""
+    mask = torch.rand(qo_len, kv_len, generator=torch.Generator().manual_seed(seed)) < 0.5
+    if qo_len > 1:
+        mask[0] = False
+    return mask
+
+
+def check_masked(out, lse, requests, masks):
+    start = 0
+    for (q, k, v), mask in zip(requests, masks):
+        ref_out, ref_lse = reference_masked(q, k, v, mask)
+        n = q.shape[0]
+        torch.testing.assert_close(out[start:start + n].double(), ref_out,
+                                   **tolerance(q.dtype))
+        torch.testing.assert_close(lse[start:start + n].double(), ref_lse, **LSE_TOLERANCE)
+        if n > 1:  # the fully masked query
+            assert torch.all(out[start] == 0) and torch.all(lse[start] == -math.inf)
+        start += n
+
+
+MASK_LENGTHS = [(1, 1), (7, 13), (33, 129), (64, 64), (100, 37)]
+
+
+@gpu
+@pytest.mark.parametrize("qo_len,kv_len", MASK_LENGTHS)
+@pytest.mark.parametrize("num_qo_heads,num_kv_heads,head_dim", [(8, 8, 128), (32, 8, 64)])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_single_prefill_custom_mask_matches_reference(qo_len, kv_len, num_qo_heads,
+                                                      num_kv_heads, head_dim, kv_layout):
+    g = torch.Generator(device="cuda").manual_seed(qo_len * 100 + kv_len)
+    q, k, v = random_qkv(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim, torch.float16, g)
+    mask = random_mask(qo_len, kv_len, qo_len + kv_len)
+    kl, vl = to_layout(k, kv_layout), to_layout(v, kv_layout)
+    out, lse = single_prefill_with_kv_cache(q, kl, vl, custom_mask=mask.cuda(),
+                                            kv_layout=kv_layout, return_lse=True)
+    check_masked(out, lse, [(q, k, v)], [mask])
+    # The packed form, a CPU mask, and causal=True (ignored with a mask: FlashInfer)
+    # run the same kernel on the same bits.
+    packed = tessera.packbits(mask.reshape(-1).cuda(), bitorder="little")
+    for kwargs in (dict(packed_custom_mask=packed), dict(custom_mask=mask),
+                   dict(custom_mask=mask.cuda(), causal=True)):
+        again, _ = single_prefill_with_kv_cache(q, kl, vl, kv_layout=kv_layout, return_lse=True,
+                                                **kwargs)
+        torch.testing.assert_close(again, out, atol=0, rtol=0)
+
+
+@gpu
+@pytest.mark.parametrize("qo_len,kv_len", [(17, 17), (33, 129)])
+def test_single_prefill_causal_as_custom_mask_matches_causal(qo_len, kv_len):
+    # Not bitwise: a custom mask may take another kernel path than causal=True.
+    g = torch.Generator(device="cuda").manual_seed(21)
+    q, k, v = random_qkv(qo_len, kv_len, 8, 8, 128, torch.bfloat16, g)
+    q_pos = torch.arange(qo_len)[:, None] + (kv_len - qo_len)
+    mask = torch.arange(kv_len)[None, :] <= q_pos
+    out, lse = single_prefill_with_kv_cache(q, k, v, custom_mask=mask.cuda(), return_lse=True)
+    ref_out, ref_lse = reference_prefill(q, k, v, causal=True)
+    torch.testing.assert_close(out.float(), ref_out, **tolerance(torch.bfloat16))
+    torch.testing.assert_close(lse, ref_lse, **LSE_TOLERANCE)
+
+
+@gpu
+def test_single_prefill_custom_mask_with_window_is_anded():
+    g = torch.Generator(device="cuda").manual_seed(22)
+    q, k, v = random_qkv(20, 60, 8, 8, 128, torch.float16, g)
+    mask = random_mask(20, 60, 5)
+    q_pos = torch.arange(20)[:, None] + 40
+    window = torch.arange(60)[None, :] >= q_pos - 10  # window_left=10 (no causal: keys after too)
+    out = single_prefill_with_kv_cache(q, k, v, custom_mask=mask.cuda(), window_left=10)
+    ref_out, _ = reference_masked(q, k, v, mask & window)
+    torch.testing.assert_close(out.double(), ref_out, **tolerance(torch.float16))
+
+
+BATCH_MASK_LENGTHS = [(1, 1), (7, 13), (33, 129), (0, 5), (64, 64), (20, 3)]
+
+
+def flat_masks(lengths, seed):
+    masks = [random_mask(qo, kv, seed + i) for i, (qo, kv) in enumerate(lengths)]
+    return masks, torch.cat([m.reshape(-1) for m in masks])
+
+
+def mask_segments(lengths):
+    return indptr([qo * kv for qo, kv in lengths])
+
+
+@gpu
+@pytest.mark.parametrize("num_qo_heads,num_kv_heads,head_dim", [(8, 8, 128), (32, 8, 64)])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_ragged_custom_mask_matches_reference(num_qo_heads, num_kv_heads, head_dim, kv_layout):
+    g = torch.Generator(device="cuda").manual_seed(23)
+    requests, (q, k, v) = ragged_batch(BATCH_MASK_LENGTHS, num_qo_heads, num_kv_heads, head_dim,
+                                       torch.float16, g)
+    masks, flat = flat_masks(BATCH_MASK_LENGTHS, 30)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(workspace(), kv_layout)
+    qo_ptr, kv_ptr = (indptr([l[i] for l in BATCH_MASK_LENGTHS]) for i in (0, 1))
+    wrapper.plan(qo_ptr, kv_ptr, num_qo_heads, num_kv_heads, head_dim, custom_mask=flat.cuda(),
+                 causal=True)  # ignored with a mask (and (20, 3) could not be causal)
+    kl, vl = to_layout(k, kv_layout), to_layout(v, kv_layout)
+    out, lse = wrapper.run(q, kl, vl, return_lse=True)
+    check_masked(out, lse, requests, masks)
+    packed, _ = tessera.segment_packbits(flat, mask_segments(BATCH_MASK_LENGTHS),
+                                         bitorder="little")
+    wrapper.plan(qo_ptr, kv_ptr, num_qo_heads, num_kv_heads, head_dim,
+                 packed_custom_mask=packed.cuda())
+    torch.testing.assert_close(wrapper.run(q, kl, vl, return_lse=True)[0], out, atol=0, rtol=0)
+    wrapper.plan(qo_ptr, kv_ptr, num_qo_heads, num_kv_heads, head_dim)  # no mask again
+    check_batch(*wrapper.run(q, kl, vl, return_lse=True), requests, BATCH_MASK_LENGTHS, False,
+                torch.float16)
+
+
+@gpu
+@pytest.mark.parametrize("page_size", [1, 16])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_paged_custom_mask_matches_reference(page_size, kv_layout):
+    lengths = [(1, 1), (7, 13), (33, 129), (64, 64), (20, 3)]
+    g = torch.Generator(device="cuda").manual_seed(24)
+    requests, (q, _, _) = ragged_batch(lengths, 32, 8, 128, torch.bfloat16, g)
+    cache, table = paged_cache(requests, page_size, 300, kv_layout, g)
+    masks, flat = flat_masks(lengths, 40)
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), kv_layout)
+    plan_paged(wrapper, [l[0] for l in lengths], table, requests, page_size, causal=False,
+               custom_mask=flat)  # a CPU mask: packed there, copied to the device
+    out, lse = wrapper.run(q, cache, return_lse=True)
+    check_masked(out, lse, requests, masks)
+
+
+@gpu
+def test_ragged_cuda_graph_replays_a_later_plans_mask():
+    """Capture run() with a mask in custom_mask_buf; re-plan with another mask
+    (and lengths within the bounds); replay."""
+    i32 = dict(dtype=torch.int32, device="cuda")
+    mask_buf = torch.zeros(4096, dtype=torch.uint8, device="cuda")
+    mask_indptr_buf = torch.zeros(5, **i32)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(
+        workspace(), "NHD", use_cuda_graph=True, qo_indptr_buf=torch.zeros(5, **i32),
+        kv_indptr_buf=torch.zeros(5, **i32), custom_mask_buf=mask_buf,
+        mask_indptr_buf=mask_indptr_buf)
+    g = torch.Generator(device="cuda").manual_seed(25)
+    first = [(16, 40), (16, 16), (16, 77), (16, 9)]
+    requests, (q, k, v) = ragged_batch(first, 16, 4, 64, torch.float16, g)
+    _, flat = flat_masks(first, 50)
+    wrapper.plan(indptr([l[0] for l in first]), indptr([l[1] for l in first]), 16, 4, 64,
+                 custom_mask=flat)
+    static = [torch.zeros(64, 16, 64, dtype=torch.float16, device="cuda"),
+              torch.zeros(300, 4, 64, dtype=torch.float16, device="cuda"),
+              torch.zeros(300, 4, 64, dtype=torch.float16, device="cuda")]
+    for t, x in zip(static, (q, k, v)):
+        t[:x.shape[0]].copy_(x)
+    static_out = torch.empty_like(static[0])
+    static_lse = torch.empty(64, 16, dtype=torch.float32, device="cuda")
+    wrapper.run(*static, out=static_out, lse=static_lse)  # warm-up outside capture
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        wrapper.run(*static, out=static_out, lse=static_lse)
+
+    later = [(30, 100), (5, 5), (10, 31)]
+    requests, (q, k, v) = ragged_batch(later, 16, 4, 64, torch.float16, g)
+    masks, flat = flat_masks(later, 60)
+    wrapper.plan(indptr([l[0] for l in later]), indptr([l[1] for l in later]), 16, 4, 64,
+                 custom_mask=flat.cuda())
+    assert mask_indptr_buf[:4].tolist() == [0, 375, 379, 418]  # ceil(3000/8), ceil(25/8), ...
+    for t, x in zip(static, (q, k, v)):
+        t[:x.shape[0]].copy_(x)
+    static_out.fill_(float("nan"))
+    graph.replay()
+    torch.cuda.synchronize()
+    check_masked(static_out, static_lse, requests, masks)
+
+
+@gpu
+def test_plan_mask_errors_name_the_argument():
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(workspace())
+    with pytest.raises(TesseraArgumentError, match="'custom_mask'.*40 elements"):
+        wrapper.plan([0, 4], [0, 10], 8, 8, 64, custom_mask=torch.ones(39, dtype=torch.bool))
+    with pytest.raises(TesseraArgumentError, match="'packed_custom_mask'.*at least 5 bytes"):
+        wrapper.plan([0, 4], [0, 10], 8, 8, 64,
+                     packed_custom_mask=torch.ones(4, dtype=torch.uint8, device="cuda"))
+    with pytest.raises(TesseraArgumentError, match="plan"):
+        wrapper.run(*random_qkv(4, 10, 8, 8, 64, torch.float16, None))  # the failed plan left none
+    i32 = dict(dtype=torch.int32, device="cuda")
+    graphed = BatchPrefillWithRaggedKVCacheWrapper(
+        workspace(), use_cuda_graph=True, qo_indptr_buf=torch.zeros(2, **i32),
+        kv_indptr_buf=torch.zeros(2, **i32),
+        custom_mask_buf=torch.zeros(4, dtype=torch.uint8, device="cuda"))
+    with pytest.raises(TesseraArgumentError, match="custom_mask_buf"):
+        graphed.plan([0, 4], [0, 10], 8, 8, 64, custom_mask=torch.ones(40, dtype=torch.bool))
+
+
+@gpu
+def test_library_rejects_a_cpu_packed_mask_naming_custom_mask():
+    q, k, v = random_qkv(4, 10, 8, 8, 64, torch.float16, None)
+    with pytest.raises(TesseraArgumentError, match="custom_mask"):
+        single_prefill_with_kv_cache(q, k, v, packed_custom_mask=torch.ones(5, dtype=torch.uint8))
+
+
 # ------------------------------------------------------- CPU: no CUDA call
 
 
@@ -361,6 +575,13 @@ def test_fake_batch_run_ops_accept_their_arguments():
         assert torch.ops.tessera.batch_prefill_paged_run(
             1, q, cuda(4, 2, 16, 2, 64), None, 0, cuda(4, dtype=torch.int32), indptr_, indptr_,
             cuda(2, dtype=torch.int32), out, None, *scalars) is None
+        mask = cuda(100, dtype=torch.uint8)
+        assert torch.ops.tessera.batch_prefill_ragged_run(
+            1, q, cuda(50, 2, 64), cuda(50, 2, 64), indptr_, indptr_, out, lse, *scalars,
+            mask) is None
+        assert torch.ops.tessera.batch_prefill_paged_run(
+            1, q, cuda(4, 2, 16, 2, 64), None, 0, cuda(4, dtype=torch.int32), indptr_, indptr_,
+            cuda(2, dtype=torch.int32), out, None, *scalars, custom_mask=mask) is None
 
 
 def test_unknown_kv_layout_is_rejected():
@@ -382,25 +603,193 @@ def test_unknown_pos_encoding_mode_is_rejected():
         wrapper.plan([0, 4], [0, 4], 8, 8, 64, pos_encoding_mode="rope_llama")
 
 
-@pytest.mark.parametrize("name", ["custom_mask", "packed_custom_mask"])
-def test_custom_masks_are_not_implemented(name):
-    q = torch.empty(4, 8, 64, dtype=torch.float16)
-    mask = torch.ones(4, 4, dtype=torch.bool)
-    with pytest.raises(NotImplementedError, match=name):
-        single_prefill_with_kv_cache(q, q, q, **{name: mask})
-    ragged = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
-    with pytest.raises(NotImplementedError, match=name):
-        ragged.plan([0, 4], [0, 4], 8, 8, 64, **{name: mask})
-    paged = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
-    with pytest.raises(NotImplementedError, match=name):
-        paged.plan([0, 4], [0, 1], [0], [4], 8, 8, 64, 16, **{name: mask})
+def test_single_prefill_custom_mask_size_is_checked():
+    q, k = torch.empty(4, 8, 64, dtype=torch.float16), torch.empty(6, 8, 64, dtype=torch.float16)
+    with pytest.raises(TesseraArgumentError, match="'custom_mask'.*24 elements"):
+        single_prefill_with_kv_cache(q, k, k, custom_mask=torch.ones(4, 4, dtype=torch.bool))
+    hnd = k.transpose(0, 1)  # HND: kv_len is dim 1
+    with pytest.raises(TesseraArgumentError, match="'custom_mask'.*24 elements"):
+        single_prefill_with_kv_cache(q, hnd, hnd, kv_layout="HND",
+                                     custom_mask=torch.ones(8, 6, dtype=torch.bool))
+    with pytest.raises(TesseraArgumentError, match="'packed_custom_mask'.*at least 3 bytes"):
+        single_prefill_with_kv_cache(q, k, k, packed_custom_mask=torch.ones(2, dtype=torch.uint8))
+    with pytest.raises(TesseraArgumentError, match="'packed_custom_mask'.*uint8"):
+        single_prefill_with_kv_cache(q, k, k, packed_custom_mask=torch.ones(24, dtype=torch.bool))
 
 
-@pytest.mark.parametrize("name", ["custom_mask_buf", "mask_indptr_buf"])
-def test_custom_mask_buffers_are_not_implemented(name):
-    with pytest.raises(NotImplementedError, match=name):
-        BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8),
-                                            **{name: torch.empty(4, dtype=torch.uint8)})
+def test_plan_mask_packs_each_request_byte_aligned():
+    from tessera.prefill import _plan_mask
+    from tessera.quantization import packbits
+    qo, kv = torch.tensor([3, 0, 5, 2]), torch.tensor([5, 4, 8, 0])
+    masks = [torch.rand(int(a), int(b), generator=torch.Generator().manual_seed(i)) < 0.5
+             for i, (a, b) in enumerate(zip(qo, kv))]
+    packed, byte_indptr = _plan_mask(torch.cat([m.reshape(-1) for m in masks]), None, qo, kv)
+    assert byte_indptr.tolist() == [0, 2, 2, 7, 7]  # ceil(15 / 8), 0, ceil(40 / 8), 0
+    want = torch.cat([packbits(m.reshape(-1), bitorder="little") for m in masks])
+    assert torch.equal(packed, want)
+    assert _plan_mask(None, None, qo, kv) == (None, None)
+    given = torch.zeros(7, dtype=torch.uint8)
+    assert _plan_mask(torch.ones(3, dtype=torch.bool), given, qo, kv)[0] is given  # packed wins
+    with pytest.raises(TesseraArgumentError, match="'custom_mask'.*55 elements"):
+        _plan_mask(torch.ones(54, dtype=torch.bool), None, qo, kv)
+    with pytest.raises(TesseraArgumentError, match="'packed_custom_mask'.*at least 7 bytes"):
+        _plan_mask(None, torch.zeros(6, dtype=torch.uint8), qo, kv)
+
+
+def test_fake_single_prefill_with_custom_mask_gives_flashinfer_shapes():
+    with FakeTensorMode():
+        q = torch.empty(7, 32, 128, dtype=torch.bfloat16, device="cuda")
+        k = torch.empty(9, 8, 128, dtype=torch.bfloat16, device="cuda")
+        mask = torch.empty(7, 9, dtype=torch.bool, device="cuda")
+        out, lse = single_prefill_with_kv_cache(q, k, k, custom_mask=mask, return_lse=True)
+        assert out.shape == q.shape and lse.shape == (7, 32)
+        packed = torch.empty(8, dtype=torch.uint8, device="cuda")
+        out = single_prefill_with_kv_cache(q, k, k, packed_custom_mask=packed)
+        assert out.shape == q.shape
+
+
+def test_single_prefill_with_custom_mask_traces_into_one_graph():
+    captured = []
+
+    def capture(graph_module, example_inputs):
+        captured.extend(node.target for node in graph_module.graph.nodes
+                        if node.op == "call_function")
+        return graph_module.forward
+
+    def attend(q, k, mask):
+        return single_prefill_with_kv_cache(q, k, k, custom_mask=mask)
+
+    with FakeTensorMode():
+        q = torch.empty(5, 8, 64, dtype=torch.float16, device="cuda")
+        k = torch.empty(11, 8, 64, dtype=torch.float16, device="cuda")
+        mask = torch.empty(5, 11, dtype=torch.bool, device="cuda")
+    torch._dynamo.reset()
+    out = torch.compile(attend, fullgraph=True, backend=capture)(q, k, mask)
+    assert out.shape == q.shape
+    assert torch.ops.tessera.single_prefill in captured  # packbits' ops trace beside it
+
+
+def test_run_ops_take_an_optional_custom_mask():
+    for name in ("single_prefill", "batch_prefill_ragged_run", "batch_prefill_paged_run",
+                 "block_sparse_run"):
+        schema = str(getattr(torch.ops.tessera, name).default._schema)
+        assert schema.endswith(", Tensor? custom_mask=None) -> ()"), schema
+
+
+def stub_library(monkeypatch):
+    """Runs the wrappers' Python side on the CPU: libtessera calls are
+    recorded (name, arguments), plan objects are address 1."""
+    from tessera import _lib
+    from tessera.prefill import _PlanHandle
+    calls = []
+    monkeypatch.setattr(_lib, "call", lambda name, *arguments: calls.append((name, arguments)))
+    monkeypatch.setattr(_PlanHandle, "ensure", lambda self, shape, needed, names: 1)
+    return calls
+
+
+def the_call(calls, suffix):
+    found = [arguments for name, arguments in calls if name.endswith(suffix)]
+    assert len(found) == 1, [name for name, _ in calls]
+    calls.clear()
+    return found[0]
+
+
+def passed_mask(options):
+    """(data pointer, bytes) of the options' custom_mask, or None."""
+    if not options.custom_mask:
+        return None
+    return options.custom_mask.contents.data, options.custom_mask.contents.shape[0]
+
+
+PLUMBING_LENGTHS = [(3, 5), (0, 4), (5, 8), (2, 0), (2, 1)]
+
+
+def test_single_prefill_passes_the_packed_mask_and_drops_causal(monkeypatch):
+    calls = stub_library(monkeypatch)
+    q, k = torch.zeros(3, 8, 64, dtype=torch.float16), torch.zeros(5, 8, 64, dtype=torch.float16)
+    mask = random_mask(3, 5, 1)
+    single_prefill_with_kv_cache(q, k, k, custom_mask=mask, causal=True)
+    arguments = the_call(calls, "single_prefill_with_kv_cache")
+    assert arguments[6] == 0  # causal: ignored with a mask, as FlashInfer
+    packed = tessera.packbits(mask.reshape(-1), bitorder="little")
+    assert passed_mask(arguments[7])[1] == 2
+    given = packed.clone()
+    single_prefill_with_kv_cache(q, k, k, packed_custom_mask=given, causal=True)
+    assert passed_mask(the_call(calls, "single_prefill_with_kv_cache")[7]) == (
+        given.data_ptr(), 2)
+    single_prefill_with_kv_cache(q, k, k, causal=True)
+    arguments = the_call(calls, "single_prefill_with_kv_cache")
+    assert arguments[6] == 1 and passed_mask(arguments[7]) is None
+
+
+def test_ragged_plan_packs_per_request_and_run_passes_it(monkeypatch):
+    calls = stub_library(monkeypatch)
+    masks, flat = flat_masks(PLUMBING_LENGTHS, 70)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    qo_ptr, kv_ptr = (indptr([l[i] for l in PLUMBING_LENGTHS]) for i in (0, 1))
+    wrapper.plan(qo_ptr, kv_ptr, 8, 8, 64, custom_mask=flat, causal=True, non_blocking=False)
+    assert the_call(calls, "_plan")[5] == 0  # causal
+    want = torch.cat([tessera.packbits(m.reshape(-1), bitorder="little") for m in masks])
+    planned = wrapper._planned[3]
+    assert torch.equal(planned, want)
+    q, k = torch.zeros(12, 8, 64, dtype=torch.float16), torch.zeros(18, 8, 64, dtype=torch.float16)
+    wrapper.run(q, k, k)
+    assert passed_mask(the_call(calls, "_run")[8]) == (planned.data_ptr(), want.numel())
+    wrapper.plan(qo_ptr, kv_ptr, 8, 8, 64, causal=True, non_blocking=False)
+    assert the_call(calls, "_plan")[5] == 1
+    wrapper.run(q, k, k)
+    assert passed_mask(the_call(calls, "_run")[8]) is None
+
+
+@pytest.mark.parametrize("page_size", [1, 4])
+def test_paged_plan_uses_the_tokens_in_the_pages(monkeypatch, page_size):
+    calls = stub_library(monkeypatch)
+    masks, flat = flat_masks(PLUMBING_LENGTHS, 80)
+    kv_lengths = [kv for _, kv in PLUMBING_LENGTHS]
+    pages = [-(-kv // page_size) for kv in kv_lengths]  # (2, 0): no pages
+    last = [kv - (p - 1) * page_size if p else 0 for kv, p in zip(kv_lengths, pages)]
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    wrapper.plan(indptr([qo for qo, _ in PLUMBING_LENGTHS]), indptr(pages),
+                 torch.arange(sum(pages), dtype=torch.int32), torch.tensor(last, dtype=torch.int32),
+                 8, 8, 64, page_size, custom_mask=flat, causal=True, non_blocking=False)
+    assert the_call(calls, "_plan")[7] == 0  # causal
+    want = torch.cat([tessera.packbits(m.reshape(-1), bitorder="little") for m in masks])
+    assert torch.equal(wrapper._planned[3], want)
+
+
+def test_cuda_graph_plan_copies_the_mask_into_its_buffers(monkeypatch):
+    calls = stub_library(monkeypatch)
+    i32 = dict(dtype=torch.int32)
+    mask_buf, mask_indptr_buf = torch.zeros(64, dtype=torch.uint8), torch.zeros(6, **i32)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(
+        torch.empty(8, dtype=torch.uint8), use_cuda_graph=True,
+        qo_indptr_buf=torch.zeros(6, **i32), kv_indptr_buf=torch.zeros(6, **i32),
+        custom_mask_buf=mask_buf, mask_indptr_buf=mask_indptr_buf)
+    masks, flat = flat_masks(PLUMBING_LENGTHS, 90)
+    qo_ptr, kv_ptr = (indptr([l[i] for l in PLUMBING_LENGTHS]) for i in (0, 1))
+    wrapper.plan(qo_ptr, kv_ptr, 8, 8, 64, custom_mask=flat, non_blocking=False)
+    want = torch.cat([tessera.packbits(m.reshape(-1), bitorder="little") for m in masks])
+    assert wrapper._planned[3] is mask_buf and torch.equal(mask_buf[:want.numel()], want)
+    assert mask_indptr_buf.tolist() == [0, 2, 2, 7, 7, 8]
+    with pytest.raises(TesseraArgumentError, match="custom_mask_buf.*at least 65 bytes"):
+        wrapper.plan([0, 65], [0, 8], 8, 8, 64, custom_mask=torch.ones(520, dtype=torch.bool),
+                     non_blocking=False)
+
+
+def test_custom_mask_buffers_are_checked_in_cuda_graph_mode():
+    i32 = dict(dtype=torch.int32)
+    buffers = dict(qo_indptr_buf=torch.zeros(3, **i32), kv_indptr_buf=torch.zeros(3, **i32))
+    with pytest.raises(TesseraArgumentError, match="custom_mask_buf.*uint8"):
+        BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), use_cuda_graph=True,
+                                             custom_mask_buf=torch.zeros(8, **i32), **buffers)
+    with pytest.raises(TesseraArgumentError, match="mask_indptr_buf.*int32"):
+        BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), use_cuda_graph=True,
+                                             mask_indptr_buf=torch.zeros(3, dtype=torch.int64),
+                                             **buffers)
+    # Without use_cuda_graph they are ignored, as in FlashInfer.
+    BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8),
+                                        custom_mask_buf=torch.empty(4, dtype=torch.uint8),
+                                        mask_indptr_buf=torch.empty(4, **i32))
 
 
 def test_distinct_value_head_dim_is_not_implemented():

@@ -1,6 +1,6 @@
 """tessera.sparse.BlockSparseAttentionWrapper against a dense float32 torch
-reference with the block pattern expanded to a mask (GPU), plus the argument
-errors raised before any CUDA call."""
+reference with the block pattern (and plan()'s element mask) expanded to a
+mask (GPU), plus the argument errors raised before any CUDA call."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-import tessera  # noqa: F401
+import tessera
 from tessera import TesseraArgumentError
 from tessera.sparse import BlockSparseAttentionWrapper
 
@@ -72,6 +72,42 @@ def test_block_sparse_matches_dense_reference(R, C, num_qo_heads, num_kv_heads, 
     torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=2e-3)
 
 
+@gpu
+@pytest.mark.parametrize("R,C", [(16, 16), (1, 32), (64, 8)])
+def test_block_sparse_element_mask_matches_dense_reference(R, C):
+    M, N, num_qo_heads, num_kv_heads, head_dim = 128, 256, 16, 4, 128
+    g = torch.Generator().manual_seed(R + C)
+    indptr, indices, _ = random_pattern(M // R, N // C, g)
+    mask = torch.rand(int(indptr[-1]), R, C, generator=g) < 0.6
+    first_row = slice(0, int(indptr[1]))
+    mask[first_row, 0] = False  # query 0 sees no key: out 0, lse -inf
+    dense = dense_of_bsr_mask(mask, indptr, indices, M, N, R, C)
+    gc = torch.Generator(device="cuda").manual_seed(6)
+
+    def rand(*shape):
+        return torch.randn(shape, dtype=torch.float16, device="cuda", generator=gc)
+    q, k, v = rand(M, num_qo_heads, head_dim), rand(N, num_kv_heads, head_dim), \
+        rand(N, num_kv_heads, head_dim)
+    wrapper = BlockSparseAttentionWrapper(torch.empty(128 << 20, dtype=torch.uint8,
+                                                      device="cuda"))
+    wrapper.plan(indptr, indices, M, N, R, C, num_qo_heads, num_kv_heads, head_dim,
+                 mask=mask.cuda())
+    out, lse = wrapper.run(q, k, v, return_lse=True)
+    # The dense reference with the element mask as the pattern (blocks of 1 x 1).
+    ref_out, ref_lse = reference_block_sparse(q, k, v, dense, 1, 1)
+    torch.testing.assert_close(out.float(), ref_out, atol=5e-3, rtol=5e-3)
+    torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=2e-3)
+    # FlashInfer's packed form: segment_packbits of the BSR layout, one segment per block row.
+    blocks = indptr[1:] - indptr[:-1]
+    segments = torch.zeros(M // R + 1, dtype=torch.int64)
+    segments[1:] = torch.cumsum(blocks.to(torch.int64) * R * C, 0)
+    packed, _ = tessera.segment_packbits(flashinfer_bsr_mask_layout(mask, indptr.tolist()),
+                                         segments, bitorder="little")
+    wrapper.plan(indptr, indices, M, N, R, C, num_qo_heads, num_kv_heads, head_dim,
+                 packed_mask=packed.cuda())
+    torch.testing.assert_close(wrapper.run(q, k, v, return_lse=True)[0], out, atol=0, rtol=0)
+
+
 # ------------------------------------------------------- CPU: no CUDA call
 
 
@@ -89,11 +125,82 @@ def test_fake_block_sparse_op_accepts_its_arguments():
                                                   lse, 0.0, 0.0, -1, 0, 0.0, 0.0) is None
 
 
-@pytest.mark.parametrize("name", ["mask", "packed_mask"])
-def test_element_masks_are_not_implemented(name):
-    with pytest.raises(NotImplementedError, match=name):
+def flashinfer_bsr_mask_layout(mask, indptr):
+    """FlashInfer's convert_bsr_mask_layout, as it is written there (a loop)."""
+    nnz, R, C = mask.shape
+    out = torch.empty((nnz * R * C,), dtype=mask.dtype)
+    for i in range(len(indptr) - 1):
+        out[indptr[i] * R * C:indptr[i + 1] * R * C] = (
+            mask[indptr[i]:indptr[i + 1]].transpose(0, 1).reshape(-1))
+    return out
+
+
+@pytest.mark.parametrize("R,C", [(4, 8), (1, 3), (5, 1)])
+def test_rows_mask_is_flashinfers_bsr_mask_layout(R, C):
+    from tessera.sparse import _rows_mask
+    indptr = torch.tensor([0, 2, 2, 5, 6], dtype=torch.int32)  # block row 1 empty
+    mask = torch.rand(6, R, C, generator=torch.Generator().manual_seed(R * 10 + C)) < 0.5
+    got = _rows_mask(mask, (indptr[1:] - indptr[:-1]).to(torch.int64), R, C)
+    assert torch.equal(got, flashinfer_bsr_mask_layout(mask, indptr.tolist()))
+
+
+def dense_of_bsr_mask(mask, indptr, indices, M, N, R, C):
+    """The [M, N] mask that block p's [R, C] mask means at its place."""
+    dense = torch.zeros(M, N, dtype=torch.bool)
+    rows = torch.repeat_interleave(torch.arange(M // R), indptr[1:] - indptr[:-1])
+    for p in range(int(indptr[-1])):
+        i, j = int(rows[p]), int(indices[p])
+        dense[i * R:(i + 1) * R, j * C:(j + 1) * C] = mask[p]
+    return dense
+
+
+def dense_of_packed(packed, indptr, indices, M, N, R, C):
+    """The [M, N] mask the library reads from a packed mask: block row i is
+    request i (R queries; its keys: its blocks' in indices order), whose bit
+    r * kv_len + j (kv_len = blocks * C) is at byte offset sum of earlier
+    rows' ceil(R * kv_len / 8), little-endian bits (attention_options.h)."""
+    dense = torch.zeros(M, N, dtype=torch.bool)
+    begin = 0
+    for i in range(M // R):
+        blocks = indices[indptr[i]:indptr[i + 1]].tolist()
+        kv_len = len(blocks) * C
+        for e in range(R * kv_len):
+            if (int(packed[begin + e // 8]) >> (e % 8)) & 1:
+                r, j = divmod(e, kv_len)
+                dense[i * R + r, blocks[j // C] * C + j % C] = True
+        begin += (R * kv_len + 7) // 8
+    assert begin <= packed.numel()
+    return dense
+
+
+@pytest.mark.parametrize("R,C", [(8, 8), (1, 16), (16, 2)])
+def test_plan_packs_the_mask_as_the_library_reads_it(monkeypatch, R, C):
+    from tessera import _lib
+    from tessera.prefill import _PlanHandle
+    calls = []
+    monkeypatch.setattr(_lib, "call", lambda name, *arguments: calls.append((name, arguments)))
+    monkeypatch.setattr(_PlanHandle, "ensure", lambda self, shape, needed, names: 1)
+    M, N = 32, 64
+    g = torch.Generator().manual_seed(R * 7 + C)
+    indptr, indices, _ = random_pattern(M // R, N // C, g)
+    mask = torch.rand(int(indptr[-1]), R, C, generator=g) < 0.5
+    wrapper = cpu_wrapper()
+    wrapper.plan(indptr, indices, M, N, R, C, 8, 8, 64, mask=mask, non_blocking=False)
+    packed = wrapper._planned[3]
+    assert torch.equal(dense_of_packed(packed, indptr, indices, M, N, R, C),
+                       dense_of_bsr_mask(mask, indptr, indices, M, N, R, C))
+    q = torch.zeros(M, 8, 64, dtype=torch.float16)
+    wrapper.run(q, torch.zeros(N, 8, 64, dtype=torch.float16),
+                torch.zeros(N, 8, 64, dtype=torch.float16))
+    options = calls[-1][1][8]
+    assert calls[-1][0] == "tessera_block_sparse_run"
+    assert options.custom_mask.contents.data == packed.data_ptr()
+
+
+def test_mask_shape_is_checked():
+    with pytest.raises(TesseraArgumentError, match=r"'mask'.*\(1, 16, 16\)"):
         cpu_wrapper().plan([0, 1], [0], 16, 16, 16, 16, 8, 8, 64,
-                           **{name: torch.ones(16, 16, dtype=torch.bool)})
+                           mask=torch.ones(16, 16, dtype=torch.bool))
 
 
 def test_causal_is_not_implemented():

@@ -30,6 +30,7 @@
 #pragma once
 
 #include <cuda/std/cstdint>
+#include <cuda/std/type_traits>
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
@@ -50,8 +51,10 @@ inline constexpr int kChunkElems = 8;    // 16 bytes of a 16-bit type
 inline constexpr int kSwizzleRows = 8;   // ldmatrix reads 8 rows at a time
 inline constexpr int kMinCtasPerSm = 2;
 
-template <typename T, int kHeadDim>
+template <typename T_, int kHeadDim_>
 struct PrefillTraits {
+  using T = T_;
+  static constexpr int kHeadDim = kHeadDim_;
   static_assert(sizeof(T) == 2, "prefill runs 16-bit mma inputs");
   static_assert(kHeadDim == 64 || kHeadDim == 128, "prefill head_dim 64 or 128");
   static constexpr int kChunks = kHeadDim / kChunkElems;  // 16-byte chunks per row
@@ -97,6 +100,7 @@ struct QueryRows {
 // and K/V otherwise, measured at 0.66-0.8x of ragged for page size 1).
 template <typename T>
 struct ContiguousKvRows {
+  using Element = T;
   const T* k;  // the request's position 0 of this KV head
   const T* v;
   int64_t stride;
@@ -115,6 +119,7 @@ struct ContiguousKvRows {
 // Paged: position p at slot p % page_size of page pages[p / page_size].
 template <typename T>
 struct PagedKvRows {
+  using Element = T;
   const T* k;  // k_data + head * stride_head
   const T* v;
   int64_t stride_page;
@@ -192,17 +197,18 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
   return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
 }
 
-// A thread copies one chunk column of rows r0, r0 + kRowStep, ... of a tile.
-template <typename Traits>
+// A thread copies one 16-byte chunk column of rows r0, r0 + kRowStep, ... of
+// a tile whose rows hold head_dim elements of `Element` (q's type for Q and
+// 16-bit K/V; fp8 K/V rows are half as many chunks).
+template <typename Traits, typename Element = typename Traits::T>
 struct TileCopy {
-  static constexpr int kRowStep = kThreads / Traits::kChunks;
+  static constexpr int kChunks = Traits::kHeadDim * static_cast<int>(sizeof(Element)) / 16;
+  static constexpr int kRowStep = kThreads / kChunks;
   static constexpr int kKvRowsPerThread = kKvTile / kRowStep;
-  static_assert(kThreads % Traits::kChunks == 0 && kKvTile % kRowStep == 0, "whole rows per pass");
-  __device__ __forceinline__ static int chunk() {
-    return static_cast<int>(threadIdx.x) % Traits::kChunks;
-  }
+  static_assert(kThreads % kChunks == 0 && kKvTile % kRowStep == 0, "whole rows per pass");
+  __device__ __forceinline__ static int chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
   __device__ __forceinline__ static int first_row() {
-    return static_cast<int>(threadIdx.x) / Traits::kChunks;
+    return static_cast<int>(threadIdx.x) / kChunks;
   }
 };
 
@@ -224,27 +230,86 @@ __device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, i
 // This thread's rows of the K/V tile at pos0 (page ids fetched for paged KV).
 template <typename Traits, typename KvRows>
 __device__ __forceinline__ auto fetch_kv_rows(const KvRows& kv, int pos0, int pos_end) {
-  using Copy = TileCopy<Traits>;
+  using Copy = TileCopy<Traits, typename KvRows::Element>;
   return kv.template fetch<Copy::kKvRowsPerThread, Copy::kRowStep>(pos0 + Copy::first_row(),
                                                                    pos_end);
 }
 
 // K or V positions [pos0, pos0 + kKvTile) into a swizzled tile, with the
 // thread's rows from fetch_kv_rows(pos0); positions >= pos_end become zeros
-// (so padded V rows never turn a zero probability into NaN).
-template <typename Traits, typename T, typename KvRows, typename TileRows>
-__device__ __forceinline__ void load_kv_tile(T* tile, const T* base, const KvRows& kv,
+// (so padded V rows never turn a zero probability into NaN). fp8 rows land
+// unswizzled in the upper half of the 16-bit tile (fp8_staging) and
+// Fp8TileWidener turns them into the swizzled 16-bit tile once landed.
+template <typename Traits, typename T>
+__device__ __forceinline__ unsigned char* fp8_staging(T* tile) {
+  return reinterpret_cast<unsigned char*>(tile) + Traits::kTileElems * sizeof(T) / 2;
+}
+
+template <typename Traits, typename T, typename KVT, typename KvRows, typename TileRows>
+__device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvRows& kv,
                                              const TileRows& rows, int pos0, int pos_end) {
-  using Copy = TileCopy<Traits>;
+  using Copy = TileCopy<Traits, KVT>;
+  constexpr int kChunkKv = 16 / static_cast<int>(sizeof(KVT));  // elements per chunk
   const int chunk = Copy::chunk();
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
     const int r = Copy::first_row() + i * Copy::kRowStep;
     const bool valid = pos0 + r < pos_end;
-    const T* source = base + (valid ? kv.offset(rows, i, pos0 + r) : 0) + chunk * kChunkElems;
-    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+    const KVT* source = base + (valid ? kv.offset(rows, i, pos0 + r) : 0) + chunk * kChunkKv;
+    if constexpr (sizeof(KVT) == sizeof(T)) {
+      sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+    } else {
+      sm80::cp_async_16_zfill(fp8_staging<Traits>(tile) + (r * Copy::kChunks + chunk) * 16,
+                              source, valid);
+    }
   }
 }
+
+// Widens an fp8 K/V tile in place: each thread reads the chunks it copied
+// (visible to it once its cp.async group completed), the CTA synchronises
+// (nobody overwrites staging still unread), then each thread writes its
+// chunks as 16-bit values into the swizzled layout. e4m3 values are exact in
+// fp16 and bf16; the scales stay in the variant (k) and the output (v).
+template <typename Traits, typename T>
+struct Fp8TileWidener {
+  using Copy = TileCopy<Traits, fp8_e4m3_t>;
+  uint4 chunks[Copy::kKvRowsPerThread];
+
+  __device__ __forceinline__ void read_own(T* tile) {
+    const unsigned char* staging = fp8_staging<Traits>(tile);
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const int r = Copy::first_row() + i * Copy::kRowStep;
+      chunks[i] = *reinterpret_cast<const uint4*>(staging + (r * Copy::kChunks + Copy::chunk()) * 16);
+    }
+  }
+
+  __device__ __forceinline__ void write(T* tile) const {
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const int r = Copy::first_row() + i * Copy::kRowStep;
+      const uint32_t words[4] = {chunks[i].x, chunks[i].y, chunks[i].z, chunks[i].w};
+      uint32_t wide[8];  // 16 values as 8 packed 16-bit pairs
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const auto pair = static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * h));
+          const __half2 halves(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3));
+          if constexpr (cuda::std::is_same_v<T, half_t>) {
+            wide[2 * w + h] = *reinterpret_cast<const uint32_t*>(&halves);
+          } else {
+            wide[2 * w + h] = sm80::pack2<T>(__low2float(halves), __high2float(halves));
+          }
+        }
+      }
+      T* const row_chunk0 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk());
+      T* const row_chunk1 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk() + 1);
+      *reinterpret_cast<uint4*>(row_chunk0) = make_uint4(wide[0], wide[1], wide[2], wide[3]);
+      *reinterpret_cast<uint4*>(row_chunk1) = make_uint4(wide[4], wide[5], wide[6], wide[7]);
+    }
+  }
+};
 
 template <typename Variant>
 __device__ __forceinline__ bool attends(const Variant& variant, bool causal, int kv_pos,
@@ -268,6 +333,10 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
   constexpr int kChunks = Traits::kChunks;
+  // fp8 K/V tiles are widened to T in shared memory once they land.
+  using KVT = typename KvRows::Element;
+  constexpr bool kWiden = sizeof(KVT) != sizeof(T);
+  [[maybe_unused]] Fp8TileWidener<Traits, T> widener;
   T* const q_tile = reinterpret_cast<T*>(shared_raw);
   T* const k_tiles = q_tile + Traits::kQElems;
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
@@ -315,7 +384,12 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   sm80::cp_async_commit();
   if (num_tiles > 1) kv_rows = fetch_kv_rows<Traits>(kv, kv_begin + kKvTile, kv_end);
   sm80::cp_async_wait_group<1>();
+  if constexpr (kWiden) widener.read_own(k_tiles);
   __syncthreads();
+  if constexpr (kWiden) {
+    widener.write(k_tiles);
+    __syncthreads();
+  }
 
   uint32_t q_frag[Traits::kKSteps][4];
 #pragma unroll
@@ -341,7 +415,12 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     const int kv0 = kv_begin + tile * kKvTile;
     if (tile > 0) {
       sm80::cp_async_wait_group<1>();  // K[tile] landed (V[tile] may be in flight)
+      if constexpr (kWiden) widener.read_own(k_tiles + stage * Traits::kTileElems);
       __syncthreads();
+      if constexpr (kWiden) {
+        widener.write(k_tiles + stage * Traits::kTileElems);
+        __syncthreads();
+      }
     }
     // K[tile + 1] into the other stage: everyone finished K[tile - 1] before the barrier.
     if (tile + 1 < num_tiles) {
@@ -449,7 +528,12 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
 
     sm80::cp_async_wait_group<1>();  // V[tile] landed (K[tile + 1] may be in flight)
+    if constexpr (kWiden) widener.read_own(v_tiles + stage * Traits::kTileElems);
     __syncthreads();
+    if constexpr (kWiden) {
+      widener.write(v_tiles + stage * Traits::kTileElems);
+      __syncthreads();
+    }
     if (tile + 1 < num_tiles) {
       load_kv_tile<Traits>(v_tiles + (stage ^ 1) * Traits::kTileElems, kv.v, kv, kv_rows,
                            kv0 + kKvTile, kv_end);
@@ -591,6 +675,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 // kv_indptr[request]) or paged.
 template <typename T>
 struct RaggedKv {
+  using Element = T;
   const T* k;  // [total_kv, num_kv_heads, head_dim] strided
   const T* v;
   int64_t stride_token;
@@ -607,6 +692,7 @@ struct RaggedKv {
 
 template <typename T>
 struct PagedKv {
+  using Element = T;  // q's type, or fp8 e4m3 (widened in shared memory)
   const T* k_data;
   const T* v_data;
   int64_t stride_page;
