@@ -259,6 +259,9 @@ typedef struct TesseraJitSpec {
   /* Nonzero for a variant without softmax (its kUseSoftmax is false, e.g.
    * sigmoid attention); zero (the default) for softmax variants. */
   int32_t without_softmax;
+  /* Nonzero: a prefill kernel that reads options.custom_mask (calls with a
+   * mask need it, calls without one must not use it). */
+  int32_t custom_mask;
 } TesseraJitSpec;
 
 /* Compiles (or finds in the memory / disk cache) the kernel for `arch`

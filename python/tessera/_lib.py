@@ -78,6 +78,7 @@ class JitSpec(ctypes.Structure):
         ("params", ctypes.POINTER(JitParam)),
         ("num_params", c_int32),
         ("without_softmax", c_int32),
+        ("custom_mask", c_int32),
     ]
 
 

@@ -57,6 +57,7 @@ class VariantSpec:
     head_dim: int = 128
     params: Sequence[Tuple[str, str]] = ()
     use_softmax: bool = True
+    custom_mask: bool = False  # prefill: the kernel reads the call's custom mask
 
     def _c(self):
         """The TesseraJitSpec (and the objects its pointers need alive)."""
@@ -86,6 +87,7 @@ class VariantSpec:
         spec.params = params
         spec.num_params = len(self.params)
         spec.without_softmax = 0 if self.use_softmax else 1
+        spec.custom_mask = 1 if self.custom_mask else 0
         return spec, (params, keep)
 
 

@@ -12,6 +12,8 @@
 //            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64 and
 //            soft-cap + window). Paged with an fp8 e4m3 cache (head_dim
 //            128): plain and sliding window with bf16 q (JIT: the rest).
+//   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
+//            K/V, head_dim 128 (JIT: every other).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // Host and device code (constexpr only).
 #pragma once
@@ -33,8 +35,11 @@ constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, 
 }
 
 constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
-                                  int64_t head_dim) {
+                                  int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
+  if (custom_mask) {
+    return variant == VariantKind::kPlain && kv_dtype == q_dtype && head_dim == 128;
+  }
   if (kv_dtype != q_dtype) {
     return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
            (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);

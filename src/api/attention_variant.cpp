@@ -152,16 +152,19 @@ const void* jit_kernel_for(const AttentionOptions& options, jit::KernelKind kern
                            DType kv_dtype, int64_t head_dim) {
   if (options.jit_variant == nullptr) return nullptr;
   const jit::VariantSpec& spec = options.jit_variant->spec();
+  const bool masked = options.custom_mask != nullptr;
   if (spec.kernel == kernel && spec.q_dtype == q_dtype && spec.kv_dtype == kv_dtype &&
-      spec.head_dim == head_dim) {
+      spec.head_dim == head_dim && spec.custom_mask == masked) {
     return options.jit_variant->kernel();  // run() path: no strings unless it fails
   }
-  const std::string wanted = std::string(jit::kernel_kind_name(kernel)) + ", q " +
-                             dtype_name(q_dtype) + ", kv " + dtype_name(kv_dtype) + ", head_dim " +
-                             std::to_string(head_dim);
-  const std::string got = std::string(jit::kernel_kind_name(spec.kernel)) + ", q " +
-                          dtype_name(spec.q_dtype) + ", kv " + dtype_name(spec.kv_dtype) +
-                          ", head_dim " + std::to_string(spec.head_dim);
+  const auto describe = [](jit::KernelKind k, DType q, DType kv, int64_t d, bool mask) {
+    return std::string(jit::kernel_kind_name(k)) + ", q " + dtype_name(q) + ", kv " +
+           dtype_name(kv) + ", head_dim " + std::to_string(d) +
+           (mask ? ", custom_mask" : ", no custom_mask");
+  };
+  const std::string wanted = describe(kernel, q_dtype, kv_dtype, head_dim, masked);
+  const std::string got =
+      describe(spec.kernel, spec.q_dtype, spec.kv_dtype, spec.head_dim, spec.custom_mask);
   TESSERA_CHECK_ARG(wanted == got, kOptions, "a jit_variant compiled for " + wanted,
                     "one compiled for " + got);
   return options.jit_variant->kernel();

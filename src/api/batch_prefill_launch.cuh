@@ -60,6 +60,25 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   TESSERA_CHECK_LAUNCH();
 }
 
+// The built-in variant's kernel: compiled in when on the AOT list, else from
+// the JIT on first use.
+template <typename Traits, typename Variant, typename T, typename Kv, bool kCustomMask>
+const void* builtin_batch_kernel() {
+  using KVT = typename Kv::Element;
+  constexpr auto kKind = variant_kind_of<Variant>();
+  if constexpr (aot_prefill_kernel(kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim,
+                                   kCustomMask)) {
+    return reinterpret_cast<const void*>(
+        prefill::batch_prefill_kernel<Traits, Variant, T, Kv, kCustomMask>);
+  } else {
+    constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<KVT>>;
+    return builtin_jit_variant(kRagged ? jit::KernelKind::kBatchPrefillRagged
+                                       : jit::KernelKind::kBatchPrefillPaged,
+                               kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim, kCustomMask)
+        .kernel();
+  }
+}
+
 template <typename T, int kHeadDim, typename Variant, typename Kv>
 void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
                              cudaStream_t stream) {
@@ -82,20 +101,10 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.schedule = l.schedule;
   p.custom_mask = l.custom_mask;
   p.variant = variant;
-  using KVT = typename Kv::Element;
   const void* kernel = l.jit_kernel;
-  if constexpr (aot_prefill_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<KVT>(),
-                                   kHeadDim)) {
-    if (kernel == nullptr) {
-      kernel = reinterpret_cast<const void*>(prefill::batch_prefill_kernel<Traits, Variant, T, Kv>);
-    }
-  } else if (kernel == nullptr) {  // off the AOT list: from the JIT, on first use
-    constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<KVT>>;
-    kernel = builtin_jit_variant(kRagged ? jit::KernelKind::kBatchPrefillRagged
-                                         : jit::KernelKind::kBatchPrefillPaged,
-                                 variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<KVT>(),
-                                 kHeadDim)
-                 .kernel();
+  if (kernel == nullptr) {
+    kernel = l.custom_mask != nullptr ? builtin_batch_kernel<Traits, Variant, T, Kv, true>()
+                                      : builtin_batch_kernel<Traits, Variant, T, Kv, false>();
   }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));

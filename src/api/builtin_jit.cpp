@@ -17,15 +17,15 @@ namespace tessera {
 namespace jit {
 
 bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
-                    DType kv_dtype, int64_t head_dim) {
+                    DType kv_dtype, int64_t head_dim, bool custom_mask) {
   if (kernel == KernelKind::kBatchDecode) {
-    return detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
+    return !custom_mask && detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
   }
-  return detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim);
+  return detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim, custom_mask);
 }
 
 VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
-                                 DType kv_dtype, int64_t head_dim) {
+                                 DType kv_dtype, int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
   const char* base = nullptr;
   switch (variant) {
@@ -50,6 +50,7 @@ VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind varia
   spec.q_dtype = q_dtype;
   spec.kv_dtype = kv_dtype;
   spec.head_dim = head_dim;
+  spec.custom_mask = custom_mask;
   return spec;
 }
 
@@ -74,22 +75,23 @@ class RelaxedCaptureMode {
 }  // namespace
 
 const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention::VariantKind variant,
-                                              DType q_dtype, DType kv_dtype, int64_t head_dim) {
+                                              DType q_dtype, DType kv_dtype, int64_t head_dim,
+                                              bool custom_mask) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
   const std::string arch = jit::device_arch(device);
-  using Key = std::tuple<int, int, int, int, int64_t, std::string>;
+  using Key = std::tuple<int, int, int, int, int64_t, bool, std::string>;
   static std::mutex mutex;
   // Never destroyed: unloading at exit could run after the CUDA runtime's teardown.
   static auto& loaded = *new std::map<Key, std::unique_ptr<jit::LoadedVariant>>();
   const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
-                static_cast<int>(kv_dtype), head_dim, arch};
+                static_cast<int>(kv_dtype), head_dim, custom_mask, arch};
   const std::lock_guard<std::mutex> lock(mutex);
   auto& slot = loaded[key];
   if (slot == nullptr) {
     const RelaxedCaptureMode relaxed;
     slot = std::make_unique<jit::LoadedVariant>(
-        jit::builtin_variant_spec(kernel, variant, q_dtype, kv_dtype, head_dim),
+        jit::builtin_variant_spec(kernel, variant, q_dtype, kv_dtype, head_dim, custom_mask),
         jit::CompileOptions{arch});
   }
   return *slot;

@@ -55,6 +55,22 @@ struct Launch {
   const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
 
+// The built-in variant's kernel: compiled in when on the AOT list, else from
+// the JIT on first use.
+template <typename Traits, typename Variant, typename T, bool kCustomMask>
+const void* builtin_kernel() {
+  constexpr DType kDtype = detail::dtype_of<T>();
+  constexpr auto kKind = detail::variant_kind_of<Variant>();
+  if constexpr (detail::aot_prefill_kernel(kKind, kDtype, kDtype, Traits::kHeadDim, kCustomMask)) {
+    return reinterpret_cast<const void*>(
+        prefill::single_prefill_kernel<Traits, Variant, T, kCustomMask>);
+  } else {
+    return detail::builtin_jit_variant(jit::KernelKind::kSinglePrefill, kKind, kDtype, kDtype,
+                                       Traits::kHeadDim, kCustomMask)
+        .kernel();
+  }
+}
+
 template <typename T, int kHeadDim, typename Variant>
 void launch_instance(const Launch& l, cudaStream_t stream) {
   using Traits = prefill::PrefillTraits<T, kHeadDim>;
@@ -79,17 +95,9 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.variant = l.variant;
 
   const void* kernel = l.jit_kernel;
-  constexpr DType kDtype = detail::dtype_of<T>();
-  if constexpr (detail::aot_prefill_kernel(detail::variant_kind_of<Variant>(), kDtype, kDtype,
-                                           kHeadDim)) {
-    if (kernel == nullptr) {
-      kernel = reinterpret_cast<const void*>(prefill::single_prefill_kernel<Traits, Variant, T>);
-    }
-  } else if (kernel == nullptr) {  // off the AOT list: from the JIT, on first use
-    kernel = detail::builtin_jit_variant(jit::KernelKind::kSinglePrefill,
-                                         detail::variant_kind_of<Variant>(), detail::dtype_of<T>(),
-                                         detail::dtype_of<T>(), kHeadDim)
-                 .kernel();
+  if (kernel == nullptr) {
+    kernel = l.custom_mask != nullptr ? builtin_kernel<Traits, Variant, T, true>()
+                                      : builtin_kernel<Traits, Variant, T, false>();
   }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));

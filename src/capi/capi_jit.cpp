@@ -56,6 +56,7 @@ tessera::jit::VariantSpec spec_of(const TesseraJitSpec* c) {
   spec.kv_dtype = dtype_of(c->kv_dtype, "kv_dtype");
   spec.head_dim = c->head_dim;
   spec.use_softmax = c->without_softmax == 0;
+  spec.custom_mask = c->custom_mask != 0;
   for (int32_t i = 0; i < c->num_params; ++i) {
     const TesseraJitParam& p = c->params[i];
     if (p.name == nullptr) tessera::throw_argument_error("params", "named parameters", "NULL");

@@ -64,6 +64,9 @@ GeneratedSource generate(const VariantSpec& spec) {
                     decode ? "head_dim 64, 128 or 256 (decode)" : "head_dim 64 or 128 (prefill)",
                     "head_dim " + std::to_string(spec.head_dim));
 
+  TESSERA_CHECK_ARG(!spec.custom_mask || !decode, "variant",
+                    "custom_mask only for the prefill kernels", "custom_mask with batch_decode");
+  const std::string mask = spec.custom_mask ? ", true" : "";
   const std::string q = device_type(spec.q_dtype);
   const std::string kv = device_type(spec.kv_dtype);
   const std::string dim = std::to_string(spec.head_dim);
@@ -85,7 +88,7 @@ GeneratedSource generate(const VariantSpec& spec) {
     case KernelKind::kSinglePrefill:
       kernel_header = "tessera/attention/prefill_sm80.cuh";
       out.name_expression = "&tessera::prefill::single_prefill_kernel<tessera::prefill::PrefillTraits<" +
-                            q + ", " + dim + ">, " + variant + ", " + q + ">";
+                            q + ", " + dim + ">, " + variant + ", " + q + mask + ">";
       break;
     case KernelKind::kBatchPrefillRagged:
     case KernelKind::kBatchPrefillPaged: {
@@ -94,7 +97,7 @@ GeneratedSource generate(const VariantSpec& spec) {
           spec.kernel == KernelKind::kBatchPrefillRagged ? "RaggedKv" : "PagedKv";
       out.name_expression = "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" +
                             q + ", " + dim + ">, " + variant + ", " + q + ", tessera::prefill::" +
-                            kv_kind + "<" + kv + ">>";
+                            kv_kind + "<" + kv + ">" + mask + ">";
       break;
     }
   }

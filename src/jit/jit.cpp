@@ -101,6 +101,7 @@ std::string key_text(const VariantSpec& spec, const CompileOptions& options) {
   text += "\nhead_dim " + std::to_string(spec.head_dim);
   text += "\nname " + spec.name;
   text += spec.use_softmax ? "\nsoftmax" : "\nno softmax";
+  text += spec.custom_mask ? "\ncustom mask" : "";
   for (const ParamSpec& param : spec.params) {
     text += "\nparam " + std::to_string(static_cast<int>(param.type)) + " " + param.name;
   }

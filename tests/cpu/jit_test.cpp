@@ -276,6 +276,26 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
     EXPECT_FALSE(aot(k, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 128));
   }
   EXPECT_FALSE(aot(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128));
+  // Custom-mask kernels: plain, 16-bit, head_dim 128 only; decode has none.
+  for (const KernelKind k : {KernelKind::kSinglePrefill, KernelKind::kBatchPrefillRagged,
+                             KernelKind::kBatchPrefillPaged}) {
+    EXPECT_TRUE(jit::has_aot_kernel(k, VariantKind::kPlain, bf16, bf16, 128, true));
+    EXPECT_FALSE(jit::has_aot_kernel(k, VariantKind::kPlain, bf16, bf16, 64, true));
+    EXPECT_FALSE(jit::has_aot_kernel(k, VariantKind::kSlidingWindow, fp16, fp16, 128, true));
+  }
+  EXPECT_FALSE(jit::has_aot_kernel(KernelKind::kBatchDecode, VariantKind::kPlain, bf16, bf16, 128,
+                                   true));
+  const VariantSpec masked = jit::builtin_variant_spec(
+      KernelKind::kBatchPrefillRagged, VariantKind::kSoftCap, bf16, bf16, 64, true);
+  const jit::CompiledKernel masked_kernel = jit::compile(masked);
+  EXPECT_FALSE(masked_kernel.cubin.empty());
+  VariantSpec unmasked = masked;
+  unmasked.custom_mask = false;
+  EXPECT_NE(jit::cache_key(masked, {}), jit::cache_key(unmasked, {}));
+  EXPECT_NE(masked_kernel.kernel_name, jit::compile(unmasked).kernel_name);
+  VariantSpec masked_decode = plain(KernelKind::kBatchDecode);
+  masked_decode.custom_mask = true;
+  testing::expect_argument_error([&] { jit::compile(masked_decode); }, "variant");
 
   const VariantSpec decode = jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,
                                                        fp16, fp8, 256);

@@ -18,6 +18,7 @@
 
 #include "support/argument_error.h"
 #include "support/compare.h"
+#include "support/custom_mask.h"
 #include "support/device_tensor.h"
 #include "support/gpu.h"
 #include "support/host_convert.h"
@@ -442,6 +443,37 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
                                    KVLayout::kNHD, true, o, stream.get());
       stream.synchronize();
     });
+  }
+
+  {
+    // A user variant with a custom mask (VariantSpec::custom_mask) is the AOT
+    // masked kernel bitwise; a mask given to a variant built without one is
+    // a named error.
+    jit::VariantSpec spec = spec_of("JitPlain", kPlainSource, jit::KernelKind::kSinglePrefill);
+    spec.custom_mask = true;
+    jit::LoadedVariant variant(spec);
+    Tensors p = make(100, 300, rng, false);
+    DeviceTensor mask = testing::upload_masks({testing::random_mask(100, 300, 0.5, rng, 9)});
+    DLTensor mask_dl = mask.dl();
+    AttentionOptions masked;
+    masked.custom_mask = &mask_dl;
+    AttentionOptions masked_jit = masked;
+    masked_jit.jit_variant = &variant;
+    expect_bitwise_equal(p, masked, masked_jit, [&](const AttentionOptions& o) {
+      DLTensor lse = p.lse.dl();
+      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse,
+                                   KVLayout::kNHD, false, o, stream.get());
+      stream.synchronize();
+    });
+    jit::LoadedVariant unmasked(spec_of("JitPlain", kPlainSource, jit::KernelKind::kSinglePrefill));
+    masked_jit.jit_variant = &unmasked;
+    testing::expect_argument_error(
+        [&] {
+          DLTensor lse = p.lse.dl();
+          single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse,
+                                       KVLayout::kNHD, false, masked_jit, stream.get());
+        },
+        "options");
   }
 
   // Off the list, first used inside a capture.

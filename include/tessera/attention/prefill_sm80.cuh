@@ -165,10 +165,12 @@ struct OutputRows {
 
 // Rows [row_begin, row_end) of a request of qo_len queries and kv_len keys,
 // against KV positions [kv_begin, kv_end) (kv_begin a multiple of kKvTile);
-// causal and window trims are the kernel's. custom_mask: null, or the
-// request's bit-packed boolean mask [qo_len, kv_len] (FlashInfer's
-// packed_custom_mask: element e = token * kv_len + kv_pos is bit e % 8 of
-// byte e / 8; 1 attends), ANDed with every other mask.
+// causal and window trims are the kernel's. custom_mask (read only by the
+// kernels instantiated with kCustomMask): the request's bit-packed boolean
+// mask [qo_len, kv_len] (FlashInfer's packed_custom_mask: element e = token
+// * kv_len + kv_pos is bit e % 8 of byte e / 8; 1 attends), ANDed with every
+// other mask. A compile-time choice: the mask's registers and per-element
+// test would slow the kernels without one by 10-20% (H200, 255 registers).
 struct UnitSpan {
   int row_begin;
   int row_end;
@@ -321,7 +323,7 @@ __device__ __forceinline__ bool attends(const Variant& variant, bool causal, int
 
 // Runs one unit on the whole CTA. Leaves no copy in flight; the caller
 // synchronises before the shared memory is reused.
-template <typename Traits, typename Variant, typename T, typename KvRows>
+template <typename Traits, typename Variant, bool kCustomMask, typename T, typename KvRows>
 __device__ __forceinline__ void process_unit(const attention::VariantParams& params,
                                              const QueryRows<T>& rows, const KvRows& kv,
                                              const OutputRows<T>& output, const UnitSpan& span,
@@ -356,10 +358,12 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const int pos_b = delta + rows.token(row_b);
   const Variant var_a(params, rows.head(row_a), pos_a);
   const Variant var_b(params, rows.head(row_b), pos_b);
-  const int64_t mask_row_a =
-      row_a < span.row_end ? static_cast<int64_t>(rows.token(row_a)) * span.kv_len : -1;
-  const int64_t mask_row_b =
-      row_b < span.row_end ? static_cast<int64_t>(rows.token(row_b)) * span.kv_len : -1;
+  [[maybe_unused]] int64_t mask_row_a = -1;
+  [[maybe_unused]] int64_t mask_row_b = -1;
+  if constexpr (kCustomMask) {
+    if (row_a < span.row_end) mask_row_a = static_cast<int64_t>(rows.token(row_a)) * span.kv_len;
+    if (row_b < span.row_end) mask_row_b = static_cast<int64_t>(rows.token(row_b)) * span.kv_len;
+  }
 
   // The unit's KV range: up to the diagonal of its last row (causal), from
   // the window start of its first row (the smallest), tile-aligned.
@@ -451,7 +455,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
 
     // ---- logits (log2 units) and masks
     const bool need_mask =
-        Variant::kHasLogitsMask || span.custom_mask != nullptr || kv0 + kKvTile > unmasked_end;
+        Variant::kHasLogitsMask || kCustomMask || kv0 + kKvTile > unmasked_end;
 #pragma unroll
     for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
 #pragma unroll
@@ -465,11 +469,11 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
         }
         if (need_mask) {
           if (!attends(var_a, span.causal, col, pos_a, kv_end) ||
-              !custom_mask_allows(span.custom_mask, mask_row_a, col)) {
+              (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row_a, col))) {
             xa = masked;
           }
           if (!attends(var_b, span.causal, col, pos_b, kv_end) ||
-              !custom_mask_allows(span.custom_mask, mask_row_b, col)) {
+              (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row_b, col))) {
             xb = masked;
           }
         }
@@ -654,7 +658,7 @@ struct SinglePrefillParams {
   attention::VariantParams variant;
 };
 
-template <typename Traits, typename Variant, typename T>
+template <typename Traits, typename Variant, typename T, bool kCustomMask = false>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     single_prefill_kernel(const SinglePrefillParams<T> p) {
   extern __shared__ __align__(128) unsigned char shared_raw[];
@@ -668,7 +672,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                              p.num_qo_heads, nullptr, nullptr, 0, 0};
   const UnitSpan span{q0,       min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len,
                       p.causal, p.custom_mask};
-  process_unit<Traits, Variant>(p.variant, rows, kv, output, span, shared_raw);
+  process_unit<Traits, Variant, kCustomMask>(p.variant, rows, kv, output, span, shared_raw);
 }
 
 // The batch kernels' K/V: ragged (contiguous rows per request, at
@@ -737,7 +741,7 @@ struct BatchPrefillParams {
   attention::VariantParams variant;
 };
 
-template <typename Traits, typename Variant, typename T, typename Kv>
+template <typename Traits, typename Variant, typename T, typename Kv, bool kCustomMask = false>
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     batch_prefill_kernel(const BatchPrefillParams<T, Kv> p) {
   static_assert(!Variant::kHasOutputTransform, "a split unit's output is finished by the merge");
@@ -777,9 +781,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                         unit.kv_begin,
                         unit.kv_end,
                         causal,
-                        p.custom_mask == nullptr ? nullptr : p.custom_mask + unit.mask_byte_begin};
-    process_unit<Traits, Variant>(p.variant, rows, p.kv.rows(unit.request, kv_head), output, span,
-                                  shared_raw);
+                        kCustomMask ? p.custom_mask + unit.mask_byte_begin : nullptr};
+    process_unit<Traits, Variant, kCustomMask>(p.variant, rows, p.kv.rows(unit.request, kv_head),
+                                               output, span, shared_raw);
   }
 }
 

@@ -61,6 +61,10 @@ struct VariantSpec {
   // for attention without softmax (e.g. sigmoid attention), whose split-KV
   // partials the merge sums instead of combining by lse.
   bool use_softmax = true;
+  // Prefill kinds: the kernel reads AttentionOptions::custom_mask (a
+  // separate instantiation, so kernels without one pay nothing); a call
+  // must give a mask exactly when its variant was compiled with this set.
+  bool custom_mask = false;
   // Extra parameters, in order. The generated code declares
   //   struct Extra { <type> <name>; ... };   and   const Extra& extra(const VariantParams&)
   // before the variant's source, so the variant reads extra(p).<name> in its
@@ -182,12 +186,13 @@ TESSERA_API WarmUpResult warm_up(const std::vector<VariantSpec>& specs,
 //   has_aot_kernel: whether `variant` (a built-in kind, not kJit) has an AOT
 //   kernel for `kernel` with these dtypes and head_dim.
 TESSERA_API bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
-                                DType kv_dtype, int64_t head_dim);
+                                DType kv_dtype, int64_t head_dim, bool custom_mask = false);
 //   builtin_variant_spec: the spec of the built-in variant's kernel (its
 //   source derives from the built-in struct). Throws naming "variant" for
 //   kJit.
 TESSERA_API VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind variant,
-                                             DType q_dtype, DType kv_dtype, int64_t head_dim);
+                                             DType q_dtype, DType kv_dtype, int64_t head_dim,
+                                             bool custom_mask = false);
 
 // The generated translation unit (for inspection and error reports).
 TESSERA_API std::string generate_source(const VariantSpec& spec);
