@@ -221,6 +221,28 @@ def test_paged_batch_matches_reference(page_size, num_qo_heads, num_kv_heads, he
 
 
 @gpu
+@pytest.mark.parametrize("page_size", [1, 16])
+def test_paged_batch_over_an_fp8_cache_matches_reference(page_size):
+    # Chunked prefill over a float8 e4m3 KV cache (head_dim 128): the kernel
+    # widens the tiles to bf16; k_scale / v_scale as FlashInfer's run() takes them.
+    g = torch.Generator(device="cuda").manual_seed(21)
+    requests, (q, _, _) = ragged_batch(BATCH_LENGTHS, 32, 8, 128, torch.bfloat16, g)
+    cache, table = paged_cache(requests, page_size, 700, "NHD", g)
+    cache8 = cache.to(torch.float8_e4m3fn)
+    k_scale, v_scale = 0.5, 2.0
+    exact = cache8.to(torch.bfloat16)  # the values the kernel sees
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(workspace(), "NHD")
+    plan_paged(wrapper, [l[0] for l in BATCH_LENGTHS], table, requests, page_size, causal=True)
+    out = wrapper.run(q, cache8, k_scale=k_scale, v_scale=v_scale)
+    # Reference: the same pages in bf16 with the scales folded into K and V.
+    scaled = exact.clone()
+    scaled[:, 0] *= k_scale
+    scaled[:, 1] *= v_scale
+    reference = wrapper.run(q, scaled)
+    torch.testing.assert_close(out.float(), reference.float(), **tolerance(torch.bfloat16))
+
+
+@gpu
 def test_paged_batch_takes_a_k_v_tuple():
     g = torch.Generator(device="cuda").manual_seed(13)
     requests, (q, _, _) = ragged_batch(BATCH_LENGTHS, 16, 4, 128, torch.float16, g)
