@@ -82,11 +82,6 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
                           jit::KernelKind kernel, int64_t custom_mask_bytes,
                           detail::BatchPrefillLaunch& l) {
-  if (l.kv_dtype != qv.dtype()) {
-    TESSERA_CHECK_ARG(kernel == jit::KernelKind::kBatchPrefillPaged && l.head_dim == 128,
-                      "paged_kv_cache", "a float8 cache with head_dim 128",
-                      "head_dim " + std::to_string(l.head_dim));
-  }
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   using attention::VariantKind;
@@ -258,6 +253,9 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
                     std::string("dtype ") + dtype_name(qv.dtype()) + " (q's) or float8_e4m3fn",
                     dtype_name(cache.dtype));
   l.kv_dtype = cache.dtype;
+  TESSERA_CHECK_ARG(cache.dtype != DType::kFloat8E4M3 || shape.head_dim == 128, cache.name,
+                    "head_dim 128 with a float8 cache (the fp8 prefill kernels)",
+                    "head_dim " + std::to_string(shape.head_dim));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
   detail::expect_rows_aligned16(cache);
   const detail::PagedIndexViews index = detail::resolve_paged_indices(

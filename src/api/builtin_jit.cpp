@@ -18,9 +18,17 @@ namespace jit {
 
 bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
                     DType kv_dtype, int64_t head_dim, bool custom_mask) {
+  // Only combinations the kernel templates have (codegen accepts the same).
+  const bool q_ok = q_dtype == DType::kFloat16 || q_dtype == DType::kBFloat16;
+  const bool fp8 = kv_dtype == DType::kFloat8E4M3;
+  if (!q_ok || (kv_dtype != q_dtype && !fp8)) return false;
   if (kernel == KernelKind::kBatchDecode) {
-    return !custom_mask && detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
+    const bool dim_ok = head_dim == 64 || head_dim == 128 || head_dim == 256;
+    return dim_ok && !custom_mask &&
+           detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
   }
+  const bool dim_ok = head_dim == 64 || head_dim == 128;
+  if (!dim_ok || (fp8 && kernel != KernelKind::kBatchPrefillPaged)) return false;
   return detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim, custom_mask);
 }
 
@@ -79,22 +87,39 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention:
                                               bool custom_mask) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
-  const std::string arch = jit::device_arch(device);
-  using Key = std::tuple<int, int, int, int, int64_t, bool, std::string>;
+  // One entry per kernel and architecture, filled once; the map lock is held
+  // only to find the entry, so a compile (1-2 s) blocks only the callers of
+  // that same kernel, and loaded kernels cost a map lookup.
+  struct Entry {
+    std::once_flag once;
+    std::unique_ptr<jit::LoadedVariant> variant;
+  };
+  using Key = std::tuple<int, int, int, int, int64_t, bool, int>;
   static std::mutex mutex;
   // Never destroyed: unloading at exit could run after the CUDA runtime's teardown.
-  static auto& loaded = *new std::map<Key, std::unique_ptr<jit::LoadedVariant>>();
-  const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
-                static_cast<int>(kv_dtype), head_dim, custom_mask, arch};
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = loaded[key];
-  if (slot == nullptr) {
+  static auto& entries = *new std::map<Key, std::unique_ptr<Entry>>();
+  static auto& arches = *new std::map<int, std::string>();
+  Entry* entry = nullptr;
+  std::string arch;
+  {
+    const std::lock_guard<std::mutex> lock(mutex);
+    auto found_arch = arches.find(device);
+    if (found_arch == arches.end()) found_arch = arches.emplace(device, jit::device_arch(device)).first;
+    arch = found_arch->second;
+    const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
+                  static_cast<int>(kv_dtype), head_dim, custom_mask, device};
+    auto& slot = entries[key];
+    if (slot == nullptr) slot = std::make_unique<Entry>();
+    entry = slot.get();
+  }
+  // A throwing compile leaves the flag unset: the next call retries.
+  std::call_once(entry->once, [&] {
     const RelaxedCaptureMode relaxed;
-    slot = std::make_unique<jit::LoadedVariant>(
+    entry->variant = std::make_unique<jit::LoadedVariant>(
         jit::builtin_variant_spec(kernel, variant, q_dtype, kv_dtype, head_dim, custom_mask),
         jit::CompileOptions{arch});
-  }
-  return *slot;
+  });
+  return *entry->variant;
 }
 
 }  // namespace detail

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "reference/attention_ref.h"
+#include "support/argument_error.h"
 #include "support/compare.h"
 #include "support/custom_mask.h"
 #include "support/device_tensor.h"
@@ -380,6 +381,9 @@ TEST(BatchPrefill, Fp8PagedCacheMatchesReference) {
   c.kv_lens = {100, 2000, 700};
   c.paged = true;
   c.fp8_kv = true;
+  c.dtype = DType::kFloat16;  // fp16 q: the widener's half path (JIT-served)
+  run_case(c, rng);
+  c.dtype = DType::kBFloat16;
   c.options.window_left = 100;
   run_case(c, rng);
   c.options.window_left = -1;
@@ -392,6 +396,61 @@ TEST(BatchPrefill, Fp8PagedCacheMatchesReference) {
     c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.5, rng));
   }
   run_case(c, rng);
+}
+
+// run()'s checks of the new arguments, named: a custom mask shorter than
+// the plan's bits, an fp8 cache at head_dim 64.
+TEST(BatchPrefill, MaskAndFp8ArgumentsAreNamed) {
+  TESSERA_REQUIRE_GPU();
+  CudaStream stream;
+  const std::vector<int32_t> qo_indptr = {0, 10, 30}, kv_indptr = {0, 100, 300};
+  DeviceTensor q(DType::kBFloat16, {30, 8, 128}), out(DType::kBFloat16, {30, 8, 128});
+  DeviceTensor k(DType::kBFloat16, {300, 2, 128}), v(DType::kBFloat16, {300, 2, 128});
+  DeviceTensor qo_dev = int_tensor(qo_indptr), kv_dev = int_tensor(kv_indptr);
+  const PrefillPlanShape shape{8, 2, 128, 0};
+  const PrefillPlanBounds bounds{2, 30};
+  const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithRaggedKVCache ragged(shape, bounds, workspace.data(), bytes, 0);
+  ragged.plan(qo_indptr, kv_indptr, false, stream.get());
+  // ceil(10 * 100 / 8) + ceil(20 * 200 / 8) = 125 + 500 bytes.
+  DeviceTensor short_mask(DType::kUInt8, {624});
+  DLTensor short_dl = short_mask.dl();
+  AttentionOptions options;
+  options.custom_mask = &short_dl;
+  testing::expect_argument_error(
+      [&] {
+        ragged.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), nullptr, options,
+                   stream.get());
+      },
+      "custom_mask");
+  DeviceTensor fp8_k(DType::kFloat8E4M3, {300, 2, 128});
+  testing::expect_argument_error(
+      [&] {
+        ragged.run(q.dl(), fp8_k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), nullptr, {},
+                   stream.get());
+      },
+      "k");
+
+  const PrefillPlanShape paged_shape{8, 2, 64, 16};
+  const std::size_t paged_bytes =
+      BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape, bounds, 0);
+  DeviceBuffer paged_workspace(paged_bytes);
+  BatchPrefillWithPagedKVCache paged(paged_shape, bounds, paged_workspace.data(), paged_bytes, 0);
+  const std::vector<int32_t> page_indptr = {0, 7, 20}, last = {4, 8};
+  paged.plan(qo_indptr, page_indptr, last, false, stream.get());
+  DeviceTensor cache(DType::kFloat8E4M3, {20, 2, 16, 2, 64});
+  DeviceTensor pages = int_tensor(std::vector<int32_t>(20, 0)), page_dev = int_tensor(page_indptr),
+               last_dev = int_tensor(last);
+  DeviceTensor q64(DType::kBFloat16, {30, 8, 64}), out64(DType::kBFloat16, {30, 8, 64});
+  DLTensor cache_dl = cache.dl();
+  testing::expect_argument_error(
+      [&] {
+        paged.run(q64.dl(), PagedKVCacheArg::combined(cache_dl, KVLayout::kNHD), pages.dl(),
+                  qo_dev.dl(), page_dev.dl(), last_dev.dl(), out64.dl(), nullptr, {},
+                  stream.get());
+      },
+      "paged_kv_cache");
 }
 
 // Custom boolean masks (FlashInfer's packed_custom_mask), per request, with
