@@ -87,39 +87,24 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention:
                                               bool custom_mask) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
-  // One entry per kernel and architecture, filled once; the map lock is held
-  // only to find the entry, so a compile (1-2 s) blocks only the callers of
-  // that same kernel, and loaded kernels cost a map lookup.
-  struct Entry {
-    std::once_flag once;
-    std::unique_ptr<jit::LoadedVariant> variant;
-  };
-  using Key = std::tuple<int, int, int, int, int64_t, bool, int>;
+  const std::string arch = jit::device_arch(device);
+  using Key = std::tuple<int, int, int, int, int64_t, bool, std::string>;
   static std::mutex mutex;
   // Never destroyed: unloading at exit could run after the CUDA runtime's teardown.
-  static auto& entries = *new std::map<Key, std::unique_ptr<Entry>>();
-  static auto& arches = *new std::map<int, std::string>();
-  Entry* entry = nullptr;
-  std::string arch;
-  {
-    const std::lock_guard<std::mutex> lock(mutex);
-    auto found_arch = arches.find(device);
-    if (found_arch == arches.end()) found_arch = arches.emplace(device, jit::device_arch(device)).first;
-    arch = found_arch->second;
-    const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
-                  static_cast<int>(kv_dtype), head_dim, custom_mask, device};
-    auto& slot = entries[key];
-    if (slot == nullptr) slot = std::make_unique<Entry>();
-    entry = slot.get();
-  }
-  // A throwing compile leaves the flag unset: the next call retries.
-  std::call_once(entry->once, [&] {
+  static auto& loaded = *new std::map<Key, std::unique_ptr<jit::LoadedVariant>>();
+  const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
+                static_cast<int>(kv_dtype), head_dim, custom_mask, arch};
+  // One lock over lookups and first compiles (simple; a first compile of
+  // 1-2 s blocks other threads' off-list launches meanwhile: docs/STATUS.md).
+  const std::lock_guard<std::mutex> lock(mutex);
+  auto& slot = loaded[key];
+  if (slot == nullptr) {
     const RelaxedCaptureMode relaxed;
-    entry->variant = std::make_unique<jit::LoadedVariant>(
+    slot = std::make_unique<jit::LoadedVariant>(
         jit::builtin_variant_spec(kernel, variant, q_dtype, kv_dtype, head_dim, custom_mask),
         jit::CompileOptions{arch});
-  });
-  return *entry->variant;
+  }
+  return *slot;
 }
 
 }  // namespace detail
