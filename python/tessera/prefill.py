@@ -5,9 +5,11 @@ over libtessera (tessera/api/prefill.h).
 Semantics are FlashInfer's: query i of a request sits at KV position
 kv_len - qo_len + i, causal masks the KV positions after it, lse is float32 in
 base 2 (log2 of the sum of exp of the scaled logits). Tessera builds head_dim
-64 and 128, fp16/bf16 q/k/v of one dtype, and the variants plain, soft-cap,
-sliding window and ALiBi; what it does not build (RoPE on the fly, soft-cap
-together with a window) the library rejects with an error naming "options".
+64 and 128, fp16/bf16 q (paged caches also float8_e4m3fn at head_dim 128,
+with k_scale / v_scale), and the variants plain, soft-cap, sliding window,
+soft-cap + window, ALiBi and RoPE-Llama on the fly (pos_encoding_mode
+"ROPE_LLAMA"); kernels off the library's AOT list are JIT-compiled on first
+use (docs/jit.md).
 
 Custom masks, as FlashInfer: custom_mask is bool (nonzero: attend), request
 b's [qo_len, kv_len] mask row-major (single prefill: [qo_len, kv_len]; the

@@ -12,6 +12,7 @@
 //            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64 and
 //            soft-cap + window). Paged with an fp8 e4m3 cache (head_dim
 //            128): plain and sliding window with bf16 q (JIT: the rest).
+//            RoPE-Llama on the fly (prefill): JIT only.
 //   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
 //            K/V, head_dim 128 (JIT: every other).
 // The tensor-core decode kernel follows the CUDA-core one's entry.

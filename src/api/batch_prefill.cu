@@ -84,10 +84,6 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
                           detail::BatchPrefillLaunch& l) {
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
-  using attention::VariantKind;
-  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama, "options",
-                    "plain, soft-cap, sliding window, soft-cap + window or ALiBi (prefill)",
-                    std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   l.variant_kind = variant.kind;
   l.variant = variant.params;
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), l.kv_dtype, l.head_dim);

@@ -4,7 +4,7 @@
 // kernel on grid (max_ctas, heads_y) and, when the plan split KV (or a graph
 // is being captured), the merge kernel on grid (max merge tiles, heads_y).
 // Kernels per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
-// soft-cap, window, soft-cap + window, ALiBi}; those on the AOT list
+// soft-cap, window, soft-cap + window, ALiBi, RoPE-Llama}; those on the AOT list
 // (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
 #pragma once
 
@@ -153,6 +153,8 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapSlidingWindowVariant>(l, params, stream);
     case VariantKind::kAlibi:
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiVariant>(l, params, stream);
+    case VariantKind::kRopeLlama:
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaVariant>(l, params, stream);
     case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
     default:

@@ -2,7 +2,7 @@
 // paged cache with one page (slot = kv position, as single decode does) and
 // launches the FA2-style prefill kernel (attention/prefill_sm80.cuh).
 // Kernels: {bf16, fp16} x head_dim {64, 128} x {plain, soft-cap, window,
-// soft-cap + window, ALiBi}, those on the AOT list (aot_kernels.h) compiled
+// soft-cap + window, ALiBi, RoPE-Llama}, those on the AOT list (aot_kernels.h) compiled
 // in, the rest JIT-compiled on first use; causal is a run-time flag inside
 // the kernel.
 #include <cstdint>
@@ -171,9 +171,6 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, head_dim, num_qo_heads, qv.device());
   using attention::VariantKind;
-  TESSERA_CHECK_ARG(variant.kind != VariantKind::kRopeLlama, "options",
-                    "plain, soft-cap, sliding window, soft-cap + window or ALiBi (prefill)",
-                    std::string(detail::variant_name(variant.kind)) + " (not built for prefill)");
   const void* jit_kernel = detail::jit_kernel_for(options, jit::KernelKind::kSinglePrefill,
                                                   qv.dtype(), qv.dtype(), head_dim);
   const uint8_t* custom_mask =
@@ -214,6 +211,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
       return dispatch_dtype<attention::SoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
     case VariantKind::kAlibi:
       return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
+    case VariantKind::kRopeLlama:
+      return dispatch_dtype<attention::RopeLlamaVariant>(l, qv.dtype(), stream);
     case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
     default:

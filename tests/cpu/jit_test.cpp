@@ -303,6 +303,14 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
   const jit::CompiledKernel prefill = jit::compile(jit::builtin_variant_spec(
       KernelKind::kBatchPrefillPaged, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 64));
   EXPECT_FALSE(prefill.cubin.empty());
+  // RoPE on the fly in prefill (JIT only): single and paged over fp8.
+  EXPECT_FALSE(aot(KernelKind::kSinglePrefill, VariantKind::kRopeLlama, bf16, bf16, 128));
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kSinglePrefill,
+                                                      VariantKind::kRopeLlama, bf16, bf16, 128))
+                   .cubin.empty());
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillPaged,
+                                                      VariantKind::kRopeLlama, bf16, fp8, 128))
+                   .cubin.empty());
   // The tensor-core decode kernel comes with a 16-bit built-in too.
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,
                                                       fp16, fp16, 64))

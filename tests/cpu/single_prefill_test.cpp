@@ -137,7 +137,6 @@ TEST(SinglePrefillArgs, LseMustBeFloat32QoLenByHeads) {
 }
 
 TEST(SinglePrefillArgs, UnbuiltVariantsAreRejectedNamingOptions) {
-  EXPECT_REJECTED(a.options.pos_encoding_mode = PosEncodingMode::kRopeLlama, "options");
   EXPECT_REJECTED(a.options.sm_scale = -1, "options");
   EXPECT_REJECTED((a.options.pos_encoding_mode = PosEncodingMode::kAlibi,
                    a.options.window_left = 10),

@@ -358,6 +358,15 @@ TEST(BatchPrefill, VariantsMatchReference) {
     c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
     run_case(c, rng);
   }
+  {
+    // RoPE-Llama on the fly (JIT-served), paged and ragged.
+    BatchCase c = base;
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.ref.rope_llama = true;
+    run_case(c, rng);
+    c.paged = false;
+    run_case(c, rng);
+  }
 }
 
 // A float8 e4m3 paged cache with scales (chunked prefill over an fp8 KV

@@ -283,6 +283,29 @@ TEST(SinglePrefill, SlidingWindowMatchesReference) {
   run_case(c, rng);
 }
 
+// RoPE-Llama on the fly (JIT-served): q rotated at kv_len - qo_len + i, k at
+// its index, NeoX halves, scale and theta; head_dim 64 and 128.
+TEST(SinglePrefill, RopeLlamaMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {128, 64}) {
+    for (const bool causal : {true, false}) {
+      PrefillCase c;
+      c.head_dim = head_dim;
+      c.causal = causal;
+      c.qo_len = 90;
+      c.kv_len = 1000;
+      c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+      c.options.rope_theta = 5e5;
+      c.options.rope_scale = 2.0;
+      c.ref.rope_llama = true;
+      c.ref.rope_theta = 5e5;
+      c.ref.rope_scale = 2.0;
+      run_case(c, rng);
+    }
+  }
+}
+
 // A custom boolean mask (packed bits, rows with nothing to attend among
 // them), alone and ANDed with causal and a window, head_dim 64 and 128.
 TEST(SinglePrefill, CustomMaskMatchesReference) {

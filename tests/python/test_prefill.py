@@ -108,11 +108,20 @@ def test_single_prefill_causal_longer_queries_than_keys_is_rejected():
 
 
 @gpu
-def test_single_prefill_rope_llama_is_rejected_by_the_library():
-    # prefill.h: RoPE on the fly is not built for prefill yet (error names "options").
-    q, k, v = random_qkv(8, 8, 8, 8, 64, torch.float16, None)
-    with pytest.raises(TesseraArgumentError, match="options"):
-        single_prefill_with_kv_cache(q, k, v, pos_encoding_mode="ROPE_LLAMA")
+def test_single_prefill_rope_llama_on_the_fly_equals_rope_then_attention():
+    # RoPE on the fly (JIT-served): queries at kv_len - qo_len + i, keys at
+    # their index, against tessera.apply_rope_pos_ids then plain prefill.
+    g = torch.Generator(device="cuda").manual_seed(31)
+    qo_len, kv_len = 40, 300
+    q, k, v = random_qkv(qo_len, kv_len, 8, 2, 128, torch.bfloat16, g)
+    out = single_prefill_with_kv_cache(q, k, v, causal=True, pos_encoding_mode="ROPE_LLAMA",
+                                       rope_theta=5e5)
+    q_pos = torch.arange(kv_len - qo_len, kv_len, dtype=torch.int32, device="cuda")
+    k_pos = torch.arange(kv_len, dtype=torch.int32, device="cuda")
+    q_rot, _ = tessera.apply_rope_pos_ids(q, q.clone(), q_pos, rope_theta=5e5)
+    _, k_rot = tessera.apply_rope_pos_ids(k, k.clone(), k_pos, rope_theta=5e5)
+    ref, _ = reference_prefill(q_rot, k_rot, v, causal=True)
+    torch.testing.assert_close(out.float(), ref, **tolerance(torch.bfloat16))
 
 
 # ------------------------------------------------------------------ ragged

@@ -26,9 +26,9 @@ namespace tessera {
 // out); out like q; lse: null or float32 [qo_len, num_qo_heads] contiguous.
 // head_dim 64 or 128 (else rejected naming "q"). causal with qo_len > kv_len
 // is rejected naming "q" (the queries would sit before the first key).
-// Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi (the
-// ones off the AOT list JIT-compiled on first use, docs/jit.md); RoPE on the
-// fly is not built for prefill yet (rejected naming "options").
+// Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi,
+// RoPE-Llama on the fly (query i rotated at kv_len - qo_len + i, key j at j;
+// the ones off the AOT list JIT-compiled on first use, docs/jit.md).
 // options.custom_mask: a bit-packed [qo_len, kv_len] boolean mask (see
 // AttentionOptions), ANDed with causal.
 TESSERA_API void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k,
@@ -63,8 +63,9 @@ struct PrefillPlanShape {
 // at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
 // later positions and requires qo_len <= kv_len in every request (rejected
 // naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
-// head_dim 64 or 128; q, k, v fp16/bf16 of one dtype; variants plain,
-// soft-cap, sliding window, soft-cap + window, ALiBi; options.custom_mask:
+// head_dim 64 or 128; q, k, v fp16/bf16 of one dtype (the paged cache may
+// also be float8 e4m3 at head_dim 128); variants plain, soft-cap, sliding
+// window, soft-cap + window, ALiBi, RoPE-Llama; options.custom_mask:
 // every request's packed mask in one buffer (AttentionOptions), which must
 // hold at least the sum of ceil(qo_len * kv_len / 8) bytes of the plan.
 // Not thread-safe: one object per stream.

@@ -323,12 +323,44 @@ __device__ __forceinline__ bool attends(const Variant& variant, bool causal, int
 
 // Runs one unit on the whole CTA. Leaves no copy in flight; the caller
 // synchronises before the shared memory is reused.
+// RoPE-style q/k transforms in prefill (Variant::kHasQueryKeyTransform): the
+// 64 rows of a Q or K tile in shared memory, pair (j, j + D/2) of row r
+// rotated at position position_of(r) by the variant's rotate_pair, rounded
+// back to T. Items are (row, chunk of 8 pairs); the caller synchronises
+// before and after (other threads loaded and will read the rows).
+template <typename Traits, typename T, typename Variant, typename PositionOf>
+__device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant,
+                                                 PositionOf position_of) {
+  static_assert(kQTile == kKvTile, "Q and K tiles have the same rows");
+  constexpr int kHalfChunks = Traits::kChunks / 2;
+  for (int item = static_cast<int>(threadIdx.x); item < kKvTile * kHalfChunks; item += kThreads) {
+    const int r = item / kHalfChunks;
+    const int c = item % kHalfChunks;
+    T* const lo_ptr = tile + swizzled<Traits::kChunks>(r, c);
+    T* const hi_ptr = tile + swizzled<Traits::kChunks>(r, c + kHalfChunks);
+    Vec<T, kChunkElems> lo;
+    Vec<T, kChunkElems> hi;
+    lo.load(lo_ptr);
+    hi.load(hi_ptr);
+    const int position = position_of(r);
+#pragma unroll
+    for (int i = 0; i < kChunkElems; ++i) {
+      float x = to_float(lo[i]);
+      float y = to_float(hi[i]);
+      variant.template rotate_pair<Traits::kHeadDim>(x, y, position, c * kChunkElems + i);
+      lo[i] = from_float<T>(x);
+      hi[i] = from_float<T>(y);
+    }
+    lo.store(lo_ptr);
+    hi.store(hi_ptr);
+  }
+}
+
 template <typename Traits, typename Variant, bool kCustomMask, typename T, typename KvRows>
 __device__ __forceinline__ void process_unit(const attention::VariantParams& params,
                                              const QueryRows<T>& rows, const KvRows& kv,
                                              const OutputRows<T>& output, const UnitSpan& span,
                                              unsigned char* shared_raw) {
-  static_assert(!Variant::kHasQueryKeyTransform, "prefill has no q/k transform hook yet");
   // Without softmax (e.g. sigmoid attention) a logit is the token's weight:
   // masked tokens weigh 0, nothing is normalised, lse is written as 0 so
   // that split units' partials sum in the merge.
@@ -394,6 +426,15 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     widener.write(k_tiles);
     __syncthreads();
   }
+  if constexpr (Variant::kHasQueryKeyTransform) {
+    // Query i of the request sits at kv position delta + i; padding rows are
+    // zeros, whatever their position.
+    rotate_tile_rows<Traits>(q_tile, var_first, [&](int r) {
+      return delta + rows.token(min(q0 + r, span.row_end - 1));
+    });
+    if (num_tiles > 0) rotate_tile_rows<Traits>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
+    __syncthreads();
+  }
 
   uint32_t q_frag[Traits::kKSteps][4];
 #pragma unroll
@@ -423,6 +464,11 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       __syncthreads();
       if constexpr (kWiden) {
         widener.write(k_tiles + stage * Traits::kTileElems);
+        __syncthreads();
+      }
+      if constexpr (Variant::kHasQueryKeyTransform) {
+        rotate_tile_rows<Traits>(k_tiles + stage * Traits::kTileElems, var_first,
+                                 [&](int r) { return kv0 + r; });
         __syncthreads();
       }
     }

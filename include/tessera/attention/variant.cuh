@@ -8,6 +8,12 @@
 //   float query_scale()               q is multiplied by this once; with no
 //                                     logits transform, q.k is then the logit
 //                                     in log2 units (sm_scale * log2(e) folded in)
+//   rotate_pair<kHeadDim>(lo, hi, pos, pair)  (kHasQueryKeyTransform, prefill)
+//                                     the prefill kernels' form of the q/k
+//                                     transform: rewrites dims (pair, pair +
+//                                     D/2) of a q or k row at kv position pos,
+//                                     in float32 (rows in shared memory are
+//                                     rounded back to q's type afterwards)
 //   transform_query / transform_key   (kHasQueryKeyTransform) on a thread's
 //                                     kVec-slice of a head row, in float32. May
 //                                     shuffle within the row's threads: the
@@ -162,6 +168,18 @@ struct RopeLlamaVariant : PlainVariant {
       x[i] = first_half ? x[i] * cos_value - partner * sin_value
                         : x[i] * cos_value + partner * sin_value;
     }
+  }
+  // Prefill: dims (pair, pair + D/2) of a row at `position`, rotated.
+  template <int kHeadDim>
+  __device__ __forceinline__ void rotate_pair(float& lo, float& hi, int position, int pair) const {
+    const float freq =
+        rcp_scale * exp2f(-static_cast<float>(2 * pair) / kHeadDim * log2_theta);
+    float sin_value;
+    float cos_value;
+    rope::reduced_sincos(static_cast<float>(position) * freq, sin_value, cos_value);
+    const float x = lo;
+    lo = x * cos_value - hi * sin_value;
+    hi = hi * cos_value + x * sin_value;
   }
   template <int kHeadDim, int N>
   __device__ __forceinline__ void transform_query(FloatVec<N>& q, int dim0, int half_lanes) const {
