@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "support/jit_examples.h"
 #include "tessera/core/error.h"
 #include "tessera/core/numeric.cuh"
 
@@ -140,20 +141,9 @@ struct BenchPlain : VariantBase {
 }
 
 tessera::jit::VariantSpec jit_sigmoid_spec(tessera::jit::KernelKind kernel, int64_t head_dim) {
-  tessera::jit::VariantSpec spec = bf16_spec("BenchSigmoid", R"(
-struct BenchSigmoid : VariantBase {
-  static constexpr bool kUseSoftmax = false;
-  static constexpr bool kHasLogitsTransform = true;
-  float scale;
-  float bias;
-  __device__ __forceinline__ BenchSigmoid(const VariantParams& p, int, int)
-      : scale(p.sm_scale * p.k_scale), bias(extra(p).bias) {}
-  __device__ __forceinline__ float query_scale() const { return scale; }
-  __device__ __forceinline__ float logits_transform(float dot, int) const {
-    return 1.f / (1.f + __expf(-(dot + bias)));
-  }
-};
-)", kernel, head_dim);
+  tessera::jit::VariantSpec spec = tessera::testing::jit_example("flash_sigmoid.cuh", kernel);
+  spec.q_dtype = spec.kv_dtype = DType::kBFloat16;
+  spec.head_dim = head_dim;
   spec.use_softmax = false;
   spec.params = {{"bias", tessera::jit::ParamType::kFloat}};
   return spec;

@@ -115,8 +115,8 @@ class BenchTensor {
 // JIT-compiled kernels are timed beside the AOT ones (rows <kernel>_jit,
 // peer tessera_aot), which should run at the same speed.
 tessera::jit::VariantSpec jit_plain_spec(tessera::jit::KernelKind kernel, int64_t head_dim);
-// examples/jit/flash_sigmoid.cuh's arithmetic (sigmoid attention, no
-// softmax; extra parameter `bias`), for speed rows without a peer.
+// examples/jit/flash_sigmoid.cuh (sigmoid attention, no softmax; extra
+// parameter `bias`), for speed rows without a peer.
 tessera::jit::VariantSpec jit_sigmoid_spec(tessera::jit::KernelKind kernel, int64_t head_dim);
 
 // Kernel families; each registers its measurements.
