@@ -81,7 +81,8 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
     // attention (no softmax) through the JIT.
     // (Compiled once per process: later shapes hit the memory cache.)
     jit::LoadedVariant jit_plain(jit_plain_spec(jit::KernelKind::kBatchPrefillRagged, head_dim));
-    jit::LoadedVariant jit_sigmoid(jit_sigmoid_spec(jit::KernelKind::kBatchPrefillRagged, head_dim));
+    jit::LoadedVariant jit_sigmoid(
+        jit_sigmoid_spec(jit::KernelKind::kBatchPrefillRagged, head_dim));
     jit_sigmoid.extra_params().set("bias", -3.f);
     for (const jit::LoadedVariant* variant : {&jit_plain, &jit_sigmoid}) {
       AttentionOptions jit_options;
@@ -92,9 +93,9 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
                         jit_options, bench.stream(), Validate::kOff);
           },
           4.0 * static_cast<double>(q.bytes()));
-      bench.emit(variant == &jit_plain ? "batch_prefill_ragged_jit"
-                                       : "batch_prefill_ragged_jit_sigmoid",
-                 name, "TFLOP/s", flops(s, head_dim, causal) / (jit_us * 1e6));
+      bench.emit(
+          variant == &jit_plain ? "batch_prefill_ragged_jit" : "batch_prefill_ragged_jit_sigmoid",
+          name, "TFLOP/s", flops(s, head_dim, causal) / (jit_us * 1e6));
     }
   }
 }

@@ -120,8 +120,8 @@ void run_decode_benchmarks(Bench& bench) {
                                         [&] {
                                           decode.run(q.dl(), cache_arg, kv_indices.dl(),
                                                      kv_indptr.dl(), kv_last_page_len.dl(),
-                                                     out.dl(), nullptr, jit_options,
-                                                     bench.stream(), Validate::kOff);
+                                                     out.dl(), nullptr, jit_options, bench.stream(),
+                                                     Validate::kOff);
                                         },
                                         kv_bytes + io_bytes)));
         }

@@ -137,7 +137,8 @@ struct BenchPlain : VariantBase {
       : scale_log2(p.sm_scale * p.k_scale * kLog2e) {}
   __device__ __forceinline__ float query_scale() const { return scale_log2; }
 };
-)", kernel, head_dim);
+)",
+                   kernel, head_dim);
 }
 
 tessera::jit::VariantSpec jit_sigmoid_spec(tessera::jit::KernelKind kernel, int64_t head_dim) {

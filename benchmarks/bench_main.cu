@@ -1,7 +1,8 @@
 // tessera_bench: measures the copy ceiling and every kernel family, printing
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
-// Usage: tessera_bench [--quick] [--only norm|activation|rope|append|decode|prefill|batch_prefill[,...]]
-//                     [--case SUBSTRING]  (decode and prefill cases)
+// Usage: tessera_bench [--quick] [--case SUBSTRING]  (decode and prefill cases)
+//                     [--only FAMILY[,FAMILY...]]
+//   FAMILY: norm, activation, rope, append, decode, prefill, batch_prefill
 #include <cstdio>
 #include <cstring>
 #include <exception>

@@ -29,9 +29,10 @@ namespace tessera::detail {
 constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
                                  int64_t head_dim) {
   using attention::VariantKind;
-  const bool dtypes = kv_dtype == q_dtype || (q_dtype == DType::kBFloat16 &&
-                                              kv_dtype == DType::kFloat8E4M3);
-  const bool position_variant = variant == VariantKind::kAlibi || variant == VariantKind::kRopeLlama;
+  const bool dtypes =
+      kv_dtype == q_dtype || (q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3);
+  const bool position_variant =
+      variant == VariantKind::kAlibi || variant == VariantKind::kRopeLlama;
   return dtypes && (!position_variant || head_dim == 128) && variant != VariantKind::kJit;
 }
 
@@ -48,9 +49,12 @@ constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype,
   switch (variant) {
     case VariantKind::kPlain:
     case VariantKind::kSoftCap:
-    case VariantKind::kSlidingWindow: return true;
-    case VariantKind::kAlibi: return head_dim == 128;
-    default: return false;  // no prefill kernel (soft-cap + window, RoPE) or JIT
+    case VariantKind::kSlidingWindow:
+      return true;
+    case VariantKind::kAlibi:
+      return head_dim == 128;
+    default:
+      return false;  // no prefill kernel (soft-cap + window, RoPE) or JIT
   }
 }
 

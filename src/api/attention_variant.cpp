@@ -130,8 +130,7 @@ const uint8_t* resolve_custom_mask(const AttentionOptions& options, int64_t requ
                     "the device of q (cuda:" + std::to_string(device.device_id) + ")",
                     "cuda:" + std::to_string(mask.device().device_id));
   TESSERA_CHECK_ARG(required_bytes <= std::numeric_limits<int32_t>::max(), "custom_mask",
-                    "a packed mask under 2^31 bytes",
-                    std::to_string(required_bytes) + " bytes");
+                    "a packed mask under 2^31 bytes", std::to_string(required_bytes) + " bytes");
   TESSERA_CHECK_ARG(mask.size(0) >= required_bytes, "custom_mask",
                     "at least " + std::to_string(required_bytes) +
                         " bytes (sum of ceil(qo_len * kv_len / 8) over the requests)",

@@ -259,8 +259,8 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const TensorView& indices_view = index.indices;
   const TensorView& indptr_view = index.indptr;
   const TensorView& last_view = index.last_page_len;
-  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged,
-                       s.plan.custom_mask_bytes(), l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged, s.plan.custom_mask_bytes(),
+                       l);
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);

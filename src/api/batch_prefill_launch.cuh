@@ -8,9 +8,8 @@
 // (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
 #pragma once
 
-#include <string>
-
 #include <cuda/std/type_traits>
+#include <string>
 
 #include "api/aot_kernels.h"
 #include "api/attention_variant.h"
@@ -72,9 +71,9 @@ const void* builtin_batch_kernel() {
         prefill::batch_prefill_kernel<Traits, Variant, T, Kv, kCustomMask>);
   } else {
     constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<KVT>>;
-    return builtin_jit_variant(kRagged ? jit::KernelKind::kBatchPrefillRagged
-                                       : jit::KernelKind::kBatchPrefillPaged,
-                               kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim, kCustomMask)
+    return builtin_jit_variant(
+               kRagged ? jit::KernelKind::kBatchPrefillRagged : jit::KernelKind::kBatchPrefillPaged,
+               kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim, kCustomMask)
         .kernel();
   }
 }
@@ -129,8 +128,10 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
       throw Error("tessera: batch prefill: no float8 K/V kernel for head_dim " +
                   std::to_string(l.head_dim));
     }
-    if (l.head_dim == 64) return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
-    if (l.head_dim == 128) return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 64)
+      return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 128)
+      return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
     throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
                 " has no kernel (64, 128)");
   };
@@ -148,9 +149,11 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
     case VariantKind::kSoftCap:
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapVariant>(l, params, stream);
     case VariantKind::kSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SlidingWindowVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SlidingWindowVariant>(l, params,
+                                                                                   stream);
     case VariantKind::kSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapSlidingWindowVariant>(l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapSlidingWindowVariant>(l, params,
+                                                                                          stream);
     case VariantKind::kAlibi:
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiVariant>(l, params, stream);
     case VariantKind::kRopeLlama:

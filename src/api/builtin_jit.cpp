@@ -37,13 +37,26 @@ VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind varia
   using attention::VariantKind;
   const char* base = nullptr;
   switch (variant) {
-    case VariantKind::kPlain: base = "PlainVariant"; break;
-    case VariantKind::kSoftCap: base = "SoftCapVariant"; break;
-    case VariantKind::kSlidingWindow: base = "SlidingWindowVariant"; break;
-    case VariantKind::kSoftCapSlidingWindow: base = "SoftCapSlidingWindowVariant"; break;
-    case VariantKind::kAlibi: base = "AlibiVariant"; break;
-    case VariantKind::kRopeLlama: base = "RopeLlamaVariant"; break;
-    case VariantKind::kJit: break;
+    case VariantKind::kPlain:
+      base = "PlainVariant";
+      break;
+    case VariantKind::kSoftCap:
+      base = "SoftCapVariant";
+      break;
+    case VariantKind::kSlidingWindow:
+      base = "SlidingWindowVariant";
+      break;
+    case VariantKind::kSoftCapSlidingWindow:
+      base = "SoftCapSlidingWindowVariant";
+      break;
+    case VariantKind::kAlibi:
+      base = "AlibiVariant";
+      break;
+    case VariantKind::kRopeLlama:
+      base = "RopeLlamaVariant";
+      break;
+    case VariantKind::kJit:
+      break;
   }
   TESSERA_CHECK_ARG(base != nullptr, "variant", "a built-in variant kind", "kJit");
   // A struct deriving from the built-in one: the kernel reads the same
@@ -82,9 +95,9 @@ class RelaxedCaptureMode {
 
 }  // namespace
 
-const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention::VariantKind variant,
-                                              DType q_dtype, DType kv_dtype, int64_t head_dim,
-                                              bool custom_mask) {
+const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel,
+                                              attention::VariantKind variant, DType q_dtype,
+                                              DType kv_dtype, int64_t head_dim, bool custom_mask) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
   const std::string arch = jit::device_arch(device);
@@ -92,8 +105,13 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention:
   static std::mutex mutex;
   // Never destroyed: unloading at exit could run after the CUDA runtime's teardown.
   static auto& loaded = *new std::map<Key, std::unique_ptr<jit::LoadedVariant>>();
-  const Key key{static_cast<int>(kernel), static_cast<int>(variant), static_cast<int>(q_dtype),
-                static_cast<int>(kv_dtype), head_dim, custom_mask, arch};
+  const Key key{static_cast<int>(kernel),
+                static_cast<int>(variant),
+                static_cast<int>(q_dtype),
+                static_cast<int>(kv_dtype),
+                head_dim,
+                custom_mask,
+                arch};
   // One lock over lookups and first compiles (simple; a first compile of
   // 1-2 s blocks other threads' off-list launches meanwhile: docs/STATUS.md).
   const std::lock_guard<std::mutex> lock(mutex);

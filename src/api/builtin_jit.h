@@ -16,8 +16,9 @@ namespace tessera::detail {
 // architecture. Thread-safe; the first call compiles (or reads the disk
 // cache) and loads, with this thread's stream capture switched to relaxed
 // mode for the load, so a first use inside cudaStreamBeginCapture works.
-const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel, attention::VariantKind variant,
-                                              DType q_dtype, DType kv_dtype, int64_t head_dim,
+const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel,
+                                              attention::VariantKind variant, DType q_dtype,
+                                              DType kv_dtype, int64_t head_dim,
                                               bool custom_mask = false);
 
 }  // namespace tessera::detail

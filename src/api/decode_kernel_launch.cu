@@ -9,16 +9,15 @@
 // name, by the API).
 #include <cstddef>
 #include <cstdint>
-#include <string>
-
 #include <cuda/std/type_traits>
+#include <string>
 
 #include "api/aot_kernels.h"
 #include "api/attention_variant.h"
 #include "api/batch_decode_args.h"
 #include "api/builtin_jit.h"
-#include "api/kernel_types.cuh"
 #include "api/decode_launch.h"
+#include "api/kernel_types.cuh"
 #include "tessera/attention/decode.cuh"
 #include "tessera/attention/decode_mma.cuh"
 #include "tessera/core/cuda_check.h"
@@ -56,7 +55,8 @@ struct JitKernels {
 [[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l, const JitKernels& jit) {
   throw Error("backend",
               "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 or 128, "
-              "num_qo_heads / num_kv_heads <= " + std::to_string(decode_mma::kRows) +
+              "num_qo_heads / num_kv_heads <= " +
+                  std::to_string(decode_mma::kRows) +
                   ", a built-in variant other than RoPE or a JIT softmax variant without a "
                   "q/k transform",
               std::string("KV ") + dtype_name(l.kv.dtype) + ", head_dim " +
@@ -84,8 +84,8 @@ bool use_tensor_cores(const DecodeLaunch& l, const JitKernels& jit) {
 }
 
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
-void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant,
-                     JitKernels jit, cudaStream_t stream) {
+void launch_instance(const DecodeLaunch& l, const attention::VariantParams& variant, JitKernels jit,
+                     cudaStream_t stream) {
   using Traits = decode::DecodeTraits<QT, KVT, kHeadDim>;
   decode::DecodeParams<QT, KVT> p{};
   p.q = static_cast<const QT*>(l.q);
@@ -114,13 +114,13 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
 
   // A built-in variant off the AOT list comes from the JIT (compiled and
   // loaded on first use); only listed instances are compiled into the library.
-  constexpr bool kAot = aot_decode_kernel(variant_kind_of<Variant>(), dtype_of<QT>(),
-                                          dtype_of<KVT>(), kHeadDim);
+  constexpr bool kAot =
+      aot_decode_kernel(variant_kind_of<Variant>(), dtype_of<QT>(), dtype_of<KVT>(), kHeadDim);
   if constexpr (!kAot) {
     if (jit.kernel == nullptr) {
-      const jit::LoadedVariant& built = builtin_jit_variant(
-          jit::KernelKind::kBatchDecode, variant_kind_of<Variant>(), dtype_of<QT>(),
-          dtype_of<KVT>(), kHeadDim);
+      const jit::LoadedVariant& built =
+          builtin_jit_variant(jit::KernelKind::kBatchDecode, variant_kind_of<Variant>(),
+                              dtype_of<QT>(), dtype_of<KVT>(), kHeadDim);
       jit = {built.kernel(), built.mma_kernel()};
     }
   }
@@ -128,7 +128,8 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   // differs), so it launches exactly like the AOT one.
   const void* kernel = jit.kernel;
   if constexpr (kAot) {
-    if (kernel == nullptr) kernel = reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
+    if (kernel == nullptr)
+      kernel = reinterpret_cast<const void*>(decode::decode_kernel<Traits, Variant>);
   }
   int threads = decode::kThreads;
   int shared_bytes = Traits::kSharedBytes;
@@ -160,9 +161,12 @@ template <typename QT, typename KVT, typename Variant>
 void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& variant,
                        const JitKernels& jit, cudaStream_t stream) {
   switch (l.head_dim) {
-    case 64: return launch_instance<QT, KVT, 64, Variant>(l, variant, jit, stream);
-    case 128: return launch_instance<QT, KVT, 128, Variant>(l, variant, jit, stream);
-    case 256: return launch_instance<QT, KVT, 256, Variant>(l, variant, jit, stream);
+    case 64:
+      return launch_instance<QT, KVT, 64, Variant>(l, variant, jit, stream);
+    case 128:
+      return launch_instance<QT, KVT, 128, Variant>(l, variant, jit, stream);
+    case 256:
+      return launch_instance<QT, KVT, 256, Variant>(l, variant, jit, stream);
     default:
       throw Error("tessera: decode: head_dim " + std::to_string(l.head_dim) +
                   " has no kernel (64, 128, 256)");

@@ -14,8 +14,10 @@ namespace tessera::detail {
 
 template <typename T>
 constexpr DType dtype_of() {
-  if constexpr (cuda::std::is_same_v<T, half_t>) return DType::kFloat16;
-  else if constexpr (cuda::std::is_same_v<T, bfloat16_t>) return DType::kBFloat16;
+  if constexpr (cuda::std::is_same_v<T, half_t>)
+    return DType::kFloat16;
+  else if constexpr (cuda::std::is_same_v<T, bfloat16_t>)
+    return DType::kBFloat16;
   else {
     static_assert(cuda::std::is_same_v<T, fp8_e4m3_t>, "an attention element type");
     return DType::kFloat8E4M3;
@@ -25,8 +27,10 @@ constexpr DType dtype_of() {
 template <typename Variant>
 constexpr attention::VariantKind variant_kind_of() {
   using attention::VariantKind;
-  if constexpr (cuda::std::is_same_v<Variant, attention::PlainVariant>) return VariantKind::kPlain;
-  else if constexpr (cuda::std::is_same_v<Variant, attention::SoftCapVariant>) return VariantKind::kSoftCap;
+  if constexpr (cuda::std::is_same_v<Variant, attention::PlainVariant>)
+    return VariantKind::kPlain;
+  else if constexpr (cuda::std::is_same_v<Variant, attention::SoftCapVariant>)
+    return VariantKind::kSoftCap;
   else if constexpr (cuda::std::is_same_v<Variant, attention::SlidingWindowVariant>) {
     return VariantKind::kSlidingWindow;
   } else if constexpr (cuda::std::is_same_v<Variant, attention::SoftCapSlidingWindowVariant>) {

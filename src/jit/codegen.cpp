@@ -53,11 +53,12 @@ GeneratedSource generate(const VariantSpec& spec) {
                     dtype_name(spec.q_dtype));
   const bool decode = spec.kernel == KernelKind::kBatchDecode;
   // fp8 K/V: decode (any head_dim), paged prefill at head_dim 128.
-  const bool fp8_ok = decode || (spec.kernel == KernelKind::kBatchPrefillPaged && spec.head_dim == 128);
-  TESSERA_CHECK_ARG(spec.kv_dtype == spec.q_dtype || (fp8_ok && spec.kv_dtype == DType::kFloat8E4M3),
-                    "variant",
-                    fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
-                    dtype_name(spec.kv_dtype));
+  const bool fp8_ok =
+      decode || (spec.kernel == KernelKind::kBatchPrefillPaged && spec.head_dim == 128);
+  TESSERA_CHECK_ARG(
+      spec.kv_dtype == spec.q_dtype || (fp8_ok && spec.kv_dtype == DType::kFloat8E4M3), "variant",
+      fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
+      dtype_name(spec.kv_dtype));
   const bool dim_ok = decode ? (spec.head_dim == 64 || spec.head_dim == 128 || spec.head_dim == 256)
                              : (spec.head_dim == 64 || spec.head_dim == 128);
   TESSERA_CHECK_ARG(dim_ok, "variant",
@@ -87,17 +88,19 @@ GeneratedSource generate(const VariantSpec& spec) {
       break;
     case KernelKind::kSinglePrefill:
       kernel_header = "tessera/attention/prefill_sm80.cuh";
-      out.name_expression = "&tessera::prefill::single_prefill_kernel<tessera::prefill::PrefillTraits<" +
-                            q + ", " + dim + ">, " + variant + ", " + q + mask + ">";
+      out.name_expression =
+          "&tessera::prefill::single_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
+          dim + ">, " + variant + ", " + q + mask + ">";
       break;
     case KernelKind::kBatchPrefillRagged:
     case KernelKind::kBatchPrefillPaged: {
       kernel_header = "tessera/attention/prefill_sm80.cuh";
       const std::string kv_kind =
           spec.kernel == KernelKind::kBatchPrefillRagged ? "RaggedKv" : "PagedKv";
-      out.name_expression = "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" +
-                            q + ", " + dim + ">, " + variant + ", " + q + ", tessera::prefill::" +
-                            kv_kind + "<" + kv + ">" + mask + ">";
+      out.name_expression =
+          "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
+          dim + ">, " + variant + ", " + q + ", tessera::prefill::" + kv_kind + "<" + kv + ">" +
+          mask + ">";
       break;
     }
   }
@@ -132,8 +135,8 @@ GeneratedSource generate(const VariantSpec& spec) {
   text += "#line 1 \"tessera_jit_footer\"\n";
   // use_softmax tells the host how split partials merge; it must be the
   // variant's own.
-  text += std::string("static_assert(") + spec.name + "::kUseSoftmax == " +
-          (spec.use_softmax ? "true" : "false") +
+  text += std::string("static_assert(") + spec.name +
+          "::kUseSoftmax == " + (spec.use_softmax ? "true" : "false") +
           ", \"VariantSpec::use_softmax must equal the variant's kUseSoftmax\");\n";
   text += "}  // namespace " + std::string(kUserNamespace) + "\n";
   out.text = std::move(text);

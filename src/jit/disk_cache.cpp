@@ -95,8 +95,8 @@ std::optional<CacheEntry> DiskCache::load(const std::string& key,
   uint64_t checksum = 0;
   if (!get_string(bytes, at, stored_key) || stored_key != key_text ||
       !get_string(bytes, at, kernel_name) || !get_string(bytes, at, mma_kernel_name) ||
-      !get_string(bytes, at, payload) ||
-      !get_u64(bytes, at, checksum) || at != bytes.size() || checksum != fnv1a64(payload)) {
+      !get_string(bytes, at, payload) || !get_u64(bytes, at, checksum) || at != bytes.size() ||
+      checksum != fnv1a64(payload)) {
     return std::nullopt;
   }
   CacheEntry entry;

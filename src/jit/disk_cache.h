@@ -1,10 +1,9 @@
 // The JIT's disk cache: one file per key, <dir>/<key>.cubin, holding a header
 // (magic, the full key text, the kernels' lowered names, payload length,
-// payload checksum) and the payload. Writes go to a unique temporary file in the same directory and are
-// renamed over the entry (atomic on POSIX), so readers never see a partial
-// entry and processes writing the same key at once leave one valid entry.
-// A read that finds a wrong magic, key text, length or checksum reports a
-// miss (the caller rebuilds and overwrites).
+// payload checksum) and the payload. Writes go to a unique temporary file in the same directory and
+// are renamed over the entry (atomic on POSIX), so readers never see a partial entry and processes
+// writing the same key at once leave one valid entry. A read that finds a wrong magic, key text,
+// length or checksum reports a miss (the caller rebuilds and overwrites).
 #pragma once
 
 #include <cstdint>

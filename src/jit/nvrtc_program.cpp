@@ -47,8 +47,8 @@ class Program {
 }  // namespace
 
 NvrtcResult nvrtc_compile(const std::string& source,
-                          const std::vector<std::string>& name_expressions,
-                          const std::string& arch, const std::vector<std::string>& include_dirs) {
+                          const std::vector<std::string>& name_expressions, const std::string& arch,
+                          const std::vector<std::string>& include_dirs) {
   Program program(source, "tessera_jit.cu");
   for (const std::string& expression : name_expressions) {
     Program::check(nvrtcAddNameExpression(program.get(), expression.c_str()),

@@ -14,8 +14,8 @@ struct NvrtcResult {
 };
 
 NvrtcResult nvrtc_compile(const std::string& source,
-                          const std::vector<std::string>& name_expressions,
-                          const std::string& arch, const std::vector<std::string>& include_dirs);
+                          const std::vector<std::string>& name_expressions, const std::string& arch,
+                          const std::vector<std::string>& include_dirs);
 
 // "major.minor" of the NVRTC library in use.
 std::string nvrtc_version();

@@ -256,8 +256,8 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   // mask for it.
   std::vector<int32_t> mask_begin(static_cast<std::size_t>(batch), 0);
   for (int64_t b = 0; b < batch; ++b) {
-    mask_begin[static_cast<std::size_t>(b)] =
-        static_cast<int32_t>(std::min<int64_t>(s.custom_mask_bytes, std::numeric_limits<int32_t>::max()));
+    mask_begin[static_cast<std::size_t>(b)] = static_cast<int32_t>(
+        std::min<int64_t>(s.custom_mask_bytes, std::numeric_limits<int32_t>::max()));
     const int64_t qo_len = int64_t{qo[b + 1]} - qo[b];
     s.custom_mask_bytes += ceil_div(qo_len * in.kv_lengths[static_cast<std::size_t>(b)], 8);
   }

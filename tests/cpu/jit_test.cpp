@@ -221,8 +221,8 @@ TEST_F(JitTest, DecodeCompilesTheTensorCoreKernelWhereTheVariantAllows) {
   // No tensor-core kernel: head_dim 256, fp8 KV, prefill kinds, and a
   // variant with a q/k transform (it compiles, but the lowered name holds
   // PlainVariant, not the user's struct).
-  EXPECT_TRUE(jit::compile(plain(KernelKind::kBatchDecode, DType::kBFloat16, 256))
-                  .mma_kernel_name.empty());
+  EXPECT_TRUE(
+      jit::compile(plain(KernelKind::kBatchDecode, DType::kBFloat16, 256)).mma_kernel_name.empty());
   VariantSpec fp8 = plain(KernelKind::kBatchDecode);
   fp8.kv_dtype = DType::kFloat8E4M3;
   EXPECT_TRUE(jit::compile(fp8).mma_kernel_name.empty());
@@ -283,10 +283,10 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
     EXPECT_FALSE(jit::has_aot_kernel(k, VariantKind::kPlain, bf16, bf16, 64, true));
     EXPECT_FALSE(jit::has_aot_kernel(k, VariantKind::kSlidingWindow, fp16, fp16, 128, true));
   }
-  EXPECT_FALSE(jit::has_aot_kernel(KernelKind::kBatchDecode, VariantKind::kPlain, bf16, bf16, 128,
-                                   true));
-  const VariantSpec masked = jit::builtin_variant_spec(
-      KernelKind::kBatchPrefillRagged, VariantKind::kSoftCap, bf16, bf16, 64, true);
+  EXPECT_FALSE(
+      jit::has_aot_kernel(KernelKind::kBatchDecode, VariantKind::kPlain, bf16, bf16, 128, true));
+  const VariantSpec masked = jit::builtin_variant_spec(KernelKind::kBatchPrefillRagged,
+                                                       VariantKind::kSoftCap, bf16, bf16, 64, true);
   const jit::CompiledKernel masked_kernel = jit::compile(masked);
   EXPECT_FALSE(masked_kernel.cubin.empty());
   VariantSpec unmasked = masked;
@@ -297,8 +297,8 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
   masked_decode.custom_mask = true;
   testing::expect_argument_error([&] { jit::compile(masked_decode); }, "variant");
 
-  const VariantSpec decode = jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,
-                                                       fp16, fp8, 256);
+  const VariantSpec decode =
+      jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi, fp16, fp8, 256);
   EXPECT_FALSE(jit::compile(decode).cubin.empty());
   const jit::CompiledKernel prefill = jit::compile(jit::builtin_variant_spec(
       KernelKind::kBatchPrefillPaged, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 64));
@@ -316,7 +316,9 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
                                                       fp16, fp16, 64))
                    .mma_kernel_name.empty());
   testing::expect_argument_error(
-      [&] { jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128); },
+      [&] {
+        jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128);
+      },
       "variant");
 }
 

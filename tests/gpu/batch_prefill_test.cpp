@@ -52,7 +52,9 @@ struct BatchCase {
   bool fp8_kv = false;  // paged cache in float8 e4m3 (options.k_scale / v_scale apply)
 };
 
-DType kv_dtype(const BatchCase& c) { return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype; }
+DType kv_dtype(const BatchCase& c) {
+  return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype;
+}
 
 std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
   std::vector<int32_t> indptr(lengths.size() + 1, 0);
@@ -456,8 +458,7 @@ TEST(BatchPrefill, MaskAndFp8ArgumentsAreNamed) {
   testing::expect_argument_error(
       [&] {
         paged.run(q64.dl(), PagedKVCacheArg::combined(cache_dl, KVLayout::kNHD), pages.dl(),
-                  qo_dev.dl(), page_dev.dl(), last_dev.dl(), out64.dl(), nullptr, {},
-                  stream.get());
+                  qo_dev.dl(), page_dev.dl(), last_dev.dl(), out64.dl(), nullptr, {}, stream.get());
       },
       "paged_kv_cache");
 }

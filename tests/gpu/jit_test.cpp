@@ -5,6 +5,8 @@
 // parameters (a per-head logit bias, which shifts lse and leaves out alone)
 // reads them. Needs NVRTC and the device headers (TESSERA_JIT_INCLUDE_PATH
 // on a machine other than the build's).
+#include "tessera/jit/jit.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -27,7 +29,6 @@
 #include "tessera/api/decode.h"
 #include "tessera/api/prefill.h"
 #include "tessera/core/cuda_resources.h"
-#include "tessera/jit/jit.h"
 
 namespace tessera {
 namespace {
@@ -118,13 +119,13 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     Tensors d = make(1, 3000, rng, true);
     // A JIT decode variant has both kernels, like the built-in ones.
     ASSERT_NE(decode_variant.mma_kernel(), nullptr);
-    for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores,
-                                        DecodeBackend::kAuto}) {
+    for (const DecodeBackend backend :
+         {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores, DecodeBackend::kAuto}) {
       SCOPED_TRACE(static_cast<int>(backend));
       expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
         DLTensor lse = d.lse.dl();
-        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse,
-                                    KVLayout::kNHD, o, stream.get(), backend);
+        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
+                                    o, stream.get(), backend);
         stream.synchronize();
       });
     }
@@ -250,8 +251,8 @@ TEST_F(JitGpu, FlashSigmoidMatchesAFloat64Reference) {
   const double sm_scale = 1.0 / std::sqrt(static_cast<double>(d));
   const auto random_tensor = [&](std::vector<int64_t> shape, std::vector<float>& host) {
     DeviceTensor t(DType::kBFloat16, shape);
-    host = testing::round_to(DType::kBFloat16,
-                             rng.normal_vector(static_cast<std::size_t>(t.numel())));
+    host =
+        testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.numel())));
     t.upload(host);
     return t;
   };
@@ -363,8 +364,7 @@ TEST_F(JitGpu, FlashSigmoidMatchesAFloat64Reference) {
     DeviceTensor q_dev = random_tensor({2 * qo_len, hq, d}, q),
                  k_dev = random_tensor({2 * kv_len, hk, d}, k),
                  v_dev = random_tensor({2 * kv_len, hk, d}, v);
-    DeviceTensor out(DType::kBFloat16, {2 * qo_len, hq, d}),
-        lse(DType::kFloat32, {2 * qo_len, hq});
+    DeviceTensor out(DType::kBFloat16, {2 * qo_len, hq, d}), lse(DType::kFloat32, {2 * qo_len, hq});
     auto variant = load(jit::KernelKind::kBatchPrefillRagged);
     AttentionOptions options;
     options.jit_variant = variant.get();
@@ -416,8 +416,9 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
   AttentionOptions aot;
   aot.pos_encoding_mode = PosEncodingMode::kAlibi;
   {
-    jit::LoadedVariant variant(jit::builtin_variant_spec(
-        jit::KernelKind::kBatchDecode, VariantKind::kAlibi, DType::kBFloat16, DType::kBFloat16, 128));
+    jit::LoadedVariant variant(jit::builtin_variant_spec(jit::KernelKind::kBatchDecode,
+                                                         VariantKind::kAlibi, DType::kBFloat16,
+                                                         DType::kBFloat16, 128));
     AttentionOptions with_jit;
     with_jit.jit_variant = &variant;
     Tensors d = make(1, 2500, rng, true);
@@ -425,22 +426,23 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
       SCOPED_TRACE(static_cast<int>(backend));
       expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
         DLTensor lse = d.lse.dl();
-        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse,
-                                    KVLayout::kNHD, o, stream.get(), backend);
+        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
+                                    o, stream.get(), backend);
         stream.synchronize();
       });
     }
   }
   {
-    jit::LoadedVariant variant(jit::builtin_variant_spec(
-        jit::KernelKind::kSinglePrefill, VariantKind::kAlibi, DType::kBFloat16, DType::kBFloat16, 128));
+    jit::LoadedVariant variant(jit::builtin_variant_spec(jit::KernelKind::kSinglePrefill,
+                                                         VariantKind::kAlibi, DType::kBFloat16,
+                                                         DType::kBFloat16, 128));
     AttentionOptions with_jit;
     with_jit.jit_variant = &variant;
     Tensors p = make(130, 400, rng, false);
     expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
       DLTensor lse = p.lse.dl();
-      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse,
-                                   KVLayout::kNHD, true, o, stream.get());
+      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
+                                   true, o, stream.get());
       stream.synchronize();
     });
   }
@@ -461,8 +463,8 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
     masked_jit.jit_variant = &variant;
     expect_bitwise_equal(p, masked, masked_jit, [&](const AttentionOptions& o) {
       DLTensor lse = p.lse.dl();
-      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse,
-                                   KVLayout::kNHD, false, o, stream.get());
+      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
+                                   false, o, stream.get());
       stream.synchronize();
     });
     jit::LoadedVariant unmasked(spec_of("JitPlain", kPlainSource, jit::KernelKind::kSinglePrefill));
@@ -485,10 +487,12 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
   cache.upload(testing::round_to(DType::kFloat16,
                                  rng.normal_vector(static_cast<std::size_t>(cache.numel()))));
   DeviceTensor q(DType::kFloat16, {batch, hq, d}), out(DType::kFloat16, {batch, hq, d});
-  q.upload(testing::round_to(DType::kFloat16, rng.normal_vector(static_cast<std::size_t>(q.numel()))));
+  q.upload(
+      testing::round_to(DType::kFloat16, rng.normal_vector(static_cast<std::size_t>(q.numel()))));
   std::vector<int32_t> indptr, last(batch, 9);
   std::vector<int64_t> ids(static_cast<std::size_t>(num_pages));
-  for (int64_t b = 0; b <= batch; ++b) indptr.push_back(static_cast<int32_t>(b * pages_per_request));
+  for (int64_t b = 0; b <= batch; ++b)
+    indptr.push_back(static_cast<int32_t>(b * pages_per_request));
   for (int64_t i = 0; i < num_pages; ++i) ids[static_cast<std::size_t>(i)] = (i * 7) % num_pages;
   DeviceTensor ids_dev(DType::kInt32, {num_pages}), indptr_dev(DType::kInt32, {batch + 1}),
       last_dev(DType::kInt32, {batch});

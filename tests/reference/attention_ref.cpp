@@ -39,9 +39,11 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
   if (p.num_kv_heads < 1 || p.num_qo_heads % p.num_kv_heads != 0 ||
       q.size() != static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d) ||
       k.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d) || k.size() != v.size() ||
-      (!p.alibi_slopes.empty() && p.alibi_slopes.size() != static_cast<std::size_t>(p.num_qo_heads)) ||
+      (!p.alibi_slopes.empty() &&
+       p.alibi_slopes.size() != static_cast<std::size_t>(p.num_qo_heads)) ||
       (p.rope_llama && d % 2 != 0) ||
-      (!p.custom_mask.empty() && p.custom_mask.size() != static_cast<std::size_t>(p.qo_len * p.kv_len))) {
+      (!p.custom_mask.empty() &&
+       p.custom_mask.size() != static_cast<std::size_t>(p.qo_len * p.kv_len))) {
     throw std::invalid_argument("attention_reference: inconsistent sizes");
   }
   const int64_t group = p.num_qo_heads / p.num_kv_heads;

@@ -6,7 +6,8 @@ namespace tessera::testing {
 
 std::vector<bool> random_mask(int64_t qo_len, int64_t kv_len, double keep, Rng& rng,
                               int64_t empty_row_every) {
-  const std::vector<float> u = rng.uniform_vector(static_cast<std::size_t>(qo_len * kv_len), 0.f, 1.f);
+  const std::vector<float> u =
+      rng.uniform_vector(static_cast<std::size_t>(qo_len * kv_len), 0.f, 1.f);
   std::vector<bool> mask(u.size());
   for (int64_t i = 0; i < qo_len; ++i) {
     const bool empty = empty_row_every > 0 && i % empty_row_every == empty_row_every - 1;

@@ -474,8 +474,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 #pragma unroll
             for (int h = 0; h < kMaxHeads; ++h) {
               if (h < kHeads) {
-                const float p = kSoftmax ? attention::fast_exp2(logits[h][u] - reference[h])
-                                         : logits[h][u];
+                const float p =
+                    kSoftmax ? attention::fast_exp2(logits[h][u] - reference[h]) : logits[h][u];
                 state[h].d += p;
 #pragma unroll
                 for (int i = 0; i < kComputeVec; ++i) state[h].o[i] = fmaf(p, v[i], state[h].o[i]);
@@ -540,8 +540,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       for (int h = 0; h < kMaxHeads; ++h) {
         if (h < heads && slot_first + h < round_heads) {
           const int qo_head = round_qo_base + slot_first + h;
-          const float scale =
-              (kSoftmax ? state[h].normalizer() : 1.f) * params.variant.v_scale;
+          const float scale = (kSoftmax ? state[h].normalizer() : 1.f) * params.variant.v_scale;
           const float lse = kSoftmax ? state[h].lse() : 0.f;
           if (unit.partial_index < 0) {
             QT* out_row =

@@ -73,8 +73,8 @@ struct DecodeMmaTraits {
 // Whether this kernel can run a variant (the host, and the JIT's code
 // generation, fall back to decode_kernel otherwise).
 template <typename Variant>
-inline constexpr bool kRunsVariant = Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform &&
-                                     !Variant::kHasOutputTransform;
+inline constexpr bool kRunsVariant =
+    Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform && !Variant::kHasOutputTransform;
 
 // The variant a JIT build instantiates this kernel with: Variant itself when
 // the kernel runs it, else PlainVariant (a kernel that is never launched;

@@ -70,7 +70,8 @@ struct MergeAccumulator {
 
   // v = acc / denom and lse = max + log2(denom); all states empty: 0, -inf.
   // sum_states: v = acc (the sum of states whose lse are all 0), lse 0.
-  __device__ __forceinline__ void finish(FloatVec<N>& v, float& lse, bool sum_states = false) const {
+  __device__ __forceinline__ void finish(FloatVec<N>& v, float& lse,
+                                         bool sum_states = false) const {
     const bool empty = !(denom > 0.f);
     const float inv = sum_states ? 1.f : empty ? 0.f : 1.f / denom;
 #pragma unroll
@@ -347,8 +348,9 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
         params.out + request * params.out_stride_batch + head * params.out_stride_head + e, v);
   }
   if (lane == 0 && params.lse != nullptr) {
-    params.lse[request * params.num_qo_heads + head] =
-        params.sum_states ? 0.f : empty ? -INFINITY : max_lse + log2f(denom);
+    params.lse[request * params.num_qo_heads + head] = params.sum_states ? 0.f
+                                                       : empty           ? -INFINITY
+                                                                         : max_lse + log2f(denom);
   }
 }
 

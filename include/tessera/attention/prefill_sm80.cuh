@@ -261,8 +261,8 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
     if constexpr (sizeof(KVT) == sizeof(T)) {
       sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
     } else {
-      sm80::cp_async_16_zfill(fp8_staging<Traits>(tile) + (r * Copy::kChunks + chunk) * 16,
-                              source, valid);
+      sm80::cp_async_16_zfill(fp8_staging<Traits>(tile) + (r * Copy::kChunks + chunk) * 16, source,
+                              valid);
     }
   }
 }
@@ -282,7 +282,8 @@ struct Fp8TileWidener {
 #pragma unroll
     for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
       const int r = Copy::first_row() + i * Copy::kRowStep;
-      chunks[i] = *reinterpret_cast<const uint4*>(staging + (r * Copy::kChunks + Copy::chunk()) * 16);
+      chunks[i] =
+          *reinterpret_cast<const uint4*>(staging + (r * Copy::kChunks + Copy::chunk()) * 16);
     }
   }
 
@@ -432,7 +433,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     rotate_tile_rows<Traits>(q_tile, var_first, [&](int r) {
       return delta + rows.token(min(q0 + r, span.row_end - 1));
     });
-    if (num_tiles > 0) rotate_tile_rows<Traits>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
+    if (num_tiles > 0)
+      rotate_tile_rows<Traits>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
     __syncthreads();
   }
 
@@ -500,8 +502,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
 
     // ---- logits (log2 units) and masks
-    const bool need_mask =
-        Variant::kHasLogitsMask || kCustomMask || kv0 + kKvTile > unmasked_end;
+    const bool need_mask = Variant::kHasLogitsMask || kCustomMask || kv0 + kKvTile > unmasked_end;
 #pragma unroll
     for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
 #pragma unroll
@@ -716,8 +717,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                                p.kv_stride_entry};
   const OutputRows<T> output{p.out, p.out_stride_token, p.out_stride_head, p.lse,
                              p.num_qo_heads, nullptr, nullptr, 0, 0};
-  const UnitSpan span{q0,       min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len,
-                      p.causal, p.custom_mask};
+  const UnitSpan span{
+      q0, min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len, p.causal, p.custom_mask};
   process_unit<Traits, Variant, kCustomMask>(p.variant, rows, kv, output, span, shared_raw);
 }
 

@@ -172,8 +172,7 @@ struct RopeLlamaVariant : PlainVariant {
   // Prefill: dims (pair, pair + D/2) of a row at `position`, rotated.
   template <int kHeadDim>
   __device__ __forceinline__ void rotate_pair(float& lo, float& hi, int position, int pair) const {
-    const float freq =
-        rcp_scale * exp2f(-static_cast<float>(2 * pair) / kHeadDim * log2_theta);
+    const float freq = rcp_scale * exp2f(-static_cast<float>(2 * pair) / kHeadDim * log2_theta);
     float sin_value;
     float cos_value;
     rope::reduced_sincos(static_cast<float>(position) * freq, sin_value, cos_value);
