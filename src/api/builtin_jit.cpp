@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "api/aot_kernels.h"
+#include "jit/codegen.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
 
@@ -18,18 +19,14 @@ namespace jit {
 
 bool has_aot_kernel(KernelKind kernel, attention::VariantKind variant, DType q_dtype,
                     DType kv_dtype, int64_t head_dim, bool custom_mask) {
-  // Only combinations the kernel templates have (codegen accepts the same).
-  const bool q_ok = q_dtype == DType::kFloat16 || q_dtype == DType::kBFloat16;
-  const bool fp8 = kv_dtype == DType::kFloat8E4M3;
-  if (!q_ok || (kv_dtype != q_dtype && !fp8)) return false;
-  if (kernel == KernelKind::kBatchDecode) {
-    const bool dim_ok = head_dim == 64 || head_dim == 128 || head_dim == 256;
-    return dim_ok && !custom_mask &&
-           detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
+  // Only for kernels the templates have (codegen's rules).
+  if (!jit::detail::has_kernel_template(kernel, q_dtype, kv_dtype, head_dim, custom_mask)) {
+    return false;
   }
-  const bool dim_ok = head_dim == 64 || head_dim == 128;
-  if (!dim_ok || (fp8 && kernel != KernelKind::kBatchPrefillPaged)) return false;
-  return detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim, custom_mask);
+  if (kernel == KernelKind::kBatchDecode) {
+    return tessera::detail::aot_decode_kernel(variant, q_dtype, kv_dtype, head_dim);
+  }
+  return tessera::detail::aot_prefill_kernel(variant, q_dtype, kv_dtype, head_dim, custom_mask);
 }
 
 VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind variant, DType q_dtype,

@@ -40,28 +40,45 @@ const char* device_type(DType dtype) {
   }
 }
 
-bool is_16bit(DType dtype) { return dtype == DType::kFloat16 || dtype == DType::kBFloat16; }
-
 }  // namespace
+
+bool q_dtype_supported(DType q_dtype) {
+  return q_dtype == DType::kFloat16 || q_dtype == DType::kBFloat16;
+}
+
+bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim) {
+  const bool fp8_ok = kernel == KernelKind::kBatchDecode ||
+                      (kernel == KernelKind::kBatchPrefillPaged && head_dim == 128);
+  return kv_dtype == q_dtype || (fp8_ok && kv_dtype == DType::kFloat8E4M3);
+}
+
+bool head_dim_supported(KernelKind kernel, int64_t head_dim) {
+  return head_dim == 64 || head_dim == 128 ||
+         (kernel == KernelKind::kBatchDecode && head_dim == 256);
+}
+
+bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim,
+                         bool custom_mask) {
+  return q_dtype_supported(q_dtype) && kv_dtype_supported(kernel, q_dtype, kv_dtype, head_dim) &&
+         head_dim_supported(kernel, head_dim) &&
+         !(custom_mask && kernel == KernelKind::kBatchDecode);
+}
 
 
 GeneratedSource generate(const VariantSpec& spec) {
   TESSERA_CHECK_ARG(is_identifier(spec.name), "variant",
                     "a struct name that is a C++ identifier", "name '" + spec.name + "'");
   TESSERA_CHECK_ARG(!spec.source.empty(), "variant", "the struct's C++ source", "empty source");
-  TESSERA_CHECK_ARG(is_16bit(spec.q_dtype), "variant", "q_dtype float16 or bfloat16",
+  TESSERA_CHECK_ARG(q_dtype_supported(spec.q_dtype), "variant", "q_dtype float16 or bfloat16",
                     dtype_name(spec.q_dtype));
   const bool decode = spec.kernel == KernelKind::kBatchDecode;
   // fp8 K/V: decode (any head_dim), paged prefill at head_dim 128.
   const bool fp8_ok =
-      decode || (spec.kernel == KernelKind::kBatchPrefillPaged && spec.head_dim == 128);
-  TESSERA_CHECK_ARG(
-      spec.kv_dtype == spec.q_dtype || (fp8_ok && spec.kv_dtype == DType::kFloat8E4M3), "variant",
-      fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
-      dtype_name(spec.kv_dtype));
-  const bool dim_ok = decode ? (spec.head_dim == 64 || spec.head_dim == 128 || spec.head_dim == 256)
-                             : (spec.head_dim == 64 || spec.head_dim == 128);
-  TESSERA_CHECK_ARG(dim_ok, "variant",
+      kv_dtype_supported(spec.kernel, spec.q_dtype, DType::kFloat8E4M3, spec.head_dim);
+  TESSERA_CHECK_ARG(kv_dtype_supported(spec.kernel, spec.q_dtype, spec.kv_dtype, spec.head_dim),
+                    "variant", fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
+                    dtype_name(spec.kv_dtype));
+  TESSERA_CHECK_ARG(head_dim_supported(spec.kernel, spec.head_dim), "variant",
                     decode ? "head_dim 64, 128 or 256 (decode)" : "head_dim 64 or 128 (prefill)",
                     "head_dim " + std::to_string(spec.head_dim));
 

@@ -24,6 +24,17 @@ struct GeneratedSource {
   std::string mma_name_expression;
 };
 
+// What the kernel templates have, the one source of these rules for
+// generate()'s checks and jit::has_aot_kernel: q fp16 / bf16; K/V of q's
+// dtype, or fp8 e4m3 for decode and for paged prefill at head_dim 128;
+// head_dim 64 / 128 / 256 (decode) or 64 / 128 (prefill); custom masks in
+// prefill only.
+bool q_dtype_supported(DType q_dtype);
+bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim);
+bool head_dim_supported(KernelKind kernel, int64_t head_dim);
+bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim,
+                         bool custom_mask);
+
 // Whether a lowered mma kernel name instantiates the user's variant.
 bool instantiates_user_variant(const std::string& lowered_name);
 
