@@ -229,9 +229,17 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   std::vector<Tile> tiles;
   tiles.reserve(static_cast<std::size_t>(num_tiles));
   int64_t max_extent = 0;
+  // Custom-mask byte offsets per request (segment_packbits layout); a plan
+  // whose mask would pass 2^31 bytes keeps the total, and run() rejects a
+  // mask for it.
+  std::vector<int32_t> mask_begin(static_cast<std::size_t>(batch), 0);
+  int64_t mask_bytes = 0;
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t qo_len = int64_t{qo[b + 1]} - qo[b];
     const int64_t kv_len = in.kv_lengths[static_cast<std::size_t>(b)];
+    mask_begin[static_cast<std::size_t>(b)] =
+        static_cast<int32_t>(std::min<int64_t>(mask_bytes, std::numeric_limits<int32_t>::max()));
+    mask_bytes += ceil_div(qo_len * kv_len, 8);
     const int64_t rows = qo_len * rows_per_token;
     for (int64_t r0 = 0; r0 < rows; r0 += q_tile) {
       const int64_t n = std::min(q_tile, rows - r0);
@@ -251,16 +259,7 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   }
 
   PrefillScheduleHost s;
-  // Custom-mask byte offsets per request (segment_packbits layout); a plan
-  // whose mask would pass 2^31 bytes keeps the total, and run() rejects a
-  // mask for it.
-  std::vector<int32_t> mask_begin(static_cast<std::size_t>(batch), 0);
-  for (int64_t b = 0; b < batch; ++b) {
-    mask_begin[static_cast<std::size_t>(b)] = static_cast<int32_t>(
-        std::min<int64_t>(s.custom_mask_bytes, std::numeric_limits<int32_t>::max()));
-    const int64_t qo_len = int64_t{qo[b + 1]} - qo[b];
-    s.custom_mask_bytes += ceil_div(qo_len * in.kv_lengths[static_cast<std::size_t>(b)], 8);
-  }
+  s.custom_mask_bytes = mask_bytes;
   std::vector<PrefillWorkUnit> units;
   std::vector<int64_t> cost;
   const UnitCount total = count_units(tiles, chunk);
