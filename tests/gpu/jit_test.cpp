@@ -5,8 +5,6 @@
 // parameters (a per-head logit bias, which shifts lse and leaves out alone)
 // reads them. Needs NVRTC and the device headers (TESSERA_JIT_INCLUDE_PATH
 // on a machine other than the build's).
-#include "tessera/jit/jit.h"
-
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -14,6 +12,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -28,7 +27,9 @@
 #include "support/random.h"
 #include "tessera/api/decode.h"
 #include "tessera/api/prefill.h"
+#include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
+#include "tessera/jit/jit.h"
 
 namespace tessera {
 namespace {
@@ -100,6 +101,25 @@ void expect_bitwise_equal(Tensors& t, const AttentionOptions& aot, const Attenti
   EXPECT_TRUE(testing::all_equal(t.lse.download(), lse_aot));
 }
 
+// The calls expect_bitwise_equal compares: single decode / single prefill of
+// t (NHD) with the given options, synchronised.
+auto decode_call(Tensors& t, cudaStream_t stream, DecodeBackend backend) {
+  return [&t, stream, backend](const AttentionOptions& o) {
+    DLTensor lse = t.lse.dl();
+    single_decode_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse, KVLayout::kNHD, o,
+                                stream, backend);
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  };
+}
+auto prefill_call(Tensors& t, cudaStream_t stream, bool causal) {
+  return [&t, stream, causal](const AttentionOptions& o) {
+    DLTensor lse = t.lse.dl();
+    single_prefill_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse, KVLayout::kNHD,
+                                 causal, o, stream);
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  };
+}
+
 TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
@@ -122,23 +142,13 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     for (const DecodeBackend backend :
          {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores, DecodeBackend::kAuto}) {
       SCOPED_TRACE(static_cast<int>(backend));
-      expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
-        DLTensor lse = d.lse.dl();
-        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
-                                    o, stream.get(), backend);
-        stream.synchronize();
-      });
+      expect_bitwise_equal(d, aot, with_jit, decode_call(d, stream.get(), backend));
     }
 
     jit::LoadedVariant prefill_variant(spec_for(jit::KernelKind::kSinglePrefill));
     with_jit.jit_variant = &prefill_variant;
     Tensors p = make(200, 700, rng, false);
-    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = p.lse.dl();
-      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
-                                   true, o, stream.get());
-      stream.synchronize();
-    });
+    expect_bitwise_equal(p, aot, with_jit, prefill_call(p, stream.get(), true));
 
     // Ragged batch prefill: two requests over the same tensors.
     jit::LoadedVariant ragged_variant(spec_for(jit::KernelKind::kBatchPrefillRagged));
@@ -205,17 +215,10 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
     const bool decode = kernel == jit::KernelKind::kBatchDecode;
     SCOPED_TRACE(jit::kernel_kind_name(kernel));
     Tensors t = make(decode ? 1 : 160, 900, rng, decode);
-    const auto call = [&](const AttentionOptions& o) {
-      DLTensor lse = t.lse.dl();
-      if (decode) {
-        single_decode_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse,
-                                    KVLayout::kNHD, o, stream.get(), DecodeBackend::kCudaCores);
-      } else {
-        single_prefill_with_kv_cache(t.q.dl(), t.k.dl(), t.v.dl(), t.out.dl(), &lse,
-                                     KVLayout::kNHD, true, o, stream.get());
-      }
-      stream.synchronize();
-    };
+    const std::function<void(const AttentionOptions&)> call =
+        decode ? std::function<void(const AttentionOptions&)>(
+                     decode_call(t, stream.get(), DecodeBackend::kCudaCores))
+               : prefill_call(t, stream.get(), true);
     jit::VariantSpec alibi = testing::jit_example("alibi.cuh", kernel);
     alibi.q_dtype = alibi.kv_dtype = DType::kBFloat16;
     jit::LoadedVariant alibi_variant(alibi);
@@ -424,12 +427,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
     Tensors d = make(1, 2500, rng, true);
     for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
       SCOPED_TRACE(static_cast<int>(backend));
-      expect_bitwise_equal(d, aot, with_jit, [&](const AttentionOptions& o) {
-        DLTensor lse = d.lse.dl();
-        single_decode_with_kv_cache(d.q.dl(), d.k.dl(), d.v.dl(), d.out.dl(), &lse, KVLayout::kNHD,
-                                    o, stream.get(), backend);
-        stream.synchronize();
-      });
+      expect_bitwise_equal(d, aot, with_jit, decode_call(d, stream.get(), backend));
     }
   }
   {
@@ -439,12 +437,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
     AttentionOptions with_jit;
     with_jit.jit_variant = &variant;
     Tensors p = make(130, 400, rng, false);
-    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = p.lse.dl();
-      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
-                                   true, o, stream.get());
-      stream.synchronize();
-    });
+    expect_bitwise_equal(p, aot, with_jit, prefill_call(p, stream.get(), true));
   }
 
   {
@@ -461,12 +454,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
     masked.custom_mask = &mask_dl;
     AttentionOptions masked_jit = masked;
     masked_jit.jit_variant = &variant;
-    expect_bitwise_equal(p, masked, masked_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = p.lse.dl();
-      single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
-                                   false, o, stream.get());
-      stream.synchronize();
-    });
+    expect_bitwise_equal(p, masked, masked_jit, prefill_call(p, stream.get(), false));
     jit::LoadedVariant unmasked(spec_of("JitPlain", kPlainSource, jit::KernelKind::kSinglePrefill));
     masked_jit.jit_variant = &unmasked;
     testing::expect_argument_error(
