@@ -24,8 +24,9 @@ namespace tessera::detail {
 // Prefill CTAs resident per SM (prefill::kMinCtasPerSm, the kernel's launch
 // bounds; kept here so this header stays host-only).
 inline constexpr int64_t kPrefillCtasPerSm = 2;
-// The FA2-style kernel's q tile (prefill::kQTile).
-inline constexpr int64_t kPrefillQTileRows = 64;
+// The FA2-style kernel's largest q tile (prefill::kMaxQTile); the planner
+// picks 64 or 128 rows per plan and the kernel follows header.q_tile_rows.
+inline constexpr int64_t kPrefillQTileRows = 128;
 
 // Throws naming "shape" (heads, head_dim 64/128, page_size >= 1 when paged)
 // or "bounds" (max_batch_size >= 1, max_total_qo_tokens >= 1, both < 2^31).

@@ -14,6 +14,7 @@
 #include "api/builtin_jit.h"
 #include "api/contiguous_kv.h"
 #include "api/kernel_types.cuh"
+#include "api/plan_run.h"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -50,10 +51,20 @@ struct Launch {
   int64_t kv_stride_entry, kv_stride_head;
   int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
   bool causal;
+  int64_t q_tile_rows;  // 64 or 128 (choose_q_tile_rows)
   attention::VariantParams variant;
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
   const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
+
+// The kernel's larger q tile (32 rows per warp) halves shared-memory reads
+// per FLOP but makes half as many CTAs: taken when its tiles still fill a
+// wave of the GPU (the batch planner's rule, plan/prefill_planner.cpp).
+int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int device_id) {
+  const int64_t large = prefill::kMaxQTile;
+  const int64_t wave = detail::device_sm_count(device_id) * prefill::kMinCtasPerSm;
+  return (qo_len + large - 1) / large * num_qo_heads >= wave ? large : prefill::kSmallQTile;
+}
 
 // The built-in variant's kernel: compiled in when on the AOT list, else from
 // the JIT on first use.
@@ -91,6 +102,7 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
   p.causal = l.causal;
+  p.q_tile_rows = static_cast<int32_t>(l.q_tile_rows);
   p.custom_mask = l.custom_mask;
   p.variant = l.variant;
 
@@ -101,7 +113,7 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   }
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           Traits::kSharedBytes));
-  const dim3 grid(static_cast<unsigned>((l.qo_len + prefill::kQTile - 1) / prefill::kQTile),
+  const dim3 grid(static_cast<unsigned>((l.qo_len + l.q_tile_rows - 1) / l.q_tile_rows),
                   static_cast<unsigned>(l.num_qo_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
@@ -200,6 +212,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.variant = variant.params;
 
   DeviceGuard guard(qv.device().device_id);
+  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, qv.device().device_id);
   switch (variant.kind) {
     case VariantKind::kPlain:
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);

@@ -55,7 +55,7 @@ namespace {
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kSmallQTile = 64;   // the FA2 kernel's 4 warps x 16 rows
-constexpr int64_t kLargeQTile = 128;  // 8 warps x 16 rows
+constexpr int64_t kLargeQTile = 128;  // 4 warps x 32 rows
 constexpr int64_t kLargeTileMaxHeadDim = 128;
 // Chunks are multiples of 64 tokens: of the common page sizes and of the
 // kernel's 64-row KV tile, so no CTA starts mid-tile or mid-page.

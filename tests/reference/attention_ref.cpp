@@ -28,6 +28,9 @@ std::vector<double> rope_row(const float* x, int64_t head_dim, int64_t position,
     out[j] = a * c - b * s;
     out[j + half] = b * c + a * s;
   }
+  if (p.round_rotated) {
+    for (double& e : out) e = p.round_rotated(static_cast<float>(e));
+  }
   return out;
 }
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct AttentionRefParams {
   int64_t window_left = -1;
   std::vector<double> alibi_slopes;  // empty: no ALiBi; else [num_qo_heads]
   bool rope_llama = false;  // NeoX halves over the whole head, positions as above
+  // Null, or how the kernel rounds a rotated q / k element before its dot
+  // products (the prefill kernels rotate tiles in shared memory and store
+  // them back in q's 16-bit type).
+  std::function<float(float)> round_rotated;
   double rope_scale = 1.0;
   double rope_theta = 1e4;
   double k_scale = 1.0;

@@ -7,8 +7,9 @@
 // being a (query token, qo head) pair (with GQA packing, the rows_per_token
 // heads of a group share one token and one K/V stream), against the unit's
 // KV range. process_unit() runs one unit on a CTA of kThreads = 4 warps:
-// kQTile = 64 rows (16 per warp, kept in registers as mma A fragments)
-// stream K/V tiles of kKvTile = 64 positions through a double buffer filled
+// a q tile of 64 rows (16 per warp, kept in registers as mma A fragments)
+// or 128 (32 per warp, FA2's shape, A fragments re-read from shared memory)
+// streams K/V tiles of kKvTile = 64 positions through a double buffer filled
 // with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1] under O += P V[t]),
 // online softmax in base 2 in registers. The unit writes its rows' out/lse,
 // or (split KV) normalised float32 partial rows that a merge pass combines.
@@ -20,12 +21,12 @@
 //     y; K/V ragged (contiguous per request) or paged (any page size >= 1).
 // Shared memory: Q tile + 2 K + 2 V tiles, rows XOR-swizzled in 16-byte
 // chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
-// (64 + 4 * 64) * head_dim * 2 bytes = 40 KB (hd 64), 80 KB (hd 128).
+// (128 + 4 * 64) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128).
 // The Q region is reused to stage the output for 16-byte stores.
 // Limits: head_dim 64 / 128, 16-bit q = k = v dtype, 16-byte aligned rows,
-// causal needs qo_len <= kv_len (the host checks); variants without
-// query/key transforms; the batch kernel also without output transforms (a
-// split unit's partial is merged later).
+// causal needs qo_len <= kv_len (the host checks); the batch kernel runs
+// variants without output transforms (a split unit's partial is merged
+// later).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -44,8 +45,11 @@ namespace tessera::prefill {
 
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = kWarps * 32;
-inline constexpr int kRowsPerWarp = 16;  // the M of one mma
-inline constexpr int kQTile = kWarps * kRowsPerWarp;
+// Q tiles of 64 rows (16 per warp) or 128 (32 per warp), a run-time choice
+// of the plan (q_tile_rows) between two bodies of one kernel, so a captured
+// graph replays whichever a later plan picks; shared memory holds the larger.
+inline constexpr int kSmallQTile = 64;
+inline constexpr int kMaxQTile = 128;
 inline constexpr int kKvTile = 64;
 inline constexpr int kChunkElems = 8;    // 16 bytes of a 16-bit type
 inline constexpr int kSwizzleRows = 8;   // ldmatrix reads 8 rows at a time
@@ -59,7 +63,7 @@ struct PrefillTraits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "prefill head_dim 64 or 128");
   static constexpr int kChunks = kHeadDim / kChunkElems;  // 16-byte chunks per row
   static_assert(kChunks >= kSwizzleRows, "the XOR swizzle needs >= 8 chunks per row");
-  static constexpr int kQElems = kQTile * kHeadDim;
+  static constexpr int kQElems = kMaxQTile * kHeadDim;
   static constexpr int kTileElems = kKvTile * kHeadDim;
   static constexpr int kSharedBytes = (kQElems + 4 * kTileElems) * static_cast<int>(sizeof(T));
   static constexpr int kKSteps = kHeadDim / 16;    // mma k-steps of S = Q K^T
@@ -67,7 +71,7 @@ struct PrefillTraits {
   static constexpr int kKvSteps = kKvTile / 16;    // mma k-steps of O = P V
   static constexpr int kDBlocks = kHeadDim / 8;    // n-blocks of O
   static_assert(kSBlocks % 2 == 0 && kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks");
-  static_assert((kQTile * kChunks) % kThreads == 0, "Q tile loads split evenly");
+  static_assert((kSmallQTile * kChunks) % kThreads == 0, "Q tile loads split evenly");
   static_assert((kKvTile * kChunks) % kThreads == 0, "KV tile loads split evenly");
 };
 
@@ -199,6 +203,29 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
   return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
 }
 
+// A lane's ldmatrix row addresses in a swizzled tile, for the fragment
+// loops: the lane reads row row0 + lane_row (row0 a multiple of 8, so the
+// row's swizzle is lane_row % 8) at chunk 2 k + lane_bit. (2 k + lane_bit)
+// ^ r = 2 k ^ x with x = lane_bit ^ r < 8, which for k = 4 m + j is 8 m +
+// (2 j ^ x): four per-lane addresses, and row0 and m become the immediate
+// offset of the ldmatrix (the compiler otherwise keeps one register per k,
+// and at 32 rows per warp those registers spill).
+template <int kChunks>
+struct LaneTileAddress {
+  uint32_t base[4];
+  __device__ __forceinline__ LaneTileAddress(const void* tile, int lane_row, int lane_bit) {
+    const uint32_t tile_address = sm80::shared_address(tile);
+    const int x = lane_bit ^ (lane_row % kSwizzleRows);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      base[j] = tile_address + static_cast<uint32_t>((lane_row * kChunks + ((2 * j) ^ x)) * 16);
+    }
+  }
+  __device__ __forceinline__ uint32_t at(int row0, int k) const {
+    return base[k % 4] + static_cast<uint32_t>((row0 * kChunks + (k / 4) * 8) * 16);
+  }
+};
+
 // A thread copies one 16-byte chunk column of rows r0, r0 + kRowStep, ... of
 // a tile whose rows hold head_dim elements of `Element` (q's type for Q and
 // 16-bit K/V; fp8 K/V rows are half as many chunks).
@@ -216,7 +243,7 @@ struct TileCopy {
 
 // The Q tile: rows [row0, row0 + kQTile) of the request; rows >= row_end
 // become zeros.
-template <typename Traits, typename T>
+template <typename Traits, int kQTile, typename T>
 __device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, int row0,
                                             int row_end) {
   using Copy = TileCopy<Traits>;
@@ -322,19 +349,17 @@ __device__ __forceinline__ bool attends(const Variant& variant, bool causal, int
   return ok;
 }
 
-// Runs one unit on the whole CTA. Leaves no copy in flight; the caller
-// synchronises before the shared memory is reused.
 // RoPE-style q/k transforms in prefill (Variant::kHasQueryKeyTransform): the
-// 64 rows of a Q or K tile in shared memory, pair (j, j + D/2) of row r
+// kTileRows rows of a Q or K tile in shared memory, pair (j, j + D/2) of row r
 // rotated at position position_of(r) by the variant's rotate_pair, rounded
 // back to T. Items are (row, chunk of 8 pairs); the caller synchronises
 // before and after (other threads loaded and will read the rows).
-template <typename Traits, typename T, typename Variant, typename PositionOf>
+template <typename Traits, int kTileRows, typename T, typename Variant, typename PositionOf>
 __device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant,
                                                  PositionOf position_of) {
-  static_assert(kQTile == kKvTile, "Q and K tiles have the same rows");
   constexpr int kHalfChunks = Traits::kChunks / 2;
-  for (int item = static_cast<int>(threadIdx.x); item < kKvTile * kHalfChunks; item += kThreads) {
+  for (int item = static_cast<int>(threadIdx.x); item < kTileRows * kHalfChunks;
+       item += kThreads) {
     const int r = item / kHalfChunks;
     const int c = item % kHalfChunks;
     T* const lo_ptr = tile + swizzled<Traits::kChunks>(r, c);
@@ -357,11 +382,48 @@ __device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant
   }
 }
 
-template <typename Traits, typename Variant, bool kCustomMask, typename T, typename KvRows>
+// A thread's query rows: rows g and g + 8 of each of its warp's kMBlocks
+// m16 blocks; thread row i is warp row (i / 2) * 16 + (i % 2) * 8 + g.
+__device__ __forceinline__ int thread_row_offset(int i, int g) {
+  return (i / 2) * 16 + (i % 2) * 8 + g;
+}
+
+// The variants of a thread's rows (a variant has no default constructor).
+template <typename Variant, int kCount>
+struct RowVariants {
+  Variant v[kCount];
+};
+// (Spelled out for the two sizes: <cuda/std/utility>'s integer_sequence
+// brings internal-linkage objects whose per-compile names would make NVRTC
+// cubins differ between identical compiles.)
+template <typename Variant, int kCount, typename Make>
+__device__ __forceinline__ RowVariants<Variant, kCount> make_row_variants(Make make) {
+  static_assert(kCount == 2 || kCount == 4, "2 or 4 rows per thread");
+  if constexpr (kCount == 2) {
+    return {{make(0), make(1)}};
+  } else {
+    return {{make(0), make(1), make(2), make(3)}};
+  }
+}
+
+// Runs one unit on the whole CTA: a q tile of kWarps * 16 * kMBlocks rows.
+// kMBlocks = 1 keeps the warp's 16 Q rows in registers as A fragments;
+// kMBlocks = 2 (FA2's 32 rows per warp) re-reads them from shared memory per
+// k-step, which the registers need, and every K/V fragment then feeds two
+// mma, halving shared-memory reads per FLOP. Leaves no copy in flight; the
+// caller synchronises before the shared memory is reused.
+template <typename Traits, typename Variant, bool kCustomMask, int kMBlocks, typename T,
+          typename KvRows>
 __device__ __forceinline__ void process_unit(const attention::VariantParams& params,
                                              const QueryRows<T>& rows, const KvRows& kv,
                                              const OutputRows<T>& output, const UnitSpan& span,
                                              unsigned char* shared_raw) {
+  static_assert(kMBlocks == 1 || kMBlocks == 2, "16 or 32 query rows per warp");
+  constexpr int kRowsPerWarp = kMBlocks * 16;
+  constexpr int kQTile = kWarps * kRowsPerWarp;
+  constexpr int kRows = 2 * kMBlocks;  // this thread's rows
+  constexpr bool kQInRegisters = kMBlocks == 1;
+  static_assert(kQTile <= kMaxQTile, "the Q region holds the tile");
   // Without softmax (e.g. sigmoid attention) a logit is the token's weight:
   // masked tokens weigh 0, nothing is normalised, lse is written as 0 so
   // that split units' partials sum in the merge.
@@ -383,19 +445,23 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const int q0 = span.row_begin;
   const int delta = span.kv_len - span.qo_len;  // query i sits at kv position delta + i
 
-  // This thread's two rows (g and g + 8 of the warp's 16).
   const int warp_row = warp * kRowsPerWarp;
-  const int row_a = q0 + warp_row + g;
-  const int row_b = row_a + 8;
-  const int pos_a = delta + rows.token(row_a);
-  const int pos_b = delta + rows.token(row_b);
-  const Variant var_a(params, rows.head(row_a), pos_a);
-  const Variant var_b(params, rows.head(row_b), pos_b);
-  [[maybe_unused]] int64_t mask_row_a = -1;
-  [[maybe_unused]] int64_t mask_row_b = -1;
+  int row[kRows];  // unit rows (may pass row_end: padding)
+  int pos[kRows];  // their kv positions
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    row[i] = q0 + warp_row + thread_row_offset(i, g);
+    pos[i] = delta + rows.token(row[i]);
+  }
+  const RowVariants<Variant, kRows> var = make_row_variants<Variant, kRows>(
+      [&](int i) { return Variant(params, rows.head(row[i]), pos[i]); });
+  [[maybe_unused]] int64_t mask_row[kRows];
   if constexpr (kCustomMask) {
-    if (row_a < span.row_end) mask_row_a = static_cast<int64_t>(rows.token(row_a)) * span.kv_len;
-    if (row_b < span.row_end) mask_row_b = static_cast<int64_t>(rows.token(row_b)) * span.kv_len;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      mask_row[i] =
+          row[i] < span.row_end ? static_cast<int64_t>(rows.token(row[i])) * span.kv_len : -1;
+    }
   }
 
   // The unit's KV range: up to the diagonal of its last row (causal), from
@@ -411,7 +477,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const int unmasked_end = span.causal ? min(kv_end, first_pos + 1) : kv_end;
 
   // Prologue: group 0 = Q + K[0], group 1 = V[0].
-  load_q_tile<Traits>(q_tile, rows, q0, span.row_end);
+  load_q_tile<Traits, kQTile>(q_tile, rows, q0, span.row_end);
   // kv_rows: this thread's rows of the next tile to copy (page ids one tile
   // ahead of the copies).
   auto kv_rows = fetch_kv_rows<Traits>(kv, kv_begin, kv_end);
@@ -430,32 +496,46 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   if constexpr (Variant::kHasQueryKeyTransform) {
     // Query i of the request sits at kv position delta + i; padding rows are
     // zeros, whatever their position.
-    rotate_tile_rows<Traits>(q_tile, var_first, [&](int r) {
+    rotate_tile_rows<Traits, kQTile>(q_tile, var_first, [&](int r) {
       return delta + rows.token(min(q0 + r, span.row_end - 1));
     });
     if (num_tiles > 0)
-      rotate_tile_rows<Traits>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
+      rotate_tile_rows<Traits, kKvTile>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
     __syncthreads();
   }
 
-  uint32_t q_frag[Traits::kKSteps][4];
+  // A fragment of Q rows [warp_row + 16 mb, + 16) x dims [16 ks, + 16).
+  const LaneTileAddress<kChunks> q_address(q_tile, warp_row + lane % 16, lane / 16);
+  const auto q_fragment = [&](uint32_t(&a)[4], int mb, int ks) {
+    sm80::ldmatrix_x4(a, q_address.at(mb * 16, ks));
+  };
+  // K tiles: rows nb * 8 + (lane / 16) * 8 + lane % 8, chunk 2 ks + (lane / 8) % 2;
+  // V (transposed): rows 16 c + ((lane / 8) % 2) * 8 + lane % 8, chunk db + lane / 16.
+  const LaneTileAddress<kChunks> k_address(k_tiles, (lane / 16) * 8 + lane % 8, (lane / 8) % 2);
+  const LaneTileAddress<kChunks> v_address(v_tiles, ((lane / 8) % 2) * 8 + lane % 8, lane / 16);
+  [[maybe_unused]] uint32_t q_frag[kQInRegisters ? Traits::kKSteps : 1][4];
+  if constexpr (kQInRegisters) {
 #pragma unroll
-  for (int ks = 0; ks < Traits::kKSteps; ++ks) {
-    sm80::ldmatrix_x4(q_frag[ks], q_tile + swizzled<kChunks>(warp_row + lane % 16,
-                                                             ks * 2 + lane / 16));
+    for (int ks = 0; ks < Traits::kKSteps; ++ks) q_fragment(q_frag[ks], 0, ks);
   }
 
-  float o[Traits::kDBlocks][4];
+  float o[kMBlocks][Traits::kDBlocks][4];
 #pragma unroll
-  for (int db = 0; db < Traits::kDBlocks; ++db) {
+  for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-    for (int i = 0; i < 4; ++i) o[db][i] = 0.f;
+    for (int db = 0; db < Traits::kDBlocks; ++db) {
+#pragma unroll
+      for (int i = 0; i < 4; ++i) o[mb][db][i] = 0.f;
+    }
   }
-  float m_a = attention::negative_infinity();
-  float m_b = attention::negative_infinity();
-  float d_a = 0.f;  // this lane's partial row sums (reduced over the quad at the end)
-  float d_b = 0.f;
-  const float q_scale = var_a.query_scale();
+  float m[kRows];
+  float d[kRows];  // this lane's partial row sums (reduced over the quad at the end)
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+    m[i] = attention::negative_infinity();
+    d[i] = 0.f;
+  }
+  const float q_scale = var.v[0].query_scale();
 
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int stage = tile & 1;
@@ -469,8 +549,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
         __syncthreads();
       }
       if constexpr (Variant::kHasQueryKeyTransform) {
-        rotate_tile_rows<Traits>(k_tiles + stage * Traits::kTileElems, var_first,
-                                 [&](int r) { return kv0 + r; });
+        rotate_tile_rows<Traits, kKvTile>(k_tiles + stage * Traits::kTileElems, var_first,
+                                          [&](int r) { return kv0 + r; });
         __syncthreads();
       }
     }
@@ -481,101 +561,111 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
     sm80::cp_async_commit();
 
-    // ---- S = Q K^T (16 rows x kKvTile per warp)
-    const T* const k_tile = k_tiles + stage * Traits::kTileElems;
-    float s[Traits::kSBlocks][4];
+    // ---- S = Q K^T (kRowsPerWarp rows x kKvTile per warp)
+    float s[kMBlocks][Traits::kSBlocks][4];
 #pragma unroll
-    for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+    for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-      for (int i = 0; i < 4; ++i) s[nb][i] = 0.f;
+      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) s[mb][nb][i] = 0.f;
+      }
     }
 #pragma unroll
     for (int ks = 0; ks < Traits::kKSteps; ++ks) {
+      uint32_t a[kMBlocks][4];
+#pragma unroll
+      for (int mb = 0; mb < kMBlocks; ++mb) {
+        if constexpr (kQInRegisters) {
+#pragma unroll
+          for (int i = 0; i < 4; ++i) a[mb][i] = q_frag[ks][i];
+        } else {
+          q_fragment(a[mb], mb, ks);
+        }
+      }
 #pragma unroll
       for (int nb = 0; nb < Traits::kSBlocks; nb += 2) {
         uint32_t b[4];
-        sm80::ldmatrix_x4(b, k_tile + swizzled<kChunks>(nb * 8 + (lane / 16) * 8 + lane % 8,
-                                                        ks * 2 + (lane / 8) % 2));
-        sm80::mma_16816<T>(s[nb], q_frag[ks], b[0], b[1]);
-        sm80::mma_16816<T>(s[nb + 1], q_frag[ks], b[2], b[3]);
+        sm80::ldmatrix_x4(b, k_address.at(stage * kKvTile + nb * 8, ks));
+#pragma unroll
+        for (int mb = 0; mb < kMBlocks; ++mb) {
+          sm80::mma_16816<T>(s[mb][nb], a[mb], b[0], b[1]);
+          sm80::mma_16816<T>(s[mb][nb + 1], a[mb], b[2], b[3]);
+        }
       }
     }
 
-    // ---- logits (log2 units) and masks
+    // ---- logits (log2 units) and masks; s[mb][nb][2 h + e] is thread row 2 mb + h
     const bool need_mask = Variant::kHasLogitsMask || kCustomMask || kv0 + kKvTile > unmasked_end;
 #pragma unroll
-    for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+    for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int col = kv0 + nb * 8 + 2 * t + e;
-        float xa = s[nb][e] * q_scale;
-        float xb = s[nb][2 + e] * q_scale;
-        if constexpr (Variant::kHasLogitsTransform) {
-          xa = var_a.logits_transform(xa, col);
-          xb = var_b.logits_transform(xb, col);
-        }
-        if (need_mask) {
-          if (!attends(var_a, span.causal, col, pos_a, kv_end) ||
-              (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row_a, col))) {
-            xa = masked;
+      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const int i = 2 * mb + h;
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            const int col = kv0 + nb * 8 + 2 * t + e;
+            float x = s[mb][nb][2 * h + e] * q_scale;
+            if constexpr (Variant::kHasLogitsTransform) x = var.v[i].logits_transform(x, col);
+            if (need_mask) {
+              if (!attends(var.v[i], span.causal, col, pos[i], kv_end) ||
+                  (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row[i], col))) {
+                x = masked;
+              }
+            }
+            s[mb][nb][2 * h + e] = x;
           }
-          if (!attends(var_b, span.causal, col, pos_b, kv_end) ||
-              (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row_b, col))) {
-            xb = masked;
-          }
         }
-        s[nb][e] = xa;
-        s[nb][2 + e] = xb;
       }
     }
 
     // ---- online softmax: row max over the quad, rescale, exponentiate
     if constexpr (kSoftmax) {
-      float max_a = m_a;
-      float max_b = m_b;
 #pragma unroll
-      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-        max_a = fmaxf(max_a, fmaxf(s[nb][0], s[nb][1]));
-        max_b = fmaxf(max_b, fmaxf(s[nb][2], s[nb][3]));
-      }
+      for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-      for (int offset = 1; offset < 4; offset *= 2) {
-        max_a = fmaxf(max_a, __shfl_xor_sync(0xffffffffu, max_a, offset));
-        max_b = fmaxf(max_b, __shfl_xor_sync(0xffffffffu, max_b, offset));
-      }
-      const float ref_a = attention::safe_max(max_a);
-      const float ref_b = attention::safe_max(max_b);
-      const float factor_a = attention::fast_exp2(m_a - ref_a);
-      const float factor_b = attention::fast_exp2(m_b - ref_b);
-      m_a = max_a;
-      m_b = max_b;
-      d_a *= factor_a;
-      d_b *= factor_b;
+        for (int h = 0; h < 2; ++h) {
+          const int i = 2 * mb + h;
+          float max_i = m[i];
 #pragma unroll
-      for (int db = 0; db < Traits::kDBlocks; ++db) {
-        o[db][0] *= factor_a;
-        o[db][1] *= factor_a;
-        o[db][2] *= factor_b;
-        o[db][3] *= factor_b;
-      }
+          for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+            max_i = fmaxf(max_i, fmaxf(s[mb][nb][2 * h], s[mb][nb][2 * h + 1]));
+          }
 #pragma unroll
-      for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-        s[nb][0] = attention::fast_exp2(s[nb][0] - ref_a);
-        s[nb][1] = attention::fast_exp2(s[nb][1] - ref_a);
-        s[nb][2] = attention::fast_exp2(s[nb][2] - ref_b);
-        s[nb][3] = attention::fast_exp2(s[nb][3] - ref_b);
-        d_a += s[nb][0] + s[nb][1];
-        d_b += s[nb][2] + s[nb][3];
+          for (int offset = 1; offset < 4; offset *= 2) {
+            max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, offset));
+          }
+          const float ref = attention::safe_max(max_i);
+          const float factor = attention::fast_exp2(m[i] - ref);
+          m[i] = max_i;
+          d[i] *= factor;
+#pragma unroll
+          for (int db = 0; db < Traits::kDBlocks; ++db) {
+            o[mb][db][2 * h] *= factor;
+            o[mb][db][2 * h + 1] *= factor;
+          }
+#pragma unroll
+          for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
+            s[mb][nb][2 * h] = attention::fast_exp2(s[mb][nb][2 * h] - ref);
+            s[mb][nb][2 * h + 1] = attention::fast_exp2(s[mb][nb][2 * h + 1] - ref);
+            d[i] += s[mb][nb][2 * h] + s[mb][nb][2 * h + 1];
+          }
+        }
       }
     }
     // P as A fragments: kv columns 16c..16c+15 are S n-blocks 2c and 2c + 1.
-    uint32_t p_frag[Traits::kKvSteps][4];
+    uint32_t p_frag[kMBlocks][Traits::kKvSteps][4];
 #pragma unroll
-    for (int c = 0; c < Traits::kKvSteps; ++c) {
-      p_frag[c][0] = sm80::pack2<T>(s[2 * c][0], s[2 * c][1]);
-      p_frag[c][1] = sm80::pack2<T>(s[2 * c][2], s[2 * c][3]);
-      p_frag[c][2] = sm80::pack2<T>(s[2 * c + 1][0], s[2 * c + 1][1]);
-      p_frag[c][3] = sm80::pack2<T>(s[2 * c + 1][2], s[2 * c + 1][3]);
+    for (int mb = 0; mb < kMBlocks; ++mb) {
+#pragma unroll
+      for (int c = 0; c < Traits::kKvSteps; ++c) {
+        p_frag[mb][c][0] = sm80::pack2<T>(s[mb][2 * c][0], s[mb][2 * c][1]);
+        p_frag[mb][c][1] = sm80::pack2<T>(s[mb][2 * c][2], s[mb][2 * c][3]);
+        p_frag[mb][c][2] = sm80::pack2<T>(s[mb][2 * c + 1][0], s[mb][2 * c + 1][1]);
+        p_frag[mb][c][3] = sm80::pack2<T>(s[mb][2 * c + 1][2], s[mb][2 * c + 1][3]);
+      }
     }
 
     sm80::cp_async_wait_group<1>();  // V[tile] landed (K[tile + 1] may be in flight)
@@ -594,90 +684,95 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     sm80::cp_async_commit();
 
     // ---- O += P V (V read transposed by ldmatrix)
-    const T* const v_tile = v_tiles + stage * Traits::kTileElems;
 #pragma unroll
     for (int c = 0; c < Traits::kKvSteps; ++c) {
 #pragma unroll
       for (int db = 0; db < Traits::kDBlocks; db += 2) {
         uint32_t b[4];
-        sm80::ldmatrix_x4_trans(
-            b, v_tile + swizzled<kChunks>(c * 16 + ((lane / 8) % 2) * 8 + lane % 8, db + lane / 16));
-        sm80::mma_16816<T>(o[db], p_frag[c], b[0], b[1]);
-        sm80::mma_16816<T>(o[db + 1], p_frag[c], b[2], b[3]);
+        sm80::ldmatrix_x4_trans(b, v_address.at(stage * kKvTile + c * 16, db / 2));
+#pragma unroll
+        for (int mb = 0; mb < kMBlocks; ++mb) {
+          sm80::mma_16816<T>(o[mb][db], p_frag[mb][c], b[0], b[1]);
+          sm80::mma_16816<T>(o[mb][db + 1], p_frag[mb][c], b[2], b[3]);
+        }
       }
     }
   }
   sm80::cp_async_wait_all();  // only empty groups remain; no copy may outlive the unit
 
   // ---- finalize: quad-reduce the row sums, normalise, store
-#pragma unroll
-  for (int offset = 1; offset < 4; offset *= 2) {
-    d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);
-    d_b += __shfl_xor_sync(0xffffffffu, d_b, offset);
-  }
   const float neg_inf = attention::negative_infinity();
-  const float inv_a = !kSoftmax ? params.v_scale : d_a > 0.f ? params.v_scale / d_a : 0.f;
-  const float inv_b = !kSoftmax ? params.v_scale : d_b > 0.f ? params.v_scale / d_b : 0.f;
-  const float lse_a = !kSoftmax ? 0.f : d_a > 0.f ? m_a + __log2f(d_a) : neg_inf;
-  const float lse_b = !kSoftmax ? 0.f : d_b > 0.f ? m_b + __log2f(d_b) : neg_inf;
-  const bool valid_a = row_a < span.row_end;
-  const bool valid_b = row_b < span.row_end;
+  float inv[kRows];
+  float lse[kRows];
+  bool valid[kRows];
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) {
+#pragma unroll
+    for (int offset = 1; offset < 4; offset *= 2) {
+      d[i] += __shfl_xor_sync(0xffffffffu, d[i], offset);
+    }
+    inv[i] = !kSoftmax ? params.v_scale : d[i] > 0.f ? params.v_scale / d[i] : 0.f;
+    lse[i] = !kSoftmax ? 0.f : d[i] > 0.f ? m[i] + __log2f(d[i]) : neg_inf;
+    valid[i] = row[i] < span.row_end;
+  }
 
   if (output.partial_out != nullptr) {
     // Split KV: float32 rows straight from the accumulators (8-byte stores).
-    float* const part_a = output.partial_out + (row_a - q0) * output.partial_stride + 2 * t;
-    float* const part_b = output.partial_out + (row_b - q0) * output.partial_stride + 2 * t;
 #pragma unroll
-    for (int db = 0; db < Traits::kDBlocks; ++db) {
-      if (valid_a) {
-        *reinterpret_cast<float2*>(part_a + db * 8) = make_float2(o[db][0] * inv_a, o[db][1] * inv_a);
+    for (int i = 0; i < kRows; ++i) {
+      if (!valid[i]) continue;
+      const int mb = i / 2;
+      const int h = i % 2;
+      float* const part = output.partial_out + (row[i] - q0) * output.partial_stride + 2 * t;
+#pragma unroll
+      for (int db = 0; db < Traits::kDBlocks; ++db) {
+        *reinterpret_cast<float2*>(part + db * 8) =
+            make_float2(o[mb][db][2 * h] * inv[i], o[mb][db][2 * h + 1] * inv[i]);
       }
-      if (valid_b) {
-        *reinterpret_cast<float2*>(part_b + db * 8) = make_float2(o[db][2] * inv_b, o[db][3] * inv_b);
-      }
-    }
-    if (t == 0) {
-      if (valid_a) output.partial_lse[(row_a - q0) * output.partial_lse_stride] = lse_a;
-      if (valid_b) output.partial_lse[(row_b - q0) * output.partial_lse_stride] = lse_b;
+      if (t == 0) output.partial_lse[(row[i] - q0) * output.partial_lse_stride] = lse[i];
     }
     return;
   }
 
-  // The warp's 16 Q rows were read (ldmatrix) only by this warp, after the
+  // The warp's Q rows were read (ldmatrix) only by this warp, after the
   // prologue barrier: the warp may overwrite them with its output.
 #pragma unroll
-  for (int db = 0; db < Traits::kDBlocks; ++db) {
-    float oa0 = o[db][0] * inv_a, oa1 = o[db][1] * inv_a;
-    float ob0 = o[db][2] * inv_b, ob1 = o[db][3] * inv_b;
-    if constexpr (Variant::kHasOutputTransform) {
-      oa0 = var_a.output_transform(oa0);
-      oa1 = var_a.output_transform(oa1);
-      ob0 = var_b.output_transform(ob0);
-      ob1 = var_b.output_transform(ob1);
+  for (int i = 0; i < kRows; ++i) {
+    const int mb = i / 2;
+    const int h = i % 2;
+#pragma unroll
+    for (int db = 0; db < Traits::kDBlocks; ++db) {
+      float o0 = o[mb][db][2 * h] * inv[i];
+      float o1 = o[mb][db][2 * h + 1] * inv[i];
+      if constexpr (Variant::kHasOutputTransform) {
+        o0 = var.v[i].output_transform(o0);
+        o1 = var.v[i].output_transform(o1);
+      }
+      *reinterpret_cast<uint32_t*>(
+          q_tile + swizzled<kChunks>(warp_row + thread_row_offset(i, g), db) + 2 * t) =
+          sm80::pack2<T>(o0, o1);
     }
-    *reinterpret_cast<uint32_t*>(q_tile + swizzled<kChunks>(warp_row + g, db) + 2 * t) =
-        sm80::pack2<T>(oa0, oa1);
-    *reinterpret_cast<uint32_t*>(q_tile + swizzled<kChunks>(warp_row + g + 8, db) + 2 * t) =
-        sm80::pack2<T>(ob0, ob1);
   }
   __syncwarp();
 #pragma unroll
   for (int i = lane; i < kRowsPerWarp * kChunks; i += 32) {
     const int r = i / kChunks;
     const int chunk = i % kChunks;
-    const int row = q0 + warp_row + r;
-    if (row < span.row_end) {
+    const int out_row = q0 + warp_row + r;
+    if (out_row < span.row_end) {
       const uint4 value =
           *reinterpret_cast<const uint4*>(q_tile + swizzled<kChunks>(warp_row + r, chunk));
-      const int token = rows.token(row);
-      const int head = row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
+      const int token = rows.token(out_row);
+      const int head = out_row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
       *reinterpret_cast<uint4*>(output.out + token * output.stride_token +
                                 head * output.stride_head + chunk * kChunkElems) = value;
     }
   }
   if (output.lse != nullptr && t == 0) {
-    if (valid_a) output.lse[rows.token(row_a) * output.lse_stride + rows.head(row_a)] = lse_a;
-    if (valid_b) output.lse[rows.token(row_b) * output.lse_stride + rows.head(row_b)] = lse_b;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) {
+      if (valid[i]) output.lse[rows.token(row[i]) * output.lse_stride + rows.head(row[i])] = lse[i];
+    }
   }
 }
 
@@ -701,14 +796,15 @@ struct SinglePrefillParams {
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
   bool causal;
+  int32_t q_tile_rows;         // 64 or 128 (the host's choice; grid x = tiles)
   const uint8_t* custom_mask;  // null, or bit-packed [qo_len, kv_len] (UnitSpan)
   attention::VariantParams variant;
 };
 
-template <typename Traits, typename Variant, typename T, bool kCustomMask = false>
-__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
-    single_prefill_kernel(const SinglePrefillParams<T> p) {
-  extern __shared__ __align__(128) unsigned char shared_raw[];
+template <typename Traits, typename Variant, bool kCustomMask, int kMBlocks, typename T>
+__device__ __forceinline__ void single_prefill_tile(const SinglePrefillParams<T>& p,
+                                                    unsigned char* shared_raw) {
+  constexpr int kQTile = kWarps * 16 * kMBlocks;
   const int qo_head = static_cast<int>(blockIdx.y);
   const int kv_head = qo_head / p.group_size;
   const int q0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQTile;
@@ -719,7 +815,19 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                              p.num_qo_heads, nullptr, nullptr, 0, 0};
   const UnitSpan span{
       q0, min(q0 + kQTile, p.qo_len), p.qo_len, p.kv_len, 0, p.kv_len, p.causal, p.custom_mask};
-  process_unit<Traits, Variant, kCustomMask>(p.variant, rows, kv, output, span, shared_raw);
+  process_unit<Traits, Variant, kCustomMask, kMBlocks>(p.variant, rows, kv, output, span,
+                                                       shared_raw);
+}
+
+template <typename Traits, typename Variant, typename T, bool kCustomMask = false>
+__global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
+    single_prefill_kernel(const SinglePrefillParams<T> p) {
+  extern __shared__ __align__(128) unsigned char shared_raw[];
+  if (p.q_tile_rows == kMaxQTile) {
+    single_prefill_tile<Traits, Variant, kCustomMask, 2>(p, shared_raw);
+  } else {
+    single_prefill_tile<Traits, Variant, kCustomMask, 1>(p, shared_raw);
+  }
 }
 
 // The batch kernels' K/V: ragged (contiguous rows per request, at
@@ -829,8 +937,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                         unit.kv_end,
                         causal,
                         kCustomMask ? p.custom_mask + unit.mask_byte_begin : nullptr};
-    process_unit<Traits, Variant, kCustomMask>(p.variant, rows, p.kv.rows(unit.request, kv_head),
-                                               output, span, shared_raw);
+    if (schedule.header->q_tile_rows == kMaxQTile) {
+      process_unit<Traits, Variant, kCustomMask, 2>(
+          p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+    } else {
+      process_unit<Traits, Variant, kCustomMask, 1>(
+          p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+    }
   }
 }
 
