@@ -12,7 +12,7 @@
 //            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64 and
 //            soft-cap + window). Paged with an fp8 e4m3 cache (head_dim
 //            128): plain and sliding window with bf16 q (JIT: the rest).
-//            RoPE-Llama on the fly (prefill): JIT only.
+//            RoPE-Llama on the fly and head_dim 256 (prefill): JIT only.
 //   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
 //            K/V, head_dim 128 (JIT: every other).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
@@ -39,6 +39,7 @@ constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, 
 constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
                                   int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
+  if (head_dim == 256) return false;  // JIT-served (library size)
   if (custom_mask) {
     return variant == VariantKind::kPlain && kv_dtype == q_dtype && head_dim == 128;
   }

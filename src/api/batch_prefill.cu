@@ -121,6 +121,10 @@ BatchPrefillWithRaggedKVCache::BatchPrefillWithRaggedKVCache(const PrefillPlanSh
 
 BatchPrefillWithRaggedKVCache::~BatchPrefillWithRaggedKVCache() = default;
 
+int64_t BatchPrefillWithRaggedKVCache::planned_q_tile_rows() const {
+  return state_->plan.planned() ? state_->plan.q_tile_rows() : 0;
+}
+
 std::size_t BatchPrefillWithRaggedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
                                                                 const PrefillPlanBounds& bounds,
                                                                 int device_id) {
@@ -209,6 +213,10 @@ BatchPrefillWithPagedKVCache::BatchPrefillWithPagedKVCache(const PrefillPlanShap
     : state_(std::make_unique<State>(shape, bounds, workspace, workspace_bytes, device_id)) {}
 
 BatchPrefillWithPagedKVCache::~BatchPrefillWithPagedKVCache() = default;
+
+int64_t BatchPrefillWithPagedKVCache::planned_q_tile_rows() const {
+  return state_->plan.planned() ? state_->plan.q_tile_rows() : 0;
+}
 
 std::size_t BatchPrefillWithPagedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
                                                                const PrefillPlanBounds& bounds,

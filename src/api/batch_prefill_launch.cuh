@@ -132,8 +132,10 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
       return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
     if (l.head_dim == 128)
       return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 256)
+      return launch_prefill_instance<T, 256, Variant, KvOf<T>>(l, variant, stream);
     throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
-                " has no kernel (64, 128)");
+                " has no kernel (64, 128, 256)");
   };
   if (l.dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
   return by_dim.template operator()<half_t>();

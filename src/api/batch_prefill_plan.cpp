@@ -25,8 +25,9 @@ void validate_prefill_shape(const PrefillPlanShape& shape, bool paged) {
                     "shape", "num_kv_heads >= 1 dividing num_qo_heads (" +
                                  std::to_string(shape.num_qo_heads) + ")",
                     "num_kv_heads " + std::to_string(shape.num_kv_heads));
-  TESSERA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128, "shape",
-                    "head_dim 64 or 128 (prefill)", "head_dim " + std::to_string(shape.head_dim));
+  TESSERA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128 || shape.head_dim == 256,
+                    "shape", "head_dim 64, 128 or 256 (prefill)",
+                    "head_dim " + std::to_string(shape.head_dim));
   if (paged) {
     TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "shape",
                       "page_size in [1, 2^31)", "page_size " + std::to_string(shape.page_size));
@@ -130,6 +131,7 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
   custom_mask_bytes_ = schedule.custom_mask_bytes;
   batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
   rows_per_token_ = schedule.header.rows_per_token;
+  q_tile_rows_ = schedule.header.q_tile_rows;
   planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());
 }
 

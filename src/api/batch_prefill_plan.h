@@ -62,6 +62,7 @@ class PrefillPlanState {
   // Bytes a custom mask for this plan must hold (segment_packbits layout).
   int64_t custom_mask_bytes() const { return custom_mask_bytes_; }
   int64_t rows_per_token() const { return rows_per_token_; }
+  int64_t q_tile_rows() const { return q_tile_rows_; }
   const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
   const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
   int64_t max_ctas() const { return derived_.max_ctas; }
@@ -79,6 +80,7 @@ class PrefillPlanState {
   plan::PrefillDerivedBounds derived_;
   plan::PrefillWorkspaceLayout layout_;
   std::unique_ptr<ScheduleUpload> upload_;
+  int64_t q_tile_rows_ = 0;
   bool planned_ = false;
   bool causal_ = false;
   bool split_ = false;

@@ -60,7 +60,9 @@ struct Launch {
 // The kernel's larger q tile (32 rows per warp) halves shared-memory reads
 // per FLOP but makes half as many CTAs: taken when its tiles still fill a
 // wave of the GPU (the batch planner's rule, plan/prefill_planner.cpp).
-int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int device_id) {
+int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int64_t head_dim,
+                           int device_id) {
+  if (head_dim > 128) return prefill::kSmallQTile;  // the only tile at head_dim 256
   const int64_t large = prefill::kMaxQTile;
   const int64_t wave = detail::device_sm_count(device_id) * prefill::kMinCtasPerSm;
   return (qo_len + large - 1) / large * num_qo_heads >= wave ? large : prefill::kSmallQTile;
@@ -126,9 +128,10 @@ void dispatch_head_dim(const Launch& l, cudaStream_t stream) {
   switch (l.head_dim) {
     case 64: return launch_instance<T, 64, Variant>(l, stream);
     case 128: return launch_instance<T, 128, Variant>(l, stream);
+    case 256: return launch_instance<T, 256, Variant>(l, stream);
     default:
       throw Error("tessera: prefill: head_dim " + std::to_string(l.head_dim) +
-                  " has no kernel (64, 128)");
+                  " has no kernel (64, 128, 256)");
   }
 }
 
@@ -151,7 +154,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const int64_t qo_len = qv.size(0);
   const int64_t num_qo_heads = qv.size(1);
   const int64_t head_dim = qv.size(2);
-  TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128, "q", "head_dim 64 or 128 (prefill)",
+  TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128 || head_dim == 256, "q",
+                    "head_dim 64, 128 or 256 (prefill)",
                     "head_dim " + std::to_string(head_dim));
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
   TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
@@ -212,7 +216,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.variant = variant.params;
 
   DeviceGuard guard(qv.device().device_id);
-  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, qv.device().device_id);
+  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, head_dim, qv.device().device_id);
   switch (variant.kind) {
     case VariantKind::kPlain:
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);

@@ -52,9 +52,8 @@ bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_
   return kv_dtype == q_dtype || (fp8_ok && kv_dtype == DType::kFloat8E4M3);
 }
 
-bool head_dim_supported(KernelKind kernel, int64_t head_dim) {
-  return head_dim == 64 || head_dim == 128 ||
-         (kernel == KernelKind::kBatchDecode && head_dim == 256);
+bool head_dim_supported(KernelKind /*kernel*/, int64_t head_dim) {
+  return head_dim == 64 || head_dim == 128 || head_dim == 256;
 }
 
 bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim,

@@ -29,7 +29,7 @@ void expect_rejected_arguments() {
     return [=] { Wrapper wrapper(shape, bounds, workspace, 1 << 30, device); };
   };
   PrefillPlanShape bad = kShape;
-  bad.head_dim = 256;
+  bad.head_dim = 96;  // no kernel (64, 128, 256)
   expect_argument_error(size(bad, kBounds), "shape");
   expect_argument_error(construct(bad, kBounds, kWorkspace, 0), "shape");
   bad = kShape;

@@ -50,6 +50,7 @@ struct BatchCase {
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
   bool fp8_kv = false;  // paged cache in float8 e4m3 (options.k_scale / v_scale apply)
+  int64_t expect_q_tile = 0;  // nonzero: the plan must choose this q tile (64 / 128 rows)
 };
 
 DType kv_dtype(const BatchCase& c) {
@@ -232,6 +233,7 @@ void run_case(const BatchCase& c, Rng& rng) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithRaggedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, kv_indptr, c.causal, stream.get());
+    if (c.expect_q_tile != 0) EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
     prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, options,
                 stream.get(), Validate::kOn);
     stream.synchronize();
@@ -245,6 +247,7 @@ void run_case(const BatchCase& c, Rng& rng) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
+    if (c.expect_q_tile != 0) EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
     prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout), indices.dl(),
                 qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, options, stream.get(),
                 Validate::kOn);
@@ -311,6 +314,101 @@ TEST(BatchPrefill, GqaRatiosHeadDimsAndFp16MatchReference) {
       run_case(c, rng);
     }
   }
+}
+
+// 128-row query tiles (32 rows per warp): batches whose 128-row tiles fill
+// a wave of the GPU (132 SMs x 2 on an H200; the shapes pass that for up to
+// 140 SMs). Ragged / paged (page 16, page 1 HND), causal and not, head_dim 64,
+// and the variants that differ per row (window, ALiBi with GQA-packed heads,
+// custom mask, RoPE on a 128-row Q tile).
+TEST(BatchPrefill, LargeQTilesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase base;
+  base.num_qo_heads = 32;
+  base.num_kv_heads = 8;
+  base.expect_q_tile = 128;
+  base.qo_lens = {700, 400};
+  base.kv_lens = {800, 400};
+  {
+    BatchCase c = base;
+    c.causal = false;
+    c.qo_lens = {1500, 600};
+    c.kv_lens = {64, 300};
+    run_case(c, rng);
+  }
+  run_case(base, rng);
+  {
+    BatchCase c = base;
+    c.paged = true;
+    run_case(c, rng);
+    c.page_size = 1;
+    c.layout = KVLayout::kHND;
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = base;
+    c.head_dim = 64;
+    c.dtype = DType::kFloat16;
+    run_case(c, rng);
+  }
+  BatchCase paged = base;
+  paged.paged = true;
+  {
+    BatchCase c = paged;
+    c.options.window_left = 100;
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = paged;
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = paged;
+    for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+      c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.6, rng, 5));
+    }
+    run_case(c, rng);
+  }
+  {
+    BatchCase c = paged;
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.ref.rope_llama = true;
+    c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
+    run_case(c, rng);
+  }
+}
+
+// head_dim 256 (JIT-compiled on first use; 64-row tiles): ragged and paged,
+// mixed lengths with an empty request, causal and not, GQA, a split request,
+// a variant.
+TEST(BatchPrefill, HeadDim256MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase c;
+  c.head_dim = 256;
+  c.expect_q_tile = 64;
+  c.qo_lens = {1, 130, 0, 300};
+  c.kv_lens = {900, 200, 7, 300};
+  run_case(c, rng);
+  c.paged = true;
+  run_case(c, rng);
+  c.causal = false;
+  c.page_size = 5;
+  c.dtype = DType::kFloat16;
+  run_case(c, rng);
+  c.causal = true;
+  c.options.logits_soft_cap = 30.0;
+  c.options.sm_scale = 0.3;
+  run_case(c, rng);
+  // Short queries on long KV: split KV + merge at head_dim 256.
+  BatchCase split;
+  split.head_dim = 256;
+  split.qo_lens = {16, 3};
+  split.kv_lens = {20000, 9000};
+  run_case(split, rng);
 }
 
 // Short queries on long KV: the q tiles alone cannot fill the GPU, so the
@@ -576,22 +674,22 @@ TEST(BlockSparse, RandomPatternsMatchReference) {
 
 // The serving loop: run() captured once at the bounds, replayed after plan()
 // with other lengths (query and KV) each time.
-TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
-  TESSERA_REQUIRE_GPU();
-  TESSERA_SEEDED_RNG(rng);
-  BatchCase c;
+// Captures run() once at the first step's plan and replays the graph after
+// re-planning each later step (new lengths, new inputs in the captured
+// buffers); kv_len = (causal ? qo_len : 1) + [0, kv_extra]. expect_tiles
+// (when given): the q tile each step's plan must choose.
+void graph_replay_case(BatchCase c, const std::vector<std::vector<int32_t>>& qo_steps,
+                       int64_t max_batch, int64_t max_tokens, int32_t kv_extra,
+                       const std::vector<int64_t>& expect_tiles, Rng& rng) {
   c.paged = true;
-  c.page_size = 16;
-  const int64_t max_batch = 8, max_tokens = 2048;
-  const std::vector<std::vector<int32_t>> qo_steps = {
-      {512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}};
   const PrefillPlanBounds bounds{max_batch, max_tokens};
   const std::size_t bytes = BatchPrefillWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
   DeviceBuffer workspace(bytes);
   BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
   CudaStream stream;
   // Device buffers sized for the bounds, refilled before every replay.
-  const int64_t max_pages = max_batch * (4096 / c.page_size) + 2;
+  const int64_t max_pages =
+      max_batch * ((max_tokens + kv_extra + c.page_size - 1) / c.page_size + 1) + 2;
   DeviceTensor q(c.dtype, {max_tokens, c.num_qo_heads, c.head_dim});
   DeviceTensor out(c.dtype, {max_tokens, c.num_qo_heads, c.head_dim});
   DeviceTensor lse(DType::kFloat32, {max_tokens, c.num_qo_heads});
@@ -606,7 +704,9 @@ TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   for (std::size_t step = 0; step < qo_steps.size(); ++step) {
     c.qo_lens = qo_steps[step];
     c.kv_lens.clear();
-    for (const int32_t qo : c.qo_lens) c.kv_lens.push_back(qo + static_cast<int32_t>(rng.integer(0, 2000)));
+    for (const int32_t qo : c.qo_lens) {
+      c.kv_lens.push_back((c.causal ? qo : 1) + static_cast<int32_t>(rng.integer(0, kv_extra)));
+    }
     SCOPED_TRACE("step " + std::to_string(step));
     const BatchInputs in = make_inputs(c, rng);
     PagedKV paged(c, in, rng);
@@ -631,6 +731,7 @@ TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
     out.poison();
     lse.poison();
     prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
+    if (!expect_tiles.empty()) EXPECT_EQ(prefill.planned_q_tile_rows(), expect_tiles[step]);
     if (exec == nullptr) {
       TESSERA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
       prefill.run(q.dl(), PagedKVCacheArg::combined(cache.dl(), c.layout), indices_dev.dl(),
@@ -652,6 +753,30 @@ TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   }
   TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
   TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
+}
+
+TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase c;
+  c.page_size = 16;
+  graph_replay_case(c, {{512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}},
+                    8, 2048, 2000, {}, rng);
+}
+
+// The graph follows each plan's q tile: captured with 128-row tiles, then
+// replayed with plans of 64-row tiles and back (32 / 8 heads, non-causal
+// over short KV so the reference stays cheap).
+TEST(BatchPrefill, CudaGraphReplaysAcrossQTileSizes) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase c;
+  c.num_qo_heads = 32;
+  c.num_kv_heads = 8;
+  c.causal = false;
+  c.page_size = 16;
+  graph_replay_case(c, {{1500, 600}, {3, 0, 100, 9}, {2100}, {64, 1, 1, 2}}, 4, 2100, 128,
+                    {128, 64, 128, 64}, rng);
 }
 
 }  // namespace

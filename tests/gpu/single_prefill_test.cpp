@@ -308,6 +308,47 @@ TEST(SinglePrefill, RopeLlamaMatchesReference) {
   }
 }
 
+// 128-row query tiles: ceil(qo_len / 128) x 32 heads fills a wave of the
+// GPU (up to 144 SMs), causal and not, head_dim 128 and 64, with GQA.
+TEST(SinglePrefill, LargeQTilesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {128, 64}) {
+    for (const bool causal : {true, false}) {
+      PrefillCase c;
+      c.head_dim = head_dim;
+      c.causal = causal;
+      c.num_qo_heads = 32;
+      c.num_kv_heads = 8;
+      c.qo_len = 1100;
+      c.kv_len = causal ? 1150 : 300;
+      run_case(c, rng);
+    }
+  }
+}
+
+// head_dim 256 (JIT-compiled on first use): causal and not, GQA, fp16,
+// a window.
+TEST(SinglePrefill, HeadDim256MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const bool causal : {true, false}) {
+    PrefillCase c;
+    c.head_dim = 256;
+    c.causal = causal;
+    c.qo_len = 200;
+    c.kv_len = 333;
+    run_case(c, rng);
+  }
+  PrefillCase c;
+  c.head_dim = 256;
+  c.dtype = DType::kFloat16;
+  c.qo_len = 70;
+  c.kv_len = 1000;
+  c.options.window_left = 200;
+  run_case(c, rng);
+}
+
 // A custom boolean mask (packed bits, rows with nothing to attend among
 // them), alone and ANDed with causal and a window, head_dim 64 and 128.
 TEST(SinglePrefill, CustomMaskMatchesReference) {

@@ -24,7 +24,8 @@ namespace tessera {
 // head_dim] (NHD) or [num_kv_heads, kv_len, head_dim] (HND) of q's dtype, any
 // strides with head_dim contiguous and 16-byte aligned rows (also for q and
 // out); out like q; lse: null or float32 [qo_len, num_qo_heads] contiguous.
-// head_dim 64 or 128 (else rejected naming "q"). causal with qo_len > kv_len
+// head_dim 64, 128 or 256 (256 JIT-compiled on first use; else rejected
+// naming "q"). causal with qo_len > kv_len
 // is rejected naming "q" (the queries would sit before the first key).
 // Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi,
 // RoPE-Llama on the fly (query i rotated at kv_len - qo_len + i, key j at j;
@@ -63,8 +64,9 @@ struct PrefillPlanShape {
 // at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
 // later positions and requires qo_len <= kv_len in every request (rejected
 // naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
-// head_dim 64 or 128; q, k, v fp16/bf16 of one dtype (the paged cache may
-// also be float8 e4m3 at head_dim 128); variants plain, soft-cap, sliding
+// head_dim 64, 128 or 256 (256 JIT-compiled on first use); q, k, v
+// fp16/bf16 of one dtype (the paged cache may also be float8 e4m3 at
+// head_dim 128); the planner picks 64- or 128-row query tiles per plan; variants plain, soft-cap, sliding
 // window, soft-cap + window, ALiBi, RoPE-Llama; options.custom_mask:
 // every request's packed mask in one buffer (AttentionOptions), which must
 // hold at least the sum of ceil(qo_len * kv_len / 8) bytes of the plan.
@@ -93,6 +95,9 @@ class TESSERA_API BatchPrefillWithRaggedKVCache {
            const DLTensor& kv_indptr, const DLTensor& out, const DLTensor* lse,
            const AttentionOptions& options, cudaStream_t stream,
            Validate validate = Validate::kFromEnv);
+
+  // The query-tile rows (64 or 128) the last plan() chose, 0 before one.
+  int64_t planned_q_tile_rows() const;
 
  private:
   struct State;
@@ -124,6 +129,9 @@ class TESSERA_API BatchPrefillWithPagedKVCache {
            const DLTensor& qo_indptr, const DLTensor& kv_indptr, const DLTensor& kv_last_page_len,
            const DLTensor& out, const DLTensor* lse, const AttentionOptions& options,
            cudaStream_t stream, Validate validate = Validate::kFromEnv);
+
+  // As the ragged wrapper's.
+  int64_t planned_q_tile_rows() const;
 
  private:
   struct State;

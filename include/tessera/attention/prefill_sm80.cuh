@@ -21,9 +21,11 @@
 //     y; K/V ragged (contiguous per request) or paged (any page size >= 1).
 // Shared memory: Q tile + 2 K + 2 V tiles, rows XOR-swizzled in 16-byte
 // chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
-// (128 + 4 * 64) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128).
+// (128 + 4 * 64) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
+// head_dim 256 (64-row tiles only): (64 + 4 * 64) * 512 = 160 KB, one CTA
+// per SM.
 // The Q region is reused to stage the output for 16-byte stores.
-// Limits: head_dim 64 / 128, 16-bit q = k = v dtype, 16-byte aligned rows,
+// Limits: head_dim 64 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal needs qo_len <= kv_len (the host checks); the batch kernel runs
 // variants without output transforms (a split unit's partial is merged
 // later).
@@ -60,10 +62,17 @@ struct PrefillTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(sizeof(T) == 2, "prefill runs 16-bit mma inputs");
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "prefill head_dim 64 or 128");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "prefill head_dim 64, 128 or 256");
   static constexpr int kChunks = kHeadDim / kChunkElems;  // 16-byte chunks per row
   static_assert(kChunks >= kSwizzleRows, "the XOR swizzle needs >= 8 chunks per row");
-  static constexpr int kQElems = kMaxQTile * kHeadDim;
+  // head_dim 256 runs 64-row tiles only: 32 rows per warp would need 256
+  // accumulator registers per thread. Its Q rows (64 registers as fragments)
+  // are re-read from shared memory too.
+  static constexpr int kMaxMBlocks = kHeadDim <= 128 ? 2 : 1;
+  static constexpr int kQRows = kWarps * 16 * kMaxMBlocks;
+  static constexpr bool kQFitsRegisters = kHeadDim <= 128;
+  static constexpr int kQElems = kQRows * kHeadDim;
   static constexpr int kTileElems = kKvTile * kHeadDim;
   static constexpr int kSharedBytes = (kQElems + 4 * kTileElems) * static_cast<int>(sizeof(T));
   static constexpr int kKSteps = kHeadDim / 16;    // mma k-steps of S = Q K^T
@@ -422,8 +431,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   constexpr int kRowsPerWarp = kMBlocks * 16;
   constexpr int kQTile = kWarps * kRowsPerWarp;
   constexpr int kRows = 2 * kMBlocks;  // this thread's rows
-  constexpr bool kQInRegisters = kMBlocks == 1;
-  static_assert(kQTile <= kMaxQTile, "the Q region holds the tile");
+  constexpr bool kQInRegisters = kMBlocks == 1 && Traits::kQFitsRegisters;
+  static_assert(kMBlocks <= Traits::kMaxMBlocks, "the Q region holds the tile");
   // Without softmax (e.g. sigmoid attention) a logit is the token's weight:
   // masked tokens weigh 0, nothing is normalised, lse is written as 0 so
   // that split units' partials sum in the merge.
@@ -823,11 +832,13 @@ template <typename Traits, typename Variant, typename T, bool kCustomMask = fals
 __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     single_prefill_kernel(const SinglePrefillParams<T> p) {
   extern __shared__ __align__(128) unsigned char shared_raw[];
-  if (p.q_tile_rows == kMaxQTile) {
-    single_prefill_tile<Traits, Variant, kCustomMask, 2>(p, shared_raw);
-  } else {
-    single_prefill_tile<Traits, Variant, kCustomMask, 1>(p, shared_raw);
+  if constexpr (Traits::kMaxMBlocks == 2) {
+    if (p.q_tile_rows == kMaxQTile) {
+      single_prefill_tile<Traits, Variant, kCustomMask, 2>(p, shared_raw);
+      return;
+    }
   }
+  single_prefill_tile<Traits, Variant, kCustomMask, 1>(p, shared_raw);
 }
 
 // The batch kernels' K/V: ragged (contiguous rows per request, at
@@ -937,13 +948,16 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                         unit.kv_end,
                         causal,
                         kCustomMask ? p.custom_mask + unit.mask_byte_begin : nullptr};
-    if (schedule.header->q_tile_rows == kMaxQTile) {
-      process_unit<Traits, Variant, kCustomMask, 2>(
-          p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
-    } else {
-      process_unit<Traits, Variant, kCustomMask, 1>(
-          p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+    // (The planner gives head_dim 256 64-row tiles only.)
+    if constexpr (Traits::kMaxMBlocks == 2) {
+      if (schedule.header->q_tile_rows == kMaxQTile) {
+        process_unit<Traits, Variant, kCustomMask, 2>(
+            p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+        return;
+      }
     }
+    process_unit<Traits, Variant, kCustomMask, 1>(
+        p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
   }
 }
 
