@@ -191,8 +191,8 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
   VariantSpec bad = plain(KernelKind::kBatchDecode);
   bad.name = "not an identifier";
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
-  bad = plain(KernelKind::kSinglePrefill, DType::kBFloat16, 256);
-  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // prefill hd 256
+  bad = plain(KernelKind::kSinglePrefill, DType::kBFloat16, 96);
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // prefill hd 96
   bad = plain(KernelKind::kSinglePrefill);
   bad.kv_dtype = DType::kFloat8E4M3;
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // fp8: paged only
@@ -274,7 +274,12 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
     EXPECT_TRUE(aot(k, VariantKind::kAlibi, bf16, bf16, 128));
     EXPECT_FALSE(aot(k, VariantKind::kAlibi, bf16, bf16, 64));
     EXPECT_FALSE(aot(k, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 128));
+    EXPECT_FALSE(aot(k, VariantKind::kPlain, bf16, bf16, 256));  // head_dim 256: JIT-served
   }
+  // head_dim 256 prefill kernels compile (ragged: the 160 KB shared-memory layout).
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillRagged,
+                                                      VariantKind::kPlain, bf16, bf16, 256))
+                   .cubin.empty());
   EXPECT_FALSE(aot(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128));
   // Custom-mask kernels: plain, 16-bit, head_dim 128 only; decode has none.
   for (const KernelKind k : {KernelKind::kSinglePrefill, KernelKind::kBatchPrefillRagged,
