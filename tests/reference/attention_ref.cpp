@@ -5,6 +5,7 @@
 #include <limits>
 #include <numbers>
 #include <stdexcept>
+#include <thread>
 
 namespace tessera::reference {
 
@@ -55,42 +56,63 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
   result.out.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d), 0.0);
   result.lse.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads),
                     -std::numeric_limits<double>::infinity());
-  std::vector<double> logits(static_cast<std::size_t>(p.kv_len));
-  std::vector<bool> kept(static_cast<std::size_t>(p.kv_len));
-  for (int64_t i = 0; i < p.qo_len; ++i) {
-    const int64_t q_pos = p.kv_len - p.qo_len + i;
-    for (int64_t h = 0; h < p.num_qo_heads; ++h) {
-      const int64_t g = h / group;
-      const std::vector<double> qr = rope_row(&q[(i * p.num_qo_heads + h) * d], d, q_pos, p);
-      double max_logit = -std::numeric_limits<double>::infinity();
-      for (int64_t j = 0; j < p.kv_len; ++j) {
-        const bool masked =
-            (p.causal && j > q_pos) || (p.window_left >= 0 && j < q_pos - p.window_left) ||
-            (!p.custom_mask.empty() && !p.custom_mask[static_cast<std::size_t>(i * p.kv_len + j)]);
-        kept[j] = !masked;
-        if (masked) continue;
-        const std::vector<double> kr = rope_row(&k[(j * p.num_kv_heads + g) * d], d, j, p);
-        double dot = 0;
-        for (int64_t e = 0; e < d; ++e) dot += qr[e] * kr[e] * p.k_scale;
-        double s = sm_scale * dot;
-        if (p.logits_soft_cap > 0) s = p.logits_soft_cap * std::tanh(s / p.logits_soft_cap);
-        if (!p.alibi_slopes.empty()) s += p.alibi_slopes[h] * static_cast<double>(j - q_pos);
-        logits[j] = s;
-        max_logit = std::max(max_logit, s);
-      }
-      if (max_logit == -std::numeric_limits<double>::infinity()) continue;  // all masked
-      double sum = 0;
-      double* o = &result.out[(i * p.num_qo_heads + h) * d];
-      for (int64_t j = 0; j < p.kv_len; ++j) {
-        if (!kept[j]) continue;
-        const double w = std::exp(logits[j] - max_logit);
-        sum += w;
-        for (int64_t e = 0; e < d; ++e) o[e] += w * v[(j * p.num_kv_heads + g) * d + e];
-      }
-      for (int64_t e = 0; e < d; ++e) o[e] *= p.v_scale / sum;
-      result.lse[i * p.num_qo_heads + h] = (max_logit + std::log(sum)) * std::numbers::log2e;
+  // Keys rotated (RoPE) and widened once, [kv_len, num_kv_heads, d].
+  std::vector<double> k_rows(static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d));
+  for (int64_t j = 0; j < p.kv_len; ++j) {
+    for (int64_t g = 0; g < p.num_kv_heads; ++g) {
+      const std::vector<double> kr = rope_row(&k[(j * p.num_kv_heads + g) * d], d, j, p);
+      std::copy(kr.begin(), kr.end(), k_rows.begin() + (j * p.num_kv_heads + g) * d);
     }
   }
+  // One query row (i, h) at a time; rows are independent, so threads take
+  // interleaved query tokens (the GPU tests' references dominate their time).
+  const auto query_rows = [&](int64_t first, int64_t step) {
+    std::vector<double> logits(static_cast<std::size_t>(p.kv_len));
+    std::vector<char> kept(static_cast<std::size_t>(p.kv_len));
+    for (int64_t i = first; i < p.qo_len; i += step) {
+      const int64_t q_pos = p.kv_len - p.qo_len + i;
+      for (int64_t h = 0; h < p.num_qo_heads; ++h) {
+        const int64_t g = h / group;
+        const std::vector<double> qr = rope_row(&q[(i * p.num_qo_heads + h) * d], d, q_pos, p);
+        double max_logit = -std::numeric_limits<double>::infinity();
+        for (int64_t j = 0; j < p.kv_len; ++j) {
+          const bool masked =
+              (p.causal && j > q_pos) || (p.window_left >= 0 && j < q_pos - p.window_left) ||
+              (!p.custom_mask.empty() &&
+               !p.custom_mask[static_cast<std::size_t>(i * p.kv_len + j)]);
+          kept[j] = !masked;
+          if (masked) continue;
+          const double* kr = &k_rows[(j * p.num_kv_heads + g) * d];
+          double dot = 0;
+          for (int64_t e = 0; e < d; ++e) dot += qr[e] * kr[e] * p.k_scale;
+          double s = sm_scale * dot;
+          if (p.logits_soft_cap > 0) s = p.logits_soft_cap * std::tanh(s / p.logits_soft_cap);
+          if (!p.alibi_slopes.empty()) s += p.alibi_slopes[h] * static_cast<double>(j - q_pos);
+          logits[j] = s;
+          max_logit = std::max(max_logit, s);
+        }
+        if (max_logit == -std::numeric_limits<double>::infinity()) continue;  // all masked
+        double sum = 0;
+        double* o = &result.out[(i * p.num_qo_heads + h) * d];
+        for (int64_t j = 0; j < p.kv_len; ++j) {
+          if (!kept[j]) continue;
+          const double w = std::exp(logits[j] - max_logit);
+          sum += w;
+          for (int64_t e = 0; e < d; ++e) o[e] += w * v[(j * p.num_kv_heads + g) * d + e];
+        }
+        for (int64_t e = 0; e < d; ++e) o[e] *= p.v_scale / sum;
+        result.lse[i * p.num_qo_heads + h] = (max_logit + std::log(sum)) * std::numbers::log2e;
+      }
+    }
+  };
+  const double work = static_cast<double>(p.qo_len) * p.num_qo_heads * p.kv_len * d;
+  const int64_t threads =
+      work < 1e7 ? 1
+                 : std::min<int64_t>(p.qo_len, std::max(1u, std::thread::hardware_concurrency()));
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(query_rows, t, threads);
+  query_rows(0, threads);
+  for (std::thread& worker : pool) worker.join();
   return result;
 }
 
