@@ -5,7 +5,7 @@ over libtessera (tessera/api/prefill.h).
 Semantics are FlashInfer's: query i of a request sits at KV position
 kv_len - qo_len + i, causal masks the KV positions after it, lse is float32 in
 base 2 (log2 of the sum of exp of the scaled logits). Tessera builds head_dim
-64 and 128, fp16/bf16 q (paged caches also float8_e4m3fn at head_dim 128,
+64, 128 and 256 (256 JIT-compiled on first use), fp16/bf16 q (paged caches also float8_e4m3fn at head_dim 128,
 with k_scale / v_scale), and the variants plain, soft-cap, sliding window,
 soft-cap + window, ALiBi and RoPE-Llama on the fly (pos_encoding_mode
 "ROPE_LLAMA"); kernels off the library's AOT list are JIT-compiled on first

@@ -60,8 +60,7 @@ struct Launch {
 // The kernel's larger q tile (32 rows per warp) halves shared-memory reads
 // per FLOP but makes half as many CTAs: taken when its tiles still fill a
 // wave of the GPU (the batch planner's rule, plan/prefill_planner.cpp).
-int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int64_t head_dim,
-                           int device_id) {
+int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int64_t head_dim, int device_id) {
   if (head_dim > 128) return prefill::kSmallQTile;  // the only tile at head_dim 256
   const int64_t large = prefill::kMaxQTile;
   const int64_t wave = detail::device_sm_count(device_id) * prefill::kMinCtasPerSm;
@@ -128,7 +127,8 @@ void dispatch_head_dim(const Launch& l, cudaStream_t stream) {
   switch (l.head_dim) {
     case 64: return launch_instance<T, 64, Variant>(l, stream);
     case 128: return launch_instance<T, 128, Variant>(l, stream);
-    case 256: return launch_instance<T, 256, Variant>(l, stream);
+    case 256:
+      return launch_instance<T, 256, Variant>(l, stream);
     default:
       throw Error("tessera: prefill: head_dim " + std::to_string(l.head_dim) +
                   " has no kernel (64, 128, 256)");
@@ -155,8 +155,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const int64_t num_qo_heads = qv.size(1);
   const int64_t head_dim = qv.size(2);
   TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128 || head_dim == 256, "q",
-                    "head_dim 64, 128 or 256 (prefill)",
-                    "head_dim " + std::to_string(head_dim));
+                    "head_dim 64, 128 or 256 (prefill)", "head_dim " + std::to_string(head_dim));
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
   TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
                     std::to_string(num_qo_heads));

@@ -760,8 +760,8 @@ TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   TESSERA_SEEDED_RNG(rng);
   BatchCase c;
   c.page_size = 16;
-  graph_replay_case(c, {{512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}},
-                    8, 2048, 2000, {}, rng);
+  graph_replay_case(c, {{512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}}, 8,
+                    2048, 2000, {}, rng);
 }
 
 // The graph follows each plan's q tile: captured with 128-row tiles, then

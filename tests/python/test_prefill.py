@@ -252,6 +252,33 @@ def test_paged_batch_over_an_fp8_cache_matches_reference(page_size):
 
 
 @gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+def test_head_dim_256_single_ragged_and_paged_match_reference(dtype, causal):
+    """head_dim 256 (JIT-compiled on first use, 64-row tiles) through each entry point."""
+    g = torch.Generator(device="cuda").manual_seed(256)
+    q, k, v = random_qkv(100, 131, 8, 2, 256, dtype, g)
+    out, lse = single_prefill_with_kv_cache(q, k, v, causal=causal, return_lse=True)
+    ref_out, ref_lse = reference_prefill(q, k, v, causal)
+    torch.testing.assert_close(out.float(), ref_out, **tolerance(dtype))
+    torch.testing.assert_close(lse, ref_lse, **LSE_TOLERANCE)
+
+    requests, (q, k, v) = ragged_batch(BATCH_LENGTHS, 8, 2, 256, dtype, g)
+    qo_lengths = [l[0] for l in BATCH_LENGTHS]
+    ragged = BatchPrefillWithRaggedKVCacheWrapper(workspace())
+    ragged.plan(indptr(qo_lengths), indptr([l[1] for l in BATCH_LENGTHS]), 8, 2, 256,
+                causal=causal, q_data_type=dtype)
+    out, lse = ragged.run(q, k, v, return_lse=True)
+    check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
+
+    cache, table = paged_cache(requests, 16, 100, "NHD", g)
+    paged = BatchPrefillWithPagedKVCacheWrapper(workspace())
+    plan_paged(paged, qo_lengths, table, requests, 16, causal)
+    out, lse = paged.run(q, cache, return_lse=True)
+    check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
+
+
+@gpu
 def test_paged_batch_takes_a_k_v_tuple():
     g = torch.Generator(device="cuda").manual_seed(13)
     requests, (q, _, _) = ragged_batch(BATCH_LENGTHS, 16, 4, 128, torch.float16, g)

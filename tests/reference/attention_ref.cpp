@@ -76,10 +76,10 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
         const std::vector<double> qr = rope_row(&q[(i * p.num_qo_heads + h) * d], d, q_pos, p);
         double max_logit = -std::numeric_limits<double>::infinity();
         for (int64_t j = 0; j < p.kv_len; ++j) {
-          const bool masked =
-              (p.causal && j > q_pos) || (p.window_left >= 0 && j < q_pos - p.window_left) ||
-              (!p.custom_mask.empty() &&
-               !p.custom_mask[static_cast<std::size_t>(i * p.kv_len + j)]);
+          const bool masked = (p.causal && j > q_pos) ||
+                              (p.window_left >= 0 && j < q_pos - p.window_left) ||
+                              (!p.custom_mask.empty() &&
+                               !p.custom_mask[static_cast<std::size_t>(i * p.kv_len + j)]);
           kept[j] = !masked;
           if (masked) continue;
           const double* kr = &k_rows[(j * p.num_kv_heads + g) * d];

@@ -367,8 +367,7 @@ template <typename Traits, int kTileRows, typename T, typename Variant, typename
 __device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant,
                                                  PositionOf position_of) {
   constexpr int kHalfChunks = Traits::kChunks / 2;
-  for (int item = static_cast<int>(threadIdx.x); item < kTileRows * kHalfChunks;
-       item += kThreads) {
+  for (int item = static_cast<int>(threadIdx.x); item < kTileRows * kHalfChunks; item += kThreads) {
     const int r = item / kHalfChunks;
     const int c = item % kHalfChunks;
     T* const lo_ptr = tile + swizzled<Traits::kChunks>(r, c);
@@ -956,8 +955,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
         return;
       }
     }
-    process_unit<Traits, Variant, kCustomMask, 1>(
-        p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+    process_unit<Traits, Variant, kCustomMask, 1>(p.variant, rows, p.kv.rows(unit.request, kv_head),
+                                                  output, span, shared_raw);
   }
 }
 
