@@ -77,6 +77,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.split = s.split();
   l.schedule = s.schedule_view();
   l.max_ctas = s.max_ctas();
+  l.shared_bytes = s.shared_bytes();
 }
 
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,

@@ -52,7 +52,7 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   m.heads_y = heads_y;
   m.rows_per_token = l.rows_per_token;
   m.head_dim = l.head_dim;
-  m.lanes_per_item = static_cast<int>(l.head_dim / kWide);  // 16 or 32: one warp at most
+  m.lanes_per_item = attention::merge_lanes_per_item(l.head_dim, kWide);
   m.sum_states = l.sum_states;
   const dim3 grid(static_cast<unsigned>(l.max_merge_tiles), static_cast<unsigned>(heads_y));
   attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
@@ -105,12 +105,14 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
     kernel = l.custom_mask != nullptr ? builtin_batch_kernel<Traits, Variant, T, Kv, true>()
                                       : builtin_batch_kernel<Traits, Variant, T, Kv, false>();
   }
+  // Sized for the largest q tile this device's plans use (Q sits last).
+  const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          Traits::kSharedBytes));
+                                          shared_bytes));
   const dim3 grid(static_cast<unsigned>(l.max_ctas), static_cast<unsigned>(l.num_kv_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
-      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, Traits::kSharedBytes, stream));
+      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, shared_bytes, stream));
   if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
 }
 

@@ -45,10 +45,11 @@ void validate_prefill_bounds(const PrefillPlanBounds& bounds) {
 
 plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             const PrefillPlanBounds& bounds, int64_t num_sms,
+                                            int64_t ctas_per_sm,
                                             plan::PrefillDerivedBounds& derived) {
   derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
                                         shape.num_qo_heads, shape.num_kv_heads,
-                                        /*pack_gqa=*/true, num_sms, kPrefillCtasPerSm);
+                                        /*pack_gqa=*/true, num_sms, ctas_per_sm);
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
   return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas,
                                         derived.max_partial_rows, shape.num_qo_heads,
@@ -60,7 +61,9 @@ std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillP
   validate_prefill_shape(shape, paged);
   validate_prefill_bounds(bounds);
   plan::PrefillDerivedBounds derived;
-  return prefill_layout(shape, bounds, device_sm_count(device_id), derived).total_bytes;
+  const PrefillDeviceFit fit = prefill_device_fit(shape.head_dim, device_id, "shape");
+  return prefill_layout(shape, bounds, device_sm_count(device_id), fit.ctas_per_sm, derived)
+      .total_bytes;
 }
 
 PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
@@ -72,7 +75,8 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
   expect_workspace_argument(workspace, device_id);
   workspace_ = static_cast<unsigned char*>(workspace);
   num_sms_ = device_sm_count(device_id);
-  layout_ = prefill_layout(shape, bounds, num_sms_, derived_);
+  fit_ = prefill_device_fit(shape.head_dim, device_id, "shape");
+  layout_ = prefill_layout(shape, bounds, num_sms_, fit_.ctas_per_sm, derived_);
   TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",
                     "at least " + std::to_string(layout_.total_bytes) +
                         " bytes (workspace_size_bytes(shape, bounds))",
@@ -95,10 +99,10 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
   input.head_dim = shape_.head_dim;
   input.causal = causal;
   input.pack_gqa = true;
-  input.max_q_tile_rows = kPrefillQTileRows;
+  input.max_q_tile_rows = fit_.max_q_tile_rows;
   input.one_unit_per_cta = true;
   input.num_sms = num_sms_;
-  input.ctas_per_sm = kPrefillCtasPerSm;
+  input.ctas_per_sm = fit_.ctas_per_sm;
   input.max_batch_size = bounds_.max_batch_size;
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
   input.max_work_units = derived_.max_work_units;

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "api/prefill_device_fit.h"
 #include "api/schedule_upload.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
@@ -21,21 +22,16 @@
 
 namespace tessera::detail {
 
-// Prefill CTAs resident per SM (prefill::kMinCtasPerSm, the kernel's launch
-// bounds; kept here so this header stays host-only).
-inline constexpr int64_t kPrefillCtasPerSm = 2;
-// The FA2-style kernel's largest q tile (prefill::kMaxQTile); the planner
-// picks 64 or 128 rows per plan and the kernel follows header.q_tile_rows.
-inline constexpr int64_t kPrefillQTileRows = 128;
-
-// Throws naming "shape" (heads, head_dim 64/128, page_size >= 1 when paged)
+// Throws naming "shape" (heads, head_dim 64/128/256, page_size >= 1 when paged)
 // or "bounds" (max_batch_size >= 1, max_total_qo_tokens >= 1, both < 2^31).
 void validate_prefill_shape(const PrefillPlanShape& shape, bool paged);
 void validate_prefill_bounds(const PrefillPlanBounds& bounds);
 
-// Workspace layout for the bounds on a GPU with num_sms SMs.
+// Workspace layout for the bounds on a GPU with num_sms SMs that runs
+// ctas_per_sm prefill CTAs each (prefill_device_fit).
 plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             const PrefillPlanBounds& bounds, int64_t num_sms,
+                                            int64_t ctas_per_sm,
                                             plan::PrefillDerivedBounds& derived);
 
 // workspace_size_bytes of either wrapper (validates shape and bounds first).
@@ -63,6 +59,8 @@ class PrefillPlanState {
   int64_t custom_mask_bytes() const { return custom_mask_bytes_; }
   int64_t rows_per_token() const { return rows_per_token_; }
   int64_t q_tile_rows() const { return q_tile_rows_; }
+  // Dynamic shared memory of a launch (for the largest tile this device runs).
+  int64_t shared_bytes() const { return fit_.shared_bytes; }
   const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
   const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
   int64_t max_ctas() const { return derived_.max_ctas; }
@@ -77,6 +75,7 @@ class PrefillPlanState {
   unsigned char* workspace_ = nullptr;
   int device_id_ = 0;
   int64_t num_sms_ = 0;
+  PrefillDeviceFit fit_;
   plan::PrefillDerivedBounds derived_;
   plan::PrefillWorkspaceLayout layout_;
   std::unique_ptr<ScheduleUpload> upload_;
@@ -118,6 +117,7 @@ struct BatchPrefillLaunch {
   PrefillScheduleView schedule;
   int64_t max_ctas;
   int64_t max_merge_tiles;
+  int64_t shared_bytes;  // dynamic shared memory (PrefillPlanState::shared_bytes)
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
   const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null

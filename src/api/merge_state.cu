@@ -22,22 +22,12 @@ namespace tessera {
 namespace {
 
 using attention::kMergeBlockThreads;
-using attention::kMergeWarpSize;
 
 constexpr std::size_t kVectorBytes = 16;
 constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
 
 const std::initializer_list<DType> kValueTypes = {DType::kFloat16, DType::kBFloat16,
                                                   DType::kFloat32};
-
-// Lanes serving one item: enough for one vector chunk each (a power of two,
-// so groups tile a warp), at most a warp.
-int lanes_per_item(int64_t head_dim, int vec) {
-  const int64_t chunks = (head_dim + vec - 1) / vec;
-  int lanes = 1;
-  while (lanes < kMergeWarpSize && lanes < chunks) lanes *= 2;
-  return lanes;
-}
 
 unsigned item_blocks(int64_t items, int lanes, const char* name) {
   const int64_t per_block = kMergeBlockThreads / lanes;
@@ -107,7 +97,7 @@ void launch_pair(const TensorView& v_a, const TensorView& s_a, const TensorView&
     params.rows = rows;
     params.heads = heads;
     params.head_dim = head_dim;
-    params.lanes_per_item = lanes_per_item(head_dim, wide ? kWide : 1);
+    params.lanes_per_item = attention::merge_lanes_per_item(head_dim, wide ? kWide : 1);
     const unsigned blocks = item_blocks(rows * heads, params.lanes_per_item, "v_a");
     DeviceGuard guard(v_a.device().device_id);
     if (wide) {
@@ -207,7 +197,7 @@ void merge_states(const DLTensor& v, const DLTensor& s, const DLTensor& v_merged
     params.num_states = num_states;
     params.heads = heads;
     params.head_dim = head_dim;
-    params.lanes_per_item = lanes_per_item(head_dim, wide ? kWide : 1);
+    params.lanes_per_item = attention::merge_lanes_per_item(head_dim, wide ? kWide : 1);
     const unsigned blocks = item_blocks(rows * heads, params.lanes_per_item, "v");
     DeviceGuard guard(vin.device().device_id);
     if (wide) {

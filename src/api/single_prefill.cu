@@ -15,6 +15,7 @@
 #include "api/contiguous_kv.h"
 #include "api/kernel_types.cuh"
 #include "api/plan_run.h"
+#include "api/prefill_device_fit.h"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -51,19 +52,22 @@ struct Launch {
   int64_t kv_stride_entry, kv_stride_head;
   int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
   bool causal;
-  int64_t q_tile_rows;  // 64 or 128 (choose_q_tile_rows)
+  int64_t q_tile_rows;   // 64 or 128 (choose_q_tile_rows)
+  int64_t shared_bytes;  // for q_tile_rows (detail::prefill_shared_bytes)
   attention::VariantParams variant;
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
   const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
 
 // The kernel's larger q tile (32 rows per warp) halves shared-memory reads
-// per FLOP but makes half as many CTAs: taken when its tiles still fill a
-// wave of the GPU (the batch planner's rule, plan/prefill_planner.cpp).
-int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads, int64_t head_dim, int device_id) {
-  if (head_dim > 128) return prefill::kSmallQTile;  // the only tile at head_dim 256
+// per FLOP but makes half as many CTAs: taken where the device runs it and
+// the request has a full tile of queries whose tiles still fill a wave of
+// the GPU (the batch planner's rule, plan/prefill_planner.cpp).
+int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads,
+                           const detail::PrefillDeviceFit& fit, int device_id) {
   const int64_t large = prefill::kMaxQTile;
-  const int64_t wave = detail::device_sm_count(device_id) * prefill::kMinCtasPerSm;
+  if (fit.max_q_tile_rows < large || qo_len < large) return prefill::kSmallQTile;
+  const int64_t wave = detail::device_sm_count(device_id) * fit.ctas_per_sm;
   return (qo_len + large - 1) / large * num_qo_heads >= wave ? large : prefill::kSmallQTile;
 }
 
@@ -112,13 +116,14 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
     kernel = l.custom_mask != nullptr ? builtin_kernel<Traits, Variant, T, true>()
                                       : builtin_kernel<Traits, Variant, T, false>();
   }
+  const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          Traits::kSharedBytes));
+                                          shared_bytes));
   const dim3 grid(static_cast<unsigned>((l.qo_len + l.q_tile_rows - 1) / l.q_tile_rows),
                   static_cast<unsigned>(l.num_qo_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
-      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, Traits::kSharedBytes, stream));
+      cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, shared_bytes, stream));
   TESSERA_CHECK_LAUNCH();
 }
 
@@ -215,7 +220,10 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.variant = variant.params;
 
   DeviceGuard guard(qv.device().device_id);
-  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, head_dim, qv.device().device_id);
+  const detail::PrefillDeviceFit fit =
+      detail::prefill_device_fit(head_dim, qv.device().device_id, "q");
+  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, fit, qv.device().device_id);
+  l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim);
   switch (variant.kind) {
     case VariantKind::kPlain:
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);

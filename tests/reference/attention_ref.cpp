@@ -106,13 +106,16 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
     }
   };
   const double work = static_cast<double>(p.qo_len) * p.num_qo_heads * p.kv_len * d;
+  constexpr int64_t kMaxThreads = 16;
   const int64_t threads =
       work < 1e7 ? 1
-                 : std::min<int64_t>(p.qo_len, std::max(1u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (int64_t t = 1; t < threads; ++t) pool.emplace_back(query_rows, t, threads);
-  query_rows(0, threads);
-  for (std::thread& worker : pool) worker.join();
+                 : std::min({p.qo_len, kMaxThreads,
+                             static_cast<int64_t>(std::max(1u, std::thread::hardware_concurrency()))});
+  {
+    std::vector<std::jthread> pool;  // joined on the way out, also if query_rows throws
+    for (int64_t t = 1; t < threads; ++t) pool.emplace_back(query_rows, t, threads);
+    query_rows(0, threads);
+  }
   return result;
 }
 

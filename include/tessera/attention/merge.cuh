@@ -135,6 +135,16 @@ struct ItemLane {
   int lane;  // in [0, lanes_per_item)
 };
 
+// The lanes_per_item for head_dim values in chunks of `vec`: enough for one
+// chunk each, a power of two (groups tile a warp), at most a warp (wider
+// heads loop over their chunks).
+__host__ __device__ constexpr int merge_lanes_per_item(int64_t head_dim, int vec) {
+  const int64_t chunks = (head_dim + vec - 1) / vec;
+  int lanes = 1;
+  while (lanes < kMergeWarpSize && lanes < chunks) lanes *= 2;
+  return lanes;
+}
+
 __device__ __forceinline__ ItemLane item_lane(int64_t first_item, int lanes_per_item) {
   return {first_item + static_cast<int64_t>(threadIdx.x / lanes_per_item),
           static_cast<int>(threadIdx.x % lanes_per_item)};

@@ -7,8 +7,9 @@
 // being a (query token, qo head) pair (with GQA packing, the rows_per_token
 // heads of a group share one token and one K/V stream), against the unit's
 // KV range. process_unit() runs one unit on a CTA of kThreads = 4 warps:
-// a q tile of 64 rows (16 per warp, kept in registers as mma A fragments)
-// or 128 (32 per warp, FA2's shape, A fragments re-read from shared memory)
+// a q tile of 64 rows (16 per warp, kept in registers as mma A fragments up
+// to head_dim 128) or 128 (32 per warp, FA2's shape, head_dim <= 128) with
+// the A fragments re-read from shared memory per k-step
 // streams K/V tiles of kKvTile = 64 positions through a double buffer filled
 // with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1] under O += P V[t]),
 // online softmax in base 2 in registers. The unit writes its rows' out/lse,
@@ -19,11 +20,12 @@
 //   batch_prefill_kernel: grid (max work units, heads_y), CTA x runs unit x
 //     of the plan (made with one CTA per unit, heaviest first) for its head
 //     y; K/V ragged (contiguous per request) or paged (any page size >= 1).
-// Shared memory: Q tile + 2 K + 2 V tiles, rows XOR-swizzled in 16-byte
-// chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
-// (128 + 4 * 64) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
-// head_dim 256 (64-row tiles only): (64 + 4 * 64) * 512 = 160 KB, one CTA
-// per SM.
+// Shared memory: 2 K + 2 V tiles, then the Q tile, rows XOR-swizzled in
+// 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
+// (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
+// head_dim 256 (64-row tiles only): (4 * 64 + 64) * 512 = 160 KB. Q last, so
+// a launch that only runs 64-row tiles (a GPU where two 96 KB CTAs do not
+// fit an SM, api/prefill_device_fit) requests (4 * 64 + 64) rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
 // Limits: head_dim 64 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal needs qo_len <= kv_len (the host checks); the batch kernel runs
@@ -74,7 +76,9 @@ struct PrefillTraits {
   static constexpr bool kQFitsRegisters = kHeadDim <= 128;
   static constexpr int kQElems = kQRows * kHeadDim;
   static constexpr int kTileElems = kKvTile * kHeadDim;
-  static constexpr int kSharedBytes = (kQElems + 4 * kTileElems) * static_cast<int>(sizeof(T));
+  // For the largest tile; api/prefill_device_fit.cu computes the same for
+  // the tile a device runs (and checks it against these).
+  static constexpr int kSharedBytes = (4 * kTileElems + kQElems) * static_cast<int>(sizeof(T));
   static constexpr int kKSteps = kHeadDim / 16;    // mma k-steps of S = Q K^T
   static constexpr int kSBlocks = kKvTile / 8;     // n-blocks of S
   static constexpr int kKvSteps = kKvTile / 16;    // mma k-steps of O = P V
@@ -216,9 +220,9 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
 // loops: the lane reads row row0 + lane_row (row0 a multiple of 8, so the
 // row's swizzle is lane_row % 8) at chunk 2 k + lane_bit. (2 k + lane_bit)
 // ^ r = 2 k ^ x with x = lane_bit ^ r < 8, which for k = 4 m + j is 8 m +
-// (2 j ^ x): four per-lane addresses, and row0 and m become the immediate
-// offset of the ldmatrix (the compiler otherwise keeps one register per k,
-// and at 32 rows per warp those registers spill).
+// (2 j ^ x): four per-lane addresses, to which row0 and m add offsets
+// (immediates, but for the run-time stage of a K/V tile). The compiler
+// otherwise keeps one register per k, and at 32 rows per warp those spill.
 template <int kChunks>
 struct LaneTileAddress {
   uint32_t base[4];
@@ -442,9 +446,9 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   using KVT = typename KvRows::Element;
   constexpr bool kWiden = sizeof(KVT) != sizeof(T);
   [[maybe_unused]] Fp8TileWidener<Traits, T> widener;
-  T* const q_tile = reinterpret_cast<T*>(shared_raw);
-  T* const k_tiles = q_tile + Traits::kQElems;
+  T* const k_tiles = reinterpret_cast<T*>(shared_raw);
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
+  T* const q_tile = v_tiles + 2 * Traits::kTileElems;  // last: see the file comment
 
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
