@@ -45,6 +45,21 @@
 #include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
 
+// Two softmax experiments awaiting an H200 A/B (scripts/stage_variant_lib.sh
+// NAME src/api/batch_prefill_ragged_launch.cu -DTESSERA_PREFILL_...=1), off
+// until measured, then made unconditional or deleted (docs/STATUS.md):
+//   FOLD_SCALE: the row max on raw q.k and the scale folded into the exp2
+//     FFMA (one FMUL less per logit); a negative scale negates the Q tile.
+//   SKIP_RESCALE: skip the accumulator rescale (128 FMUL per thread per tile
+//     at 32 rows per warp) when no row of the warp has a new max, which
+//     leaves the result bitwise unchanged (the factor is exactly 1).
+#ifndef TESSERA_PREFILL_FOLD_SCALE
+#define TESSERA_PREFILL_FOLD_SCALE 0
+#endif
+#ifndef TESSERA_PREFILL_SKIP_RESCALE
+#define TESSERA_PREFILL_SKIP_RESCALE 0
+#endif
+
 namespace tessera::prefill {
 
 inline constexpr int kWarps = 4;
@@ -526,10 +541,6 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const LaneTileAddress<kChunks> k_address(k_tiles, (lane / 16) * 8 + lane % 8, (lane / 8) % 2);
   const LaneTileAddress<kChunks> v_address(v_tiles, ((lane / 8) % 2) * 8 + lane % 8, lane / 16);
   [[maybe_unused]] uint32_t q_frag[kQInRegisters ? Traits::kKSteps : 1][4];
-  if constexpr (kQInRegisters) {
-#pragma unroll
-    for (int ks = 0; ks < Traits::kKSteps; ++ks) q_fragment(q_frag[ks], 0, ks);
-  }
 
   float o[kMBlocks][Traits::kDBlocks][4];
 #pragma unroll
@@ -547,7 +558,29 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     m[i] = attention::negative_infinity();
     d[i] = 0.f;
   }
-  const float q_scale = var.v[0].query_scale();
+  float q_scale = var.v[0].query_scale();
+  // FOLD_SCALE keeps logits as raw q.k until the exp2, which needs a
+  // positive scale: a negative one negates the Q tile instead (exact), and
+  // 0 becomes the least normal float (logits 2^-126 q.k: 1 after exp2, as
+  // with 0, while masked -inf stays -inf rather than 0 * -inf = NaN).
+  constexpr bool kFoldScale =
+      TESSERA_PREFILL_FOLD_SCALE && kSoftmax && !Variant::kHasLogitsTransform;
+  if constexpr (kFoldScale) {
+    q_scale = var_first.query_scale();  // CTA-uniform: the branch below syncs
+    if (q_scale < 0.f) {
+      q_scale = -q_scale;
+      uint32_t* const words = reinterpret_cast<uint32_t*>(q_tile);
+      for (int w = static_cast<int>(threadIdx.x); w < kQTile * Traits::kHeadDim / 2; w += kThreads) {
+        words[w] ^= 0x80008000u;  // the sign bits of two 16-bit values
+      }
+      __syncthreads();
+    }
+    q_scale = fmaxf(q_scale, 1.17549435e-38f);
+  }
+  if constexpr (kQInRegisters) {
+#pragma unroll
+    for (int ks = 0; ks < Traits::kKSteps; ++ks) q_fragment(q_frag[ks], 0, ks);
+  }
 
   for (int tile = 0; tile < num_tiles; ++tile) {
     const int stage = tile & 1;
@@ -619,7 +652,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int col = kv0 + nb * 8 + 2 * t + e;
-            float x = s[mb][nb][2 * h + e] * q_scale;
+            float x = kFoldScale ? s[mb][nb][2 * h + e] : s[mb][nb][2 * h + e] * q_scale;
             if constexpr (Variant::kHasLogitsTransform) x = var.v[i].logits_transform(x, col);
             if (need_mask) {
               if (!attends(var.v[i], span.causal, col, pos[i], kv_end) ||
@@ -635,6 +668,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
 
     // ---- online softmax: row max over the quad, rescale, exponentiate
     if constexpr (kSoftmax) {
+      float factor[kRows];  // the rows' accumulator rescale
 #pragma unroll
       for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
@@ -650,19 +684,37 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
             max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, offset));
           }
           const float ref = attention::safe_max(max_i);
-          const float factor = attention::fast_exp2(m[i] - ref);
+          // exp2 argument of a logit x: x - ref, or (raw) x * scale - ref * scale.
+          const float exp_scale = kFoldScale ? q_scale : 1.f;
+          const float exp_offset = -ref * exp_scale;
+          factor[i] = attention::fast_exp2(fmaf(m[i], exp_scale, exp_offset));
           m[i] = max_i;
-          d[i] *= factor;
-#pragma unroll
-          for (int db = 0; db < Traits::kDBlocks; ++db) {
-            o[mb][db][2 * h] *= factor;
-            o[mb][db][2 * h + 1] *= factor;
-          }
+          d[i] *= factor[i];
 #pragma unroll
           for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-            s[mb][nb][2 * h] = attention::fast_exp2(s[mb][nb][2 * h] - ref);
-            s[mb][nb][2 * h + 1] = attention::fast_exp2(s[mb][nb][2 * h + 1] - ref);
+            s[mb][nb][2 * h] = attention::fast_exp2(fmaf(s[mb][nb][2 * h], exp_scale, exp_offset));
+            s[mb][nb][2 * h + 1] =
+                attention::fast_exp2(fmaf(s[mb][nb][2 * h + 1], exp_scale, exp_offset));
             d[i] += s[mb][nb][2 * h] + s[mb][nb][2 * h + 1];
+          }
+        }
+      }
+      bool rescale = true;
+      if constexpr (TESSERA_PREFILL_SKIP_RESCALE) {
+        bool any = false;
+#pragma unroll
+        for (int i = 0; i < kRows; ++i) any = any || factor[i] != 1.f;
+        rescale = __any_sync(0xffffffffu, any);
+      }
+      if (rescale) {
+#pragma unroll
+        for (int mb = 0; mb < kMBlocks; ++mb) {
+#pragma unroll
+          for (int db = 0; db < Traits::kDBlocks; ++db) {
+            o[mb][db][0] *= factor[2 * mb];
+            o[mb][db][1] *= factor[2 * mb];
+            o[mb][db][2] *= factor[2 * mb + 1];
+            o[mb][db][3] *= factor[2 * mb + 1];
           }
         }
       }
@@ -724,7 +776,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       d[i] += __shfl_xor_sync(0xffffffffu, d[i], offset);
     }
     inv[i] = !kSoftmax ? params.v_scale : d[i] > 0.f ? params.v_scale / d[i] : 0.f;
-    lse[i] = !kSoftmax ? 0.f : d[i] > 0.f ? m[i] + __log2f(d[i]) : neg_inf;
+    const float m_log2 = kFoldScale ? m[i] * q_scale : m[i];
+    lse[i] = !kSoftmax ? 0.f : d[i] > 0.f ? m_log2 + __log2f(d[i]) : neg_inf;
     valid[i] = row[i] < span.row_end;
   }
 
