@@ -685,36 +685,42 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           }
           const float ref = attention::safe_max(max_i);
           // exp2 argument of a logit x: x - ref, or (raw) x * scale - ref * scale.
-          const float exp_scale = kFoldScale ? q_scale : 1.f;
-          const float exp_offset = -ref * exp_scale;
-          factor[i] = attention::fast_exp2(fmaf(m[i], exp_scale, exp_offset));
+          const float exp_offset = -ref * q_scale;
+          const auto exponent = [&](float x) {
+            return kFoldScale ? fmaf(x, q_scale, exp_offset) : x - ref;
+          };
+          factor[i] = attention::fast_exp2(exponent(m[i]));
           m[i] = max_i;
           d[i] *= factor[i];
+          if constexpr (!TESSERA_PREFILL_SKIP_RESCALE) {
+#pragma unroll
+            for (int db = 0; db < Traits::kDBlocks; ++db) {
+              o[mb][db][2 * h] *= factor[i];
+              o[mb][db][2 * h + 1] *= factor[i];
+            }
+          }
 #pragma unroll
           for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
-            s[mb][nb][2 * h] = attention::fast_exp2(fmaf(s[mb][nb][2 * h], exp_scale, exp_offset));
-            s[mb][nb][2 * h + 1] =
-                attention::fast_exp2(fmaf(s[mb][nb][2 * h + 1], exp_scale, exp_offset));
+            s[mb][nb][2 * h] = attention::fast_exp2(exponent(s[mb][nb][2 * h]));
+            s[mb][nb][2 * h + 1] = attention::fast_exp2(exponent(s[mb][nb][2 * h + 1]));
             d[i] += s[mb][nb][2 * h] + s[mb][nb][2 * h + 1];
           }
         }
       }
-      bool rescale = true;
       if constexpr (TESSERA_PREFILL_SKIP_RESCALE) {
         bool any = false;
 #pragma unroll
         for (int i = 0; i < kRows; ++i) any = any || factor[i] != 1.f;
-        rescale = __any_sync(0xffffffffu, any);
-      }
-      if (rescale) {
+        if (__any_sync(0xffffffffu, any)) {
 #pragma unroll
-        for (int mb = 0; mb < kMBlocks; ++mb) {
+          for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-          for (int db = 0; db < Traits::kDBlocks; ++db) {
-            o[mb][db][0] *= factor[2 * mb];
-            o[mb][db][1] *= factor[2 * mb];
-            o[mb][db][2] *= factor[2 * mb + 1];
-            o[mb][db][3] *= factor[2 * mb + 1];
+            for (int db = 0; db < Traits::kDBlocks; ++db) {
+              o[mb][db][0] *= factor[2 * mb];
+              o[mb][db][1] *= factor[2 * mb];
+              o[mb][db][2] *= factor[2 * mb + 1];
+              o[mb][db][3] *= factor[2 * mb + 1];
+            }
           }
         }
       }
