@@ -54,6 +54,10 @@ struct Launch {
   bool causal;
   int64_t q_tile_rows;   // 64 or 128 (choose_q_tile_rows)
   int64_t shared_bytes;  // for q_tile_rows (detail::prefill_shared_bytes)
+  // The kernel's shared-memory attribute: the same on every call on a
+  // device (the fit's largest tile), so concurrent calls never lower it
+  // under each other's launches.
+  int64_t max_shared_bytes;
   attention::VariantParams variant;
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
   const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
@@ -118,7 +122,7 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   }
   const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          shared_bytes));
+                                          static_cast<int>(l.max_shared_bytes)));
   const dim3 grid(static_cast<unsigned>((l.qo_len + l.q_tile_rows - 1) / l.q_tile_rows),
                   static_cast<unsigned>(l.num_qo_heads));
   void* args[] = {&p};
@@ -224,6 +228,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
       detail::prefill_device_fit(head_dim, qv.device().device_id, "q");
   l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, fit, qv.device().device_id);
   l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim);
+  l.max_shared_bytes = fit.shared_bytes;
   switch (variant.kind) {
     case VariantKind::kPlain:
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
