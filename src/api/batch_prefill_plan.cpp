@@ -62,8 +62,7 @@ std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillP
   validate_prefill_bounds(bounds);
   plan::PrefillDerivedBounds derived;
   const PrefillDeviceFit fit = prefill_device_fit(shape.head_dim, device_id, "shape");
-  return prefill_layout(shape, bounds, device_sm_count(device_id), fit.ctas_per_sm, derived)
-      .total_bytes;
+  return prefill_layout(shape, bounds, fit.num_sms, fit.ctas_per_sm, derived).total_bytes;
 }
 
 PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
@@ -74,8 +73,8 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
   validate_prefill_bounds(bounds);
   expect_workspace_argument(workspace, device_id);
   workspace_ = static_cast<unsigned char*>(workspace);
-  num_sms_ = device_sm_count(device_id);
   fit_ = prefill_device_fit(shape.head_dim, device_id, "shape");
+  num_sms_ = fit_.num_sms;
   layout_ = prefill_layout(shape, bounds, num_sms_, fit_.ctas_per_sm, derived_);
   TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",
                     "at least " + std::to_string(layout_.total_bytes) +

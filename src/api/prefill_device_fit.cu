@@ -30,6 +30,7 @@ struct DeviceSharedMemory {
   int64_t per_block = 0;  // opt-in maximum of one block
   int64_t per_sm = 0;
   int64_t reserved_per_block = 0;
+  int64_t num_sms = 0;
 };
 
 constexpr int kMaxDevices = 64;
@@ -44,14 +45,15 @@ DeviceSharedMemory device_shared_memory(int device_id) {
       return cache[static_cast<std::size_t>(device_id)];
     }
   }
-  int per_block = 0, per_sm = 0, reserved = 0;
+  int per_block = 0, per_sm = 0, reserved = 0, sms = 0;
   TESSERA_CUDA_CHECK(
       cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_id));
   TESSERA_CUDA_CHECK(
       cudaDeviceGetAttribute(&per_sm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device_id));
   TESSERA_CUDA_CHECK(
       cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, device_id));
-  const DeviceSharedMemory m{per_block, per_sm, reserved};
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device_id));
+  const DeviceSharedMemory m{per_block, per_sm, reserved, sms};
   if (cacheable) {
     const std::lock_guard<std::mutex> lock(mutex);
     cache[static_cast<std::size_t>(device_id)] = m;
@@ -68,6 +70,7 @@ int64_t prefill_shared_bytes(int64_t q_rows, int64_t head_dim) {
 PrefillDeviceFit prefill_device_fit(int64_t head_dim, int device_id, const char* argument) {
   const DeviceSharedMemory m = device_shared_memory(device_id);
   PrefillDeviceFit fit;
+  fit.num_sms = m.num_sms;
   // 32 rows per warp exist for head_dim <= 128 (PrefillTraits::kMaxMBlocks);
   // they pay only if two such CTAs still share an SM.
   const int64_t large_cta = shared_bytes_for(prefill::kMaxQTile, head_dim) + m.reserved_per_block;

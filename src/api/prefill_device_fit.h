@@ -12,6 +12,7 @@ struct PrefillDeviceFit {
   int64_t max_q_tile_rows = 64;  // 64 or 128
   int64_t ctas_per_sm = 1;       // 1 or 2 (the kernel's launch bounds allow 2)
   int64_t shared_bytes = 0;      // for max_q_tile_rows
+  int64_t num_sms = 0;
 };
 
 // Dynamic shared memory of a launch whose tiles have at most q_rows rows.

@@ -14,8 +14,8 @@
 #include "api/builtin_jit.h"
 #include "api/contiguous_kv.h"
 #include "api/kernel_types.cuh"
-#include "api/plan_run.h"
 #include "api/prefill_device_fit.h"
+#include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -52,7 +52,7 @@ struct Launch {
   int64_t kv_stride_entry, kv_stride_head;
   int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
   bool causal;
-  int64_t q_tile_rows;   // 64 or 128 (choose_q_tile_rows)
+  int64_t q_tile_rows;   // 64 or 128 (plan::choose_q_tile_rows)
   int64_t shared_bytes;  // for q_tile_rows (detail::prefill_shared_bytes)
   // The kernel's shared-memory attribute: the same on every call on a
   // device (the fit's largest tile), so concurrent calls never lower it
@@ -62,18 +62,6 @@ struct Launch {
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
   const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
-
-// The kernel's larger q tile (32 rows per warp) halves shared-memory reads
-// per FLOP but makes half as many CTAs: taken where the device runs it and
-// the request has a full tile of queries whose tiles still fill a wave of
-// the GPU (the batch planner's rule, plan/prefill_planner.cpp).
-int64_t choose_q_tile_rows(int64_t qo_len, int64_t num_qo_heads,
-                           const detail::PrefillDeviceFit& fit, int device_id) {
-  const int64_t large = prefill::kMaxQTile;
-  if (fit.max_q_tile_rows < large || qo_len < large) return prefill::kSmallQTile;
-  const int64_t wave = detail::device_sm_count(device_id) * fit.ctas_per_sm;
-  return (qo_len + large - 1) / large * num_qo_heads >= wave ? large : prefill::kSmallQTile;
-}
 
 // The built-in variant's kernel: compiled in when on the AOT list, else from
 // the JIT on first use.
@@ -226,7 +214,10 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   DeviceGuard guard(qv.device().device_id);
   const detail::PrefillDeviceFit fit =
       detail::prefill_device_fit(head_dim, qv.device().device_id, "q");
-  l.q_tile_rows = choose_q_tile_rows(qo_len, num_qo_heads, fit, qv.device().device_id);
+  // The batch planner's rule for one request of one head per CTA.
+  const int32_t qo_indptr[2] = {0, static_cast<int32_t>(qo_len)};
+  l.q_tile_rows = plan::choose_q_tile_rows(qo_indptr, /*rows_per_token=*/1, num_qo_heads, head_dim,
+                                           fit.max_q_tile_rows, fit.num_sms * fit.ctas_per_sm);
   l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim);
   l.max_shared_bytes = fit.shared_bytes;
   switch (variant.kind) {

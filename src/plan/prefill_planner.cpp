@@ -198,6 +198,19 @@ int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t
 
 }  // namespace
 
+int64_t choose_q_tile_rows(std::span<const int32_t> qo_indptr, int64_t rows_per_token,
+                           int64_t heads_y, int64_t head_dim, int64_t max_q_tile_rows,
+                           int64_t wave) {
+  if (head_dim > kLargeTileMaxHeadDim || max_q_tile_rows < kLargeQTile) return kSmallQTile;
+  const auto batch = static_cast<int64_t>(qo_indptr.size()) - 1;
+  int64_t non_empty = 0;
+  for (int64_t b = 0; b < batch; ++b) non_empty += qo_indptr[b + 1] > qo_indptr[b] ? 1 : 0;
+  const int64_t total_rows = int64_t{qo_indptr[batch]} * rows_per_token;
+  const bool large = non_empty > 0 && total_rows >= kLargeQTile * non_empty &&
+                     count_tiles(qo_indptr, rows_per_token, kLargeQTile) * heads_y >= wave;
+  return large ? kLargeQTile : kSmallQTile;
+}
+
 PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   validate(in);
   const std::span<const int32_t> qo = in.qo_indptr;
@@ -207,15 +220,9 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   const int64_t wave = in.num_sms * in.ctas_per_sm;
 
   // Q tile (policy 2).
-  int64_t non_empty = 0;
-  for (int64_t b = 0; b < batch; ++b) non_empty += qo[b + 1] > qo[b] ? 1 : 0;
-  const int64_t total_rows = int64_t{qo[batch]} * rows_per_token;
   const bool large_ok = in.head_dim <= kLargeTileMaxHeadDim && in.max_q_tile_rows >= kLargeQTile;
-  int64_t q_tile = kSmallQTile;
-  if (large_ok && non_empty > 0 && total_rows >= kLargeQTile * non_empty &&
-      count_tiles(qo, rows_per_token, kLargeQTile) * heads_y >= wave) {
-    q_tile = kLargeQTile;
-  }
+  int64_t q_tile = choose_q_tile_rows(qo, rows_per_token, heads_y, in.head_dim,
+                                      in.max_q_tile_rows, wave);
   int64_t num_tiles = count_tiles(qo, rows_per_token, q_tile);
   if (num_tiles > in.max_work_units && q_tile == kSmallQTile && large_ok) {
     q_tile = kLargeQTile;  // fewer, larger tiles rather than failing the bounds

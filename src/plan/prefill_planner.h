@@ -54,6 +54,15 @@ struct PrefillScheduleHost {
 // or "bounds" (the q tiles alone exceed max_work_units).
 PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& input);
 
+// The q tile plan_prefill_schedule takes before any bounds fallback (and
+// single prefill, as one request with rows_per_token 1): 128 rows where the
+// kernel has them (head_dim <= 128, max_q_tile_rows 128), the non-empty
+// requests average at least 128 rows and 128-row tiles times heads_y fill
+// the wave (CTAs resident at once); else 64. qo_indptr: validated.
+int64_t choose_q_tile_rows(std::span<const int32_t> qo_indptr, int64_t rows_per_token,
+                           int64_t heads_y, int64_t head_dim, int64_t max_q_tile_rows,
+                           int64_t wave);
+
 // Ragged KV: checks kv_indptr [batch + 1] (starts at 0, non-decreasing,
 // "kv_indptr") and writes each request's length into kv_lengths.
 void prefill_kv_lengths_ragged(std::span<const int32_t> kv_indptr, int64_t max_batch_size,
