@@ -45,21 +45,6 @@
 #include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
 
-// Two softmax experiments awaiting an H200 A/B (scripts/stage_variant_lib.sh
-// NAME src/api/batch_prefill_ragged_launch.cu -DTESSERA_PREFILL_...=1), off
-// until measured, then made unconditional or deleted (docs/STATUS.md):
-//   FOLD_SCALE: the row max on raw q.k and the scale folded into the exp2
-//     FFMA (one FMUL less per logit); a negative scale negates the Q tile.
-//   SKIP_RESCALE: skip the accumulator rescale (128 FMUL per thread per tile
-//     at 32 rows per warp) when no row of the warp has a new max, which
-//     leaves the result bitwise unchanged (the factor is exactly 1).
-#ifndef TESSERA_PREFILL_FOLD_SCALE
-#define TESSERA_PREFILL_FOLD_SCALE 0
-#endif
-#ifndef TESSERA_PREFILL_SKIP_RESCALE
-#define TESSERA_PREFILL_SKIP_RESCALE 0
-#endif
-
 namespace tessera::prefill {
 
 inline constexpr int kWarps = 4;
@@ -133,6 +118,7 @@ struct QueryRows {
 template <typename T>
 struct ContiguousKvRows {
   using Element = T;
+  static constexpr bool kContiguous = true;
   const T* k;  // the request's position 0 of this KV head
   const T* v;
   int64_t stride;
@@ -152,6 +138,7 @@ struct ContiguousKvRows {
 template <typename T>
 struct PagedKvRows {
   using Element = T;
+  static constexpr bool kContiguous = false;
   const T* k;  // k_data + head * stride_head
   const T* v;
   int64_t stride_page;
@@ -307,17 +294,45 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
                                              const TileRows& rows, int pos0, int pos_end) {
   using Copy = TileCopy<Traits, KVT>;
   constexpr int kChunkKv = 16 / static_cast<int>(sizeof(KVT));  // elements per chunk
+  constexpr bool kFp8 = sizeof(KVT) != sizeof(T);
+  // Shared byte offset of this thread's row i. The thread's rows are
+  // kRowStep apart; when that is a multiple of the swizzle period every row
+  // has the same swizzle, so the offsets are one register plus immediates
+  // (the copy addressing was ~16 instructions per 16-byte copy at 255
+  // registers, rematerialised each tile).
   const int chunk = Copy::chunk();
-#pragma unroll
-  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
-    const int r = Copy::first_row() + i * Copy::kRowStep;
-    const bool valid = pos0 + r < pos_end;
-    const KVT* source = base + (valid ? kv.offset(rows, i, pos0 + r) : 0) + chunk * kChunkKv;
-    if constexpr (sizeof(KVT) == sizeof(T)) {
-      sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+  const int r0 = Copy::first_row();
+  const uint32_t tile_address = sm80::shared_address(kFp8 ? static_cast<void*>(fp8_staging<Traits>(tile)) : static_cast<void*>(tile));
+  const auto destination = [&](int i) -> uint32_t {
+    const int r = r0 + i * Copy::kRowStep;
+    if constexpr (kFp8) {
+      return tile_address + static_cast<uint32_t>((r * Copy::kChunks + chunk) * 16);
+    } else if constexpr (Copy::kRowStep % kSwizzleRows == 0) {
+      return tile_address + static_cast<uint32_t>(swizzled<Traits::kChunks>(r0, chunk) * sizeof(T) +
+                                                  i * Copy::kRowStep * Traits::kChunks * 16);
     } else {
-      sm80::cp_async_16_zfill(fp8_staging<Traits>(tile) + (r * Copy::kChunks + chunk) * 16, source,
-                              valid);
+      return tile_address + static_cast<uint32_t>(swizzled<Traits::kChunks>(r, chunk) * sizeof(T));
+    }
+  };
+  if constexpr (KvRows::kContiguous) {
+    // Row i is i * kRowStep * stride past row 0: one multiply per tile. Rows
+    // past pos_end copy nothing (src-size 0), so their address may run past
+    // the tensor.
+    const KVT* source = base + static_cast<int64_t>(pos0 + r0) * kv.stride + chunk * kChunkKv;
+    const int64_t step = Copy::kRowStep * kv.stride;
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const bool valid = pos0 + r0 + i * Copy::kRowStep < pos_end;
+      sm80::cp_async_16_zfill(destination(i), source, valid);
+      source += step;
+    }
+  } else {
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const int pos = pos0 + r0 + i * Copy::kRowStep;
+      // Rows past pos_end have page id 0 (fetch) and copy nothing.
+      const KVT* source = base + kv.offset(rows, i, pos) + chunk * kChunkKv;
+      sm80::cp_async_16_zfill(destination(i), source, pos < pos_end);
     }
   }
 }
@@ -559,12 +574,13 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     d[i] = 0.f;
   }
   float q_scale = var.v[0].query_scale();
-  // FOLD_SCALE keeps logits as raw q.k until the exp2, which needs a
-  // positive scale: a negative one negates the Q tile instead (exact), and
-  // 0 becomes the least normal float (logits 2^-126 q.k: 1 after exp2, as
-  // with 0, while masked -inf stays -inf rather than 0 * -inf = NaN).
-  constexpr bool kFoldScale =
-      TESSERA_PREFILL_FOLD_SCALE && kSoftmax && !Variant::kHasLogitsTransform;
+  // Softmax without a logits transform keeps logits as raw q.k until the
+  // exp2 and folds the scale into its FFMA (one FMUL less per logit; +1-2%
+  // on the H200, benchmarks/results/logs/h200_ab_prefill_softmax_a6b05b2.txt).
+  // That needs a positive scale: a negative one negates the Q tile instead
+  // (exact), and 0 becomes the least normal float (logits 2^-126 q.k: 1
+  // after exp2, as with 0, while masked -inf stays -inf, not 0 * -inf = NaN).
+  constexpr bool kFoldScale = kSoftmax && !Variant::kHasLogitsTransform;
   if constexpr (kFoldScale) {
     q_scale = var_first.query_scale();  // CTA-uniform: the branch below syncs
     if (q_scale < 0.f) {
@@ -582,7 +598,13 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     for (int ks = 0; ks < Traits::kKSteps; ++ks) q_fragment(q_frag[ks], 0, ks);
   }
 
-  for (int tile = 0; tile < num_tiles; ++tile) {
+  // One K/V tile of the main loop. kMask: the tile needs the per-element
+  // mask (tiles across the causal diagonal or kv_end, and every tile of a
+  // variant with a logits mask or of a custom mask). Two bodies rather than
+  // a run-time test in one: the compiler if-converts that test into ~256
+  // predicated ISETP / FSEL per tile that even the unmasked tiles issue.
+  const auto run_tile = [&](auto mask_tag, const int tile) {
+    constexpr bool kMask = decltype(mask_tag)::value;
     const int stage = tile & 1;
     const int kv0 = kv_begin + tile * kKvTile;
     if (tile > 0) {
@@ -641,7 +663,6 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
 
     // ---- logits (log2 units) and masks; s[mb][nb][2 h + e] is thread row 2 mb + h
-    const bool need_mask = Variant::kHasLogitsMask || kCustomMask || kv0 + kKvTile > unmasked_end;
 #pragma unroll
     for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
@@ -654,7 +675,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
             const int col = kv0 + nb * 8 + 2 * t + e;
             float x = kFoldScale ? s[mb][nb][2 * h + e] : s[mb][nb][2 * h + e] * q_scale;
             if constexpr (Variant::kHasLogitsTransform) x = var.v[i].logits_transform(x, col);
-            if (need_mask) {
+            if constexpr (kMask) {
               if (!attends(var.v[i], span.causal, col, pos[i], kv_end) ||
                   (kCustomMask && !custom_mask_allows(span.custom_mask, mask_row[i], col))) {
                 x = masked;
@@ -692,13 +713,6 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           factor[i] = attention::fast_exp2(exponent(m[i]));
           m[i] = max_i;
           d[i] *= factor[i];
-          if constexpr (!TESSERA_PREFILL_SKIP_RESCALE) {
-#pragma unroll
-            for (int db = 0; db < Traits::kDBlocks; ++db) {
-              o[mb][db][2 * h] *= factor[i];
-              o[mb][db][2 * h + 1] *= factor[i];
-            }
-          }
 #pragma unroll
           for (int nb = 0; nb < Traits::kSBlocks; ++nb) {
             s[mb][nb][2 * h] = attention::fast_exp2(exponent(s[mb][nb][2 * h]));
@@ -707,20 +721,22 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           }
         }
       }
-      if constexpr (TESSERA_PREFILL_SKIP_RESCALE) {
-        bool any = false;
+      // The accumulator rescale (128 FMUL per thread per tile at 32 rows per
+      // warp) only when some row of the warp has a new max: a factor of
+      // exactly 1 leaves o bitwise unchanged. A warp-uniform branch; with the
+      // folded scale +2-3.5% (alone it lost 1.5-4.5%: register allocation).
+      bool any_rescale = false;
 #pragma unroll
-        for (int i = 0; i < kRows; ++i) any = any || factor[i] != 1.f;
-        if (__any_sync(0xffffffffu, any)) {
+      for (int i = 0; i < kRows; ++i) any_rescale = any_rescale || factor[i] != 1.f;
+      if (__any_sync(0xffffffffu, any_rescale)) {
 #pragma unroll
-          for (int mb = 0; mb < kMBlocks; ++mb) {
+        for (int mb = 0; mb < kMBlocks; ++mb) {
 #pragma unroll
-            for (int db = 0; db < Traits::kDBlocks; ++db) {
-              o[mb][db][0] *= factor[2 * mb];
-              o[mb][db][1] *= factor[2 * mb];
-              o[mb][db][2] *= factor[2 * mb + 1];
-              o[mb][db][3] *= factor[2 * mb + 1];
-            }
+          for (int db = 0; db < Traits::kDBlocks; ++db) {
+            o[mb][db][0] *= factor[2 * mb];
+            o[mb][db][1] *= factor[2 * mb];
+            o[mb][db][2] *= factor[2 * mb + 1];
+            o[mb][db][3] *= factor[2 * mb + 1];
           }
         }
       }
@@ -767,7 +783,14 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
         }
       }
     }
+  };
+  int tile = 0;
+  if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
+    const int unmasked_tiles =
+        unmasked_end > kv_begin ? min(num_tiles, (unmasked_end - kv_begin) / kKvTile) : 0;
+    for (; tile < unmasked_tiles; ++tile) run_tile(cuda::std::false_type{}, tile);
   }
+  for (; tile < num_tiles; ++tile) run_tile(cuda::std::true_type{}, tile);
   sm80::cp_async_wait_all();  // only empty groups remain; no copy may outlive the unit
 
   // ---- finalize: quad-reduce the row sums, normalise, store

@@ -21,13 +21,23 @@ __device__ __forceinline__ void cp_async_16(void* shared_destination, const void
 
 // 16-byte cp.async that copies when `valid` and otherwise reads nothing and
 // writes 16 zero bytes (src-size 0): rows past the end of a tensor become
-// zeros in the same instruction stream. Pass a harmless address (the tensor
-// base) when !valid; it is not dereferenced.
+// zeros in the same instruction stream. When !valid nothing is read, so the
+// address may be anything (a row past the tensor's end).
 __device__ __forceinline__ void cp_async_16_zfill(void* shared_destination,
                                                   const void* global_source, bool valid) {
   const int source_bytes = valid ? 16 : 0;
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
                    static_cast<uint32_t>(__cvta_generic_to_shared(shared_destination))),
+               "l"(global_source), "r"(source_bytes)
+               : "memory");
+}
+
+// The same with the destination as a shared-space address (callers that
+// compute tile addresses once and add offsets).
+__device__ __forceinline__ void cp_async_16_zfill(uint32_t shared_destination,
+                                                  const void* global_source, bool valid) {
+  const int source_bytes = valid ? 16 : 0;
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_destination),
                "l"(global_source), "r"(source_bytes)
                : "memory");
 }
