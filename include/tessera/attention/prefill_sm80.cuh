@@ -302,7 +302,8 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
   // registers, rematerialised each tile).
   const int chunk = Copy::chunk();
   const int r0 = Copy::first_row();
-  const uint32_t tile_address = sm80::shared_address(kFp8 ? static_cast<void*>(fp8_staging<Traits>(tile)) : static_cast<void*>(tile));
+  const uint32_t tile_address = sm80::shared_address(
+      kFp8 ? static_cast<void*>(fp8_staging<Traits>(tile)) : static_cast<void*>(tile));
   const auto destination = [&](int i) -> uint32_t {
     const int r = r0 + i * Copy::kRowStep;
     if constexpr (kFp8) {
