@@ -14,9 +14,10 @@ namespace tessera::detail {
 
 namespace {
 
-// The kernel's layout: 2 K + 2 V tiles of kKvTile rows, then the Q tile.
+// The kernel's layout: 2 K + 2 V tiles of kKvTile rows, the paged row
+// table, then the Q tile.
 constexpr int64_t shared_bytes_for(int64_t q_rows, int64_t head_dim) {
-  return (4 * prefill::kKvTile + q_rows) * head_dim * 2;
+  return (4 * prefill::kKvTile + q_rows) * head_dim * 2 + prefill::kRowTableBytes;
 }
 static_assert(shared_bytes_for(prefill::kMaxQTile, 64) ==
                       prefill::PrefillTraits<half_t, 64>::kSharedBytes &&
