@@ -325,12 +325,19 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
       return tile_address + static_cast<uint32_t>(swizzled<Traits::kChunks>(r, chunk) * sizeof(T));
     }
   };
+  // Every source first: a row_source that reads memory (the paged row
+  // table) cannot move across the copies' asm (a memory clobber), so reads
+  // interleaved with them would wait one after another.
+  const KVT* source[Copy::kKvRowsPerThread];
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
-    const int pos = pos0 + r0 + i * Copy::kRowStep;
+    source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep) + chunk * kChunkKv;
+  }
+#pragma unroll
+  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
     // Rows past pos_end copy nothing (src-size 0): their address may be
     // anything, past the tensor or on page 0.
-    sm80::cp_async_16_zfill(destination(i), row_source(i, pos) + chunk * kChunkKv, pos < pos_end);
+    sm80::cp_async_16_zfill(destination(i), source[i], pos0 + r0 + i * Copy::kRowStep < pos_end);
   }
 }
 
