@@ -905,7 +905,10 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   }
 
   // The warp's Q rows were read (ldmatrix) only by this warp, after the
-  // prologue barrier: the warp may overwrite them with its output.
+  // prologue barrier: the warp may overwrite them with its output once its
+  // lanes' reads are ordered before the writes. A unit with no K/V tile has
+  // no loop barrier in between (racecheck, paged 64-row tiles, 6cd1032).
+  __syncwarp();
 #pragma unroll
   for (int i = 0; i < kRows; ++i) {
     const int mb = i / 2;
