@@ -296,14 +296,25 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
     decode_merge_kernel(const DecodeMergeParams<Out> params) {
   // Per warp: running max, denominator, then the accumulator over head_dim.
   __shared__ float scratch[kDecodeMergeWarps][2 + kDecodeMergeMaxHeadDim];
-  // Launched as a programmatic dependent of the decode kernel (sm90): wait
-  // until its partials are complete and visible.
-  sm90::wait_for_prior_grid();
+  // Launched as a programmatic dependent of the decode kernel (sm90), so it
+  // may run while the decode grid does. The schedule was uploaded before
+  // that grid started (plan), so it is read first: CTAs of idle or unsplit
+  // requests (the decode kernel wrote their out / lse) leave at once, and
+  // the others' two dependent reads overlap the decode tail; they then wait
+  // until the partials are complete and visible. CTA (0, 0) always waits:
+  // the next kernel in the stream waits for this grid only, so this grid
+  // must not finish before the decode grid does.
   const int64_t request = blockIdx.x;
-  if (request >= params.schedule.header->batch_size) return;
-  const int32_t begin = params.schedule.merge_indptr[request];
-  const int32_t end = params.schedule.merge_indptr[request + 1];
-  if (end - begin < 2) return;  // unsplit: the decode kernel wrote out/lse
+  bool merges = request < params.schedule.header->batch_size;
+  int32_t begin = 0;
+  int32_t end = 0;
+  if (merges) {
+    begin = params.schedule.merge_indptr[request];
+    end = params.schedule.merge_indptr[request + 1];
+    merges = end - begin >= 2;
+  }
+  if (merges || (blockIdx.x == 0 && blockIdx.y == 0)) sm90::wait_for_prior_grid();
+  if (!merges) return;
   const int64_t head = blockIdx.y;
   const int warp = static_cast<int>(threadIdx.x) / kMergeWarpSize;
   const int lane = static_cast<int>(threadIdx.x) % kMergeWarpSize;
