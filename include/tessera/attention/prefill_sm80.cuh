@@ -297,8 +297,11 @@ __device__ __forceinline__ unsigned char* fp8_staging(T* tile) {
   return reinterpret_cast<unsigned char*>(tile) + Traits::kTileElems * sizeof(T) / 2;
 }
 
-// The copies of one K/V tile; row_source(i, pos) -> the first element of
-// this thread's row i (at kv position pos) in global memory.
+// The copies of one K/V tile; row_source(i, pos, chunk_elems) -> this
+// thread's chunk (chunk_elems elements into the row) of its row i, at kv
+// position pos, in global memory. The source adds the chunk, so that a
+// table of byte offsets (PagedRowTable) adds it to its base once, outside
+// the loop, and each copy's address is one 64-bit add.
 template <typename Traits, typename T, typename KVT, typename RowSource>
 __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_source, int pos0,
                                              int pos_end) {
@@ -331,7 +334,7 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
   const KVT* source[Copy::kKvRowsPerThread];
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
-    source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep) + chunk * kChunkKv;
+    source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep, chunk * kChunkKv);
   }
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
@@ -350,14 +353,19 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
     const KVT* first = base + static_cast<int64_t>(pos0 + Copy::first_row()) * kv.stride;
     const int64_t step = Copy::kRowStep * kv.stride;
     copy_kv_tile<Traits, T, KVT>(
-        tile, [&](int i, int) { return first + i * step; }, pos0, pos_end);
+        tile, [&](int i, int, int chunk_elems) { return first + chunk_elems + i * step; }, pos0,
+        pos_end);
   } else {
     copy_kv_tile<Traits, T, KVT>(
-        tile, [&](int i, int pos) { return base + kv.offset(rows, i, pos); }, pos0, pos_end);
+        tile,
+        [&](int i, int pos, int chunk_elems) {
+          return base + chunk_elems + kv.offset(rows, i, pos);
+        },
+        pos0, pos_end);
   }
 }
 
-// Paged K/V in prefill: the element offsets of a tile's kKvTile rows in a
+// Paged K/V in prefill: the byte offsets of a tile's kKvTile rows in a
 // shared-memory table of two slots (tile t in slot t % 2), each row's offset
 // computed once, by thread `row` (one page-id load, one divide, one
 // multiply), and published a tile ahead of its copies. Per-thread page ids
@@ -371,13 +379,14 @@ struct PagedRowTable {
   __device__ __forceinline__ int32_t fetch(const KvRows& kv, int pos0, int pos_end) const {
     return threadIdx.x < kKvTile ? kv.page_of(pos0 + static_cast<int>(threadIdx.x), pos_end) : 0;
   }
-  // Writes the row offsets of the tile at pos0 (page ids from fetch) into
+  // Writes the rows' byte offsets of the tile at pos0 (page ids from fetch) into
   // `slot`; visible to the copies after the next barrier.
   __device__ __forceinline__ void publish(const KvRows& kv, int slot, int pos0,
                                           int32_t page_id) const {
     if (threadIdx.x < kKvTile) {
       table[slot * kKvTile + threadIdx.x] =
-          kv.offset_in_page(page_id, pos0 + static_cast<int>(threadIdx.x));
+          kv.offset_in_page(page_id, pos0 + static_cast<int>(threadIdx.x)) *
+          static_cast<int64_t>(sizeof(typename KvRows::Element));
     }
   }
   template <typename Traits, typename T, typename KVT>
@@ -386,7 +395,13 @@ struct PagedRowTable {
     using Copy = TileCopy<Traits, KVT>;
     const int64_t* const offsets = table + slot * kKvTile + Copy::first_row();
     copy_kv_tile<Traits, T, KVT>(
-        tile, [&](int i, int) { return base + offsets[i * Copy::kRowStep]; }, pos0, pos_end);
+        tile,
+        [&](int i, int, int chunk_elems) {
+          // Byte offsets: one 64-bit add per copy to the thread's chunk base.
+          return reinterpret_cast<const KVT*>(reinterpret_cast<const char*>(base + chunk_elems) +
+                                              offsets[i * Copy::kRowStep]);
+        },
+        pos0, pos_end);
   }
 };
 
@@ -697,7 +712,9 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       load_tile(k_tiles + (stage ^ 1) * Traits::kTileElems, kv.k, tile + 1);
     }
     if constexpr (!KvRows::kContiguous) {
-      if (tile + 2 < num_tiles) next_page = table.fetch(kv, kv0 + 2 * kKvTile, kv_end);
+      if (tile + 2 < num_tiles) {
+        next_page = table.fetch(kv, kv0 + 2 * kKvTile, kv_end);
+      }
     }
     sm80::cp_async_commit();
 
@@ -857,7 +874,9 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       // Slot tile % 2 held this tile's offsets, read by copies issued before
       // this iteration's barriers; the next iteration's first barrier
       // publishes tile + 2's to the copies that read them.
-      if (tile + 2 < num_tiles) table.publish(kv, tile & 1, kv0 + 2 * kKvTile, next_page);
+      if (tile + 2 < num_tiles) {
+        table.publish(kv, tile & 1, kv0 + 2 * kKvTile, next_page);
+      }
     }
   };
   int tile = 0;
