@@ -2,13 +2,12 @@
 
 #include <cuda_runtime_api.h>
 
-#include <map>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <tuple>
 
 #include "api/aot_kernels.h"
+#include "core/once_map.h"
 #include "jit/codegen.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
@@ -97,11 +96,12 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel,
                                               DType kv_dtype, int64_t head_dim, bool custom_mask) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
-  const std::string arch = jit::device_arch(device);
+  // Never destroyed: unloading at exit could run after the CUDA runtime's
+  // teardown. The arch is read once per device, not per launch.
+  static auto& arch_of_device = *new OnceMap<int, std::string>();
+  const std::string& arch = arch_of_device.get(device, [&] { return std::make_unique<std::string>(jit::device_arch(device)); });
   using Key = std::tuple<int, int, int, int, int64_t, bool, std::string>;
-  static std::mutex mutex;
-  // Never destroyed: unloading at exit could run after the CUDA runtime's teardown.
-  static auto& loaded = *new std::map<Key, std::unique_ptr<jit::LoadedVariant>>();
+  static auto& loaded = *new OnceMap<Key, jit::LoadedVariant>();
   const Key key{static_cast<int>(kernel),
                 static_cast<int>(variant),
                 static_cast<int>(q_dtype),
@@ -109,17 +109,14 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel,
                 head_dim,
                 custom_mask,
                 arch};
-  // One lock over lookups and first compiles (simple; a first compile of
-  // 1-2 s blocks other threads' off-list launches meanwhile: docs/STATUS.md).
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = loaded[key];
-  if (slot == nullptr) {
+  // A first compile (1-2 s) holds only its own key: launches of other,
+  // already loaded kernels go on meanwhile; callers of the same key wait.
+  return loaded.get(key, [&] {
     const RelaxedCaptureMode relaxed;
-    slot = std::make_unique<jit::LoadedVariant>(
+    return std::make_unique<jit::LoadedVariant>(
         jit::builtin_variant_spec(kernel, variant, q_dtype, kv_dtype, head_dim, custom_mask),
         jit::CompileOptions{arch});
-  }
-  return *slot;
+  });
 }
 
 }  // namespace detail
