@@ -23,7 +23,8 @@
 // Shared memory: 2 K + 2 V tiles, then the Q tile, rows XOR-swizzled in
 // 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
 // (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
-// head_dim 256 (64-row tiles only): (4 * 64 + 64) * 512 = 160 KB. Q last, so
+// head_dim 256 (64-row tiles only): (4 * 64 + 64) * 512 = 160 KB; plus the
+// paged row table (kRowTableBytes, 1 KB) between V and Q. Q last, so
 // a launch that only runs 64-row tiles (a GPU where two 96 KB CTAs do not
 // fit an SM, api/prefill_device_fit) requests (4 * 64 + 64) rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
@@ -800,7 +801,10 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
           const auto exponent = [&](float x) {
             return kFoldScale ? fmaf(x, q_scale, exp_offset) : x - ref;
           };
-          factor[i] = attention::fast_exp2(exponent(m[i]));
+          // Exactly 1 when the max did not move: folded, exponent(m) would
+          // be the rounding error of m * scale, a factor off 1 by an ulp
+          // that defeats the rescale skip and biases lse tile after tile.
+          factor[i] = max_i == m[i] ? 1.f : attention::fast_exp2(exponent(m[i]));
           m[i] = max_i;
           d[i] *= factor[i];
 #pragma unroll

@@ -7,7 +7,10 @@
 //   Variant(const VariantParams& params, int qo_head, int q_pos)
 //   float query_scale()               q is multiplied by this once; with no
 //                                     logits transform, q.k is then the logit
-//                                     in log2 units (sm_scale * log2(e) folded in)
+//                                     in log2 units (sm_scale * log2(e) folded in).
+//                                     Must not depend on the query head or
+//                                     position: prefill folds one value per
+//                                     CTA into its exp2
 //   rotate_pair<kHeadDim>(lo, hi, pos, pair)  (kHasQueryKeyTransform, prefill)
 //                                     the prefill kernels' form of the q/k
 //                                     transform: rewrites dims (pair, pair +
