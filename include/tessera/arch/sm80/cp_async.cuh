@@ -19,27 +19,23 @@ __device__ __forceinline__ void cp_async_16(void* shared_destination, const void
                : "memory");
 }
 
-// 16-byte cp.async that copies when `valid` and otherwise reads nothing and
-// writes 16 zero bytes (src-size 0): rows past the end of a tensor become
-// zeros in the same instruction stream. When !valid nothing is read, so the
+// 16-byte cp.async that copies when `valid` and otherwise writes 16 zero
+// bytes without reading the source (the ignore-src predicate), so rows past
+// the end of a tensor become zeros in the same instruction stream and their
 // address may be anything (a row past the tensor's end).
-__device__ __forceinline__ void cp_async_16_zfill(void* shared_destination,
-                                                  const void* global_source, bool valid) {
-  const int source_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(
-                   static_cast<uint32_t>(__cvta_generic_to_shared(shared_destination))),
-               "l"(global_source), "r"(source_bytes)
-               : "memory");
-}
-
-// The same with the destination as a shared-space address (callers that
-// compute tile addresses once and add offsets).
 __device__ __forceinline__ void cp_async_16_zfill(uint32_t shared_destination,
                                                   const void* global_source, bool valid) {
-  const int source_bytes = valid ? 16 : 0;
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared_destination),
-               "l"(global_source), "r"(source_bytes)
-               : "memory");
+  asm volatile(
+      "{\n .reg .pred ignore;\n setp.eq.u32 ignore, %2, 0;\n"
+      " cp.async.cg.shared.global [%0], [%1], 16, ignore;\n}\n" ::"r"(shared_destination),
+      "l"(global_source), "r"(static_cast<uint32_t>(valid))
+      : "memory");
+}
+
+__device__ __forceinline__ void cp_async_16_zfill(void* shared_destination,
+                                                  const void* global_source, bool valid) {
+  cp_async_16_zfill(static_cast<uint32_t>(__cvta_generic_to_shared(shared_destination)),
+                    global_source, valid);
 }
 
 __device__ __forceinline__ void cp_async_commit() {
