@@ -14,10 +14,11 @@ namespace tessera::detail {
 
 namespace {
 
-// The kernel's layout: 2 K + 2 V tiles of kKvTile rows, the paged row
-// table, then the Q tile.
+// The kernel's layout: 2 K + 2 V tiles of kv_tile_rows(head_dim) rows, the
+// paged row table, then the Q tile.
 constexpr int64_t shared_bytes_for(int64_t q_rows, int64_t head_dim) {
-  return (4 * prefill::kKvTile + q_rows) * head_dim * 2 + prefill::kRowTableBytes;
+  const int64_t kv_rows = prefill::kv_tile_rows(static_cast<int>(head_dim));
+  return (4 * kv_rows + q_rows) * head_dim * 2 + prefill::kRowTableBytes;
 }
 static_assert(shared_bytes_for(prefill::kMaxQTile, 64) ==
                       prefill::PrefillTraits<half_t, 64>::kSharedBytes &&

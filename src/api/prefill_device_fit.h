@@ -19,8 +19,8 @@ struct PrefillDeviceFit {
 int64_t prefill_shared_bytes(int64_t q_rows, int64_t head_dim);
 
 // Throws naming `argument` when even 64-row tiles of head_dim do not fit
-// the device's per-block shared memory (head_dim 256 needs 160 KB: an sm_80
-// or sm_90 GPU, not sm_86 / sm_89). The attributes are read once per device.
+// the device's per-block shared memory (97 KB at head_dim 128 and 256 with
+// 64-row Q tiles: every sm_80+ GPU). The attributes are read once per device.
 PrefillDeviceFit prefill_device_fit(int64_t head_dim, int device_id, const char* argument);
 
 }  // namespace tessera::detail

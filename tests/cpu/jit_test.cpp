@@ -276,7 +276,7 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
     EXPECT_FALSE(aot(k, VariantKind::kSoftCapSlidingWindow, bf16, bf16, 128));
     EXPECT_FALSE(aot(k, VariantKind::kPlain, bf16, bf16, 256));  // head_dim 256: JIT-served
   }
-  // head_dim 256 prefill kernels compile (ragged: the 160 KB shared-memory layout).
+  // head_dim 256 prefill kernels compile (32-row K/V tiles).
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillRagged,
                                                       VariantKind::kPlain, bf16, bf16, 256))
                    .cubin.empty());

@@ -57,6 +57,7 @@ struct DecodeMmaTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
   using Copy = prefill::PrefillTraits<T, kHeadDim>;  // swizzled 64-row tiles
+  static_assert(Copy::kKvTile == kKvTile, "the copy tiles are this kernel's stages");
   static constexpr int kChunks = Copy::kChunks;
   static constexpr int kTileElems = Copy::kTileElems;
   static constexpr int kKSteps = kHeadDim / 16;  // mma k-steps of S = Q K^T

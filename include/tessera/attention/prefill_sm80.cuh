@@ -9,9 +9,10 @@
 // KV range. process_unit() runs one unit on a CTA of kThreads = 4 warps:
 // a q tile of 64 rows (16 per warp, kept in registers as mma A fragments up
 // to head_dim 128) or 128 (32 per warp, FA2's shape, head_dim <= 128) with
-// the A fragments re-read from shared memory per k-step
-// streams K/V tiles of kKvTile = 64 positions through a double buffer filled
-// with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1] under O += P V[t]),
+// the A fragments re-read from shared memory per k-step; streams K/V tiles
+// of 64 positions (32 at head_dim 256: kv_tile_rows) through a double
+// buffer filled with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1]
+// under O += P V[t]),
 // online softmax in base 2 in registers. The unit writes its rows' out/lse,
 // or (split KV) normalised float32 partial rows that a merge pass combines.
 // Two kernels call it:
@@ -23,10 +24,11 @@
 // Shared memory: 2 K + 2 V tiles, then the Q tile, rows XOR-swizzled in
 // 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
 // (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
-// head_dim 256 (64-row tiles only): (4 * 64 + 64) * 512 = 160 KB; plus the
-// paged row table (kRowTableBytes, 1 KB) between V and Q. Q last, so
-// a launch that only runs 64-row tiles (a GPU where two 96 KB CTAs do not
-// fit an SM, api/prefill_device_fit) requests (4 * 64 + 64) rows' worth.
+// head_dim 256 (64-row Q tiles, 32-row K/V tiles): (4 * 32 + 64) * 512 =
+// 96 KB; plus the paged row table (kRowTableBytes, 1 KB) between V and Q.
+// Q last, so a launch that only runs 64-row tiles (a GPU where two 96 KB
+// CTAs do not fit an SM, api/prefill_device_fit) requests (4 * 64 + 64)
+// rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
 // Limits: head_dim 64 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal needs qo_len <= kv_len (the host checks); the batch kernel runs
@@ -55,7 +57,13 @@ inline constexpr int kThreads = kWarps * 32;
 // graph replays whichever a later plan picks; shared memory holds the larger.
 inline constexpr int kSmallQTile = 64;
 inline constexpr int kMaxQTile = 128;
-inline constexpr int kKvTile = 64;
+inline constexpr int kKvTile = 64;  // K/V tile rows up to head_dim 128
+// K/V tile rows per head dim: head_dim 256 takes 32-row tiles, so that its
+// K/V stages (64 KB) and Q tile (32 KB) leave room for two CTAs per SM
+// (64-row tiles made 160 KB: one CTA, 4 warps per SM).
+__host__ __device__ constexpr int kv_tile_rows(int head_dim) {
+  return head_dim <= 128 ? kKvTile : kKvTile / 2;
+}
 inline constexpr int kChunkElems = 8;    // 16 bytes of a 16-bit type
 inline constexpr int kSwizzleRows = 8;   // ldmatrix reads 8 rows at a time
 inline constexpr int kMinCtasPerSm = 2;
@@ -78,6 +86,7 @@ struct PrefillTraits {
   static constexpr int kQRows = kWarps * 16 * kMaxMBlocks;
   static constexpr bool kQFitsRegisters = kHeadDim <= 128;
   static constexpr int kQElems = kQRows * kHeadDim;
+  static constexpr int kKvTile = kv_tile_rows(kHeadDim);
   static constexpr int kTileElems = kKvTile * kHeadDim;
   // For the largest tile; api/prefill_device_fit.cu computes the same for
   // the tile a device runs (and checks it against these).
@@ -257,8 +266,9 @@ template <typename Traits, typename Element = typename Traits::T>
 struct TileCopy {
   static constexpr int kChunks = Traits::kHeadDim * static_cast<int>(sizeof(Element)) / 16;
   static constexpr int kRowStep = kThreads / kChunks;
-  static constexpr int kKvRowsPerThread = kKvTile / kRowStep;
-  static_assert(kThreads % kChunks == 0 && kKvTile % kRowStep == 0, "whole rows per pass");
+  static constexpr int kKvRowsPerThread = Traits::kKvTile / kRowStep;
+  static_assert(kThreads % kChunks == 0 && Traits::kKvTile % kRowStep == 0,
+                "whole rows per pass");
   __device__ __forceinline__ static int chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
   __device__ __forceinline__ static int first_row() {
     return static_cast<int>(threadIdx.x) / kChunks;
@@ -373,8 +383,9 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
 // (PagedKvRows::fetch) cost that work for each of a row's kChunks copying
 // threads, for K and for V again, and 8 id registers: paged ran at
 // 0.80x of ragged (H200, 6970c15) with ~360 more instructions per tile.
-template <typename KvRows>
+template <typename KvRows, int kKvTile>
 struct PagedRowTable {
+  static_assert(2 * kKvTile * 8 <= kRowTableBytes, "the table's region holds two tiles");
   int64_t* table;  // [2][kKvTile] in shared memory
   // This thread's row (threads < kKvTile) of the tile at pos0: its page id.
   __device__ __forceinline__ int32_t fetch(const KvRows& kv, int pos0, int pos_end) const {
@@ -531,6 +542,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
                                              unsigned char* shared_raw) {
   static_assert(kMBlocks == 1 || kMBlocks == 2, "16 or 32 query rows per warp");
   constexpr int kRowsPerWarp = kMBlocks * 16;
+  constexpr int kKvTile = Traits::kKvTile;  // this head dim's K/V tile rows
   constexpr int kQTile = kWarps * kRowsPerWarp;
   constexpr int kRows = 2 * kMBlocks;  // this thread's rows
   constexpr bool kQInRegisters = kMBlocks == 1 && Traits::kQFitsRegisters;
@@ -594,7 +606,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   // Contiguous K/V: copies address rows by position. Paged: through the row
   // table; tiles 0 and 1 are published here, tile t + 2 at the end of
   // iteration t (its page ids fetched after the barrier that starts it).
-  [[maybe_unused]] const PagedRowTable<KvRows> table{row_table};
+  [[maybe_unused]] const PagedRowTable<KvRows, kKvTile> table{row_table};
   [[maybe_unused]] int32_t next_page = 0;
   const auto load_tile = [&](T* tile, const KVT* base, int t) {
     const int pos0 = kv_begin + t * kKvTile;
