@@ -157,7 +157,7 @@ if [[ -n "${TESSERA_PROFILE:-}" ]]; then
   # shellcheck disable=SC2086  # specs are space-separated words
   OUT="$logs" step "ncu profiles" "$logs/profile.log" "$TESSERA_ROOT/scripts/gpu_profile.sh" \
     $TESSERA_PROFILE
-  grep -hE "^== |Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Issued Ipc Active" \
+  grep -hE "^== |Duration|DRAM Throughput|Registers Per|Achieved Occupancy|Issued Ipc Active|hmma|issue_stalled|again without" \
     "$logs"/ncu_*.txt | sed 's/^/      /' | tee -a "$summary"
 fi
 

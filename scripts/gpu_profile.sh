@@ -19,11 +19,20 @@ for spec in "$@"; do
   IFS=: read -r family case_filter kernels <<<"$spec"
   n=$((n + 1))
   echo "== $spec" | tee "$dest/ncu_$n.txt"
-  timeout 240 ncu --launch-count 2 -k "regex:$kernels" \
-    --section SpeedOfLight --section Occupancy --section LaunchStats \
-    --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats \
-    --section ComputeWorkloadAnalysis \
-    "$prebuilt/bin/tessera_bench" --quick --only "$family" --case "$case_filter" \
-    >>"$dest/ncu_$n.txt" 2>&1
+  # The sections, plus the tensor pipe's utilisation and the per-reason stall
+  # breakdown as text (the sections show those only as charts). A metric this
+  # ncu does not know fails the whole run, so on failure it runs again
+  # without them.
+  sections=(--section SpeedOfLight --section Occupancy --section LaunchStats
+    --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats
+    --section ComputeWorkloadAnalysis --section InstructionStats)
+  metrics=sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active,sm__inst_executed_pipe_tensor_op_hmma.avg.pct_of_peak_sustained_active,smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio,smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio,smsp__average_warps_issue_stalled_math_pipe_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_mio_throttle_per_issue_active.ratio,smsp__average_warps_issue_stalled_wait_per_issue_active.ratio,smsp__average_warps_issue_stalled_not_selected_per_issue_active.ratio,smsp__average_warps_issue_stalled_selected_per_issue_active.ratio,smsp__average_warps_issue_stalled_dispatch_stall_per_issue_active.ratio
+  bench=("$prebuilt/bin/tessera_bench" --quick --only "$family" --case "$case_filter")
+  if ! timeout 240 ncu --launch-count 2 -k "regex:$kernels" "${sections[@]}" --metrics "$metrics" \
+    "${bench[@]}" >>"$dest/ncu_$n.txt" 2>&1; then
+    echo "(again without the extra metrics)" >>"$dest/ncu_$n.txt"
+    timeout 240 ncu --launch-count 2 -k "regex:$kernels" "${sections[@]}" "${bench[@]}" \
+      >>"$dest/ncu_$n.txt" 2>&1
+  fi
   echo "exit $?" >>"$dest/ncu_$n.txt"
 done
