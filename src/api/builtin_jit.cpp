@@ -99,7 +99,8 @@ const jit::LoadedVariant& builtin_jit_variant(jit::KernelKind kernel,
   // Never destroyed: unloading at exit could run after the CUDA runtime's
   // teardown. The arch is read once per device, not per launch.
   static auto& arch_of_device = *new OnceMap<int, std::string>();
-  const std::string& arch = arch_of_device.get(device, [&] { return std::make_unique<std::string>(jit::device_arch(device)); });
+  const std::string& arch = arch_of_device.get(
+      device, [&] { return std::make_unique<std::string>(jit::device_arch(device)); });
   using Key = std::tuple<int, int, int, int, int64_t, bool, std::string>;
   static auto& loaded = *new OnceMap<Key, jit::LoadedVariant>();
   const Key key{static_cast<int>(kernel),
