@@ -267,8 +267,7 @@ struct TileCopy {
   static constexpr int kChunks = Traits::kHeadDim * static_cast<int>(sizeof(Element)) / 16;
   static constexpr int kRowStep = kThreads / kChunks;
   static constexpr int kKvRowsPerThread = Traits::kKvTile / kRowStep;
-  static_assert(kThreads % kChunks == 0 && Traits::kKvTile % kRowStep == 0,
-                "whole rows per pass");
+  static_assert(kThreads % kChunks == 0 && Traits::kKvTile % kRowStep == 0, "whole rows per pass");
   __device__ __forceinline__ static int chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
   __device__ __forceinline__ static int first_row() {
     return static_cast<int>(threadIdx.x) / kChunks;
@@ -561,7 +560,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
   int64_t* const row_table = reinterpret_cast<int64_t*>(v_tiles + 2 * Traits::kTileElems);
   // Q last: see the file comment.
-  T* const q_tile = reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(row_table) + kRowTableBytes);
+  T* const q_tile =
+      reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(row_table) + kRowTableBytes);
 
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
