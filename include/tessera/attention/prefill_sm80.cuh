@@ -348,8 +348,8 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
   }
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
-    // Rows past pos_end copy nothing (src-size 0): their address may be
-    // anything, past the tensor or on page 0.
+    // Rows past pos_end copy nothing (ignore-src, zero-filled): their
+    // address may be anything, past the tensor or on page 0.
     sm80::cp_async_16_zfill(destination(i), source[i], pos0 + r0 + i * Copy::kRowStep < pos_end);
   }
 }
@@ -829,8 +829,10 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       }
       // The accumulator rescale (128 FMUL per thread per tile at 32 rows per
       // warp) only when some row of the warp has a new max: a factor of
-      // exactly 1 leaves o bitwise unchanged. A warp-uniform branch; with the
-      // folded scale +2.4-4.1% (alone it lost up to 4.5%: register allocation).
+      // exactly 1 leaves o bitwise unchanged. A warp-uniform branch. The
+      // a6b05b2 A/B (fold + skip +2.4-4.1%, skip alone -1.4 to -4.5%) ran
+      // before factors were exactly 1 on the folded path, when the skip
+      // rarely fired: its own gain is unmeasured.
       bool any_rescale = false;
 #pragma unroll
       for (int i = 0; i < kRows; ++i) any_rescale = any_rescale || factor[i] != 1.f;
