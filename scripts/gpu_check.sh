@@ -15,6 +15,9 @@
 #   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
 #                                              memcheck and racecheck)
 #   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families
+#   TESSERA_MEMCHECK_FILTER=<gtest filter>     memcheck only these (default: the
+#                                              GPU test filter, else all)
+#   TESSERA_RACECHECK_FILTER=<gtest filter>    racecheck these instead of the default set
 #   TESSERA_PROFILE="<spec> ..."               scripts/gpu_profile.sh specs, run last
 set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -103,9 +106,10 @@ if [[ ",$skip," != *",python,"* ]]; then
 fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
-  step "compute-sanitizer memcheck (${test_filter:-all gpu tests})" "$logs/memcheck.log" \
+  memcheck_filter="${TESSERA_MEMCHECK_FILTER:-$test_filter}"
+  step "compute-sanitizer memcheck (${memcheck_filter:-all gpu tests})" "$logs/memcheck.log" \
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
-    "$bin/tessera_gpu_tests" ${test_filter:+--gtest_filter="$test_filter"}
+    "$bin/tessera_gpu_tests" ${memcheck_filter:+--gtest_filter="$memcheck_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
   racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
