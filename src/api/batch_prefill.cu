@@ -292,6 +292,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   l.stride_entry = cache.stride_entry;
   l.stride_head = cache.stride_head;
   l.page_size = cache.page_size;
+  l.row_units = detail::paged_row_units(cache);
   l.kv_indptr = indptr_view.data_as<const int32_t>();
   l.kv_indices = indices_view.data_as<const int32_t>();
   l.kv_last_page_len = last_view.data_as<const int32_t>();

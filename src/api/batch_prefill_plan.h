@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "api/paged_row_units.h"
 #include "api/prefill_device_fit.h"
 #include "api/schedule_upload.h"
 #include "plan/prefill_planner.h"
@@ -106,6 +107,7 @@ struct BatchPrefillLaunch {
   const void* v;
   int64_t stride_page, stride_entry, stride_head;  // ragged: stride_entry = per token
   int64_t page_size;                               // paged
+  PagedRowUnits row_units;                         // paged: the row table's offsets
   const int32_t* kv_indptr;
   const int32_t* kv_indices;
   const int32_t* kv_last_page_len;

@@ -50,6 +50,9 @@ struct BatchCase {
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
   bool fp8_kv = false;  // paged cache in float8 e4m3 (options.k_scale / v_scale apply)
+  // Paged cache with padding after each head, entry, K/V half and page
+  // (poisoned), so the strides share only a small divisor.
+  bool padded_cache = false;
   int64_t expect_q_tile = 0;  // nonzero: the plan must choose this q tile (64 / 128 rows)
 };
 
@@ -129,7 +132,8 @@ struct PagedKV {
   std::vector<int32_t> kv_indptr, kv_indices, kv_last_page_len;
   DeviceTensor cache;
   PagedKV(const BatchCase& c, const BatchInputs& in, Rng& rng)
-      : cache(kv_dtype(c), cache_shape(c)) {
+      : cache(kv_dtype(c), cache_shape(c), cache_strides(c)) {
+    if (c.padded_cache) cache.poison();
     std::vector<int32_t> pages_per_request;
     for (const int32_t len : c.kv_lens) {
       pages_per_request.push_back(static_cast<int32_t>((len + c.page_size - 1) / c.page_size));
@@ -167,6 +171,18 @@ struct PagedKV {
     return c.layout == KVLayout::kNHD
                ? std::vector<int64_t>{pages, 2, c.page_size, c.num_kv_heads, c.head_dim}
                : std::vector<int64_t>{pages, 2, c.num_kv_heads, c.page_size, c.head_dim};
+  }
+  // Padded: 16 elements (16-byte aligned for fp8 and 16-bit types) after
+  // every axis but the last, so no stride divides another.
+  static std::vector<int64_t> cache_strides(const BatchCase& c) {
+    const std::vector<int64_t> shape = cache_shape(c);
+    if (!c.padded_cache) return testing::contiguous_strides(shape);
+    constexpr int64_t kPad = 16;
+    std::vector<int64_t> strides(shape.size(), 1);
+    for (int d = static_cast<int>(shape.size()) - 2; d >= 0; --d) {
+      strides[d] = strides[d + 1] * shape[d + 1] + kPad;
+    }
+    return strides;
   }
 };
 
@@ -294,6 +310,37 @@ TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
     n.page_size = page_size;
     run_case(n, rng);
   }
+}
+
+// Paged rows are addressed in units of the strides' common divisor (16
+// elements here, not a row): page sizes 1 / 5 / 16, both layouts, head dims
+// 64 / 128, GQA, and an fp8 cache.
+TEST(BatchPrefill, PaddedStridedPagedCachesMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t page_size : {1, 5, 16}) {
+    for (const KVLayout layout : {KVLayout::kNHD, KVLayout::kHND}) {
+      BatchCase c = mixed_causal();
+      c.paged = true;
+      c.padded_cache = true;
+      c.page_size = page_size;
+      c.layout = layout;
+      run_case(c, rng);
+    }
+  }
+  BatchCase c = mixed_non_causal();
+  c.paged = true;
+  c.padded_cache = true;
+  c.head_dim = 64;
+  c.num_qo_heads = 8;
+  c.num_kv_heads = 1;
+  run_case(c, rng);
+  c = mixed_causal();
+  c.paged = true;
+  c.padded_cache = true;
+  c.fp8_kv = true;
+  c.layout = KVLayout::kHND;
+  run_case(c, rng);
 }
 
 TEST(BatchPrefill, GqaRatiosHeadDimsAndFp16MatchReference) {

@@ -157,7 +157,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
                                    params.kv.stride_page,
                                    params.kv.stride_entry,
                                    params.kv_indices + page_begin,
-                                   params.page_div};
+                                   params.page_div,
+                                   {},
+                                   nullptr,
+                                   nullptr};
   using Copy = typename Traits::Copy;
   auto k_stage = [&](int tile) { return stages + (tile % kStages) * 2 * Traits::kTileElems; };
   auto kv_rows = prefill::fetch_kv_rows<Copy>(kv, kv_lo, kv_hi);

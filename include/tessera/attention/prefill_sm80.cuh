@@ -25,7 +25,7 @@
 // 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
 // (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
 // head_dim 256 (64-row Q tiles, 32-row K/V tiles): (4 * 32 + 64) * 512 =
-// 96 KB; plus the paged row table (kRowTableBytes, 1 KB) between V and Q.
+// 96 KB; plus the paged row table (kRowTableBytes, 512 bytes) between V and Q.
 // Q last, so a launch that only runs 64-row tiles (a GPU where two 96 KB
 // CTAs do not fit an SM, api/prefill_device_fit) requests (4 * 64 + 64)
 // rows' worth.
@@ -67,8 +67,8 @@ __host__ __device__ constexpr int kv_tile_rows(int head_dim) {
 inline constexpr int kChunkElems = 8;    // 16 bytes of a 16-bit type
 inline constexpr int kSwizzleRows = 8;   // ldmatrix reads 8 rows at a time
 inline constexpr int kMinCtasPerSm = 2;
-// Paged K/V's row-offset table (PagedRowTable): two tiles of int64 offsets.
-inline constexpr int kRowTableBytes = 2 * kKvTile * 8;
+// Paged K/V's row-offset table (PagedRowTable): two tiles of 32-bit offsets.
+inline constexpr int kRowTableBytes = 2 * kKvTile * 4;
 
 template <typename T_, int kHeadDim_>
 struct PrefillTraits {
@@ -147,6 +147,18 @@ struct ContiguousKvRows {
   }
 };
 
+// A cache row's offset from the cache's start as a 32-bit count of `bytes`
+// units, page_id * page + slot * entry + kv_head * head (the host's
+// paged_row_units picks the unit and checks that the cache's extent fits):
+// PagedRowTable's entries. In PagedKvRows, `head` is the head's offset
+// (kv_head * head).
+struct PagedRowUnits {
+  uint32_t page;
+  uint32_t entry;
+  uint32_t head;
+  uint32_t bytes;
+};
+
 // Paged: position p at slot p % page_size of page pages[p / page_size].
 template <typename T>
 struct PagedKvRows {
@@ -158,6 +170,12 @@ struct PagedKvRows {
   int64_t stride_entry;
   const int32_t* pages;  // the request's page ids
   FastDivmod page_div;
+  // Prefill's row table addresses rows from the cache's start (the kernel
+  // parameters: no registers for a head pointer); the tensor-core decode
+  // leaves these empty.
+  PagedRowUnits units;
+  const T* k_data;
+  const T* v_data;
   template <int kRows>
   struct TileRows {
     int32_t page_id[kRows];
@@ -170,6 +188,13 @@ struct PagedKvRows {
   __device__ __forceinline__ int64_t offset_in_page(int32_t page_id, int pos) const {
     const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
     return static_cast<int64_t>(page_id) * stride_page + slot * stride_entry;
+  }
+  // The row's offset from k_data / v_data in units.bytes units (exact in
+  // 32 bits: the host checked the cache's extent).
+  __device__ __forceinline__ uint32_t units_from_start(int32_t page_id, int pos) const {
+    const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
+    return static_cast<uint32_t>(page_id) * units.page + static_cast<uint32_t>(slot) * units.entry +
+           units.head;
   }
   template <int kRows, int kStep>
   __device__ __forceinline__ TileRows<kRows> fetch(int pos0, int pos_end) const {
@@ -346,11 +371,14 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
     source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep, chunk * kChunkKv);
   }
+  // Rows past pos_end copy nothing (ignore-src, zero-filled): their address
+  // may be anything, past the tensor or on page 0. Row i is valid when
+  // i * kRowStep < rows_left: one compare with an immediate per row (the
+  // compiler kept an add and a compare).
+  const int rows_left = pos_end - pos0 - r0;
 #pragma unroll
   for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
-    // Rows past pos_end copy nothing (ignore-src, zero-filled): their
-    // address may be anything, past the tensor or on page 0.
-    sm80::cp_async_16_zfill(destination(i), source[i], pos0 + r0 + i * Copy::kRowStep < pos_end);
+    sm80::cp_async_16_zfill(destination(i), source[i], i * Copy::kRowStep < rows_left);
   }
 }
 
@@ -375,42 +403,68 @@ __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvR
   }
 }
 
-// Paged K/V in prefill: the byte offsets of a tile's kKvTile rows in a
+// Paged K/V in prefill: the offsets of a tile's kKvTile rows in a
 // shared-memory table of two slots (tile t in slot t % 2), each row's offset
 // computed once, by thread `row` (one page-id load, one divide, one
-// multiply), and published a tile ahead of its copies. Per-thread page ids
-// (PagedKvRows::fetch) cost that work for each of a row's kChunks copying
-// threads, for K and for V again, and 8 id registers: paged ran at
+// multiply-add), and published a tile ahead of its copies. Per-thread page
+// ids (PagedKvRows::fetch) cost that work for each of a row's kChunks
+// copying threads, for K and for V again, and 8 id registers: paged ran at
 // 0.80x of ragged (H200, 6970c15) with ~360 more instructions per tile.
-template <typename KvRows, int kKvTile>
+// Entries are 32-bit counts of units.bytes (PagedRowUnits), stored so that
+// a copying thread's rows are adjacent: its offsets are one or two 16-byte
+// shared loads, and each copy's address one IMAD.WIDE (int64 byte offsets
+// took a 64-bit load and two adds per copy).
+template <typename Traits, typename KvRows>
 struct PagedRowTable {
-  static_assert(2 * kKvTile * 8 <= kRowTableBytes, "the table's region holds two tiles");
-  int64_t* table;  // [2][kKvTile] in shared memory
+  using Copy = TileCopy<Traits, typename KvRows::Element>;
+  static constexpr int kKvTile = Traits::kKvTile;
+  static constexpr int kRows = Copy::kKvRowsPerThread;  // adjacent entries per thread
+  static_assert(2 * kKvTile * 4 <= kRowTableBytes, "the table's region holds two tiles");
+  static_assert(kRows % 4 == 0 || kRows == 2, "a thread's entries load as uint4 or uint2");
+  uint32_t* table;  // [2][kKvTile] in shared memory
+  // Row r of a tile is entry i = r / kRowStep of the threads with first_row
+  // r % kRowStep.
+  __device__ __forceinline__ static int index(int r) {
+    return (r % Copy::kRowStep) * kRows + r / Copy::kRowStep;
+  }
   // This thread's row (threads < kKvTile) of the tile at pos0: its page id.
   __device__ __forceinline__ int32_t fetch(const KvRows& kv, int pos0, int pos_end) const {
     return threadIdx.x < kKvTile ? kv.page_of(pos0 + static_cast<int>(threadIdx.x), pos_end) : 0;
   }
-  // Writes the rows' byte offsets of the tile at pos0 (page ids from fetch) into
+  // Writes the rows' offsets of the tile at pos0 (page ids from fetch) into
   // `slot`; visible to the copies after the next barrier.
   __device__ __forceinline__ void publish(const KvRows& kv, int slot, int pos0,
                                           int32_t page_id) const {
     if (threadIdx.x < kKvTile) {
-      table[slot * kKvTile + threadIdx.x] =
-          kv.offset_in_page(page_id, pos0 + static_cast<int>(threadIdx.x)) *
-          static_cast<int64_t>(sizeof(typename KvRows::Element));
+      const int r = static_cast<int>(threadIdx.x);
+      table[slot * kKvTile + index(r)] = kv.units_from_start(page_id, pos0 + r);
     }
   }
-  template <typename Traits, typename T, typename KVT>
-  __device__ __forceinline__ void load(T* tile, const KVT* base, int slot, int pos0,
-                                       int pos_end) const {
-    using Copy = TileCopy<Traits, KVT>;
-    const int64_t* const offsets = table + slot * kKvTile + Copy::first_row();
+  template <typename T, typename KVT>
+  __device__ __forceinline__ void load(T* tile, const KVT* base, const PagedRowUnits& units,
+                                       int slot, int pos0, int pos_end) const {
+    const uint32_t* const mine = table + slot * kKvTile + Copy::first_row() * kRows;
+    uint32_t offsets[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; i += (kRows % 4 == 0 ? 4 : 2)) {
+      if constexpr (kRows % 4 == 0) {
+        const uint4 four = *reinterpret_cast<const uint4*>(mine + i);
+        offsets[i] = four.x;
+        offsets[i + 1] = four.y;
+        offsets[i + 2] = four.z;
+        offsets[i + 3] = four.w;
+      } else {
+        const uint2 two = *reinterpret_cast<const uint2*>(mine + i);
+        offsets[i] = two.x;
+        offsets[i + 1] = two.y;
+      }
+    }
     copy_kv_tile<Traits, T, KVT>(
         tile,
         [&](int i, int, int chunk_elems) {
-          // Byte offsets: one 64-bit add per copy to the thread's chunk base.
-          return reinterpret_cast<const KVT*>(reinterpret_cast<const char*>(base + chunk_elems) +
-                                              offsets[i * Copy::kRowStep]);
+          return reinterpret_cast<const KVT*>(
+              reinterpret_cast<const char*>(base + chunk_elems) +
+              static_cast<uint64_t>(offsets[i]) * units.bytes);
         },
         pos0, pos_end);
   }
@@ -558,7 +612,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   [[maybe_unused]] Fp8TileWidener<Traits, T> widener;
   T* const k_tiles = reinterpret_cast<T*>(shared_raw);
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
-  int64_t* const row_table = reinterpret_cast<int64_t*>(v_tiles + 2 * Traits::kTileElems);
+  uint32_t* const row_table = reinterpret_cast<uint32_t*>(v_tiles + 2 * Traits::kTileElems);
   // Q last: see the file comment.
   T* const q_tile =
       reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(row_table) + kRowTableBytes);
@@ -606,14 +660,15 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   // Contiguous K/V: copies address rows by position. Paged: through the row
   // table; tiles 0 and 1 are published here, tile t + 2 at the end of
   // iteration t (its page ids fetched after the barrier that starts it).
-  [[maybe_unused]] const PagedRowTable<KvRows, kKvTile> table{row_table};
+  [[maybe_unused]] const PagedRowTable<Traits, KvRows> table{row_table};
   [[maybe_unused]] int32_t next_page = 0;
-  const auto load_tile = [&](T* tile, const KVT* base, int t) {
+  const auto load_tile = [&](T* tile, bool value, int t) {
     const int pos0 = kv_begin + t * kKvTile;
     if constexpr (KvRows::kContiguous) {
-      load_kv_tile<Traits>(tile, base, kv, typename KvRows::template TileRows<1>{}, pos0, kv_end);
+      load_kv_tile<Traits>(tile, value ? kv.v : kv.k, kv, typename KvRows::template TileRows<1>{},
+                           pos0, kv_end);
     } else {
-      table.template load<Traits, T>(tile, base, t & 1, pos0, kv_end);
+      table.template load<T>(tile, value ? kv.v_data : kv.k_data, kv.units, t & 1, pos0, kv_end);
     }
   };
   if constexpr (!KvRows::kContiguous) {
@@ -623,9 +678,9 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     table.publish(kv, 1, kv_begin + kKvTile, page1);
     __syncthreads();
   }
-  if (num_tiles > 0) load_tile(k_tiles, kv.k, 0);
+  if (num_tiles > 0) load_tile(k_tiles, false, 0);
   sm80::cp_async_commit();
-  if (num_tiles > 0) load_tile(v_tiles, kv.v, 0);
+  if (num_tiles > 0) load_tile(v_tiles, true, 0);
   sm80::cp_async_commit();
   sm80::cp_async_wait_group<1>();
   if constexpr (kWiden) widener.read_own(k_tiles);
@@ -722,7 +777,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
     // K[tile + 1] into the other stage: everyone finished K[tile - 1] before the barrier.
     if (tile + 1 < num_tiles) {
-      load_tile(k_tiles + (stage ^ 1) * Traits::kTileElems, kv.k, tile + 1);
+      load_tile(k_tiles + (stage ^ 1) * Traits::kTileElems, false, tile + 1);
     }
     if constexpr (!KvRows::kContiguous) {
       if (tile + 2 < num_tiles) {
@@ -870,7 +925,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       __syncthreads();
     }
     if (tile + 1 < num_tiles) {
-      load_tile(v_tiles + (stage ^ 1) * Traits::kTileElems, kv.v, tile + 1);
+      load_tile(v_tiles + (stage ^ 1) * Traits::kTileElems, true, tile + 1);
     }
     sm80::cp_async_commit();
 
@@ -1073,6 +1128,7 @@ struct PagedKv {
   const int32_t* kv_indptr;         // [batch + 1] pages
   const int32_t* kv_last_page_len;  // [batch]
   FastDivmod page_div;
+  PagedRowUnits units;  // head: one head's offset
   __device__ __forceinline__ int length(int request) const {
     const int pages = kv_indptr[request + 1] - kv_indptr[request];
     return pages == 0 ? 0
@@ -1081,7 +1137,9 @@ struct PagedKv {
   }
   __device__ __forceinline__ PagedKvRows<T> rows(int request, int kv_head) const {
     return {k_data + kv_head * stride_head, v_data + kv_head * stride_head, stride_page,
-            stride_entry, kv_indices + kv_indptr[request], page_div};
+            stride_entry, kv_indices + kv_indptr[request], page_div,
+            {units.page, units.entry, static_cast<uint32_t>(kv_head) * units.head, units.bytes},
+            k_data, v_data};
   }
 };
 
