@@ -263,6 +263,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
                     "head_dim " + std::to_string(shape.head_dim));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
   detail::expect_rows_aligned16(cache);
+  l.row_units = detail::paged_row_units(cache);
   const detail::PagedIndexViews index = detail::resolve_paged_indices(
       kv_indices, kv_indptr, kv_last_page_len, qv, batch, s.planned_kv_indptr.back());
   const TensorView& indices_view = index.indices;
@@ -292,7 +293,6 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   l.stride_entry = cache.stride_entry;
   l.stride_head = cache.stride_head;
   l.page_size = cache.page_size;
-  l.row_units = detail::paged_row_units(cache);
   l.kv_indptr = indptr_view.data_as<const int32_t>();
   l.kv_indices = indices_view.data_as<const int32_t>();
   l.kv_last_page_len = last_view.data_as<const int32_t>();

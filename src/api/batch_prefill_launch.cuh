@@ -31,10 +31,19 @@ prefill::RaggedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::RaggedKv<T>*)
 
 template <typename T>
 prefill::PagedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::PagedKv<T>*) {
-  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_page, l.stride_entry,
-          l.stride_head, l.kv_indices, l.kv_indptr, l.kv_last_page_len,
+  return {static_cast<const T*>(l.k),
+          static_cast<const T*>(l.v),
+          l.stride_page,
+          l.stride_entry,
+          l.stride_head,
+          l.kv_indices,
+          l.kv_indptr,
+          l.kv_last_page_len,
           FastDivmod::make(static_cast<int32_t>(l.page_size)),
-          {l.row_units.page, l.row_units.entry, l.row_units.head, l.row_units.bytes}};
+          {.page = l.row_units.page,
+           .entry = l.row_units.entry,
+           .head = l.row_units.head,
+           .bytes = l.row_units.bytes}};
 }
 
 template <typename T>

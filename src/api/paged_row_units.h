@@ -18,17 +18,19 @@ namespace tessera::detail {
 // shared-memory row table holds these, so each 16-byte copy's address is one
 // multiply-add from the kernel parameter). The unit is the gcd of the
 // strides that matter (a stride of an axis of size 1 does not): a head's row
-// (head_dim elements) for the usual layouts, so any cache that fits a GPU is
-// addressable.
+// (head_dim elements) for the usual layouts, so 2^32 units reach far past
+// any GPU's memory; strides with only a 16-byte common divisor reach 64 GiB
+// per K or V tensor.
 struct PagedRowUnits {
   uint32_t page;
   uint32_t entry;
   uint32_t head;
   uint32_t bytes;
 };
-// Throws naming the cache when a stride is negative or the cache's extent
-// needs more than 2^32 units (strides with a small common divisor: pad pages
-// to a multiple of the entry stride).
+// Throws naming the cache when a stride is negative (the table's offsets
+// are unsigned) or the cache's extent needs more than 2^32 units (strides
+// with a small common divisor: pad the page stride to a multiple of the
+// entry stride).
 inline PagedRowUnits paged_row_units(const ResolvedPagedKV& cache) {
   const int64_t page = cache.num_pages > 1 ? cache.stride_page : 0;
   const int64_t entry = cache.page_size > 1 ? cache.stride_entry : 0;
@@ -38,16 +40,21 @@ inline PagedRowUnits paged_row_units(const ResolvedPagedKV& cache) {
                     "strides " + std::to_string(cache.stride_page) + " (page), " +
                         std::to_string(cache.stride_entry) + " (entry), " +
                         std::to_string(cache.stride_head) + " (head)");
-  const int64_t unit = std::max<int64_t>(std::gcd(std::gcd(page, entry), head), 1);  // elements
-  const int64_t element_bytes = dtype_size_bytes(cache.dtype);
-  const auto last = [](int64_t size) { return std::max<int64_t>(size, 1) - 1; };
-  const int64_t extent = last(cache.num_pages) * (page / unit) +
-                         last(cache.page_size) * (entry / unit) +
-                         last(cache.num_heads) * (head / unit);
   constexpr int64_t kMax = std::numeric_limits<uint32_t>::max();
-  TESSERA_CHECK_ARG(extent <= kMax && unit * element_bytes <= kMax, cache.name,
+  const auto element_bytes = static_cast<int64_t>(dtype_size_bytes(cache.dtype));
+  int64_t unit = std::max<int64_t>(std::gcd(std::gcd(page, entry), head), 1);  // elements
+  // Any common divisor serves: a smaller one when the gcd is 4 GiB or more
+  // (a single huge stride is all that matters).
+  while (unit * element_bytes > kMax) unit = std::gcd(unit, unit / 2);
+  const auto last = [](int64_t size) {
+    return static_cast<unsigned __int128>(std::max<int64_t>(size, 1) - 1);
+  };
+  const unsigned __int128 extent = last(cache.num_pages) * static_cast<uint64_t>(page / unit) +
+                                   last(cache.page_size) * static_cast<uint64_t>(entry / unit) +
+                                   last(cache.num_heads) * static_cast<uint64_t>(head / unit);
+  TESSERA_CHECK_ARG(extent <= static_cast<unsigned __int128>(kMax), cache.name,
                     "page, entry and head strides whose common divisor addresses the cache in at "
-                    "most 2^32 units (pad pages to a multiple of the entry stride)",
+                    "most 2^32 units (pad the page stride to a multiple of the entry stride)",
                     "strides " + std::to_string(cache.stride_page) + ", " +
                         std::to_string(cache.stride_entry) + " and " +
                         std::to_string(cache.stride_head) + " over " +
@@ -55,5 +62,4 @@ inline PagedRowUnits paged_row_units(const ResolvedPagedKV& cache) {
   return {static_cast<uint32_t>(page / unit), static_cast<uint32_t>(entry / unit),
           static_cast<uint32_t>(head / unit), static_cast<uint32_t>(unit * element_bytes)};
 }
-
 }  // namespace tessera::detail

@@ -334,9 +334,9 @@ __device__ __forceinline__ unsigned char* fp8_staging(T* tile) {
 
 // The copies of one K/V tile; row_source(i, pos, chunk_elems) -> this
 // thread's chunk (chunk_elems elements into the row) of its row i, at kv
-// position pos, in global memory. The source adds the chunk, so that a
-// table of byte offsets (PagedRowTable) adds it to its base once, outside
-// the loop, and each copy's address is one 64-bit add.
+// position pos, in global memory. The source adds the chunk, so that the
+// paged row table (PagedRowTable) adds it to its base once per tile and
+// each copy's address is one multiply-add of the row's offset.
 template <typename Traits, typename T, typename KVT, typename RowSource>
 __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_source, int pos0,
                                              int pos_end) {
@@ -462,9 +462,8 @@ struct PagedRowTable {
     copy_kv_tile<Traits, T, KVT>(
         tile,
         [&](int i, int, int chunk_elems) {
-          return reinterpret_cast<const KVT*>(
-              reinterpret_cast<const char*>(base + chunk_elems) +
-              static_cast<uint64_t>(offsets[i]) * units.bytes);
+          return reinterpret_cast<const KVT*>(reinterpret_cast<const char*>(base + chunk_elems) +
+                                              static_cast<uint64_t>(offsets[i]) * units.bytes);
         },
         pos0, pos_end);
   }
@@ -1136,10 +1135,15 @@ struct PagedKv {
                             kv_last_page_len[request];
   }
   __device__ __forceinline__ PagedKvRows<T> rows(int request, int kv_head) const {
-    return {k_data + kv_head * stride_head, v_data + kv_head * stride_head, stride_page,
-            stride_entry, kv_indices + kv_indptr[request], page_div,
+    return {k_data + kv_head * stride_head,
+            v_data + kv_head * stride_head,
+            stride_page,
+            stride_entry,
+            kv_indices + kv_indptr[request],
+            page_div,
             {units.page, units.entry, static_cast<uint32_t>(kv_head) * units.head, units.bytes},
-            k_data, v_data};
+            k_data,
+            v_data};
   }
 };
 
