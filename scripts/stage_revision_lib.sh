@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# A/B against another revision: builds libtessera from REV's include/ and
+# src/ in the staged sm90a build tree (scripts/stage_gpu_build.sh first),
+# copies it to .gpu-build/lib_NAME, then restores the working tree's files
+# and rebuilds. On the device, scripts/gpu_ab.sh FAMILY CASE ROUNDS NAME
+# times the staged binaries against both libraries. Only for revisions whose
+# public API (include/tessera/api, the C ABI) matches the staged binaries'.
+#   scripts/stage_revision_lib.sh 261be9c old
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+(($# == 2)) || { echo "usage: $0 REV NAME" >&2; exit 2; }
+rev=$1 name=$2
+cd "$TESSERA_ROOT"
+build="$TESSERA_ROOT/build-sm90a"
+[[ -f "$build/build.ninja" ]] || { echo "no $build: run scripts/stage_gpu_build.sh first" >&2; exit 1; }
+[[ -z "$(git status --porcelain -- include src)" ]] || { echo "include/ or src/ has uncommitted or untracked files" >&2; exit 1; }
+restore() { git checkout -q HEAD -- include src && git clean -qfd -- include src; }
+trap restore EXIT
+git checkout -q "$rev" -- include src
+ninja -C "$build" tessera >/dev/null
+mkdir -p .gpu-build/lib_"$name"
+cp "$build"/libtessera.so.0.*.* .gpu-build/lib_"$name"/libtessera.so.0
+restore
+trap - EXIT
+ninja -C "$build" tessera >/dev/null
+cp "$build"/libtessera.so.0.*.* .gpu-build/lib/
+ls -la .gpu-build/lib_"$name"
