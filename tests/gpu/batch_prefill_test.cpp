@@ -294,17 +294,25 @@ TEST(BatchPrefill, RaggedMixedLengthsMatchReference) {
   run_case(mixed_non_causal(), rng);
 }
 
-TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
-  TESSERA_REQUIRE_GPU();
-  TESSERA_SEEDED_RNG(rng);
+// mixed_causal() paged with page sizes 1 / 5 / 16, NHD and HND.
+void run_causal_page_sizes_and_layouts(bool padded_cache, Rng& rng) {
   for (const int64_t page_size : {1, 5, 16}) {
     for (const KVLayout layout : {KVLayout::kNHD, KVLayout::kHND}) {
       BatchCase c = mixed_causal();
       c.paged = true;
+      c.padded_cache = padded_cache;
       c.page_size = page_size;
       c.layout = layout;
       run_case(c, rng);
     }
+  }
+}
+
+TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  run_causal_page_sizes_and_layouts(false, rng);
+  for (const int64_t page_size : {1, 5, 16}) {
     BatchCase n = mixed_non_causal();
     n.paged = true;
     n.page_size = page_size;
@@ -318,16 +326,7 @@ TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
 TEST(BatchPrefill, PaddedStridedPagedCachesMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  for (const int64_t page_size : {1, 5, 16}) {
-    for (const KVLayout layout : {KVLayout::kNHD, KVLayout::kHND}) {
-      BatchCase c = mixed_causal();
-      c.paged = true;
-      c.padded_cache = true;
-      c.page_size = page_size;
-      c.layout = layout;
-      run_case(c, rng);
-    }
-  }
+  run_causal_page_sizes_and_layouts(true, rng);
   BatchCase c = mixed_non_causal();
   c.paged = true;
   c.padded_cache = true;

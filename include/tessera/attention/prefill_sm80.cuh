@@ -184,17 +184,19 @@ struct PagedKvRows {
   __device__ __forceinline__ int32_t page_of(int pos, int pos_end) const {
     return pos < pos_end ? pages[page_div.div(pos)] : 0;
   }
+  // Slot of position pos on its page.
+  __device__ __forceinline__ int slot_of(int pos) const {
+    return pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
+  }
   // Element offset of position pos on page page_id.
   __device__ __forceinline__ int64_t offset_in_page(int32_t page_id, int pos) const {
-    const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
-    return static_cast<int64_t>(page_id) * stride_page + slot * stride_entry;
+    return static_cast<int64_t>(page_id) * stride_page + slot_of(pos) * stride_entry;
   }
   // The row's offset from k_data / v_data in units.bytes units (exact in
   // 32 bits: the host checked the cache's extent).
   __device__ __forceinline__ uint32_t units_from_start(int32_t page_id, int pos) const {
-    const int slot = pos - page_div.div(pos) * static_cast<int>(page_div.divisor);
-    return static_cast<uint32_t>(page_id) * units.page + static_cast<uint32_t>(slot) * units.entry +
-           units.head;
+    return static_cast<uint32_t>(page_id) * units.page +
+           static_cast<uint32_t>(slot_of(pos)) * units.entry + units.head;
   }
   template <int kRows, int kStep>
   __device__ __forceinline__ TileRows<kRows> fetch(int pos0, int pos_end) const {
