@@ -105,8 +105,6 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   p.kv.num_heads = static_cast<int32_t>(l.kv.num_heads);
   p.kv.head_dim = static_cast<int32_t>(l.kv.head_dim);
   p.kv_indices = l.kv_indices;
-  p.kv_indptr = l.kv_indptr;
-  p.kv_last_page_len = l.kv_last_page_len;
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
   p.schedule = l.schedule;

@@ -30,9 +30,7 @@ struct DecodeLaunch {
   // lse: null or float32 [batch, num_qo_heads], contiguous (base 2)
   float* lse;
   ResolvedPagedKV kv;             // dtype fp16 / bf16 / fp8 e4m3
-  const int32_t* kv_indices;      // device
-  const int32_t* kv_indptr;       // device [batch + 1]
-  const int32_t* kv_last_page_len;  // device [batch]
+  const int32_t* kv_indices;      // device (kv_indptr / lengths: in the schedule's units)
   int64_t num_qo_heads;
   int64_t num_kv_heads;
   int64_t head_dim;
@@ -44,12 +42,8 @@ struct DecodeLaunch {
   DecodeBackend backend;          // kAuto unless the plan asked for one
 };
 
-// Launches the decode kernel (partials for split requests, out/lse for the
-// rest) on `stream`. The caller then merges partials (launch_decode_merge).
+// Launches the decode kernel on `stream`: out/lse of every planned request
+// (split requests through partials merged by their last CTA).
 void launch_decode(const DecodeLaunch& launch, cudaStream_t stream);
-
-// Merges the partial (out, lse) of split requests into out/lse. Grid covers
-// max_batch_size x num_qo_heads; requests with < 2 partials are skipped.
-void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cudaStream_t stream);
 
 }  // namespace tessera::detail

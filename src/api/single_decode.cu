@@ -48,24 +48,21 @@ void check_kv_tensor(const TensorView& t, const TensorView& q) {
                     "unaligned data or strides");
 }
 
-// The staged arrays: schedule (planner layout) then kv_indices / kv_indptr /
-// kv_last_page_len, each region 256-aligned.
+// The staged arrays: schedule (planner layout, merge counters zeroed) then
+// kv_indices (the one page), each region 256-aligned.
 struct StagedLayout {
   plan::DecodeWorkspaceLayout schedule;
   std::size_t indices_offset;
-  std::size_t indptr_offset;
-  std::size_t last_page_len_offset;
   std::size_t total_bytes;
 };
 
-StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t head_dim) {
+StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t num_kv_heads,
+                           int64_t head_dim) {
   StagedLayout l{};
   l.schedule = plan::decode_workspace_layout(/*max_batch_size=*/1, max_work_units, num_qo_heads,
-                                             head_dim);
+                                             num_kv_heads, head_dim);
   l.indices_offset = align_region(l.schedule.total_bytes);
-  l.indptr_offset = align_region(l.indices_offset + sizeof(int32_t));
-  l.last_page_len_offset = align_region(l.indptr_offset + 2 * sizeof(int32_t));
-  l.total_bytes = align_region(l.last_page_len_offset + sizeof(int32_t));
+  l.total_bytes = align_region(l.indices_offset + sizeof(int32_t));
   return l;
 }
 
@@ -137,7 +134,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   // ---- schedule: enough chunks for a full wave of CTAs over the KV heads
   const int64_t wave_ctas = num_sms * decode::kMinCtasPerSm;
   const int64_t max_work_units = std::max<int64_t>(1, (wave_ctas + num_kv_heads - 1) / num_kv_heads);
-  const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, head_dim);
+  const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, num_kv_heads, head_dim);
   const int64_t lengths[1] = {kv_len};
   plan::DecodePlannerInput input{};
   input.kv_lengths = lengths;
@@ -155,11 +152,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   put(host, staged.schedule.merge_indptr_offset, schedule.merge_indptr.data(),
       schedule.merge_indptr.size());
   const int32_t kv_indices[1] = {0};
-  const int32_t kv_indptr[2] = {0, kv_len > 0 ? 1 : 0};
-  const int32_t kv_last_page_len[1] = {static_cast<int32_t>(kv_len)};
   put(host, staged.indices_offset, kv_indices, 1);
-  put(host, staged.indptr_offset, kv_indptr, 2);
-  put(host, staged.last_page_len_offset, kv_last_page_len, 1);
 
   void* device_buffer = nullptr;
   TESSERA_CUDA_CHECK(cudaMallocAsync(&device_buffer, staged.total_bytes, stream));
@@ -183,8 +176,6 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   launch.lse = lse_data;
   launch.kv = cache;
   launch.kv_indices = reinterpret_cast<const int32_t*>(base + staged.indices_offset);
-  launch.kv_indptr = reinterpret_cast<const int32_t*>(base + staged.indptr_offset);
-  launch.kv_last_page_len = reinterpret_cast<const int32_t*>(base + staged.last_page_len_offset);
   launch.num_qo_heads = num_qo_heads;
   launch.num_kv_heads = num_kv_heads;
   launch.head_dim = head_dim;
@@ -194,6 +185,8 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
       reinterpret_cast<const DecodeWorkUnit*>(base + staged.schedule.work_units_offset);
   launch.schedule.merge_indptr =
       reinterpret_cast<const int32_t*>(base + staged.schedule.merge_indptr_offset);
+  launch.schedule.merge_counters =
+      reinterpret_cast<int32_t*>(base + staged.schedule.merge_counters_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(base + staged.schedule.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(base + staged.schedule.partial_lse_offset);
   // The planner used at most max_work_units; launch only the units it made.
@@ -205,8 +198,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   launch.backend = backend;
 
   try {
-    detail::launch_decode(launch, stream);
-    if (schedule.header.num_partials > 0) detail::launch_decode_merge(launch, 1, stream);
+    detail::launch_decode(launch, stream);  // merges split chunks in its last CTAs
   } catch (...) {
     cudaFreeAsync(device_buffer, stream);  // stream-ordered: after anything already queued
     throw;

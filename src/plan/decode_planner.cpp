@@ -70,6 +70,7 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
   const auto batch = static_cast<int64_t>(lengths.size());
   if (input.num_kv_heads < 1 || input.num_sms < 1 || input.ctas_per_sm < 1 ||
       input.max_partials < 0 || batch > input.max_work_units ||
+      (!input.kv_indptr.empty() && static_cast<int64_t>(input.kv_indptr.size()) != batch + 1) ||
       batch > std::numeric_limits<int32_t>::max() - 1) {
     throw Error("tessera: decode planner: inconsistent input (batch " + std::to_string(batch) +
                 ", max_work_units " + std::to_string(input.max_work_units) + ")");
@@ -148,16 +149,20 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
   for (int64_t b = 0; b < batch; ++b) {
     const int64_t len = lengths[static_cast<std::size_t>(b)];
     const int64_t pieces = len <= chunk ? 1 : ceil_div(len, chunk);
+    const int32_t page_begin =
+        input.kv_indptr.empty() ? 0 : input.kv_indptr[static_cast<std::size_t>(b)];
     if (pieces == 1) {
       // Unsplit (also length 0: the kernel writes out 0 and lse -inf).
-      schedule.work_units.push_back({static_cast<int32_t>(b), 0, static_cast<int32_t>(len), -1});
+      schedule.work_units.push_back({static_cast<int32_t>(b), 0, static_cast<int32_t>(len), -1,
+                                     page_begin, static_cast<int32_t>(len)});
       max_unit_tokens = std::max(max_unit_tokens, len);
     } else {
       for (int64_t p = 0; p < pieces; ++p) {
         const int64_t begin = p * chunk;
         const int64_t end = std::min(len, begin + chunk);
         schedule.work_units.push_back({static_cast<int32_t>(b), static_cast<int32_t>(begin),
-                                       static_cast<int32_t>(end), partial++});
+                                       static_cast<int32_t>(end), partial++, page_begin,
+                                       static_cast<int32_t>(len)});
       }
       max_unit_tokens = std::max(max_unit_tokens, chunk);
     }
@@ -171,10 +176,12 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
 }
 
 DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t max_work_units,
-                                              int64_t num_qo_heads, int64_t head_dim) {
+                                              int64_t num_qo_heads, int64_t num_kv_heads,
+                                              int64_t head_dim) {
   DecodeWorkspaceLayout layout;
   layout.max_batch_size = max_batch_size;
   layout.max_work_units = max_work_units;
+  layout.num_kv_heads = num_kv_heads;
   // Each work unit fills at most one partial slot.
   layout.max_partials = max_work_units;
   const auto units = static_cast<std::size_t>(max_work_units);
@@ -186,12 +193,25 @@ DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t ma
   offset = align_region(offset + units * sizeof(DecodeWorkUnit));
   layout.merge_indptr_offset = offset;
   offset = align_region(offset + static_cast<std::size_t>(max_batch_size + 1) * sizeof(int32_t));
+  layout.merge_counters_offset = offset;
+  offset = align_region(offset +
+                        static_cast<std::size_t>(max_batch_size * num_kv_heads) * sizeof(int32_t));
   layout.partial_out_offset = offset;
   offset = align_region(offset + partial_rows * static_cast<std::size_t>(head_dim) * sizeof(float));
   layout.partial_lse_offset = offset;
   offset = align_region(offset + partial_rows * sizeof(float));
   layout.total_bytes = offset;
   return layout;
+}
+
+std::size_t decode_upload_bytes(const DecodeWorkspaceLayout& layout,
+                                const DecodeScheduleHost& schedule) {
+  if (schedule.header.num_partials == 0) {
+    return layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
+  }
+  return layout.merge_counters_offset +
+         static_cast<std::size_t>(schedule.header.batch_size * layout.num_kv_heads) *
+             sizeof(int32_t);
 }
 
 }  // namespace tessera::plan

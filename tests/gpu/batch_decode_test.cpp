@@ -563,6 +563,18 @@ TEST(BatchDecode, GraphReplaysAfterReplanningWithOtherBatches) {
     for (std::size_t i = rows * c.head_dim; i < got.size(); ++i) {
       ASSERT_TRUE(std::isnan(got[i])) << "out element " << i << " written past the batch";
     }
+    if (batch == 1) {
+      // Again without a new plan: the split request's merge counters must
+      // have been reset by the replay before.
+      const std::vector<unsigned char> out_bytes = out.download_bytes();
+      const std::vector<unsigned char> lse_bytes = lse.download_bytes();
+      out.poison();
+      lse.poison();
+      TESSERA_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+      stream.synchronize();
+      EXPECT_EQ(out.download_bytes(), out_bytes);
+      EXPECT_EQ(lse.download_bytes(), lse_bytes);
+    }
   }
   cudaGraphExecDestroy(exec);
   cudaGraphDestroy(graph);
@@ -586,6 +598,9 @@ TEST(BatchDecode, TwoRunsAreBitwiseEqual) {
   const DecodePlanBounds bounds{batch, 0};
   const std::size_t bytes = BatchDecodeWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
   DeviceBuffer workspace(bytes);
+  // Garbage in the workspace (the merge counters included): plan() must
+  // zero what the split requests' merges count with.
+  TESSERA_CUDA_CHECK(cudaMemset(workspace.data(), 0x5a, bytes));
   BatchDecodeWithPagedKVCache decode(shape_of(c), bounds, workspace.data(), bytes, 0);
   CudaStream stream;
   decode.plan(cache.kv_indptr, cache.kv_last_page_len, stream.get());

@@ -5,7 +5,9 @@
 // over the KV tokens [kv_begin, kv_end) of one DecodeWorkUnit, with logits
 // shaped by the Variant (variant.cuh). A work unit with partial_index < 0
 // writes out (q dtype) and lse; otherwise it writes its normalised float32
-// partial (out, lse) to the schedule's workspace for the merge pass.
+// partial (out, lse) to the schedule's workspace, and the CTA that writes a
+// request's last partial merges them into out / lse
+// (decode_split_merge.cuh).
 //
 // Grid: (max_work_units, num_kv_heads); CTAs with blockIdx.x >=
 // header->num_work_units exit at once (one captured graph serves any plan).
@@ -32,7 +34,7 @@
 // (launch bounds: <= 128 registers for the per-head state), 96 KB in flight.
 // Limits: D in {64, 128, 256}; K/V rows 16-byte aligned (checked on the
 // host); q/out accessed element-wise (any alignment); no output transform
-// (split requests are finished by the merge pass, which would skip it).
+// (split requests are finished by the merge, which would skip it).
 // Non-softmax variants (kUseSoftmax false) weigh each token by its logit
 // and write lse 0, so partial states sum (the merge runs in sum mode);
 // transform_key must not depend on the query head
@@ -44,8 +46,8 @@
 #include <cuda/std/type_traits>
 
 #include "tessera/arch/sm80/cp_async.cuh"
-#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode_schedule.cuh"
+#include "tessera/attention/decode_split_merge.cuh"
 #include "tessera/attention/kv_cache.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
@@ -113,20 +115,14 @@ struct DecodeParams {
   int64_t out_stride_head;
   float* __restrict__ lse;  // null or [batch, num_qo_heads]
   PagedKVView<const KVT> kv;
+  // A request's pages from kv_indices[work unit's page_begin] on (the work
+  // unit carries its kv_indptr entry and KV length, decode_schedule.cuh).
   const int32_t* __restrict__ kv_indices;
-  const int32_t* __restrict__ kv_indptr;
-  const int32_t* __restrict__ kv_last_page_len;
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
   FastDivmod page_div;  // by kv.page_size
   DecodeScheduleView schedule;
   attention::VariantParams variant;
-
-  // KV tokens of `request`: full pages plus its last page's fill.
-  __device__ __forceinline__ int kv_length(int request) const {
-    const int32_t num_pages = kv_indptr[request + 1] - kv_indptr[request];
-    return num_pages > 0 ? (num_pages - 1) * kv.page_size + kv_last_page_len[request] : 0;
-  }
 };
 
 // The Variants of a thread's query heads first_head + i, i < N (clamped to
@@ -277,16 +273,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   extern __shared__ __align__(16) unsigned char shared[];
 
-  // The merge (launched as a programmatic dependent) may be scheduled now;
-  // it waits for this grid to finish before it reads anything.
-  sm90::allow_dependent_launch();
   const DecodeScheduleView& schedule = params.schedule;
   if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
   const int kv_head = static_cast<int>(blockIdx.y);
   const int request = unit.request;
-  const int32_t page_begin = params.kv_indptr[request];
-  const int kv_len = params.kv_length(request);
+  const int32_t page_begin = unit.page_begin;
+  const int kv_len = unit.kv_len;
   const int q_pos = kv_len - 1;  // the decode token follows the cache
 
   const int tid = static_cast<int>(threadIdx.x);
@@ -564,6 +557,11 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       }
     }
     __syncthreads();  // the next round reuses the stages
+  }
+  if (unit.partial_index >= 0) {
+    merge_split_request_if_last<kThreads, kHeadDim, !kSoftmax>(
+        params, request, kv_head, reinterpret_cast<float*>(shared),
+        Traits::kSharedBytes / static_cast<int>(sizeof(float)));
   }
 }
 

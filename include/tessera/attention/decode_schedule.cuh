@@ -8,6 +8,7 @@
 //   DecodeScheduleHeader                      (counts for this plan)
 //   DecodeWorkUnit   work_units[max_work_units]
 //   int32_t          merge_indptr[max_batch_size + 1]
+//   int32_t          merge_counters[max_batch_size * num_kv_heads]
 //   float            partial_out[max_partials * num_qo_heads * head_dim]
 //   float            partial_lse[max_partials * num_qo_heads]   (base 2)
 #pragma once
@@ -18,6 +19,10 @@ namespace tessera {
 
 // One CTA's job, for every KV head (blockIdx.y): the query of request
 // `request` against KV tokens [kv_begin, kv_end) of that request.
+// page_begin (kv_indptr[request]) and kv_len (the request's KV tokens) are
+// the values plan() saw, carried here so a CTA's first page-id load does not
+// wait on a read of kv_indptr / kv_last_page_len (run() requires the device
+// arrays to hold the same values; validation mode checks it).
 struct DecodeWorkUnit {
   int32_t request;
   int32_t kv_begin;
@@ -25,6 +30,8 @@ struct DecodeWorkUnit {
   // -1: the request is not split; the CTA writes out/lse directly.
   // Otherwise the slot of this chunk's partial (out, lse) in the workspace.
   int32_t partial_index;
+  int32_t page_begin;
+  int32_t kv_len;
 };
 
 struct DecodeScheduleHeader {
@@ -36,10 +43,14 @@ struct DecodeScheduleHeader {
 
 // Partials of request b: slots [merge_indptr[b], merge_indptr[b+1]); a request
 // with fewer than 2 slots needs no merge (its work unit wrote out directly).
+// merge_counters[b * num_kv_heads + kv_head]: chunks of a split request that
+// have written their partial (decode_split_merge.cuh); plan() zeroes those of
+// its batch when it splits, the CTA that merges resets its own to 0.
 struct DecodeScheduleView {
   const DecodeScheduleHeader* header;
   const DecodeWorkUnit* work_units;
   const int32_t* merge_indptr;
+  int32_t* merge_counters;
   float* partial_out;
   float* partial_lse;
 };
