@@ -1,6 +1,6 @@
 // BatchDecodeWithPagedKVCache: plan on the host (src/plan), one non-blocking
 // copy of the schedule into the caller's workspace, and a run() that only
-// validates host-side descriptors and launches the decode kernel, so it
+// validates host-side descriptors and launches (decode, then merge), so it
 // can be captured in a CUDA graph: no allocation, no synchronisation, no read
 // of device data (unless validation mode is on), grids sized by the bounds.
 #include <cstdint>
@@ -53,12 +53,12 @@ struct BatchDecodeWithPagedKVCache::State {
   plan::DecodeWorkspaceLayout layout;
   int64_t num_sms = 0;  // queried at the first plan()
 
-  // Staging for header + work units + merge_indptr + merge counters; one
-  // copy per plan().
+  // Staging for header + work units + merge_indptr; one copy per plan().
   std::unique_ptr<detail::ScheduleUpload> upload;
 
   bool planned = false;
   int64_t planned_batch = 0;
+  int32_t planned_partials = 0;
   DecodeBackend backend = DecodeBackend::kAuto;
   std::vector<int64_t> kv_lengths;
   // What plan() saw, compared with the device arrays in validation mode.
@@ -83,14 +83,14 @@ BatchDecodeWithPagedKVCache::BatchDecodeWithPagedKVCache(const DecodePlanShape& 
   // No CUDA call when the bounds give max_work_units (CPU tests rely on it).
   s.bounds.max_work_units = resolved_max_work_units(bounds, device_id);
   s.layout = plan::decode_workspace_layout(s.bounds.max_batch_size, s.bounds.max_work_units,
-                                           shape.num_qo_heads, shape.num_kv_heads, shape.head_dim);
+                                           shape.num_qo_heads, shape.head_dim);
   TESSERA_CHECK_ARG(workspace_bytes >= s.layout.total_bytes, "workspace",
                     "at least " + std::to_string(s.layout.total_bytes) +
                         " bytes (workspace_size_bytes(shape, bounds))",
                     std::to_string(workspace_bytes) + " bytes");
   s.upload = std::make_unique<detail::ScheduleUpload>(
-      s.layout.merge_counters_offset +
-      static_cast<std::size_t>(s.bounds.max_batch_size * shape.num_kv_heads) * sizeof(int32_t));
+      s.layout.merge_indptr_offset +
+      static_cast<std::size_t>(s.bounds.max_batch_size + 1) * sizeof(int32_t));
   const auto max_batch = static_cast<std::size_t>(s.bounds.max_batch_size);
   s.kv_lengths.reserve(max_batch);
   s.planned_indptr.reserve(max_batch + 1);
@@ -108,7 +108,7 @@ std::size_t BatchDecodeWithPagedKVCache::workspace_size_bytes(const DecodePlanSh
                     std::to_string(device_id));
   return plan::decode_workspace_layout(bounds.max_batch_size,
                                        resolved_max_work_units(bounds, device_id),
-                                       shape.num_qo_heads, shape.num_kv_heads, shape.head_dim)
+                                       shape.num_qo_heads, shape.head_dim)
       .total_bytes;
 }
 
@@ -145,15 +145,15 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
               schedule.work_units.size() * sizeof(DecodeWorkUnit));
   std::memcpy(staging + s.layout.merge_indptr_offset, schedule.merge_indptr.data(),
               schedule.merge_indptr.size() * sizeof(int32_t));
-  const std::size_t copy_bytes = plan::decode_upload_bytes(s.layout, schedule);
-  if (copy_bytes > s.layout.merge_counters_offset) {
-    std::memset(staging + s.layout.merge_counters_offset, 0,
-                copy_bytes - s.layout.merge_counters_offset);
-  }
+  // One copy from the header to the end of this plan's merge_indptr (the
+  // regions are consecutive; unused unit slots in between are ignored).
+  const std::size_t copy_bytes =
+      s.layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
   s.upload->commit(s.workspace, copy_bytes, stream);
 
   s.planned = true;
   s.planned_batch = static_cast<int64_t>(kv_last_page_len.size());
+  s.planned_partials = schedule.header.num_partials;
   s.backend = options.backend;
   s.planned_indptr.assign(kv_indptr.begin(), kv_indptr.end());
   s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
@@ -261,8 +261,6 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
       reinterpret_cast<const DecodeWorkUnit*>(s.workspace + layout.work_units_offset);
   launch.schedule.merge_indptr =
       reinterpret_cast<const int32_t*>(s.workspace + layout.merge_indptr_offset);
-  launch.schedule.merge_counters =
-      reinterpret_cast<int32_t*>(s.workspace + layout.merge_counters_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(s.workspace + layout.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(s.workspace + layout.partial_lse_offset);
   launch.max_work_units = layout.max_work_units;
@@ -272,8 +270,12 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   launch.alibi_slopes = variant.params.alibi_slopes;
   launch.backend = s.backend;
 
-  // Split requests are merged inside the kernel (decode_split_merge.cuh).
   detail::launch_decode(launch, stream);
+  // While capturing, a later plan may split requests, so the graph needs the
+  // merge regardless; outside a graph it is skipped when nothing is split.
+  if (capturing || s.planned_partials > 0) {
+    detail::launch_decode_merge(launch, layout.max_batch_size, stream);
+  }
 }
 
 }  // namespace tessera

@@ -149,11 +149,6 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-  // The planner's wave is kDecodeCtasPerSm CTAs per SM, which needs the
-  // largest shared-memory carveout (2 x 96 KB at head_dim 128); the driver's
-  // own choice is only a hint-free default.
-  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                          cudaSharedmemCarveoutMaxShared));
   const dim3 grid(static_cast<unsigned>(l.max_work_units), static_cast<unsigned>(l.num_kv_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(threads), args,

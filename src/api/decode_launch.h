@@ -42,8 +42,12 @@ struct DecodeLaunch {
   DecodeBackend backend;          // kAuto unless the plan asked for one
 };
 
-// Launches the decode kernel on `stream`: out/lse of every planned request
-// (split requests through partials merged by their last CTA).
+// Launches the decode kernel (partials for split requests, out/lse for the
+// rest) on `stream`. The caller then merges partials (launch_decode_merge).
 void launch_decode(const DecodeLaunch& launch, cudaStream_t stream);
+
+// Merges the partial (out, lse) of split requests into out/lse. Grid covers
+// max_batch_size x num_qo_heads; requests with < 2 partials are skipped.
+void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cudaStream_t stream);
 
 }  // namespace tessera::detail

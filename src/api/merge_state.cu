@@ -1,12 +1,15 @@
-// Host entry points of the attention-state merges (tessera/api/decode.h):
-// argument validation, the choice between the 16-byte vector path and the
-// scalar fallback, launch.
+// Host entry points of the attention-state merges (tessera/api/decode.h) and
+// the decode merge launcher (api/decode_launch.h): argument validation, the
+// choice between the 16-byte vector path and the scalar fallback, launch.
 #include <algorithm>
 #include <cstdint>
 #include <initializer_list>
 #include <limits>
 #include <string>
 
+#include "api/attention_variant.h"
+#include "api/decode_launch.h"
+#include "api/plan_run.h"
 #include "tessera/api/decode.h"
 #include "tessera/attention/merge.cuh"
 #include "tessera/core/cuda_check.h"
@@ -205,5 +208,65 @@ void merge_states(const DLTensor& v, const DLTensor& s, const DLTensor& v_merged
     TESSERA_CHECK_LAUNCH();
   });
 }
+
+namespace detail {
+
+// Partials are float32: 4 per 16-byte load; out (fp16/bf16) is stored 8 bytes
+// at a time. Wide when head_dim % 4 == 0 and out's rows are 8-byte aligned
+// (the partial rows are: 256-aligned region, head_dim * 4 bytes per row).
+void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cudaStream_t stream) {
+  constexpr int kWide = static_cast<int>(kVectorBytes / sizeof(float));
+  const auto dispatch = [&]<typename Out>() {
+    const std::size_t out_vec_bytes = kWide * sizeof(Out);
+    const auto aligned = [&](int64_t stride) {
+      return (static_cast<std::size_t>(stride) * sizeof(Out)) % out_vec_bytes == 0;
+    };
+    const bool wide = launch.head_dim % kWide == 0 &&
+                      reinterpret_cast<uintptr_t>(launch.out) % out_vec_bytes == 0 &&
+                      aligned(launch.out_stride_batch) && aligned(launch.out_stride_head);
+    attention::DecodeMergeParams<Out> params{};
+    params.schedule = launch.schedule;
+    params.out = static_cast<Out*>(launch.out);
+    params.out_stride_batch = launch.out_stride_batch;
+    params.out_stride_head = launch.out_stride_head;
+    params.lse = launch.lse;
+    params.num_qo_heads = launch.num_qo_heads;
+    params.head_dim = launch.head_dim;
+    params.sum_states = sums_partial_states(launch.options);
+    if (launch.head_dim > attention::kDecodeMergeMaxHeadDim || launch.num_qo_heads > 65535) {
+      throw Error("tessera: decode merge: head_dim " + std::to_string(launch.head_dim) +
+                  " or num_qo_heads " + std::to_string(launch.num_qo_heads) + " out of range");
+    }
+    // Sized by the bounds only (graph replay); idle requests exit at once.
+    cudaLaunchConfig_t config{};
+    config.gridDim = dim3(static_cast<unsigned>(max_batch_size),
+                          static_cast<unsigned>(launch.num_qo_heads));
+    config.blockDim = dim3(attention::kDecodeMergeWarps * attention::kMergeWarpSize);
+    config.stream = stream;
+    // On sm90+ a programmatic dependent of the decode kernel just queued:
+    // scheduled while the decode's last CTAs run, it waits in the kernel
+    // (arch/sm90/grid_dependency.cuh) instead of paying a launch gap after it.
+    cudaLaunchAttribute dependent{};
+    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    dependent.val.programmaticStreamSerializationAllowed = 1;
+    if (device_compute_major(launch.kv.device.device_id) >= 9) {
+      config.attrs = &dependent;
+      config.numAttrs = 1;
+    }
+    if (wide) {
+      TESSERA_CUDA_CHECK(
+          cudaLaunchKernelEx(&config, attention::decode_merge_kernel<Out, kWide>, params));
+    } else {
+      TESSERA_CUDA_CHECK(cudaLaunchKernelEx(&config, attention::decode_merge_kernel<Out, 1>, params));
+    }
+  };
+  if (launch.q_dtype == DType::kBFloat16) {
+    dispatch.template operator()<bfloat16_t>();
+  } else {
+    dispatch.template operator()<half_t>();
+  }
+}
+
+}  // namespace detail
 
 }  // namespace tessera

@@ -21,6 +21,9 @@ void expect_workspace_argument(const void* workspace, int device_id);
 
 int64_t device_sm_count(int device_id);
 
+// Compute capability major version (9 on Hopper).
+int device_compute_major(int device_id);
+
 bool stream_is_capturing(cudaStream_t stream);
 
 // plan() copies from pageable state and may wait on events: throws naming

@@ -48,19 +48,18 @@ void check_kv_tensor(const TensorView& t, const TensorView& q) {
                     "unaligned data or strides");
 }
 
-// The staged arrays: schedule (planner layout, merge counters zeroed) then
-// kv_indices (the one page), each region 256-aligned.
+// The staged arrays: schedule (planner layout) then kv_indices (the one
+// page), each region 256-aligned.
 struct StagedLayout {
   plan::DecodeWorkspaceLayout schedule;
   std::size_t indices_offset;
   std::size_t total_bytes;
 };
 
-StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t num_kv_heads,
-                           int64_t head_dim) {
+StagedLayout staged_layout(int64_t max_work_units, int64_t num_qo_heads, int64_t head_dim) {
   StagedLayout l{};
   l.schedule = plan::decode_workspace_layout(/*max_batch_size=*/1, max_work_units, num_qo_heads,
-                                             num_kv_heads, head_dim);
+                                             head_dim);
   l.indices_offset = align_region(l.schedule.total_bytes);
   l.total_bytes = align_region(l.indices_offset + sizeof(int32_t));
   return l;
@@ -134,7 +133,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   // ---- schedule: enough chunks for a full wave of CTAs over the KV heads
   const int64_t wave_ctas = num_sms * decode::kMinCtasPerSm;
   const int64_t max_work_units = std::max<int64_t>(1, (wave_ctas + num_kv_heads - 1) / num_kv_heads);
-  const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, num_kv_heads, head_dim);
+  const StagedLayout staged = staged_layout(max_work_units, num_qo_heads, head_dim);
   const int64_t lengths[1] = {kv_len};
   plan::DecodePlannerInput input{};
   input.kv_lengths = lengths;
@@ -185,8 +184,6 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
       reinterpret_cast<const DecodeWorkUnit*>(base + staged.schedule.work_units_offset);
   launch.schedule.merge_indptr =
       reinterpret_cast<const int32_t*>(base + staged.schedule.merge_indptr_offset);
-  launch.schedule.merge_counters =
-      reinterpret_cast<int32_t*>(base + staged.schedule.merge_counters_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(base + staged.schedule.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(base + staged.schedule.partial_lse_offset);
   // The planner used at most max_work_units; launch only the units it made.
@@ -198,7 +195,8 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   launch.backend = backend;
 
   try {
-    detail::launch_decode(launch, stream);  // merges split chunks in its last CTAs
+    detail::launch_decode(launch, stream);
+    if (schedule.header.num_partials > 0) detail::launch_decode_merge(launch, 1, stream);
   } catch (...) {
     cudaFreeAsync(device_buffer, stream);  // stream-ordered: after anything already queued
     throw;

@@ -176,12 +176,10 @@ DecodeScheduleHost plan_decode_schedule(const DecodePlannerInput& input) {
 }
 
 DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t max_work_units,
-                                              int64_t num_qo_heads, int64_t num_kv_heads,
-                                              int64_t head_dim) {
+                                              int64_t num_qo_heads, int64_t head_dim) {
   DecodeWorkspaceLayout layout;
   layout.max_batch_size = max_batch_size;
   layout.max_work_units = max_work_units;
-  layout.num_kv_heads = num_kv_heads;
   // Each work unit fills at most one partial slot.
   layout.max_partials = max_work_units;
   const auto units = static_cast<std::size_t>(max_work_units);
@@ -193,25 +191,12 @@ DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t ma
   offset = align_region(offset + units * sizeof(DecodeWorkUnit));
   layout.merge_indptr_offset = offset;
   offset = align_region(offset + static_cast<std::size_t>(max_batch_size + 1) * sizeof(int32_t));
-  layout.merge_counters_offset = offset;
-  offset = align_region(offset +
-                        static_cast<std::size_t>(max_batch_size * num_kv_heads) * sizeof(int32_t));
   layout.partial_out_offset = offset;
   offset = align_region(offset + partial_rows * static_cast<std::size_t>(head_dim) * sizeof(float));
   layout.partial_lse_offset = offset;
   offset = align_region(offset + partial_rows * sizeof(float));
   layout.total_bytes = offset;
   return layout;
-}
-
-std::size_t decode_upload_bytes(const DecodeWorkspaceLayout& layout,
-                                const DecodeScheduleHost& schedule) {
-  if (schedule.header.num_partials == 0) {
-    return layout.merge_indptr_offset + schedule.merge_indptr.size() * sizeof(int32_t);
-  }
-  return layout.merge_counters_offset +
-         static_cast<std::size_t>(schedule.header.batch_size * layout.num_kv_heads) *
-             sizeof(int32_t);
 }
 
 }  // namespace tessera::plan

@@ -40,25 +40,15 @@ struct DecodeWorkspaceLayout {
   std::size_t header_offset = 0;
   std::size_t work_units_offset = 0;
   std::size_t merge_indptr_offset = 0;
-  std::size_t merge_counters_offset = 0;
   std::size_t partial_out_offset = 0;
   std::size_t partial_lse_offset = 0;
   std::size_t total_bytes = 0;
   int64_t max_work_units = 0;
   int64_t max_batch_size = 0;
   int64_t max_partials = 0;
-  int64_t num_kv_heads = 0;
 };
 
 DecodeWorkspaceLayout decode_workspace_layout(int64_t max_batch_size, int64_t max_work_units,
-                                              int64_t num_qo_heads, int64_t num_kv_heads,
-                                              int64_t head_dim);
-
-// Bytes of the workspace plan() uploads for `schedule`: from the header to
-// the end of its merge_indptr, or, when it splits a request, to the end of
-// the batch's merge counters (which the upload zeroes; the regions are
-// consecutive, unused unit slots in between are ignored).
-std::size_t decode_upload_bytes(const DecodeWorkspaceLayout& layout,
-                                const DecodeScheduleHost& schedule);
+                                              int64_t num_qo_heads, int64_t head_dim);
 
 }  // namespace tessera::plan

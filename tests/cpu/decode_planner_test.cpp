@@ -299,37 +299,19 @@ TEST(DecodePlanner, WorkUnitsCarryThePageOffsetAndLengthOfTheirRequest) {
 }
 
 TEST(DecodeWorkspaceLayout, RegionsAreAlignedOrderedAndLargeEnough) {
-  constexpr int64_t kBatch = 37, kUnits = 301, kHeads = 32, kKvHeads = 8, kDim = 128;
-  const DecodeWorkspaceLayout l = decode_workspace_layout(kBatch, kUnits, kHeads, kKvHeads, kDim);
-  for (const std::size_t offset :
-       {l.header_offset, l.work_units_offset, l.merge_indptr_offset, l.merge_counters_offset,
-        l.partial_out_offset, l.partial_lse_offset, l.total_bytes}) {
+  constexpr int64_t kBatch = 37, kUnits = 301, kHeads = 32, kDim = 128;
+  const DecodeWorkspaceLayout l = decode_workspace_layout(kBatch, kUnits, kHeads, kDim);
+  for (const std::size_t offset : {l.header_offset, l.work_units_offset, l.merge_indptr_offset,
+                                   l.partial_out_offset, l.partial_lse_offset, l.total_bytes}) {
     EXPECT_EQ(offset % 256, 0u);
   }
   EXPECT_EQ(l.max_partials, kUnits);
   EXPECT_GE(l.work_units_offset - l.header_offset, sizeof(DecodeScheduleHeader));
   EXPECT_GE(l.merge_indptr_offset - l.work_units_offset, kUnits * sizeof(DecodeWorkUnit));
-  EXPECT_GE(l.merge_counters_offset - l.merge_indptr_offset, (kBatch + 1) * sizeof(int32_t));
-  EXPECT_GE(l.partial_out_offset - l.merge_counters_offset, kBatch * kKvHeads * sizeof(int32_t));
+  EXPECT_GE(l.partial_out_offset - l.merge_indptr_offset, (kBatch + 1) * sizeof(int32_t));
   EXPECT_GE(l.partial_lse_offset - l.partial_out_offset, kUnits * kHeads * kDim * sizeof(float));
   EXPECT_GE(l.total_bytes - l.partial_lse_offset, kUnits * kHeads * sizeof(float));
-  EXPECT_LT(
-      l.total_bytes,
-      256 * 6 + (kUnits * kHeads * (kDim + 1) + kUnits * 6 + kBatch + 1 + kBatch * kKvHeads) * 4);
-}
-
-TEST(DecodeWorkspaceLayout, UploadCoversTheMergeCountersOnlyWhenARequestIsSplit) {
-  constexpr int64_t kKvHeads = 8;
-  const DecodeWorkspaceLayout l = decode_workspace_layout(64, 264, 32, kKvHeads, 128);
-  const std::vector<int64_t> unsplit(64, 4096);  // 512 CTAs: a full wave, no split
-  const DecodeScheduleHost whole = plan_decode_schedule(input_for(unsplit, kKvHeads, 264));
-  ASSERT_EQ(whole.header.num_partials, 0);
-  EXPECT_EQ(decode_upload_bytes(l, whole), l.merge_indptr_offset + 65 * sizeof(int32_t));
-  const std::vector<int64_t> split = {32768, 100, 7};
-  const DecodeScheduleHost parts = plan_decode_schedule(input_for(split, kKvHeads, 264));
-  ASSERT_GT(parts.header.num_partials, 0);
-  EXPECT_EQ(decode_upload_bytes(l, parts),
-            l.merge_counters_offset + 3 * kKvHeads * sizeof(int32_t));
+  EXPECT_LT(l.total_bytes, 256 * 5 + (kUnits * kHeads * (kDim + 1) + kUnits * 6 + kBatch + 1) * 4);
 }
 
 TEST(DecodePlanKvLengths, LengthsFromPagesAndLastPageLength) {

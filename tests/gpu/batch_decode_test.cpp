@@ -564,8 +564,8 @@ TEST(BatchDecode, GraphReplaysAfterReplanningWithOtherBatches) {
       ASSERT_TRUE(std::isnan(got[i])) << "out element " << i << " written past the batch";
     }
     if (batch == 1) {
-      // Again without a new plan: the split request's merge counters must
-      // have been reset by the replay before.
+      // Again without a new plan: a replay leaves nothing behind that the
+      // next one depends on.
       const std::vector<unsigned char> out_bytes = out.download_bytes();
       const std::vector<unsigned char> lse_bytes = lse.download_bytes();
       out.poison();
@@ -598,8 +598,8 @@ TEST(BatchDecode, TwoRunsAreBitwiseEqual) {
   const DecodePlanBounds bounds{batch, 0};
   const std::size_t bytes = BatchDecodeWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
   DeviceBuffer workspace(bytes);
-  // Garbage in the workspace (the merge counters included): plan() must
-  // zero what the split requests' merges count with.
+  // Garbage in the workspace: the kernels read only what plan() wrote (and
+  // the partials they write themselves).
   TESSERA_CUDA_CHECK(cudaMemset(workspace.data(), 0x5a, bytes));
   BatchDecodeWithPagedKVCache decode(shape_of(c), bounds, workspace.data(), bytes, 0);
   CudaStream stream;

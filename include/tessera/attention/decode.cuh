@@ -5,9 +5,7 @@
 // over the KV tokens [kv_begin, kv_end) of one DecodeWorkUnit, with logits
 // shaped by the Variant (variant.cuh). A work unit with partial_index < 0
 // writes out (q dtype) and lse; otherwise it writes its normalised float32
-// partial (out, lse) to the schedule's workspace, and the CTA that writes a
-// request's last partial merges them into out / lse
-// (decode_split_merge.cuh).
+// partial (out, lse) to the schedule's workspace for the merge pass.
 //
 // Grid: (max_work_units, num_kv_heads); CTAs with blockIdx.x >=
 // header->num_work_units exit at once (one captured graph serves any plan).
@@ -34,7 +32,7 @@
 // (launch bounds: <= 128 registers for the per-head state), 96 KB in flight.
 // Limits: D in {64, 128, 256}; K/V rows 16-byte aligned (checked on the
 // host); q/out accessed element-wise (any alignment); no output transform
-// (split requests are finished by the merge, which would skip it).
+// (split requests are finished by the merge pass, which would skip it).
 // Non-softmax variants (kUseSoftmax false) weigh each token by its logit
 // and write lse 0, so partial states sum (the merge runs in sum mode);
 // transform_key must not depend on the query head
@@ -46,8 +44,8 @@
 #include <cuda/std/type_traits>
 
 #include "tessera/arch/sm80/cp_async.cuh"
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode_schedule.cuh"
-#include "tessera/attention/decode_split_merge.cuh"
 #include "tessera/attention/kv_cache.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
@@ -273,6 +271,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   extern __shared__ __align__(16) unsigned char shared[];
 
+  // The merge (launched as a programmatic dependent) may be scheduled now;
+  // it waits for this grid to finish before it reads anything.
+  sm90::allow_dependent_launch();
   const DecodeScheduleView& schedule = params.schedule;
   if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
@@ -557,11 +558,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       }
     }
     __syncthreads();  // the next round reuses the stages
-  }
-  if (unit.partial_index >= 0) {
-    merge_split_request_if_last<kThreads, kHeadDim, !kSoftmax>(
-        params, request, kv_head, reinterpret_cast<float*>(shared),
-        Traits::kSharedBytes / static_cast<int>(sizeof(float)));
   }
 }
 

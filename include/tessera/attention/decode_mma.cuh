@@ -12,7 +12,7 @@
 // Same contract, schedule and partial layout as decode_kernel (decode.cuh):
 // grid (max_work_units, num_kv_heads), CTA = (work unit, KV head); CTAs past
 // header->num_work_units exit; split units write normalised float32 partials
-// and the last of a request's chunks merges them (decode_split_merge.cuh).
+// that decode_merge_kernel combines.
 // Block: 4 warps. K/V tiles of kKvTile = 64 tokens go through kStages = 3
 // shared-memory stages filled with 16-byte cp.async (page ids fetched one
 // tile ahead, any page size >= 1; the tile loaders are prefill's). Warp w
@@ -33,6 +33,7 @@
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode.cuh"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/attention/state.cuh"
@@ -94,6 +95,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* const stages = reinterpret_cast<T*>(shared_raw);
 
+  sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
   const auto& schedule = params.schedule;
   if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
   const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
@@ -362,11 +364,6 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       schedule.partial_out[slot * kHeadDim + dim] = acc * scale;
       if (dim == 0) schedule.partial_lse[slot] = lse;
     }
-  }
-  if (unit.partial_index >= 0) {
-    decode::merge_split_request_if_last<kThreads, kHeadDim, false>(
-        params, request, kv_head, reinterpret_cast<float*>(shared_raw),
-        Traits::kSharedBytes / static_cast<int>(sizeof(float)));
   }
 }
 

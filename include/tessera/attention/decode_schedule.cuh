@@ -8,7 +8,6 @@
 //   DecodeScheduleHeader                      (counts for this plan)
 //   DecodeWorkUnit   work_units[max_work_units]
 //   int32_t          merge_indptr[max_batch_size + 1]
-//   int32_t          merge_counters[max_batch_size * num_kv_heads]
 //   float            partial_out[max_partials * num_qo_heads * head_dim]
 //   float            partial_lse[max_partials * num_qo_heads]   (base 2)
 #pragma once
@@ -43,14 +42,10 @@ struct DecodeScheduleHeader {
 
 // Partials of request b: slots [merge_indptr[b], merge_indptr[b+1]); a request
 // with fewer than 2 slots needs no merge (its work unit wrote out directly).
-// merge_counters[b * num_kv_heads + kv_head]: chunks of a split request that
-// have written their partial (decode_split_merge.cuh); plan() zeroes those of
-// its batch when it splits, the CTA that merges resets its own to 0.
 struct DecodeScheduleView {
   const DecodeScheduleHeader* header;
   const DecodeWorkUnit* work_units;
   const int32_t* merge_indptr;
-  int32_t* merge_counters;
   float* partial_out;
   float* partial_lse;
 };
