@@ -138,7 +138,7 @@ void BatchPrefillWithRaggedKVCache::plan(std::span<const int32_t> qo_indptr,
   State& s = *state_;
   std::vector<int64_t>& lengths = s.plan.kv_lengths_buffer();
   plan::prefill_kv_lengths_ragged(kv_indptr, s.plan.bounds().max_batch_size, lengths);
-  s.plan.plan(qo_indptr, lengths, causal, stream);
+  s.plan.plan(qo_indptr, kv_indptr, lengths, causal, stream);
   s.planned_kv_indptr.assign(kv_indptr.begin(), kv_indptr.end());
 }
 
@@ -190,7 +190,6 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   l.v = vv.data();
   l.stride_entry = kv.stride(0);
   l.stride_head = kv.stride(1);
-  l.kv_indptr = kv_view.data_as<const int32_t>();
   l.max_merge_tiles = s.plan.max_merge_tiles();
   detail::launch_batch_prefill_ragged(l, stream);
 }
@@ -233,7 +232,7 @@ void BatchPrefillWithPagedKVCache::plan(std::span<const int32_t> qo_indptr,
   std::vector<int64_t>& lengths = s.plan.kv_lengths_buffer();
   plan::prefill_kv_lengths_paged(kv_indptr, kv_last_page_len, s.plan.shape().page_size,
                                  s.plan.bounds().max_batch_size, lengths);
-  s.plan.plan(qo_indptr, lengths, causal, stream);
+  s.plan.plan(qo_indptr, kv_indptr, lengths, causal, stream);
   s.planned_kv_indptr.assign(kv_indptr.begin(), kv_indptr.end());
   s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
 }
@@ -293,9 +292,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   l.stride_entry = cache.stride_entry;
   l.stride_head = cache.stride_head;
   l.page_size = cache.page_size;
-  l.kv_indptr = indptr_view.data_as<const int32_t>();
   l.kv_indices = indices_view.data_as<const int32_t>();
-  l.kv_last_page_len = last_view.data_as<const int32_t>();
   l.max_merge_tiles = s.plan.max_merge_tiles();
   detail::launch_batch_prefill_paged(l, stream);
 }

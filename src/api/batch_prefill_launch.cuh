@@ -25,8 +25,7 @@ namespace tessera::detail {
 
 template <typename T>
 prefill::RaggedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::RaggedKv<T>*) {
-  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_entry, l.stride_head,
-          l.kv_indptr};
+  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_entry, l.stride_head};
 }
 
 template <typename T>
@@ -37,8 +36,6 @@ prefill::PagedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::PagedKv<T>*) {
           l.stride_entry,
           l.stride_head,
           l.kv_indices,
-          l.kv_indptr,
-          l.kv_last_page_len,
           FastDivmod::make(static_cast<int32_t>(l.page_size)),
           {.page = l.row_units.page,
            .entry = l.row_units.entry,
@@ -100,7 +97,6 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.out_stride_token = l.out_stride_token;
   p.out_stride_head = l.out_stride_head;
   p.lse = l.lse;
-  p.qo_indptr = l.qo_indptr;
   p.kv = make_kv(l, static_cast<Kv*>(nullptr));
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
   p.heads_y = static_cast<int32_t>(l.num_kv_heads);

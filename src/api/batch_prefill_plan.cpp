@@ -86,13 +86,13 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
   kv_lengths_.reserve(static_cast<std::size_t>(bounds.max_batch_size));
 }
 
-void PrefillPlanState::plan(std::span<const int32_t> qo_indptr,
-                            std::span<const int64_t> kv_lengths, bool causal,
-                            cudaStream_t stream) {
+void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const int32_t> kv_indptr,
+                            std::span<const int64_t> kv_lengths, bool causal, cudaStream_t stream) {
   planned_ = false;
   plan::PrefillPlannerInput input;
   input.qo_indptr = qo_indptr;
   input.kv_lengths = kv_lengths;
+  input.kv_indptr = kv_indptr;
   input.num_qo_heads = shape_.num_qo_heads;
   input.num_kv_heads = shape_.num_kv_heads;
   input.head_dim = shape_.head_dim;

@@ -46,8 +46,9 @@ class PrefillPlanState {
 
   // Plans request lengths (kv_lengths from the wrapper's own arrays) and
   // copies the schedule; remembers qo_indptr for run()'s checks.
-  void plan(std::span<const int32_t> qo_indptr, std::span<const int64_t> kv_lengths, bool causal,
-            cudaStream_t stream);
+  // kv_indptr: the caller's, in the K/V's own units (tokens or pages).
+  void plan(std::span<const int32_t> qo_indptr, std::span<const int32_t> kv_indptr,
+            std::span<const int64_t> kv_lengths, bool causal, cudaStream_t stream);
 
   const PrefillPlanShape& shape() const { return shape_; }
   const PrefillPlanBounds& bounds() const { return bounds_; }
@@ -100,17 +101,15 @@ struct BatchPrefillLaunch {
   void* out;
   int64_t out_stride_token, out_stride_head;
   float* lse;  // null or [total_qo, num_qo_heads] contiguous
-  const int32_t* qo_indptr;  // device
-  // K/V: ragged (k, v [total_kv, num_kv_heads, D], kv_indptr in tokens) or
-  // paged (the cache, kv_indptr in pages, kv_indices, kv_last_page_len).
+  const int32_t* qo_indptr;  // device (the merge; the prefill kernel reads the plan's)
+  // K/V: ragged (k, v [total_kv, num_kv_heads, D]) or paged (the cache,
+  // kv_indices); kv_indptr / kv_last_page_len are the plan's (work units).
   const void* k;
   const void* v;
   int64_t stride_page, stride_entry, stride_head;  // ragged: stride_entry = per token
   int64_t page_size;                               // paged
   PagedRowUnits row_units;                         // paged: the row table's offsets
-  const int32_t* kv_indptr;
   const int32_t* kv_indices;
-  const int32_t* kv_last_page_len;
   int64_t num_qo_heads, num_kv_heads, head_dim;
   int64_t rows_per_token;
   bool causal;

@@ -166,6 +166,25 @@ TEST(PrefillPlanner, UnitsCarryTheirRequestsMaskByteOffsets) {
   }
 }
 
+TEST(PrefillPlanner, UnitsCarryTheirRequestsOffsetsAndLengths) {
+  const Batch b = batch_of({3, 0, 20, 1}, {5, 9, 4000, 7});
+  PrefillPlannerInput in = input_for(b, 8, 2, false);
+  const std::vector<int32_t> kv_indptr = {0, 5, 14, 4014, 4021};  // ragged: tokens
+  in.kv_indptr = kv_indptr;
+  const PrefillScheduleHost s = plan_prefill_schedule(in);
+  ASSERT_FALSE(s.work_units.empty());
+  for (const PrefillWorkUnit& u : s.work_units) {
+    const auto r = static_cast<std::size_t>(u.request);
+    EXPECT_EQ(u.qo_begin, b.qo_indptr[r]) << u.request;
+    EXPECT_EQ(u.qo_len, b.qo_indptr[r + 1] - b.qo_indptr[r]) << u.request;
+    EXPECT_EQ(u.kv_start, kv_indptr[r]) << u.request;
+    EXPECT_EQ(u.kv_len, b.kv_lengths[r]) << u.request;
+  }
+  const std::vector<int32_t> short_indptr = {0, 5, 14};
+  in.kv_indptr = short_indptr;
+  tessera::testing::expect_argument_error([&] { plan_prefill_schedule(in); }, "kv_indptr");
+}
+
 TEST(PrefillPlanner, ShortQueryOnLongKvSplits) {
   for (const bool causal : {false, true}) {
     SCOPED_TRACE(causal ? "causal" : "non-causal");

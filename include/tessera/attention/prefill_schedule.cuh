@@ -48,6 +48,15 @@ struct PrefillWorkUnit {
   // ceil(qo_len * kv_len / 8) over the requests before it (FlashInfer's
   // segment_packbits layout). Read only when run() is given a mask.
   int32_t mask_byte_begin;
+  // The request's qo_indptr entry and length, kv_indptr entry (tokens for
+  // ragged K/V, pages for paged) and KV length, as plan() saw them: the CTA
+  // starts its Q and K/V (or page-id) loads without first reading the
+  // indptr arrays (run() requires the device arrays to hold the same
+  // values; validation mode checks it).
+  int32_t qo_begin;
+  int32_t qo_len;
+  int32_t kv_start;
+  int32_t kv_len;
 };
 
 // One split q tile: rows [qo_row_begin, qo_row_begin + qo_rows) of `request`

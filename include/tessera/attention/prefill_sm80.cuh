@@ -1098,8 +1098,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   single_prefill_tile<Traits, Variant, kCustomMask, 1>(p, shared_raw);
 }
 
-// The batch kernels' K/V: ragged (contiguous rows per request, at
-// kv_indptr[request]) or paged.
+// The batch kernels' K/V: ragged (contiguous rows per request, from token
+// kv_start = kv_indptr[request]) or paged (pages from kv_indices[kv_start]).
 template <typename T>
 struct RaggedKv {
   using Element = T;
@@ -1107,12 +1107,8 @@ struct RaggedKv {
   const T* v;
   int64_t stride_token;
   int64_t stride_head;
-  const int32_t* kv_indptr;  // [batch + 1]
-  __device__ __forceinline__ int length(int request) const {
-    return kv_indptr[request + 1] - kv_indptr[request];
-  }
-  __device__ __forceinline__ ContiguousKvRows<T> rows(int request, int kv_head) const {
-    const int64_t base = kv_indptr[request] * stride_token + kv_head * stride_head;
+  __device__ __forceinline__ ContiguousKvRows<T> rows(int kv_start, int kv_head) const {
+    const int64_t base = kv_start * stride_token + kv_head * stride_head;
     return {k + base, v + base, stride_token};
   }
 };
@@ -1126,22 +1122,14 @@ struct PagedKv {
   int64_t stride_entry;
   int64_t stride_head;
   const int32_t* kv_indices;
-  const int32_t* kv_indptr;         // [batch + 1] pages
-  const int32_t* kv_last_page_len;  // [batch]
   FastDivmod page_div;
   PagedRowUnits units;  // head: one head's offset
-  __device__ __forceinline__ int length(int request) const {
-    const int pages = kv_indptr[request + 1] - kv_indptr[request];
-    return pages == 0 ? 0
-                      : (pages - 1) * static_cast<int>(page_div.divisor) +
-                            kv_last_page_len[request];
-  }
-  __device__ __forceinline__ PagedKvRows<T> rows(int request, int kv_head) const {
+  __device__ __forceinline__ PagedKvRows<T> rows(int kv_start, int kv_head) const {
     return {k_data + kv_head * stride_head,
             v_data + kv_head * stride_head,
             stride_page,
             stride_entry,
-            kv_indices + kv_indptr[request],
+            kv_indices + kv_start,
             page_div,
             {units.page, units.entry, static_cast<uint32_t>(kv_head) * units.head, units.bytes},
             k_data,
@@ -1158,8 +1146,7 @@ struct BatchPrefillParams {
   int64_t out_stride_token;
   int64_t out_stride_head;
   float* lse;  // null or [total_qo, num_qo_heads] contiguous
-  const int32_t* qo_indptr;  // [batch + 1]
-  Kv kv;
+  Kv kv;       // request offsets and lengths: in the work units
   int32_t num_qo_heads;
   int32_t heads_y;      // gridDim.y: num_kv_heads (GQA packed) or num_qo_heads
   int32_t group_size;   // num_qo_heads / num_kv_heads
@@ -1190,8 +1177,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const bool causal = schedule.header->causal != 0;
   {
     const PrefillWorkUnit unit = schedule.work_units[u];
-    const int qo_begin = p.qo_indptr[unit.request];
-    const int qo_len = p.qo_indptr[unit.request + 1] - qo_begin;
+    const int qo_begin = unit.qo_begin;
+    const int qo_len = unit.qo_len;
     const QueryRows<T> rows{p.q + qo_begin * p.q_stride_token, p.q_stride_token, p.q_stride_head,
                             p.per_token, head_base};
     OutputRows<T> output{p.out + qo_begin * p.out_stride_token, p.out_stride_token,
@@ -1208,7 +1195,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     const UnitSpan span{unit.qo_tile_begin,
                         unit.qo_tile_begin + unit.qo_rows,
                         qo_len,
-                        p.kv.length(unit.request),
+                        unit.kv_len,
                         unit.kv_begin,
                         unit.kv_end,
                         causal,
@@ -1217,12 +1204,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     if constexpr (Traits::kMaxMBlocks == 2) {
       if (schedule.header->q_tile_rows == kMaxQTile) {
         process_unit<Traits, Variant, kCustomMask, 2>(
-            p.variant, rows, p.kv.rows(unit.request, kv_head), output, span, shared_raw);
+            p.variant, rows, p.kv.rows(unit.kv_start, kv_head), output, span, shared_raw);
         return;
       }
     }
-    process_unit<Traits, Variant, kCustomMask, 1>(p.variant, rows, p.kv.rows(unit.request, kv_head),
-                                                  output, span, shared_raw);
+    process_unit<Traits, Variant, kCustomMask, 1>(
+        p.variant, rows, p.kv.rows(unit.kv_start, kv_head), output, span, shared_raw);
   }
 }
 
