@@ -19,7 +19,6 @@ prebuilt="${TESSERA_PREBUILT:-.gpu-build}"
 [[ -f "$prebuilt/variants.tgz" ]] && tar -xzf "$prebuilt/variants.tgz" -C "$prebuilt"
 cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
 cuda_include="$(dirname "$(readlink -f "$(command -v nvcc)")")/../include"
-export TESSERA_JIT_INCLUDE_PATH="$TESSERA_ROOT/include:$cuda_include:$cuda_include/cccl"
 dest="${OUT:-$TESSERA_ROOT/gpu_check_logs}"
 mkdir -p "$dest"
 for name in "$@"; do
@@ -29,7 +28,12 @@ for ((round = 1; round <= rounds; ++round)); do
   for name in base "$@"; do
     libdir="$TESSERA_ROOT/$prebuilt/lib_$name"
     [[ $name == base ]] && libdir="$TESSERA_ROOT/$prebuilt/lib"
-    LD_LIBRARY_PATH="$libdir:$cuda_lib:${LD_LIBRARY_PATH:-}" "$prebuilt/bin/tessera_bench" \
+    # A library staged from another revision JIT-compiles from that
+    # revision's device headers (stage_revision_lib.sh puts them beside it).
+    headers="$TESSERA_ROOT/include"
+    [[ -d "$libdir/include/tessera" ]] && headers="$libdir/include"
+    TESSERA_JIT_INCLUDE_PATH="$headers:$cuda_include:$cuda_include/cccl" \
+      LD_LIBRARY_PATH="$libdir:$cuda_lib:${LD_LIBRARY_PATH:-}" "$prebuilt/bin/tessera_bench" \
       --only "$family" --case "$case_filter" >"$dest/ab_${round}_$name.log" 2>&1 ||
       echo "round $round, $name: tessera_bench failed (see ab_${round}_$name.log)"
   done

@@ -5,6 +5,10 @@
 # and rebuilds. On the device, scripts/gpu_ab.sh FAMILY CASE ROUNDS NAME
 # times the staged binaries against both libraries. Only for revisions whose
 # public API (include/tessera/api, the C ABI) matches the staged binaries'.
+# REV's include/ goes beside the library (lib_NAME/include): the JIT kernels
+# that library builds must see its own device headers (the kernel parameter
+# structs), else they read the launch's parameters with another layout (the
+# ninth session's A/B failed with a misaligned address that way).
 #   scripts/stage_revision_lib.sh 261be9c old
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -18,8 +22,9 @@ restore() { git checkout -q HEAD -- include src && git clean -qfd -- include src
 trap restore EXIT
 git checkout -q "$rev" -- include src
 ninja -C "$build" tessera >/dev/null
-mkdir -p .gpu-build/lib_"$name"
+rm -rf .gpu-build/lib_"$name" && mkdir -p .gpu-build/lib_"$name"
 cp "$build"/libtessera.so.0.*.* .gpu-build/lib_"$name"/libtessera.so.0
+git archive "$rev" include | tar -x -C .gpu-build/lib_"$name"
 restore
 trap - EXIT
 ninja -C "$build" tessera >/dev/null
