@@ -128,7 +128,7 @@ void validate(const PrefillPlannerInput& in) {
   TESSERA_CHECK_ARG(in.kv_lengths.size() == batch, "kv_indptr",
                     std::to_string(batch) + " requests (len(qo_indptr) - 1)",
                     std::to_string(in.kv_lengths.size()) + " requests");
-  TESSERA_CHECK_ARG(in.kv_indptr.empty() || in.kv_indptr.size() == batch + 1, "kv_indptr",
+  TESSERA_CHECK_ARG(in.kv_indptr.size() == batch + 1, "kv_indptr",
                     std::to_string(batch + 1) + " values (len(qo_indptr))",
                     std::to_string(in.kv_indptr.size()) + " values");
   TESSERA_CHECK_ARG(qo[0] == 0, "qo_indptr", "qo_indptr[0] = 0", element_text("qo_indptr", 0, qo[0]));
@@ -289,8 +289,7 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
       const auto b = static_cast<std::size_t>(t.request);
       units.push_back({t.request, t.row_begin, t.rows, static_cast<int32_t>(begin),
                        static_cast<int32_t>(end), static_cast<int32_t>(slot), mask_begin[b], qo[b],
-                       qo[b + 1] - qo[b], in.kv_indptr.empty() ? 0 : in.kv_indptr[b],
-                       static_cast<int32_t>(in.kv_lengths[b])});
+                       qo[b + 1] - qo[b], in.kv_indptr[b], static_cast<int32_t>(in.kv_lengths[b])});
       cost.push_back(end - begin + kUnitOverheadTokens);
       max_unit_tokens = std::max(max_unit_tokens, end - begin);
     }

@@ -19,7 +19,7 @@ struct PrefillPlannerInput {
   std::span<const int32_t> qo_indptr;   // [batch + 1] host, query tokens
   std::span<const int64_t> kv_lengths;  // [batch] KV tokens per request
   // [batch + 1] host, in the K/V's own units (tokens ragged, pages paged),
-  // copied into the work units (kv_start); empty: every request starts at 0.
+  // copied into the work units (kv_start).
   std::span<const int32_t> kv_indptr;
   int64_t num_qo_heads = 1;
   int64_t num_kv_heads = 1;
@@ -53,8 +53,8 @@ struct PrefillScheduleHost {
 // more requests than max_batch_size, more tokens than max_total_qo_tokens, or
 // causal with qo_len > kv_len in some request: such queries would precede the
 // whole KV, so they are rejected rather than given an all-masked row),
-// "kv_indptr" (batch differs from qo_indptr's, or kv_indptr given with
-// another length than batch + 1), "shape" (heads / head_dim)
+// "kv_indptr" (batch differs from qo_indptr's, or kv_indptr is not batch + 1
+// values), "shape" (heads / head_dim)
 // or "bounds" (the q tiles alone exceed max_work_units).
 PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& input);
 

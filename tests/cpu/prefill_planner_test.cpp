@@ -30,6 +30,7 @@ constexpr int64_t kWave = kH100Sms * kCtasPerSm;
 struct Batch {
   std::vector<int32_t> qo_indptr;
   std::vector<int64_t> kv_lengths;
+  std::vector<int32_t> kv_indptr;  // ragged: prefix sums of kv_lengths
 };
 
 Batch batch_of(const std::vector<int64_t>& qo_lens, const std::vector<int64_t>& kv_lens) {
@@ -37,6 +38,9 @@ Batch batch_of(const std::vector<int64_t>& qo_lens, const std::vector<int64_t>& 
   b.qo_indptr.push_back(0);
   for (const int64_t len : qo_lens) b.qo_indptr.push_back(b.qo_indptr.back() + static_cast<int32_t>(len));
   b.kv_lengths = kv_lens;
+  b.kv_indptr.push_back(0);
+  for (const int64_t len : kv_lens)
+    b.kv_indptr.push_back(b.kv_indptr.back() + static_cast<int32_t>(len));
   return b;
 }
 
@@ -45,6 +49,7 @@ PrefillPlannerInput input_for(const Batch& b, int64_t qo_heads, int64_t kv_heads
   PrefillPlannerInput in;
   in.qo_indptr = b.qo_indptr;
   in.kv_lengths = b.kv_lengths;
+  in.kv_indptr = b.kv_indptr;
   in.num_qo_heads = qo_heads;
   in.num_kv_heads = kv_heads;
   in.head_dim = head_dim;
