@@ -11,8 +11,8 @@
 // to head_dim 128) or 128 (32 per warp, FA2's shape, head_dim <= 128) with
 // the A fragments re-read from shared memory per k-step; streams K/V tiles
 // of 64 positions (32 at head_dim 256: kv_tile_rows) through a double
-// buffer filled with cp.async (K[t+1] loads under S = Q K[t]^T, V[t+1]
-// under O += P V[t]),
+// buffer filled with cp.async (K[t+1] and V[t+1] load under tile t's math,
+// one barrier per tile),
 // online softmax in base 2 in registers. The unit writes its rows' out/lse,
 // or (split KV) normalised float32 partial rows that a merge pass combines.
 // Two kernels call it:
@@ -656,7 +656,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   // of the diagonal of the unit's first row.
   const int unmasked_end = span.causal ? min(kv_end, first_pos + 1) : kv_end;
 
-  // Prologue: group 0 = Q + K[0], group 1 = V[0].
+  // Prologue: one group, Q + K[0] + V[0].
   load_q_tile<Traits, kQTile>(q_tile, rows, q0, span.row_end);
   // Contiguous K/V: copies address rows by position. Paged: through the row
   // table; tiles 0 and 1 are published here, tile t + 2 at the end of
@@ -679,17 +679,27 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     table.publish(kv, 1, kv_begin + kKvTile, page1);
     __syncthreads();
   }
-  if (num_tiles > 0) load_tile(k_tiles, false, 0);
-  sm80::cp_async_commit();
-  if (num_tiles > 0) load_tile(v_tiles, true, 0);
-  sm80::cp_async_commit();
-  sm80::cp_async_wait_group<1>();
-  if constexpr (kWiden) widener.read_own(k_tiles);
-  __syncthreads();
-  if constexpr (kWiden) {
-    widener.write(k_tiles);
-    __syncthreads();
+  if (num_tiles > 0) {
+    load_tile(k_tiles, false, 0);
+    load_tile(v_tiles, true, 0);
   }
+  sm80::cp_async_commit();
+  // Tile t's K and V (stage t % 2) landed and are visible, widened to T.
+  const auto land_tile = [&](int stage) {
+    sm80::cp_async_wait_group<0>();
+    if constexpr (kWiden) {
+      // Each thread reads the fp8 chunks it copied before the barrier; the
+      // widened rows overwrite other threads' staging bytes after it.
+      widener.read_own(k_tiles + stage * Traits::kTileElems);
+      __syncthreads();
+      widener.write(k_tiles + stage * Traits::kTileElems);
+      widener.read_own(v_tiles + stage * Traits::kTileElems);
+      __syncthreads();
+      widener.write(v_tiles + stage * Traits::kTileElems);
+    }
+    __syncthreads();
+  };
+  land_tile(0);
   if constexpr (Variant::kHasQueryKeyTransform) {
     // Query i of the request sits at kv position delta + i; padding rows are
     // zeros, whatever their position.
@@ -763,22 +773,19 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     const int stage = tile & 1;
     const int kv0 = kv_begin + tile * kKvTile;
     if (tile > 0) {
-      sm80::cp_async_wait_group<1>();  // K[tile] landed (V[tile] may be in flight)
-      if constexpr (kWiden) widener.read_own(k_tiles + stage * Traits::kTileElems);
-      __syncthreads();
-      if constexpr (kWiden) {
-        widener.write(k_tiles + stage * Traits::kTileElems);
-        __syncthreads();
-      }
+      land_tile(stage);
       if constexpr (Variant::kHasQueryKeyTransform) {
         rotate_tile_rows<Traits, kKvTile>(k_tiles + stage * Traits::kTileElems, var_first,
                                           [&](int r) { return kv0 + r; });
         __syncthreads();
       }
     }
-    // K[tile + 1] into the other stage: everyone finished K[tile - 1] before the barrier.
+    // K[tile + 1] and V[tile + 1] into the other stage: everyone finished
+    // tile - 1 before the barrier. One group and one barrier per tile; the
+    // copies overlap the whole of this tile's math.
     if (tile + 1 < num_tiles) {
       load_tile(k_tiles + (stage ^ 1) * Traits::kTileElems, false, tile + 1);
+      load_tile(v_tiles + (stage ^ 1) * Traits::kTileElems, true, tile + 1);
     }
     if constexpr (!KvRows::kContiguous) {
       if (tile + 2 < num_tiles) {
@@ -918,18 +925,6 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       }
     }
 
-    sm80::cp_async_wait_group<1>();  // V[tile] landed (K[tile + 1] may be in flight)
-    if constexpr (kWiden) widener.read_own(v_tiles + stage * Traits::kTileElems);
-    __syncthreads();
-    if constexpr (kWiden) {
-      widener.write(v_tiles + stage * Traits::kTileElems);
-      __syncthreads();
-    }
-    if (tile + 1 < num_tiles) {
-      load_tile(v_tiles + (stage ^ 1) * Traits::kTileElems, true, tile + 1);
-    }
-    sm80::cp_async_commit();
-
     // ---- O += P V (V read transposed by ldmatrix)
 #pragma unroll
     for (int c = 0; c < Traits::kKvSteps; ++c) {
@@ -946,8 +941,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     }
     if constexpr (!KvRows::kContiguous) {
       // Slot tile % 2 held this tile's offsets, read by copies issued before
-      // this iteration's barriers; the next iteration's first barrier
-      // publishes tile + 2's to the copies that read them.
+      // this iteration's barrier; the next iteration's barrier publishes
+      // tile + 2's to the copies that read them.
       if (tile + 2 < num_tiles) {
         table.publish(kv, tile & 1, kv0 + 2 * kKvTile, next_page);
       }
