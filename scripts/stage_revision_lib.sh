@@ -9,24 +9,33 @@
 # that library builds must see its own device headers (the kernel parameter
 # structs), else they read the launch's parameters with another layout (the
 # ninth session's A/B failed with a misaligned address that way).
+# Several REV NAME pairs build one after another before the single restore
+# (one rebuild of the working tree's library, not one per revision).
 #   scripts/stage_revision_lib.sh 261be9c old
+#   scripts/stage_revision_lib.sh cd03c8b old 15a3d56 barrier
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-(($# == 2)) || { echo "usage: $0 REV NAME" >&2; exit 2; }
-rev=$1 name=$2
+(($# >= 2 && $# % 2 == 0)) || { echo "usage: $0 REV NAME [REV NAME]..." >&2; exit 2; }
 cd "$TESSERA_ROOT"
 build="$TESSERA_ROOT/build-sm90a"
 [[ -f "$build/build.ninja" ]] || { echo "no $build: run scripts/stage_gpu_build.sh first" >&2; exit 1; }
 [[ -z "$(git status --porcelain -- include src)" ]] || { echo "include/ or src/ has uncommitted or untracked files" >&2; exit 1; }
 restore() { git checkout -q HEAD -- include src && git clean -qfd -- include src; }
 trap restore EXIT
-git checkout -q "$rev" -- include src
-ninja -C "$build" tessera >/dev/null
-rm -rf .gpu-build/lib_"$name" && mkdir -p .gpu-build/lib_"$name"
-cp "$build"/libtessera.so.0.*.* .gpu-build/lib_"$name"/libtessera.so.0
-git archive "$rev" include | tar -x -C .gpu-build/lib_"$name"
+while (($# > 0)); do
+  rev=$1 name=$2
+  shift 2
+  git checkout -q "$rev" -- include src
+  # Files REV lacks (HEAD's or the previous revision's) must not stay.
+  comm -23 <(git ls-files -- include src | sort) \
+    <(git ls-tree -r --name-only "$rev" -- include src | sort) | xargs -r rm -f
+  ninja -C "$build" tessera >/dev/null
+  rm -rf .gpu-build/lib_"$name" && mkdir -p .gpu-build/lib_"$name"
+  cp "$build"/libtessera.so.0.*.* .gpu-build/lib_"$name"/libtessera.so.0
+  git archive "$rev" include | tar -x -C .gpu-build/lib_"$name"
+  ls -la .gpu-build/lib_"$name"
+done
 restore
 trap - EXIT
 ninja -C "$build" tessera >/dev/null
 cp "$build"/libtessera.so.0.*.* .gpu-build/lib/
-ls -la .gpu-build/lib_"$name"

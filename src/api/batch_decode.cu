@@ -59,6 +59,7 @@ struct BatchDecodeWithPagedKVCache::State {
   bool planned = false;
   int64_t planned_batch = 0;
   int32_t planned_partials = 0;
+  int64_t planned_units = 0;  // the schedule's work units
   DecodeBackend backend = DecodeBackend::kAuto;
   std::vector<int64_t> kv_lengths;
   // What plan() saw, compared with the device arrays in validation mode.
@@ -154,6 +155,7 @@ void BatchDecodeWithPagedKVCache::plan(std::span<const int32_t> kv_indptr,
   s.planned = true;
   s.planned_batch = static_cast<int64_t>(kv_last_page_len.size());
   s.planned_partials = schedule.header.num_partials;
+  s.planned_units = schedule.header.num_work_units;
   s.backend = options.backend;
   s.planned_indptr.assign(kv_indptr.begin(), kv_indptr.end());
   s.planned_last_page_len.assign(kv_last_page_len.begin(), kv_last_page_len.end());
@@ -263,7 +265,7 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
       reinterpret_cast<const int32_t*>(s.workspace + layout.merge_indptr_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(s.workspace + layout.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(s.workspace + layout.partial_lse_offset);
-  launch.max_work_units = layout.max_work_units;
+  launch.grid_units = detail::grid_units(capturing, layout.max_work_units, s.planned_units);
   launch.options = options;
   launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = detail::resolved_sm_scale(options, shape.head_dim);
@@ -274,7 +276,8 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   // While capturing, a later plan may split requests, so the graph needs the
   // merge regardless; outside a graph it is skipped when nothing is split.
   if (capturing || s.planned_partials > 0) {
-    detail::launch_decode_merge(launch, layout.max_batch_size, stream);
+    detail::launch_decode_merge(launch, detail::grid_units(capturing, layout.max_batch_size, batch),
+                                stream);
   }
 }
 

@@ -77,6 +77,9 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.split = s.split();
   l.schedule = s.schedule_view();
   l.max_ctas = s.max_ctas();
+  l.planned_ctas = s.planned_ctas();
+  l.max_merge_tiles = s.max_merge_tiles();
+  l.planned_merge_tiles = s.planned_merge_tiles();
   l.shared_bytes = s.shared_bytes();
 }
 
@@ -190,7 +193,6 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   l.v = vv.data();
   l.stride_entry = kv.stride(0);
   l.stride_head = kv.stride(1);
-  l.max_merge_tiles = s.plan.max_merge_tiles();
   detail::launch_batch_prefill_ragged(l, stream);
 }
 
@@ -293,7 +295,6 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   l.stride_head = cache.stride_head;
   l.page_size = cache.page_size;
   l.kv_indices = indices_view.data_as<const int32_t>();
-  l.max_merge_tiles = s.plan.max_merge_tiles();
   detail::launch_batch_prefill_paged(l, stream);
 }
 

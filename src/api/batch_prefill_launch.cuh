@@ -1,8 +1,10 @@
 // The batch prefill launcher, one template for both K/V kinds (ragged and
 // paged, instantiated in batch_prefill_{ragged,paged}.cu so they compile in
 // parallel): dispatch over dtype x head_dim x variant, then the prefill
-// kernel on grid (max_ctas, heads_y) and, when the plan split KV (or a graph
-// is being captured), the merge kernel on grid (max merge tiles, heads_y).
+// kernel on a unit-major grid of ctas x heads_y (unit_grid.cuh) and, when the
+// plan split KV (or a graph is being captured), the merge kernel on grid
+// (merge tiles, heads_y); both counts the bounds while capturing, else the
+// plan's (plan_run.h grid_units).
 // Kernels per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
 // soft-cap, window, soft-cap + window, ALiBi, RoPE-Llama}; those on the AOT list
 // (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
@@ -16,6 +18,7 @@
 #include "api/batch_prefill_plan.h"
 #include "api/builtin_jit.h"
 #include "api/kernel_types.cuh"
+#include "api/plan_run.h"
 #include "tessera/attention/merge.cuh"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -61,7 +64,8 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   m.head_dim = l.head_dim;
   m.lanes_per_item = attention::merge_lanes_per_item(l.head_dim, kWide);
   m.sum_states = l.sum_states;
-  const dim3 grid(static_cast<unsigned>(l.max_merge_tiles), static_cast<unsigned>(heads_y));
+  const int64_t tiles = grid_units(l.capturing, l.max_merge_tiles, l.planned_merge_tiles);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(heads_y));
   attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();
 }
@@ -115,7 +119,8 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           shared_bytes));
-  const dim3 grid(static_cast<unsigned>(l.max_ctas), static_cast<unsigned>(l.num_kv_heads));
+  const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
+  const dim3 grid(unit_grid_ctas(ctas, l.num_kv_heads, "batch prefill"));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
       cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, shared_bytes, stream));

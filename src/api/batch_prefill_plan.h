@@ -66,8 +66,10 @@ class PrefillPlanState {
   const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
   const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
   int64_t max_ctas() const { return derived_.max_ctas; }
+  int64_t planned_ctas() const { return planned_ctas_; }
   // Merge tiles the workspace holds (a split tile has >= 2 units).
   int64_t max_merge_tiles() const { return derived_.max_work_units / 2; }
+  int64_t planned_merge_tiles() const { return planned_merge_tiles_; }
   PrefillScheduleView schedule_view() const;
   std::vector<int64_t>& kv_lengths_buffer() { return kv_lengths_; }
 
@@ -88,6 +90,8 @@ class PrefillPlanState {
   int64_t custom_mask_bytes_ = 0;
   int64_t batch_ = 0;
   int64_t rows_per_token_ = 1;
+  int64_t planned_ctas_ = 0;
+  int64_t planned_merge_tiles_ = 0;
   std::vector<int32_t> planned_qo_indptr_;
   std::vector<int64_t> kv_lengths_;
 };
@@ -116,8 +120,9 @@ struct BatchPrefillLaunch {
   bool capturing;  // a graph needs the merge whatever the plan
   bool split;
   PrefillScheduleView schedule;
-  int64_t max_ctas;
-  int64_t max_merge_tiles;
+  // Grids (plan_run.h grid_units): the bounds while capturing, else the plan's.
+  int64_t max_ctas, planned_ctas;
+  int64_t max_merge_tiles, planned_merge_tiles;
   int64_t shared_bytes;  // dynamic shared memory (PrefillPlanState::shared_bytes)
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)

@@ -18,6 +18,7 @@
 #include "api/builtin_jit.h"
 #include "api/decode_launch.h"
 #include "api/kernel_types.cuh"
+#include "api/plan_run.h"
 #include "tessera/attention/decode.cuh"
 #include "tessera/attention/decode_mma.cuh"
 #include "tessera/core/cuda_check.h"
@@ -106,6 +107,7 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   p.kv.head_dim = static_cast<int32_t>(l.kv.head_dim);
   p.kv_indices = l.kv_indices;
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
+  p.num_kv_heads = static_cast<int32_t>(l.num_kv_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
   p.schedule = l.schedule;
   p.variant = variant;
@@ -149,7 +151,7 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-  const dim3 grid(static_cast<unsigned>(l.max_work_units), static_cast<unsigned>(l.num_kv_heads));
+  const dim3 grid(unit_grid_ctas(l.grid_units, l.num_kv_heads, "decode"));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(threads), args,
                                       static_cast<std::size_t>(shared_bytes), stream));
@@ -197,10 +199,6 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
                 " is not a multiple of num_kv_heads " + std::to_string(l.num_kv_heads));
   }
   expect_rows_aligned16(l.kv);
-  if (l.max_work_units < 1 || l.num_kv_heads > 65535) {
-    throw Error("tessera: decode: grid (" + std::to_string(l.max_work_units) + ", " +
-                std::to_string(l.num_kv_heads) + ") out of range");
-  }
   const ResolvedVariant variant =
       resolve_variant(l.options, l.head_dim, l.num_qo_heads, l.kv.device);
   attention::VariantParams params = variant.params;

@@ -1,8 +1,9 @@
 // Internal contract between the decode entry points (batch run(), single
 // decode) and the decode kernel launcher: everything resolved and validated,
-// ready to launch. The grid is (max_work_units, num_kv_heads); CTAs past
-// schedule.header->num_work_units exit at once, so a captured graph replays
-// for any schedule within the bounds.
+// ready to launch. The grid is grid_units x num_kv_heads CTAs, unit-major
+// (include/tessera/attention/unit_grid.cuh); CTAs of units past
+// schedule.header->num_work_units exit at once, so a graph captured with
+// grid_units = the bound replays for any schedule within the bounds.
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -35,7 +36,7 @@ struct DecodeLaunch {
   int64_t num_kv_heads;
   int64_t head_dim;
   DecodeScheduleView schedule;    // device pointers into the workspace
-  int64_t max_work_units;         // grid.x
+  int64_t grid_units;             // work units the grid covers (plan_run.h grid_units)
   AttentionOptions options;       // sm_scale resolved (> 0)
   const void* jit_kernel;         // options.jit_variant's kernel, checked by the entry point
   const float* alibi_slopes;      // device [num_qo_heads] when kAlibi, else null
@@ -47,7 +48,8 @@ struct DecodeLaunch {
 void launch_decode(const DecodeLaunch& launch, cudaStream_t stream);
 
 // Merges the partial (out, lse) of split requests into out/lse. Grid covers
-// max_batch_size x num_qo_heads; requests with < 2 partials are skipped.
-void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cudaStream_t stream);
+// grid_batch requests (the bound while capturing, else the plan's batch) x
+// num_qo_heads; requests with < 2 partials are skipped.
+void launch_decode_merge(const DecodeLaunch& launch, int64_t grid_batch, cudaStream_t stream);
 
 }  // namespace tessera::detail

@@ -214,7 +214,7 @@ namespace detail {
 // Partials are float32: 4 per 16-byte load; out (fp16/bf16) is stored 8 bytes
 // at a time. Wide when head_dim % 4 == 0 and out's rows are 8-byte aligned
 // (the partial rows are: 256-aligned region, head_dim * 4 bytes per row).
-void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cudaStream_t stream) {
+void launch_decode_merge(const DecodeLaunch& launch, int64_t grid_batch, cudaStream_t stream) {
   constexpr int kWide = static_cast<int>(kVectorBytes / sizeof(float));
   const auto dispatch = [&]<typename Out>() {
     const std::size_t out_vec_bytes = kWide * sizeof(Out);
@@ -237,10 +237,11 @@ void launch_decode_merge(const DecodeLaunch& launch, int64_t max_batch_size, cud
       throw Error("tessera: decode merge: head_dim " + std::to_string(launch.head_dim) +
                   " or num_qo_heads " + std::to_string(launch.num_qo_heads) + " out of range");
     }
-    // Sized by the bounds only (graph replay); idle requests exit at once.
+    // grid_batch is the bound while capturing (graph replay); requests past
+    // the plan's batch exit at once.
     cudaLaunchConfig_t config{};
-    config.gridDim = dim3(static_cast<unsigned>(max_batch_size),
-                          static_cast<unsigned>(launch.num_qo_heads));
+    config.gridDim =
+        dim3(static_cast<unsigned>(grid_batch), static_cast<unsigned>(launch.num_qo_heads));
     config.blockDim = dim3(attention::kDecodeMergeWarps * attention::kMergeWarpSize);
     config.stream = stream;
     // On sm90+ a programmatic dependent of the decode kernel just queued:

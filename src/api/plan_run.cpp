@@ -1,5 +1,7 @@
 #include "api/plan_run.h"
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "tessera/core/cuda_check.h"
@@ -38,6 +40,20 @@ void expect_stream_not_capturing(cudaStream_t stream) {
   TESSERA_CHECK_ARG(!stream_is_capturing(stream), "stream",
                     "a stream that is not capturing (plan() runs outside CUDA graphs)",
                     "a capturing stream");
+}
+
+int64_t grid_units(bool capturing, int64_t bound, int64_t planned) {
+  return capturing ? bound : std::max<int64_t>(1, planned);
+}
+
+unsigned unit_grid_ctas(int64_t units, int64_t heads, const char* kernel) {
+  constexpr int64_t kMaxGridX = std::numeric_limits<int32_t>::max();
+  const bool fits = units >= 1 && heads >= 1 && units <= kMaxGridX / heads;
+  if (!fits) {
+    throw Error(std::string("tessera: ") + kernel + ": grid of " + std::to_string(units) +
+                " units x " + std::to_string(heads) + " heads is outside [1, 2^31 - 1] CTAs");
+  }
+  return static_cast<unsigned>(units * heads);
 }
 
 void expect_validation_outside_capture(bool capturing) {

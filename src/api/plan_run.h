@@ -30,6 +30,17 @@ bool stream_is_capturing(cudaStream_t stream);
 // "stream" when the stream is capturing a graph.
 void expect_stream_not_capturing(cudaStream_t stream);
 
+// The units (decode work units, prefill CTA slots, merge tiles or requests)
+// a kernel's grid covers: the bound while capturing (a graph replays any
+// later plan within it), else the plan's own count (at least 1; a grid of
+// CTAs that would all exit is launch overhead and, for a unit-major grid,
+// idle CTAs issued before the next kernel's).
+int64_t grid_units(bool capturing, int64_t bound, int64_t planned);
+
+// CTAs of a unit-major grid (include/tessera/attention/unit_grid.cuh):
+// units x heads. Throws naming `kernel` outside [1, 2^31 - 1].
+unsigned unit_grid_ctas(int64_t units, int64_t heads, const char* kernel);
+
 // Validation mode copies device arrays to the host and synchronises, which
 // would invalidate a capture: throws naming "validate" when `capturing`.
 void expect_validation_outside_capture(bool capturing);

@@ -186,8 +186,9 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
       reinterpret_cast<const int32_t*>(base + staged.schedule.merge_indptr_offset);
   launch.schedule.partial_out = reinterpret_cast<float*>(base + staged.schedule.partial_out_offset);
   launch.schedule.partial_lse = reinterpret_cast<float*>(base + staged.schedule.partial_lse_offset);
-  // The planner used at most max_work_units; launch only the units it made.
-  launch.max_work_units = std::max<int64_t>(1, schedule.header.num_work_units);
+  // The plan is this call's own (a graph captures it too): launch only the
+  // units it made.
+  launch.grid_units = std::max<int64_t>(1, schedule.header.num_work_units);
   launch.options = options;
   launch.jit_kernel = jit_kernel;
   launch.options.sm_scale = variant.params.sm_scale;

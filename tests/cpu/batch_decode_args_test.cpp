@@ -3,15 +3,18 @@
 // before any CUDA call (fake pointers; bounds with an explicit max_work_units
 // so nothing asks the device for its SM count). run()'s checks need a plan,
 // and plan() copies to the device: they are in tests/gpu/batch_decode_test.cpp.
+#include "../../src/api/batch_decode_args.h"  // host-only checks, tested directly
+
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <utility>
 #include <vector>
 
-#include "../../src/api/batch_decode_args.h"  // host-only checks, tested directly
+#include "../../src/api/plan_run.h"  // the grids of run()
 #include "reference/merge_ref.h"
 #include "support/argument_error.h"
 #include "support/device_tensor.h"
@@ -197,6 +200,27 @@ TEST(MergeStateArgs, MergeStatesRejectsMismatchedShapes) {
   expect_argument_error([&] { merge_states(v, s_bad, out, s_out, nullptr); }, "s");
   expect_argument_error([&] { merge_states(v, s, out_bad, s_out, nullptr); }, "v_merged");
   expect_argument_error([&] { merge_states(v, s, overlapping_out, s_out, nullptr); }, "v_merged");
+}
+
+// run()'s grids: a graph captured with the bounds replays any plan within
+// them; outside a capture only the plan's units are launched (at least one).
+TEST(RunGrid, BoundsWhileCapturingElseThePlansUnits) {
+  EXPECT_EQ(detail::grid_units(/*capturing=*/true, /*bound=*/265, /*planned=*/33), 265);
+  EXPECT_EQ(detail::grid_units(false, 265, 33), 33);
+  EXPECT_EQ(detail::grid_units(false, 265, 0), 1);
+  EXPECT_EQ(detail::unit_grid_ctas(33, 8, "decode"), 264u);
+  EXPECT_EQ(detail::unit_grid_ctas(1, 1, "decode"), 1u);
+  const int64_t kMaxCtas = std::numeric_limits<int32_t>::max();
+  EXPECT_EQ(detail::unit_grid_ctas(kMaxCtas, 1, "decode"), static_cast<unsigned>(kMaxCtas));
+  for (const auto& [units, heads] :
+       {std::pair<int64_t, int64_t>{0, 8}, {8, 0}, {kMaxCtas / 8 + 1, 8}, {kMaxCtas, 2}}) {
+    try {
+      detail::unit_grid_ctas(units, heads, "batch prefill");
+      ADD_FAILURE() << units << " x " << heads << " was accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("batch prefill"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

@@ -7,8 +7,9 @@
 // writes out (q dtype) and lse; otherwise it writes its normalised float32
 // partial (out, lse) to the schedule's workspace for the merge pass.
 //
-// Grid: (max_work_units, num_kv_heads); CTAs with blockIdx.x >=
-// header->num_work_units exit at once (one captured graph serves any plan).
+// Grid: units x num_kv_heads CTAs, unit-major (unit_grid.cuh): units is the
+// plan's count, or max_work_units while a graph is captured; CTAs of units
+// >= header->num_work_units exit at once (one captured graph serves any plan).
 // Block: kThreads = 256. A head row of D elements is owned by
 // kRowThreads = D / 8 threads (8 elements each); the remaining kLanes =
 // 256 / kRowThreads "lanes" are split into (head slot) x (token lane). A
@@ -48,6 +49,7 @@
 #include "tessera/attention/decode_schedule.cuh"
 #include "tessera/attention/kv_cache.cuh"
 #include "tessera/attention/state.cuh"
+#include "tessera/attention/unit_grid.cuh"
 #include "tessera/attention/variant.cuh"
 #include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
@@ -117,7 +119,8 @@ struct DecodeParams {
   // unit carries its kv_indptr entry and KV length, decode_schedule.cuh).
   const int32_t* __restrict__ kv_indices;
   int32_t num_qo_heads;
-  int32_t group_size;  // num_qo_heads / num_kv_heads
+  int32_t num_kv_heads;  // the grid's heads (unit_grid.cuh)
+  int32_t group_size;    // num_qo_heads / num_kv_heads
   FastDivmod page_div;  // by kv.page_size
   DecodeScheduleView schedule;
   attention::VariantParams variant;
@@ -275,9 +278,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   // it waits for this grid to finish before it reads anything.
   sm90::allow_dependent_launch();
   const DecodeScheduleView& schedule = params.schedule;
-  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
-  const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
-  const int kv_head = static_cast<int>(blockIdx.y);
+  const attention::UnitHead cta = attention::unit_head_of_cta(params.num_kv_heads);
+  if (cta.unit >= schedule.header->num_work_units) return;
+  const DecodeWorkUnit unit = schedule.work_units[cta.unit];
+  const int kv_head = cta.head;
   const int request = unit.request;
   const int32_t page_begin = unit.page_begin;
   const int kv_len = unit.kv_len;

@@ -97,9 +97,10 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
   const auto& schedule = params.schedule;
-  if (static_cast<int>(blockIdx.x) >= schedule.header->num_work_units) return;
-  const DecodeWorkUnit unit = schedule.work_units[blockIdx.x];
-  const int kv_head = static_cast<int>(blockIdx.y);
+  const attention::UnitHead cta = attention::unit_head_of_cta(params.num_kv_heads);
+  if (cta.unit >= schedule.header->num_work_units) return;
+  const DecodeWorkUnit unit = schedule.work_units[cta.unit];
+  const int kv_head = cta.head;
   const int request = unit.request;
   const int32_t page_begin = unit.page_begin;
   const int kv_len = unit.kv_len;

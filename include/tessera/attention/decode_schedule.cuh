@@ -16,7 +16,7 @@
 
 namespace tessera {
 
-// One CTA's job, for every KV head (blockIdx.y): the query of request
+// One job, run by one CTA per KV head (unit_grid.cuh): the query of request
 // `request` against KV tokens [kv_begin, kv_end) of that request.
 // page_begin (kv_indptr[request]) and kv_len (the request's KV tokens) are
 // the values plan() saw, carried here so a CTA's first page-id load does not
@@ -34,7 +34,7 @@ struct DecodeWorkUnit {
 };
 
 struct DecodeScheduleHeader {
-  int32_t num_work_units;  // CTAs with blockIdx.x >= this exit at once
+  int32_t num_work_units;  // CTAs of later units exit at once
   int32_t batch_size;      // requests in this plan
   int32_t num_partials;    // partial slots used
   int32_t max_chunk_tokens;

@@ -13,9 +13,10 @@
 // `lanes_per_item` lanes of one warp (a power of two <= 32, about
 // head_dim / N), each lane looping over N-element chunks of head_dim, so the
 // lse of an item is read before any lane of its warp writes it (in-place
-// merge). Public ops: 1-D grid over items. Decode merge: grid (max_batch_size,
-// head blocks); it reads the batch size from the schedule header, so a
-// captured CUDA graph replays for any plan within the bounds.
+// merge). Public ops: 1-D grid over items. Decode merge: grid (batch, head
+// blocks), batch the plan's or, while a graph is captured, max_batch_size;
+// it reads the batch size from the schedule header, so a captured CUDA graph
+// replays for any plan within the bounds.
 // No shared memory. Limits: head_dim % N == 0 (the API picks N = 1 otherwise).
 //
 // Sum mode (decode / prefill partials of a non-softmax variant): every
@@ -270,7 +271,7 @@ __global__ void __launch_bounds__(kMergeBlockThreads)
 // merge_indptr[b+1]) (>= 2 of them) and q head h, merges the float32
 // partials partial_out [slot, num_qo_heads, head_dim] / partial_lse [slot,
 // num_qo_heads] into out [b, h] (q's dtype) and lse [b, h].
-// Grid (max_batch_size, num_qo_heads), kDecodeMergeWarps warps: warp w folds
+// Grid (batch, num_qo_heads) (above), kDecodeMergeWarps warps: warp w folds
 // slots w, w + W, ... (lanes over head_dim, N elements each), then warp 0
 // combines the W running states from shared memory in warp order (fixed:
 // deterministic). Splitting the slots over warps matters for small batches:
@@ -383,7 +384,8 @@ namespace tessera::attention {
 // and head y, row r of the tile merges partial rows partial_begin + c *
 // qo_rows + r, c < num_chunks, into out / lse of the row's (token, qo head):
 // token = row / rows_per_token, head = head_base(y) + row % rows_per_token.
-// Grid (max merge tiles, heads_y); tiles past header->num_merge_tiles exit.
+// Grid (merge tiles, heads_y): the plan's count, or the bound while a graph
+// is captured; tiles past header->num_merge_tiles exit.
 template <typename Out>
 struct PrefillMergeParams {
   PrefillScheduleView schedule;
