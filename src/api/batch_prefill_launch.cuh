@@ -1,10 +1,9 @@
 // The batch prefill launcher, one template for both K/V kinds (ragged and
 // paged, instantiated in batch_prefill_{ragged,paged}.cu so they compile in
 // parallel): dispatch over dtype x head_dim x variant, then the prefill
-// kernel on a unit-major grid of ctas x heads_y (unit_grid.cuh) and, when the
-// plan split KV (or a graph is being captured), the merge kernel on grid
-// (merge tiles, heads_y); both counts the bounds while capturing, else the
-// plan's (plan_run.h grid_units).
+// kernel on grid (ctas, heads_y) and, when the plan split KV (or a graph is
+// being captured), the merge kernel on grid (merge tiles, heads_y); both
+// counts the bounds while capturing, else the plan's (plan_run.h grid_units).
 // Kernels per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
 // soft-cap, window, soft-cap + window, ALiBi, RoPE-Llama}; those on the AOT list
 // (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
@@ -120,7 +119,7 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           shared_bytes));
   const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
-  const dim3 grid(unit_grid_ctas(ctas, l.num_kv_heads, "batch prefill"));
+  const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
       cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, shared_bytes, stream));

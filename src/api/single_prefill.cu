@@ -5,7 +5,6 @@
 // soft-cap + window, ALiBi, RoPE-Llama}, those on the AOT list (aot_kernels.h) compiled
 // in, the rest JIT-compiled on first use; causal is a run-time flag inside
 // the kernel.
-#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -15,7 +14,6 @@
 #include "api/builtin_jit.h"
 #include "api/contiguous_kv.h"
 #include "api/kernel_types.cuh"
-#include "api/plan_run.h"
 #include "api/prefill_device_fit.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
@@ -30,6 +28,7 @@ namespace tessera {
 namespace {
 
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxGridY = 65535;
 
 void check_kv_tensor(const TensorView& t, const TensorView& q) {
   t.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
@@ -111,9 +110,8 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           static_cast<int>(l.max_shared_bytes)));
-  // Tile-major, reversed in the kernel: every head's longest causal tiles first.
-  const int64_t tiles = (l.qo_len + l.q_tile_rows - 1) / l.q_tile_rows;
-  const dim3 grid(detail::unit_grid_ctas(tiles, l.num_qo_heads, "single prefill"));
+  const dim3 grid(static_cast<unsigned>((l.qo_len + l.q_tile_rows - 1) / l.q_tile_rows),
+                  static_cast<unsigned>(l.num_qo_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(
       cudaLaunchKernel(kernel, grid, dim3(prefill::kThreads), args, shared_bytes, stream));
@@ -155,12 +153,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128 || head_dim == 256, "q",
                     "head_dim 64, 128 or 256 (prefill)", "head_dim " + std::to_string(head_dim));
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
-  // One CTA per 64-row tile (at most) and head, in a one-dimensional grid.
-  const int64_t max_tiles = (qo_len + 63) / 64;
-  TESSERA_CHECK_ARG(
-      num_qo_heads <= kInt32Max / std::max<int64_t>(max_tiles, 1), "q",
-      "qo_len / 64 x num_qo_heads < 2^31 (CTAs)",
-      "qo_len " + std::to_string(qo_len) + ", num_qo_heads " + std::to_string(num_qo_heads));
+  TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
+                    std::to_string(num_qo_heads));
   detail::expect_rows_aligned16(qv);
 
   const TensorView kv(k, "k");

@@ -6,18 +6,19 @@
 // Rows. The planner works in "rows": with GQA packing (header.rows_per_token
 // = num_qo_heads / num_kv_heads) row r of a request is query token
 // r / rows_per_token, qo head (kv_head * rows_per_token + r % rows_per_token),
-// and a CTA (head y = KV head) loads each K/V tile once for the whole
-// group; without packing rows_per_token = 1 and y is the qo head.
+// and a CTA (blockIdx.y = KV head) loads each K/V tile once for the whole
+// group; without packing rows_per_token = 1 and blockIdx.y is the qo head.
 //
-// Launch. ctas x heads_y CTAs, unit-major (unit_grid.cuh: CTA i is slot
-// i / heads_y for head i % heads_y), heads_y = num_kv_heads (packed) or
-// num_qo_heads; ctas is the plan's num_ctas, or max_ctas while a graph is
-// captured. A persistent kernel's slot x runs work units [cta_indptr[x],
-// cta_indptr[x + 1]) in order; the FA2-style kernel is planned with one
-// unit per CTA (cta_indptr the identity) and slot x runs unit x. CTAs past
-// the plan's count exit at once, so a graph captured with the bounds
-// replays any schedule that fits them. The merge grid is (merge tiles,
-// heads_y), sized the same way.
+// Launch. Grid (ctas, heads_y), heads_y = num_kv_heads (packed) or
+// num_qo_heads, ctas the plan's num_ctas or, while a graph is captured,
+// max_ctas. A persistent kernel's CTA x runs work units [cta_indptr[x],
+// cta_indptr[x + 1]) in order, for its head y; the FA2-style kernel is
+// planned with one unit per CTA (cta_indptr the identity) and CTA x runs
+// unit x. CTAs past the plan's count exit at once, so a graph captured with
+// the bounds replays any schedule that fits them. The merge grid is (merge
+// tiles, heads_y), sized the same way. Head-major on purpose (x fastest):
+// the CTAs resident at once are a few heads' units, whose K/V fits in L2
+// (unit_grid.cuh says why decode differs).
 //
 // Workspace layout (byte offsets from the workspace base, each 256-aligned):
 //   PrefillScheduleHeader                        (counts for this plan)

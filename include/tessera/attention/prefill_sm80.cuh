@@ -16,13 +16,11 @@
 // online softmax in base 2 in registers. The unit writes its rows' out/lse,
 // or (split KV) normalised float32 partial rows that a merge pass combines.
 // Two kernels call it:
-//   single_prefill_kernel: q tiles x qo heads CTAs, one unit per CTA,
-//     contiguous K/V, tiles in reverse so the longest causal tiles of every
-//     head start first;
-//   batch_prefill_kernel: units x heads_y CTAs, unit u of the plan (made
-//     with one CTA per unit, heaviest first) for each head y; K/V ragged
-//     (contiguous per request) or paged (any page size >= 1).
-// Both grids are unit-major (unit_grid.cuh): a unit's heads are adjacent.
+//   single_prefill_kernel: grid (q tiles, qo heads), one unit per CTA,
+//     contiguous K/V (reversed in x so the longest causal tiles start first);
+//   batch_prefill_kernel: grid (max work units, heads_y), CTA x runs unit x
+//     of the plan (made with one CTA per unit, heaviest first) for its head
+//     y; K/V ragged (contiguous per request) or paged (any page size >= 1).
 // Shared memory: 2 K + 2 V tiles, then the Q tile, rows XOR-swizzled in
 // 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
 // (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
@@ -46,7 +44,6 @@
 #include "tessera/arch/sm80/mma.cuh"
 #include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/attention/state.cuh"
-#include "tessera/attention/unit_grid.cuh"
 #include "tessera/attention/variant.cuh"
 #include "tessera/core/fast_divmod.cuh"
 #include "tessera/core/numeric.cuh"
@@ -1060,7 +1057,7 @@ struct SinglePrefillParams {
   int32_t num_qo_heads;
   int32_t group_size;  // num_qo_heads / num_kv_heads
   bool causal;
-  int32_t q_tile_rows;         // 64 or 128 (the host's choice; grid: tiles x heads)
+  int32_t q_tile_rows;         // 64 or 128 (the host's choice; grid x = tiles)
   const uint8_t* custom_mask;  // null, or bit-packed [qo_len, kv_len] (UnitSpan)
   attention::VariantParams variant;
 };
@@ -1069,11 +1066,9 @@ template <typename Traits, typename Variant, bool kCustomMask, int kMBlocks, typ
 __device__ __forceinline__ void single_prefill_tile(const SinglePrefillParams<T>& p,
                                                     unsigned char* shared_raw) {
   constexpr int kQTile = kWarps * 16 * kMBlocks;
-  const attention::UnitHead cta = attention::unit_head_of_cta(p.num_qo_heads);
-  const int qo_head = cta.head;
+  const int qo_head = static_cast<int>(blockIdx.y);
   const int kv_head = qo_head / p.group_size;
-  const int num_q_tiles = (p.qo_len + kQTile - 1) / kQTile;
-  const int q0 = (num_q_tiles - 1 - cta.unit) * kQTile;
+  const int q0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQTile;
   const QueryRows<T> rows{p.q, p.q_stride_token, p.q_stride_head, FastDivmod::make(1), qo_head};
   const ContiguousKvRows<T> kv{p.k + kv_head * p.kv_stride_head, p.v + kv_head * p.kv_stride_head,
                                p.kv_stride_entry};
@@ -1148,7 +1143,7 @@ struct BatchPrefillParams {
   float* lse;  // null or [total_qo, num_qo_heads] contiguous
   Kv kv;       // request offsets and lengths: in the work units
   int32_t num_qo_heads;
-  int32_t heads_y;      // the grid's heads: num_kv_heads (GQA packed) or num_qo_heads
+  int32_t heads_y;      // gridDim.y: num_kv_heads (GQA packed) or num_qo_heads
   int32_t group_size;   // num_qo_heads / num_kv_heads
   FastDivmod per_token; // by the schedule's rows_per_token (host copy of it)
   int32_t head_dim;
@@ -1167,10 +1162,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const PrefillScheduleView& schedule = p.schedule;
   // One unit per CTA (plans made with one_unit_per_cta: cta_indptr is the
   // identity); no loop, so nothing stays live across units.
-  const attention::UnitHead cta = attention::unit_head_of_cta(p.heads_y);
-  const int u = cta.unit;
+  const int u = static_cast<int>(blockIdx.x);
   if (u >= schedule.header->num_work_units) return;
-  const int y = cta.head;
+  const int y = static_cast<int>(blockIdx.y);
   const int rows_per_token = static_cast<int>(p.per_token.divisor);
   // Packed: y is the KV head and rows cover its group; else y is the qo head.
   const int kv_head = rows_per_token > 1 ? y : y / p.group_size;

@@ -1,16 +1,15 @@
-// Unit-major grids: the decode, batch prefill and single prefill kernels run
-// on a one-dimensional grid of units x heads, CTA i taking unit i / heads for
-// head i % heads.
+// Unit-major grids: the decode kernels run on a one-dimensional grid of
+// units x KV heads, CTA i taking unit i / heads for head i % heads.
 //
 // Why not a (units, heads) grid: the block scheduler issues CTAs with x
 // fastest, so a 2-D grid runs every unit of head 0, then of head 1, and so
-// on. The planners order units heaviest first, and that order then held only
-// within one head: the last head's heavy units started after every other
-// head's light ones (a tail), and a grid sized by the capture bound put the
-// bound's idle CTAs between heads rather than at the end, where they cost
-// nothing. With the head fastest, the heads of one unit start together, the
-// whole grid follows the planner's order, and the CTAs past the plan's units
-// are the grid's last.
+// on: a grid sized by the capture bound put the bound's idle CTAs between
+// heads rather than at the end, and the planner's heaviest-first order held
+// only within a head. Decode reads each K/V byte once (a CTA serves a whole
+// GQA group), so the order costs no L2 reuse. Prefill keeps the head-major
+// (units, heads) grid: there the q tiles of one (request, head) re-read the
+// same K/V, and with the head fastest the CTAs resident at once spanned
+// every head (H200, causal hd 128: ragged 8 x 2048 -7%, 4 x 4096 -4%).
 //
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
