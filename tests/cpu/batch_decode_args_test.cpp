@@ -215,10 +215,10 @@ TEST(RunGrid, BoundsWhileCapturingElseThePlansUnits) {
   for (const auto& [units, heads] :
        {std::pair<int64_t, int64_t>{0, 8}, {8, 0}, {kMaxCtas / 8 + 1, 8}, {kMaxCtas, 2}}) {
     try {
-      detail::unit_grid_ctas(units, heads, "batch prefill");
+      detail::unit_grid_ctas(units, heads, "decode");
       ADD_FAILURE() << units << " x " << heads << " was accepted";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("batch prefill"), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find("decode: grid"), std::string::npos) << e.what();
     }
   }
 }
