@@ -6,14 +6,12 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <limits>
 #include <vector>
 
 #include "../../src/api/batch_decode_args.h"
+#include "support/host_timing.h"
 #include "support/random.h"
 #include "tessera/core/error.h"
 
@@ -267,26 +265,18 @@ TEST(DecodePlanner, PlanForBatch256IsFast) {
   for (const int64_t kv_heads : {8, 1}) {  // 8: no split; 1: 256 < 396 CTAs, split search
     constexpr int kIterations = 2000;
     int64_t units = 0;
-    double total_us = 0.0;
-    double fastest_us = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < kIterations; ++i) {
-      const auto start = std::chrono::steady_clock::now();
+    const testing::HostTimes t = testing::time_host_calls(kIterations, [&] {
       detail::plan_kv_lengths(indptr, last, kPageSize, kBatch, lengths);
       DecodePlannerInput input = input_for(lengths, kv_heads);
       units = plan_decode_schedule(input).header.num_work_units;
-      const double us =
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-              .count();
-      total_us += us;
-      fastest_us = std::min(fastest_us, us);
-    }
+    });
     std::printf(
         "[ decode planner ] batch %lld, num_kv_heads %lld: %.2f us per plan (fastest "
         "%.2f us, %lld units)\n",
-        static_cast<long long>(kBatch), static_cast<long long>(kv_heads), total_us / kIterations,
-        fastest_us, static_cast<long long>(units));
+        static_cast<long long>(kBatch), static_cast<long long>(kv_heads), t.mean_us, t.fastest_us,
+        static_cast<long long>(units));
     ASSERT_GT(units, 0);
-    EXPECT_LT(fastest_us, 50.0);
+    EXPECT_LT(t.fastest_us, 50.0);
   }
 }
 

@@ -9,15 +9,14 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <limits>
 #include <map>
 #include <utility>
 #include <vector>
 
 #include "support/argument_error.h"
+#include "support/host_timing.h"
 #include "support/random.h"
 #include "tessera/core/error.h"
 
@@ -435,26 +434,18 @@ TEST(PrefillPlanner, PlanForBatch256IsFast) {
     std::vector<int64_t> lengths;
     constexpr int kIterations = 200;
     int64_t units = 0;
-    double total_us = 0.0;
-    double fastest_us = std::numeric_limits<double>::infinity();
-    for (int i = 0; i < kIterations; ++i) {
-      const auto start = std::chrono::steady_clock::now();
+    const testing::HostTimes t = testing::time_host_calls(kIterations, [&] {
       prefill_kv_lengths_ragged(kv_indptr, kBatch, lengths);
       in.kv_lengths = lengths;
       units = plan_prefill_schedule(in).header.num_work_units;
-      const double us =
-          std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - start)
-              .count();
-      total_us += us;
-      fastest_us = std::min(fastest_us, us);
-    }
+    });
     std::printf(
         "[ prefill planner ] batch %lld causal, 32 qo / %lld kv heads: %.1f us per plan "
         "(fastest %.1f us, %lld units)\n",
-        static_cast<long long>(kBatch), static_cast<long long>(kv_heads), total_us / kIterations,
-        fastest_us, static_cast<long long>(units));
+        static_cast<long long>(kBatch), static_cast<long long>(kv_heads), t.mean_us, t.fastest_us,
+        static_cast<long long>(units));
     ASSERT_GT(units, 0);
-    EXPECT_LT(fastest_us, 100.0 + 1.0 * static_cast<double>(units));
+    EXPECT_LT(t.fastest_us, 100.0 + 1.0 * static_cast<double>(units));
   }
 }
 
