@@ -54,6 +54,26 @@ PagedBatch make_batch(int64_t batch, int64_t kv_len, int64_t page_size) {
   return out;
 }
 
+// Median host microseconds per call of `call` over samples of 10 calls that
+// only enqueue work (the stream is drained between samples, never inside).
+template <typename Call>
+double host_us_per_call(Call&& call, cudaStream_t stream) {
+  constexpr int kSamples = 21;
+  constexpr int kCallsPerSample = 10;
+  std::vector<double> samples;
+  for (int i = 0; i < kSamples; ++i) {
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+    const auto start = std::chrono::steady_clock::now();
+    for (int j = 0; j < kCallsPerSample; ++j) call();
+    const auto stop = std::chrono::steady_clock::now();
+    samples.push_back(std::chrono::duration<double, std::micro>(stop - start).count() /
+                      kCallsPerSample);
+  }
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  std::sort(samples.begin(), samples.end());
+  return samples[samples.size() / 2];
+}
+
 std::string case_name(const DecodeShape& s, int64_t page_size) {
   return "B=" + std::to_string(s.batch) + ",L=" + std::to_string(s.kv_len) + ",page=" +
          std::to_string(page_size) + ",Hq=" + std::to_string(kQoHeads) + ",Hk=" +
@@ -103,6 +123,12 @@ void run_decode_benchmarks(Bench& bench) {
       const double us = bench.median_us(run, kv_bytes + io_bytes);
       bench.emit("batch_decode", case_name(s, page_size), "GB/s", gbps(kv_bytes, us));
       if (page_size == 16) {
+        // Host time of one run() call (enqueue only): above the GPU time of
+        // a step, the back-to-back samples above measure the host instead.
+        bench.emit("batch_decode_run_host", case_name(s, page_size), "us",
+                   host_us_per_call(run, bench.stream()));
+      }
+      if (page_size == 16) {
         // The CUDA-core kernel on the same data (kAuto picks tensor cores
         // for this GQA 4 shape): what the tensor-core kernel gains.
         DecodePlanOptions cuda_cores;
@@ -145,8 +171,9 @@ void run_decode_benchmarks(Bench& bench) {
                                       kv_bytes + io_bytes)));
       }
 
-      if (page_size == 16 && s.batch == 64 && s.kv_len == 4096) {
-        // CUDA-graph replay of run(): the serving engine's decode step.
+      if (page_size == 16 && ((s.batch == 64 && s.kv_len == 4096) || s.batch == 1)) {
+        // CUDA-graph replay of run(): the serving engine's decode step (at
+        // B=1 also without the host's launches between the kernels).
         cudaGraph_t graph = nullptr;
         cudaGraphExec_t exec = nullptr;
         TESSERA_CUDA_CHECK(cudaStreamBeginCapture(bench.stream(), cudaStreamCaptureModeThreadLocal));
