@@ -151,10 +151,22 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   // Above 48 KB of dynamic shared memory a kernel must opt in (per device).
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, shared_bytes));
-  const dim3 grid(unit_grid_ctas(l.grid_units, l.num_kv_heads, "decode"));
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(unit_grid_ctas(l.grid_units, l.num_kv_heads, "decode"));
+  config.blockDim = dim3(threads);
+  config.dynamicSmemBytes = static_cast<std::size_t>(shared_bytes);
+  config.stream = stream;
+  // sm90+: a programmatic dependent of the kernel before it (decode.cuh):
+  // its CTAs start under that kernel's tail instead of after a launch gap.
+  cudaLaunchAttribute dependent{};
+  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  dependent.val.programmaticStreamSerializationAllowed = 1;
+  if (device_compute_major(l.kv.device.device_id) >= 9) {
+    config.attrs = &dependent;
+    config.numAttrs = 1;
+  }
   void* args[] = {&p};
-  TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(threads), args,
-                                      static_cast<std::size_t>(shared_bytes), stream));
+  TESSERA_CUDA_CHECK(cudaLaunchKernelExC(&config, kernel, args));
 }
 
 template <typename QT, typename KVT, typename Variant>

@@ -126,6 +126,26 @@ struct DecodeParams {
   attention::VariantParams variant;
 };
 
+// Programmatic dependent launch (sm90; arch/sm90/grid_dependency.cuh): the
+// decode kernels are launched as dependents of whatever kernel precedes them
+// in the stream (the previous step's merge or decode, an append), so their
+// CTAs are resident and have read their work unit when that kernel ends.
+// Only the schedule may be read before the wait: plan() uploads it with a
+// stream-ordered copy, which a kernel never runs beside (programmatic
+// serialization applies between kernels only), and no kernel writes it. q,
+// the KV cache, its page table and the variant's tensors may come from the
+// kernel before, and out / lse / partials may still be read by it (the
+// previous step's merge reads the partials this grid overwrites), so all of
+// those wait. Returns whether this CTA has a work unit; CTA 0 waits even
+// without one, so that this grid never finishes before the one before it
+// (the kernel after this one waits for this grid only).
+__device__ __forceinline__ bool wait_for_prior_grid_if_working(int unit,
+                                                               const DecodeScheduleView& schedule) {
+  const bool working = unit < schedule.header->num_work_units;
+  if (working || blockIdx.x == 0) sm90::wait_for_prior_grid();
+  return working;
+}
+
 // The Variants of a thread's query heads first_head + i, i < N (clamped to
 // last_head, so a slot with fewer heads duplicates its last one). Indexed
 // only with unrolled-loop constants, so it lives in registers.
@@ -274,12 +294,13 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 
   extern __shared__ __align__(16) unsigned char shared[];
 
-  // The merge (launched as a programmatic dependent) may be scheduled now;
-  // it waits for this grid to finish before it reads anything.
+  // The next kernel (the merge, or the next step's decode; both launched as
+  // programmatic dependents) may be scheduled now: it waits for this grid
+  // before it reads anything this grid writes.
   sm90::allow_dependent_launch();
   const DecodeScheduleView& schedule = params.schedule;
   const attention::UnitHead cta = attention::unit_head_of_cta(params.num_kv_heads);
-  if (cta.unit >= schedule.header->num_work_units) return;
+  if (!wait_for_prior_grid_if_working(cta.unit, schedule)) return;
   const DecodeWorkUnit unit = schedule.work_units[cta.unit];
   const int kv_head = cta.head;
   const int request = unit.request;

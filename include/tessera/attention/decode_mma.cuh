@@ -95,10 +95,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   extern __shared__ __align__(128) unsigned char shared_raw[];
   T* const stages = reinterpret_cast<T*>(shared_raw);
 
-  sm90::allow_dependent_launch();  // the merge waits for this grid (decode.cuh)
+  // Programmatic dependent launch both ways (decode.cuh explains): only the
+  // schedule is read before the wait.
+  sm90::allow_dependent_launch();
   const auto& schedule = params.schedule;
   const attention::UnitHead cta = attention::unit_head_of_cta(params.num_kv_heads);
-  if (cta.unit >= schedule.header->num_work_units) return;
+  if (!decode::wait_for_prior_grid_if_working(cta.unit, schedule)) return;
   const DecodeWorkUnit unit = schedule.work_units[cta.unit];
   const int kv_head = cta.head;
   const int request = unit.request;

@@ -6,8 +6,10 @@
 //   m = max_i s_i,  w_i = 2^(s_i - m),  v = sum_i w_i v_i / sum_i w_i,
 //   s = m + log2(sum_i w_i)           (lse in base 2, as the kernels return it)
 // in one pass with a running max (online softmax). A state whose lse is -inf
-// contributes nothing and its v is not even read (an empty KV chunk may leave
-// it unwritten); when every state is -inf the result is v = 0, s = -inf.
+// contributes nothing; the public ops and the prefill merge do not even read
+// its v (it may be unwritten), the decode merge reads it beside its lse (the
+// decode kernels write every partial slot) and drops it. When every state
+// is -inf the result is v = 0, s = -inf.
 //
 // Grid / block: kMergeBlockThreads threads; an item is served by a group of
 // `lanes_per_item` lanes of one warp (a power of two <= 32, about
@@ -108,7 +110,12 @@ __device__ __forceinline__ void store_chunk(T* destination, const FloatVec<N>& v
 // loads, then the kUnroll value loads, are independent, so a long list of
 // partials (a 32k request cut into ~100 chunks) costs count / kUnroll memory
 // round trips instead of 2 * count. lse_at(i) -> float, v_at(i) -> const T*.
-template <typename T, int N, int kUnroll, typename LseAt, typename ValueAt>
+// kValuesAlwaysReadable: every state's v may be read even when its lse is
+// -inf (the decode / prefill partials: the kernels write every slot of the
+// plan), so the value loads need not wait for the lse ones and a round is
+// one memory round trip, not two; an empty state's v is still never used.
+template <typename T, int N, int kUnroll, bool kValuesAlwaysReadable = false, typename LseAt,
+          typename ValueAt>
 __device__ __forceinline__ void accumulate_states(MergeAccumulator<N>& merged, int64_t count,
                                                   LseAt lse_at, ValueAt v_at) {
   static_assert(kUnroll >= 1, "at least one state per round");
@@ -119,7 +126,11 @@ __device__ __forceinline__ void accumulate_states(MergeAccumulator<N>& merged, i
     for (int j = 0; j < kUnroll; ++j) lse[j] = first + j < count ? lse_at(first + j) : -INFINITY;
 #pragma unroll
     for (int j = 0; j < kUnroll; ++j) {
-      if (lse[j] != -INFINITY) v[j] = load_chunk<T, N>(v_at(first + j));
+      if constexpr (kValuesAlwaysReadable) {
+        if (first + j < count) v[j] = load_chunk<T, N>(v_at(first + j));
+      } else {
+        if (lse[j] != -INFINITY) v[j] = load_chunk<T, N>(v_at(first + j));
+      }
     }
 #pragma unroll
     for (int j = 0; j < kUnroll; ++j) {
@@ -305,6 +316,9 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
   // until the partials are complete and visible. CTA (0, 0) always waits:
   // the next kernel in the stream waits for this grid only, so this grid
   // must not finish before the decode grid does.
+  // The next kernel (the next step's decode) may be scheduled now; it waits
+  // for this grid before it touches anything.
+  sm90::allow_dependent_launch();
   const int64_t request = blockIdx.x;
   bool merges = request < params.schedule.header->batch_size;
   int32_t begin = 0;
@@ -327,7 +341,7 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
        e += static_cast<int64_t>(kMergeWarpSize) * N) {
     MergeAccumulator<N> merged;
     merged.init();
-    accumulate_states<float, N, kDecodeMergeUnroll>(
+    accumulate_states<float, N, kDecodeMergeUnroll, true>(
         merged, count, [&](int64_t i) { return partial_lse[slot(i) * params.num_qo_heads + head]; },
         [&](int64_t i) {
           return partial_out + (slot(i) * params.num_qo_heads + head) * params.head_dim + e;
