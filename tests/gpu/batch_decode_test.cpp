@@ -25,6 +25,7 @@
 #include "support/gpu.h"
 #include "support/host_convert.h"
 #include "support/random.h"
+#include "late_copy.h"
 #include "tessera/api/decode.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
@@ -101,6 +102,13 @@ class PagedCache {
       }
     }
     return out;
+  }
+
+  // The device copy as raw bytes (the dependent-launch test rewrites it
+  // from another kernel). Without page padding the tensor is contiguous.
+  void* device_data() const { return device_.data(); }
+  std::size_t device_bytes() const {
+    return static_cast<std::size_t>(device_.numel()) * dtype_size_bytes(cache_dtype(c_));
   }
 
   std::vector<int32_t> kv_indices, kv_indptr, kv_last_page_len;
@@ -622,6 +630,72 @@ TEST(BatchDecode, TwoRunsAreBitwiseEqual) {
       EXPECT_EQ(lse.download_bytes(), first_lse);
     }
   }
+}
+
+// Programmatic dependent launch (sm90): the decode kernels may start while
+// the kernel before them runs, so everything but their schedule must wait for
+// it. A late copy (late_copy.h) that writes q, the cache and the page table
+// 200 us after letting the decode launch must be seen by the decode; a late
+// copy that reads the previous run's out must see that run's values, not
+// those of the next run, launched right behind it. 3 requests x 8 KV heads
+// are far from a wave, so the planner splits the 5000-token one: the
+// partials and the merge are in the chain too. Before sm90
+// the launches serialise and the test checks plain stream order.
+TEST(BatchDecode, DependentLaunchSeesTheKernelBeforeIt) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int kDelayUs = 200;
+  const CacheConfig c;
+  const std::vector<int32_t> lengths = {5000, 40, 1};
+  const auto batch = static_cast<int64_t>(lengths.size());
+  const int64_t pages = pages_for(lengths, c.page_size);
+  PagedCache fresh(c, pages, rng);  // what the late copy writes (and the reference reads)
+  PagedCache stale(c, pages, rng);  // what the decode's buffers hold before it
+  fresh.assign(lengths, rng);
+  stale.assign(lengths, rng);  // another page permutation, same lengths
+  ASSERT_NE(fresh.kv_indices, stale.kv_indices);
+  const int64_t q_elements = batch * c.num_qo_heads * c.head_dim;
+  const std::vector<float> q = testing::round_to(c.dtype, rng.normal_vector(q_elements));
+  const std::vector<float> q2 = testing::round_to(c.dtype, rng.normal_vector(q_elements));
+  DeviceTensor dq(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  DeviceTensor dq_fresh(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  DeviceTensor dq2(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  dq.upload(testing::round_to(c.dtype, rng.normal_vector(q_elements)));
+  dq_fresh.upload(q);
+  dq2.upload(q2);
+  DeviceTensor indices = int_tensor(stale.kv_indices);
+  DeviceTensor indices_fresh = int_tensor(fresh.kv_indices);
+  DeviceTensor indptr = int_tensor(fresh.kv_indptr);
+  DeviceTensor last = int_tensor(fresh.kv_last_page_len);
+  DeviceTensor out(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  DeviceTensor out_seen(c.dtype, {batch, c.num_qo_heads, c.head_dim});
+  out.poison();
+  out_seen.poison();
+  const std::size_t q_bytes = static_cast<std::size_t>(q_elements) * dtype_size_bytes(c.dtype);
+
+  const DecodePlanBounds bounds{batch, 0};
+  const std::size_t bytes = BatchDecodeWithPagedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchDecodeWithPagedKVCache decode(shape_of(c), bounds, workspace.data(), bytes, 0);
+  CudaStream stream;
+  decode.plan(fresh.kv_indptr, fresh.kv_last_page_len, stream.get());
+  stream.synchronize();
+  testing::launch_late_copies({{dq.data(), dq_fresh.data(), q_bytes},
+                               {stale.device_data(), fresh.device_data(), stale.device_bytes()},
+                               {indices.data(), indices_fresh.data(), fresh.kv_indices.size() * 4}},
+                              kDelayUs, stream.get());
+  decode.run(dq.dl(), stale.arg(), indices.dl(), indptr.dl(), last.dl(), out.dl(), nullptr,
+             AttentionOptions{}, stream.get(), Validate::kOff);
+  testing::launch_late_copies({{out_seen.data(), out.data(), q_bytes}}, kDelayUs, stream.get());
+  decode.run(dq2.dl(), stale.arg(), indices.dl(), indptr.dl(), last.dl(), out.dl(), nullptr,
+             AttentionOptions{}, stream.get(), Validate::kOff);
+  stream.synchronize();
+  EXPECT_TRUE(testing::all_close(out_seen.download(), reference_for(c, fresh, lengths, q).out,
+                                 testing::tolerance_for(c.dtype)))
+      << "the first run read inputs before the late copy wrote them";
+  EXPECT_TRUE(testing::all_close(out.download(), reference_for(c, fresh, lengths, q2).out,
+                                 testing::tolerance_for(c.dtype)))
+      << "the second run wrote out before the late copy read it";
 }
 
 // run()'s checks against the plan (needs a GPU: plan() copies the schedule).
