@@ -96,8 +96,8 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   T* const stages = reinterpret_cast<T*>(shared_raw);
 
   // Programmatic dependent launch both ways (decode.cuh explains): only the
-  // schedule is read before the wait.
-  sm90::allow_dependent_launch();
+  // schedule is read before the wait; the next kernel may launch once the
+  // KV reads are done.
   const auto& schedule = params.schedule;
   const attention::UnitHead cta = attention::unit_head_of_cta(params.num_kv_heads);
   if (!decode::wait_for_prior_grid_if_working(cta.unit, schedule)) return;
@@ -311,6 +311,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     }
   }
   sm80::cp_async_wait_all();  // only empty groups remain
+  sm90::allow_dependent_launch();
 #pragma unroll
   for (int offset = 1; offset < 4; offset *= 2) {
     d_a += __shfl_xor_sync(0xffffffffu, d_a, offset);

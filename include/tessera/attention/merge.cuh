@@ -309,16 +309,14 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
   // Per warp: running max, denominator, then the accumulator over head_dim.
   __shared__ float scratch[kDecodeMergeWarps][2 + kDecodeMergeMaxHeadDim];
   // Launched as a programmatic dependent of the decode kernel (sm90), so it
-  // may run while the decode grid does. The schedule was uploaded before
+  // may start once every decode CTA is past its KV reads (decode.cuh), under
+  // the decode grid's last work. The schedule was uploaded before
   // that grid started (plan), so it is read first: CTAs of idle or unsplit
   // requests (the decode kernel wrote their out / lse) leave at once, and
   // the others' two dependent reads overlap the decode tail; they then wait
   // until the partials are complete and visible. CTA (0, 0) always waits:
   // the next kernel in the stream waits for this grid only, so this grid
   // must not finish before the decode grid does.
-  // The next kernel (the next step's decode) may be scheduled now; it waits
-  // for this grid before it touches anything.
-  sm90::allow_dependent_launch();
   const int64_t request = blockIdx.x;
   bool merges = request < params.schedule.header->batch_size;
   int32_t begin = 0;
@@ -329,6 +327,10 @@ __global__ void __launch_bounds__(kDecodeMergeWarps * kMergeWarpSize)
     merges = end - begin >= 2;
   }
   if (merges || (blockIdx.x == 0 && blockIdx.y == 0)) sm90::wait_for_prior_grid();
+  // The next kernel (the next step's decode, a programmatic dependent) may be
+  // scheduled once the decode grid is done (SMs free, so its CTAs spread as
+  // on an idle GPU); it waits for this grid before it touches anything.
+  sm90::allow_dependent_launch();
   if (!merges) return;
   const int64_t head = blockIdx.y;
   const int warp = static_cast<int>(threadIdx.x) / kMergeWarpSize;
