@@ -12,6 +12,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ namespace tessera::bench {
 
 struct BenchConfig {
   int warmup_iterations = 5;
+  // Warm-up also lasts at least this long: the GPU idles (and clocks down)
+  // while a case sets up, and 5 launches of a 40 us decode step did not
+  // bring it back: at B=1 x 32k the first row of a case read 10% below the
+  // same kernel timed again at the end of the case.
+  double warmup_ms = 50.0;
   int timed_iterations = 50;           // samples of single, L2-flushed launches
   int streamed_samples = 15;           // samples of back-to-back launches
   int launches_per_streamed_sample = 10;
@@ -40,12 +46,26 @@ class Bench {
     return shape_case.find(config_.case_filter) != std::string::npos;
   }
 
+  // warmup_iterations launches, then as many more as fill warmup_ms (from
+  // the first ones' time), back to back; returns with the stream drained.
+  template <typename Launch>
+  void warm_up(Launch&& launch) {
+    const int first = std::max(config_.warmup_iterations, 1);
+    start_.record(stream());
+    for (int i = 0; i < first; ++i) launch();
+    stop_.record(stream());
+    const double ms_per_launch =
+        std::max(1e-3, static_cast<double>(stop_.elapsed_ms_since(start_)) / first);
+    const double more = std::min(config_.warmup_ms / ms_per_launch, 20000.0);
+    for (int i = 0; i < static_cast<int>(more); ++i) launch();
+    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+  }
+
   // Median microseconds per launch of `launch`, whose reads plus writes
   // cover `working_set_bytes`.
   template <typename Launch>
   double median_us(Launch&& launch, double working_set_bytes) {
-    for (int i = 0; i < config_.warmup_iterations; ++i) launch();
-    TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream()));
+    warm_up(launch);
     std::vector<double> samples;
     if (working_set_bytes > 2.0 * l2_bytes_) {
       const int launches = config_.launches_per_streamed_sample;

@@ -15,7 +15,10 @@ int main(int argc, char** argv) {
   BenchConfig config;
   const char* only = nullptr;
   for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--quick") == 0) config.timed_iterations = 10;
+    if (std::strcmp(argv[i], "--quick") == 0) {
+      config.timed_iterations = 10;
+      config.warmup_ms = 5.0;
+    }
     if (std::strcmp(argv[i], "--only") == 0 && i + 1 < argc) only = argv[++i];
     if (std::strcmp(argv[i], "--case") == 0 && i + 1 < argc) config.case_filter = argv[++i];
   }

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 WARMUP = 5
+WARMUP_MS = 50.0      # warm-up also lasts this long (bench_harness.h: BenchConfig::warmup_ms)
 ITERS = 50            # samples of single, L2-flushed calls
 STREAMED_SAMPLES = 15  # samples of back-to-back calls (working set > 2x L2)
 CALLS_PER_SAMPLE = 10
@@ -40,7 +41,15 @@ class Timer:
         self.flush = torch.empty(2 * self.l2, dtype=torch.uint8, device="cuda")
 
     def median_us(self, fn, working_set_bytes):
+        start = torch.cuda.Event(enable_timing=True)
+        stop = torch.cuda.Event(enable_timing=True)
+        start.record()
         for _ in range(WARMUP):
+            fn()
+        stop.record()
+        stop.synchronize()
+        ms_per_call = max(1e-3, start.elapsed_time(stop) / WARMUP)
+        for _ in range(int(min(WARMUP_MS / ms_per_call, 20000))):
             fn()
         torch.cuda.synchronize()
         samples = []
