@@ -111,7 +111,7 @@ __device__ __forceinline__ void store_chunk(T* destination, const FloatVec<N>& v
 // partials (a 32k request cut into ~100 chunks) costs count / kUnroll memory
 // round trips instead of 2 * count. lse_at(i) -> float, v_at(i) -> const T*.
 // kValuesAlwaysReadable: every state's v may be read even when its lse is
-// -inf (the decode / prefill partials: the kernels write every slot of the
+// -inf (the decode partials: both decode kernels write every slot of the
 // plan), so the value loads need not wait for the lse ones and a round is
 // one memory round trip, not two; an empty state's v is still never used.
 template <typename T, int N, int kUnroll, bool kValuesAlwaysReadable = false, typename LseAt,
