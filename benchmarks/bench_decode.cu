@@ -127,8 +127,6 @@ void run_decode_benchmarks(Bench& bench) {
         // a step, the back-to-back samples above measure the host instead.
         bench.emit("batch_decode_run_host", case_name(s, page_size), "us",
                    host_us_per_call(run, bench.stream()));
-      }
-      if (page_size == 16) {
         // The CUDA-core kernel on the same data (kAuto picks tensor cores
         // for this GQA 4 shape): what the tensor-core kernel gains.
         DecodePlanOptions cuda_cores;

@@ -159,12 +159,7 @@ void launch_instance(const DecodeLaunch& l, const attention::VariantParams& vari
   // sm90+: a programmatic dependent of the kernel before it (decode.cuh):
   // its CTAs start under that kernel's tail instead of after a launch gap.
   cudaLaunchAttribute dependent{};
-  dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  dependent.val.programmaticStreamSerializationAllowed = 1;
-  if (device_compute_major(l.kv.device.device_id) >= 9) {
-    config.attrs = &dependent;
-    config.numAttrs = 1;
-  }
+  launch_as_programmatic_dependent(config, dependent, l.kv.device.device_id);
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(cudaLaunchKernelExC(&config, kernel, args));
 }

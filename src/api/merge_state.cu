@@ -248,12 +248,7 @@ void launch_decode_merge(const DecodeLaunch& launch, int64_t grid_batch, cudaStr
     // scheduled while the decode's last CTAs run, it waits in the kernel
     // (arch/sm90/grid_dependency.cuh) instead of paying a launch gap after it.
     cudaLaunchAttribute dependent{};
-    dependent.id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    dependent.val.programmaticStreamSerializationAllowed = 1;
-    if (device_compute_major(launch.kv.device.device_id) >= 9) {
-      config.attrs = &dependent;
-      config.numAttrs = 1;
-    }
+    launch_as_programmatic_dependent(config, dependent, launch.kv.device.device_id);
     if (wide) {
       TESSERA_CUDA_CHECK(
           cudaLaunchKernelEx(&config, attention::decode_merge_kernel<Out, kWide>, params));

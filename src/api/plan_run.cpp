@@ -30,6 +30,16 @@ int device_compute_major(int device_id) {
   return major;
 }
 
+void launch_as_programmatic_dependent(cudaLaunchConfig_t& config, cudaLaunchAttribute& attribute,
+                                      int device_id) {
+  if (device_compute_major(device_id) < 9) return;
+  attribute = {};
+  attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attribute.val.programmaticStreamSerializationAllowed = 1;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+}
+
 bool stream_is_capturing(cudaStream_t stream) {
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
   TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));

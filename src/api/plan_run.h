@@ -24,6 +24,14 @@ int64_t device_sm_count(int device_id);
 // Compute capability major version (9 on Hopper).
 int device_compute_major(int device_id);
 
+// On sm90+, makes `config` launch its kernel as a programmatic dependent of
+// the kernel before it in the stream (arch/sm90/grid_dependency.cuh: the
+// kernel waits before it touches that kernel's data); before sm90 leaves it
+// a plain launch. `attribute` is the storage `config` points at: it must
+// live until the launch call.
+void launch_as_programmatic_dependent(cudaLaunchConfig_t& config, cudaLaunchAttribute& attribute,
+                                      int device_id);
+
 bool stream_is_capturing(cudaStream_t stream);
 
 // plan() copies from pageable state and may wait on events: throws naming

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <stdexcept>
 
+#include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/core/cuda_check.h"
 
 namespace tessera::testing {
@@ -28,9 +29,7 @@ __device__ uint64_t global_ns() {
 }
 
 __global__ void late_copy_kernel(const LateCopies copies) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
+  tessera::sm90::allow_dependent_launch();
   const uint64_t start = global_ns();
   while (global_ns() - start < copies.delay_ns) {
   }
