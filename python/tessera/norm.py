@@ -15,13 +15,35 @@ from typing import Optional
 
 import torch
 
-from . import _lib
+from . import _checks, _lib
 from ._tensor import current_stream, dl
 from ._ops import custom_op
 
 
+def _check_norm(input, weight, eps, out=None, residual=None) -> None:
+    """What the library checks first, for the fakes and eager calls alike."""
+    _checks.tensor(input, "input", ndim=2, dtypes=_checks.HALF)
+    _checks.tensor(weight, "weight", ndim=1)
+    _checks.same_dtype(weight, "weight", input, "input")
+    _checks.size(weight, 0, input.shape[-1], "weight", "the hidden size of input")
+    if out is not None:
+        _checks.like(out, "out", input, "input")
+    if residual is not None:
+        _checks.like(residual, "residual", input, "input")
+    _checks.real(eps, "eps", positive=True)
+
+
+def _check_rmsnorm(input, weight, out, eps) -> None:
+    _check_norm(input, weight, eps, out=out)
+
+
+def _check_fused_add_rmsnorm(input, residual, weight, eps) -> None:
+    _check_norm(input, weight, eps, residual=residual)
+
+
 @custom_op("tessera::rmsnorm", mutates_args=("out",), device_types="cuda")
 def _rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, eps: float) -> None:
+    _check_rmsnorm(input, weight, out, eps)
     _lib.call("tessera_rmsnorm", dl(input), dl(weight), dl(out), eps,
               current_stream(input.device))
 
@@ -30,6 +52,7 @@ def _rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor, eps: 
                          device_types="cuda")
 def _fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                        eps: float) -> None:
+    _check_fused_add_rmsnorm(input, residual, weight, eps)
     _lib.call("tessera_fused_add_rmsnorm", dl(input), dl(residual), dl(weight), eps,
               current_stream(input.device))
 
@@ -37,6 +60,7 @@ def _fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torc
 @custom_op("tessera::gemma_rmsnorm", mutates_args=("out",), device_types="cuda")
 def _gemma_rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
                    eps: float) -> None:
+    _check_rmsnorm(input, weight, out, eps)
     _lib.call("tessera_gemma_rmsnorm", dl(input), dl(weight), dl(out), eps,
               current_stream(input.device))
 
@@ -45,16 +69,17 @@ def _gemma_rmsnorm(input: torch.Tensor, weight: torch.Tensor, out: torch.Tensor,
                          device_types="cuda")
 def _gemma_fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch.Tensor,
                              eps: float) -> None:
+    _check_fused_add_rmsnorm(input, residual, weight, eps)
     _lib.call("tessera_gemma_fused_add_rmsnorm", dl(input), dl(residual), dl(weight), eps,
               current_stream(input.device))
 
 
-# The ops only write tensors the caller allocated: their fakes have nothing to
-# compute and must not touch data.
-_rmsnorm.register_fake(lambda input, weight, out, eps: None)
-_fused_add_rmsnorm.register_fake(lambda input, residual, weight, eps: None)
-_gemma_rmsnorm.register_fake(lambda input, weight, out, eps: None)
-_gemma_fused_add_rmsnorm.register_fake(lambda input, residual, weight, eps: None)
+# The ops only write tensors the caller allocated: their fakes check the
+# arguments and compute nothing.
+_rmsnorm.register_fake(_check_rmsnorm)
+_fused_add_rmsnorm.register_fake(_check_fused_add_rmsnorm)
+_gemma_rmsnorm.register_fake(_check_rmsnorm)
+_gemma_fused_add_rmsnorm.register_fake(_check_fused_add_rmsnorm)
 
 
 def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
@@ -82,7 +107,7 @@ def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
         ``out``.
     """
     if out is None:
-        out = torch.empty_like(input)
+        out = torch.empty_like(_checks.tensor(input, "input"))
     torch.ops.tessera.rmsnorm(input, weight, out, eps)
     return out
 
@@ -119,7 +144,7 @@ def gemma_rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
     Shapes, dtypes and arguments as :func:`rmsnorm`.
     """
     if out is None:
-        out = torch.empty_like(input)
+        out = torch.empty_like(_checks.tensor(input, "input"))
     torch.ops.tessera.gemma_rmsnorm(input, weight, out, eps)
     return out
 
