@@ -9,15 +9,17 @@ implementation, so torch.compile(fullgraph=True) traces through it.
 """
 
 from ._lib import TesseraArgumentError, TesseraError, version
-from . import activation, cascade, decode, jit, norm, page, prefill, quantization, rope, sparse
+from . import (activation, cascade, decode, jit, norm, page, prefill, quantization, rope, sparse,
+               utils)
 from .activation import gelu_and_mul, gelu_tanh_and_mul, silu_and_mul
 from .cascade import merge_state, merge_state_in_place, merge_states
-from .decode import BatchDecodeWithPagedKVCacheWrapper, single_decode_with_kv_cache
+from .decode import (BatchDecodeWithPagedKVCacheWrapper,
+                     CUDAGraphBatchDecodeWithPagedKVCacheWrapper, single_decode_with_kv_cache)
 from .norm import fused_add_rmsnorm, gemma_fused_add_rmsnorm, gemma_rmsnorm, rmsnorm
-from .page import append_paged_kv_cache, get_batch_indices_positions
+from .page import append_paged_kv_cache, get_batch_indices_positions, get_seq_lens
 from .quantization import packbits, segment_packbits
 from .prefill import (BatchPrefillWithPagedKVCacheWrapper, BatchPrefillWithRaggedKVCacheWrapper,
-                      single_prefill_with_kv_cache)
+                      single_prefill_with_kv_cache, single_prefill_with_kv_cache_return_lse)
 from .rope import (apply_llama31_rope, apply_llama31_rope_inplace, apply_llama31_rope_pos_ids,
                    apply_llama31_rope_pos_ids_inplace, apply_rope, apply_rope_inplace,
                    apply_rope_pos_ids, apply_rope_pos_ids_inplace, apply_rope_with_cos_sin_cache,
@@ -28,7 +30,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "jit",
-    "norm", "page", "prefill", "quantization", "rope", "sparse", "packbits", "segment_packbits",
+    "norm", "page", "prefill", "quantization", "rope", "sparse", "utils", "packbits",
+    "segment_packbits", "CUDAGraphBatchDecodeWithPagedKVCacheWrapper", "get_seq_lens",
+    "single_prefill_with_kv_cache_return_lse",
     "gelu_and_mul", "gelu_tanh_and_mul",
     "silu_and_mul", "merge_state", "merge_state_in_place", "merge_states",
     "BatchDecodeWithPagedKVCacheWrapper", "single_decode_with_kv_cache", "fused_add_rmsnorm",

@@ -36,11 +36,13 @@ def paged_kv_struct(k_cache, v_cache, kv_layout: int) -> _lib.PagedKV:
 def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
                      pos_encoding_mode: int, rope_scale: float, rope_theta: float,
                      k_scale: float = 0.0, v_scale: float = 0.0,
-                     jit_variant: int = 0, custom_mask=None) -> _lib.AttentionOptions:
+                     jit_variant: int = 0, custom_mask=None,
+                     alibi_slopes=None) -> _lib.AttentionOptions:
     """TesseraAttentionOptions from the run ops' scalars (0: the library's
     default); jit_variant is a TesseraJitVariant address or 0; custom_mask a
-    packed prefill mask (uint8 tensor) or None. The struct keeps the mask's
-    DLTensor alive (the tensor itself is the caller's, an op argument)."""
+    packed prefill mask (uint8 tensor) or None; alibi_slopes float32
+    [num_qo_heads] or None. The struct keeps the DLTensors alive (the tensors
+    themselves are the caller's, op arguments)."""
     o = _lib.AttentionOptions()
     o.sm_scale = sm_scale
     o.logits_soft_cap = logits_soft_cap
@@ -53,7 +55,55 @@ def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
     o.jit_variant = jit_variant or None
     if custom_mask is not None:
         o.custom_mask = ctypes.pointer(dl(custom_mask))
+    if alibi_slopes is not None:
+        o.alibi_slopes = ctypes.pointer(dl(alibi_slopes))
     return o
+
+
+_standard_slopes = {}  # (num_qo_heads, device) -> float32 tensor; read-only once made
+
+
+def alibi_slopes_for(pos_encoding_mode: str, alibi_slopes, num_qo_heads: int, device):
+    """The ALiBi slopes tensor a call passes: the caller's, else for a head
+    count that is not a power of two FlashInfer's get_alibi_slopes (the
+    library's own default covers powers of two, with the same values), else
+    None. FlashInfer takes no slopes argument and always uses its own; the
+    caller's slopes are Tessera's extension."""
+    if alibi_slopes is not None:
+        if pos_encoding_mode != "ALIBI":
+            raise TesseraArgumentError(
+                "tessera: argument 'alibi_slopes': expected pos_encoding_mode='ALIBI' with it, "
+                f"got pos_encoding_mode={pos_encoding_mode!r}")
+        return alibi_slopes
+    if pos_encoding_mode != "ALIBI" or num_qo_heads & (num_qo_heads - 1) == 0:
+        return None
+    key = (int(num_qo_heads), torch.device(device))
+    slopes = _standard_slopes.get(key)
+    if slopes is None:
+        from .utils import get_alibi_slopes
+
+        slopes = get_alibi_slopes(num_qo_heads).to(device)
+        if type(slopes) is torch.Tensor:  # not a fake tensor of a trace
+            _standard_slopes[key] = slopes
+    return slopes
+
+
+def jit_handle(variant, name: str = "jit_args") -> int:
+    """The C handle of a tessera.jit.Variant (0: none). FlashInfer's jit_args
+    is a list describing a module to generate from FlashInfer's own variant
+    source (its params and hooks); Tessera's variants have another interface
+    (docs/jit.md), so the list cannot be mapped: Tessera takes the loaded
+    Variant instead."""
+    if variant is None:
+        return 0
+    from .jit import Variant
+
+    if not isinstance(variant, Variant):
+        raise NotImplementedError(
+            f"tessera: argument '{name}': expected a tessera.jit.Variant (FlashInfer's list "
+            "form names a FlashInfer variant source, which Tessera's JIT cannot compile; "
+            f"write the variant for tessera.jit, docs/jit.md), got {type(variant).__name__}")
+    return variant.handle
 
 
 def host_int32(values, name: str) -> torch.Tensor:

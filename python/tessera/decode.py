@@ -14,17 +14,48 @@ from typing import Optional
 
 import torch
 
-from . import _lib
+from . import _checks, _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
+from ._plan_args import alibi_slopes_for as _alibi_slopes_for
 from ._plan_args import attention_struct as _options
 from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
+from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import int32_pointer as _int32_pointer
 from ._plan_args import on_device as _on_device
 from ._plan_args import paged_kv_struct as _paged_kv_struct
+
+
+# ---- argument checks: run by each op's fake and real kernel alike (_checks.py)
+
+
+def _check_single_decode(q, k, v, out, lse, kv_layout, *scalars, alibi_slopes=None) -> None:
+    """q [num_qo_heads, head_dim]; k, v [kv_len, num_kv_heads, head_dim] (NHD)
+    or [num_kv_heads, kv_len, head_dim] (HND), 16-bit like q or fp8."""
+    _checks.tensor(q, "q", ndim=2, dtypes=_checks.HALF)
+    _checks.tensor(k, "k", ndim=3, dtypes=_checks.KV)
+    _checks.kv_dtype(k, "k", q)
+    _checks.like(v, "v", k, "k")
+    _checks.size(k, 2, q.shape[1], "k", "head_dim of q")
+    _checks.heads_divide(q.shape[0], k.shape[1 if kv_layout == 0 else 0], "k")
+    _checks.like(out, "out", q, "q")
+    _checks.lse(lse, "lse", (q.shape[0],))
+    _checks.alibi_slopes(alibi_slopes, q.shape[0])
+
+
+def _check_batch_decode_run(handle, q, k_cache, v_cache, kv_layout, kv_indices, kv_indptr,
+                            kv_last_page_len, out, lse, *scalars, alibi_slopes=None) -> None:
+    """q [batch, num_qo_heads, head_dim] against a paged cache."""
+    _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
+    _checks.paged_cache(k_cache, v_cache, kv_layout, q)
+    _checks.index_arrays(kv_indices=kv_indices, kv_indptr=kv_indptr,
+                         kv_last_page_len=kv_last_page_len)
+    _checks.like(out, "out", q, "q")
+    _checks.lse(lse, "lse", tuple(q.shape[:2]))
+    _checks.alibi_slopes(alibi_slopes, q.shape[1])
 
 
 # ---- torch custom ops: out-parameter style (the public functions allocate).
@@ -35,17 +66,16 @@ def _single_decode_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: to
                       lse: Optional[torch.Tensor], kv_layout: int, sm_scale: float,
                       logits_soft_cap: float, window_left: int, pos_encoding_mode: int,
                       rope_scale: float, rope_theta: float, k_scale: float,
-                      v_scale: float, jit_variant: int) -> None:
+                      v_scale: float, jit_variant: int,
+                      alibi_slopes: Optional[torch.Tensor] = None) -> None:
+    _check_single_decode(q, k, v, out, lse, kv_layout, alibi_slopes=alibi_slopes)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale, jit_variant)
+                       rope_theta, k_scale, v_scale, jit_variant, alibi_slopes=alibi_slopes)
     _lib.call("tessera_single_decode_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
               dl_or_none(lse), kv_layout, options, 0, current_stream(q.device))
 
 
-@_single_decode_op.register_fake
-def _(q, k, v, out, lse, kv_layout, sm_scale, logits_soft_cap, window_left, pos_encoding_mode,
-      rope_scale, rope_theta, k_scale, v_scale, jit_variant):
-    return None
+_single_decode_op.register_fake(_check_single_decode)
 
 
 @custom_op("tessera::batch_decode_run", mutates_args=("out", "lse"))
@@ -56,38 +86,21 @@ def _batch_decode_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                          lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                          window_left: int, pos_encoding_mode: int, rope_scale: float,
                          rope_theta: float, k_scale: float, v_scale: float,
-                         jit_variant: int) -> None:
+                         jit_variant: int, alibi_slopes: Optional[torch.Tensor] = None) -> None:
     # The plan (and a JIT variant) live in C++ objects; ops take tensors and
     # scalars only, so the objects travel as their addresses (the wrapper
     # keeps them alive).
+    _check_batch_decode_run(handle, q, k_cache, v_cache, kv_layout, kv_indices, kv_indptr,
+                            kv_last_page_len, out, lse, alibi_slopes=alibi_slopes)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale, jit_variant)
+                       rope_theta, k_scale, v_scale, jit_variant, alibi_slopes=alibi_slopes)
     _lib.call("tessera_batch_decode_run", ctypes.c_void_p(handle), dl(q),
               _paged_kv_struct(k_cache, v_cache, kv_layout), dl(kv_indices), dl(kv_indptr),
               dl(kv_last_page_len), dl(out), dl_or_none(lse), options, current_stream(q.device),
               0)
 
 
-@_batch_decode_run_op.register_fake
-def _(handle, q, k_cache, v_cache, kv_layout, kv_indices, kv_indptr, kv_last_page_len, out, lse,
-      sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta, k_scale,
-      v_scale, jit_variant):
-    return None
-
-
-def _jit_handle(variant) -> int:
-    """The C handle of a tessera.jit.Variant (0: none). FlashInfer's list form
-    of jit_args describes a module to generate; Tessera takes the loaded
-    variant instead."""
-    if variant is None:
-        return 0
-    from .jit import Variant
-
-    if not isinstance(variant, Variant):
-        raise NotImplementedError(
-            "tessera: argument 'jit_args': expected a tessera.jit.Variant (FlashInfer's list "
-            f"form is not supported), got {type(variant).__name__}")
-    return variant.handle
+_batch_decode_run_op.register_fake(_check_batch_decode_run)
 
 
 def _scales(q_scale, sm_scale, head_dim):
@@ -107,24 +120,61 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                                 sm_scale: Optional[float] = None,
                                 rope_scale: Optional[float] = None,
                                 rope_theta: Optional[float] = None, return_lse: bool = False,
-                                jit_variant=None):
+                                jit_variant=None, alibi_slopes: Optional[torch.Tensor] = None):
     """Decode attention of one request against a contiguous KV cache.
 
     q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)
-    or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 or float8_e4m3fn.
+    or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 or fp8.
     Returns out [num_qo_heads, head_dim] in q's dtype, and with return_lse the
-    float32 lse [num_qo_heads] (base 2). jit_variant (Tessera's): a
-    tessera.jit.Variant compiled for the batch_decode kernel.
+    float32 lse [num_qo_heads] (base 2). Tessera's extensions: jit_variant, a
+    tessera.jit.Variant compiled for the batch_decode kernel; alibi_slopes,
+    float32 [num_qo_heads] on q's device with pos_encoding_mode="ALIBI"
+    (logits += slope_h * (kv_pos - q_pos); without it FlashInfer's
+    get_alibi_slopes(num_qo_heads), as FlashInfer).
     """
     del use_tensor_cores  # the library chooses by shape; results do not change
+    _checks.tensors(q=q, k=k, v=v)
     out = torch.empty_like(q)
     lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device) if return_lse else None
     torch.ops.tessera.single_decode(
         q, k, v, out, lse, layout_code(kv_layout), _scales(q_scale, sm_scale, q.shape[-1]),
         float(logits_soft_cap or 0.0), int(window_left), pos_encoding_code(pos_encoding_mode),
         float(rope_scale or 0.0), float(rope_theta or 0.0), float(k_scale or 0.0),
-        float(v_scale or 0.0), _jit_handle(jit_variant))
+        float(v_scale or 0.0), _jit_handle(jit_variant),
+        _alibi_slopes_for(pos_encoding_mode, alibi_slopes, q.shape[0], q.device))
     return (out, lse) if return_lse else out
+
+
+_BACKENDS = ("auto", "fa2", "fa3", "trtllm-gen")
+
+
+def _check_backend(backend) -> None:
+    # One kernel family serves every FlashInfer decode back-end name.
+    if backend not in _BACKENDS:
+        raise TesseraArgumentError(
+            f"tessera: argument 'backend': expected one of {_BACKENDS}, got {backend!r}")
+
+
+def _positional_run_args(args: tuple, q_scale, k_scale, v_scale, return_lse: bool, jit):
+    """FlashInfer 0.2.0's run(q, paged_kv_cache, q_scale, k_scale, v_scale,
+    return_lse) passes these positionally; later versions take the scales by
+    keyword and give positional arguments to a JIT module's extra
+    parameters, which a tessera.jit.Variant takes by name (Variant.set)."""
+    if not args:
+        return q_scale, k_scale, v_scale, return_lse
+    if jit is not None:
+        raise TesseraArgumentError(
+            "tessera: argument 'args': expected no positional arguments after paged_kv_cache "
+            "with a tessera.jit.Variant (set its parameters with Variant.set), got "
+            f"{len(args)}")
+    if len(args) > 4:
+        raise TesseraArgumentError(
+            "tessera: argument 'args': expected at most 4 positional arguments after "
+            "paged_kv_cache (FlashInfer 0.2.0's q_scale, k_scale, v_scale, return_lse), got "
+            f"{len(args)}")
+    given = dict(zip(("q_scale", "k_scale", "v_scale", "return_lse"), args))
+    return (given.get("q_scale", q_scale), given.get("k_scale", k_scale),
+            given.get("v_scale", v_scale), bool(given.get("return_lse", return_lse)))
 
 
 class BatchDecodeWithPagedKVCacheWrapper:
@@ -136,7 +186,8 @@ class BatchDecodeWithPagedKVCacheWrapper:
     index arrays live in the caller's fixed buffers (paged_kv_indptr_buffer
     [max_batch + 1], paged_kv_indices_buffer, paged_kv_last_page_len_buffer
     [max_batch]), so a graph captured around run() replays for any later plan
-    of at most max_batch requests.
+    of at most max_batch requests. backend: FlashInfer's names ("auto",
+    "fa2", "fa3", "trtllm-gen") are accepted and run the same kernels.
     """
 
     def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str = "NHD",
@@ -145,6 +196,8 @@ class BatchDecodeWithPagedKVCacheWrapper:
                  paged_kv_indices_buffer: Optional[torch.Tensor] = None,
                  paged_kv_last_page_len_buffer: Optional[torch.Tensor] = None,
                  backend: str = "auto", jit_args=None):
+        _check_backend(backend)
+        _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._jit = jit_args
         _jit_handle(jit_args)  # checks the type now, not at the first run
         self._kv_layout = layout_code(kv_layout)
@@ -159,6 +212,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
                     raise TesseraArgumentError(
                         f"tessera: argument '{name}': expected a device int32 buffer with "
                         "use_cuda_graph=True, got None")
+                _checks.tensor(buffer, name, ndim=1, dtypes=_checks.INT32)
             self._max_batch = paged_kv_indptr_buffer.numel() - 1
         else:
             self._max_batch = 0
@@ -173,12 +227,18 @@ class BatchDecodeWithPagedKVCacheWrapper:
     # the float workspace, so the second buffer is accepted and unused.
     def reset_workspace_buffer(self, float_workspace_buffer: torch.Tensor,
                                int_workspace_buffer: Optional[torch.Tensor] = None) -> None:
+        _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._float_workspace = float_workspace_buffer
         self._destroy()
 
     @property
     def is_cuda_graph_enabled(self) -> bool:
         return self._use_cuda_graph
+
+    @property
+    def use_tensor_cores(self) -> bool:
+        """False: Tessera picks the tensor-core kernel by shape (module docstring)."""
+        return False
 
     def _destroy(self):
         if self._handle is not None:
@@ -208,6 +268,10 @@ class BatchDecodeWithPagedKVCacheWrapper:
             max_batch = max(batch, 1, 2 * previous if batch > previous else previous)
         self._destroy()
         workspace = self._float_workspace
+        if not workspace.is_cuda:
+            raise TesseraArgumentError(
+                "tessera: argument 'float_workspace_buffer': expected a CUDA tensor, got one on "
+                f"{workspace.device}")
         device_id = device.index if device.index is not None else torch.cuda.current_device()
         needed = ctypes.c_size_t()
         _lib.call("tessera_batch_decode_workspace_size", num_qo_heads, num_kv_heads, head_dim,
@@ -229,21 +293,33 @@ class BatchDecodeWithPagedKVCacheWrapper:
              pos_encoding_mode: str = "NONE", window_left: int = -1,
              logits_soft_cap: Optional[float] = None, q_data_type="float16", kv_data_type=None,
              data_type=None, sm_scale: Optional[float] = None, rope_scale: Optional[float] = None,
-             rope_theta: Optional[float] = None, non_blocking: bool = True) -> None:
+             rope_theta: Optional[float] = None, non_blocking: bool = True, *,
+             alibi_slopes: Optional[torch.Tensor] = None) -> None:
         """Plans decode for the batch described by the page table.
 
         indptr [batch + 1], indices [indptr[-1]], last_page_len [batch]: int32
         (host tensors preferred; CUDA tensors are copied to the host, a sync).
         The dtype arguments are accepted for compatibility: run() checks q's
-        and the cache's dtypes.
+        and the cache's dtypes. alibi_slopes (Tessera's extension): float32
+        [num_qo_heads] on the workspace's device, with pos_encoding_mode
+        "ALIBI"; without it FlashInfer's get_alibi_slopes(num_qo_heads).
         """
         del q_data_type, kv_data_type, data_type
+        num_qo_heads = _checks.integer(num_qo_heads, "num_qo_heads", minimum=1)
+        num_kv_heads = _checks.integer(num_kv_heads, "num_kv_heads", minimum=1)
+        head_dim = _checks.integer(head_dim, "head_dim", minimum=1)
+        page_size = _checks.integer(page_size, "page_size", minimum=1)
+        _checks.alibi_slopes(alibi_slopes, num_qo_heads)
+        pos_encoding = pos_encoding_code(pos_encoding_mode)
         device = self._float_workspace.device
         indptr_host = _host_int32(indptr, "indptr")
         last_host = _host_int32(last_page_len, "last_page_len")
         batch = last_host.numel()
-        self._ensure_handle(int(num_qo_heads), int(num_kv_heads), int(head_dim), int(page_size),
-                            batch, device)
+        if indptr_host.numel() != batch + 1:
+            raise TesseraArgumentError(
+                f"tessera: argument 'indptr': expected batch_size + 1 = {batch + 1} entries "
+                f"(last_page_len has {batch}), got {indptr_host.numel()}")
+        self._ensure_handle(num_qo_heads, num_kv_heads, head_dim, page_size, batch, device)
         _lib.call("tessera_batch_decode_plan", ctypes.c_void_p(self._handle),
                   _int32_pointer(indptr_host), indptr_host.numel(), _int32_pointer(last_host),
                   batch, 0, 0, current_stream(device))
@@ -254,30 +330,36 @@ class BatchDecodeWithPagedKVCacheWrapper:
         self._last_page_len = _on_device(last_page_len, self._last_page_len_buffer, device,
                                          non_blocking, "last_page_len")
         self._planned = dict(
-            batch=batch, num_qo_heads=int(num_qo_heads), head_dim=int(head_dim),
-            pos_encoding_mode=pos_encoding_code(pos_encoding_mode),
-            window_left=int(window_left), logits_soft_cap=float(logits_soft_cap or 0.0),
-            sm_scale=sm_scale, rope_scale=float(rope_scale or 0.0),
-            rope_theta=float(rope_theta or 0.0))
+            batch=batch, num_qo_heads=num_qo_heads, head_dim=head_dim,
+            pos_encoding_mode=pos_encoding, window_left=int(window_left),
+            logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=sm_scale,
+            rope_scale=float(rope_scale or 0.0), rope_theta=float(rope_theta or 0.0),
+            alibi_slopes=_alibi_slopes_for(pos_encoding_mode, alibi_slopes, num_qo_heads,
+                                           device))
 
     begin_forward = plan
 
     def run(self, q: torch.Tensor, paged_kv_cache, *args, q_scale: Optional[float] = None,
             k_scale: Optional[float] = None, v_scale: Optional[float] = None,
             out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
-            return_lse: bool = False):
+            return_lse: bool = False, enable_pdl: Optional[bool] = None):
         """Decode attention for the planned batch.
 
         q: [batch, num_qo_heads, head_dim]; paged_kv_cache: [pages, 2, page_size,
         num_kv_heads, head_dim] (NHD; HND swaps the middle two) or a (k_cache,
         v_cache) pair of [pages, ...]. Returns out (like q) and, with
-        return_lse, lse float32 [batch, num_qo_heads] (base 2).
+        return_lse, lse float32 [batch, num_qo_heads] (base 2). FlashInfer
+        0.2.0's positional form run(q, paged_kv_cache, q_scale, k_scale,
+        v_scale, return_lse) works too; enable_pdl is accepted and ignored.
         """
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
                                        "got no plan")
+        q_scale, k_scale, v_scale, return_lse = _positional_run_args(
+            args, q_scale, k_scale, v_scale, return_lse, self._jit)
         p = self._planned
         k_cache, v_cache = _cache_pair(paged_kv_cache)
+        _checks.tensors(q=q, paged_kv_cache=k_cache)
         if out is None:
             out = torch.empty_like(q)
         if lse is None and return_lse:
@@ -287,14 +369,38 @@ class BatchDecodeWithPagedKVCacheWrapper:
             self._last_page_len, out, lse, _scales(q_scale, p["sm_scale"], p["head_dim"]),
             p["logits_soft_cap"], p["window_left"], p["pos_encoding_mode"], p["rope_scale"],
             p["rope_theta"], float(k_scale or 0.0), float(v_scale or 0.0),
-            _jit_handle(self._jit))
+            _jit_handle(self._jit), p["alibi_slopes"])
         return (out, lse) if return_lse else out
 
     forward = run
 
     def run_return_lse(self, q, paged_kv_cache, *args, **kwargs):
+        """run() with return_lse=True: (out, lse)."""
         kwargs["return_lse"] = True
         return self.run(q, paged_kv_cache, *args, **kwargs)
 
     def end_forward(self) -> None:
         """FlashInfer 0.1's no-op."""
+
+
+class CUDAGraphBatchDecodeWithPagedKVCacheWrapper(BatchDecodeWithPagedKVCacheWrapper):
+    """FlashInfer 0.2's CUDA-graph decode wrapper: BatchDecodeWithPagedKVCacheWrapper
+    with use_cuda_graph=True over the caller's buffers (indptr_buffer
+    [max_batch + 1], indices_buffer [max pages], last_page_len_buffer
+    [max_batch], int32 CUDA). plan() is not capturable; run() is, and a graph
+    captured once replays for any later plan within the buffers. Tessera's
+    kernel choice is the same as the plain wrapper's (FlashInfer's note that
+    this wrapper may be slower does not apply).
+    """
+
+    def __init__(self, workspace_buffer: torch.Tensor, indptr_buffer: torch.Tensor,
+                 indices_buffer: torch.Tensor, last_page_len_buffer: torch.Tensor,
+                 kv_layout: str = "NHD", use_tensor_cores: bool = False) -> None:
+        _checks.tensor(workspace_buffer, "workspace_buffer")
+        for name, buffer in (("indptr_buffer", indptr_buffer), ("indices_buffer", indices_buffer),
+                             ("last_page_len_buffer", last_page_len_buffer)):
+            _checks.tensor(buffer, name, ndim=1, dtypes=_checks.INT32)
+        super().__init__(workspace_buffer, kv_layout, use_cuda_graph=True,
+                         use_tensor_cores=use_tensor_cores, paged_kv_indptr_buffer=indptr_buffer,
+                         paged_kv_indices_buffer=indices_buffer,
+                         paged_kv_last_page_len_buffer=last_page_len_buffer)

@@ -48,17 +48,20 @@ into the caller's *_buf tensors, so a captured graph reads the new values).
 from __future__ import annotations
 
 import ctypes
+import functools
 from typing import Optional
 
 import torch
 
-from . import _lib
+from . import _checks, _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from .quantization import packbits, segment_packbits
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
+from ._plan_args import alibi_slopes_for as _alibi_slopes_for
 from ._plan_args import attention_struct as _options
+from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import int32_pointer as _int32_pointer
@@ -126,6 +129,26 @@ def _check_backend(backend: str) -> None:
             f"tessera: argument 'backend': expected one of {_BACKENDS}, got {backend!r}")
 
 
+def _mask_indptr_buf(mask_indptr_buf, qk_indptr_buf):
+    """FlashInfer 0.2.0 named mask_indptr_buf qk_indptr_buf (same position)."""
+    if qk_indptr_buf is not None and mask_indptr_buf is not None:
+        raise TesseraArgumentError(
+            "tessera: argument 'qk_indptr_buf': expected it or mask_indptr_buf (0.2.0's and "
+            "later FlashInfer's names for one buffer), got both")
+    return mask_indptr_buf if mask_indptr_buf is not None else qk_indptr_buf
+
+
+def _jit_args(jit_args, jit_kwargs):
+    """jit_args: a tessera.jit.Variant (FlashInfer's list form raises, naming
+    it); jit_kwargs, later FlashInfer's keyword form of a generated module's
+    options, has no Tessera counterpart."""
+    if jit_kwargs is not None:
+        raise NotImplementedError(
+            "tessera: argument 'jit_kwargs': expected None (pass a tessera.jit.Variant as "
+            f"jit_args), got {type(jit_kwargs).__name__}")
+    return jit_args
+
+
 def _check_head_dim_vo(head_dim_qk: int, head_dim_vo) -> None:
     if head_dim_vo is not None and int(head_dim_vo) != int(head_dim_qk):
         raise NotImplementedError(
@@ -133,11 +156,49 @@ def _check_head_dim_vo(head_dim_qk: int, head_dim_vo) -> None:
             f"q/k and v head dims are not supported, got {head_dim_vo}")
 
 
-def _reject_jit_args(jit_args) -> None:
-    if jit_args is not None:
-        raise NotImplementedError("tessera: argument 'jit_args': JIT variants reach the decode "
-                                  "wrappers from Python, not yet prefill (C++: "
-                                  "AttentionOptions::jit_variant)")
+def _resolve_head_dim(head_dim_qk, head_dim, head_dim_vo) -> int:
+    """head_dim_qk, or FlashInfer 0.2.0's name for it, head_dim."""
+    if isinstance(head_dim_vo, torch.Tensor):
+        # 0.2.0's plan() has custom_mask where later versions put head_dim_vo.
+        raise TesseraArgumentError(
+            "tessera: argument 'head_dim_vo': expected an integer or None, got a tensor "
+            "(FlashInfer 0.2.0's plan() took custom_mask in this position: pass custom_mask= "
+            "by keyword)")
+    if head_dim is not None:
+        head_dim = _checks.integer(head_dim, "head_dim", minimum=1)
+        if head_dim_qk is not None and _checks.integer(head_dim_qk, "head_dim_qk") != head_dim:
+            _checks.fail("head_dim", f"head_dim_qk's value {head_dim_qk} (both name the q/k "
+                         "head size; give one)", str(head_dim))
+        return head_dim
+    if head_dim_qk is None:
+        _checks.fail("head_dim_qk", "an integer (or FlashInfer 0.2.0's head_dim=)", "None")
+    return _checks.integer(head_dim_qk, "head_dim_qk", minimum=1)
+
+
+def _positional_run_args(args: tuple, names: tuple, values: dict, jit) -> dict:
+    """FlashInfer 0.2.0's run() took `names` positionally after the inputs;
+    later versions give positional arguments to a JIT module's extra
+    parameters, which a tessera.jit.Variant takes by name (Variant.set)."""
+    if not args:
+        return values
+    if jit is not None:
+        raise TesseraArgumentError(
+            "tessera: argument 'args': expected no positional arguments after the inputs with "
+            f"a tessera.jit.Variant (set its parameters with Variant.set), got {len(args)}")
+    if len(args) > len(names):
+        raise TesseraArgumentError(
+            f"tessera: argument 'args': expected at most {len(names)} positional arguments "
+            f"after the inputs (FlashInfer 0.2.0's {', '.join(names)}), got {len(args)}")
+    return {**values, **dict(zip(names, args))}
+
+
+def _fold_q_scale(scalars: tuple, q_scale, head_dim: int) -> tuple:
+    """FlashInfer folds q_scale into the softmax scale (scalars[0]: sm_scale,
+    0 for the default 1/sqrt(head_dim))."""
+    if q_scale is None:
+        return scalars
+    sm_scale = scalars[0] if scalars[0] else head_dim ** -0.5
+    return (sm_scale * float(q_scale),) + scalars[1:]
 
 
 def _indptr_pair(first, first_name: str, second, second_name: str):
@@ -252,23 +313,75 @@ class _PlanHandle:
 # wrapper keeps the object alive; torch.compile sees a constant).
 
 
+def _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes) -> None:
+    _checks.like(out, "out", q, "q")
+    _checks.lse(lse, "lse", tuple(q.shape[:2]))
+    _checks.optional_tensor(custom_mask, "custom_mask", ndim=1, dtypes=(torch.uint8,))
+    _checks.alibi_slopes(alibi_slopes, q.shape[1])
+
+
+def _check_contiguous_kv(q, k, v, heads_dim: int) -> None:
+    """k, v [.., .., head_dim] with their heads in dim heads_dim, 16-bit
+    like q or fp8."""
+    _checks.tensor(k, "k", ndim=3, dtypes=_checks.KV)
+    _checks.kv_dtype(k, "k", q)
+    _checks.like(v, "v", k, "k")
+    _checks.size(k, 2, q.shape[2], "k", "head_dim of q")
+    _checks.heads_divide(q.shape[1], k.shape[heads_dim], "k")
+
+
+def _check_single_prefill(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap,
+                          window_left, pos_encoding_mode, rope_scale, rope_theta,
+                          custom_mask=None, alibi_slopes=None, jit_variant=0) -> None:
+    _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
+    _check_contiguous_kv(q, k, v, 1 if kv_layout == 0 else 0)
+    _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes)
+
+
+def _check_ragged_run(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale,
+                      logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta,
+                      k_scale, v_scale, custom_mask=None, alibi_slopes=None,
+                      jit_variant=0) -> None:
+    # k, v arrive as [tokens, heads, dim] views whatever the layout (run()
+    # transposes HND).
+    _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
+    _check_contiguous_kv(q, k, v, 1)
+    _checks.index_arrays(qo_indptr=qo_indptr, kv_indptr=kv_indptr)
+    _checks.size(kv_indptr, 0, qo_indptr.shape[0], "kv_indptr", "the length of qo_indptr")
+    _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes)
+
+
+def _check_paged_run(handle, q, k_cache, v_cache, kv_layout, kv_indices, qo_indptr, kv_indptr,
+                     kv_last_page_len, out, lse, sm_scale, logits_soft_cap, window_left,
+                     pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale,
+                     custom_mask=None, alibi_slopes=None, jit_variant=0) -> None:
+    _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
+    _checks.paged_cache(k_cache, v_cache, kv_layout, q)
+    _checks.index_arrays(kv_indices=kv_indices, qo_indptr=qo_indptr, kv_indptr=kv_indptr,
+                         kv_last_page_len=kv_last_page_len)
+    _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes)
+
+
 @custom_op("tessera::single_prefill", mutates_args=("out", "lse"),
                          device_types="cuda")
 def _single_prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.Tensor,
                        lse: Optional[torch.Tensor], kv_layout: int, causal: bool,
                        sm_scale: float, logits_soft_cap: float, window_left: int,
                        pos_encoding_mode: int, rope_scale: float, rope_theta: float,
-                       custom_mask: Optional[torch.Tensor] = None) -> None:
+                       custom_mask: Optional[torch.Tensor] = None,
+                       alibi_slopes: Optional[torch.Tensor] = None,
+                       jit_variant: int = 0) -> None:
+    _check_single_prefill(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap,
+                          window_left, pos_encoding_mode, rope_scale, rope_theta, custom_mask,
+                          alibi_slopes, jit_variant)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, custom_mask=custom_mask)
+                       rope_theta, jit_variant=jit_variant, custom_mask=custom_mask,
+                       alibi_slopes=alibi_slopes)
     _lib.call("tessera_single_prefill_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
               dl_or_none(lse), kv_layout, int(causal), options, current_stream(q.device))
 
 
-@_single_prefill_op.register_fake
-def _(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta, custom_mask=None):
-    return None
+_single_prefill_op.register_fake(_check_single_prefill)
 
 
 @custom_op("tessera::batch_prefill_ragged_run", mutates_args=("out", "lse"),
@@ -278,18 +391,20 @@ def _ragged_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
                    lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                    window_left: int, pos_encoding_mode: int, rope_scale: float,
                    rope_theta: float, k_scale: float, v_scale: float,
-                   custom_mask: Optional[torch.Tensor] = None) -> None:
+                   custom_mask: Optional[torch.Tensor] = None,
+                   alibi_slopes: Optional[torch.Tensor] = None, jit_variant: int = 0) -> None:
+    _check_ragged_run(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale,
+                      logits_soft_cap, window_left, pos_encoding_mode, rope_scale, rope_theta,
+                      k_scale, v_scale, custom_mask, alibi_slopes, jit_variant)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale, custom_mask=custom_mask)
+                       rope_theta, k_scale, v_scale, jit_variant, custom_mask=custom_mask,
+                       alibi_slopes=alibi_slopes)
     _lib.call("tessera_batch_prefill_ragged_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
               dl(qo_indptr), dl(kv_indptr), dl(out), dl_or_none(lse), options,
               current_stream(q.device), 0)
 
 
-@_ragged_run_op.register_fake
-def _(handle, q, k, v, qo_indptr, kv_indptr, out, lse, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale, custom_mask=None):
-    return None
+_ragged_run_op.register_fake(_check_ragged_run)
 
 
 @custom_op("tessera::batch_prefill_paged_run", mutates_args=("out", "lse"),
@@ -301,20 +416,22 @@ def _paged_run_op(handle: int, q: torch.Tensor, k_cache: torch.Tensor,
                   lse: Optional[torch.Tensor], sm_scale: float, logits_soft_cap: float,
                   window_left: int, pos_encoding_mode: int, rope_scale: float,
                   rope_theta: float, k_scale: float, v_scale: float,
-                  custom_mask: Optional[torch.Tensor] = None) -> None:
+                  custom_mask: Optional[torch.Tensor] = None,
+                  alibi_slopes: Optional[torch.Tensor] = None, jit_variant: int = 0) -> None:
+    _check_paged_run(handle, q, k_cache, v_cache, kv_layout, kv_indices, qo_indptr, kv_indptr,
+                     kv_last_page_len, out, lse, sm_scale, logits_soft_cap, window_left,
+                     pos_encoding_mode, rope_scale, rope_theta, k_scale, v_scale, custom_mask,
+                     alibi_slopes, jit_variant)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
-                       rope_theta, k_scale, v_scale, custom_mask=custom_mask)
+                       rope_theta, k_scale, v_scale, jit_variant, custom_mask=custom_mask,
+                       alibi_slopes=alibi_slopes)
     _lib.call("tessera_batch_prefill_paged_run", ctypes.c_void_p(handle), dl(q),
               _paged_kv_struct(k_cache, v_cache, kv_layout), dl(kv_indices), dl(qo_indptr),
               dl(kv_indptr), dl(kv_last_page_len), dl(out), dl_or_none(lse), options,
               current_stream(q.device), 0)
 
 
-@_paged_run_op.register_fake
-def _(handle, q, k_cache, v_cache, kv_layout, kv_indices, qo_indptr, kv_indptr,
-      kv_last_page_len, out, lse, sm_scale, logits_soft_cap, window_left, pos_encoding_mode,
-      rope_scale, rope_theta, k_scale, v_scale, custom_mask=None):
-    return None
+_paged_run_op.register_fake(_check_paged_run)
 
 
 # ---- single request
@@ -329,7 +446,10 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                                  sm_scale: Optional[float] = None, window_left: int = -1,
                                  logits_soft_cap: Optional[float] = None,
                                  rope_scale: Optional[float] = None,
-                                 rope_theta: Optional[float] = None, return_lse: bool = False):
+                                 rope_theta: Optional[float] = None, return_lse: bool = False,
+                                 backend: str = "auto", *,
+                                 allow_fp16_qk_reduction: Optional[bool] = None,
+                                 alibi_slopes: Optional[torch.Tensor] = None, jit_variant=None):
     """Prefill/append attention of one request against its K/V.
 
     q: [qo_len, num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim]
@@ -340,11 +460,18 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     packed_custom_mask: that packed uint8 form ((qo_len * kv_len + 7) // 8
     bytes, on q's device), used when both are given. A mask replaces causal
     (FlashInfer's mask mode "custom": causal is ignored). use_fp16_qk_reduction
-    is accepted and ignored (Tessera always accumulates q.k in float32).
+    (0.2.0: allow_fp16_qk_reduction) is accepted and ignored (Tessera always
+    accumulates q.k in float32); backend takes FlashInfer's names, all served
+    by the same kernels. Tessera's extensions: alibi_slopes, float32
+    [num_qo_heads] on q's device with pos_encoding_mode="ALIBI" (without it
+    FlashInfer's get_alibi_slopes(num_qo_heads)); jit_variant, a
+    tessera.jit.Variant compiled for the single_prefill kernel.
     Returns out like q and, with return_lse, lse float32 [qo_len, num_qo_heads]
     (base 2); a query with every key masked gets out 0 and lse -inf.
     """
-    del use_fp16_qk_reduction
+    del use_fp16_qk_reduction, allow_fp16_qk_reduction
+    _check_backend(backend)
+    _checks.tensors(q=q, k=k, v=v)
     layout = layout_code(kv_layout)
     scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
                                rope_scale, rope_theta)
@@ -362,8 +489,16 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
                 mask = mask.to(q.device)
         causal = False  # FlashInfer: the mask replaces causal
     out, lse = _outputs(q, q.shape[1], None, None, return_lse)
-    torch.ops.tessera.single_prefill(q, k, v, out, lse, layout, bool(causal), *scalars, mask)
+    torch.ops.tessera.single_prefill(
+        q, k, v, out, lse, layout, bool(causal), *scalars, mask,
+        _alibi_slopes_for(pos_encoding_mode, alibi_slopes, q.shape[1], q.device),
+        _jit_handle(jit_variant, "jit_variant"))
     return (out, lse) if return_lse else out
+
+
+# FlashInfer defines it so (a partial), and so its signature reads the same.
+single_prefill_with_kv_cache_return_lse = functools.partial(single_prefill_with_kv_cache,
+                                                            return_lse=True)
 
 
 # ---- batch wrappers
@@ -395,8 +530,10 @@ class _BatchPrefillWrapperBase:
     def __init__(self, float_workspace_buffer: torch.Tensor, kv_layout: str,
                  use_cuda_graph: bool, buffers: dict, custom_mask_buf, mask_indptr_buf,
                  backend: str, jit_args):
-        _reject_jit_args(jit_args)
+        self._jit = jit_args
+        self._jit_handle = _jit_handle(jit_args)  # a list form raises here, naming jit_args
         _check_backend(backend)
+        _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._kv_layout = layout_code(kv_layout)
         self._use_cuda_graph = bool(use_cuda_graph)
         if self._use_cuda_graph:
@@ -457,16 +594,26 @@ class _BatchPrefillWrapperBase:
             needed = (batch, total_qo)
         return self._handle.ensure(shape, needed, ("requests", "query tokens"))
 
-    def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, head_dim_qk, head_dim_vo,
-                       pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
-                       rope_theta):
+    def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, num_qo_heads, num_kv_heads,
+                       head_dim_qk, head_dim, head_dim_vo, pos_encoding_mode, sm_scale,
+                       window_left, logits_soft_cap, rope_scale, rope_theta, alibi_slopes):
         """The checks every plan() makes before touching the GPU; returns the
-        host indptr arrays, the batch size and the variant scalars."""
+        host indptr arrays, the batch size, the plan shape (num_qo_heads,
+        num_kv_heads, head_dim) and the variant scalars."""
+        head_dim_qk = _resolve_head_dim(head_dim_qk, head_dim, head_dim_vo)
         _check_head_dim_vo(head_dim_qk, head_dim_vo)
+        shape = (_checks.integer(num_qo_heads, "num_qo_heads", minimum=1),
+                 _checks.integer(num_kv_heads, "num_kv_heads", minimum=1), head_dim_qk)
+        _checks.alibi_slopes(alibi_slopes, shape[0])
         scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
                                    rope_scale, rope_theta)
         qo_host, kv_host, batch = _indptr_pair(qo_indptr, "qo_indptr", kv_indptr, kv_indptr_name)
-        return qo_host, kv_host, batch, scalars
+        return qo_host, kv_host, batch, shape, scalars
+
+    def run_return_lse(self, *args, **kwargs):
+        """run() with return_lse=True: (out, lse)."""
+        kwargs["return_lse"] = True
+        return self.run(*args, **kwargs)
 
     def _device_mask(self, custom_mask, packed_custom_mask, qo_host: torch.Tensor,
                      kv_lengths, device, non_blocking: bool):
@@ -529,35 +676,42 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                  kv_indptr_buf: Optional[torch.Tensor] = None,
                  custom_mask_buf: Optional[torch.Tensor] = None,
                  mask_indptr_buf: Optional[torch.Tensor] = None, backend: str = "auto",
-                 jit_args=None):
+                 jit_args=None, jit_kwargs=None, *, qk_indptr_buf: Optional[torch.Tensor] = None):
         super().__init__(float_workspace_buffer, kv_layout, use_cuda_graph,
                          dict(qo_indptr_buf=qo_indptr_buf, kv_indptr_buf=kv_indptr_buf),
-                         custom_mask_buf, mask_indptr_buf, backend, jit_args)
+                         custom_mask_buf, _mask_indptr_buf(mask_indptr_buf, qk_indptr_buf),
+                         backend, _jit_args(jit_args, jit_kwargs))
 
-    def plan(self, qo_indptr, kv_indptr, num_qo_heads: int, num_kv_heads: int, head_dim_qk: int,
-             head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
+    def plan(self, qo_indptr, kv_indptr, num_qo_heads: int, num_kv_heads: int,
+             head_dim_qk: Optional[int] = None, head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
              packed_custom_mask: Optional[torch.Tensor] = None, causal: bool = False,
              pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
              sm_scale: Optional[float] = None, window_left: int = -1,
              logits_soft_cap: Optional[float] = None, rope_scale: Optional[float] = None,
              rope_theta: Optional[float] = None, q_data_type="float16", kv_data_type=None,
-             non_blocking: bool = True) -> None:
+             non_blocking: bool = True, *, head_dim: Optional[int] = None,
+             allow_fp16_qk_reduction: Optional[bool] = None,
+             alibi_slopes: Optional[torch.Tensor] = None) -> None:
         """Plans the batch: qo_indptr, kv_indptr [batch + 1] int32 token offsets.
 
         custom_mask: bool, every request's [qo_len, kv_len] mask flattened and
         concatenated (sum of qo_len * kv_len elements; packed here with
         segment_packbits); packed_custom_mask: the packed uint8 form (module
         docstring). A mask replaces causal (FlashInfer: causal is ignored).
-        The dtype arguments and use_fp16_qk_reduction are accepted for
-        compatibility (run() checks the tensors' dtypes; accumulation is float32).
+        The dtype arguments and use_fp16_qk_reduction (0.2.0:
+        allow_fp16_qk_reduction) are accepted for compatibility (run() checks
+        the tensors' dtypes; accumulation is float32). head_dim: FlashInfer
+        0.2.0's name for head_dim_qk. alibi_slopes (Tessera's extension):
+        float32 [num_qo_heads] on the workspace's device, with
+        pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
         """
-        del use_fp16_qk_reduction, q_data_type, kv_data_type
-        qo_host, kv_host, batch, scalars = self._plan_prologue(
-            qo_indptr, kv_indptr, "kv_indptr", head_dim_qk, head_dim_vo, pos_encoding_mode,
-            sm_scale, window_left, logits_soft_cap, rope_scale, rope_theta)
+        del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
+        qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
+            qo_indptr, kv_indptr, "kv_indptr", num_qo_heads, num_kv_heads, head_dim_qk, head_dim,
+            head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
+            rope_theta, alibi_slopes)
         has_mask = custom_mask is not None or packed_custom_mask is not None
         device = self._float_workspace.device
-        shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim_qk))
         handle = self._ensure(shape, batch, int(qo_host[-1]))
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
@@ -571,24 +725,32 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                                      "qo_indptr")
         self._kv_indptr = _on_device(kv_host, b["kv_indptr_buf"], device, non_blocking,
                                      "kv_indptr")
-        self._planned = (handle, shape[0], scalars, mask)
+        self._planned = (handle, shape[0], scalars, mask,
+                         _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
 
     begin_forward = plan
 
-    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *,
-            k_scale: Optional[float] = None, v_scale: Optional[float] = None,
-            out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
-            return_lse: bool = False):
+    def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args,
+            q_scale: Optional[float] = None, k_scale: Optional[float] = None,
+            v_scale: Optional[float] = None, out: Optional[torch.Tensor] = None,
+            lse: Optional[torch.Tensor] = None, return_lse: bool = False,
+            enable_pdl: Optional[bool] = None):
         """Attention for the planned batch. Returns out (like q; rows past
         qo_indptr[-1] are left alone) and, with return_lse, lse float32
-        [q rows, num_qo_heads] (base 2)."""
-        handle, num_qo_heads, scalars, mask = self._require_plan()
+        [q rows, num_qo_heads] (base 2). FlashInfer 0.2.0's run(q, k, v,
+        return_lse) works too; q_scale folds into the softmax scale, as
+        FlashInfer's; enable_pdl is accepted and ignored."""
+        handle, num_qo_heads, scalars, mask, alibi = self._require_plan()
+        return_lse = _positional_run_args(args, ("return_lse",), dict(return_lse=return_lse),
+                                          self._jit)["return_lse"]
+        _checks.tensors(q=q, k=k, v=v)
         if self._kv_layout == 1:  # HND [heads, tokens, dim]: the kernel takes strides
             k, v = k.transpose(0, 1), v.transpose(0, 1)
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.batch_prefill_ragged_run(
-            handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse, *scalars,
-            float(k_scale or 0.0), float(v_scale or 0.0), mask)
+            handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse,
+            *_fold_q_scale(scalars, q_scale, q.shape[-1]), float(k_scale or 0.0),
+            float(v_scale or 0.0), mask, alibi, self._jit_handle)
         return (out, lse) if return_lse else out
 
 
@@ -615,23 +777,26 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
                  paged_kv_last_page_len_buf: Optional[torch.Tensor] = None,
                  custom_mask_buf: Optional[torch.Tensor] = None,
                  mask_indptr_buf: Optional[torch.Tensor] = None, backend: str = "auto",
-                 jit_args=None):
+                 jit_args=None, jit_kwargs=None, *, qk_indptr_buf: Optional[torch.Tensor] = None):
         super().__init__(
             float_workspace_buffer, kv_layout, use_cuda_graph,
             dict(qo_indptr_buf=qo_indptr_buf, paged_kv_indptr_buf=paged_kv_indptr_buf,
                  paged_kv_indices_buf=paged_kv_indices_buf,
                  paged_kv_last_page_len_buf=paged_kv_last_page_len_buf),
-            custom_mask_buf, mask_indptr_buf, backend, jit_args)
+            custom_mask_buf, _mask_indptr_buf(mask_indptr_buf, qk_indptr_buf), backend,
+            _jit_args(jit_args, jit_kwargs))
 
     def plan(self, qo_indptr, paged_kv_indptr, paged_kv_indices, paged_kv_last_page_len,
-             num_qo_heads: int, num_kv_heads: int, head_dim_qk: int, page_size: int,
-             head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
+             num_qo_heads: int, num_kv_heads: int, head_dim_qk: Optional[int] = None,
+             page_size: Optional[int] = None, head_dim_vo: Optional[int] = None, custom_mask: Optional[torch.Tensor] = None,
              packed_custom_mask: Optional[torch.Tensor] = None, causal: bool = False,
              pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
              sm_scale: Optional[float] = None, window_left: int = -1,
              logits_soft_cap: Optional[float] = None, rope_scale: Optional[float] = None,
              rope_theta: Optional[float] = None, q_data_type="float16", kv_data_type=None,
-             non_blocking: bool = True) -> None:
+             non_blocking: bool = True, *, head_dim: Optional[int] = None,
+             allow_fp16_qk_reduction: Optional[bool] = None,
+             alibi_slopes: Optional[torch.Tensor] = None) -> None:
         """Plans the batch: qo_indptr [batch + 1] token offsets, paged_kv_indptr
         [batch + 1] page offsets, paged_kv_indices [paged_kv_indptr[-1]] page ids
         (read by run() only: a CUDA tensor is used as it is),
@@ -641,13 +806,21 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         concatenated (kv_len: the request's tokens in its pages; packed here with
         segment_packbits); packed_custom_mask: the packed uint8 form (module
         docstring). A mask replaces causal (FlashInfer: causal is ignored).
-        The dtype arguments and use_fp16_qk_reduction are accepted for
-        compatibility (run() checks the tensors' dtypes; accumulation is float32).
+        The dtype arguments and use_fp16_qk_reduction (0.2.0:
+        allow_fp16_qk_reduction) are accepted for compatibility (run() checks
+        the tensors' dtypes; accumulation is float32). head_dim: FlashInfer
+        0.2.0's name for head_dim_qk. alibi_slopes (Tessera's extension):
+        float32 [num_qo_heads] on the workspace's device, with
+        pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
         """
-        del use_fp16_qk_reduction, q_data_type, kv_data_type
-        qo_host, kv_host, batch, scalars = self._plan_prologue(
-            qo_indptr, paged_kv_indptr, "paged_kv_indptr", head_dim_qk, head_dim_vo,
-            pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale, rope_theta)
+        del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
+        qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
+            qo_indptr, paged_kv_indptr, "paged_kv_indptr", num_qo_heads, num_kv_heads,
+            head_dim_qk, head_dim, head_dim_vo, pos_encoding_mode, sm_scale, window_left,
+            logits_soft_cap, rope_scale, rope_theta, alibi_slopes)
+        if page_size is None:
+            _checks.fail("page_size", "an integer", "None")
+        shape = shape + (_checks.integer(page_size, "page_size", minimum=1),)
         has_mask = custom_mask is not None or packed_custom_mask is not None
         last_host = _host_int32(paged_kv_last_page_len, "paged_kv_last_page_len")
         if last_host.numel() != batch:
@@ -655,7 +828,6 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
                 f"tessera: argument 'paged_kv_last_page_len': expected {batch} entries (the "
                 f"batch size of qo_indptr), got {last_host.numel()}")
         device = self._float_workspace.device
-        shape = (int(num_qo_heads), int(num_kv_heads), int(head_dim_qk), int(page_size))
         handle = self._ensure(shape, batch, int(qo_host[-1]))
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
@@ -679,23 +851,34 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
                                             non_blocking, "paged_kv_last_page_len")
         self._kv_indices = _device_indices(paged_kv_indices, b["paged_kv_indices_buf"], device,
                                            non_blocking, "paged_kv_indices")
-        self._planned = (handle, shape[0], scalars, mask)
+        self._planned = (handle, shape[0], scalars, mask,
+                         _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
 
     begin_forward = plan
 
-    def run(self, q: torch.Tensor, paged_kv_cache, *, k_scale: Optional[float] = None,
-            v_scale: Optional[float] = None, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None, return_lse: bool = False):
+    def run(self, q: torch.Tensor, paged_kv_cache, *args, q_scale: Optional[float] = None,
+            k_scale: Optional[float] = None, v_scale: Optional[float] = None,
+            out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
+            return_lse: bool = False, enable_pdl: Optional[bool] = None):
         """Attention for the planned batch. paged_kv_cache: [pages, 2, page_size,
         num_kv_heads, head_dim] (NHD; HND swaps the middle two) or a (k_cache,
         v_cache) pair of [pages, ...]. Returns out (like q; rows past
         qo_indptr[-1] are left alone) and, with return_lse, lse float32
-        [q rows, num_qo_heads] (base 2)."""
-        handle, num_qo_heads, scalars, mask = self._require_plan()
+        [q rows, num_qo_heads] (base 2). FlashInfer 0.2.0's run(q,
+        paged_kv_cache, k_scale, v_scale, return_lse) works too; q_scale folds
+        into the softmax scale, as FlashInfer's; enable_pdl is accepted and
+        ignored."""
+        handle, num_qo_heads, scalars, mask, alibi = self._require_plan()
+        given = _positional_run_args(args, ("k_scale", "v_scale", "return_lse"),
+                                     dict(k_scale=k_scale, v_scale=v_scale,
+                                          return_lse=return_lse), self._jit)
+        k_scale, v_scale, return_lse = given["k_scale"], given["v_scale"], given["return_lse"]
         k_cache, v_cache = _cache_pair(paged_kv_cache)
+        _checks.tensors(q=q, paged_kv_cache=k_cache)
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.batch_prefill_paged_run(
             handle, q, k_cache, v_cache, self._kv_layout, self._kv_indices, self._qo_indptr,
-            self._kv_indptr, self._kv_last_page_len, out, lse, *scalars,
-            float(k_scale or 0.0), float(v_scale or 0.0), mask)
+            self._kv_indptr, self._kv_last_page_len, out, lse,
+            *_fold_q_scale(scalars, q_scale, q.shape[-1]), float(k_scale or 0.0),
+            float(v_scale or 0.0), mask, alibi, self._jit_handle)
         return (out, lse) if return_lse else out
