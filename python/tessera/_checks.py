@@ -63,6 +63,15 @@ def tensor(x, name: str, ndim=None, dtypes=None) -> torch.Tensor:
     return x
 
 
+def tensors(**named) -> None:
+    """Each is a tensor. Public functions call this before dispatching an op:
+    torch's dispatcher rejects a None for a Tensor argument without naming
+    it, and the op's own check runs after the dispatcher."""
+    for name, x in named.items():
+        if not isinstance(x, torch.Tensor):
+            fail(name, "a torch.Tensor", describe(x))
+
+
 def optional_tensor(x, name: str, ndim=None, dtypes=None):
     return None if x is None else tensor(x, name, ndim, dtypes)
 

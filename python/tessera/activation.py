@@ -59,9 +59,9 @@ _gelu_tanh_and_mul.register_fake(_check_gated)
 
 
 def _out_for(input: torch.Tensor, out: Optional[torch.Tensor]) -> torch.Tensor:
-    if out is not None:
-        return out
     _checks.tensor(input, "input", ndim=(1, 8))
+    if out is not None:
+        return _checks.tensor(out, "out")
     return input.new_empty((*input.shape[:-1], input.shape[-1] // 2))
 
 

@@ -89,6 +89,7 @@ def merge_state(v_a: torch.Tensor, s_a: torch.Tensor, v_b: torch.Tensor,
     """Merges two states. v_a, v_b: [seq_len, num_heads, head_dim] (fp16/bf16/
     fp32); s_a, s_b: float32 [seq_len, num_heads]. Returns (v, s) like v_a, s_a."""
     _check_state(v_a, "v_a", s_a, "s_a")
+    _checks.tensors(v_b=v_b, s_b=s_b)
     v_merged = torch.empty_like(v_a)
     s_merged = torch.empty_like(s_a, dtype=torch.float32)
     torch.ops.tessera.merge_state(v_a, s_a, v_b, s_b, v_merged, s_merged)
@@ -99,6 +100,7 @@ def merge_state_in_place(v: torch.Tensor, s: torch.Tensor, v_other: torch.Tensor
                          s_other: torch.Tensor, mask: Optional[torch.Tensor] = None) -> None:
     """Merges (v_other, s_other) into (v, s) in place; mask (bool or uint8
     [seq_len]) limits the merge to the rows where it is nonzero."""
+    _checks.tensors(v=v, s=s, v_other=v_other, s_other=s_other)
     if isinstance(mask, torch.Tensor) and mask.dtype == torch.bool:
         mask = mask.to(torch.uint8)
     torch.ops.tessera.merge_state_in_place(v, s, v_other, s_other, mask)
@@ -109,6 +111,7 @@ def merge_states(v: torch.Tensor, s: torch.Tensor) -> Tuple[torch.Tensor, torch.
     head_dim]; s: float32 [seq_len, num_states, num_heads]. Returns (v, s):
     [seq_len, num_heads, head_dim] in v's dtype and float32 [seq_len, num_heads]."""
     _checks.tensor(v, "v", ndim=4)
+    _checks.tensors(s=s)
     seq_len, _, num_heads, head_dim = v.shape
     v_merged = torch.empty((seq_len, num_heads, head_dim), dtype=v.dtype, device=v.device)
     s_merged = torch.empty((seq_len, num_heads), dtype=torch.float32, device=v.device)

@@ -108,6 +108,7 @@ def rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
     """
     if out is None:
         out = torch.empty_like(_checks.tensor(input, "input"))
+    _checks.tensors(weight=weight, out=out)
     torch.ops.tessera.rmsnorm(input, weight, out, eps)
     return out
 
@@ -133,6 +134,7 @@ def fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight: torch
     enable_pdl : Optional[bool]
         Accepted for FlashInfer compatibility; ignored.
     """
+    _checks.tensors(input=input, residual=residual, weight=weight)
     torch.ops.tessera.fused_add_rmsnorm(input, residual, weight, eps)
 
 
@@ -145,6 +147,7 @@ def gemma_rmsnorm(input: torch.Tensor, weight: torch.Tensor, eps: float = 1e-6,
     """
     if out is None:
         out = torch.empty_like(_checks.tensor(input, "input"))
+    _checks.tensors(weight=weight, out=out)
     torch.ops.tessera.gemma_rmsnorm(input, weight, out, eps)
     return out
 
@@ -155,4 +158,5 @@ def gemma_fused_add_rmsnorm(input: torch.Tensor, residual: torch.Tensor, weight:
 
     Shapes, dtypes and arguments as :func:`fused_add_rmsnorm`.
     """
+    _checks.tensors(input=input, residual=residual, weight=weight)
     torch.ops.tessera.gemma_fused_add_rmsnorm(input, residual, weight, eps)

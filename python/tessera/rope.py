@@ -265,6 +265,7 @@ def apply_rope(q: torch.Tensor, k: torch.Tensor, indptr: torch.Tensor, offsets: 
         Shapes and dtypes of q and k.
     """
     q_rope, k_rope = _new_like(q, "q"), _new_like(k, "k")
+    _checks.tensors(indptr=indptr, offsets=offsets)
     torch.ops.tessera.apply_rope(q, k, q_rope, k_rope, indptr, offsets,
                                  *_rope_args(rotary_dim, interleave, rope_scale, rope_theta))
     return q_rope, k_rope
@@ -275,6 +276,7 @@ def apply_rope_inplace(q: torch.Tensor, k: torch.Tensor, indptr: torch.Tensor,
                        interleave: bool = False, rope_scale: float = 1,
                        rope_theta: float = 1e4) -> None:
     r""":func:`apply_rope` writing the result into ``q`` and ``k``."""
+    _checks.tensors(q=q, k=k, indptr=indptr, offsets=offsets)
     torch.ops.tessera.apply_rope_inplace(q, k, indptr, offsets,
                                          *_rope_args(rotary_dim, interleave, rope_scale,
                                                      rope_theta))
@@ -289,6 +291,7 @@ def apply_rope_pos_ids(q: torch.Tensor, k: torch.Tensor, pos_ids: torch.Tensor,
     Other arguments and the result as :func:`apply_rope`.
     """
     q_rope, k_rope = _new_like(q, "q"), _new_like(k, "k")
+    _checks.tensors(pos_ids=pos_ids)
     torch.ops.tessera.apply_rope_pos_ids(q, k, q_rope, k_rope, pos_ids,
                                          *_rope_args(rotary_dim, interleave, rope_scale,
                                                      rope_theta))
@@ -299,6 +302,7 @@ def apply_rope_pos_ids_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids: torch.
                                rotary_dim: Optional[int] = None, interleave: bool = False,
                                rope_scale: float = 1, rope_theta: float = 1e4) -> None:
     r""":func:`apply_rope_pos_ids` writing the result into ``q`` and ``k``."""
+    _checks.tensors(q=q, k=k, pos_ids=pos_ids)
     torch.ops.tessera.apply_rope_pos_ids_inplace(q, k, pos_ids,
                                                  *_rope_args(rotary_dim, interleave, rope_scale,
                                                              rope_theta))
@@ -318,6 +322,7 @@ def apply_llama31_rope(q: torch.Tensor, k: torch.Tensor, indptr: torch.Tensor,
     smooth_j * base_j``.
     """
     q_rope, k_rope = _new_like(q, "q"), _new_like(k, "k")
+    _checks.tensors(indptr=indptr, offsets=offsets)
     torch.ops.tessera.apply_rope(q, k, q_rope, k_rope, indptr, offsets,
                                  *_llama31_args(rotary_dim, interleave, rope_scale, rope_theta,
                                                 low_freq_factor, high_freq_factor,
@@ -331,6 +336,7 @@ def apply_llama31_rope_inplace(q: torch.Tensor, k: torch.Tensor, indptr: torch.T
                                rope_theta: float = 5e5, low_freq_factor: float = 1,
                                high_freq_factor: float = 4, old_context_len: int = 8192) -> None:
     r""":func:`apply_llama31_rope` writing the result into ``q`` and ``k``."""
+    _checks.tensors(q=q, k=k, indptr=indptr, offsets=offsets)
     torch.ops.tessera.apply_rope_inplace(q, k, indptr, offsets,
                                          *_llama31_args(rotary_dim, interleave, rope_scale,
                                                         rope_theta, low_freq_factor,
@@ -346,6 +352,7 @@ def apply_llama31_rope_pos_ids(q: torch.Tensor, k: torch.Tensor, pos_ids: torch.
     r""":func:`apply_rope_pos_ids` with Llama 3.1 frequency scaling (see
     :func:`apply_llama31_rope`)."""
     q_rope, k_rope = _new_like(q, "q"), _new_like(k, "k")
+    _checks.tensors(pos_ids=pos_ids)
     torch.ops.tessera.apply_rope_pos_ids(q, k, q_rope, k_rope, pos_ids,
                                          *_llama31_args(rotary_dim, interleave, rope_scale,
                                                         rope_theta, low_freq_factor,
@@ -360,6 +367,7 @@ def apply_llama31_rope_pos_ids_inplace(q: torch.Tensor, k: torch.Tensor, pos_ids
                                        high_freq_factor: float = 4,
                                        old_context_len: int = 8192) -> None:
     r""":func:`apply_llama31_rope_pos_ids` writing the result into ``q`` and ``k``."""
+    _checks.tensors(q=q, k=k, pos_ids=pos_ids)
     torch.ops.tessera.apply_rope_pos_ids_inplace(q, k, pos_ids,
                                                  *_llama31_args(rotary_dim, interleave,
                                                                 rope_scale, rope_theta,
@@ -431,6 +439,7 @@ def _cos_sin_cache_020_inplace(q: torch.Tensor, k: torch.Tensor, cos_cache: torc
                                sin_cache: torch.Tensor, pos_ids: torch.Tensor,
                                interleave: bool = False) -> None:
     positions, table = _rows_cache(q, cos_cache, sin_cache, pos_ids, interleave)
+    _checks.tensors(k=k)
     torch.ops.tessera.apply_rope_with_cos_sin_cache_inplace(positions, q, k, q.shape[-1], table,
                                                             not bool(interleave))
 
@@ -439,6 +448,7 @@ def _cos_sin_cache_vllm(positions: torch.Tensor, query: torch.Tensor, key: torch
                         head_size: int, cos_sin_cache: torch.Tensor, is_neox: bool = True):
     head_size = _checks.integer(head_size, "head_size", minimum=1)
     query_out, key_out = _new_like(query, "query"), _new_like(key, "key")
+    _checks.tensors(positions=positions, cos_sin_cache=cos_sin_cache)
     torch.ops.tessera.apply_rope_with_cos_sin_cache(positions, query, key, query_out, key_out,
                                                     head_size, cos_sin_cache, bool(is_neox))
     return query_out, key_out
@@ -448,6 +458,7 @@ def _cos_sin_cache_vllm_inplace(positions: torch.Tensor, query: torch.Tensor, ke
                                 head_size: int, cos_sin_cache: torch.Tensor,
                                 is_neox: bool = True) -> None:
     head_size = _checks.integer(head_size, "head_size", minimum=1)
+    _checks.tensors(positions=positions, query=query, key=key, cos_sin_cache=cos_sin_cache)
     torch.ops.tessera.apply_rope_with_cos_sin_cache_inplace(positions, query, key, head_size,
                                                             cos_sin_cache, bool(is_neox))
 

@@ -728,10 +728,12 @@ def test_single_prefill_with_custom_mask_traces_into_one_graph():
 
 
 def test_run_ops_take_an_optional_custom_mask():
-    for name in ("single_prefill", "batch_prefill_ragged_run", "batch_prefill_paged_run",
-                 "block_sparse_run"):
+    for name in ("single_prefill", "batch_prefill_ragged_run", "batch_prefill_paged_run"):
         schema = str(getattr(torch.ops.tessera, name).default._schema)
-        assert schema.endswith(", Tensor? custom_mask=None) -> ()"), schema
+        assert schema.endswith(", Tensor? custom_mask=None, Tensor? alibi_slopes=None, "
+                               "SymInt jit_variant=0) -> ()"), schema
+    schema = str(torch.ops.tessera.block_sparse_run.default._schema)
+    assert schema.endswith(", Tensor? custom_mask=None) -> ()"), schema
 
 
 def stub_library(monkeypatch):
