@@ -240,7 +240,8 @@ TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLT
 
 /* ---- JIT variants (tessera/jit/jit.h). kernel: 0 batch decode (single
  * decode too), 1 single prefill, 2 ragged prefill, 3 paged prefill. dtypes:
- * 0 float16, 1 bfloat16, 2 float8_e4m3 (decode KV only). Param types: 0 float,
+ * 0 float16, 1 bfloat16, 2 float8_e4m3fn, 3 float8_e5m2 (fp8: KV only, for
+ * decode and for paged prefill at head_dim 128). Param types: 0 float,
  * 1 int32, 2 float* (device), 3 int32* (device). */
 typedef struct TesseraJitParam {
   const char* name;

@@ -34,9 +34,12 @@ def _dtype_codes():
             torch.uint8: (1, 8),
             torch.bool: (6, 8),
         }
-        fp8 = getattr(torch, "float8_e4m3fn", None)
-        if fp8 is not None:
-            _codes[fp8] = (10, 8)  # DLPack 1.1 kDLFloat8_e4m3fn
+        # DLPack 1.1's kDLFloat8_e4m3fn and kDLFloat8_e5m2 (torch builds
+        # without fp8 lack the attributes).
+        for name, code in (("float8_e4m3fn", 10), ("float8_e5m2", 12)):
+            fp8 = getattr(torch, name, None)
+            if fp8 is not None:
+                _codes[fp8] = (code, 8)
     return _codes
 
 

@@ -36,8 +36,11 @@ def _dtype_code(dtype, name: str) -> int:
         return 1
     if dtype in (getattr(torch, "float8_e4m3fn", None), "float8_e4m3fn"):
         return 2
+    if dtype in (getattr(torch, "float8_e5m2", None), "float8_e5m2"):
+        return 3
     raise _lib.TesseraArgumentError(
-        f"tessera: argument '{name}': expected float16, bfloat16 or float8_e4m3fn, got {dtype}")
+        f"tessera: argument '{name}': expected float16, bfloat16, float8_e4m3fn or float8_e5m2, "
+        f"got {dtype}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,6 +14,7 @@
 //            128): plain and sliding window with bf16 q (JIT: the rest).
 //            RoPE-Llama on the fly and head_dim 256 (prefill): JIT only.
 //   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
+//   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
 //            K/V, head_dim 128 (JIT: every other).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // Host and device code (constexpr only).

@@ -185,11 +185,12 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
 
   const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
   const TensorView cache_view(paged_kv_cache.first(), cache.name);
-  cache_view.expect_dtype({DType::kFloat16, DType::kBFloat16, DType::kFloat8E4M3});
+  cache_view.expect_dtype(
+      {DType::kFloat16, DType::kBFloat16, DType::kFloat8E4M3, DType::kFloat8E5M2});
   expect_same_device(qv, cache_view);
-  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || cache.dtype == DType::kFloat8E4M3, cache.name,
+  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
                     std::string("dtype ") + dtype_name(qv.dtype()) +
-                        " (q's) or float8_e4m3fn",
+                        " (q's), float8_e4m3fn or float8_e5m2",
                     dtype_name(cache.dtype));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
 

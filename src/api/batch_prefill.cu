@@ -255,11 +255,12 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
   const TensorView cache_view(paged_kv_cache.first(), cache.name);
   expect_same_device(qv, cache_view);
-  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || cache.dtype == DType::kFloat8E4M3, cache.name,
-                    std::string("dtype ") + dtype_name(qv.dtype()) + " (q's) or float8_e4m3fn",
+  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
+                    std::string("dtype ") + dtype_name(qv.dtype()) +
+                        " (q's), float8_e4m3fn or float8_e5m2",
                     dtype_name(cache.dtype));
   l.kv_dtype = cache.dtype;
-  TESSERA_CHECK_ARG(cache.dtype != DType::kFloat8E4M3 || shape.head_dim == 128, cache.name,
+  TESSERA_CHECK_ARG(!is_float8(cache.dtype) || shape.head_dim == 128, cache.name,
                     "head_dim 128 with a float8 cache (the fp8 prefill kernels)",
                     "head_dim " + std::to_string(shape.head_dim));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);

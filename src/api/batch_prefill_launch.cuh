@@ -126,15 +126,18 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
 }
 
-// kFp8Kv: this K/V kind also has float8 e4m3 K/V kernels (head_dim 128).
+// kFp8Kv: this K/V kind also has float8 (e4m3, e5m2) K/V kernels (head_dim 128).
 template <template <typename> class KvOf, bool kFp8Kv, typename Variant>
 void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
                             cudaStream_t stream) {
   const auto by_dim = [&]<typename T>() {
-    if (l.kv_dtype == DType::kFloat8E4M3) {
+    if (is_float8(l.kv_dtype)) {
       if constexpr (kFp8Kv) {
-        if (l.head_dim == 128) {
+        if (l.head_dim == 128 && l.kv_dtype == DType::kFloat8E4M3) {
           return launch_prefill_instance<T, 128, Variant, KvOf<fp8_e4m3_t>>(l, variant, stream);
+        }
+        if (l.head_dim == 128) {
+          return launch_prefill_instance<T, 128, Variant, KvOf<fp8_e5m2_t>>(l, variant, stream);
         }
       }
       throw Error("tessera: batch prefill: no float8 K/V kernel for head_dim " +

@@ -1,12 +1,12 @@
 // launch_decode (api/decode_launch.h): picks the decode kernel for (q dtype,
 // KV dtype, head_dim, variant) and launches it. The dispatch below spans what
 // the templates support: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
-// x head_dim {64, 128, 256} x the six built-in variants, with tensor-core
-// kernels (decode_mma.cuh) for 16-bit K/V x head_dim {64, 128} x the five
-// variants without RoPE. Entries on the AOT list (aot_kernels.h) are
-// instantiated here; the rest come from the JIT (builtin_jit.h) on first
-// use. Anything else is rejected here (and earlier, with the argument's
-// name, by the API).
+// (fp8 e4m3fn or e5m2) x head_dim {64, 128, 256} x the six built-in
+// variants, with tensor-core kernels (decode_mma.cuh) for 16-bit K/V x
+// head_dim {64, 128} x the five variants without RoPE. Entries on the AOT
+// list (aot_kernels.h) are instantiated here; the rest come from the JIT
+// (builtin_jit.h) on first use. Anything else is rejected here (and
+// earlier, with the argument's name, by the API).
 #include <cstddef>
 #include <cstdint>
 #include <cuda/std/type_traits>
@@ -183,13 +183,16 @@ void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& va
 template <typename Variant>
 void dispatch_dtypes(const DecodeLaunch& l, const attention::VariantParams& variant,
                      cudaStream_t stream, const JitKernels& jit = {}) {
-  const bool fp8 = l.kv.dtype == DType::kFloat8E4M3;
-  if (l.q_dtype == DType::kBFloat16 && (fp8 || l.kv.dtype == DType::kBFloat16)) {
-    if (fp8) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+  const bool e4m3 = l.kv.dtype == DType::kFloat8E4M3;
+  const bool e5m2 = l.kv.dtype == DType::kFloat8E5M2;
+  if (l.q_dtype == DType::kBFloat16 && (e4m3 || e5m2 || l.kv.dtype == DType::kBFloat16)) {
+    if (e4m3) return dispatch_head_dim<bfloat16_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+    if (e5m2) return dispatch_head_dim<bfloat16_t, fp8_e5m2_t, Variant>(l, variant, jit, stream);
     return dispatch_head_dim<bfloat16_t, bfloat16_t, Variant>(l, variant, jit, stream);
   }
-  if (l.q_dtype == DType::kFloat16 && (fp8 || l.kv.dtype == DType::kFloat16)) {
-    if (fp8) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+  if (l.q_dtype == DType::kFloat16 && (e4m3 || e5m2 || l.kv.dtype == DType::kFloat16)) {
+    if (e4m3) return dispatch_head_dim<half_t, fp8_e4m3_t, Variant>(l, variant, jit, stream);
+    if (e5m2) return dispatch_head_dim<half_t, fp8_e5m2_t, Variant>(l, variant, jit, stream);
     return dispatch_head_dim<half_t, half_t, Variant>(l, variant, jit, stream);
   }
   throw Error(std::string("tessera: decode: no kernel for q ") + dtype_name(l.q_dtype) +

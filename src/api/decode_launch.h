@@ -30,7 +30,7 @@ struct DecodeLaunch {
   int64_t out_stride_head;
   // lse: null or float32 [batch, num_qo_heads], contiguous (base 2)
   float* lse;
-  ResolvedPagedKV kv;             // dtype fp16 / bf16 / fp8 e4m3
+  ResolvedPagedKV kv;             // dtype fp16 / bf16 / fp8 e4m3fn / fp8 e5m2
   const int32_t* kv_indices;      // device (kv_indptr / lengths: in the schedule's units)
   int64_t num_qo_heads;
   int64_t num_kv_heads;

@@ -18,9 +18,11 @@ constexpr DType dtype_of() {
     return DType::kFloat16;
   else if constexpr (cuda::std::is_same_v<T, bfloat16_t>)
     return DType::kBFloat16;
-  else {
-    static_assert(cuda::std::is_same_v<T, fp8_e4m3_t>, "an attention element type");
+  else if constexpr (cuda::std::is_same_v<T, fp8_e4m3_t>)
     return DType::kFloat8E4M3;
+  else {
+    static_assert(cuda::std::is_same_v<T, fp8_e5m2_t>, "an attention element type");
+    return DType::kFloat8E5M2;
   }
 }
 

@@ -136,7 +136,7 @@ void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_va
                            const DLTensor& kv_indptr, const DLTensor& kv_last_page_len,
                            cudaStream_t stream, Validate validate) {
   const std::initializer_list<DType> kStorageTypes = {DType::kFloat16, DType::kBFloat16,
-                                                      DType::kFloat8E4M3};
+                                                      DType::kFloat8E4M3, DType::kFloat8E5M2};
   const TensorView key(append_key, "append_key");
   key.expect_ndim(3).expect_cuda().expect_last_dim_contiguous().expect_dtype(kStorageTypes);
   const TensorView value(append_value, "append_value");
@@ -149,11 +149,12 @@ void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_va
   const TensorView cache_view(paged_kv_cache.first(), cache.name);
   cache_view.expect_dtype(kStorageTypes);
   expect_same_device(key, cache_view);
-  const bool dtype_ok = key.dtype() == cache.dtype ||
-                        (cache.dtype == DType::kFloat8E4M3 && is_half_type(key.dtype()));
+  const bool dtype_ok =
+      key.dtype() == cache.dtype || (is_float8(cache.dtype) && is_half_type(key.dtype()));
   TESSERA_CHECK_ARG(dtype_ok, "append_key",
                     std::string("dtype ") + dtype_name(cache.dtype) +
-                        " (the cache's), or float16/bfloat16 into a float8_e4m3fn cache",
+                        " (the cache's), or float16/bfloat16 into a float8_e4m3fn or "
+                        "float8_e5m2 cache",
                     dtype_name(key.dtype()));
   key.expect_size(1, cache.num_heads, "num_kv_heads of the cache");
   key.expect_size(2, cache.head_dim, "head_dim of the cache");
@@ -218,14 +219,20 @@ void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_va
       case DType::kBFloat16:
         dispatch.template operator()<bfloat16_t, bfloat16_t>();
         break;
-      default:
+      default:  // a byte copy: one kernel serves both fp8 formats
         dispatch.template operator()<fp8_e4m3_t, fp8_e4m3_t>();
         break;
     }
+  } else if (cache.dtype == DType::kFloat8E4M3) {
+    if (key.dtype() == DType::kFloat16) {
+      dispatch.template operator()<half_t, fp8_e4m3_t>();
+    } else {
+      dispatch.template operator()<bfloat16_t, fp8_e4m3_t>();
+    }
   } else if (key.dtype() == DType::kFloat16) {
-    dispatch.template operator()<half_t, fp8_e4m3_t>();
+    dispatch.template operator()<half_t, fp8_e5m2_t>();
   } else {
-    dispatch.template operator()<bfloat16_t, fp8_e4m3_t>();
+    dispatch.template operator()<bfloat16_t, fp8_e5m2_t>();
   }
 }
 

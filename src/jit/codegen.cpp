@@ -36,6 +36,7 @@ const char* device_type(DType dtype) {
     case DType::kFloat16: return "tessera::half_t";
     case DType::kBFloat16: return "tessera::bfloat16_t";
     case DType::kFloat8E4M3: return "tessera::fp8_e4m3_t";
+    case DType::kFloat8E5M2: return "tessera::fp8_e5m2_t";
     default: return nullptr;
   }
 }
@@ -49,7 +50,7 @@ bool q_dtype_supported(DType q_dtype) {
 bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim) {
   const bool fp8_ok = kernel == KernelKind::kBatchDecode ||
                       (kernel == KernelKind::kBatchPrefillPaged && head_dim == 128);
-  return kv_dtype == q_dtype || (fp8_ok && kv_dtype == DType::kFloat8E4M3);
+  return kv_dtype == q_dtype || (fp8_ok && is_float8(kv_dtype));
 }
 
 bool head_dim_supported(KernelKind /*kernel*/, int64_t head_dim) {
@@ -75,7 +76,9 @@ GeneratedSource generate(const VariantSpec& spec) {
   const bool fp8_ok =
       kv_dtype_supported(spec.kernel, spec.q_dtype, DType::kFloat8E4M3, spec.head_dim);
   TESSERA_CHECK_ARG(kv_dtype_supported(spec.kernel, spec.q_dtype, spec.kv_dtype, spec.head_dim),
-                    "variant", fp8_ok ? "kv_dtype = q_dtype or float8_e4m3fn" : "kv_dtype = q_dtype",
+                    "variant",
+                    fp8_ok ? "kv_dtype = q_dtype, float8_e4m3fn or float8_e5m2"
+                           : "kv_dtype = q_dtype",
                     dtype_name(spec.kv_dtype));
   TESSERA_CHECK_ARG(head_dim_supported(spec.kernel, spec.head_dim), "variant",
                     decode ? "head_dim 64, 128 or 256 (decode)" : "head_dim 64 or 128 (prefill)",

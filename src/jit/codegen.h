@@ -26,7 +26,7 @@ struct GeneratedSource {
 
 // What the kernel templates have, the one source of these rules for
 // generate()'s checks and jit::has_aot_kernel: q fp16 / bf16; K/V of q's
-// dtype, or fp8 e4m3 for decode and for paged prefill at head_dim 128;
+// dtype, or fp8 (e4m3fn, e5m2) for decode and for paged prefill at head_dim 128;
 // head_dim 64 / 128 / 256 (decode) or 64 / 128 (prefill); custom masks in
 // prefill only.
 bool q_dtype_supported(DType q_dtype);

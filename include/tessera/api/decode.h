@@ -27,7 +27,7 @@ namespace tessera {
 // "backend"). kAuto takes it wherever it applies and the group has >= 4 heads
 // (1.2-1.3x the CUDA-core kernel at GQA 4 on an H200; groups of 1-3 stay on
 // CUDA cores, where the mma rows would be mostly padding: not yet measured);
-// CUDA cores also run fp8 KV, head_dim 256, RoPE and JIT variants.
+// CUDA cores also run fp8 KV (e4m3fn, e5m2), head_dim 256, RoPE and JIT variants.
 enum class DecodeBackend { kAuto, kCudaCores, kTensorCores };
 
 // q: [num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim] (NHD)

@@ -26,8 +26,10 @@ TESSERA_API void get_batch_indices_positions(const DLTensor& append_indptr,
 // cache: token i goes to page kv_indices[kv_indptr[b] + positions[i] /
 // page_size], slot positions[i] % page_size, with b = batch_indices[i].
 // Parallel over (token, head, 16-byte chunk). fp16/bf16 appends go into a
-// cache of the same dtype or into an fp8 e4m3 cache (saturating cast); fp8
-// appends into an fp8 cache are copied. Index tensors are int32 on the device.
+// cache of the same dtype or into an fp8 cache, e4m3fn or e5m2 (rounded to
+// nearest, saturating at +-448 / +-57344: never NaN or infinity from a
+// finite value); fp8 appends into a cache of their format are copied. Index
+// tensors are int32 on the device.
 // With validation on, the index tensors are copied to the host and every page
 // index, batch index and position is checked before the launch.
 TESSERA_API void append_paged_kv_cache(const DLTensor& append_key, const DLTensor& append_value,

@@ -65,8 +65,8 @@ struct PrefillPlanShape {
 // later positions and requires qo_len <= kv_len in every request (rejected
 // naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
 // head_dim 64, 128 or 256 (256 JIT-compiled on first use); q, k, v
-// fp16/bf16 of one dtype (the paged cache may also be float8 e4m3 at
-// head_dim 128); the planner picks 64- or 128-row query tiles per plan;
+// fp16/bf16 of one dtype (the paged cache may also be float8 e4m3fn or e5m2
+// at head_dim 128); the planner picks 64- or 128-row query tiles per plan;
 // variants plain, soft-cap, sliding window, soft-cap + window, ALiBi,
 // RoPE-Llama; options.custom_mask:
 // every request's packed mask in one buffer (AttentionOptions), which must

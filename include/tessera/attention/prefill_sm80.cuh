@@ -474,11 +474,11 @@ struct PagedRowTable {
 // Widens an fp8 K/V tile in place: each thread reads the chunks it copied
 // (visible to it once its cp.async group completed), the CTA synchronises
 // (nobody overwrites staging still unread), then each thread writes its
-// chunks as 16-bit values into the swizzled layout. e4m3 values are exact in
-// fp16 and bf16; the scales stay in the variant (k) and the output (v).
-template <typename Traits, typename T>
+// chunks as 16-bit values into the swizzled layout. e4m3 and e5m2 values are
+// exact in fp16 and bf16; the scales stay in the variant (k) and the output (v).
+template <typename Traits, typename T, typename Fp8>
 struct Fp8TileWidener {
-  using Copy = TileCopy<Traits, fp8_e4m3_t>;
+  using Copy = TileCopy<Traits, Fp8>;
   uint4 chunks[Copy::kKvRowsPerThread];
 
   __device__ __forceinline__ void read_own(T* tile) {
@@ -501,8 +501,7 @@ struct Fp8TileWidener {
       for (int w = 0; w < 4; ++w) {
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
-          const auto pair = static_cast<__nv_fp8x2_storage_t>(words[w] >> (16 * h));
-          const __half2 halves(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3));
+          const __half2 halves = fp8x2_to_half2<Fp8>(words[w], h);
           if constexpr (cuda::std::is_same_v<T, half_t>) {
             wide[2 * w + h] = *reinterpret_cast<const uint32_t*>(&halves);
           } else {
@@ -610,7 +609,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   // fp8 K/V tiles are widened to T in shared memory once they land.
   using KVT = typename KvRows::Element;
   constexpr bool kWiden = sizeof(KVT) != sizeof(T);
-  [[maybe_unused]] Fp8TileWidener<Traits, T> widener;
+  [[maybe_unused]] Fp8TileWidener<Traits, T, KVT> widener;
   T* const k_tiles = reinterpret_cast<T*>(shared_raw);
   T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
   uint32_t* const row_table = reinterpret_cast<uint32_t*>(v_tiles + 2 * Traits::kTileElems);
@@ -1110,7 +1109,7 @@ struct RaggedKv {
 
 template <typename T>
 struct PagedKv {
-  using Element = T;  // q's type, or fp8 e4m3 (widened in shared memory)
+  using Element = T;  // q's type, or fp8 e4m3 / e5m2 (widened in shared memory)
   const T* k_data;
   const T* v_data;
   int64_t stride_page;

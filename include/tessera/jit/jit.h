@@ -55,7 +55,7 @@ struct VariantSpec {
   std::string source;  // C++ defining that struct (may define helpers too)
   KernelKind kernel = KernelKind::kBatchDecode;
   DType q_dtype = DType::kBFloat16;   // fp16 / bf16
-  DType kv_dtype = DType::kBFloat16;  // = q_dtype (decode also fp8 e4m3)
+  DType kv_dtype = DType::kBFloat16;  // = q_dtype, or fp8 e4m3 / e5m2 (decode, paged prefill 128)
   int64_t head_dim = 128;             // decode 64/128/256, prefill 64/128
   // Must equal the variant's kUseSoftmax (a static_assert checks it): false
   // for attention without softmax (e.g. sigmoid attention), whose split-KV
