@@ -32,7 +32,9 @@ from ._plan_args import paged_kv_struct as _paged_kv_struct
 # ---- argument checks: run by each op's fake and real kernel alike (_checks.py)
 
 
-def _check_single_decode(q, k, v, out, lse, kv_layout, *scalars, alibi_slopes=None) -> None:
+def _check_single_decode(q, k, v, out, lse, kv_layout, sm_scale=0.0, logits_soft_cap=0.0,
+                         window_left=-1, pos_encoding_mode=0, rope_scale=0.0, rope_theta=0.0,
+                         k_scale=0.0, v_scale=0.0, jit_variant=0, alibi_slopes=None) -> None:
     """q [num_qo_heads, head_dim]; k, v [kv_len, num_kv_heads, head_dim] (NHD)
     or [num_kv_heads, kv_len, head_dim] (HND), 16-bit like q or fp8."""
     _checks.tensor(q, "q", ndim=2, dtypes=_checks.HALF)
@@ -47,7 +49,10 @@ def _check_single_decode(q, k, v, out, lse, kv_layout, *scalars, alibi_slopes=No
 
 
 def _check_batch_decode_run(handle, q, k_cache, v_cache, kv_layout, kv_indices, kv_indptr,
-                            kv_last_page_len, out, lse, *scalars, alibi_slopes=None) -> None:
+                            kv_last_page_len, out, lse, sm_scale=0.0, logits_soft_cap=0.0,
+                            window_left=-1, pos_encoding_mode=0, rope_scale=0.0,
+                            rope_theta=0.0, k_scale=0.0, v_scale=0.0, jit_variant=0,
+                            alibi_slopes=None) -> None:
     """q [batch, num_qo_heads, head_dim] against a paged cache."""
     _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
     _checks.paged_cache(k_cache, v_cache, kv_layout, q)
