@@ -4,18 +4,17 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "jit/codegen.h"
 #include "jit/disk_cache.h"
+#include "jit/include_path.h"
 #include "jit/nvrtc_program.h"
 #include "tessera/core/error.h"
 #include "tessera/version.h"
@@ -31,40 +30,13 @@ std::unordered_map<std::string, CompiledKernel>& memory_cache() {
   return cache;
 }
 
-std::vector<std::string> split_paths(const std::string& list) {
-  std::vector<std::string> out;
-  std::stringstream stream(list);
-  std::string item;
-  while (std::getline(stream, item, ':')) {
-    if (!item.empty()) out.push_back(item);
-  }
-  return out;
-}
-
-// Where NVRTC finds Tessera's device headers and the CUDA headers (cuda_bf16.h,
-// libcu++): TESSERA_JIT_INCLUDE_PATH first, then the directories this library
-// was built with (the source tree or the install prefix; the toolkit).
-const std::vector<std::string>& include_dirs() {
-  static const std::vector<std::string> dirs = [] {
-    std::vector<std::string> out;
-    if (const char* env = std::getenv("TESSERA_JIT_INCLUDE_PATH"); env != nullptr) {
-      out = split_paths(env);
-    }
-    for (const std::string& dir : split_paths(TESSERA_JIT_BUILTIN_INCLUDE_PATH)) {
-      out.push_back(dir);
-    }
-    return out;
-  }();
-  return dirs;
-}
-
 // A digest of Tessera's device headers as NVRTC will read them, so a cache
 // entry built from other headers (a development tree, another install) is
 // never loaded. Computed once per process.
 const std::string& headers_digest() {
   static const std::string value = [] {
     std::vector<std::filesystem::path> files;
-    for (const std::string& dir : include_dirs()) {
+    for (const std::string& dir : detail::include_path().dirs) {
       const std::filesystem::path root = std::filesystem::path(dir) / "tessera";
       std::error_code error;
       if (!std::filesystem::is_directory(root, error)) continue;
@@ -91,6 +63,7 @@ std::string key_text(const VariantSpec& spec, const CompileOptions& options) {
   text += kVersionString;
   text += "\nheaders " + headers_digest();
   text += "\nnvrtc " + detail::nvrtc_version();
+  text += "\ncuda headers " + std::to_string(detail::include_path().cuda_headers_version);
   text += "\narch " + options.arch;
   text += "\nkernel ";
   text += kernel_kind_name(spec.kernel);
@@ -159,7 +132,7 @@ CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options) {
       expressions.push_back(generated.mma_name_expression);
     }
     detail::NvrtcResult result =
-        detail::nvrtc_compile(generated.text, expressions, options.arch, include_dirs());
+        detail::nvrtc_compile(generated.text, expressions, options.arch, detail::include_path());
     kernel.kernel_name = std::move(result.lowered_names[0]);
     if (result.lowered_names.size() > 1 &&
         detail::instantiates_user_variant(result.lowered_names[1])) {

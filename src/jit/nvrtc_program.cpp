@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "jit/include_path.h"
 #include "tessera/core/error.h"
 
 namespace tessera::jit::detail {
@@ -48,7 +49,7 @@ class Program {
 
 NvrtcResult nvrtc_compile(const std::string& source,
                           const std::vector<std::string>& name_expressions, const std::string& arch,
-                          const std::vector<std::string>& include_dirs) {
+                          const IncludePath& include_path) {
   Program program(source, "tessera_jit.cu");
   for (const std::string& expression : name_expressions) {
     Program::check(nvrtcAddNameExpression(program.get(), expression.c_str()),
@@ -58,16 +59,20 @@ NvrtcResult nvrtc_compile(const std::string& source,
   // (it has no --expt-relaxed-constexpr; the device headers do not need it).
   std::vector<std::string> options = {"-arch=" + arch, "-std=c++20", 
                                       "-default-device", "-DNDEBUG", "-lineinfo"};
-  for (const std::string& dir : include_dirs) options.push_back("-I" + dir);
+  for (const std::string& dir : include_path.dirs) options.push_back("-I" + dir);
   std::vector<const char*> raw;
   raw.reserve(options.size());
   for (const std::string& o : options) raw.push_back(o.c_str());
   const nvrtcResult compiled =
       nvrtcCompileProgram(program.get(), static_cast<int>(raw.size()), raw.data());
   if (compiled != NVRTC_SUCCESS) {
+    const std::string log = program.log();
+    if (std::string missing = missing_header_message(log, include_path); !missing.empty()) {
+      throw Error(missing);
+    }
     throw Error("variant", "a variant that compiles (" + arch + ")",
                 "NVRTC errors (lines in 'variant' are the variant source's own):\n" +
-                    program.log());
+                    log);
   }
   NvrtcResult result;
   for (const std::string& expression : name_expressions) {
