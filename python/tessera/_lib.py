@@ -6,7 +6,10 @@ version (a serving host needs no compiler, and CI can import-test the package
 without building for a given interpreter). Where the library is found, first
 match wins: $TESSERA_LIBRARY (a path to libtessera.so*), the copy installed
 inside the package (tessera/lib), the repository's build directories
-(development checkouts), then the system's library path.
+(development checkouts), then the system's library path. Loading it also
+finds the CUDA runtime, NVRTC and CUDA headers in torch's pip wheels where
+no toolkit provides them, and refuses a torch built for another CUDA major
+(_cuda_paths.py).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import ctypes.util
 import os
 import pathlib
 import threading
+
+from . import _cuda_paths
 
 c_int = ctypes.c_int
 c_int32 = ctypes.c_int32
@@ -228,15 +233,17 @@ def _errcheck(status, function, arguments):
     return status
 
 
-def _point_jit_at_package_headers():
-    """An installed wheel carries Tessera's device headers in tessera/include;
-    the JIT's NVRTC looks there first (the library's built-in path names the
-    build machine's source tree)."""
-    include = pathlib.Path(__file__).resolve().parent / "include"
-    if include.is_dir():
-        current = os.environ.get("TESSERA_JIT_INCLUDE_PATH")
-        os.environ["TESSERA_JIT_INCLUDE_PATH"] = (
-            f"{include}:{current}" if current else str(include))
+def _check_cuda(lib: ctypes.CDLL) -> None:
+    """One clear ImportError when torch's CUDA is not the library's, then the
+    pip wheels' CUDA headers for the JIT (Tessera's own headers it finds
+    beside itself: tessera/include in a wheel)."""
+    import torch
+
+    major = _cuda_paths.runtime_major(lib)
+    if major == 0:
+        return
+    _cuda_paths.check_torch_cuda(major, torch.__version__, torch.version.cuda)
+    _cuda_paths.point_jit_at_pip_headers(major)
 
 
 def library() -> ctypes.CDLL:
@@ -248,13 +255,15 @@ def library() -> ctypes.CDLL:
         if _library is not None:
             return _library
         tried = []
-        _point_jit_at_package_headers()
         for path in _candidates():
             try:
-                lib = ctypes.CDLL(str(path))
+                # ImportError (its CUDA runtime missing) is not a reason to
+                # try the next candidate: it is the message the user needs.
+                lib = _cuda_paths.load_with_pip_cuda(str(path))
             except OSError as error:
                 tried.append(f"{path}: {error}")
                 continue
+            _check_cuda(lib)
             for name, (restype, argtypes) in _PROTOTYPES.items():
                 function = getattr(lib, name, None)
                 if function is None:
