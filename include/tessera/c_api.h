@@ -178,8 +178,15 @@ TESSERA_C_API int tessera_single_prefill_with_kv_cache(const DLTensor* q, const 
                                                        const TesseraAttentionOptions* options,
                                                        void* stream);
 
+/* Prefill workspaces (ragged, paged, block-sparse): *_workspace_size is the
+ * room for every split-KV plan, *_min_workspace_size the schedule alone;
+ * *_create accepts any size from the minimum up and splits KV only as far as
+ * its partials fit (prefill.h). */
 typedef struct TesseraBatchPrefillRagged TesseraBatchPrefillRagged;
 TESSERA_C_API int tessera_batch_prefill_ragged_workspace_size(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
+    int64_t max_total_qo_tokens, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_prefill_ragged_min_workspace_size(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
     int64_t max_total_qo_tokens, int device_id, size_t* bytes);
 TESSERA_C_API int tessera_batch_prefill_ragged_create(
@@ -202,6 +209,9 @@ typedef struct TesseraBatchPrefillPaged TesseraBatchPrefillPaged;
 TESSERA_C_API int tessera_batch_prefill_paged_workspace_size(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
     int64_t max_batch_size, int64_t max_total_qo_tokens, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_prefill_paged_min_workspace_size(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, int device_id, size_t* bytes);
 TESSERA_C_API int tessera_batch_prefill_paged_create(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
     int64_t max_batch_size, int64_t max_total_qo_tokens, void* workspace,
@@ -222,6 +232,9 @@ TESSERA_C_API int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int6
                                                       int64_t head_dim, int64_t block_rows,
                                                       int64_t block_cols, int64_t max_block_rows,
                                                       int device_id, size_t* bytes);
+TESSERA_C_API int tessera_block_sparse_min_workspace_size(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_rows,
+    int64_t block_cols, int64_t max_block_rows, int device_id, size_t* bytes);
 TESSERA_C_API int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads,
                                               int64_t head_dim, int64_t block_rows,
                                               int64_t block_cols, int64_t max_block_rows,
@@ -230,7 +243,7 @@ TESSERA_C_API int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_
 TESSERA_C_API void tessera_block_sparse_destroy(TesseraBlockSparse* handle);
 TESSERA_C_API int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
                                             int64_t indptr_len, const int32_t* indices,
-                                            int64_t indices_len, void* stream);
+                                            int64_t indices_len, int causal, void* stream);
 TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLTensor* q,
                                            const DLTensor* k, const DLTensor* v,
                                            const DLTensor* indptr, const DLTensor* indices,

@@ -162,6 +162,8 @@ _PROTOTYPES = {
     "tessera_single_prefill_with_kv_cache": (c_int, [T, T, T, T, T, c_int, c_int, P_OPT, c_void_p]),
     "tessera_batch_prefill_ragged_workspace_size": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
+    "tessera_batch_prefill_ragged_min_workspace_size": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_ragged_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),
@@ -171,6 +173,9 @@ _PROTOTYPES = {
     "tessera_batch_prefill_ragged_run": (
         c_int, [c_void_p, T, T, T, T, T, T, T, P_OPT, c_void_p, c_int]),
     "tessera_batch_prefill_paged_workspace_size": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
+                ctypes.POINTER(c_size_t)]),
+    "tessera_batch_prefill_paged_min_workspace_size": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
                 ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_paged_create": (
@@ -184,11 +189,15 @@ _PROTOTYPES = {
     "tessera_block_sparse_workspace_size": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
                 ctypes.POINTER(c_size_t)]),
+    "tessera_block_sparse_min_workspace_size": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
+                ctypes.POINTER(c_size_t)]),
     "tessera_block_sparse_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),
     "tessera_block_sparse_destroy": (None, [c_void_p]),
-    "tessera_block_sparse_plan": (c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_void_p]),
+    "tessera_block_sparse_plan": (c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int,
+                                          c_void_p]),
     "tessera_block_sparse_run": (c_int, [c_void_p, T, T, T, T, T, T, T, P_OPT, c_void_p, c_int]),
     # jit
     "tessera_jit_compile": (

@@ -279,8 +279,11 @@ class _PlanHandle:
                 "tessera: argument 'float_workspace_buffer': expected a CUDA tensor, got one on "
                 f"{workspace.device}")
         device_id = _device_id(workspace.device)
+        # The minimum is the schedule alone (well under 1 MB for FlashInfer's
+        # usual bounds); whatever the buffer holds beyond it becomes split-KV
+        # room, up to the full size (prefill.h).
         needed_bytes = ctypes.c_size_t()
-        _lib.call(self._prefix + "_workspace_size", *shape, *bounds, device_id,
+        _lib.call(self._prefix + "_min_workspace_size", *shape, *bounds, device_id,
                   ctypes.byref(needed_bytes))
         available = workspace.numel() * workspace.element_size()
         if available < needed_bytes.value:

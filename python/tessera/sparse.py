@@ -9,8 +9,11 @@ layout: mask[p, r, c] for block p = the p-th entry of indices) or packed_mask
 (FlashInfer's packed form) masks single elements, as FlashInfer: block row i
 is prefill request i, R queries against its blocks' keys in indices order,
 and its [R, blocks * C] mask is packed with segment_packbits (bitorder
-"little"). Tessera has no causal mask and no RoPE on the fly here; those
-raise NotImplementedError (RoPE: the library's error naming "options"). A
+"little"). causal is FlashInfer's: block row i's keys are its blocks' keys
+in indices order (kv_len = blocks * C) and query r sees key j <= kv_len - R +
+r (bottom-right aligned; with sorted columns ending at the diagonal block and
+R = C, the dense causal mask); a mask replaces causal, as FlashInfer. RoPE on
+the fly raises (the library's error naming "options"). A
 block row with no blocks, and a query whose every key is masked, get out 0 and
 lse -inf; lse is float32 in base 2.
 """
@@ -49,11 +52,6 @@ def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch
 def _(handle, q, k, v, indptr, indices, out, lse, sm_scale, logits_soft_cap, window_left,
       pos_encoding_mode, rope_scale, rope_theta, custom_mask=None):
     return None
-
-
-def _reject(name: str, given: bool, why: str) -> None:
-    if given:
-        raise NotImplementedError(f"tessera: argument '{name}': {why}")
 
 
 def _rows_mask(mask: torch.Tensor, blocks_per_row: torch.Tensor, R: int, C: int) -> torch.Tensor:
@@ -115,8 +113,6 @@ class BlockSparseAttentionWrapper:
         packed form (used when both are given). The dtype arguments and
         use_fp16_qk_reduction are accepted for compatibility."""
         del use_fp16_qk_reduction, q_data_type, kv_data_type
-        _reject("causal", bool(causal), "Tessera's block-sparse attention has no causal "
-                "mask (leave the blocks above the diagonal out of the pattern)")
         M, N, R, C = int(M), int(N), int(R), int(C)
         for name, total, block in (("M", M, R), ("N", N, C)):
             if block < 1 or total % block != 0:
@@ -146,6 +142,7 @@ class BlockSparseAttentionWrapper:
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(indptr_host),
                   indptr_host.numel(), _int32_pointer(indices_host), indices_host.numel(),
+                  int(bool(causal) and mask is None and packed_mask is None),
                   current_stream(device))
         packed = None
         if mask is not None or packed_mask is not None:

@@ -7,15 +7,16 @@
 //   decode:  q / KV bf16 / bf16, fp16 / fp16 and bf16 / fp8 e4m3, head_dim
 //            64 / 128 / 256, plain, soft-cap, sliding window, soft-cap +
 //            window; ALiBi and RoPE-on-the-fly at head_dim 128.
-//            JIT: fp16 q with fp8 KV, ALiBi and RoPE at head_dim 64 / 256.
+//            JIT: fp16 q with fp8 KV, ALiBi and RoPE at head_dim 64 / 256,
+//            ALiBi / RoPE with a soft cap and / or a window (every kernel).
 //   prefill (single, ragged, paged): fp16 / bf16, head_dim 64 / 128, plain,
 //            soft-cap, sliding window; ALiBi at head_dim 128 (JIT: at 64 and
 //            soft-cap + window). Paged with an fp8 e4m3 cache (head_dim
 //            128): plain and sliding window with bf16 q (JIT: the rest).
 //            RoPE-Llama on the fly and head_dim 256 (prefill): JIT only.
 //   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
-//   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
 //            K/V, head_dim 128 (JIT: every other).
+//   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // Host and device code (constexpr only).
 #pragma once
@@ -32,9 +33,18 @@ constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, 
   using attention::VariantKind;
   const bool dtypes =
       kv_dtype == q_dtype || (q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3);
-  const bool position_variant =
-      variant == VariantKind::kAlibi || variant == VariantKind::kRopeLlama;
-  return dtypes && (!position_variant || head_dim == 128) && variant != VariantKind::kJit;
+  switch (variant) {
+    case VariantKind::kPlain:
+    case VariantKind::kSoftCap:
+    case VariantKind::kSlidingWindow:
+    case VariantKind::kSoftCapSlidingWindow:
+      return dtypes;
+    case VariantKind::kAlibi:
+    case VariantKind::kRopeLlama:
+      return dtypes && head_dim == 128;
+    default:
+      return false;  // the positional combinations and JIT
+  }
 }
 
 constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,

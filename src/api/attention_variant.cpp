@@ -23,6 +23,13 @@ void check_finite_at_least(double value, double lowest, bool strictly, const cha
 
 }  // namespace
 
+bool uses_alibi(attention::VariantKind kind) {
+  using attention::VariantKind;
+  return kind == VariantKind::kAlibi || kind == VariantKind::kAlibiSoftCap ||
+         kind == VariantKind::kAlibiSlidingWindow ||
+         kind == VariantKind::kAlibiSoftCapSlidingWindow;
+}
+
 attention::VariantKind select_variant(const AttentionOptions& options) {
   using attention::VariantKind;
   check_finite_at_least(options.sm_scale, 0.0, false, "sm_scale");
@@ -52,16 +59,16 @@ attention::VariantKind select_variant(const AttentionOptions& options) {
       if (window) return VariantKind::kSlidingWindow;
       return VariantKind::kPlain;
     case PosEncodingMode::kAlibi:
-      TESSERA_CHECK_ARG(!soft_cap && !window, kOptions,
-                        "ALiBi without logits_soft_cap or window_left (no built-in variant)",
-                        soft_cap ? "ALiBi with logits_soft_cap" : "ALiBi with window_left");
+      if (soft_cap && window) return VariantKind::kAlibiSoftCapSlidingWindow;
+      if (soft_cap) return VariantKind::kAlibiSoftCap;
+      if (window) return VariantKind::kAlibiSlidingWindow;
       return VariantKind::kAlibi;
     case PosEncodingMode::kRopeLlama:
-      TESSERA_CHECK_ARG(!soft_cap && !window, kOptions,
-                        "RoPE-Llama without logits_soft_cap or window_left (no built-in variant)",
-                        soft_cap ? "RoPE-Llama with logits_soft_cap" : "RoPE-Llama with window_left");
       check_finite_at_least(options.rope_scale, 0.0, true, "rope_scale");
       check_finite_at_least(options.rope_theta, 0.0, true, "rope_theta");
+      if (soft_cap && window) return VariantKind::kRopeLlamaSoftCapSlidingWindow;
+      if (soft_cap) return VariantKind::kRopeLlamaSoftCap;
+      if (window) return VariantKind::kRopeLlamaSlidingWindow;
       return VariantKind::kRopeLlama;
   }
   throw_argument_error(kOptions, "a known pos_encoding_mode",
@@ -89,7 +96,7 @@ ResolvedVariant resolve_variant(const AttentionOptions& options, int64_t head_di
   if (out.kind == attention::VariantKind::kJit) {
     options.jit_variant->extra_params().copy_to(p.extra);  // names an unset parameter
   }
-  if (out.kind == attention::VariantKind::kAlibi) {
+  if (uses_alibi(out.kind)) {
     if (options.alibi_slopes != nullptr) {
       const TensorView slopes(*options.alibi_slopes, "alibi_slopes");
       slopes.expect_dtype({DType::kFloat32}).expect_ndim(1).expect_cuda().expect_contiguous();
@@ -117,6 +124,14 @@ const char* variant_name(attention::VariantKind kind) {
     case attention::VariantKind::kAlibi: return "ALiBi";
     case attention::VariantKind::kRopeLlama: return "RoPE-Llama";
     case attention::VariantKind::kJit: return "JIT";
+    case attention::VariantKind::kAlibiSoftCap: return "ALiBi + soft-cap";
+    case attention::VariantKind::kAlibiSlidingWindow: return "ALiBi + sliding window";
+    case attention::VariantKind::kAlibiSoftCapSlidingWindow:
+      return "ALiBi + soft-cap + sliding window";
+    case attention::VariantKind::kRopeLlamaSoftCap: return "RoPE-Llama + soft-cap";
+    case attention::VariantKind::kRopeLlamaSlidingWindow: return "RoPE-Llama + sliding window";
+    case attention::VariantKind::kRopeLlamaSoftCapSlidingWindow:
+      return "RoPE-Llama + soft-cap + sliding window";
   }
   return "unknown";
 }

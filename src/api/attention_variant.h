@@ -20,10 +20,14 @@ struct ResolvedVariant {
   attention::VariantParams params;
 };
 
-// The variant `options` selects. Throws tessera::Error naming "options" for
-// unsupported combinations (ALiBi or RoPE with soft-cap or a window; slopes
-// given without ALiBi) and out-of-range values.
+// The variant `options` selects: every combination of a position encoding
+// (none, ALiBi, RoPE-Llama) with a soft cap and / or a window. Throws
+// tessera::Error naming "options" for slopes given without ALiBi, a
+// position encoding with a jit_variant, and out-of-range values.
 attention::VariantKind select_variant(const AttentionOptions& options);
+
+// Whether the variant reads ALiBi slopes.
+bool uses_alibi(attention::VariantKind kind);
 
 // Validates `options` for a call with these shapes (slopes tensor: float32
 // [num_qo_heads] contiguous on `device`; standard slopes need a power-of-two

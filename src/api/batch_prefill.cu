@@ -129,6 +129,13 @@ int64_t BatchPrefillWithRaggedKVCache::planned_q_tile_rows() const {
   return state_->plan.planned() ? state_->plan.q_tile_rows() : 0;
 }
 
+std::size_t BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(const PrefillPlanShape& shape,
+                                                                    const PrefillPlanBounds& bounds,
+                                                                    int device_id) {
+  return detail::prefill_workspace_size(shape, bounds, device_id, /*paged=*/false,
+                                        /*minimum=*/true);
+}
+
 std::size_t BatchPrefillWithRaggedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,
                                                                 const PrefillPlanBounds& bounds,
                                                                 int device_id) {
@@ -218,6 +225,13 @@ BatchPrefillWithPagedKVCache::~BatchPrefillWithPagedKVCache() = default;
 
 int64_t BatchPrefillWithPagedKVCache::planned_q_tile_rows() const {
   return state_->plan.planned() ? state_->plan.q_tile_rows() : 0;
+}
+
+std::size_t BatchPrefillWithPagedKVCache::min_workspace_size_bytes(const PrefillPlanShape& shape,
+                                                                    const PrefillPlanBounds& bounds,
+                                                                    int device_id) {
+  return detail::prefill_workspace_size(shape, bounds, device_id, /*paged=*/true,
+                                        /*minimum=*/true);
 }
 
 std::size_t BatchPrefillWithPagedKVCache::workspace_size_bytes(const PrefillPlanShape& shape,

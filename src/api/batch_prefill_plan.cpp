@@ -2,6 +2,8 @@
 
 #include "api/plan_run.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
@@ -46,23 +48,47 @@ void validate_prefill_bounds(const PrefillPlanBounds& bounds) {
 plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             const PrefillPlanBounds& bounds, int64_t num_sms,
                                             int64_t ctas_per_sm,
-                                            plan::PrefillDerivedBounds& derived) {
+                                            plan::PrefillDerivedBounds& derived,
+                                            std::size_t workspace_bytes) {
   derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
                                         shape.num_qo_heads, shape.num_kv_heads,
                                         /*pack_gqa=*/true, num_sms, ctas_per_sm);
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
-  return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas,
-                                        derived.max_partial_rows, shape.num_qo_heads,
-                                        shape.num_kv_heads, shape.head_dim, /*pack_gqa=*/true);
+  const auto layout_with = [&](int64_t partial_rows) {
+    return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, partial_rows,
+                                          shape.num_qo_heads, shape.num_kv_heads,
+                                          shape.head_dim, /*pack_gqa=*/true);
+  };
+  plan::PrefillWorkspaceLayout layout = layout_with(derived.max_partial_rows);
+  if (layout.total_bytes <= workspace_bytes) return layout;
+  // The partials dominate the full size (split_units x 128 rows x heads x
+  // head_dim floats: tens of MB), while a plan of short queries on short KV
+  // never splits: a smaller workspace keeps what fits and the planner grows
+  // its chunks until its partials fit (no split at all with none).
+  layout = layout_with(0);
+  if (layout.total_bytes > workspace_bytes) {
+    derived.max_partial_rows = 0;
+    return layout;
+  }
+  const std::size_t per_row = static_cast<std::size_t>(shape.num_kv_heads) *
+                              static_cast<std::size_t>(shape.head_dim + 1) * sizeof(float);
+  int64_t rows = std::min<int64_t>(derived.max_partial_rows,
+                                   static_cast<int64_t>((workspace_bytes - layout.total_bytes) / per_row));
+  // Region alignment may cost a row or two.
+  while (rows > 0 && layout_with(rows).total_bytes > workspace_bytes) --rows;
+  derived.max_partial_rows = rows;
+  return layout_with(rows);
 }
 
 std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
-                                   int device_id, bool paged) {
+                                   int device_id, bool paged, bool minimum) {
   validate_prefill_shape(shape, paged);
   validate_prefill_bounds(bounds);
   plan::PrefillDerivedBounds derived;
   const PrefillDeviceFit fit = prefill_device_fit(shape.head_dim, device_id, "shape");
-  return prefill_layout(shape, bounds, fit.num_sms, fit.ctas_per_sm, derived).total_bytes;
+  return prefill_layout(shape, bounds, fit.num_sms, fit.ctas_per_sm, derived,
+                        minimum ? 0 : SIZE_MAX)
+      .total_bytes;
 }
 
 PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
@@ -75,10 +101,11 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
   workspace_ = static_cast<unsigned char*>(workspace);
   fit_ = prefill_device_fit(shape.head_dim, device_id, "shape");
   num_sms_ = fit_.num_sms;
-  layout_ = prefill_layout(shape, bounds, num_sms_, fit_.ctas_per_sm, derived_);
+  layout_ = prefill_layout(shape, bounds, num_sms_, fit_.ctas_per_sm, derived_, workspace_bytes);
   TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",
                     "at least " + std::to_string(layout_.total_bytes) +
-                        " bytes (workspace_size_bytes(shape, bounds))",
+                        " bytes (min_workspace_size_bytes(shape, bounds); workspace_size_bytes "
+                        "gives room for every split-KV plan)",
                     std::to_string(workspace_bytes) + " bytes");
   // Header, work units and cta_indptr, then the merge tiles: one copy.
   upload_ = std::make_unique<ScheduleUpload>(layout_.partial_out_offset);

@@ -29,15 +29,22 @@ void validate_prefill_shape(const PrefillPlanShape& shape, bool paged);
 void validate_prefill_bounds(const PrefillPlanBounds& bounds);
 
 // Workspace layout for the bounds on a GPU with num_sms SMs that runs
-// ctas_per_sm prefill CTAs each (prefill_device_fit).
+// ctas_per_sm prefill CTAs each (prefill_device_fit), within workspace_bytes:
+// the schedule regions always (the minimum), then as many split-KV partial
+// rows as fit, up to the derived bound (derived.max_partial_rows is lowered
+// to them; the planner then splits less). A layout over workspace_bytes
+// means even the minimum does not fit.
 plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             const PrefillPlanBounds& bounds, int64_t num_sms,
                                             int64_t ctas_per_sm,
-                                            plan::PrefillDerivedBounds& derived);
+                                            plan::PrefillDerivedBounds& derived,
+                                            std::size_t workspace_bytes = SIZE_MAX);
 
-// workspace_size_bytes of either wrapper (validates shape and bounds first).
+// workspace_size_bytes of either wrapper (validates shape and bounds first):
+// the full split-KV room (minimum = false) or the schedule regions alone
+// (minimum = true: min_workspace_size_bytes).
 std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillPlanBounds& bounds,
-                                   int device_id, bool paged);
+                                   int device_id, bool paged, bool minimum = false);
 
 class PrefillPlanState {
  public:

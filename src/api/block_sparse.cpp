@@ -2,8 +2,9 @@
 // row of R queries is a request; a block column of C keys is a page of the K/V
 // tensors viewed as [N / C, C, Hk, D]; the BSR row pointers and column ids are
 // the pages' indptr and indices. The per-request arrays the paged kernel also
-// reads (qo_indptr = i * R, last page length C) live after the paged
-// workspace and are copied at plan() time.
+// reads (qo_indptr = i * R, last page length C) lead the workspace and are
+// copied at plan() time; the paged wrapper takes the rest (so it may be given
+// less than its full split-KV room, as the paged wrapper itself may).
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -44,18 +45,16 @@ PrefillPlanBounds paged_bounds(const BlockSparseShape& s, const BlockSparseBound
 }
 
 struct ArrayLayout {
-  std::size_t paged_bytes;   // the paged wrapper's workspace
   std::size_t qo_offset;     // int32 [max_block_rows + 1]
   std::size_t last_offset;   // int32 [max_block_rows]
-  std::size_t total_bytes;
+  std::size_t paged_offset;  // the paged wrapper's workspace, to the end
 };
 
-ArrayLayout array_layout(std::size_t paged_bytes, int64_t max_block_rows) {
+ArrayLayout array_layout(int64_t max_block_rows) {
   ArrayLayout l{};
-  l.paged_bytes = align_region(paged_bytes);
-  l.qo_offset = l.paged_bytes;
-  l.last_offset = l.qo_offset + align_region(static_cast<std::size_t>(max_block_rows + 1) * 4);
-  l.total_bytes = l.last_offset + align_region(static_cast<std::size_t>(max_block_rows) * 4);
+  l.qo_offset = 0;
+  l.last_offset = align_region(static_cast<std::size_t>(max_block_rows + 1) * 4);
+  l.paged_offset = l.last_offset + align_region(static_cast<std::size_t>(max_block_rows) * 4);
   return l;
 }
 
@@ -82,43 +81,51 @@ struct BlockSparseAttention::State {
   int64_t planned_block_rows = 0;
   bool planned = false;
   State(const BlockSparseShape& s, const BlockSparseBounds& b, const ArrayLayout& l, void* w,
-        int device_id)
+        std::size_t workspace_bytes, int device_id)
       : shape(s),
         bounds(b),
         layout(l),
         workspace(static_cast<unsigned char*>(w)),
-        paged(paged_shape(s), paged_bounds(s, b), w, l.paged_bytes, device_id),
-        upload(l.total_bytes - l.qo_offset) {}
+        paged(paged_shape(s), paged_bounds(s, b), static_cast<unsigned char*>(w) + l.paged_offset,
+              workspace_bytes - l.paged_offset, device_id),
+        upload(l.paged_offset) {}
 };
 
 std::size_t BlockSparseAttention::workspace_size_bytes(const BlockSparseShape& shape,
                                                        const BlockSparseBounds& bounds,
                                                        int device_id) {
   validate_shape(shape, bounds);
-  const std::size_t paged = BatchPrefillWithPagedKVCache::workspace_size_bytes(
-      paged_shape(shape), paged_bounds(shape, bounds), device_id);
-  return array_layout(paged, bounds.max_block_rows).total_bytes;
+  return array_layout(bounds.max_block_rows).paged_offset +
+         BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape(shape),
+                                                            paged_bounds(shape, bounds), device_id);
+}
+
+std::size_t BlockSparseAttention::min_workspace_size_bytes(const BlockSparseShape& shape,
+                                                           const BlockSparseBounds& bounds,
+                                                           int device_id) {
+  validate_shape(shape, bounds);
+  return array_layout(bounds.max_block_rows).paged_offset +
+         BatchPrefillWithPagedKVCache::min_workspace_size_bytes(
+             paged_shape(shape), paged_bounds(shape, bounds), device_id);
 }
 
 BlockSparseAttention::BlockSparseAttention(const BlockSparseShape& shape,
                                            const BlockSparseBounds& bounds, void* workspace,
                                            std::size_t workspace_bytes, int device_id) {
   validate_shape(shape, bounds);
-  const std::size_t needed = workspace_size_bytes(shape, bounds, device_id);
+  const std::size_t needed = min_workspace_size_bytes(shape, bounds, device_id);
   TESSERA_CHECK_ARG(workspace_bytes >= needed, "workspace",
                     "at least " + std::to_string(needed) +
-                        " bytes (workspace_size_bytes(shape, bounds))",
+                        " bytes (min_workspace_size_bytes(shape, bounds))",
                     std::to_string(workspace_bytes) + " bytes");
-  const std::size_t paged = BatchPrefillWithPagedKVCache::workspace_size_bytes(
-      paged_shape(shape), paged_bounds(shape, bounds), device_id);
-  state_ = std::make_unique<State>(shape, bounds, array_layout(paged, bounds.max_block_rows),
-                                   workspace, device_id);
+  state_ = std::make_unique<State>(shape, bounds, array_layout(bounds.max_block_rows), workspace,
+                                   workspace_bytes, device_id);
 }
 
 BlockSparseAttention::~BlockSparseAttention() = default;
 
 void BlockSparseAttention::plan(std::span<const int32_t> indptr, std::span<const int32_t> indices,
-                                cudaStream_t stream) {
+                                cudaStream_t stream, bool causal) {
   State& s = *state_;
   TESSERA_CHECK_ARG(!indptr.empty(), "indptr", "block rows + 1 >= 1 values", "an empty array");
   const auto rows = static_cast<int64_t>(indptr.size()) - 1;
@@ -142,7 +149,7 @@ void BlockSparseAttention::plan(std::span<const int32_t> indptr, std::span<const
             : 0;
   }
   s.planned = false;
-  s.paged.plan(qo_indptr, indptr, last, /*causal=*/false, stream);
+  s.paged.plan(qo_indptr, indptr, last, causal, stream);
   unsigned char* staging = s.upload.acquire();
   std::memcpy(staging, qo_indptr.data(), qo_indptr.size() * 4);
   std::memcpy(staging + (s.layout.last_offset - s.layout.qo_offset), last.data(), last.size() * 4);

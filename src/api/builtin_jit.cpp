@@ -51,6 +51,24 @@ VariantSpec builtin_variant_spec(KernelKind kernel, attention::VariantKind varia
     case VariantKind::kRopeLlama:
       base = "RopeLlamaVariant";
       break;
+    case VariantKind::kAlibiSoftCap:
+      base = "AlibiSoftCapVariant";
+      break;
+    case VariantKind::kAlibiSlidingWindow:
+      base = "AlibiSlidingWindowVariant";
+      break;
+    case VariantKind::kAlibiSoftCapSlidingWindow:
+      base = "AlibiSoftCapSlidingWindowVariant";
+      break;
+    case VariantKind::kRopeLlamaSoftCap:
+      base = "RopeLlamaSoftCapVariant";
+      break;
+    case VariantKind::kRopeLlamaSlidingWindow:
+      base = "RopeLlamaSlidingWindowVariant";
+      break;
+    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
+      base = "RopeLlamaSoftCapSlidingWindowVariant";
+      break;
     case VariantKind::kJit:
       break;
   }

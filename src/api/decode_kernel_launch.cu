@@ -226,6 +226,18 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       return dispatch_dtypes<attention::AlibiVariant>(l, params, stream);
     case VariantKind::kRopeLlama:
       return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
+    case VariantKind::kAlibiSoftCap:
+      return dispatch_dtypes<attention::AlibiSoftCapVariant>(l, params, stream);
+    case VariantKind::kAlibiSlidingWindow:
+      return dispatch_dtypes<attention::AlibiSlidingWindowVariant>(l, params, stream);
+    case VariantKind::kAlibiSoftCapSlidingWindow:
+      return dispatch_dtypes<attention::AlibiSoftCapSlidingWindowVariant>(l, params, stream);
+    case VariantKind::kRopeLlamaSoftCap:
+      return dispatch_dtypes<attention::RopeLlamaSoftCapVariant>(l, params, stream);
+    case VariantKind::kRopeLlamaSlidingWindow:
+      return dispatch_dtypes<attention::RopeLlamaSlidingWindowVariant>(l, params, stream);
+    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
+      return dispatch_dtypes<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, params, stream);
     case VariantKind::kJit:
       // The plain instantiation only supplies the parameter types.
       return dispatch_dtypes<attention::PlainVariant>(

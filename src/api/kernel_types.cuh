@@ -39,6 +39,19 @@ constexpr attention::VariantKind variant_kind_of() {
     return VariantKind::kSoftCapSlidingWindow;
   } else if constexpr (cuda::std::is_same_v<Variant, attention::AlibiVariant>) {
     return VariantKind::kAlibi;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::AlibiSoftCapVariant>) {
+    return VariantKind::kAlibiSoftCap;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::AlibiSlidingWindowVariant>) {
+    return VariantKind::kAlibiSlidingWindow;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::AlibiSoftCapSlidingWindowVariant>) {
+    return VariantKind::kAlibiSoftCapSlidingWindow;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::RopeLlamaSoftCapVariant>) {
+    return VariantKind::kRopeLlamaSoftCap;
+  } else if constexpr (cuda::std::is_same_v<Variant, attention::RopeLlamaSlidingWindowVariant>) {
+    return VariantKind::kRopeLlamaSlidingWindow;
+  } else if constexpr (cuda::std::is_same_v<Variant,
+                                            attention::RopeLlamaSoftCapSlidingWindowVariant>) {
+    return VariantKind::kRopeLlamaSoftCapSlidingWindow;
   } else {
     static_assert(cuda::std::is_same_v<Variant, attention::RopeLlamaVariant>, "a built-in variant");
     return VariantKind::kRopeLlama;

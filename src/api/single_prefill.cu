@@ -164,10 +164,6 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const detail::ContiguousKV kv_shape = detail::resolve_contiguous_kv(kv, vv, layout, num_qo_heads);
   const int64_t kv_len = kv_shape.kv_len;
   const int64_t num_kv_heads = kv_shape.num_kv_heads;
-  TESSERA_CHECK_ARG(!causal || qo_len <= kv_len, "q",
-                    "qo_len <= kv_len " + std::to_string(kv_len) +
-                        " with causal (queries are the last qo_len kv positions)",
-                    "qo_len " + std::to_string(qo_len));
 
   const TensorView ov = detail::output_like_q(out, qv);
   detail::expect_rows_aligned16(ov);
@@ -232,6 +228,19 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
       return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
     case VariantKind::kRopeLlama:
       return dispatch_dtype<attention::RopeLlamaVariant>(l, qv.dtype(), stream);
+    case VariantKind::kAlibiSoftCap:
+      return dispatch_dtype<attention::AlibiSoftCapVariant>(l, qv.dtype(), stream);
+    case VariantKind::kAlibiSlidingWindow:
+      return dispatch_dtype<attention::AlibiSlidingWindowVariant>(l, qv.dtype(), stream);
+    case VariantKind::kAlibiSoftCapSlidingWindow:
+      return dispatch_dtype<attention::AlibiSoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
+    case VariantKind::kRopeLlamaSoftCap:
+      return dispatch_dtype<attention::RopeLlamaSoftCapVariant>(l, qv.dtype(), stream);
+    case VariantKind::kRopeLlamaSlidingWindow:
+      return dispatch_dtype<attention::RopeLlamaSlidingWindowVariant>(l, qv.dtype(), stream);
+    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
+      return dispatch_dtype<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, qv.dtype(),
+                                                                             stream);
     case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
     default:

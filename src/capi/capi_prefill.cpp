@@ -72,6 +72,18 @@ int tessera_batch_prefill_ragged_workspace_size(int64_t num_qo_heads, int64_t nu
   });
 }
 
+int tessera_batch_prefill_ragged_min_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                    int64_t head_dim, int64_t max_batch_size,
+                                                    int64_t max_total_qo_tokens, int device_id,
+                                                    size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(
+        {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens},
+        device_id);
+  });
+}
+
 int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_heads,
                                         int64_t head_dim, int64_t max_batch_size,
                                         int64_t max_total_qo_tokens, void* workspace,
@@ -123,6 +135,19 @@ int tessera_batch_prefill_paged_workspace_size(int64_t num_qo_heads, int64_t num
   return guarded([&] {
     if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
     *bytes = tessera::BatchPrefillWithPagedKVCache::workspace_size_bytes(
+        {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
+        device_id);
+  });
+}
+
+int tessera_batch_prefill_paged_min_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                   int64_t head_dim, int64_t page_size,
+                                                   int64_t max_batch_size,
+                                                   int64_t max_total_qo_tokens, int device_id,
+                                                   size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BatchPrefillWithPagedKVCache::min_workspace_size_bytes(
         {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
         device_id);
   });
@@ -187,6 +212,17 @@ int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_hea
   });
 }
 
+int tessera_block_sparse_min_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
+                                            int64_t head_dim, int64_t block_rows, int64_t block_cols,
+                                            int64_t max_block_rows, int device_id, size_t* bytes) {
+  return guarded([&] {
+    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
+    *bytes = tessera::BlockSparseAttention::min_workspace_size_bytes(
+        sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
+        {max_block_rows}, device_id);
+  });
+}
+
 int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim,
                                 int64_t block_rows, int64_t block_cols, int64_t max_block_rows,
                                 void* workspace, size_t workspace_bytes, int device_id,
@@ -202,11 +238,11 @@ void tessera_block_sparse_destroy(TesseraBlockSparse* handle) { delete handle; }
 
 int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
                               int64_t indptr_len, const int32_t* indices, int64_t indices_len,
-                              void* stream) {
+                              int causal, void* stream) {
   return guarded([&] {
     required_handle(handle, "handle")
         .wrapper.plan(host_span(indptr, indptr_len, "indptr"),
-                      host_span(indices, indices_len, "indices"), stream_of(stream));
+                      host_span(indices, indices_len, "indices"), stream_of(stream), causal != 0);
   });
 }
 

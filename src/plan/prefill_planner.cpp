@@ -16,8 +16,9 @@
 //    split-KV round trip the 64 tile does not need).
 // 3. Cost. A unit's cost is the KV tokens it reads plus kUnitOverheadTokens
 //    (Q load, pipeline fill, epilogue). Causal: query i sees KV [0, kv_len -
-//    qo_len + i], so a tile reads KV up to its LAST row's position; the tile
-//    at the end of a request costs kv_len, the first kv_len - qo_len + 64/g.
+//    qo_len + i] (none when that is negative: qo_len > kv_len), so a tile
+//    reads KV up to its LAST row's position; the tile at the end of a request
+//    costs kv_len, the first max(0, kv_len - qo_len + 64/g).
 // 4. Split-KV only when the q tiles alone cannot fill the GPU (tiles *
 //    heads_y < wave: short queries on long KV). Then every tile whose causal
 //    KV extent exceeds `chunk` is cut into chunks of `chunk` tokens, with
@@ -141,11 +142,6 @@ void validate(const PrefillPlannerInput& in) {
     const int64_t kv_len = in.kv_lengths[b];
     TESSERA_CHECK_ARG(kv_len >= 0 && kv_len <= kInt32Max, "kv_indptr",
                       "KV lengths in [0, 2^31)", element_text("kv length", b, kv_len));
-    TESSERA_CHECK_ARG(!in.causal || qo_len <= kv_len, "qo_indptr",
-                      "causal requests with qo_len <= kv_len (queries are the last qo_len "
-                      "KV positions)",
-                      "qo_len " + std::to_string(qo_len) + " > kv_len " +
-                          std::to_string(kv_len) + " in request " + std::to_string(b));
   }
   const int64_t total = qo[batch];
   TESSERA_CHECK_ARG(total <= in.max_total_qo_tokens, "qo_indptr",
@@ -254,7 +250,11 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
     for (int64_t r0 = 0; r0 < rows; r0 += q_tile) {
       const int64_t n = std::min(q_tile, rows - r0);
       const int64_t last_token = (r0 + n - 1) / rows_per_token;
-      const int64_t extent = in.causal ? kv_len - qo_len + last_token + 1 : kv_len;
+      // Causal with qo_len > kv_len: the first qo_len - kv_len queries see no
+      // key (FlashInfer's bottom-right alignment); a tile of only such rows
+      // reads nothing and writes out 0, lse -inf.
+      const int64_t extent =
+          in.causal ? std::max<int64_t>(0, kv_len - qo_len + last_token + 1) : kv_len;
       tiles.push_back({static_cast<int32_t>(b), static_cast<int32_t>(r0),
                        static_cast<int32_t>(n), extent});
       max_extent = std::max(max_extent, extent);

@@ -50,9 +50,9 @@ struct PrefillScheduleHost {
 
 // Deterministic: the same input gives the same schedule. Throws
 // tessera::Error naming "qo_indptr" (empty, not starting at 0, decreasing,
-// more requests than max_batch_size, more tokens than max_total_qo_tokens, or
-// causal with qo_len > kv_len in some request: such queries would precede the
-// whole KV, so they are rejected rather than given an all-masked row),
+// more requests than max_batch_size or more tokens than max_total_qo_tokens;
+// causal with qo_len > kv_len is planned: queries before the first key get
+// out 0 and lse -inf),
 // "kv_indptr" (batch differs from qo_indptr's, or kv_indptr is not batch + 1
 // values), "shape" (heads / head_dim)
 // or "bounds" (the q tiles alone exceed max_work_units).

@@ -146,14 +146,36 @@ TEST(AttentionVariant, OptionsMapToTheBuiltInList) {
   EXPECT_EQ(detail::select_variant(o), VariantKind::kRopeLlama);
 }
 
-TEST(AttentionVariant, UnsupportedCombinationsAreRejectedNamingOptions) {
-  const auto rejects = [](AttentionOptions o) {
-    testing::expect_argument_error([&] { detail::select_variant(o); }, "options");
-  };
-  rejects({.logits_soft_cap = 10, .pos_encoding_mode = PosEncodingMode::kAlibi});
-  rejects({.window_left = 4, .pos_encoding_mode = PosEncodingMode::kAlibi});
-  rejects({.logits_soft_cap = 10, .pos_encoding_mode = PosEncodingMode::kRopeLlama});
-  rejects({.window_left = 4, .pos_encoding_mode = PosEncodingMode::kRopeLlama});
+// Every combination of a position encoding with a soft cap and / or a
+// window has its own (JIT-served) kind, as FlashInfer accepts them all.
+TEST(AttentionVariant, PositionalCombinationsHaveTheirOwnKinds) {
+  const auto kind = [](AttentionOptions o) { return detail::select_variant(o); };
+  using P = PosEncodingMode;
+  EXPECT_EQ(kind({.logits_soft_cap = 10, .pos_encoding_mode = P::kAlibi}),
+            VariantKind::kAlibiSoftCap);
+  EXPECT_EQ(kind({.window_left = 4, .pos_encoding_mode = P::kAlibi}),
+            VariantKind::kAlibiSlidingWindow);
+  EXPECT_EQ(kind({.logits_soft_cap = 10, .window_left = 0, .pos_encoding_mode = P::kAlibi}),
+            VariantKind::kAlibiSoftCapSlidingWindow);
+  EXPECT_EQ(kind({.logits_soft_cap = 10, .pos_encoding_mode = P::kRopeLlama}),
+            VariantKind::kRopeLlamaSoftCap);
+  EXPECT_EQ(kind({.window_left = 4, .pos_encoding_mode = P::kRopeLlama}),
+            VariantKind::kRopeLlamaSlidingWindow);
+  EXPECT_EQ(kind({.logits_soft_cap = 10, .window_left = 4, .pos_encoding_mode = P::kRopeLlama}),
+            VariantKind::kRopeLlamaSoftCapSlidingWindow);
+  for (const VariantKind k : {VariantKind::kAlibi, VariantKind::kAlibiSoftCap,
+                              VariantKind::kAlibiSlidingWindow,
+                              VariantKind::kAlibiSoftCapSlidingWindow}) {
+    EXPECT_TRUE(detail::uses_alibi(k));
+  }
+  EXPECT_FALSE(detail::uses_alibi(VariantKind::kRopeLlamaSoftCap));
+  // Slopes still need ALiBi.
+  testing::expect_argument_error(
+      [&] {
+        detail::select_variant({.logits_soft_cap = 10,
+                                .alibi_slopes = reinterpret_cast<const DLTensor*>(uintptr_t{8})});
+      },
+      "options");
 }
 
 TEST(AttentionVariant, OutOfRangeValuesAreRejectedNamingOptions) {

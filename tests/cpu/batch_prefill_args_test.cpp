@@ -7,6 +7,7 @@
 
 #include <cstdint>
 
+#include "api/batch_prefill_plan.h"
 #include "support/argument_error.h"
 #include "tessera/api/prefill.h"
 
@@ -80,6 +81,45 @@ TEST(BatchPrefillArgs, BlockSparseRejectsBadBlockShapeAndBounds) {
   bad = good;
   bad.head_dim = 96;  // the paged shape's check
   expect_argument_error(size(bad, {4}), "shape");
+}
+
+// The workspace follows the planned work, not the worst case: FlashInfer's
+// users pass 32-128 MB, while the full split-KV room of 17 requests of 17
+// tokens at 32 heads (no GQA: partials per qo head) is tens of MB. Any size
+// from the schedule's minimum up is laid out within itself, with fewer
+// partial rows for less room; below the minimum the layout does not fit.
+TEST(BatchPrefillWorkspace, LayoutFitsAnySizeFromTheMinimumUp) {
+  const PrefillPlanShape shape{32, 32, 128, 16};
+  const PrefillPlanBounds bounds{17, 17};
+  constexpr int64_t kSms = 132, kCtasPerSm = 2;
+  plan::PrefillDerivedBounds full_bounds, min_bounds;
+  const auto full = detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, full_bounds);
+  const auto minimum = detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, min_bounds, 0);
+  EXPECT_GT(full.total_bytes, std::size_t{32} << 20);  // the case that used to be rejected
+  EXPECT_LT(minimum.total_bytes, std::size_t{1} << 20);
+  EXPECT_EQ(min_bounds.max_partial_rows, 0);
+  EXPECT_EQ(min_bounds.max_work_units, full_bounds.max_work_units);
+  int64_t last_rows = -1;
+  for (const std::size_t bytes :
+       {minimum.total_bytes, minimum.total_bytes + 1000, std::size_t{1} << 20,
+        std::size_t{32} << 20, full.total_bytes - 1, full.total_bytes}) {
+    plan::PrefillDerivedBounds derived;
+    const auto layout = detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, derived, bytes);
+    EXPECT_LE(layout.total_bytes, bytes) << bytes;
+    EXPECT_LE(derived.max_partial_rows, full_bounds.max_partial_rows);
+    EXPECT_GE(derived.max_partial_rows, last_rows) << bytes;  // more room, more rows
+    // The partial regions hold the rows the planner may use.
+    const std::size_t rows = static_cast<std::size_t>(derived.max_partial_rows) * 32;
+    EXPECT_GE(layout.partial_lse_offset - layout.partial_out_offset, rows * 128 * sizeof(float));
+    EXPECT_GE(layout.total_bytes - layout.partial_lse_offset, rows * sizeof(float));
+    last_rows = derived.max_partial_rows;
+  }
+  EXPECT_EQ(last_rows, full_bounds.max_partial_rows);
+  plan::PrefillDerivedBounds derived;
+  EXPECT_GT(detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, derived,
+                                   minimum.total_bytes - 1)
+                .total_bytes,
+            minimum.total_bytes - 1);
 }
 
 }  // namespace

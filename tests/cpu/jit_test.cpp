@@ -248,6 +248,63 @@ struct Negated : UserPlain {
   EXPECT_TRUE(cuda_cores_only.mma_kernel_name.empty()) << cuda_cores_only.mma_kernel_name;
 }
 
+// fp8 e5m2 K/V is JIT-served only (library size): off the AOT list for
+// every variant, q dtype and head_dim, so the built-in kernels come from
+// these specs. It compiles where e4m3 does (decode; paged prefill at
+// head_dim 128, with fp16 and bf16 q: both widening paths) and is rejected,
+// naming the variant, where e4m3 is.
+TEST_F(JitTest, Fp8E5m2KvIsJitServedWhereE4m3KernelsExist) {
+  using attention::VariantKind;
+  const DType e5m2 = DType::kFloat8E5M2;
+  for (const DType q : {DType::kBFloat16, DType::kFloat16}) {
+    for (const int64_t d : {64, 128, 256}) {
+      for (const VariantKind v :
+           {VariantKind::kPlain, VariantKind::kSoftCap, VariantKind::kSlidingWindow,
+            VariantKind::kSoftCapSlidingWindow, VariantKind::kAlibi, VariantKind::kRopeLlama}) {
+        EXPECT_FALSE(jit::has_aot_kernel(KernelKind::kBatchDecode, v, q, e5m2, d));
+        EXPECT_FALSE(jit::has_aot_kernel(KernelKind::kBatchPrefillPaged, v, q, e5m2, d));
+      }
+    }
+  }
+  const jit::CompiledKernel decode = jit::compile(
+      jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kPlain,
+                                DType::kBFloat16, e5m2, 128));
+  EXPECT_FALSE(decode.cubin.empty());
+  EXPECT_TRUE(decode.mma_kernel_name.empty());  // the tensor-core kernel is 16-bit K/V only
+  EXPECT_NE(decode.kernel_name.find("fp8_e5m2"), std::string::npos) << decode.kernel_name;
+  for (const DType q : {DType::kFloat16, DType::kBFloat16}) {
+    const jit::CompiledKernel prefill = jit::compile(jit::builtin_variant_spec(
+        KernelKind::kBatchPrefillPaged, VariantKind::kSlidingWindow, q, e5m2, 128));
+    EXPECT_FALSE(prefill.cubin.empty());
+    EXPECT_NE(prefill.kernel_name.find("fp8_e5m2"), std::string::npos) << prefill.kernel_name;
+  }
+  VariantSpec user = plain(KernelKind::kBatchDecode, DType::kFloat16, 256);
+  user.kv_dtype = e5m2;
+  EXPECT_FALSE(jit::compile(user).cubin.empty());
+  // The e4m3 and e5m2 kernels are different cache entries.
+  VariantSpec e4m3 = user;
+  e4m3.kv_dtype = DType::kFloat8E4M3;
+  EXPECT_NE(jit::cache_key(user, {}), jit::cache_key(e4m3, {}));
+
+  for (const auto& [kernel, head_dim] :
+       {std::pair{KernelKind::kSinglePrefill, int64_t{128}},
+        std::pair{KernelKind::kBatchPrefillRagged, int64_t{128}},
+        std::pair{KernelKind::kBatchPrefillPaged, int64_t{64}}}) {
+    VariantSpec bad = plain(kernel, DType::kBFloat16, head_dim);
+    bad.kv_dtype = e5m2;
+    testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
+  }
+  // Where fp8 is allowed, a wrong kv_dtype's error lists both formats.
+  VariantSpec wrong = plain(KernelKind::kBatchDecode);
+  wrong.kv_dtype = DType::kFloat16;
+  try {
+    jit::compile(wrong);
+    ADD_FAILURE() << "bf16 q with fp16 K/V was accepted";
+  } catch (const Error& error) {
+    EXPECT_NE(std::string(error.what()).find("float8_e5m2"), std::string::npos) << error.what();
+  }
+}
+
 // The AOT list (docs/jit.md) and the specs of the built-ins off it: they
 // compile (a first call on a GPU loads them), kJit has none.
 TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
@@ -315,6 +372,24 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
                    .cubin.empty());
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillPaged,
                                                       VariantKind::kRopeLlama, bf16, fp8, 128))
+                   .cubin.empty());
+  // ALiBi / RoPE with a soft cap and / or a window: JIT-served everywhere.
+  for (const KernelKind k : {KernelKind::kBatchDecode, KernelKind::kSinglePrefill,
+                             KernelKind::kBatchPrefillRagged, KernelKind::kBatchPrefillPaged}) {
+    for (const VariantKind v :
+         {VariantKind::kAlibiSoftCap, VariantKind::kAlibiSlidingWindow,
+          VariantKind::kAlibiSoftCapSlidingWindow, VariantKind::kRopeLlamaSoftCap,
+          VariantKind::kRopeLlamaSlidingWindow, VariantKind::kRopeLlamaSoftCapSlidingWindow}) {
+      EXPECT_FALSE(aot(k, v, bf16, bf16, 128));
+    }
+  }
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillPaged,
+                                                      VariantKind::kAlibiSoftCapSlidingWindow,
+                                                      bf16, bf16, 128))
+                   .cubin.empty());
+  EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchDecode,
+                                                      VariantKind::kRopeLlamaSoftCapSlidingWindow,
+                                                      fp16, fp16, 128))
                    .cubin.empty());
   // The tensor-core decode kernel comes with a 16-bit built-in too.
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kAlibi,

@@ -130,8 +130,8 @@ TEST(SingleDecodeArgs, BadOptionsAreRejectedNamingOptions) {
   { SingleDecodeArgs a; a.options.sm_scale = -1; expect_argument_error([&] { a.run(); }, "options"); }
   {
     SingleDecodeArgs a;
-    a.options.pos_encoding_mode = PosEncodingMode::kAlibi;
-    a.options.logits_soft_cap = 50;
+    FakeTensor slopes(DType::kFloat32, {8});
+    a.options.alibi_slopes = &slopes.dl();  // slopes without ALiBi
     expect_argument_error([&] { a.run(); }, "options");
   }
 }

@@ -74,14 +74,6 @@ TEST(SinglePrefillArgs, UnalignedQRowsAreRejected) {
   EXPECT_REJECTED(a.q.with_data(0x10000002), "q");
 }
 
-TEST(SinglePrefillArgs, CausalWithMoreQueriesThanKeysIsRejectedNamingQ) {
-  EXPECT_REJECTED((a.q = FakeTensor(DType::kBFloat16, {101, 8, 128}),
-                   a.out = FakeTensor(DType::kBFloat16, {101, 8, 128}),
-                   a.out.with_data(0x20000000), a.lse = FakeTensor(DType::kFloat32, {101, 8}),
-                   a.lse.with_data(0x50000000)),
-                  "q");
-}
-
 TEST(SinglePrefillArgs, KvDtypeMustMatchQ) {
   EXPECT_REJECTED((a.k = FakeTensor(DType::kFloat16, {100, 2, 128}),
                    a.v = FakeTensor(DType::kFloat16, {100, 2, 128})),
@@ -112,14 +104,14 @@ TEST(SinglePrefillArgs, VMustMatchKShapeDtypeAndStrides) {
 }
 
 TEST(SinglePrefillArgs, HndLayoutReadsKvLenFromDimOne) {
-  // HND [kv_heads, kv_len, D]: 3 heads do not divide 8; NHD [kv_len 2, 2
-  // heads]: too few keys for 50 causal queries.
+  // HND [kv_heads, kv_len, D]: 3 heads do not divide 8; the same [2, 100, D]
+  // tensors read as NHD have 100 heads, which do not divide 8 either.
   EXPECT_REJECTED((a.k = FakeTensor(DType::kBFloat16, {3, 100, 128}),
                    a.v = FakeTensor(DType::kBFloat16, {3, 100, 128}), a.layout = KVLayout::kHND),
                   "k");
-  EXPECT_REJECTED((a.k = FakeTensor(DType::kBFloat16, {2, 2, 128}),
-                   a.v = FakeTensor(DType::kBFloat16, {2, 2, 128})),
-                  "q");  // NHD: kv_len 2 < qo_len 50 with causal
+  EXPECT_REJECTED((a.k = FakeTensor(DType::kBFloat16, {2, 100, 128}),
+                   a.v = FakeTensor(DType::kBFloat16, {2, 100, 128})),
+                  "k");
 }
 
 TEST(SinglePrefillArgs, OutMustMatchQ) {
@@ -136,11 +128,11 @@ TEST(SinglePrefillArgs, LseMustBeFloat32QoLenByHeads) {
   EXPECT_REJECTED(a.lse.with_strides({1, 50}), "lse");
 }
 
-TEST(SinglePrefillArgs, UnbuiltVariantsAreRejectedNamingOptions) {
+TEST(SinglePrefillArgs, BadOptionsAreRejectedNamingOptions) {
   EXPECT_REJECTED(a.options.sm_scale = -1, "options");
-  EXPECT_REJECTED((a.options.pos_encoding_mode = PosEncodingMode::kAlibi,
-                   a.options.window_left = 10),
-                  "options");
+  FakeTensor slopes(DType::kFloat32, {8});
+  slopes.with_data(0x60000000);
+  EXPECT_REJECTED(a.options.alibi_slopes = &slopes.dl(), "options");  // slopes without ALiBi
 }
 
 // The packed custom mask: uint8, 1-D, contiguous, on q's device, with at

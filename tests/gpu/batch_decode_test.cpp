@@ -47,13 +47,14 @@ struct CacheConfig {
   int64_t num_kv_heads = 8;
   int64_t head_dim = 128;
   int64_t page_padding = 0;  // extra elements per page (a multiple of 8: 16-byte rows)
-  bool fp8_kv = false;       // cache in float8 e4m3 (q stays `dtype`)
+  bool fp8_kv = false;       // cache in float8 (q stays `dtype`), of fp8_format
+  DType fp8_format = DType::kFloat8E4M3;  // with fp8_kv: e4m3fn or e5m2
   AttentionOptions options;  // variant and KV scales passed to run()
   DecodeBackend backend = DecodeBackend::kAuto;  // the plan's kernel choice
   reference::AttentionRefParams ref;  // the variant's reference fields
 };
 
-DType cache_dtype(const CacheConfig& c) { return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype; }
+DType cache_dtype(const CacheConfig& c) { return c.fp8_kv ? c.fp8_format : c.dtype; }
 
 // A paged cache holding `capacity_pages` pages of random values (host copy in
 // logical order), and the page table of one batch of lengths.
@@ -353,6 +354,106 @@ TEST(BatchDecode, Fp8AndVariantsThroughSplitBatchesMatchReference) {
     c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
     c.ref.rope_llama = true;
     check_batch(c, lengths, rng);
+  }
+  // ALiBi / RoPE-Llama with a soft cap and / or a window (JIT-served).
+  for (const PosEncodingMode mode : {PosEncodingMode::kAlibi, PosEncodingMode::kRopeLlama}) {
+    for (const auto& [cap, window] : {std::pair{6.0, int64_t{-1}}, std::pair{0.0, int64_t{700}},
+                                      std::pair{6.0, int64_t{700}}}) {
+      CacheConfig c;
+      c.options.pos_encoding_mode = mode;
+      c.options.logits_soft_cap = cap;
+      c.ref.logits_soft_cap = cap;
+      c.options.window_left = window;
+      c.ref.window_left = window;
+      if (mode == PosEncodingMode::kAlibi) {
+        c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+      } else {
+        c.ref.rope_llama = true;
+      }
+      check_batch(c, lengths, rng);
+    }
+  }
+  // The tensor-core kernel runs ALiBi with a cap or a window too.
+  {
+    CacheConfig c;
+    c.backend = DecodeBackend::kTensorCores;
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.options.logits_soft_cap = 6.0;
+    c.ref.logits_soft_cap = 6.0;
+    c.options.window_left = 700;
+    c.ref.window_left = 700;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    check_batch(c, lengths, rng);
+  }
+}
+
+// Both fp8 formats through the batch path (e4m3fn with bf16 q AOT-built, the
+// rest JIT-served): scales, page sizes 1 / 16 with edge lengths and a split
+// request, GQA 1 / 4 / 8, head_dim 64 / 128 / 256, HND with a padded cache,
+// a soft cap with a window, ALiBi and RoPE on the fly; kAuto and kCudaCores
+// agree (fp8 always runs on CUDA cores), kTensorCores is a named error.
+TEST(BatchDecode, BothFp8FormatsMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const std::vector<int32_t> lengths = {5000, 17, 0, 3000, 1};
+  for (const DType format : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    SCOPED_TRACE(dtype_name(format));
+    const auto fp8_config = [format] {
+      CacheConfig c;
+      c.fp8_kv = true;
+      c.fp8_format = format;
+      c.options.k_scale = 0.5;
+      c.options.v_scale = 2.0;
+      return c;
+    };
+    for (const int32_t page_size : {1, 16}) {
+      CacheConfig c = fp8_config();
+      c.page_size = page_size;
+      c.num_qo_heads = 16;
+      c.num_kv_heads = 4;
+      check_batch(c, edge_lengths(page_size), rng);
+    }
+    for (const int64_t group : {1, 4, 8}) {
+      CacheConfig c = fp8_config();
+      c.dtype = group == 4 ? DType::kFloat16 : DType::kBFloat16;
+      c.head_dim = group == 1 ? 256 : group == 4 ? 64 : 128;
+      c.num_kv_heads = 2;
+      c.num_qo_heads = 2 * group;
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c = fp8_config();
+      c.layout = KVLayout::kHND;
+      c.page_padding = 64;
+      c.backend = DecodeBackend::kCudaCores;
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c = fp8_config();
+      c.options.logits_soft_cap = 5.0;
+      c.ref.logits_soft_cap = 5.0;
+      c.options.window_left = 700;
+      c.ref.window_left = 700;
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c = fp8_config();
+      c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+      c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c = fp8_config();
+      c.dtype = DType::kFloat16;
+      c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+      c.ref.rope_llama = true;
+      check_batch(c, lengths, rng);
+    }
+    {
+      CacheConfig c = fp8_config();
+      c.backend = DecodeBackend::kTensorCores;
+      testing::expect_argument_error([&] { check_batch(c, {100}, rng); }, "backend");
+    }
   }
 }
 

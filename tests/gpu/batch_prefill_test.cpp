@@ -49,7 +49,9 @@ struct BatchCase {
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
-  bool fp8_kv = false;  // paged cache in float8 e4m3 (options.k_scale / v_scale apply)
+  bool fp8_kv = false;  // paged cache in float8 (options.k_scale / v_scale apply)
+  DType fp8_format = DType::kFloat8E4M3;  // with fp8_kv: e4m3fn or e5m2
+  float kv_std = 1.f;  // K/V values ~ N(0, kv_std^2) before rounding (fp8 range tests)
   // Paged cache with padding after each head, entry, K/V half and page
   // (poisoned), so the strides share only a small divisor.
   bool padded_cache = false;
@@ -57,7 +59,7 @@ struct BatchCase {
 };
 
 DType kv_dtype(const BatchCase& c) {
-  return c.fp8_kv ? DType::kFloat8E4M3 : c.dtype;
+  return c.fp8_kv ? c.fp8_format : c.dtype;
 }
 
 std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
@@ -88,8 +90,8 @@ BatchInputs make_inputs(const BatchCase& c, Rng& rng) {
                                         total_qo * c.num_qo_heads * c.head_dim)));
   for (const int32_t kv_len : c.kv_lens) {
     const auto n = static_cast<std::size_t>(kv_len * c.num_kv_heads * c.head_dim);
-    in.k.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n)));
-    in.v.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n)));
+    in.k.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n, 0.f, c.kv_std)));
+    in.v.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n, 0.f, c.kv_std)));
   }
   return in;
 }
@@ -203,6 +205,7 @@ std::string describe(const BatchCase& c) {
   s += ", heads " + std::to_string(c.num_qo_heads) + "/" + std::to_string(c.num_kv_heads);
   s += ", D " + std::to_string(c.head_dim) + (c.causal ? ", causal" : ", non-causal");
   s += ", batch " + std::to_string(c.qo_lens.size());
+  s += std::string(", q ") + dtype_name(c.dtype) + ", KV " + dtype_name(kv_dtype(c));
   return s;
 }
 
@@ -274,8 +277,10 @@ void run_case(const BatchCase& c, Rng& rng) {
 
 BatchCase mixed_causal() {
   BatchCase c;
-  c.qo_lens = {1, 7, 128, 1000, 0, 33};
-  c.kv_lens = {1, 127, 128, 4097, 5, 1000};
+  // The last two: causal with qo_len > kv_len (the first qo_len - kv_len
+  // queries see no key: out 0, lse -inf).
+  c.qo_lens = {1, 7, 128, 1000, 0, 33, 300, 9};
+  c.kv_lens = {1, 127, 128, 4097, 5, 1000, 70, 0};
   return c;
 }
 
@@ -425,6 +430,24 @@ TEST(BatchPrefill, LargeQTilesMatchReference) {
     c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
     run_case(c, rng);
   }
+  // ALiBi / RoPE-Llama with a soft cap and a window (JIT-served), ragged and
+  // paged (page 1 too).
+  for (const PosEncodingMode mode : {PosEncodingMode::kAlibi, PosEncodingMode::kRopeLlama}) {
+    for (const bool is_paged : {false, true}) {
+      BatchCase c = is_paged ? paged : base;
+      c.page_size = mode == PosEncodingMode::kAlibi ? 1 : 16;
+      c.options.pos_encoding_mode = mode;
+      c.options.logits_soft_cap = 7.0;
+      c.options.window_left = 90;
+      if (mode == PosEncodingMode::kAlibi) {
+        c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+      } else {
+        c.ref.rope_llama = true;
+        c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
+      }
+      run_case(c, rng);
+    }
+  }
 }
 
 // head_dim 256 (JIT-compiled on first use; 64-row tiles): ragged and paged,
@@ -517,41 +540,87 @@ TEST(BatchPrefill, VariantsMatchReference) {
   }
 }
 
-// A float8 e4m3 paged cache with scales (chunked prefill over an fp8 KV
-// cache): the tiles are widened to bf16 in shared memory. Page sizes 1 and
-// 16, mixed lengths with a split request, plain and window (AOT) and
-// soft-cap (JIT on first use), a custom mask.
+// A float8 paged cache with scales (chunked prefill over an fp8 KV cache),
+// e4m3fn and e5m2: the tiles are widened to q's type in shared memory (e5m2
+// by a byte permute). Page sizes 1 and 16, mixed lengths with a split
+// request, plain and window (AOT for e4m3fn with bf16 q) and soft-cap (JIT
+// on first use; e5m2 is JIT-served throughout), a custom mask.
 TEST(BatchPrefill, Fp8PagedCacheMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  for (const int64_t page : {int64_t{16}, int64_t{1}}) {
-    BatchCase c = mixed_causal();
+  for (const DType format : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    SCOPED_TRACE(dtype_name(format));
+    for (const int64_t page : {int64_t{16}, int64_t{1}}) {
+      BatchCase c = mixed_causal();
+      c.paged = true;
+      c.page_size = page;
+      c.fp8_kv = true;
+      c.fp8_format = format;
+      c.options.k_scale = 0.5;
+      c.options.v_scale = 2.0;
+      run_case(c, rng);
+    }
+    BatchCase c;
+    c.qo_lens = {100, 1, 300};
+    c.kv_lens = {100, 2000, 700};
     c.paged = true;
-    c.page_size = page;
     c.fp8_kv = true;
-    c.options.k_scale = 0.5;
-    c.options.v_scale = 2.0;
+    c.fp8_format = format;
+    c.dtype = DType::kFloat16;  // fp16 q: the widener's half path (JIT-served)
+    run_case(c, rng);
+    c.dtype = DType::kBFloat16;
+    c.options.window_left = 100;
+    run_case(c, rng);
+    c.options.window_left = -1;
+    c.options.logits_soft_cap = 30.0;
+    c.options.sm_scale = 0.3;
+    run_case(c, rng);
+    c.options = {};
+    c.causal = false;
+    for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+      c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.5, rng));
+    }
     run_case(c, rng);
   }
-  BatchCase c;
-  c.qo_lens = {100, 1, 300};
-  c.kv_lens = {100, 2000, 700};
+}
+
+// An e5m2 cache over its exponent range (past e4m3fn's 448, and subnormals
+// below 2^-14), scaled back by k_scale / v_scale; HND with padded strides,
+// GQA 8, fp16 and bf16 q, RoPE on the fly (keys rotated after widening).
+TEST(BatchPrefill, Fp8E5m2PagedCacheRangeLayoutsAndRopeMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const float kv_std : {3000.f, 1e-4f}) {
+    for (const DType q : {DType::kFloat16, DType::kBFloat16}) {
+      BatchCase c = mixed_causal();
+      c.paged = true;
+      c.dtype = q;
+      c.fp8_kv = true;
+      c.fp8_format = DType::kFloat8E5M2;
+      c.kv_std = kv_std;
+      c.options.k_scale = 1.0 / kv_std;
+      c.options.v_scale = 1.0 / kv_std;
+      run_case(c, rng);
+    }
+  }
+  BatchCase c = mixed_non_causal();
+  c.paged = true;
+  c.padded_cache = true;
+  c.layout = KVLayout::kHND;
+  c.page_size = 5;
+  c.num_qo_heads = 16;
+  c.num_kv_heads = 2;
+  c.fp8_kv = true;
+  c.fp8_format = DType::kFloat8E5M2;
+  run_case(c, rng);
+  c = mixed_causal();
   c.paged = true;
   c.fp8_kv = true;
-  c.dtype = DType::kFloat16;  // fp16 q: the widener's half path (JIT-served)
-  run_case(c, rng);
-  c.dtype = DType::kBFloat16;
-  c.options.window_left = 100;
-  run_case(c, rng);
-  c.options.window_left = -1;
-  c.options.logits_soft_cap = 30.0;
-  c.options.sm_scale = 0.3;
-  run_case(c, rng);
-  c.options = {};
-  c.causal = false;
-  for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
-    c.masks.push_back(testing::random_mask(c.qo_lens[b], c.kv_lens[b], 0.5, rng));
-  }
+  c.fp8_format = DType::kFloat8E5M2;
+  c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+  c.ref.rope_llama = true;
+  // The kernel stores rotated rows back in q's type.
+  c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
   run_case(c, rng);
 }
 
@@ -581,13 +650,15 @@ TEST(BatchPrefill, MaskAndFp8ArgumentsAreNamed) {
                    stream.get());
       },
       "custom_mask");
-  DeviceTensor fp8_k(DType::kFloat8E4M3, {300, 2, 128});
-  testing::expect_argument_error(
-      [&] {
-        ragged.run(q.dl(), fp8_k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), nullptr, {},
-                   stream.get());
-      },
-      "k");
+  for (const DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    DeviceTensor fp8_k(fp8, {300, 2, 128});
+    testing::expect_argument_error(
+        [&] {
+          ragged.run(q.dl(), fp8_k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), nullptr, {},
+                     stream.get());
+        },
+        "k");
+  }
 
   const PrefillPlanShape paged_shape{8, 2, 64, 16};
   const std::size_t paged_bytes =
@@ -596,17 +667,20 @@ TEST(BatchPrefill, MaskAndFp8ArgumentsAreNamed) {
   BatchPrefillWithPagedKVCache paged(paged_shape, bounds, paged_workspace.data(), paged_bytes, 0);
   const std::vector<int32_t> page_indptr = {0, 7, 20}, last = {4, 8};
   paged.plan(qo_indptr, page_indptr, last, false, stream.get());
-  DeviceTensor cache(DType::kFloat8E4M3, {20, 2, 16, 2, 64});
   DeviceTensor pages = int_tensor(std::vector<int32_t>(20, 0)), page_dev = int_tensor(page_indptr),
                last_dev = int_tensor(last);
   DeviceTensor q64(DType::kBFloat16, {30, 8, 64}), out64(DType::kBFloat16, {30, 8, 64});
-  DLTensor cache_dl = cache.dl();
-  testing::expect_argument_error(
-      [&] {
-        paged.run(q64.dl(), PagedKVCacheArg::combined(cache_dl, KVLayout::kNHD), pages.dl(),
-                  qo_dev.dl(), page_dev.dl(), last_dev.dl(), out64.dl(), nullptr, {}, stream.get());
-      },
-      "paged_kv_cache");
+  for (const DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    DeviceTensor cache(fp8, {20, 2, 16, 2, 64});
+    DLTensor cache_dl = cache.dl();
+    testing::expect_argument_error(
+        [&] {
+          paged.run(q64.dl(), PagedKVCacheArg::combined(cache_dl, KVLayout::kNHD), pages.dl(),
+                    qo_dev.dl(), page_dev.dl(), last_dev.dl(), out64.dl(), nullptr, {},
+                    stream.get());
+        },
+        "paged_kv_cache");
+  }
 }
 
 // Custom boolean masks (FlashInfer's packed_custom_mask), per request, with

@@ -125,12 +125,13 @@ void run_case(PrefillCase c, Rng& rng) {
   EXPECT_TRUE(testing::padding_untouched(k));
 }
 
+// qo > kv included: FlashInfer's bottom-right alignment, the first qo - kv
+// queries see no key (out 0, lse -inf).
 TEST(SinglePrefill, CausalShapesMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   for (const int64_t qo : {1, 7, 128, 1000}) {
     for (const int64_t kv : {1, 127, 128, 4097}) {
-      if (qo > kv) continue;  // rejected with causal
       PrefillCase c;
       c.qo_len = qo;
       c.kv_len = kv;
@@ -421,6 +422,43 @@ TEST(SinglePrefill, AlibiCallerSlopesMatchReference) {
   c.qo_len = 64;
   c.kv_len = 64;
   run_case(c, rng);
+}
+
+// ALiBi and RoPE-Llama with a soft cap, a window or both (JIT-served): the
+// ALiBi bias goes in before the cap, as FlashInfer; caller and standard
+// slopes; causal with more queries than keys too.
+TEST(SinglePrefill, PositionalVariantsWithSoftCapAndWindowMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const PosEncodingMode mode : {PosEncodingMode::kAlibi, PosEncodingMode::kRopeLlama}) {
+    for (const auto& [cap, window] : {std::pair{8.0, int64_t{-1}}, std::pair{0.0, int64_t{40}},
+                                      std::pair{8.0, int64_t{40}}}) {
+      for (const bool causal : {true, false}) {
+        PrefillCase c;
+        c.options.pos_encoding_mode = mode;
+        c.options.logits_soft_cap = cap;
+        c.options.window_left = window;
+        c.num_qo_heads = 8;
+        c.num_kv_heads = 2;
+        c.qo_len = causal ? 130 : 90;
+        c.kv_len = causal ? 100 : 250;
+        c.causal = causal;
+        if (mode == PosEncodingMode::kAlibi) {
+          if (causal) {
+            c.alibi_slopes = rng.uniform_vector(8, 0.01f, 0.5f);
+          } else {
+            c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+          }
+        } else {
+          c.options.rope_theta = 5e5;
+          c.ref.rope_llama = true;
+          c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
+          c.ref.rope_theta = 5e5;
+        }
+        run_case(c, rng);
+      }
+    }
+  }
 }
 
 TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {

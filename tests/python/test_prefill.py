@@ -80,8 +80,6 @@ LENGTHS = [(1, 1), (1, 77), (17, 17), (33, 129), (128, 300), (40, 16)]
 @pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
 def test_single_prefill_matches_reference(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim,
                                           dtype, causal, kv_layout):
-    if causal and qo_len > kv_len:
-        pytest.skip("causal needs qo_len <= kv_len (rejected; see the test below)")
     g = torch.Generator(device="cuda").manual_seed(qo_len * 1000 + kv_len)
     q, k, v = random_qkv(qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim, dtype, g)
     out, lse = single_prefill_with_kv_cache(q, to_layout(k, kv_layout), to_layout(v, kv_layout),
@@ -101,10 +99,18 @@ def test_single_prefill_sm_scale_is_used():
 
 
 @gpu
-def test_single_prefill_causal_longer_queries_than_keys_is_rejected():
-    q, k, v = random_qkv(8, 4, 8, 8, 64, torch.float16, None)
-    with pytest.raises(TesseraArgumentError, match="q"):
-        single_prefill_with_kv_cache(q, k, v, causal=True)
+@pytest.mark.parametrize("qo_len,kv_len", [(8, 4), (200, 70), (65, 0)])
+def test_single_prefill_causal_longer_queries_than_keys(qo_len, kv_len):
+    # FlashInfer: query i sees keys j <= kv_len - qo_len + i; the first
+    # qo_len - kv_len queries see none and get out 0, lse -inf.
+    g = torch.Generator(device="cuda").manual_seed(qo_len + 7 * kv_len)
+    q, k, v = random_qkv(qo_len, kv_len, 8, 2, 128, torch.bfloat16, g)
+    out, lse = single_prefill_with_kv_cache(q, k, v, causal=True, return_lse=True)
+    ref_out, ref_lse = reference_prefill(q, k, v, causal=True)
+    blind = qo_len - kv_len
+    assert torch.all(out[:blind] == 0) and torch.all(lse[:blind] == -math.inf)
+    torch.testing.assert_close(out.float(), ref_out, **tolerance(torch.bfloat16))
+    torch.testing.assert_close(lse, ref_lse, **LSE_TOLERANCE)
 
 
 @gpu
@@ -126,7 +132,9 @@ def test_single_prefill_rope_llama_on_the_fly_equals_rope_then_attention():
 
 # ------------------------------------------------------------------ ragged
 
-BATCH_LENGTHS = [(1, 1), (17, 100), (64, 64), (3, 250), (100, 131)]  # (qo_len, kv_len)
+# (qo_len, kv_len); (150, 40): causal queries before the first key (FlashInfer's
+# bottom-right alignment) get out 0, lse -inf.
+BATCH_LENGTHS = [(1, 1), (17, 100), (64, 64), (3, 250), (100, 131), (150, 40)]
 
 
 def ragged_batch(lengths, num_qo_heads, num_kv_heads, head_dim, dtype, generator):
@@ -206,6 +214,34 @@ def plan_paged(wrapper, qo_lengths, table, requests, page_size, causal, **kwargs
     num_qo_heads = requests[0][0].shape[1]
     wrapper.plan(indptr(qo_lengths), *table, num_qo_heads, k.shape[1], k.shape[2], page_size,
                  causal=causal, **kwargs)
+
+
+@gpu
+@pytest.mark.parametrize("paged", [False, True])
+def test_small_workspace_follows_the_planned_work(paged):
+    # FlashInfer's users pass 32 MB: 17 requests of 17 queries (no GQA, 32
+    # heads) need far less, and a long-KV request still runs (splitting only
+    # as far as the partials fit), equal to the result with 128 MB.
+    lengths = [(17, 17 + 40 * i) for i in range(16)] + [(17, 30000)]
+    g = torch.Generator(device="cuda").manual_seed(17)
+    requests, (q, k, v) = ragged_batch(lengths, 32, 32, 128, torch.bfloat16, g)
+    qo = indptr([l[0] for l in lengths])
+    if paged:
+        cache, table = paged_cache(requests, 16, 2400, "NHD", g)
+    outs = []
+    for workspace_bytes in (32 << 20, 1 << 20, WORKSPACE_BYTES):
+        buffer = torch.empty(workspace_bytes, dtype=torch.uint8, device="cuda")
+        if paged:
+            wrapper = BatchPrefillWithPagedKVCacheWrapper(buffer)
+            plan_paged(wrapper, [l[0] for l in lengths], table, requests, 16, True)
+            out, lse = wrapper.run(q, cache, return_lse=True)
+        else:
+            wrapper = BatchPrefillWithRaggedKVCacheWrapper(buffer)
+            wrapper.plan(qo, indptr([l[1] for l in lengths]), 32, 32, 128, causal=True)
+            out, lse = wrapper.run(q, k, v, return_lse=True)
+        check_batch(out, lse, requests, lengths, True, torch.bfloat16)
+        outs.append(out)
+    torch.testing.assert_close(outs[0], outs[2], atol=2e-2, rtol=2e-2)
 
 
 @gpu

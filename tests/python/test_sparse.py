@@ -108,6 +108,66 @@ def test_block_sparse_element_mask_matches_dense_reference(R, C):
     torch.testing.assert_close(wrapper.run(q, k, v, return_lse=True)[0], out, atol=0, rtol=0)
 
 
+def reference_block_rows_causal(q, k, v, indptr, indices, R, C):
+    """FlashInfer's causal block-sparse attention: block row i is a request of
+    R queries whose keys are its blocks' keys in indices order (kv_len = blocks
+    * C); query r sees key j <= kv_len - R + r. out float32, lse base 2."""
+    m, h, d = q.shape
+    out = torch.zeros(m, h, d, dtype=torch.float32, device=q.device)
+    lse = torch.full((m, h), -math.inf, dtype=torch.float32, device=q.device)
+    hk = k.shape[1]
+    for i in range(m // R):
+        cols = indices[int(indptr[i]):int(indptr[i + 1])].tolist()
+        if not cols:
+            continue
+        keys = torch.cat([torch.arange(c * C, (c + 1) * C) for c in cols]).to(q.device)
+        kf = k[keys].float().repeat_interleave(h // hk, dim=1)
+        vf = v[keys].float().repeat_interleave(h // hk, dim=1)
+        rows = slice(i * R, (i + 1) * R)
+        logits = torch.einsum("qhd,khd->hqk", q[rows].float(), kf) * d ** -0.5
+        kv_len = keys.numel()
+        q_pos = torch.arange(R, device=q.device) + (kv_len - R)
+        k_pos = torch.arange(kv_len, device=q.device)
+        logits = logits.masked_fill(k_pos[None, None, :] > q_pos[None, :, None], -math.inf)
+        lse[rows] = (torch.logsumexp(logits, dim=-1) / math.log(2.0)).transpose(0, 1)
+        out[rows] = torch.einsum("hqk,khd->qhd", torch.softmax(logits, -1).nan_to_num(0.0), vf)
+    return out, lse
+
+
+@gpu
+@pytest.mark.parametrize("R,C", [(16, 16), (64, 64), (16, 4)])
+def test_block_sparse_causal_matches_flashinfers_definition(R, C):
+    # Lower-triangular block pattern (sorted columns ending at the diagonal
+    # block): with R = C this is the dense causal mask; R != C exercises the
+    # per-block-row bottom-right alignment (including rows that see no key).
+    M, N, num_qo_heads, num_kv_heads, head_dim = 256, 256, 16, 4, 128
+    rows, cols = M // R, N // C
+    keep = torch.zeros(rows, cols, dtype=torch.bool)
+    g = torch.Generator().manual_seed(R + 3 * C)
+    for i in range(rows):
+        diag = min(cols - 1, (i * R) // C)
+        keep[i, :diag + 1] = torch.rand(diag + 1, generator=g) < 0.7
+        keep[i, diag] = True
+    indptr = torch.zeros(rows + 1, dtype=torch.int32)
+    indptr[1:] = keep.sum(1).cumsum(0)
+    indices = keep.nonzero()[:, 1].to(torch.int32)
+    gc = torch.Generator(device="cuda").manual_seed(9)
+
+    def rand(*shape):
+        return torch.randn(shape, dtype=torch.bfloat16, device="cuda", generator=gc)
+    q, k, v = rand(M, num_qo_heads, head_dim), rand(N, num_kv_heads, head_dim), \
+        rand(N, num_kv_heads, head_dim)
+    wrapper = BlockSparseAttentionWrapper(torch.empty(128 << 20, dtype=torch.uint8,
+                                                      device="cuda"))
+    wrapper.plan(indptr, indices, M, N, R, C, num_qo_heads, num_kv_heads, head_dim, causal=True)
+    out = torch.full_like(q, float("nan"))
+    lse = torch.full((M, num_qo_heads), float("nan"), dtype=torch.float32, device="cuda")
+    wrapper.run(q, k, v, out=out, lse=lse)
+    ref_out, ref_lse = reference_block_rows_causal(q, k, v, indptr, indices, R, C)
+    torch.testing.assert_close(out.float(), ref_out, atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(lse, ref_lse, atol=2e-3, rtol=2e-3)
+
+
 # ------------------------------------------------------- CPU: no CUDA call
 
 
@@ -203,9 +263,6 @@ def test_mask_shape_is_checked():
                            mask=torch.ones(16, 16, dtype=torch.bool))
 
 
-def test_causal_is_not_implemented():
-    with pytest.raises(NotImplementedError, match="causal"):
-        cpu_wrapper().plan([0, 1], [0], 16, 16, 16, 16, 8, 8, 64, causal=True)
 
 
 def test_sizes_must_be_multiples_of_the_blocks():

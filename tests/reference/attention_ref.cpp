@@ -86,8 +86,8 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
           double dot = 0;
           for (int64_t e = 0; e < d; ++e) dot += qr[e] * kr[e] * p.k_scale;
           double s = sm_scale * dot;
-          if (p.logits_soft_cap > 0) s = p.logits_soft_cap * std::tanh(s / p.logits_soft_cap);
           if (!p.alibi_slopes.empty()) s += p.alibi_slopes[h] * static_cast<double>(j - q_pos);
+          if (p.logits_soft_cap > 0) s = p.logits_soft_cap * std::tanh(s / p.logits_soft_cap);
           logits[j] = s;
           max_logit = std::max(max_logit, s);
         }

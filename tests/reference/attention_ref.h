@@ -4,8 +4,8 @@
 // kv_len - qo_len + i; query head h reads KV head h / (num_qo_heads /
 // num_kv_heads). Logits, in this order:
 //   s = sm_scale * rope(q) . (rope(k) * k_scale)
-//   soft-cap:  s = cap * tanh(s / cap)
 //   ALiBi:     s += slope_h * (kv_pos - q_pos)
+//   soft-cap:  s = cap * tanh(s / cap)   (after the bias, as FlashInfer)
 //   masks:     causal (kv_pos > q_pos), window (kv_pos < q_pos - window_left)
 //              and the custom mask (custom_mask[i * kv_len + j] false)
 // out = sum_j softmax_j(s) v_j * v_scale; lse = log2(sum_j e^(s_j)) (base 2).

@@ -25,8 +25,9 @@ namespace tessera {
 // strides with head_dim contiguous and 16-byte aligned rows (also for q and
 // out); out like q; lse: null or float32 [qo_len, num_qo_heads] contiguous.
 // head_dim 64, 128 or 256 (256 JIT-compiled on first use; else rejected
-// naming "q"). causal with qo_len > kv_len
-// is rejected naming "q" (the queries would sit before the first key).
+// naming "q"). causal with qo_len > kv_len is FlashInfer's: query i sees
+// keys j <= kv_len - qo_len + i, so the first qo_len - kv_len queries see none
+// (out 0, lse -inf).
 // Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi,
 // RoPE-Llama on the fly (query i rotated at kv_len - qo_len + i, key j at j;
 // the ones off the AOT list JIT-compiled on first use, docs/jit.md).
@@ -62,8 +63,8 @@ struct PrefillPlanShape {
 // split tiles), so it can be captured in a CUDA graph: a graph captured once
 // replays for any later plan within the bounds. Query i of a request sits
 // at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
-// later positions and requires qo_len <= kv_len in every request (rejected
-// naming "qo_indptr" otherwise). GQA heads of a group share one K/V stream.
+// later positions (with qo_len > kv_len the first qo_len - kv_len queries see
+// no key: out 0, lse -inf). GQA heads of a group share one K/V stream.
 // head_dim 64, 128 or 256 (256 JIT-compiled on first use); q, k, v
 // fp16/bf16 of one dtype (the paged cache may also be float8 e4m3fn or e5m2
 // at head_dim 128); the planner picks 64- or 128-row query tiles per plan;
@@ -80,8 +81,18 @@ class TESSERA_API BatchPrefillWithRaggedKVCache {
   BatchPrefillWithRaggedKVCache(const BatchPrefillWithRaggedKVCache&) = delete;
   BatchPrefillWithRaggedKVCache& operator=(const BatchPrefillWithRaggedKVCache&) = delete;
 
+  // Workspace: the schedule regions (min_workspace_size_bytes: about 60
+  // bytes per 64-row query tile of the bounds, i.e. per max_total_qo_tokens
+  // x GQA group / 64 + max_batch_size; 0.4 MB for 100k tokens at group 4)
+  // plus float32 split-KV partials. workspace_size_bytes has room for every
+  // split the planner may choose (tens of MB at 32 heads: a few hundred
+  // partial rows x heads x (head_dim + 1) floats); any size in between is
+  // accepted and the planner splits only as far as its partials fit (short
+  // queries on long KV fill the GPU less).
   static std::size_t workspace_size_bytes(const PrefillPlanShape& shape,
                                           const PrefillPlanBounds& bounds, int device_id);
+  static std::size_t min_workspace_size_bytes(const PrefillPlanShape& shape,
+                                              const PrefillPlanBounds& bounds, int device_id);
 
   // qo_indptr, kv_indptr [batch + 1]: host arrays (token offsets).
   void plan(std::span<const int32_t> qo_indptr, std::span<const int32_t> kv_indptr, bool causal,
@@ -116,8 +127,11 @@ class TESSERA_API BatchPrefillWithPagedKVCache {
   BatchPrefillWithPagedKVCache(const BatchPrefillWithPagedKVCache&) = delete;
   BatchPrefillWithPagedKVCache& operator=(const BatchPrefillWithPagedKVCache&) = delete;
 
+  // As the ragged wrapper's.
   static std::size_t workspace_size_bytes(const PrefillPlanShape& shape,
                                           const PrefillPlanBounds& bounds, int device_id);
+  static std::size_t min_workspace_size_bytes(const PrefillPlanShape& shape,
+                                              const PrefillPlanBounds& bounds, int device_id);
 
   // qo_indptr [batch + 1] tokens; kv_indptr [batch + 1] pages;
   // kv_last_page_len [batch]: host arrays.
@@ -142,8 +156,12 @@ class TESSERA_API BatchPrefillWithPagedKVCache {
 // Block-sparse attention (FlashInfer's BlockSparseAttentionWrapper): q [M,
 // Hq, D] in block rows of R queries, k / v [N, Hk, D] in block columns of C
 // keys; block row i attends to the block columns indices[indptr[i] ..
-// indptr[i + 1]) (BSR), every key of those blocks (no causal mask: the
-// pattern is the mask). C may be any value >= 1 (C = 1: vector sparsity).
+// indptr[i + 1]) (BSR), every key of those blocks. C may be any value >= 1
+// (C = 1: vector sparsity). causal is FlashInfer's: within block row i
+// (a request of R queries) the keys of its blocks, in the order given, are
+// the request's KV, and query r sees key j when j <= kv_len - R + r; with
+// sorted columns ending at the diagonal block and R = C that is the causal
+// mask of the dense matrix.
 // Runs on the paged prefill kernel (a block row is a request, a block column
 // a page), so the same plan/run and CUDA-graph rules apply; a block row with
 // no blocks gets out 0 and lse -inf.
@@ -167,13 +185,16 @@ class TESSERA_API BlockSparseAttention {
   BlockSparseAttention(const BlockSparseAttention&) = delete;
   BlockSparseAttention& operator=(const BlockSparseAttention&) = delete;
 
+  // As the paged wrapper's, plus the per-block-row arrays.
   static std::size_t workspace_size_bytes(const BlockSparseShape& shape,
                                           const BlockSparseBounds& bounds, int device_id);
+  static std::size_t min_workspace_size_bytes(const BlockSparseShape& shape,
+                                              const BlockSparseBounds& bounds, int device_id);
 
   // indptr [M / R + 1], indices [indptr.back()] (block column ids < N / C):
   // host arrays, the values run() receives on the device.
   void plan(std::span<const int32_t> indptr, std::span<const int32_t> indices,
-            cudaStream_t stream);
+            cudaStream_t stream, bool causal = false);
 
   // q [M, Hq, D] (M = planned block rows x R), k, v [N, Hk, D] with N a
   // multiple of C and one stride set, out like q, lse null or float32 [M, Hq];

@@ -31,7 +31,8 @@
 // rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
 // Limits: head_dim 64 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
-// causal needs qo_len <= kv_len (the host checks); the batch kernel runs
+// causal with qo_len > kv_len leaves rows before the first key with no tile
+// (out 0, lse -inf); the batch kernel runs
 // variants without output transforms (a split unit's partial is merged
 // later).
 // Device header: compiles under nvcc and NVRTC.

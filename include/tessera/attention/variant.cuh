@@ -118,20 +118,23 @@ struct SoftCapSlidingWindowVariant : SoftCapVariant {
   __device__ __forceinline__ int first_kv_position() const { return first_position; }
 };
 
-// logits = sm_scale q.k + slope_h * (kv_pos - q_pos); slopes from the caller
-// or the standard 2^(-8 (h + 1) / H) (the host checks H is a power of two).
+// ALiBi slope of a query head: the caller's, or the standard 2^(-8 (h + 1) /
+// H) (the host checks H is a power of two).
+__device__ __forceinline__ float alibi_slope(const VariantParams& p, int qo_head) {
+  return p.alibi_slopes != nullptr
+             ? p.alibi_slopes[qo_head]
+             : exp2f(-8.f * static_cast<float>(qo_head + 1) / static_cast<float>(p.num_qo_heads));
+}
+
+// logits = sm_scale q.k + slope_h * (kv_pos - q_pos).
 struct AlibiVariant : PlainVariant {
   static constexpr bool kHasLogitsTransform = true;
   float slope_log2;
   int q_position;
   __device__ __forceinline__ AlibiVariant(const VariantParams& p, int qo_head, int q_pos)
-      : PlainVariant(p, qo_head, q_pos), q_position(q_pos) {
-    const float slope = p.alibi_slopes != nullptr
-                            ? p.alibi_slopes[qo_head]
-                            : exp2f(-8.f * static_cast<float>(qo_head + 1) /
-                                    static_cast<float>(p.num_qo_heads));
-    slope_log2 = slope * kLog2e;
-  }
+      : PlainVariant(p, qo_head, q_pos),
+        slope_log2(alibi_slope(p, qo_head) * kLog2e),
+        q_position(q_pos) {}
   __device__ __forceinline__ float logits_transform(float dot, int kv_pos) const {
     return fmaf(slope_log2, static_cast<float>(kv_pos - q_position), dot);
   }
@@ -193,5 +196,64 @@ struct RopeLlamaVariant : PlainVariant {
     rotate<kHeadDim>(k, kv_pos, dim0, half_lanes);
   }
 };
+
+// The positional variants with a soft cap and / or a sliding window (the
+// combinations FlashInfer accepts). JIT-served: none is on the AOT list. The
+// ALiBi bias is added to the scaled logit before the cap, as FlashInfer does:
+// logits = cap * tanh((sm_scale q.k + slope_h (kv_pos - q_pos)) / cap).
+template <bool kSoftCap, bool kWindow>
+struct AlibiCappedVariant : VariantBase {
+  static_assert(kSoftCap || kWindow, "plain ALiBi is AlibiVariant");
+  static constexpr bool kHasLogitsTransform = true;
+  static constexpr bool kHasLogitsMask = kWindow;
+  float q_scale;
+  float slope_scaled;  // in the units of q.k after query_scale()
+  float cap_log2;
+  int q_position;
+  int first_position;
+  __device__ __forceinline__ AlibiCappedVariant(const VariantParams& p, int qo_head, int q_pos)
+      : q_scale(p.sm_scale * p.k_scale * (kSoftCap ? 1.f / p.logits_soft_cap : kLog2e)),
+        slope_scaled(alibi_slope(p, qo_head) * (kSoftCap ? 1.f / p.logits_soft_cap : kLog2e)),
+        cap_log2(p.logits_soft_cap * kLog2e),
+        q_position(q_pos),
+        first_position(kWindow ? window_start(q_pos, p.window_left) : 0) {}
+  __device__ __forceinline__ float query_scale() const { return q_scale; }
+  __device__ __forceinline__ float logits_transform(float dot, int kv_pos) const {
+    const float biased = fmaf(slope_scaled, static_cast<float>(kv_pos - q_position), dot);
+    if constexpr (kSoftCap) return cap_log2 * tanhf(biased);
+    return biased;
+  }
+  __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
+  __device__ __forceinline__ int first_kv_position() const { return first_position; }
+};
+
+// RoPE-Llama on the fly with a soft cap on the rotated q.k and / or a window.
+template <bool kSoftCap, bool kWindow>
+struct RopeLlamaCappedVariant : RopeLlamaVariant {
+  static_assert(kSoftCap || kWindow, "plain RoPE-Llama is RopeLlamaVariant");
+  static constexpr bool kHasLogitsTransform = kSoftCap;
+  static constexpr bool kHasLogitsMask = kWindow;
+  float q_scale;
+  float cap_log2;
+  int first_position;
+  __device__ __forceinline__ RopeLlamaCappedVariant(const VariantParams& p, int qo_head, int q_pos)
+      : RopeLlamaVariant(p, qo_head, q_pos),
+        q_scale(kSoftCap ? p.sm_scale * p.k_scale / p.logits_soft_cap : scale_log2),
+        cap_log2(p.logits_soft_cap * kLog2e),
+        first_position(kWindow ? window_start(q_pos, p.window_left) : 0) {}
+  __device__ __forceinline__ float query_scale() const { return q_scale; }
+  __device__ __forceinline__ float logits_transform(float dot, int /*kv_pos*/) const {
+    return cap_log2 * tanhf(dot);
+  }
+  __device__ __forceinline__ bool logits_mask(int kv_pos) const { return kv_pos >= first_position; }
+  __device__ __forceinline__ int first_kv_position() const { return first_position; }
+};
+
+using AlibiSoftCapVariant = AlibiCappedVariant<true, false>;
+using AlibiSlidingWindowVariant = AlibiCappedVariant<false, true>;
+using AlibiSoftCapSlidingWindowVariant = AlibiCappedVariant<true, true>;
+using RopeLlamaSoftCapVariant = RopeLlamaCappedVariant<true, false>;
+using RopeLlamaSlidingWindowVariant = RopeLlamaCappedVariant<false, true>;
+using RopeLlamaSoftCapSlidingWindowVariant = RopeLlamaCappedVariant<true, true>;
 
 }  // namespace tessera::attention

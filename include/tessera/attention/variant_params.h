@@ -18,9 +18,17 @@ enum class VariantKind : int32_t {
   kAlibi,                 // logits += slope_h * (kv_pos - q_pos)
   kRopeLlama,             // q and k rotated (NeoX halves) at their positions
   kJit,                   // a JIT-compiled user variant (not a built-in struct)
+  // The positional variants with a soft cap and / or a window (JIT-served,
+  // none on the AOT list; kJit keeps its value for the C ABI's users).
+  kAlibiSoftCap,
+  kAlibiSlidingWindow,
+  kAlibiSoftCapSlidingWindow,
+  kRopeLlamaSoftCap,
+  kRopeLlamaSlidingWindow,
+  kRopeLlamaSoftCapSlidingWindow,
 };
 
-inline constexpr int kNumVariantKinds = 6;  // the built-in ones (kJit excluded)
+inline constexpr int kNumVariantKinds = 12;  // the built-in ones (kJit excluded)
 
 // Bytes of JIT variants' extra parameters (scalars and device pointers, laid
 // out by tessera::jit from the variant spec), carried by value in the kernel
