@@ -69,12 +69,11 @@ __device__ __forceinline__ fp8_e5m2_t from_float<fp8_e5m2_t>(float value) {
 template <typename Fp8>
 __device__ __forceinline__ __half2 fp8x2_to_half2(uint32_t word, int pair) {
   if constexpr (cuda::std::is_same_v<Fp8, fp8_e5m2_t>) {
-    // Bytes of the pair into the high bytes of two 16-bit lanes, zeros below.
+    // Bytes of the pair into the high bytes of two 16-bit lanes, zeros below;
+    // read as a __half2 in place (built from two __half_raw halves, the
+    // compiler split and re-joined the word: one more PRMT per pair).
     const uint32_t bits = __byte_perm(word, 0u, pair == 0 ? 0x1404u : 0x3424u);
-    __half2_raw raw;
-    raw.x = static_cast<unsigned short>(bits & 0xffffu);
-    raw.y = static_cast<unsigned short>(bits >> 16);
-    return __half2(raw);
+    return *reinterpret_cast<const __half2*>(&bits);
   } else {
     static_assert(cuda::std::is_same_v<Fp8, fp8_e4m3_t>, "an fp8 element type");
     const auto bits = static_cast<__nv_fp8x2_storage_t>(word >> (16 * pair));
