@@ -10,9 +10,11 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <string>
 #include <vector>
 
 #include "reference/attention_ref.h"
+#include "support/argument_error.h"
 #include "support/compare.h"
 #include "support/device_tensor.h"
 #include "support/kv_tensor.h"
@@ -43,6 +45,7 @@ struct DecodeCase {
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   DecodeBackend backend = DecodeBackend::kAuto;
+  float kv_std = 1.f;  // K/V values ~ N(0, kv_std^2) before rounding (fp8 range tests)
 };
 
 // K/V of logical [kv_len, kv_heads, D] values in the case's layout, with an
@@ -58,8 +61,8 @@ void run_case(DecodeCase c, Rng& rng) {
   const int64_t d = c.head_dim;
   const auto q_host = testing::round_to(c.q_dtype, rng.normal_vector(c.num_qo_heads * d));
   const auto kv_count = static_cast<std::size_t>(c.kv_len * c.num_kv_heads * d);
-  const auto k_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count));
-  const auto v_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count));
+  const auto k_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count, 0.f, c.kv_std));
+  const auto v_host = testing::round_to(c.kv_dtype, rng.normal_vector(kv_count, 0.f, c.kv_std));
 
   DeviceTensor q(c.q_dtype, {c.num_qo_heads, d});
   q.upload(q_host);
@@ -188,17 +191,87 @@ TEST(DecodeKernel, Float16MatchesReference) {
   }
 }
 
+// Both fp8 formats (e4m3fn AOT-built with bf16 q; e5m2 and fp16 q
+// JIT-served), every head_dim.
 TEST(DecodeKernel, Fp8KvWithScalesMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  for (const DType q_dtype : {DType::kBFloat16, DType::kFloat16}) {
-    for (const int64_t d : {64, 128, 256}) {
-      DecodeCase c{.kv_len = 1000, .head_dim = d, .q_dtype = q_dtype,
-                   .kv_dtype = DType::kFloat8E4M3};
-      c.options.k_scale = 0.5;
-      c.options.v_scale = 2.0;
+  for (const DType kv_dtype : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    for (const DType q_dtype : {DType::kBFloat16, DType::kFloat16}) {
+      for (const int64_t d : {64, 128, 256}) {
+        SCOPED_TRACE(std::string(dtype_name(q_dtype)) + " q, " + dtype_name(kv_dtype) + " KV");
+        DecodeCase c{.kv_len = 1000, .head_dim = d, .q_dtype = q_dtype, .kv_dtype = kv_dtype};
+        c.options.k_scale = 0.5;
+        c.options.v_scale = 2.0;
+        run_case(c, rng);
+      }
+    }
+  }
+}
+
+// e5m2's exponent range, which e4m3fn lacks: K/V of magnitude ~3000 (past
+// e4m3fn's 448) and ~1e-4 (e5m2 subnormals below 2^-14 among them), scaled
+// back to unit logits and values by k_scale / v_scale. A widening that got
+// the exponent wrong would be off by powers of two here.
+TEST(DecodeKernel, Fp8E5m2KvUsesItsWholeExponentRange) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const float kv_std : {3000.f, 1e-4f}) {
+    for (const int64_t kv_len : {1, 17, 5000}) {
+      DecodeCase c{.kv_len = kv_len, .kv_dtype = DType::kFloat8E5M2, .kv_std = kv_std};
+      c.options.k_scale = 1.0 / kv_std;
+      c.options.v_scale = 1.0 / kv_std;
       run_case(c, rng);
     }
+  }
+}
+
+// Variants over an e5m2 cache (JIT-served): soft-cap + window, ALiBi and
+// RoPE on the fly (the key rotated after widening), GQA 1 and 8, HND and
+// strided K/V, an empty cache.
+TEST(DecodeKernel, Fp8E5m2KvWithVariantsAndLayoutsMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const DType e5m2 = DType::kFloat8E5M2;
+  {
+    DecodeCase c{.kv_len = 3000, .kv_dtype = e5m2};
+    c.options.logits_soft_cap = 3.0;
+    c.options.window_left = 700;
+    c.ref.logits_soft_cap = 3.0;
+    c.ref.window_left = 700;
+    run_case(c, rng);
+  }
+  {
+    DecodeCase c{.kv_len = 1000, .q_dtype = DType::kFloat16, .kv_dtype = e5m2};
+    c.options.pos_encoding_mode = PosEncodingMode::kAlibi;
+    c.ref.alibi_slopes = reference::standard_alibi_slopes(c.num_qo_heads);
+    run_case(c, rng);
+  }
+  {
+    DecodeCase c{.kv_len = 1000, .kv_dtype = e5m2};
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.ref.rope_llama = true;
+    run_case(c, rng);
+  }
+  for (const int64_t kv_heads : {8, 1}) {
+    run_case({.kv_len = 2000, .num_qo_heads = 8, .num_kv_heads = kv_heads, .kv_dtype = e5m2},
+             rng);
+  }
+  run_case({.kv_len = 1000, .kv_dtype = e5m2, .layout = KVLayout::kHND, .token_padding = 16},
+           rng);
+  run_case({.kv_len = 1000, .kv_dtype = e5m2, .token_padding = 32}, rng);
+  run_case({.kv_len = 0, .kv_dtype = e5m2}, rng);
+}
+
+// The tensor-core kernel is 16-bit K/V only: asking for it over an fp8
+// cache of either format is a named error, never a silent fallback.
+TEST(DecodeKernel, TensorCoresOverAnFp8CacheAreRejectedNamingBackend) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DType kv_dtype : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+    DecodeCase c{.kv_len = 100, .num_qo_heads = 8, .num_kv_heads = 2, .kv_dtype = kv_dtype};
+    c.backend = DecodeBackend::kTensorCores;
+    testing::expect_argument_error([&] { run_case(c, rng); }, "backend");
   }
 }
 

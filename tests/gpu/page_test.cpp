@@ -394,44 +394,81 @@ TEST(AppendPagedKV, Float16MatchesReference) {
   expect_append_matches_reference(c);
 }
 
+constexpr DType kFp8Formats[] = {DType::kFloat8E4M3, DType::kFloat8E5M2};
+
+// A scale for N(0, scale^2) appends at which about 13-15% of the values pass
+// the format's largest finite value (e4m3fn 448, e5m2 57344) and must
+// saturate (the host rounding saturates the same way).
+float saturating_scale(DType fp8) { return fp8 == DType::kFloat8E4M3 ? 300.f : 40000.f; }
+
 TEST(AppendPagedKV, BFloat16IntoFp8CacheSaturates) {
   TESSERA_REQUIRE_GPU();
-  AppendCase c;
-  c.cache.dtype = DType::kFloat8E4M3;
-  // Scale 300: about 13% of the values pass e4m3's 448 and must saturate
-  // (the host rounding saturates the same way), the rest round to nearest.
-  c.scale = 300.f;
-  expect_append_matches_reference(c);
+  for (const DType fp8 : kFp8Formats) {
+    SCOPED_TRACE(dtype_name(fp8));
+    AppendCase c;
+    c.cache.dtype = fp8;
+    c.scale = saturating_scale(fp8);
+    expect_append_matches_reference(c);
+  }
 }
 
 TEST(AppendPagedKV, Float16IntoFp8HNDCacheMatchesHostRounding) {
   TESSERA_REQUIRE_GPU();
-  AppendCase c;
-  c.cache.dtype = DType::kFloat8E4M3;
-  c.cache.layout = KVLayout::kHND;
-  c.cache.combined = false;
-  c.cache.head_dim = 72;  // 8-element chunks stored as 8-byte fp8 vectors
-  c.append_dtype = DType::kFloat16;
-  c.scale = 100.f;
-  expect_append_matches_reference(c);
+  for (const DType fp8 : kFp8Formats) {
+    SCOPED_TRACE(dtype_name(fp8));
+    AppendCase c;
+    c.cache.dtype = fp8;
+    c.cache.layout = KVLayout::kHND;
+    c.cache.combined = false;
+    c.cache.head_dim = 72;  // 8-element chunks stored as 8-byte fp8 vectors
+    c.append_dtype = DType::kFloat16;
+    // e5m2: about 3% of the fp16 inputs are infinite (past 65504) and 10%
+    // between 57344 and 65504; both saturate to 57344, never infinity.
+    c.scale = fp8 == DType::kFloat8E4M3 ? 100.f : 30000.f;
+    expect_append_matches_reference(c);
+  }
 }
 
 TEST(AppendPagedKV, Fp8IntoFp8CacheCopiesBits) {
   TESSERA_REQUIRE_GPU();
-  AppendCase c;
-  c.cache.dtype = DType::kFloat8E4M3;
-  c.append_dtype = DType::kFloat8E4M3;
-  c.scale = 50.f;
-  expect_append_matches_reference(c);
+  for (const DType fp8 : kFp8Formats) {
+    SCOPED_TRACE(dtype_name(fp8));
+    AppendCase c;
+    c.cache.dtype = fp8;
+    c.append_dtype = fp8;
+    c.scale = fp8 == DType::kFloat8E4M3 ? 50.f : 5000.f;
+    expect_append_matches_reference(c);
+  }
 }
 
 TEST(AppendPagedKV, Fp8OddHeadDimUsesScalarPath) {
   TESSERA_REQUIRE_GPU();
-  AppendCase c;
-  c.cache.dtype = DType::kFloat8E4M3;
-  c.append_dtype = DType::kFloat8E4M3;
-  c.cache.head_dim = 40;  // not a multiple of the 16-element fp8 vector
-  expect_append_matches_reference(c);
+  for (const DType fp8 : kFp8Formats) {
+    SCOPED_TRACE(dtype_name(fp8));
+    AppendCase c;
+    c.cache.dtype = fp8;
+    c.append_dtype = fp8;
+    c.cache.head_dim = 40;  // not a multiple of the 16-element fp8 vector
+    expect_append_matches_reference(c);
+  }
+}
+
+// fp16 / bf16 into an e5m2 cache on the scalar path (head_dim not a multiple
+// of the 8-element vector), NHD and HND, with values across e5m2's range.
+TEST(AppendPagedKV, HalfTypesIntoE5m2CacheOnTheScalarPathMatchHostRounding) {
+  TESSERA_REQUIRE_GPU();
+  for (const DType append : {DType::kFloat16, DType::kBFloat16}) {
+    for (const KVLayout layout : {KVLayout::kNHD, KVLayout::kHND}) {
+      SCOPED_TRACE(dtype_name(append));
+      AppendCase c;
+      c.cache.dtype = DType::kFloat8E5M2;
+      c.cache.layout = layout;
+      c.cache.head_dim = 36;
+      c.append_dtype = append;
+      c.scale = 1000.f;
+      expect_append_matches_reference(c);
+    }
+  }
 }
 
 // ----------------------------------------------------- strides and padding

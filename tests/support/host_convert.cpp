@@ -21,8 +21,10 @@ void float_to_storage(DType dtype, float value, void* out) {
       std::memcpy(out, &b, 2);
       return;
     }
-    case DType::kFloat8E4M3: {
-      const __nv_fp8_storage_t f = __nv_cvt_float_to_fp8(value, __NV_SATFINITE, __NV_E4M3);
+    case DType::kFloat8E4M3:
+    case DType::kFloat8E5M2: {
+      const __nv_fp8_storage_t f = __nv_cvt_float_to_fp8(
+          value, __NV_SATFINITE, dtype == DType::kFloat8E4M3 ? __NV_E4M3 : __NV_E5M2);
       std::memcpy(out, &f, 1);
       return;
     }
@@ -43,10 +45,12 @@ float storage_to_float(DType dtype, const void* in) {
       std::memcpy(&b, in, 2);
       return __bfloat162float(b);
     }
-    case DType::kFloat8E4M3: {
+    case DType::kFloat8E4M3:
+    case DType::kFloat8E5M2: {
       __nv_fp8_storage_t f;
       std::memcpy(&f, in, 1);
-      const __half_raw h = __nv_cvt_fp8_to_halfraw(f, __NV_E4M3);
+      const __half_raw h =
+          __nv_cvt_fp8_to_halfraw(f, dtype == DType::kFloat8E4M3 ? __NV_E4M3 : __NV_E5M2);
       return __half2float(__half(h));
     }
     case DType::kFloat32: {

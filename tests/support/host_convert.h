@@ -10,8 +10,8 @@
 
 namespace tessera::testing {
 
-// Storage bits of `value` in `dtype` (float16/bfloat16/fp8/float32 only),
-// written to `out` (dtype_size_bytes(dtype) bytes).
+// Storage bits of `value` in `dtype` (float16, bfloat16, float8 e4m3fn or
+// e5m2, float32), written to `out` (dtype_size_bytes(dtype) bytes).
 void float_to_storage(DType dtype, float value, void* out);
 float storage_to_float(DType dtype, const void* in);
 // Round-trips through the storage type: what the device will actually see.
