@@ -51,13 +51,16 @@ def describe(x) -> str:
 def tensor(x, name: str, ndim=None, dtypes=None) -> torch.Tensor:
     """x itself if it is a tensor of `ndim` dimensions (an int, or a (low,
     high) range) and one of `dtypes`; else TesseraArgumentError naming it."""
+    # These run on every eager call (decode run() among them): the common
+    # case is one comparison per property, the message only on failure.
     if not isinstance(x, torch.Tensor):
         fail(name, "a torch.Tensor", describe(x))
     if ndim is not None:
-        low, high = (ndim, ndim) if isinstance(ndim, int) else ndim
-        if not low <= x.dim() <= high:
-            wanted = f"{low}" if low == high else f"{low} to {high}"
-            fail(name, f"{wanted} dimensions", describe(x))
+        if ndim.__class__ is int:
+            if x.dim() != ndim:
+                fail(name, f"{ndim} dimensions", describe(x))
+        elif not ndim[0] <= x.dim() <= ndim[1]:
+            fail(name, f"{ndim[0]} to {ndim[1]} dimensions", describe(x))
     if dtypes is not None and x.dtype not in dtypes:
         fail(name, "dtype " + " or ".join(_dtype_name(d) for d in dtypes), describe(x))
     return x
@@ -125,15 +128,18 @@ def same_shape(x: torch.Tensor, name: str, like: torch.Tensor, like_name: str) -
 
 def like(x, name: str, like_tensor: torch.Tensor, like_name: str) -> torch.Tensor:
     """A tensor of like_tensor's shape and dtype (an output, or a second input)."""
-    tensor(x, name)
-    same_dtype(x, name, like_tensor, like_name)
-    same_shape(x, name, like_tensor, like_name)
+    if (not isinstance(x, torch.Tensor) or x.dtype != like_tensor.dtype
+            or x.shape != like_tensor.shape):
+        tensor(x, name)
+        same_dtype(x, name, like_tensor, like_name)
+        same_shape(x, name, like_tensor, like_name)
     return x
 
 
 def lse(x, name: str, shape: tuple) -> None:
     """An optional float32 lse output of `shape`."""
-    if x is None:
+    if x is None or (isinstance(x, torch.Tensor) and x.dtype == torch.float32
+                     and x.shape == shape):
         return
     tensor(x, name, ndim=len(shape), dtypes=(torch.float32,))
     if tuple(x.shape) != tuple(shape):
@@ -156,7 +162,8 @@ def kv_dtype(x: torch.Tensor, name: str, q: torch.Tensor) -> None:
 def index_arrays(**arrays) -> None:
     """1-D int32 index tensors (page tables, indptr arrays)."""
     for name, x in arrays.items():
-        tensor(x, name, ndim=1, dtypes=INT32)
+        if not isinstance(x, torch.Tensor) or x.dtype != torch.int32 or x.dim() != 1:
+            tensor(x, name, ndim=1, dtypes=INT32)
 
 
 def alibi_slopes(x, num_qo_heads) -> None:
@@ -172,13 +179,16 @@ def paged_cache(k_cache, v_cache, kv_layout: int, q: torch.Tensor, name: str = "
     (num_kv_heads, page_size)."""
     if v_cache is None:
         tensor(k_cache, name, ndim=5, dtypes=KV)
-        size(k_cache, 1, 2, name, "K and V of each page")
-        block = k_cache.shape[2:]
+        shape = k_cache.shape
+        if shape[1] != 2:
+            size(k_cache, 1, 2, name, "K and V of each page")
+        block = shape[2:]
     else:
         tensor(k_cache, name + "[0]", ndim=4, dtypes=KV)
         like(v_cache, name + "[1]", k_cache, name + "[0]")
         block = k_cache.shape[1:]
-    kv_dtype(k_cache, name, q)
+    if k_cache.dtype != q.dtype:
+        kv_dtype(k_cache, name, q)
     # NHD: [page_size, heads, dim]; HND: [heads, page_size, dim].
     page_size, num_kv_heads = (block[0], block[1]) if kv_layout == 0 else (block[1], block[0])
     if block[2] != q.shape[-1]:
