@@ -29,8 +29,20 @@ from . import _lib
 from ._lib import TesseraArgumentError
 from ._tensor import current_stream, dl, dl_or_none
 from ._ops import custom_op
-from .prefill import (_PlanHandle, _check_backend, _host_int32, _int32_pointer, _on_device,
-                      _options, _outputs, _plan_mask, _variant_scalars)
+from . import _checks
+from .prefill import (_PlanHandle, _check_attention_outputs, _check_backend,
+                      _check_contiguous_kv, _host_int32, _int32_pointer, _on_device, _options,
+                      _outputs, _plan_mask, _variant_scalars)
+
+
+def _check_block_sparse_run(handle, q, k, v, indptr, indices, out, lse, sm_scale,
+                            logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                            rope_theta, custom_mask=None) -> None:
+    """What the fake and the real kernel both check first (_checks.py)."""
+    _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
+    _check_contiguous_kv(q, k, v, 1)
+    _checks.index_arrays(indptr=indptr, indices=indices)
+    _check_attention_outputs(q, out, lse, custom_mask, None)
 
 
 @custom_op("tessera::block_sparse_run", mutates_args=("out", "lse"),
@@ -41,6 +53,9 @@ def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch
                          window_left: int, pos_encoding_mode: int, rope_scale: float,
                          rope_theta: float, custom_mask: Optional[torch.Tensor] = None) -> None:
     # handle: the C++ plan object's address (no op argument type holds one).
+    _check_block_sparse_run(handle, q, k, v, indptr, indices, out, lse, sm_scale,
+                            logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
+                            rope_theta, custom_mask)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
                        rope_theta, custom_mask=custom_mask)
     _lib.call("tessera_block_sparse_run", ctypes.c_void_p(handle), dl(q), dl(k), dl(v),
@@ -48,10 +63,7 @@ def _block_sparse_run_op(handle: int, q: torch.Tensor, k: torch.Tensor, v: torch
               current_stream(q.device), 0)
 
 
-@_block_sparse_run_op.register_fake
-def _(handle, q, k, v, indptr, indices, out, lse, sm_scale, logits_soft_cap, window_left,
-      pos_encoding_mode, rope_scale, rope_theta, custom_mask=None):
-    return None
+_block_sparse_run_op.register_fake(_check_block_sparse_run)
 
 
 def _rows_mask(mask: torch.Tensor, blocks_per_row: torch.Tensor, R: int, C: int) -> torch.Tensor:
@@ -86,6 +98,7 @@ class BlockSparseAttentionWrapper:
 
     def __init__(self, float_workspace_buffer: torch.Tensor, backend: str = "auto"):
         _check_backend(backend)
+        _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._float_workspace = float_workspace_buffer
         self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False)
         self._planned = None
@@ -105,14 +118,16 @@ class BlockSparseAttentionWrapper:
              pos_encoding_mode: str = "NONE", use_fp16_qk_reduction: bool = False,
              logits_soft_cap: Optional[float] = None, sm_scale: Optional[float] = None,
              rope_scale: Optional[float] = None, rope_theta: Optional[float] = None,
-             q_data_type="float16", kv_data_type=None, non_blocking: bool = True) -> None:
+             q_data_type="float16", kv_data_type=None, non_blocking: bool = True, *,
+             allow_fp16_qk_reduction: Optional[bool] = None) -> None:
         """Plans the pattern: indptr [M / R + 1] and indices [indptr[-1]] (block
         column ids < N / C), int32 (host tensors preferred; CUDA tensors are
         copied to the host, a sync). mask: bool [indptr[-1], R, C], the
         elements kept within each block (module docstring); packed_mask: its
         packed form (used when both are given). The dtype arguments and
-        use_fp16_qk_reduction are accepted for compatibility."""
-        del use_fp16_qk_reduction, q_data_type, kv_data_type
+        use_fp16_qk_reduction (0.2.0: allow_fp16_qk_reduction) are accepted
+        for compatibility (accumulation is float32)."""
+        del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
         M, N, R, C = int(M), int(N), int(R), int(C)
         for name, total, block in (("M", M, R), ("N", N, C)):
             if block < 1 or total % block != 0:
@@ -161,14 +176,16 @@ class BlockSparseAttentionWrapper:
 
     def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
             out: Optional[torch.Tensor] = None, lse: Optional[torch.Tensor] = None,
-            return_lse: bool = False):
+            return_lse: bool = False, enable_pdl: Optional[bool] = None):
         """Attention for the planned pattern: q [M, num_qo_heads, head_dim], k, v
         [N, num_kv_heads, head_dim]. Returns out (like q) and, with return_lse,
-        lse float32 [M, num_qo_heads] (base 2)."""
+        lse float32 [M, num_qo_heads] (base 2). enable_pdl is accepted and
+        ignored."""
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
                                        "got no plan")
         handle, num_qo_heads, scalars, mask = self._planned
+        _checks.tensors(q=q, k=k, v=v)
         out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
         torch.ops.tessera.block_sparse_run(handle, q, k, v, self._indptr, self._indices, out, lse,
                                            *scalars, mask)

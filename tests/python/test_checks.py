@@ -134,6 +134,14 @@ FAKE_CASES = [
      lambda: torch.ops.tessera.batch_prefill_paged_run(
          1, cuda(30, 8, 64), cuda(4, 2, 16, 2, 128), None, 0, i32(4), i32(3), i32(3), i32(2),
          cuda(30, 8, 64), None, 0.0, 0.0, -1, 0, 0.0, 0.0, 0.0, 0.0), "paged_kv_cache"),
+    ("block-sparse run op v of another length",
+     lambda: torch.ops.tessera.block_sparse_run(
+         1, cuda(32, 8, 64), cuda(64, 2, 64), cuda(48, 2, 64), i32(3), i32(4), cuda(32, 8, 64),
+         None, 0.0, 0.0, -1, 0, 0.0, 0.0), "v"),
+    ("block-sparse run op packed mask of bools",
+     lambda: torch.ops.tessera.block_sparse_run(
+         1, cuda(32, 8, 64), cuda(64, 2, 64), cuda(64, 2, 64), i32(3), i32(4), cuda(32, 8, 64),
+         None, 0.0, 0.0, -1, 0, 0.0, 0.0, cuda(16, dtype=torch.bool)), "custom_mask"),
     ("decode run op (k, v) caches of other shapes",
      lambda: torch.ops.tessera.batch_decode_run(
          1, cuda(3, 8, 64), cuda(4, 16, 2, 64), cuda(4, 16, 2, 32), 0, i32(4), i32(4), i32(3),
