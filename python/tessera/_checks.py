@@ -99,7 +99,7 @@ def integer(x, name: str, minimum=None) -> int:
 
 def real(x, name: str, positive: bool = False) -> float:
     """x as a finite float (> 0 with positive=True)."""
-    if isinstance(x, bool) or x is None:
+    if isinstance(x, (bool, str, bytes)) or x is None:
         fail(name, "a number", describe(x))
     try:
         value = float(x)
@@ -108,6 +108,12 @@ def real(x, name: str, positive: bool = False) -> float:
     if not math.isfinite(value) or (positive and value <= 0):
         fail(name, "a finite number > 0" if positive else "a finite number", str(value))
     return value
+
+
+def optional_real(x, name: str, default: float = 0.0) -> float:
+    """A float option (sm_scale, logits_soft_cap, rope_theta...): `default`
+    for None, else a finite number (0 means the library's default)."""
+    return default if x is None else real(x, name)
 
 
 def size(x: torch.Tensor, dim: int, expected, name: str, what: str) -> None:

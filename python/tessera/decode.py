@@ -111,9 +111,9 @@ _batch_decode_run_op.register_fake(_check_batch_decode_run)
 def _scales(q_scale, sm_scale, head_dim):
     """FlashInfer folds q_scale into the softmax scale; k_scale and v_scale go
     to the kernel as AttentionOptions (the fp8 dequantisation scales)."""
-    scale = float(sm_scale) if sm_scale is not None else head_dim ** -0.5
+    scale = _checks.optional_real(sm_scale, "sm_scale", head_dim ** -0.5)
     if q_scale is not None:
-        scale *= float(q_scale)
+        scale *= _checks.real(q_scale, "q_scale")
     return scale
 
 
@@ -143,9 +143,12 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
     lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device) if return_lse else None
     torch.ops.tessera.single_decode(
         q, k, v, out, lse, layout_code(kv_layout), _scales(q_scale, sm_scale, q.shape[-1]),
-        float(logits_soft_cap or 0.0), int(window_left), pos_encoding_code(pos_encoding_mode),
-        float(rope_scale or 0.0), float(rope_theta or 0.0), float(k_scale or 0.0),
-        float(v_scale or 0.0), _jit_handle(jit_variant),
+        _checks.optional_real(logits_soft_cap, "logits_soft_cap"),
+        _checks.integer(window_left, "window_left", minimum=-1),
+        pos_encoding_code(pos_encoding_mode), _checks.optional_real(rope_scale, "rope_scale"),
+        _checks.optional_real(rope_theta, "rope_theta"),
+        _checks.optional_real(k_scale, "k_scale"), _checks.optional_real(v_scale, "v_scale"),
+        _jit_handle(jit_variant),
         _alibi_slopes_for(pos_encoding_mode, alibi_slopes, q.shape[0], q.device))
     return (out, lse) if return_lse else out
 
@@ -336,9 +339,12 @@ class BatchDecodeWithPagedKVCacheWrapper:
                                          non_blocking, "last_page_len")
         self._planned = dict(
             batch=batch, num_qo_heads=num_qo_heads, head_dim=head_dim,
-            pos_encoding_mode=pos_encoding, window_left=int(window_left),
-            logits_soft_cap=float(logits_soft_cap or 0.0), sm_scale=sm_scale,
-            rope_scale=float(rope_scale or 0.0), rope_theta=float(rope_theta or 0.0),
+            pos_encoding_mode=pos_encoding,
+            window_left=_checks.integer(window_left, "window_left", minimum=-1),
+            logits_soft_cap=_checks.optional_real(logits_soft_cap, "logits_soft_cap"),
+            sm_scale=None if sm_scale is None else _checks.real(sm_scale, "sm_scale"),
+            rope_scale=_checks.optional_real(rope_scale, "rope_scale"),
+            rope_theta=_checks.optional_real(rope_theta, "rope_theta"),
             alibi_slopes=_alibi_slopes_for(pos_encoding_mode, alibi_slopes, num_qo_heads,
                                            device))
 

@@ -225,10 +225,12 @@ def _variant_scalars(pos_encoding_mode="NONE", sm_scale=None, window_left=-1,
     sm_scale .. rope_theta (0 means the library default: sm_scale
     1/sqrt(head_dim), no soft cap, rope_scale 1, rope_theta 1e4). A plain
     tuple, so torch.compile reads it as constants."""
-    return (float(sm_scale) if sm_scale is not None else 0.0, float(logits_soft_cap or 0.0),
-            int(window_left) if window_left is not None else -1,
-            pos_encoding_code(pos_encoding_mode), float(rope_scale or 0.0),
-            float(rope_theta or 0.0))
+    return (_checks.optional_real(sm_scale, "sm_scale"),
+            _checks.optional_real(logits_soft_cap, "logits_soft_cap"),
+            _checks.integer(window_left, "window_left", minimum=-1)
+            if window_left is not None else -1,
+            pos_encoding_code(pos_encoding_mode), _checks.optional_real(rope_scale, "rope_scale"),
+            _checks.optional_real(rope_theta, "rope_theta"))
 
 
 def _outputs(q: torch.Tensor, num_qo_heads: int, out, lse, return_lse: bool):

@@ -265,12 +265,20 @@ def test_eager_calls_run_the_fake_kernels_checks(call, argument):
     (lambda: tessera.get_seq_lens(None, cpu(2, dtype=torch.int32), 16), "kv_indptr"),
     (lambda: tessera.get_seq_lens(cpu(3, dtype=torch.int32), cpu(2, dtype=torch.int32), None),
      "page_size"),
+    (lambda: tessera.single_decode_with_kv_cache(cpu(8, 64), cpu(5, 2, 64), cpu(5, 2, 64),
+                                                 sm_scale="0.1"), "sm_scale"),
+    (lambda: tessera.single_prefill_with_kv_cache(cpu(3, 4, 64), cpu(5, 2, 64), cpu(5, 2, 64),
+                                                  window_left=2.5), "window_left"),
+    (lambda: tessera.single_prefill_with_kv_cache(cpu(3, 4, 64), cpu(5, 2, 64), cpu(5, 2, 64),
+                                                  logits_soft_cap=float("nan")),
+     "logits_soft_cap"),
 ], ids=["merge_states v", "merge_states s", "merge_state v_b", "merge_state_in_place s",
         "rmsnorm input", "rmsnorm weight", "fused_add_rmsnorm residual", "silu input",
         "apply_rope indptr", "apply_rope_pos_ids q", "cos_sin head_size None",
         "cos_sin head_size float", "cos_sin cache", "batch_indices append_indptr",
         "batch_indices nnz", "append batch_indices", "single_decode q", "single_prefill v",
-        "get_seq_lens kv_indptr", "get_seq_lens page_size"])
+        "get_seq_lens kv_indptr", "get_seq_lens page_size", "decode sm_scale string",
+        "prefill window_left float", "prefill soft cap nan"])
 def test_none_and_non_tensor_arguments_are_named(call, argument):
     with pytest.raises(TesseraArgumentError, match=f"argument '{argument}'"):
         call()
