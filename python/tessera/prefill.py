@@ -670,8 +670,11 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
     docstring); custom_mask_buf (uint8 CUDA, at least the largest packed mask)
     receives plan()'s packed mask and mask_indptr_buf (int32 CUDA, [max_batch +
     1]) its byte offsets, so a captured graph reads later masks (both are
-    ignored without use_cuda_graph, as in FlashInfer). jit_args is not
-    supported; FlashInfer's backend names all run the same kernels.
+    ignored without use_cuda_graph, as in FlashInfer; qk_indptr_buf is
+    FlashInfer 0.2.0's name for mask_indptr_buf). jit_args: a tessera.jit.Variant
+    compiled for this wrapper's kernel (batch_prefill_ragged /
+    batch_prefill_paged); FlashInfer's list form raises. FlashInfer's backend
+    names all run the same kernels.
     """
 
     _prefix = "tessera_batch_prefill_ragged"
