@@ -12,11 +12,16 @@
 // NVRTC (no nvcc at run time) for the given architecture, and caches the
 // cubin: in memory, and on disk under TESSERA_CACHE_DIR (default
 // $XDG_CACHE_HOME/tessera or ~/.cache/tessera), keyed by a hash of the
-// source, kernel, dtypes, head dim, architecture, Tessera and NVRTC versions.
-// Disk writes are atomic (temporary file + rename), so processes compiling
-// the same key at once leave one valid entry; an unreadable or corrupt entry
-// is rebuilt. Compile errors throw tessera::Error (argument "variant") with
-// NVRTC's log, line numbers counted in the variant's own source.
+// source, kernel, dtypes, head dim, architecture, Tessera, NVRTC and CUDA
+// header versions. Disk writes are atomic (temporary file + rename), so
+// processes compiling the same key at once leave one valid entry; an
+// unreadable or corrupt entry is rebuilt. Compile errors throw
+// tessera::Error (argument "variant") with NVRTC's log, line numbers counted
+// in the variant's own source. NVRTC reads Tessera's headers beside the
+// loaded libtessera and the CUDA headers from $CUDA_HOME, the build's
+// toolkit or $TESSERA_JIT_CUDA_INCLUDE_PATH, after $TESSERA_JIT_INCLUDE_PATH
+// (docs/jit.md); a missing header throws tessera::Error naming it and every
+// directory searched.
 #pragma once
 
 #include <cstddef>
