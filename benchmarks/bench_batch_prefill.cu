@@ -77,6 +77,19 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
   if (head_dim == 128 && causal) {
+    // ALiBi with a soft cap (a JIT-served built-in combination): the logits
+    // transform per element on top of the plain kernel's work.
+    AttentionOptions alibi_cap;
+    alibi_cap.pos_encoding_mode = PosEncodingMode::kAlibi;
+    alibi_cap.logits_soft_cap = 30.0;
+    const double alibi_us = bench.median_us(
+        [&] {
+          prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), qo_dev.dl(), out.dl(), nullptr,
+                      alibi_cap, bench.stream(), Validate::kOff);
+        },
+        4.0 * static_cast<double>(q.bytes()));
+    bench.emit("batch_prefill_ragged_alibi_softcap", name, "TFLOP/s",
+               flops(s, head_dim, causal) / (alibi_us * 1e6));
     // The same kernel JIT-compiled (PlainVariant's arithmetic), and sigmoid
     // attention (no softmax) through the JIT.
     // (Compiled once per process: later shapes hit the memory cache.)
@@ -148,18 +161,22 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
   if (page_size == 16) {
-    // The same pages in float8 e4m3 (chunked prefill over an fp8 KV cache):
-    // tiles are widened to bf16 in shared memory.
-    BenchTensor fp8_cache(DType::kFloat8E4M3, {num_pages, 2, page_size, kHeads, kDim});
-    fill_random(fp8_cache.data(), DType::kFloat8E4M3, fp8_cache.numel(), 34, bench.stream());
-    const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
-    const double fp8_us = bench.median_us(
-        [&] {
-          prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
-                      out.dl(), nullptr, options, bench.stream(), Validate::kOff);
-        },
-        3.0 * static_cast<double>(q.bytes()));
-    bench.emit("batch_prefill_paged_fp8", name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
+    // The same pages in float8 e4m3 and e5m2 (chunked prefill over an fp8 KV
+    // cache): tiles are widened to bf16 in shared memory; e5m2 is JIT-served.
+    for (const DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+      BenchTensor fp8_cache(fp8, {num_pages, 2, page_size, kHeads, kDim});
+      fill_random(fp8_cache.data(), fp8, fp8_cache.numel(), 34, bench.stream());
+      const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
+      const double fp8_us = bench.median_us(
+          [&] {
+            prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(),
+                        last_dev.dl(), out.dl(), nullptr, options, bench.stream(),
+                        Validate::kOff);
+          },
+          3.0 * static_cast<double>(q.bytes()));
+      bench.emit(fp8 == DType::kFloat8E4M3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2",
+                 name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
+    }
   }
 }
 // Host time of plan() (median of 200, the schedule copy included) for a

@@ -167,6 +167,24 @@ void run_decode_benchmarks(Bench& bench) {
                                                    Validate::kOff);
                                       },
                                       kv_bytes + io_bytes)));
+        // fp8 caches (CUDA-core kernel; e4m3 AOT, e5m2 JIT-served): GB/s of
+        // the fp8 bytes read, half the 16-bit cache's.
+        for (const DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
+          BenchTensor fp8_cache(fp8, {batch.num_pages, 2, page_size, kKvHeads, kHeadDim});
+          fill_random(fp8_cache.data(), fp8, fp8_cache.numel(), 12, bench.stream());
+          const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
+          const double fp8_bytes = kv_bytes / 2;
+          bench.emit(fp8 == DType::kFloat8E4M3 ? "batch_decode_fp8" : "batch_decode_fp8_e5m2",
+                     case_name(s, page_size), "GB/s",
+                     gbps(fp8_bytes, bench.median_us(
+                                         [&] {
+                                           decode.run(q.dl(), fp8_arg, kv_indices.dl(),
+                                                      kv_indptr.dl(), kv_last_page_len.dl(),
+                                                      out.dl(), nullptr, options, bench.stream(),
+                                                      Validate::kOff);
+                                         },
+                                         fp8_bytes + io_bytes)));
+        }
       }
 
       if (page_size == 16 && ((s.batch == 64 && s.kv_len == 4096) || s.batch == 1)) {

@@ -94,6 +94,10 @@ void fill_random(void* data, DType dtype, int64_t count, uint64_t seed, cudaStre
       fill_random_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<fp8_e4m3_t*>(data), count,
                                                           seed);
       break;
+    case DType::kFloat8E5M2:
+      fill_random_kernel<<<blocks, kThreads, 0, stream>>>(static_cast<fp8_e5m2_t*>(data), count,
+                                                          seed);
+      break;
     default: throw Error("fill_random: unsupported dtype");
   }
   TESSERA_CHECK_LAUNCH();
