@@ -56,7 +56,7 @@ def tensor(x, name: str, ndim=None, dtypes=None) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         fail(name, "a torch.Tensor", describe(x))
     if ndim is not None:
-        if ndim.__class__ is int:
+        if isinstance(ndim, int):
             if x.dim() != ndim:
                 fail(name, f"{ndim} dimensions", describe(x))
         elif not ndim[0] <= x.dim() <= ndim[1]:

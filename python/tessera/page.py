@@ -173,13 +173,13 @@ def append_paged_kv_cache(append_key: torch.Tensor, append_value: torch.Tensor,
     Parameters
     ----------
     append_key, append_value : torch.Tensor
-        ``[nnz, num_kv_heads, head_dim]``, fp16 or bf16 (or fp8 e4m3 into an fp8
-        cache), CUDA; last dim contiguous.
+        ``[nnz, num_kv_heads, head_dim]``, fp16 or bf16 (or fp8 of the cache's
+        format into an fp8 cache), CUDA; last dim contiguous.
     batch_indices, positions : torch.Tensor
         ``[nnz]`` int32, as :func:`get_batch_indices_positions` returns.
     paged_kv_cache : torch.Tensor or (torch.Tensor, torch.Tensor)
-        The cache (see the module docstring): the append's dtype, or fp8 e4m3
-        (a saturating cast).
+        The cache (see the module docstring): the append's dtype, or fp8 e4m3fn
+        / e5m2 (a saturating cast).
     kv_indices : torch.Tensor
         ``[kv_indptr[-1]]`` int32 page indices.
     kv_indptr : torch.Tensor

@@ -3,12 +3,14 @@ BatchPrefillWithRaggedKVCacheWrapper and BatchPrefillWithPagedKVCacheWrapper
 over libtessera (tessera/api/prefill.h).
 
 Semantics are FlashInfer's: query i of a request sits at KV position
-kv_len - qo_len + i, causal masks the KV positions after it, lse is float32 in
-base 2 (log2 of the sum of exp of the scaled logits). Tessera builds head_dim
-64, 128 and 256 (256 JIT-compiled on first use), fp16/bf16 q (paged caches also float8_e4m3fn at head_dim 128,
-with k_scale / v_scale), and the variants plain, soft-cap, sliding window,
-soft-cap + window, ALiBi and RoPE-Llama on the fly (pos_encoding_mode
-"ROPE_LLAMA"); kernels off the library's AOT list are JIT-compiled on first
+kv_len - qo_len + i, causal masks the KV positions after it (any qo_len and
+kv_len: with qo_len > kv_len the first qo_len - kv_len queries see no key and
+get out 0, lse -inf), lse is float32 in base 2 (log2 of the sum of exp of the
+scaled logits). Tessera builds head_dim 64, 128 and 256 (256 JIT-compiled on
+first use), fp16/bf16 q (paged caches also float8_e4m3fn or float8_e5m2 at
+head_dim 128, with k_scale / v_scale), and every combination of a position
+encoding (none, "ALIBI", "ROPE_LLAMA" on the fly) with a soft cap and / or a
+sliding window; kernels off the library's AOT list are JIT-compiled on first
 use (docs/jit.md).
 
 Custom masks, as FlashInfer: custom_mask is bool (nonzero: attend), request
@@ -459,7 +461,8 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
 
     q: [qo_len, num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim]
     (NHD) or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 of q's dtype.
-    causal requires qo_len <= kv_len. custom_mask: bool [qo_len, kv_len]
+    causal with qo_len > kv_len: the first qo_len - kv_len queries see no key
+    (out 0, lse -inf). custom_mask: bool [qo_len, kv_len]
     (True: query i attends to key j; any dtype, nonzero is True), packed here
     with packbits(..., bitorder="little") and moved to q's device;
     packed_custom_mask: that packed uint8 form ((qo_len * kv_len + 7) // 8

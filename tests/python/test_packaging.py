@@ -108,13 +108,18 @@ JIT_SCRIPT = textwrap.dedent("""
 
 
 def cuda_include_for(major):
-    """A directory of CUDA `major` headers on this machine (pip wheel or toolkit)."""
+    """A directory of CUDA `major` headers on this machine (pip wheel or
+    toolkit) that holds libcu++ too (in cccl/ or directly): a pip runtime
+    wheel without nvidia-cuda-cccl beside it (the GPU machine's torch) cannot
+    stand in for the wheels the package needs."""
     found = _cuda_paths.pip_include_dirs(major)
     for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
         if root:
             found.append(os.path.join(root, "include"))
     for include in found:
-        if os.path.exists(os.path.join(include, "cuda_runtime_api.h")):
+        has_libcudacxx = any(os.path.isdir(os.path.join(include, *sub, "cuda", "std"))
+                             for sub in ((), ("cccl",)))
+        if os.path.exists(os.path.join(include, "cuda_runtime_api.h")) and has_libcudacxx:
             return pathlib.Path(include)
     return None
 
