@@ -169,13 +169,13 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
       const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
       const double fp8_us = bench.median_us(
           [&] {
-            prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(),
-                        last_dev.dl(), out.dl(), nullptr, options, bench.stream(),
-                        Validate::kOff);
+            prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                        out.dl(), nullptr, options, bench.stream(), Validate::kOff);
           },
           3.0 * static_cast<double>(q.bytes()));
-      bench.emit(fp8 == DType::kFloat8E4M3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2",
-                 name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
+      bench.emit(
+          fp8 == DType::kFloat8E4M3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2",
+          name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
     }
   }
 }

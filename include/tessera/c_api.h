@@ -232,9 +232,11 @@ TESSERA_C_API int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int6
                                                       int64_t head_dim, int64_t block_rows,
                                                       int64_t block_cols, int64_t max_block_rows,
                                                       int device_id, size_t* bytes);
-TESSERA_C_API int tessera_block_sparse_min_workspace_size(
-    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_rows,
-    int64_t block_cols, int64_t max_block_rows, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_block_sparse_min_workspace_size(int64_t num_qo_heads,
+                                                          int64_t num_kv_heads, int64_t head_dim,
+                                                          int64_t block_rows, int64_t block_cols,
+                                                          int64_t max_block_rows, int device_id,
+                                                          size_t* bytes);
 TESSERA_C_API int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads,
                                               int64_t head_dim, int64_t block_rows,
                                               int64_t block_cols, int64_t max_block_rows,

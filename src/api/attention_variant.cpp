@@ -124,12 +124,16 @@ const char* variant_name(attention::VariantKind kind) {
     case attention::VariantKind::kAlibi: return "ALiBi";
     case attention::VariantKind::kRopeLlama: return "RoPE-Llama";
     case attention::VariantKind::kJit: return "JIT";
-    case attention::VariantKind::kAlibiSoftCap: return "ALiBi + soft-cap";
-    case attention::VariantKind::kAlibiSlidingWindow: return "ALiBi + sliding window";
+    case attention::VariantKind::kAlibiSoftCap:
+      return "ALiBi + soft-cap";
+    case attention::VariantKind::kAlibiSlidingWindow:
+      return "ALiBi + sliding window";
     case attention::VariantKind::kAlibiSoftCapSlidingWindow:
       return "ALiBi + soft-cap + sliding window";
-    case attention::VariantKind::kRopeLlamaSoftCap: return "RoPE-Llama + soft-cap";
-    case attention::VariantKind::kRopeLlamaSlidingWindow: return "RoPE-Llama + sliding window";
+    case attention::VariantKind::kRopeLlamaSoftCap:
+      return "RoPE-Llama + soft-cap";
+    case attention::VariantKind::kRopeLlamaSlidingWindow:
+      return "RoPE-Llama + sliding window";
     case attention::VariantKind::kRopeLlamaSoftCapSlidingWindow:
       return "RoPE-Llama + soft-cap + sliding window";
   }

@@ -188,10 +188,10 @@ void BatchDecodeWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg& 
   cache_view.expect_dtype(
       {DType::kFloat16, DType::kBFloat16, DType::kFloat8E4M3, DType::kFloat8E5M2});
   expect_same_device(qv, cache_view);
-  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
-                    std::string("dtype ") + dtype_name(qv.dtype()) +
-                        " (q's), float8_e4m3fn or float8_e5m2",
-                    dtype_name(cache.dtype));
+  TESSERA_CHECK_ARG(
+      cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
+      std::string("dtype ") + dtype_name(qv.dtype()) + " (q's), float8_e4m3fn or float8_e5m2",
+      dtype_name(cache.dtype));
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
 
   const TensorView outv = detail::output_like_q(out, qv);

@@ -228,8 +228,8 @@ int64_t BatchPrefillWithPagedKVCache::planned_q_tile_rows() const {
 }
 
 std::size_t BatchPrefillWithPagedKVCache::min_workspace_size_bytes(const PrefillPlanShape& shape,
-                                                                    const PrefillPlanBounds& bounds,
-                                                                    int device_id) {
+                                                                   const PrefillPlanBounds& bounds,
+                                                                   int device_id) {
   return detail::prefill_workspace_size(shape, bounds, device_id, /*paged=*/true,
                                         /*minimum=*/true);
 }
@@ -269,10 +269,10 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const detail::ResolvedPagedKV cache = detail::resolve_paged_kv_cache(paged_kv_cache);
   const TensorView cache_view(paged_kv_cache.first(), cache.name);
   expect_same_device(qv, cache_view);
-  TESSERA_CHECK_ARG(cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
-                    std::string("dtype ") + dtype_name(qv.dtype()) +
-                        " (q's), float8_e4m3fn or float8_e5m2",
-                    dtype_name(cache.dtype));
+  TESSERA_CHECK_ARG(
+      cache.dtype == qv.dtype() || is_float8(cache.dtype), cache.name,
+      std::string("dtype ") + dtype_name(qv.dtype()) + " (q's), float8_e4m3fn or float8_e5m2",
+      dtype_name(cache.dtype));
   l.kv_dtype = cache.dtype;
   TESSERA_CHECK_ARG(!is_float8(cache.dtype) || shape.head_dim == 128, cache.name,
                     "head_dim 128 with a float8 cache (the fp8 prefill kernels)",

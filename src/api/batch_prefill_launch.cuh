@@ -179,8 +179,8 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSoftCapVariant>(l, params,
                                                                                   stream);
     case VariantKind::kAlibiSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSlidingWindowVariant>(
-          l, params, stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSlidingWindowVariant>(l, params,
+                                                                                        stream);
     case VariantKind::kAlibiSoftCapSlidingWindow:
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSoftCapSlidingWindowVariant>(
           l, params, stream);
@@ -191,9 +191,8 @@ void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaSlidingWindowVariant>(
           l, params, stream);
     case VariantKind::kRopeLlamaSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv,
-                                    attention::RopeLlamaSoftCapSlidingWindowVariant>(l, params,
-                                                                                     stream);
+      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaSoftCapSlidingWindowVariant>(
+          l, params, stream);
     case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types
       return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
     default:

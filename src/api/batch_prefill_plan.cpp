@@ -1,13 +1,12 @@
 #include "api/batch_prefill_plan.h"
 
-#include "api/plan_run.h"
-
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string>
 
+#include "api/plan_run.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 #include "tessera/core/error.h"
@@ -56,8 +55,8 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
   const auto layout_with = [&](int64_t partial_rows) {
     return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, partial_rows,
-                                          shape.num_qo_heads, shape.num_kv_heads,
-                                          shape.head_dim, /*pack_gqa=*/true);
+                                          shape.num_qo_heads, shape.num_kv_heads, shape.head_dim,
+                                          /*pack_gqa=*/true);
   };
   plan::PrefillWorkspaceLayout layout = layout_with(derived.max_partial_rows);
   if (layout.total_bytes <= workspace_bytes) return layout;
@@ -72,8 +71,9 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
   }
   const std::size_t per_row = static_cast<std::size_t>(shape.num_kv_heads) *
                               static_cast<std::size_t>(shape.head_dim + 1) * sizeof(float);
-  int64_t rows = std::min<int64_t>(derived.max_partial_rows,
-                                   static_cast<int64_t>((workspace_bytes - layout.total_bytes) / per_row));
+  int64_t rows =
+      std::min<int64_t>(derived.max_partial_rows,
+                        static_cast<int64_t>((workspace_bytes - layout.total_bytes) / per_row));
   // Region alignment may cost a row or two.
   while (rows > 0 && layout_with(rows).total_bytes > workspace_bytes) --rows;
   derived.max_partial_rows = rows;

@@ -114,10 +114,10 @@ BlockSparseAttention::BlockSparseAttention(const BlockSparseShape& shape,
                                            std::size_t workspace_bytes, int device_id) {
   validate_shape(shape, bounds);
   const std::size_t needed = min_workspace_size_bytes(shape, bounds, device_id);
-  TESSERA_CHECK_ARG(workspace_bytes >= needed, "workspace",
-                    "at least " + std::to_string(needed) +
-                        " bytes (min_workspace_size_bytes(shape, bounds))",
-                    std::to_string(workspace_bytes) + " bytes");
+  TESSERA_CHECK_ARG(
+      workspace_bytes >= needed, "workspace",
+      "at least " + std::to_string(needed) + " bytes (min_workspace_size_bytes(shape, bounds))",
+      std::to_string(workspace_bytes) + " bytes");
   state_ = std::make_unique<State>(shape, bounds, array_layout(bounds.max_block_rows), workspace,
                                    workspace_bytes, device_id);
 }

@@ -38,10 +38,10 @@ bool supported_head_dim(int64_t head_dim) {
 
 void check_kv_tensor(const TensorView& t, const TensorView& q) {
   t.expect_ndim(3).expect_cuda().expect_last_dim_contiguous();
-  TESSERA_CHECK_ARG(t.dtype() == q.dtype() || is_float8(t.dtype()), t.name(),
-                    std::string("dtype ") + dtype_name(q.dtype()) +
-                        " (as q), float8_e4m3fn or float8_e5m2",
-                    dtype_name(t.dtype()));
+  TESSERA_CHECK_ARG(
+      t.dtype() == q.dtype() || is_float8(t.dtype()), t.name(),
+      std::string("dtype ") + dtype_name(q.dtype()) + " (as q), float8_e4m3fn or float8_e5m2",
+      dtype_name(t.dtype()));
   expect_same_device(q, t);
   t.expect_size(2, q.size(1), "head_dim (as q)");
   TESSERA_CHECK_ARG(t.numel() == 0 || t.rows_aligned_to(kKVAlignmentBytes), t.name(),

@@ -239,8 +239,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
     case VariantKind::kRopeLlamaSlidingWindow:
       return dispatch_dtype<attention::RopeLlamaSlidingWindowVariant>(l, qv.dtype(), stream);
     case VariantKind::kRopeLlamaSoftCapSlidingWindow:
-      return dispatch_dtype<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, qv.dtype(),
-                                                                             stream);
+      return dispatch_dtype<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
     case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
       return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
     default:

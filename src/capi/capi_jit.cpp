@@ -21,7 +21,8 @@ tessera::DType dtype_of(int32_t code, const char* name) {
     case 0: return tessera::DType::kFloat16;
     case 1: return tessera::DType::kBFloat16;
     case 2: return tessera::DType::kFloat8E4M3;
-    case 3: return tessera::DType::kFloat8E5M2;
+    case 3:
+      return tessera::DType::kFloat8E5M2;
     default:
       tessera::throw_argument_error(name,
                                     "0 (float16), 1 (bfloat16), 2 (float8_e4m3fn) or 3 "

@@ -213,8 +213,9 @@ int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_hea
 }
 
 int tessera_block_sparse_min_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
-                                            int64_t head_dim, int64_t block_rows, int64_t block_cols,
-                                            int64_t max_block_rows, int device_id, size_t* bytes) {
+                                            int64_t head_dim, int64_t block_rows,
+                                            int64_t block_cols, int64_t max_block_rows,
+                                            int device_id, size_t* bytes) {
   return guarded([&] {
     if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
     *bytes = tessera::BlockSparseAttention::min_workspace_size_bytes(
@@ -236,9 +237,9 @@ int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads, int6
 
 void tessera_block_sparse_destroy(TesseraBlockSparse* handle) { delete handle; }
 
-int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
-                              int64_t indptr_len, const int32_t* indices, int64_t indices_len,
-                              int causal, void* stream) {
+int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr, int64_t indptr_len,
+                              const int32_t* indices, int64_t indices_len, int causal,
+                              void* stream) {
   return guarded([&] {
     required_handle(handle, "handle")
         .wrapper.plan(host_span(indptr, indptr_len, "indptr"),

@@ -7,7 +7,8 @@ const char* dtype_name(DType dtype) {
     case DType::kFloat16: return "float16";
     case DType::kBFloat16: return "bfloat16";
     case DType::kFloat8E4M3: return "float8_e4m3fn";
-    case DType::kFloat8E5M2: return "float8_e5m2";
+    case DType::kFloat8E5M2:
+      return "float8_e5m2";
     case DType::kFloat32: return "float32";
     case DType::kFloat64: return "float64";
     case DType::kInt32: return "int32";
@@ -37,7 +38,8 @@ bool dtype_from_dlpack(DLDataType dl, DType* out) {
   if (dl.code == kDLFloat && dl.bits == 16) *out = DType::kFloat16;
   else if (dl.code == kDLBfloat && dl.bits == 16) *out = DType::kBFloat16;
   else if (dl.code == kDLFloat8E4M3FnCode && dl.bits == 8) *out = DType::kFloat8E4M3;
-  else if (dl.code == kDLFloat8E5M2Code && dl.bits == 8) *out = DType::kFloat8E5M2;
+  else if (dl.code == kDLFloat8E5M2Code && dl.bits == 8)
+    *out = DType::kFloat8E5M2;
   else if (dl.code == kDLFloat && dl.bits == 32) *out = DType::kFloat32;
   else if (dl.code == kDLFloat && dl.bits == 64) *out = DType::kFloat64;
   else if (dl.code == kDLInt && dl.bits == 32) *out = DType::kInt32;
@@ -52,7 +54,8 @@ DLDataType dtype_to_dlpack(DType dtype) {
     case DType::kFloat16: return {kDLFloat, 16, 1};
     case DType::kBFloat16: return {kDLBfloat, 16, 1};
     case DType::kFloat8E4M3: return {kDLFloat8E4M3FnCode, 8, 1};
-    case DType::kFloat8E5M2: return {kDLFloat8E5M2Code, 8, 1};
+    case DType::kFloat8E5M2:
+      return {kDLFloat8E5M2Code, 8, 1};
     case DType::kFloat32: return {kDLFloat, 32, 1};
     case DType::kFloat64: return {kDLFloat, 64, 1};
     case DType::kInt32: return {kDLInt, 32, 1};

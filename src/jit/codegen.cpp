@@ -36,7 +36,8 @@ const char* device_type(DType dtype) {
     case DType::kFloat16: return "tessera::half_t";
     case DType::kBFloat16: return "tessera::bfloat16_t";
     case DType::kFloat8E4M3: return "tessera::fp8_e4m3_t";
-    case DType::kFloat8E5M2: return "tessera::fp8_e5m2_t";
+    case DType::kFloat8E5M2:
+      return "tessera::fp8_e5m2_t";
     default: return nullptr;
   }
 }
@@ -75,11 +76,10 @@ GeneratedSource generate(const VariantSpec& spec) {
   // fp8 K/V: decode (any head_dim), paged prefill at head_dim 128.
   const bool fp8_ok =
       kv_dtype_supported(spec.kernel, spec.q_dtype, DType::kFloat8E4M3, spec.head_dim);
-  TESSERA_CHECK_ARG(kv_dtype_supported(spec.kernel, spec.q_dtype, spec.kv_dtype, spec.head_dim),
-                    "variant",
-                    fp8_ok ? "kv_dtype = q_dtype, float8_e4m3fn or float8_e5m2"
-                           : "kv_dtype = q_dtype",
-                    dtype_name(spec.kv_dtype));
+  TESSERA_CHECK_ARG(
+      kv_dtype_supported(spec.kernel, spec.q_dtype, spec.kv_dtype, spec.head_dim), "variant",
+      fp8_ok ? "kv_dtype = q_dtype, float8_e4m3fn or float8_e5m2" : "kv_dtype = q_dtype",
+      dtype_name(spec.kv_dtype));
   TESSERA_CHECK_ARG(head_dim_supported(spec.kernel, spec.head_dim), "variant",
                     decode ? "head_dim 64, 128 or 256 (decode)" : "head_dim 64 or 128 (prefill)",
                     "head_dim " + std::to_string(spec.head_dim));

@@ -174,7 +174,8 @@ std::string missing_header_message(const std::string& nvrtc_log, const IncludePa
       ". Tessera's headers come from $TESSERA_JIT_INCLUDE_PATH or the include directory "
       "beside libtessera; the CUDA headers (cuda_fp16.h, libcu++ <cuda/std/...>) from "
       "$CUDA_HOME/include, $CUDA_PATH/include, the toolkit libtessera was built with "
-      "(" TESSERA_JIT_CUDA_INCLUDE_DIRS ") or $TESSERA_JIT_CUDA_INCLUDE_PATH (the Python "
+      "(" TESSERA_JIT_CUDA_INCLUDE_DIRS
+      ") or $TESSERA_JIT_CUDA_INCLUDE_PATH (the Python "
       "package adds the pip wheels nvidia-cuda-runtime and nvidia-cuda-cccl there). See "
       "docs/jit.md.";
   return message;

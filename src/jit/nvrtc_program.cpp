@@ -71,8 +71,7 @@ NvrtcResult nvrtc_compile(const std::string& source,
       throw Error(missing);
     }
     throw Error("variant", "a variant that compiles (" + arch + ")",
-                "NVRTC errors (lines in 'variant' are the variant source's own):\n" +
-                    log);
+                "NVRTC errors (lines in 'variant' are the variant source's own):\n" + log);
   }
   NvrtcResult result;
   for (const std::string& expression : name_expressions) {

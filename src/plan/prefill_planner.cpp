@@ -140,8 +140,8 @@ void validate(const PrefillPlannerInput& in) {
                           "] = " + std::to_string(qo[b]) + ")",
                       element_text("qo_indptr", b + 1, qo[b + 1]));
     const int64_t kv_len = in.kv_lengths[b];
-    TESSERA_CHECK_ARG(kv_len >= 0 && kv_len <= kInt32Max, "kv_indptr",
-                      "KV lengths in [0, 2^31)", element_text("kv length", b, kv_len));
+    TESSERA_CHECK_ARG(kv_len >= 0 && kv_len <= kInt32Max, "kv_indptr", "KV lengths in [0, 2^31)",
+                      element_text("kv length", b, kv_len));
   }
   const int64_t total = qo[batch];
   TESSERA_CHECK_ARG(total <= in.max_total_qo_tokens, "qo_indptr",

@@ -163,9 +163,9 @@ TEST(AttentionVariant, PositionalCombinationsHaveTheirOwnKinds) {
             VariantKind::kRopeLlamaSlidingWindow);
   EXPECT_EQ(kind({.logits_soft_cap = 10, .window_left = 4, .pos_encoding_mode = P::kRopeLlama}),
             VariantKind::kRopeLlamaSoftCapSlidingWindow);
-  for (const VariantKind k : {VariantKind::kAlibi, VariantKind::kAlibiSoftCap,
-                              VariantKind::kAlibiSlidingWindow,
-                              VariantKind::kAlibiSoftCapSlidingWindow}) {
+  for (const VariantKind k :
+       {VariantKind::kAlibi, VariantKind::kAlibiSoftCap, VariantKind::kAlibiSlidingWindow,
+        VariantKind::kAlibiSoftCapSlidingWindow}) {
     EXPECT_TRUE(detail::uses_alibi(k));
   }
   EXPECT_FALSE(detail::uses_alibi(VariantKind::kRopeLlamaSoftCap));

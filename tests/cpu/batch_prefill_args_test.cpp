@@ -116,10 +116,10 @@ TEST(BatchPrefillWorkspace, LayoutFitsAnySizeFromTheMinimumUp) {
   }
   EXPECT_EQ(last_rows, full_bounds.max_partial_rows);
   plan::PrefillDerivedBounds derived;
-  EXPECT_GT(detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, derived,
-                                   minimum.total_bytes - 1)
-                .total_bytes,
-            minimum.total_bytes - 1);
+  EXPECT_GT(
+      detail::prefill_layout(shape, bounds, kSms, kCtasPerSm, derived, minimum.total_bytes - 1)
+          .total_bytes,
+      minimum.total_bytes - 1);
 }
 
 }  // namespace

@@ -74,7 +74,9 @@ TEST(Fp8Formats, NamesAreTorchs) {
 
 // ------------------------------------------- host conversions (references)
 
-float e5m2_round(float value) { return testing::round_to(DType::kFloat8E5M2, value); }
+float e5m2_round(float value) {
+  return testing::round_to(DType::kFloat8E5M2, value);
+}
 
 uint8_t e5m2_bits(float value) {
   uint8_t bits = 0;
@@ -158,8 +160,7 @@ struct EmptyDecodeArgs {
     out.with_data(0x20000000);
   }
   void run() {
-    single_decode_with_kv_cache(q, k, v, out, nullptr, KVLayout::kNHD, AttentionOptions{},
-                                nullptr);
+    single_decode_with_kv_cache(q, k, v, out, nullptr, KVLayout::kNHD, AttentionOptions{}, nullptr);
   }
 };
 

@@ -266,9 +266,8 @@ TEST_F(JitTest, Fp8E5m2KvIsJitServedWhereE4m3KernelsExist) {
       }
     }
   }
-  const jit::CompiledKernel decode = jit::compile(
-      jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kPlain,
-                                DType::kBFloat16, e5m2, 128));
+  const jit::CompiledKernel decode = jit::compile(jit::builtin_variant_spec(
+      KernelKind::kBatchDecode, VariantKind::kPlain, DType::kBFloat16, e5m2, 128));
   EXPECT_FALSE(decode.cubin.empty());
   EXPECT_TRUE(decode.mma_kernel_name.empty());  // the tensor-core kernel is 16-bit K/V only
   EXPECT_NE(decode.kernel_name.find("fp8_e5m2"), std::string::npos) << decode.kernel_name;
@@ -286,10 +285,9 @@ TEST_F(JitTest, Fp8E5m2KvIsJitServedWhereE4m3KernelsExist) {
   e4m3.kv_dtype = DType::kFloat8E4M3;
   EXPECT_NE(jit::cache_key(user, {}), jit::cache_key(e4m3, {}));
 
-  for (const auto& [kernel, head_dim] :
-       {std::pair{KernelKind::kSinglePrefill, int64_t{128}},
-        std::pair{KernelKind::kBatchPrefillRagged, int64_t{128}},
-        std::pair{KernelKind::kBatchPrefillPaged, int64_t{64}}}) {
+  for (const auto& [kernel, head_dim] : {std::pair{KernelKind::kSinglePrefill, int64_t{128}},
+                                         std::pair{KernelKind::kBatchPrefillRagged, int64_t{128}},
+                                         std::pair{KernelKind::kBatchPrefillPaged, int64_t{64}}}) {
     VariantSpec bad = plain(kernel, DType::kBFloat16, head_dim);
     bad.kv_dtype = e5m2;
     testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
@@ -384,8 +382,8 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
     }
   }
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchPrefillPaged,
-                                                      VariantKind::kAlibiSoftCapSlidingWindow,
-                                                      bf16, bf16, 128))
+                                                      VariantKind::kAlibiSoftCapSlidingWindow, bf16,
+                                                      bf16, 128))
                    .cubin.empty());
   EXPECT_FALSE(jit::compile(jit::builtin_variant_spec(KernelKind::kBatchDecode,
                                                       VariantKind::kRopeLlamaSoftCapSlidingWindow,

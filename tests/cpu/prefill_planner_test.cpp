@@ -408,7 +408,8 @@ TEST(PrefillPlanner, BadInputIsRejectedByName) {
   expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr = {1, 4, 12}; }), "qo_indptr");
   expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr = {0, 8, 4}; }), "qo_indptr");
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_batch_size = 1; }), "qo_indptr");
-  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_total_qo_tokens = 11; }), "qo_indptr");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_total_qo_tokens = 11; }),
+                        "qo_indptr");
   expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.kv_lengths = {10}; }), "kv_indptr");
   expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.kv_lengths = {10, -1}; }), "kv_indptr");
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.head_dim = 96; }), "shape");

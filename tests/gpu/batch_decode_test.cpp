@@ -54,7 +54,9 @@ struct CacheConfig {
   reference::AttentionRefParams ref;  // the variant's reference fields
 };
 
-DType cache_dtype(const CacheConfig& c) { return c.fp8_kv ? c.fp8_format : c.dtype; }
+DType cache_dtype(const CacheConfig& c) {
+  return c.fp8_kv ? c.fp8_format : c.dtype;
+}
 
 // A paged cache holding `capacity_pages` pages of random values (host copy in
 // logical order), and the page table of one batch of lengths.

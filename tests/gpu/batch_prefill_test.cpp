@@ -49,7 +49,7 @@ struct BatchCase {
   AttentionOptions options;
   reference::AttentionRefParams ref;  // variant fields; shapes filled in
   std::vector<std::vector<bool>> masks;  // empty: no custom mask; else one per request
-  bool fp8_kv = false;  // paged cache in float8 (options.k_scale / v_scale apply)
+  bool fp8_kv = false;                   // paged cache in float8 (options.k_scale / v_scale apply)
   DType fp8_format = DType::kFloat8E4M3;  // with fp8_kv: e4m3fn or e5m2
   float kv_std = 1.f;  // K/V values ~ N(0, kv_std^2) before rounding (fp8 range tests)
   // Paged cache with padding after each head, entry, K/V half and page

@@ -17,9 +17,9 @@
 #include "support/argument_error.h"
 #include "support/compare.h"
 #include "support/device_tensor.h"
-#include "support/kv_tensor.h"
 #include "support/gpu.h"
 #include "support/host_convert.h"
+#include "support/kv_tensor.h"
 #include "support/random.h"
 #include "tessera/api/decode.h"
 #include "tessera/core/cuda_resources.h"
@@ -254,11 +254,9 @@ TEST(DecodeKernel, Fp8E5m2KvWithVariantsAndLayoutsMatchesReference) {
     run_case(c, rng);
   }
   for (const int64_t kv_heads : {8, 1}) {
-    run_case({.kv_len = 2000, .num_qo_heads = 8, .num_kv_heads = kv_heads, .kv_dtype = e5m2},
-             rng);
+    run_case({.kv_len = 2000, .num_qo_heads = 8, .num_kv_heads = kv_heads, .kv_dtype = e5m2}, rng);
   }
-  run_case({.kv_len = 1000, .kv_dtype = e5m2, .layout = KVLayout::kHND, .token_padding = 16},
-           rng);
+  run_case({.kv_len = 1000, .kv_dtype = e5m2, .layout = KVLayout::kHND, .token_padding = 16}, rng);
   run_case({.kv_len = 1000, .kv_dtype = e5m2, .token_padding = 32}, rng);
   run_case({.kv_len = 0, .kv_dtype = e5m2}, rng);
 }

@@ -399,7 +399,9 @@ constexpr DType kFp8Formats[] = {DType::kFloat8E4M3, DType::kFloat8E5M2};
 // A scale for N(0, scale^2) appends at which about 13-15% of the values pass
 // the format's largest finite value (e4m3fn 448, e5m2 57344) and must
 // saturate (the host rounding saturates the same way).
-float saturating_scale(DType fp8) { return fp8 == DType::kFloat8E4M3 ? 300.f : 40000.f; }
+float saturating_scale(DType fp8) {
+  return fp8 == DType::kFloat8E4M3 ? 300.f : 40000.f;
+}
 
 TEST(AppendPagedKV, BFloat16IntoFp8CacheSaturates) {
   TESSERA_REQUIRE_GPU();

@@ -431,8 +431,8 @@ TEST(SinglePrefill, PositionalVariantsWithSoftCapAndWindowMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   for (const PosEncodingMode mode : {PosEncodingMode::kAlibi, PosEncodingMode::kRopeLlama}) {
-    for (const auto& [cap, window] : {std::pair{8.0, int64_t{-1}}, std::pair{0.0, int64_t{40}},
-                                      std::pair{8.0, int64_t{40}}}) {
+    for (const auto& [cap, window] :
+         {std::pair{8.0, int64_t{-1}}, std::pair{0.0, int64_t{40}}, std::pair{8.0, int64_t{40}}}) {
       for (const bool causal : {true, false}) {
         PrefillCase c;
         c.options.pos_encoding_mode = mode;

@@ -193,8 +193,8 @@ class TESSERA_API BlockSparseAttention {
 
   // indptr [M / R + 1], indices [indptr.back()] (block column ids < N / C):
   // host arrays, the values run() receives on the device.
-  void plan(std::span<const int32_t> indptr, std::span<const int32_t> indices,
-            cudaStream_t stream, bool causal = false);
+  void plan(std::span<const int32_t> indptr, std::span<const int32_t> indices, cudaStream_t stream,
+            bool causal = false);
 
   // q [M, Hq, D] (M = planned block rows x R), k, v [N, Hk, D] with N a
   // multiple of C and one stride set, out like q, lse null or float32 [M, Hq];
