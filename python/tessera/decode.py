@@ -346,7 +346,8 @@ class BatchDecodeWithPagedKVCacheWrapper:
             rope_scale=_checks.optional_real(rope_scale, "rope_scale"),
             rope_theta=_checks.optional_real(rope_theta, "rope_theta"),
             alibi_slopes=_alibi_slopes_for(pos_encoding_mode, alibi_slopes, num_qo_heads,
-                                           device))
+                                           device),
+            caller_alibi_slopes=alibi_slopes)
 
     begin_forward = plan
 
@@ -383,12 +384,43 @@ class BatchDecodeWithPagedKVCacheWrapper:
             _jit_handle(self._jit), p["alibi_slopes"])
         return (out, lse) if return_lse else out
 
-    forward = run
-
     def run_return_lse(self, q, paged_kv_cache, *args, **kwargs):
         """run() with return_lse=True: (out, lse)."""
         kwargs["return_lse"] = True
         return self.run(q, paged_kv_cache, *args, **kwargs)
+
+    def forward(self, q: torch.Tensor, paged_kv_cache, pos_encoding_mode: str = "NONE",
+                q_scale: Optional[float] = None, k_scale: Optional[float] = None,
+                v_scale: Optional[float] = None, window_left: int = -1,
+                logits_soft_cap: Optional[float] = None, sm_scale: Optional[float] = None,
+                rope_scale: Optional[float] = None, rope_theta: Optional[float] = None,
+                return_lse: bool = False):
+        """FlashInfer 0.2.0's deprecated forward(q, paged_kv_cache,
+        pos_encoding_mode, ...): this call's attention options replace the
+        plan's and stay for later run() calls, as in FlashInfer (decode's
+        schedule does not depend on them, so nothing is re-planned)."""
+        if self._planned is None:
+            raise TesseraArgumentError("tessera: argument 'self': expected plan() before "
+                                       "forward(), got no plan")
+        p = self._planned
+        # The plan's own slopes (Tessera's extension) stay with ALiBi.
+        slopes = p["caller_alibi_slopes"] if pos_encoding_mode == "ALIBI" else None
+        p.update(
+            pos_encoding_mode=pos_encoding_code(pos_encoding_mode),
+            window_left=_checks.integer(window_left, "window_left", minimum=-1),
+            logits_soft_cap=_checks.optional_real(logits_soft_cap, "logits_soft_cap"),
+            sm_scale=None if sm_scale is None else _checks.real(sm_scale, "sm_scale"),
+            rope_scale=_checks.optional_real(rope_scale, "rope_scale"),
+            rope_theta=_checks.optional_real(rope_theta, "rope_theta"),
+            alibi_slopes=_alibi_slopes_for(pos_encoding_mode, slopes, p["num_qo_heads"],
+                                           self._float_workspace.device))
+        return self.run(q, paged_kv_cache, q_scale=q_scale, k_scale=k_scale, v_scale=v_scale,
+                        return_lse=return_lse)
+
+    def forward_return_lse(self, q: torch.Tensor, paged_kv_cache, *args, **kwargs):
+        """forward() with return_lse=True: (out, lse)."""
+        kwargs["return_lse"] = True
+        return self.forward(q, paged_kv_cache, *args, **kwargs)
 
     def end_forward(self) -> None:
         """FlashInfer 0.1's no-op."""

@@ -623,6 +623,33 @@ class _BatchPrefillWrapperBase:
         kwargs["return_lse"] = True
         return self.run(*args, **kwargs)
 
+    def forward(self, q: torch.Tensor, *kv, causal: bool = False,
+                pos_encoding_mode: str = "NONE", allow_fp16_qk_reduction: bool = False,
+                k_scale: Optional[float] = None, v_scale: Optional[float] = None,
+                window_left: int = -1, logits_soft_cap: Optional[float] = None,
+                sm_scale: Optional[float] = None, rope_scale: Optional[float] = None,
+                rope_theta: Optional[float] = None, return_lse: bool = False):
+        """FlashInfer 0.2.0's deprecated forward(q, k, v | paged_kv_cache,
+        causal=..., ...): this call's attention options replace the plan's and
+        stay for later run() calls, as in FlashInfer. Tessera's plan depends on
+        causal and the variant (the schedule, the variant's scalars), so a
+        change re-plans with the last plan()'s arrays; the same options cost
+        nothing more than run()."""
+        del allow_fp16_qk_reduction  # float32 accumulation always
+        self._require_plan()
+        wanted = dict(causal=bool(causal), pos_encoding_mode=pos_encoding_mode,
+                      window_left=window_left, logits_soft_cap=logits_soft_cap,
+                      sm_scale=sm_scale, rope_scale=rope_scale, rope_theta=rope_theta)
+        planned = self._plan_arguments
+        if any(planned[name] != value for name, value in wanted.items()):
+            self.plan(**{**planned, **wanted})
+        return self.run(q, *kv, k_scale=k_scale, v_scale=v_scale, return_lse=return_lse)
+
+    def forward_return_lse(self, q: torch.Tensor, *kv, **options):
+        """forward() with return_lse=True: (out, lse)."""
+        options["return_lse"] = True
+        return self.forward(q, *kv, **options)
+
     def _device_mask(self, custom_mask, packed_custom_mask, qo_host: torch.Tensor,
                      kv_lengths, device, non_blocking: bool):
         """The plan's packed mask on `device` for run() (None without a mask):
@@ -716,6 +743,8 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         float32 [num_qo_heads] on the workspace's device, with
         pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
         """
+        plan_arguments = dict(locals())  # first: only the parameters (forward() re-plans)
+        del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
         qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
             qo_indptr, kv_indptr, "kv_indptr", num_qo_heads, num_kv_heads, head_dim_qk, head_dim,
@@ -738,6 +767,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                                      "kv_indptr")
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
+        self._plan_arguments = plan_arguments
 
     begin_forward = plan
 
@@ -824,6 +854,8 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         float32 [num_qo_heads] on the workspace's device, with
         pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
         """
+        plan_arguments = dict(locals())  # first: only the parameters (forward() re-plans)
+        del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
         qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
             qo_indptr, paged_kv_indptr, "paged_kv_indptr", num_qo_heads, num_kv_heads,
@@ -864,6 +896,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
                                            non_blocking, "paged_kv_indices")
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
+        self._plan_arguments = plan_arguments
 
     begin_forward = plan
 

@@ -238,6 +238,51 @@ def test_run_return_lse_returns_out_and_lse(monkeypatch):
     assert lse.shape == (4, 8)
 
 
+def test_0_2_0_forward_replans_only_when_its_options_change(monkeypatch):
+    # FlashInfer 0.2.0's deprecated forward(..., causal=..., sm_scale=...): the
+    # options replace the plan's (and stay); Tessera's schedule depends on
+    # causal, so a change re-plans with the same arrays, the same options do not.
+    calls = stub_library(monkeypatch)
+    half = dict(dtype=torch.float16)
+    q, cache = torch.zeros(4, 8, 64, **half), torch.zeros(1, 2, 16, 2, 64, **half)
+    paged = tessera.BatchPrefillWithPagedKVCacheWrapper(workspace())
+    paged.plan([0, 4], [0, 1], [0], [4], 8, 2, 64, 16, causal=True, non_blocking=False)
+
+    def plans():
+        return [arguments for name, arguments in calls if name.endswith("_paged_plan")]
+    assert len(plans()) == 1 and plans()[-1][-2] == 1  # causal
+    paged.forward(q, cache, causal=True)
+    assert len(plans()) == 1
+    out, lse = paged.forward_return_lse(q, cache, causal=False, sm_scale=0.5,
+                                        logits_soft_cap=20.0)
+    assert len(plans()) == 2 and plans()[-1][-2] == 0
+    options = options_of(last_call(calls, "_paged_run"))
+    assert (options.sm_scale, options.logits_soft_cap) == (0.5, 20.0)
+    assert lse.shape == (4, 8)
+    paged.run(q, cache)  # the forward's options stay, as FlashInfer's
+    assert options_of(last_call(calls, "_paged_run")).sm_scale == 0.5
+    ragged = tessera.BatchPrefillWithRaggedKVCacheWrapper(workspace())
+    ragged.plan([0, 4], [0, 6], 8, 2, 64, non_blocking=False)
+    kv = torch.zeros(6, 2, 64, **half)
+    ragged.forward(q, kv, kv, causal=True, pos_encoding_mode="ALIBI")
+    assert last_call(calls, "_ragged_plan")[-2] == 1
+    assert options_of(last_call(calls, "_ragged_run")).pos_encoding_mode == 2
+    decode = tessera.BatchDecodeWithPagedKVCacheWrapper(workspace())
+    try:
+        decode.plan([0, 1], [0], [4], 8, 2, 64, 16, non_blocking=False)
+        decode_plans = len([n for n, _ in calls if n == "tessera_batch_decode_plan"])
+        # 0.2.0's positional pos_encoding_mode, then keyword options.
+        decode.forward(torch.zeros(1, 8, 64, **half), cache, "ALIBI", logits_soft_cap=30.0)
+        assert len([n for n, _ in calls if n == "tessera_batch_decode_plan"]) == decode_plans
+        options = options_of(last_call(calls, "batch_decode_run"))
+        assert (options.pos_encoding_mode, options.logits_soft_cap) == (2, 30.0)
+        out, lse = decode.forward_return_lse(torch.zeros(1, 8, 64, **half), cache)
+        assert options_of(last_call(calls, "batch_decode_run")).pos_encoding_mode == 0
+        assert lse.shape == (1, 8)
+    finally:
+        decode._handle = None  # the stub's address 1 is no plan object to destroy
+
+
 def test_q_scale_folds_into_the_softmax_scale(monkeypatch):
     calls = stub_library(monkeypatch)
     half = dict(dtype=torch.float16)
@@ -519,6 +564,21 @@ def test_paged_run_return_lse_matches_reference(page_size):
     # FlashInfer 0.2.0's positional run(q, paged_kv_cache, k_scale, v_scale, return_lse).
     out2, lse2 = wrapper.run(q, cache, None, None, True)
     assert torch.equal(out, out2) and torch.equal(lse, lse2)
+
+
+@gpu
+def test_0_2_0_forward_with_per_call_causal_matches_reference():
+    # An engine written for 0.2.0: plan without causal, forward(causal=True),
+    # then forward(causal=False) on the same plan.
+    dtype = torch.float16
+    requests, (q, k, v) = batch(LENGTHS, 16, 4, 128, dtype, seed=24)
+    wrapper = tessera.BatchPrefillWithRaggedKVCacheWrapper(gpu_workspace())
+    wrapper.begin_forward(cumulative([l[0] for l in LENGTHS]), cumulative([l[1] for l in LENGTHS]),
+                          16, 4, 128)
+    out, lse = wrapper.forward_return_lse(q, k, v, causal=True)
+    check_requests(out, lse, requests, dtype, causal=True)
+    out, lse = wrapper.forward_return_lse(q, k, v, causal=False, logits_soft_cap=8.0)
+    check_requests(out, lse, requests, dtype, causal=False, soft_cap=8.0)
 
 
 @gpu
