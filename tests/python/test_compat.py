@@ -453,19 +453,20 @@ def test_0_2_0_cos_sin_form_checks_its_caches():
 def reference_attention(q, k, v, causal=False, alibi_slopes=None, soft_cap=None):
     """q [Lq, H, D], k/v [Lk, Hk, D] (NHD), float64. Query i sits at KV
     position Lk - Lq + i. ALiBi adds slope_h * (kv_pos - q_pos) to the scaled
-    logit. Returns out [Lq, H, D] and lse [Lq, H] in base 2 (float64)."""
+    logit, then the soft cap applies (FlashInfer's order). Returns out [Lq, H,
+    D] and lse [Lq, H] in base 2 (float64)."""
     qo_len, h, d = q.shape
     kv_len, hk, _ = k.shape
     kf = k.double().repeat_interleave(h // hk, dim=1)
     vf = v.double().repeat_interleave(h // hk, dim=1)
     logits = torch.einsum("qhd,khd->hqk", q.double(), kf) * d ** -0.5
-    if soft_cap:
-        logits = soft_cap * torch.tanh(logits / soft_cap)
     q_pos = torch.arange(qo_len, device=q.device, dtype=torch.float64) + (kv_len - qo_len)
     k_pos = torch.arange(kv_len, device=q.device, dtype=torch.float64)
     if alibi_slopes is not None:
         logits = logits + alibi_slopes.double()[:, None, None] * (k_pos[None, None, :]
                                                                   - q_pos[None, :, None])
+    if soft_cap:  # after the bias, as FlashInfer
+        logits = soft_cap * torch.tanh(logits / soft_cap)
     if causal:
         logits = logits.masked_fill(k_pos[None, None, :] > q_pos[None, :, None], -math.inf)
     lse = (torch.logsumexp(logits, dim=-1) / math.log(2.0)).transpose(0, 1)
@@ -722,6 +723,41 @@ def test_alibi_slopes_from_python_match_reference(num_qo_heads, num_kv_heads):
                                               alibi_slopes=slopes)
     ref_out, _ = reference_attention(q1[None], k0, v0, alibi_slopes=slopes)
     torch.testing.assert_close(out.double(), ref_out[0], **tolerance(dtype))
+
+
+@gpu
+def test_alibi_with_soft_cap_and_window_from_python_match_reference():
+    # Combinations FlashInfer accepts (JIT-served here): ALiBi + soft cap
+    # (bias before the cap) in a paged batch; ALiBi + soft cap + window in
+    # single prefill.
+    dtype, heads, kv_heads, cap = torch.bfloat16, 8, 2, 6.0
+    slopes = random_slopes(heads, 31)
+    requests, (q, _, _) = batch(LENGTHS, heads, kv_heads, 128, dtype, seed=32)
+    cache, (indptr, indices, last) = to_pages(requests, 16,
+                                              torch.Generator(device="cuda").manual_seed(33))
+    wrapper = tessera.BatchPrefillWithPagedKVCacheWrapper(gpu_workspace())
+    wrapper.plan(cumulative([l[0] for l in LENGTHS]), indptr, indices, last, heads, kv_heads,
+                 128, 16, causal=True, pos_encoding_mode="ALIBI", alibi_slopes=slopes,
+                 logits_soft_cap=cap)
+    out, lse = wrapper.run_return_lse(q, cache)
+    check_requests(out, lse, requests, dtype, causal=True, alibi_slopes=slopes, soft_cap=cap)
+    q0, k0, v0 = requests[3]
+    window = 40
+    out, lse = tessera.single_prefill_with_kv_cache(q0, k0, v0, causal=True,
+                                                    pos_encoding_mode="ALIBI",
+                                                    alibi_slopes=slopes, logits_soft_cap=cap,
+                                                    window_left=window, return_lse=True)
+    # Row by row against the reference over the row's window [q_pos - window,
+    # q_pos] as one query at the end of its keys: the ALiBi distances
+    # kv_pos - q_pos are the same as in the full request.
+    qo_len, kv_len = q0.shape[0], k0.shape[0]
+    for row in range(qo_len):
+        q_pos = kv_len - qo_len + row
+        keys = slice(max(0, q_pos - window), q_pos + 1)
+        ref_out, ref_lse = reference_attention(q0[row:row + 1], k0[keys], v0[keys],
+                                               alibi_slopes=slopes, soft_cap=cap)
+        torch.testing.assert_close(out[row:row + 1].double(), ref_out, **tolerance(dtype))
+        torch.testing.assert_close(lse[row:row + 1].double(), ref_lse, **LSE_TOLERANCE)
 
 
 @gpu
