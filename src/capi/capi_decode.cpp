@@ -67,8 +67,8 @@ int tessera_batch_decode_workspace_size(int64_t num_qo_heads, int64_t num_kv_hea
                                         int64_t max_batch_size, int64_t max_work_units,
                                         int device_id, size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BatchDecodeWithPagedKVCache::workspace_size_bytes(
+    size_t& result = tessera::capi::required_output(bytes, "bytes");
+    result = tessera::BatchDecodeWithPagedKVCache::workspace_size_bytes(
         decode_shape(num_qo_heads, num_kv_heads, head_dim, page_size),
         {max_batch_size, max_work_units}, device_id);
   });
@@ -79,8 +79,8 @@ int tessera_batch_decode_create(int64_t num_qo_heads, int64_t num_kv_heads, int6
                                 int64_t max_work_units, void* workspace, size_t workspace_bytes,
                                 int device_id, TesseraBatchDecode** handle) {
   return guarded([&] {
-    if (handle == nullptr) tessera::throw_argument_error("handle", "an output pointer", "NULL");
-    *handle = new TesseraBatchDecode{tessera::BatchDecodeWithPagedKVCache(
+    TesseraBatchDecode*& result = tessera::capi::required_output(handle, "handle");
+    result = new TesseraBatchDecode{tessera::BatchDecodeWithPagedKVCache(
         decode_shape(num_qo_heads, num_kv_heads, head_dim, page_size),
         {max_batch_size, max_work_units}, workspace, workspace_bytes, device_id)};
   });

@@ -118,9 +118,9 @@ int tessera_jit_compile(const TesseraJitSpec* spec, const char* arch, int use_di
 int tessera_jit_variant_create(const TesseraJitSpec* spec, const char* arch,
                                TesseraJitVariant** handle) {
   return guarded([&] {
-    if (handle == nullptr) tessera::throw_argument_error("handle", "an output pointer", "NULL");
+    TesseraJitVariant*& result = tessera::capi::required_output(handle, "handle");
     tessera::jit::CompileOptions options{arch != nullptr ? arch : ""};
-    *handle = new TesseraJitVariant{
+    result = new TesseraJitVariant{
         std::make_unique<tessera::jit::LoadedVariant>(spec_of(spec), options)};
   });
 }

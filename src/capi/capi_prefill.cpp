@@ -12,6 +12,7 @@ using tessera::capi::guarded;
 using tessera::capi::host_span;
 using tessera::capi::required;
 using tessera::capi::required_handle;
+using tessera::capi::required_output;
 using tessera::capi::stream_of;
 
 struct TesseraBatchPrefillRagged {
@@ -27,12 +28,6 @@ struct TesseraBlockSparse {
 };
 
 namespace {
-
-template <typename T>
-T** output_pointer(T** pointer, const char* name) {
-  if (pointer == nullptr) tessera::throw_argument_error(name, "an output pointer", "NULL");
-  return pointer;
-}
 
 tessera::BlockSparseShape sparse_shape(int64_t num_qo_heads, int64_t num_kv_heads,
                                        int64_t head_dim, int64_t block_rows,
@@ -65,8 +60,8 @@ int tessera_batch_prefill_ragged_workspace_size(int64_t num_qo_heads, int64_t nu
                                                 int64_t max_total_qo_tokens, int device_id,
                                                 size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BatchPrefillWithRaggedKVCache::workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BatchPrefillWithRaggedKVCache::workspace_size_bytes(
         {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens},
         device_id);
   });
@@ -77,8 +72,8 @@ int tessera_batch_prefill_ragged_min_workspace_size(int64_t num_qo_heads, int64_
                                                     int64_t max_total_qo_tokens, int device_id,
                                                     size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(
         {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens},
         device_id);
   });
@@ -90,7 +85,8 @@ int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_hea
                                         size_t workspace_bytes, int device_id,
                                         TesseraBatchPrefillRagged** handle) {
   return guarded([&] {
-    *output_pointer(handle, "handle") = new TesseraBatchPrefillRagged{
+    auto& result = required_output(handle, "handle");
+    result = new TesseraBatchPrefillRagged{
         tessera::BatchPrefillWithRaggedKVCache({num_qo_heads, num_kv_heads, head_dim, 0},
                                                {max_batch_size, max_total_qo_tokens}, workspace,
                                                workspace_bytes, device_id)};
@@ -133,8 +129,8 @@ int tessera_batch_prefill_paged_workspace_size(int64_t num_qo_heads, int64_t num
                                                int64_t max_total_qo_tokens, int device_id,
                                                size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BatchPrefillWithPagedKVCache::workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BatchPrefillWithPagedKVCache::workspace_size_bytes(
         {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
         device_id);
   });
@@ -146,8 +142,8 @@ int tessera_batch_prefill_paged_min_workspace_size(int64_t num_qo_heads, int64_t
                                                    int64_t max_total_qo_tokens, int device_id,
                                                    size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BatchPrefillWithPagedKVCache::min_workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BatchPrefillWithPagedKVCache::min_workspace_size_bytes(
         {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
         device_id);
   });
@@ -159,7 +155,8 @@ int tessera_batch_prefill_paged_create(int64_t num_qo_heads, int64_t num_kv_head
                                        void* workspace, size_t workspace_bytes, int device_id,
                                        TesseraBatchPrefillPaged** handle) {
   return guarded([&] {
-    *output_pointer(handle, "handle") = new TesseraBatchPrefillPaged{
+    auto& result = required_output(handle, "handle");
+    result = new TesseraBatchPrefillPaged{
         tessera::BatchPrefillWithPagedKVCache({num_qo_heads, num_kv_heads, head_dim, page_size},
                                               {max_batch_size, max_total_qo_tokens}, workspace,
                                               workspace_bytes, device_id)};
@@ -205,8 +202,8 @@ int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_hea
                                         int64_t head_dim, int64_t block_rows, int64_t block_cols,
                                         int64_t max_block_rows, int device_id, size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BlockSparseAttention::workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BlockSparseAttention::workspace_size_bytes(
         sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
         {max_block_rows}, device_id);
   });
@@ -217,8 +214,8 @@ int tessera_block_sparse_min_workspace_size(int64_t num_qo_heads, int64_t num_kv
                                             int64_t block_cols, int64_t max_block_rows,
                                             int device_id, size_t* bytes) {
   return guarded([&] {
-    if (bytes == nullptr) tessera::throw_argument_error("bytes", "an output pointer", "NULL");
-    *bytes = tessera::BlockSparseAttention::min_workspace_size_bytes(
+    size_t& result = required_output(bytes, "bytes");
+    result = tessera::BlockSparseAttention::min_workspace_size_bytes(
         sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
         {max_block_rows}, device_id);
   });
@@ -229,7 +226,8 @@ int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads, int6
                                 void* workspace, size_t workspace_bytes, int device_id,
                                 TesseraBlockSparse** handle) {
   return guarded([&] {
-    *output_pointer(handle, "handle") = new TesseraBlockSparse{tessera::BlockSparseAttention(
+    auto& result = required_output(handle, "handle");
+    result = new TesseraBlockSparse{tessera::BlockSparseAttention(
         sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
         {max_block_rows}, workspace, workspace_bytes, device_id)};
   });

@@ -49,6 +49,15 @@ T& required_handle(T* handle, const char* name) {
   return *handle;
 }
 
+// *pointer, where a function writes its result; an argument error naming
+// `name` when NULL. Take it before computing the result, so a NULL pointer
+// neither costs the work nor leaks a new object.
+template <typename T>
+T& required_output(T* pointer, const char* name) {
+  if (pointer == nullptr) throw_argument_error(name, "an output pointer", "NULL");
+  return *pointer;
+}
+
 inline cudaStream_t stream_of(void* stream) { return static_cast<cudaStream_t>(stream); }
 
 // A host int32 array argument (plan()): NULL only when empty.
