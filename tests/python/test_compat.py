@@ -14,6 +14,7 @@ from torch._subclasses.fake_tensor import FakeTensorMode
 
 import tessera
 from tessera import TesseraArgumentError, utils
+from test_rope import rotate  # the float64 rotation the RoPE tests check against
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "examples" / "jit"
@@ -633,24 +634,6 @@ def test_cuda_graph_decode_wrapper_replays_a_later_plan():
     assert torch.all(torch.isnan(out[len(later):].float()))  # rows past the batch untouched
 
 
-def rotate_reference(x, angles, rotary_dim, interleave):
-    """x [nnz, heads, head_dim]; angles [nnz, rotary_dim / 2] float64: pair j
-    rotated by angles[:, j]; float64 result."""
-    x = x.double()
-    out = x.clone()
-    cos, sin = angles.cos()[:, None, :], angles.sin()[:, None, :]
-    if interleave:
-        x1, x2 = x[..., 0:rotary_dim:2], x[..., 1:rotary_dim:2]
-        out[..., 0:rotary_dim:2] = x1 * cos - x2 * sin
-        out[..., 1:rotary_dim:2] = x2 * cos + x1 * sin
-    else:
-        half = rotary_dim // 2
-        x1, x2 = x[..., :half], x[..., half:rotary_dim]
-        out[..., :half] = x1 * cos - x2 * sin
-        out[..., half:rotary_dim] = x2 * cos + x1 * sin
-    return out
-
-
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("interleave", [False, True])
@@ -673,10 +656,10 @@ def test_rope_0_2_0_cos_sin_form_matches_reference(dtype, interleave, rotary_dim
     rows = angles[pos_ids.long().cpu()].cuda()
     tol = dict(atol=4e-3, rtol=4e-3) if dtype == torch.float16 else dict(atol=1.6e-2,
                                                                          rtol=1.6e-2)
-    torch.testing.assert_close(q_rope.double(), rotate_reference(q, rows, rotary_dim, interleave),
-                               **tol)
-    torch.testing.assert_close(k_rope.double(), rotate_reference(k, rows, rotary_dim, interleave),
-                               **tol)
+    torch.testing.assert_close(q_rope.double(),
+                               rotate(q, rows.cos(), rows.sin(), rotary_dim, interleave), **tol)
+    torch.testing.assert_close(k_rope.double(),
+                               rotate(k, rows.cos(), rows.sin(), rotary_dim, interleave), **tol)
     q2, k2 = q.clone(), k.clone()
     tessera.apply_rope_with_cos_sin_cache_inplace(q2, k2, cos_cache, sin_cache, pos_ids,
                                                   interleave)
