@@ -86,10 +86,9 @@ int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_hea
                                         TesseraBatchPrefillRagged** handle) {
   return guarded([&] {
     auto& result = required_output(handle, "handle");
-    result = new TesseraBatchPrefillRagged{
-        tessera::BatchPrefillWithRaggedKVCache({num_qo_heads, num_kv_heads, head_dim, 0},
-                                               {max_batch_size, max_total_qo_tokens}, workspace,
-                                               workspace_bytes, device_id)};
+    result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
+        {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens}, workspace,
+        workspace_bytes, device_id)};
   });
 }
 
@@ -156,10 +155,9 @@ int tessera_batch_prefill_paged_create(int64_t num_qo_heads, int64_t num_kv_head
                                        TesseraBatchPrefillPaged** handle) {
   return guarded([&] {
     auto& result = required_output(handle, "handle");
-    result = new TesseraBatchPrefillPaged{
-        tessera::BatchPrefillWithPagedKVCache({num_qo_heads, num_kv_heads, head_dim, page_size},
-                                              {max_batch_size, max_total_qo_tokens}, workspace,
-                                              workspace_bytes, device_id)};
+    result = new TesseraBatchPrefillPaged{tessera::BatchPrefillWithPagedKVCache(
+        {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
+        workspace, workspace_bytes, device_id)};
   });
 }
 
