@@ -8,6 +8,7 @@
 
 #include "api/attention_variant.h"
 #include "api/batch_prefill_plan.h"
+#include "api/prefill_backend.h"
 #include "api/contiguous_kv.h"
 #include "api/index_tensor.h"
 #include "api/page_validation.h"
@@ -84,8 +85,9 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
 }
 
 void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
-                          jit::KernelKind kernel, int64_t custom_mask_bytes,
+                          jit::KernelKind kernel, const detail::PrefillPlanState& plan,
                           detail::BatchPrefillLaunch& l) {
+  const int64_t custom_mask_bytes = plan.custom_mask_bytes();
   const detail::ResolvedVariant variant =
       detail::resolve_variant(options, l.head_dim, l.num_qo_heads, qv.device());
   l.variant_kind = variant.kind;
@@ -93,6 +95,19 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), l.kv_dtype, l.head_dim);
   l.sum_states = detail::sums_partial_states(options);
   l.custom_mask = detail::resolve_custom_mask(options, custom_mask_bytes, qv.device());
+  detail::PrefillCase c;
+  c.device_id = qv.device().device_id;
+  c.dtype = qv.dtype();
+  c.kv_dtype = l.kv_dtype;
+  c.head_dim = l.head_dim;
+  c.variant = l.variant_kind;
+  c.custom_mask = l.custom_mask != nullptr;
+  c.jit_variant = l.jit_kernel != nullptr;
+  c.rows_per_token = l.rows_per_token;
+  c.q_tile_rows = plan.q_tile_rows();
+  c.query_scale = static_cast<double>(l.variant.sm_scale) * l.variant.k_scale;
+  l.backend = detail::resolve_prefill_backend(plan.shape().backend, c);
+  l.q_tokens = qv.size(0);
 }
 
 void check_planned_indptr(const TensorView& view, const std::vector<int32_t>& planned,
@@ -184,8 +199,7 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   TESSERA_CHECK_ARG(kv_view.size(0) >= s.plan.batch() + 1, "kv_indptr",
                     "at least batch_size + 1 = " + std::to_string(s.plan.batch() + 1) + " entries",
                     std::to_string(kv_view.size(0)));
-  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillRagged,
-                       s.plan.custom_mask_bytes(), l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillRagged, s.plan, l);
   if (s.plan.batch() == 0) return;
 
   DeviceGuard guard(qv.device().device_id);
@@ -200,6 +214,7 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   l.v = vv.data();
   l.stride_entry = kv.stride(0);
   l.stride_head = kv.stride(1);
+  l.kv_tokens = kv.size(0);
   detail::launch_batch_prefill_ragged(l, stream);
 }
 
@@ -285,8 +300,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   const TensorView& indices_view = index.indices;
   const TensorView& indptr_view = index.indptr;
   const TensorView& last_view = index.last_page_len;
-  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged, s.plan.custom_mask_bytes(),
-                       l);
+  resolve_variant_into(options, qv, jit::KernelKind::kBatchPrefillPaged, s.plan, l);
   if (batch == 0) return;
 
   DeviceGuard guard(qv.device().device_id);

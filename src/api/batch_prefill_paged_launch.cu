@@ -1,10 +1,14 @@
 // Instantiates the batch prefill launcher for a paged KV cache (its own
 // translation unit so the ragged and paged kernel sets compile in parallel).
 #include "api/batch_prefill_launch.cuh"
+#include "api/prefill_sm90_launch.cuh"
 
 namespace tessera::detail {
 
 void launch_batch_prefill_paged(const BatchPrefillLaunch& launch, cudaStream_t stream) {
+  if (launch.backend == PrefillBackend::kFa3) {
+    return launch_batch_prefill_sm90_paged(launch, stream);
+  }
   launch_batch_prefill<prefill::PagedKv, /*kFp8Kv=*/true>(launch, stream);
 }
 

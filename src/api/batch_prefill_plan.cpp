@@ -7,6 +7,7 @@
 #include <string>
 
 #include "api/plan_run.h"
+#include "api/prefill_backend.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 #include "tessera/core/error.h"
@@ -129,6 +130,12 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
   input.one_unit_per_cta = true;
   input.num_sms = num_sms_;
   input.ctas_per_sm = fit_.ctas_per_sm;
+  if (plan_for_sm90(shape_.backend, device_id_, shape_.head_dim)) {
+    // The Hopper kernel: 128-row tiles, one 384-thread CTA per SM.
+    input.max_q_tile_rows = kSm90QTileRows;
+    input.only_max_q_tile = true;
+    input.ctas_per_sm = 1;
+  }
   input.max_batch_size = bounds_.max_batch_size;
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
   input.max_work_units = derived_.max_work_units;

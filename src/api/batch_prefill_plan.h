@@ -17,6 +17,7 @@
 #include "api/schedule_upload.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
+#include "tessera/api/prefill_backend.h"
 #include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/attention/variant_params.h"
 #include "tessera/core/dtype.h"
@@ -68,6 +69,7 @@ class PrefillPlanState {
   int64_t custom_mask_bytes() const { return custom_mask_bytes_; }
   int64_t rows_per_token() const { return rows_per_token_; }
   int64_t q_tile_rows() const { return q_tile_rows_; }
+  int device_id() const { return device_id_; }
   // Dynamic shared memory of a launch (for the largest tile this device runs).
   int64_t shared_bytes() const { return fit_.shared_bytes; }
   const std::vector<int32_t>& planned_qo_indptr() const { return planned_qo_indptr_; }
@@ -136,6 +138,9 @@ struct BatchPrefillLaunch {
   const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null
   bool sum_states;                   // a non-softmax JIT variant: the merge sums partials
   const uint8_t* custom_mask;        // null or the packed mask (AttentionOptions::custom_mask)
+  PrefillBackend backend;            // kFa2 or kFa3 (resolved by run())
+  int64_t q_tokens;                  // rows of q (the Hopper kernel's Q tensor map)
+  int64_t kv_tokens;                 // ragged: rows of k / v (its K/V tensor maps)
 };
 
 void launch_batch_prefill_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

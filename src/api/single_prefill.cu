@@ -14,7 +14,9 @@
 #include "api/builtin_jit.h"
 #include "api/contiguous_kv.h"
 #include "api/kernel_types.cuh"
+#include "api/prefill_backend.h"
 #include "api/prefill_device_fit.h"
+#include "api/prefill_sm90_launch.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/prefill.h"
 #include "tessera/attention/prefill_sm80.cuh"
@@ -207,6 +209,25 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.variant = variant.params;
 
   DeviceGuard guard(qv.device().device_id);
+  detail::PrefillCase backend_case;
+  backend_case.device_id = qv.device().device_id;
+  backend_case.dtype = qv.dtype();
+  backend_case.kv_dtype = qv.dtype();
+  backend_case.head_dim = head_dim;
+  backend_case.variant = variant.kind;
+  backend_case.custom_mask = custom_mask != nullptr;
+  backend_case.jit_variant = jit_kernel != nullptr;
+  backend_case.query_scale = static_cast<double>(variant.params.sm_scale) * variant.params.k_scale;
+  if (detail::resolve_prefill_backend(options.backend, backend_case) == PrefillBackend::kFa3) {
+    const detail::SinglePrefillSm90Launch h{qv.dtype(),       l.q,          l.q_stride_token,
+                                            l.q_stride_head,  l.out,        l.out_stride_token,
+                                            l.out_stride_head, l.lse,       l.k,
+                                            l.v,              l.kv_stride_entry, l.kv_stride_head,
+                                            qo_len,           kv_len,       num_qo_heads,
+                                            num_kv_heads,     head_dim,     causal,
+                                            variant.kind,     variant.params, custom_mask};
+    return detail::launch_single_prefill_sm90(h, stream);
+  }
   const detail::PrefillDeviceFit fit =
       detail::prefill_device_fit(head_dim, qv.device().device_id, "q");
   // The batch planner's rule for one request of one head per CTA.

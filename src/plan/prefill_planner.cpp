@@ -220,8 +220,9 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
 
   // Q tile (policy 2).
   const bool large_ok = in.head_dim <= kLargeTileMaxHeadDim && in.max_q_tile_rows >= kLargeQTile;
-  int64_t q_tile = choose_q_tile_rows(qo, rows_per_token, heads_y, in.head_dim,
-                                      in.max_q_tile_rows, wave);
+  int64_t q_tile = in.only_max_q_tile ? in.max_q_tile_rows
+                                      : choose_q_tile_rows(qo, rows_per_token, heads_y,
+                                                           in.head_dim, in.max_q_tile_rows, wave);
   int64_t num_tiles = count_tiles(qo, rows_per_token, q_tile);
   if (num_tiles > in.max_work_units && q_tile == kSmallQTile && large_ok) {
     q_tile = kLargeQTile;  // fewer, larger tiles rather than failing the bounds

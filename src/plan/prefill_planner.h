@@ -27,6 +27,7 @@ struct PrefillPlannerInput {
   bool causal = false;    // query i sits at KV position kv_len - qo_len + i
   bool pack_gqa = true;   // rows = (token, head of the GQA group) pairs
   int64_t max_q_tile_rows = 128;  // the largest q tile the kernel has (64 or 128)
+  bool only_max_q_tile = false;   // every tile max_q_tile_rows (the Hopper kernel's 128)
   bool one_unit_per_cta = false;  // no persistent CTAs: the grid is the unit list
   int64_t num_sms = 132;
   int64_t ctas_per_sm = 2;          // prefill CTAs resident per SM

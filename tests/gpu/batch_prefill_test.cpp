@@ -55,7 +55,10 @@ struct BatchCase {
   // Paged cache with padding after each head, entry, K/V half and page
   // (poisoned), so the strides share only a small divisor.
   bool padded_cache = false;
-  int64_t expect_q_tile = 0;  // nonzero: the plan must choose this q tile (64 / 128 rows)
+  int64_t expect_q_tile = 0;  // nonzero: the FA2 plan must choose this q tile (64 / 128 rows)
+  // run_case runs every case on both back ends: kFa2 and kAuto (the Hopper
+  // kernel on an sm90 GPU where it serves the case, else FA2 again).
+  PrefillBackend backend = PrefillBackend::kFa2;
 };
 
 DType kv_dtype(const BatchCase& c) {
@@ -189,7 +192,7 @@ struct PagedKV {
 };
 
 PrefillPlanShape shape_of(const BatchCase& c) {
-  return {c.num_qo_heads, c.num_kv_heads, c.head_dim, c.paged ? c.page_size : 0};
+  return {c.num_qo_heads, c.num_kv_heads, c.head_dim, c.paged ? c.page_size : 0, c.backend};
 }
 
 void check_results(const BatchCase& c, const BatchInputs& in, const DeviceTensor& out,
@@ -206,10 +209,11 @@ std::string describe(const BatchCase& c) {
   s += ", D " + std::to_string(c.head_dim) + (c.causal ? ", causal" : ", non-causal");
   s += ", batch " + std::to_string(c.qo_lens.size());
   s += std::string(", q ") + dtype_name(c.dtype) + ", KV " + dtype_name(kv_dtype(c));
+  s += c.backend == PrefillBackend::kFa2 ? ", backend fa2" : ", backend auto";
   return s;
 }
 
-void run_case(const BatchCase& c, Rng& rng) {
+void run_case_on_backend(const BatchCase& c, Rng& rng) {
   SCOPED_TRACE(describe(c));
   const BatchInputs in = make_inputs(c, rng);
   const std::vector<int32_t> qo_indptr = prefix_sum(c.qo_lens);
@@ -252,7 +256,9 @@ void run_case(const BatchCase& c, Rng& rng) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithRaggedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, kv_indptr, c.causal, stream.get());
-    if (c.expect_q_tile != 0) EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
+    if (c.expect_q_tile != 0 && c.backend == PrefillBackend::kFa2) {
+      EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
+    }
     prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, options,
                 stream.get(), Validate::kOn);
     stream.synchronize();
@@ -266,13 +272,23 @@ void run_case(const BatchCase& c, Rng& rng) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithPagedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
     prefill.plan(qo_indptr, paged.kv_indptr, paged.kv_last_page_len, c.causal, stream.get());
-    if (c.expect_q_tile != 0) EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
+    if (c.expect_q_tile != 0 && c.backend == PrefillBackend::kFa2) {
+      EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
+    }
     prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout), indices.dl(),
                 qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, options, stream.get(),
                 Validate::kOn);
     stream.synchronize();
   }
   check_results(c, in, out, lse);
+}
+
+void run_case(const BatchCase& c, Rng& rng) {
+  for (const PrefillBackend backend : {PrefillBackend::kFa2, PrefillBackend::kAuto}) {
+    BatchCase on = c;
+    on.backend = backend;
+    run_case_on_backend(on, rng);
+  }
 }
 
 BatchCase mixed_causal() {
@@ -878,10 +894,14 @@ void graph_replay_case(BatchCase c, const std::vector<std::vector<int32_t>>& qo_
 TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  BatchCase c;
-  c.page_size = 16;
-  graph_replay_case(c, {{512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}}, 8,
-                    2048, 2000, {}, rng);
+  for (const PrefillBackend backend : {PrefillBackend::kFa2, PrefillBackend::kAuto}) {
+    BatchCase c;
+    c.page_size = 16;
+    c.backend = backend;
+    SCOPED_TRACE(describe(c));
+    graph_replay_case(c, {{512, 512, 512, 512}, {1, 1000, 7}, {2048}, {3, 0, 100, 9, 64, 1, 1, 2}},
+                      8, 2048, 2000, {}, rng);
+  }
 }
 
 // The graph follows each plan's q tile: captured with 128-row tiles, then

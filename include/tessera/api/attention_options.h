@@ -6,6 +6,8 @@
 
 #include <cstdint>
 
+#include "tessera/api/prefill_backend.h"
+
 namespace tessera {
 
 namespace jit {
@@ -44,6 +46,9 @@ struct AttentionOptions {
   // graph keeps the pointer of the capture: the buffer must hold any later
   // plan's bits.
   const DLTensor* custom_mask = nullptr;
+  // single_prefill_with_kv_cache's kernel family (the batch wrappers take
+  // theirs in PrefillPlanShape); decode ignores it.
+  PrefillBackend backend = PrefillBackend::kAuto;
 };
 
 }  // namespace tessera

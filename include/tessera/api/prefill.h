@@ -15,6 +15,7 @@
 
 #include "tessera/api/attention_options.h"
 #include "tessera/api/paged_kv_cache.h"
+#include "tessera/api/prefill_backend.h"
 #include "tessera/core/export.h"
 #include "tessera/core/validation.h"
 
@@ -53,6 +54,9 @@ struct PrefillPlanShape {
   int64_t num_kv_heads = 0;
   int64_t head_dim = 0;
   int64_t page_size = 0;
+  // kAuto: the Hopper kernels on sm90 where they serve the call, else FA2
+  // (tessera/api/prefill_backend.h).
+  PrefillBackend backend = PrefillBackend::kAuto;
 };
 
 // Batch prefill, FlashInfer 0.2's plan/run split. plan() runs on the host

@@ -1,0 +1,272 @@
+// The Hopper (sm_90a) prefill kernel, FA3-style: warpgroup 0 produces (Q by
+// TMA; K/V by TMA or a row gather, load.cuh), warpgroups 1 and 2 consume 64
+// query rows each (mainloop.cuh, epilogue.cuh). A CTA runs the units of its
+// schedule entry in order (batch: cta_indptr[x] .. cta_indptr[x + 1] for
+// head y; single prefill: q tile x, reversed so the longest causal tiles
+// start first, for qo head y); producer and consumers walk the same units
+// and meet only at the barriers.
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include "tessera/arch/sm90/mbarrier.cuh"
+#include "tessera/arch/sm90/tma.cuh"
+#include "tessera/arch/sm90/warpgroup.cuh"
+#include "tessera/attention/prefill_sm90/epilogue.cuh"
+#include "tessera/attention/prefill_sm90/load.cuh"
+#include "tessera/attention/prefill_sm90/mainloop.cuh"
+#include "tessera/attention/prefill_sm90/traits.cuh"
+
+namespace tessera::prefill_sm90 {
+
+// Kv: prefill::RaggedKv<T> (TMA; kv maps over [tokens, heads, D]) or
+// prefill::PagedKv<T> (gather). Single prefill is a batch of one request
+// without a schedule (single_qo_len >= 0).
+template <typename T, typename Kv>
+struct Params {
+  sm90::TensorMap q_map;  // [tokens, num_qo_heads, D], box (64, g, 128 / g)
+  sm90::TensorMap k_map;  // contiguous K/V: [tokens, num_kv_heads, D], box (64, 1, 128)
+  sm90::TensorMap v_map;
+  T* out;
+  int64_t out_stride_token;
+  int64_t out_stride_head;
+  float* lse;  // null or [total_qo, num_qo_heads]
+  Kv kv;
+  int32_t num_qo_heads;
+  int32_t heads_y;
+  FastDivmod per_token;  // by rows_per_token (the GQA group; 1 in single prefill)
+  int32_t group_size;    // num_qo_heads / num_kv_heads
+  PrefillScheduleView schedule;
+  int32_t single_qo_len;  // >= 0: single prefill of this many queries (no schedule)
+  int32_t single_kv_len;
+  bool single_causal;
+  const uint8_t* custom_mask;
+  attention::VariantParams variant;
+};
+
+template <typename T, typename Kv>
+struct UnitList {
+  const Params<T, Kv>& p;
+  int first;
+  int count;
+  __device__ __forceinline__ static UnitList make(const Params<T, Kv>& p) {
+    if (p.single_qo_len >= 0) {
+      return {p, static_cast<int>(gridDim.x - 1 - blockIdx.x), 1};
+    }
+    const int x = static_cast<int>(blockIdx.x);
+    if (x >= p.schedule.header->num_ctas) return {p, 0, 0};
+    const int begin = p.schedule.cta_indptr[x];
+    return {p, begin, p.schedule.cta_indptr[x + 1] - begin};
+  }
+  __device__ __forceinline__ bool causal() const {
+    return p.single_qo_len >= 0 ? p.single_causal : p.schedule.header->causal != 0;
+  }
+  __device__ __forceinline__ Unit unit(int i) const {
+    if (p.single_qo_len >= 0) {
+      const int row0 = first * kBlockM;
+      return {0, p.single_qo_len, 0, p.single_kv_len, row0, min(row0 + kBlockM, p.single_qo_len),
+              0, p.single_kv_len, -1, 0};
+    }
+    const PrefillWorkUnit w = p.schedule.work_units[first + i];
+    return {w.qo_begin,      w.qo_len,
+            w.kv_start,      w.kv_len,
+            w.qo_tile_begin, w.qo_tile_begin + w.qo_rows,
+            w.kv_begin,      w.kv_end,
+            w.partial_index, w.mask_byte_begin};
+  }
+};
+
+template <typename Variant, typename T>
+__device__ __forceinline__ UnitTiles unit_tiles(const Unit& u, const prefill::QueryRows<T>& rows,
+                                                const attention::VariantParams& params,
+                                                bool causal, int block_n) {
+  const int delta = u.kv_len - u.qo_len;
+  const int first_pos = delta + rows.token(u.row_begin);
+  const int last_pos = delta + rows.token(u.row_end - 1);
+  UnitTiles tiles;
+  tiles.kv_end = causal ? min(u.kv_end, last_pos + 1) : u.kv_end;
+  const Variant first(params, rows.head(u.row_begin), first_pos);
+  tiles.kv_begin = max(u.kv_begin, first.first_kv_position());
+  tiles.num_tiles =
+      tiles.kv_end > tiles.kv_begin ? (tiles.kv_end - tiles.kv_begin + block_n - 1) / block_n : 0;
+  tiles.unmasked_end = causal ? min(tiles.kv_end, first_pos + 1) : tiles.kv_end;
+  return tiles;
+}
+
+template <typename T, typename Kv>
+__device__ __forceinline__ prefill::QueryRows<T> query_rows(const Params<T, Kv>& p, const Unit&,
+                                                            int head_base) {
+  return {nullptr, 0, 0, p.per_token, head_base};
+}
+
+template <typename Tr, typename Variant, typename T, typename Kv, bool kCustomMask>
+__device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv>& p,
+                                        const UnitList<T, Kv>& units, int head_base) {
+  constexpr bool kSoftmax = Variant::kUseSoftmax;
+  constexpr bool kFoldScale = kSoftmax && !Variant::kHasLogitsTransform;
+  const int consumer = sm90::warpgroup_index() - 1;
+  const int lane = static_cast<int>(threadIdx.x) % 32;
+  const int warp = (static_cast<int>(threadIdx.x) / 32) % 4;
+  const int g = lane / 4;
+  const int t = lane % 4;
+  const bool causal = units.causal();
+  const uint32_t q_base = sm80::shared_address(s.q);
+  sm90::RingPosition<Tr::kStages> ring;
+  uint32_t q_parity = 0;
+  for (int i = 0; i < units.count; ++i) {
+    const Unit u = units.unit(i);
+    const prefill::QueryRows<T> rows = query_rows(p, u, head_base);
+    const UnitTiles tiles = unit_tiles<Variant>(u, rows, p.variant, causal, Tr::kBlockN);
+    const int delta = u.kv_len - u.qo_len;
+    RowContext<Variant, kCustomMask> rc{prefill::make_row_variants<Variant, 2>([&](int k) {
+      const int r = min(u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k,
+                        u.row_end - 1);
+      return Variant(p.variant, rows.head(r), delta + rows.token(r));
+    })};
+#pragma unroll
+    for (int k = 0; k < 2; ++k) {
+      const int r = u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k;
+      rc.pos[k] = delta + rows.token(r);
+      rc.mask_row[k] =
+          r < u.row_end ? static_cast<int64_t>(rows.token(r)) * u.kv_len : int64_t{-1};
+    }
+    rc.mask = kCustomMask ? p.custom_mask + u.mask_byte_begin : nullptr;
+    rc.causal = causal;
+    rc.q_scale = rc.var.v[0].query_scale();
+
+    RowState<Tr> st;
+    st.init();
+    sm90::barrier_wait(&s.q_full, q_parity);
+    const auto run_tile = [&](auto mask_tag, int tile) {
+      constexpr bool kMask = decltype(mask_tag)::value;
+      const int kv0 = tiles.kv_begin + tile * Tr::kBlockN;
+      float sacc[Tr::kSRegs];
+      sm90::barrier_wait(&s.k_full[ring.slot], ring.parity);
+      qk_gemm<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[ring.slot])), consumer);
+      release(&s.k_empty[ring.slot]);
+      apply_logits<Tr, Variant, kCustomMask, kMask, kFoldScale>(sacc, rc, kv0, tiles.kv_end, t);
+      uint32_t pfrag[Tr::kPvSteps][4];
+      softmax_to_p<Tr, kSoftmax, kFoldScale>(sacc, st, rc.q_scale, pfrag);
+      sm90::barrier_wait(&s.v_full[ring.slot], ring.parity);
+      pv_gemm<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[ring.slot])));
+      release(&s.v_empty[ring.slot]);
+      ring.advance();
+    };
+    int tile = 0;
+    if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
+      const int unmasked =
+          tiles.unmasked_end > tiles.kv_begin
+              ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
+              : 0;
+      for (; tile < unmasked; ++tile) run_tile(cuda::std::false_type{}, tile);
+    }
+    for (; tile < tiles.num_tiles; ++tile) run_tile(cuda::std::true_type{}, tile);
+
+    prefill::OutputRows<T> output{p.out + u.qo_begin * p.out_stride_token,
+                                  p.out_stride_token,
+                                  p.out_stride_head,
+                                  p.lse == nullptr ? nullptr : p.lse + u.qo_begin * p.num_qo_heads,
+                                  p.num_qo_heads,
+                                  nullptr,
+                                  nullptr,
+                                  0,
+                                  0};
+    if (u.partial_index >= 0) {
+      const int y = static_cast<int>(blockIdx.y);
+      const int64_t first = static_cast<int64_t>(u.partial_index) * p.heads_y + y;
+      output.partial_out = p.schedule.partial_out + first * Tr::kHeadDim;
+      output.partial_lse = p.schedule.partial_lse + first;
+      output.partial_stride = static_cast<int64_t>(p.heads_y) * Tr::kHeadDim;
+      output.partial_lse_stride = p.heads_y;
+    }
+    write_unit_output<Tr, Variant, kFoldScale>(s, st, rc.var, rc.q_scale, p.variant.v_scale, rows,
+                                               output, u, consumer);
+    // The Q region (and this warp's staged output in it) may be reloaded.
+    sm90::fence_shared_to_async();
+    release(&s.q_empty);
+    q_parity ^= 1u;
+  }
+}
+
+template <typename Tr, typename Variant, typename T, typename Kv>
+__device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv>& p,
+                                        const UnitList<T, Kv>& units, int head_base, int kv_head) {
+  constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+  const bool elected = threadIdx.x == 0;
+  if constexpr (!kGather) {
+    if (!elected) return;
+  }
+  const bool causal = units.causal();
+  const int rows_per_token = static_cast<int>(p.per_token.divisor);
+  sm90::RingPosition<Tr::kStages> ring;
+  uint32_t q_parity = 0;
+  for (int i = 0; i < units.count; ++i) {
+    const Unit u = units.unit(i);
+    const UnitTiles tiles =
+        unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
+    if (elected) {
+      sm90::barrier_wait(&s.q_empty, q_parity ^ 1u);
+      load_q<Tr>(s, &p.q_map, u, head_base, rows_per_token);
+    }
+    if constexpr (kGather) {
+      const GatherKvLoader<Tr, T> loader{p.kv.rows(u.kv_start, kv_head)};
+      loader.load_unit(s, u, tiles, ring);
+    } else {
+      const TmaKvLoader<Tr> loader{&p.k_map, &p.v_map, kv_head};
+      loader.load_unit(s, u, tiles, ring);
+    }
+    q_parity ^= 1u;
+  }
+}
+
+template <typename Tr, typename Variant, typename T, typename Kv, bool kCustomMask = false>
+__global__ void __launch_bounds__(kThreads, 1)
+    prefill_sm90_kernel(const __grid_constant__ Params<T, Kv> p) {
+#if TESSERA_SM90A_ENABLED
+  static_assert(!Variant::kHasQueryKeyTransform, "RoPE on the fly runs on the FA2 kernels");
+  extern __shared__ __align__(1024) unsigned char shared_raw[];
+  auto& s = *reinterpret_cast<SharedStorage<Tr>*>(
+      (reinterpret_cast<uintptr_t>(shared_raw) + 1023) & ~uintptr_t{1023});
+  constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+  constexpr uint32_t kFullArrivals = kGather ? 128 : 1;
+  constexpr uint32_t kEmptyArrivals = kConsumers * 4;  // lane 0 of each consumer warp
+  if (threadIdx.x == 0) {
+    sm90::barrier_init(&s.q_full, 1);
+    sm90::barrier_init(&s.q_empty, kEmptyArrivals);
+#pragma unroll
+    for (int i = 0; i < Tr::kStages; ++i) {
+      sm90::barrier_init(&s.k_full[i], kFullArrivals);
+      sm90::barrier_init(&s.v_full[i], kFullArrivals);
+      sm90::barrier_init(&s.k_empty[i], kEmptyArrivals);
+      sm90::barrier_init(&s.v_empty[i], kEmptyArrivals);
+    }
+    sm90::barrier_init_fence();
+    sm90::tma_prefetch_map(&p.q_map);
+    if constexpr (!kGather) {
+      sm90::tma_prefetch_map(&p.k_map);
+      sm90::tma_prefetch_map(&p.v_map);
+    }
+  }
+  __syncthreads();
+  const UnitList<T, Kv> units = UnitList<T, Kv>::make(p);
+  const int y = static_cast<int>(blockIdx.y);
+  const int rows_per_token = static_cast<int>(p.per_token.divisor);
+  int head_base;
+  int kv_head;
+  if (p.single_qo_len >= 0) {  // y is the qo head
+    head_base = y;
+    kv_head = y / p.group_size;
+  } else {
+    head_base = y * rows_per_token;
+    kv_head = y;
+  }
+  if (sm90::warpgroup_index() == 0) {
+    sm90::registers_decrease<kProducerRegisters>();
+    produce<Tr, Variant>(s, p, units, head_base, kv_head);
+  } else {
+    sm90::registers_increase<kConsumerRegisters>();
+    consume<Tr, Variant, T, Kv, kCustomMask>(s, p, units, head_base);
+  }
+#endif
+}
+
+}  // namespace tessera::prefill_sm90

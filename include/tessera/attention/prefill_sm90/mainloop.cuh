@@ -1,0 +1,188 @@
+// A consumer warpgroup's step over one K/V tile: S = Q K^T (wgmma, both
+// operands in shared memory), the variant's logits and masks, the online
+// softmax in base 2, then O += P V (wgmma with P from registers, V read
+// MN-major). The warpgroup owns 64 query rows; a thread owns rows g and
+// g + 8 of its warp's 16 (arch/sm90/wgmma.cuh's accumulator layout).
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include "tessera/arch/sm80/mma.cuh"
+#include "tessera/arch/sm90/mbarrier.cuh"
+#include "tessera/arch/sm90/wgmma.cuh"
+#include "tessera/attention/prefill_sm90/traits.cuh"
+#include "tessera/attention/state.cuh"
+
+namespace tessera::prefill_sm90 {
+
+// The softmax state and accumulators of a thread's two rows.
+template <typename Tr>
+struct RowState {
+  float o[Tr::kORegs];
+  float m[2];
+  float d[2];  // this lane's partial row sums (reduced over the quad at the end)
+  __device__ __forceinline__ void init() {
+#pragma unroll
+    for (int i = 0; i < Tr::kORegs; ++i) o[i] = 0.f;
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      m[i] = attention::negative_infinity();
+      d[i] = 0.f;
+    }
+  }
+};
+
+// What the per-element logits code needs of a thread's rows.
+template <typename Variant, bool kCustomMask>
+struct RowContext {
+  prefill::RowVariants<Variant, 2> var;
+  int pos[2];             // the rows' kv positions
+  int64_t mask_row[2];    // custom mask: token * kv_len, -1 for padding rows
+  const uint8_t* mask;
+  bool causal;
+  float q_scale;
+};
+
+// A shared address the compiler cannot see through: descriptors built from
+// it are recomputed per tile (a few integer ops) instead of hoisted out of
+// the tile loop, where 8 k-steps x (Q, K, V) x 2 stages of 64-bit
+// descriptors held ~80 registers and spilled the consumers.
+__device__ __forceinline__ uint32_t opaque(uint32_t address) {
+  asm volatile("mov.b32 %0, %0;\n" : "+r"(address));
+  return address;
+}
+
+template <typename Tr>
+__device__ __forceinline__ uint64_t q_descriptor(uint32_t q_base, int consumer, int ks) {
+  return sm90::k_major_descriptor(q_base + (ks / 4) * Tr::kQPanelBytes +
+                                  consumer * kConsumerRows * kPanelRowBytes + (ks % 4) * 32);
+}
+template <typename Tr>
+__device__ __forceinline__ uint64_t k_descriptor(uint32_t k_base, int ks) {
+  return sm90::k_major_descriptor(k_base + (ks / 4) * Tr::kKvPanelBytes + (ks % 4) * 32);
+}
+template <typename Tr>
+__device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
+  return sm90::mn_major_descriptor(v_base + kk * 16 * kPanelRowBytes, Tr::kKvPanelBytes);
+}
+
+// S = Q K^T for this warpgroup's 64 rows; returns once the products landed.
+template <typename Tr>
+__device__ __forceinline__ void qk_gemm(float (&s)[Tr::kSRegs], uint32_t q_base, uint32_t k_base,
+                                        int consumer) {
+  sm90::fence_registers(s);
+  sm90::wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < Tr::kKSteps; ++ks) {
+    sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(s, q_descriptor<Tr>(q_base, consumer, ks),
+                                                k_descriptor<Tr>(k_base, ks), ks > 0);
+  }
+  sm90::wgmma_commit();
+  sm90::wgmma_wait<0>();
+  sm90::fence_registers(s);
+}
+
+// O += P V; P as mma A fragments (16 kv positions per k-step).
+template <typename Tr>
+__device__ __forceinline__ void pv_gemm(float (&o)[Tr::kORegs],
+                                        uint32_t (&p)[Tr::kPvSteps][4], uint32_t v_base) {
+  sm90::fence_registers(o);
+  sm90::wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
+    sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(o, p[kk], v_descriptor<Tr>(v_base, kk),
+                                                       true);
+  }
+  sm90::wgmma_commit();
+  sm90::wgmma_wait<0>();
+  sm90::fence_registers(o);
+}
+
+// Logits (log2 units; raw q.k when the scale is folded) and masks, in place.
+template <typename Tr, typename Variant, bool kCustomMask, bool kMask, bool kFoldScale>
+__device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
+                                             const RowContext<Variant, kCustomMask>& rc, int kv0,
+                                             int kv_end, int t) {
+  constexpr bool kSoftmax = Variant::kUseSoftmax;
+  const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
+#pragma unroll
+  for (int j = 0; j < Tr::kBlockN / 8; ++j) {
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int col = kv0 + 8 * j + 2 * t + e;
+        float x = s[4 * j + 2 * i + e];
+        if constexpr (!kFoldScale) x *= rc.q_scale;
+        if constexpr (Variant::kHasLogitsTransform) x = rc.var.v[i].logits_transform(x, col);
+        if constexpr (kMask) {
+          if (!prefill::attends(rc.var.v[i], rc.causal, col, rc.pos[i], kv_end) ||
+              (kCustomMask && !prefill::custom_mask_allows(rc.mask, rc.mask_row[i], col))) {
+            x = masked;
+          }
+        }
+        s[4 * j + 2 * i + e] = x;
+      }
+    }
+  }
+}
+
+// Online softmax over the tile (rows' max over the quad, exponentials, the
+// accumulator rescale only when a row's max moved), then P packed as
+// A fragments.
+template <typename Tr, bool kSoftmax, bool kFoldScale>
+__device__ __forceinline__ void softmax_to_p(float (&s)[Tr::kSRegs], RowState<Tr>& st,
+                                             float q_scale, uint32_t (&p)[Tr::kPvSteps][4]) {
+  using T = typename Tr::T;
+  if constexpr (kSoftmax) {
+    float factor[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      float max_i = st.m[i];
+#pragma unroll
+      for (int j = 0; j < Tr::kBlockN / 8; ++j) {
+        max_i = fmaxf(max_i, fmaxf(s[4 * j + 2 * i], s[4 * j + 2 * i + 1]));
+      }
+      max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 1));
+      max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 2));
+      const float ref = attention::safe_max(max_i);
+      const float exp_offset = -ref * q_scale;
+      const auto exponent = [&](float x) {
+        return kFoldScale ? fmaf(x, q_scale, exp_offset) : x - ref;
+      };
+      factor[i] = max_i == st.m[i] ? 1.f : attention::fast_exp2(exponent(st.m[i]));
+      st.m[i] = max_i;
+      st.d[i] *= factor[i];
+#pragma unroll
+      for (int j = 0; j < Tr::kBlockN / 8; ++j) {
+        s[4 * j + 2 * i] = attention::fast_exp2(exponent(s[4 * j + 2 * i]));
+        s[4 * j + 2 * i + 1] = attention::fast_exp2(exponent(s[4 * j + 2 * i + 1]));
+        st.d[i] += s[4 * j + 2 * i] + s[4 * j + 2 * i + 1];
+      }
+    }
+    if (factor[0] != 1.f || factor[1] != 1.f) {
+#pragma unroll
+      for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
+        st.o[4 * j + 0] *= factor[0];
+        st.o[4 * j + 1] *= factor[0];
+        st.o[4 * j + 2] *= factor[1];
+        st.o[4 * j + 3] *= factor[1];
+      }
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
+    p[kk][0] = sm80::pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
+    p[kk][1] = sm80::pack2<T>(s[8 * kk + 2], s[8 * kk + 3]);
+    p[kk][2] = sm80::pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
+    p[kk][3] = sm80::pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
+
+// Releases a stage slot: one arrival per consumer warp (lane 0), after the
+// warp's wgmma reading it completed.
+__device__ __forceinline__ void release(uint64_t* empty) {
+  __syncwarp();
+  if (threadIdx.x % 32 == 0) sm90::barrier_arrive(empty);
+}
+
+}  // namespace tessera::prefill_sm90

@@ -1,0 +1,103 @@
+// The Hopper prefill kernel's shapes, roles and shared memory (FA3-style:
+// one producer warpgroup loading through TMA or a row gather, two consumer
+// warpgroups running wgmma on 64 query rows each).
+//
+// Tiles: 128 query rows (two consumer warpgroups x 64), K/V tiles of
+// kBlockN = 128 positions, kStages of each in a ring. Every tile is stored
+// as head_dim / 64 panels of 64 values per 128-byte row, 128-byte swizzled
+// (arch/sm90/wgmma.cuh), which is what the TMA writes and the wgmma
+// descriptors read. head_dim 128: Q 32 KB + 2 x 32 KB K + 2 x 32 KB V =
+// 160 KB, one CTA (384 threads) per SM.
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include <cuda/std/cstdint>
+
+#include "tessera/arch/sm90/tma.cuh"
+#include "tessera/attention/prefill_schedule.cuh"
+#include "tessera/attention/prefill_sm80.cuh"
+
+namespace tessera::prefill_sm90 {
+
+inline constexpr int kBlockM = 128;         // query rows per CTA tile
+inline constexpr int kConsumerRows = 64;    // per consumer warpgroup (wgmma M)
+inline constexpr int kConsumers = kBlockM / kConsumerRows;
+inline constexpr int kThreads = (1 + kConsumers) * 128;
+inline constexpr int kPanelElems = 64;      // 16-bit values per 128-byte row
+inline constexpr int kPanelRowBytes = 128;
+// setmaxnreg: the producer gives registers to the consumers (24 x 128 + 240
+// x 256 = 64512 of the SM's 65536); the gather producer (paged) needs more.
+inline constexpr int kProducerRegisters = 40;
+inline constexpr int kConsumerRegisters = 232;
+
+template <typename T_, int kHeadDim_>
+struct Traits {
+  using T = T_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static_assert(sizeof(T) == 2, "wgmma prefill runs 16-bit inputs");
+  static_assert(kHeadDim == 64 || kHeadDim == 128, "Hopper prefill: head_dim 64 or 128");
+  static constexpr int kBlockN = 128;  // K/V positions per tile (S = 64 x 128 per warpgroup)
+  static constexpr int kStages = 2;
+  static constexpr int kPanels = kHeadDim / kPanelElems;
+  static constexpr int kQBytes = kBlockM * kHeadDim * 2;
+  static constexpr int kKvTileBytes = kBlockN * kHeadDim * 2;
+  static constexpr int kQPanelBytes = kBlockM * kPanelRowBytes;
+  static constexpr int kKvPanelBytes = kBlockN * kPanelRowBytes;
+  static constexpr int kKSteps = kHeadDim / 16;  // wgmma k-steps of S = Q K^T
+  static constexpr int kPvSteps = kBlockN / 16;  // of O += P V
+  static constexpr int kSRegs = kBlockN / 2;     // S accumulators per thread
+  static constexpr int kORegs = kHeadDim / 2;    // O accumulators per thread
+};
+
+// Barriers: Q full / empty (one Q tile per unit), K and V full / empty per
+// stage, and the paged producer's row table (two tiles of row offsets).
+template <typename Tr>
+struct alignas(1024) SharedStorage {
+  unsigned char q[Tr::kQBytes];
+  unsigned char k[Tr::kStages][Tr::kKvTileBytes];
+  unsigned char v[Tr::kStages][Tr::kKvTileBytes];
+  uint32_t row_table[Tr::kStages][Tr::kBlockN];
+  uint64_t q_full;
+  uint64_t q_empty;
+  uint64_t k_full[Tr::kStages];
+  uint64_t k_empty[Tr::kStages];
+  uint64_t v_full[Tr::kStages];
+  uint64_t v_empty[Tr::kStages];
+};
+
+// Dynamic shared memory a launch requests: the storage plus room to align
+// its start to 1024 bytes (the swizzle atoms').
+template <typename Tr>
+inline constexpr int kSharedBytes = static_cast<int>(sizeof(SharedStorage<Tr>)) + 1024;
+
+// Element (row, col) of a panelled, swizzled tile of `rows` rows: byte offset.
+__host__ __device__ constexpr int swizzled_offset(int rows, int row, int col) {
+  return (col / kPanelElems) * rows * kPanelRowBytes + row * kPanelRowBytes +
+         ((((col % kPanelElems) / 8) ^ (row % 8)) * 16) + (col % 8) * 2;
+}
+
+// The unit a CTA runs: rows [row_begin, row_end) of a request (rows of the
+// request, GQA-packed) against its KV positions [kv_begin, kv_end).
+struct Unit {
+  int qo_begin;  // the request's first query token in q / out
+  int qo_len;
+  int kv_start;  // ragged: the request's first K/V token; paged: first kv_indices entry
+  int kv_len;
+  int row_begin;
+  int row_end;
+  int kv_begin;
+  int kv_end;
+  int partial_index;  // -1: write out / lse
+  int mask_byte_begin;
+};
+
+// The K/V tiles a unit runs: from the window start of its first row (tile
+// aligned to the unit's kv_begin) to the causal diagonal of its last row.
+struct UnitTiles {
+  int kv_begin;
+  int kv_end;
+  int num_tiles;
+  int unmasked_end;  // positions below need no per-element mask
+};
+
+}  // namespace tessera::prefill_sm90

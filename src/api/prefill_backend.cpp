@@ -1,0 +1,67 @@
+#include "api/prefill_backend.h"
+
+#include <cuda_runtime_api.h>
+
+#include <array>
+#include <mutex>
+
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+bool device_runs_sm90a(int device_id) {
+  constexpr int kMaxDevices = 64;
+  static std::array<int, kMaxDevices> cached{};  // 0 unknown, 1 no, 2 yes
+  static std::mutex mutex;
+  if (device_id < 0 || device_id >= kMaxDevices) return false;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (cached[static_cast<std::size_t>(device_id)] == 0) {
+    int major = 0;
+    int minor = 0;
+    TESSERA_CUDA_CHECK(
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device_id));
+    TESSERA_CUDA_CHECK(
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device_id));
+    cached[static_cast<std::size_t>(device_id)] = major == 9 && minor == 0 ? 2 : 1;
+  }
+  return cached[static_cast<std::size_t>(device_id)] == 2;
+}
+
+std::string sm90_prefill_unsupported(const PrefillCase& c) {
+  using attention::VariantKind;
+  if (!device_runs_sm90a(c.device_id)) return "a GPU of compute capability 9.0 (sm_90a)";
+  if ((c.dtype != DType::kFloat16 && c.dtype != DType::kBFloat16) || c.kv_dtype != c.dtype) {
+    return "q and K/V of one 16-bit dtype (float8 K/V runs on fa2)";
+  }
+  if (c.head_dim != 64 && c.head_dim != 128) return "head_dim 64 or 128";
+  if (c.jit_variant) return "a built-in variant (JIT variants run on fa2)";
+  const bool variant_ok = c.variant == VariantKind::kPlain || c.variant == VariantKind::kSoftCap ||
+                          c.variant == VariantKind::kSlidingWindow;
+  if (!variant_ok) return "the plain, soft-cap or sliding-window variant";
+  if (c.custom_mask && (c.variant != VariantKind::kPlain || c.head_dim != 128)) {
+    return "a custom mask only with the plain variant at head_dim 128";
+  }
+  if (c.rows_per_token < 1 || c.rows_per_token > 128 || 128 % c.rows_per_token != 0) {
+    return "a GQA group (num_qo_heads / num_kv_heads) dividing 128";
+  }
+  if (c.q_tile_rows != 128) return "a plan made for it (128-row query tiles)";
+  if (!(c.query_scale > 0.0)) return "a positive sm_scale * k_scale";
+  return {};
+}
+
+bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
+  return backend != PrefillBackend::kFa2 && (head_dim == 64 || head_dim == 128) &&
+         device_runs_sm90a(device_id);
+}
+
+PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
+  if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
+  const std::string why = sm90_prefill_unsupported(c);
+  if (why.empty()) return PrefillBackend::kFa3;
+  TESSERA_CHECK_ARG(requested != PrefillBackend::kFa3, "backend",
+                    "\"fa3\" only for " + why + " (\"auto\" picks fa2 here)", "\"fa3\"");
+  return PrefillBackend::kFa2;
+}
+
+}  // namespace tessera::detail

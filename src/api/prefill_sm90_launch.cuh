@@ -1,0 +1,109 @@
+// Launches of the Hopper prefill kernel (attention/prefill_sm90/kernel.cuh)
+// for batch prefill (ragged K/V through TMA, paged K/V gathered) and single
+// prefill: tensor maps, parameters, the dispatch over dtype x head_dim x
+// variant (prefill_backend.cpp says which cases reach it), and the merge of
+// split tiles. Instantiated per K/V kind in prefill_sm90_{ragged,paged,
+// single}.cu so the three compile in parallel; only sm_90a code carries the
+// kernel bodies.
+#pragma once
+
+#include <string>
+
+#include "api/batch_prefill_launch.cuh"
+#include "api/batch_prefill_plan.h"
+#include "api/prefill_sm90_launch.h"
+#include "api/tma_descriptor.h"
+#include "tessera/attention/prefill_sm90/kernel.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/error.h"
+
+namespace tessera::detail {
+
+template <typename T, int kHeadDim, typename Variant, typename Kv>
+void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 grid,
+                        cudaStream_t stream) {
+  using Tr = prefill_sm90::Traits<T, kHeadDim>;
+  const void* kernel =
+      custom_mask
+          ? reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>)
+          : reinterpret_cast<const void*>(
+                prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
+  constexpr int kShared = prefill_sm90::kSharedBytes<Tr>;
+  TESSERA_CUDA_CHECK(
+      cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
+  void* args[] = {&p};
+  TESSERA_CUDA_CHECK(
+      cudaLaunchKernel(kernel, grid, dim3(prefill_sm90::kThreads), args, kShared, stream));
+}
+
+// The Hopper family's variants (sm90_prefill_unsupported keeps the rest away).
+template <typename F>
+void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
+  using attention::VariantKind;
+  switch (kind) {
+    case VariantKind::kPlain:
+      return f.template operator()<attention::PlainVariant>();
+    case VariantKind::kSoftCap:
+      return f.template operator()<attention::SoftCapVariant>();
+    case VariantKind::kSlidingWindow:
+      return f.template operator()<attention::SlidingWindowVariant>();
+    default:
+      throw Error("tessera: prefill backend fa3: no kernel for this variant");
+  }
+}
+
+template <typename F>
+void dispatch_sm90_types(DType dtype, int64_t head_dim, F&& f) {
+  const auto by_dim = [&]<typename T>() {
+    if (head_dim == 64) return f.template operator()<T, 64>();
+    if (head_dim == 128) return f.template operator()<T, 128>();
+    throw Error("tessera: prefill backend fa3: head_dim " + std::to_string(head_dim));
+  };
+  if (dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
+  return by_dim.template operator()<half_t>();
+}
+
+// Batch prefill on the Hopper kernel: grid (ctas, heads_y) as the FA2
+// launch, then the merge when the plan split (or a graph is captured).
+template <template <typename> class KvOf>
+void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
+  constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
+  dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
+    dispatch_sm90_variant(l.variant_kind, [&]<typename Variant>() {
+      using Kv = KvOf<T>;
+      prefill_sm90::Params<T, Kv> p{};
+      const int64_t element = 2;
+      const int64_t g = l.rows_per_token;
+      p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.q_tokens,
+                                       l.q_stride_head * element, l.q_stride_token * element,
+                                       static_cast<int>(g), static_cast<int>(128 / g), "q");
+      if constexpr (kRagged) {
+        p.k_map = encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_tokens,
+                                         l.stride_head * element, l.stride_entry * element, 1,
+                                         128, "k");
+        p.v_map = encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
+                                         l.stride_head * element, l.stride_entry * element, 1,
+                                         128, "v");
+      }
+      p.out = static_cast<T*>(l.out);
+      p.out_stride_token = l.out_stride_token;
+      p.out_stride_head = l.out_stride_head;
+      p.lse = l.lse;
+      p.kv = make_kv(l, static_cast<Kv*>(nullptr));
+      p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
+      p.heads_y = static_cast<int32_t>(l.num_kv_heads);
+      p.per_token = FastDivmod::make(static_cast<int32_t>(g));
+      p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
+      p.schedule = l.schedule;
+      p.single_qo_len = -1;
+      p.custom_mask = l.custom_mask;
+      p.variant = l.variant;
+      const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
+      const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
+      launch_sm90_kernel<T, kHeadDim, Variant, Kv>(p, l.custom_mask != nullptr, grid, stream);
+      if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
+    });
+  });
+}
+
+}  // namespace tessera::detail
