@@ -13,8 +13,9 @@
  *   void* (NULL: the legacy default stream).
  * - Enums are ints: layout 0 = NHD, 1 = HND; validate 0 = from the
  *   TESSERA_VALIDATE environment variable, 1 = off, 2 = on; decode backend
- *   0 = auto, 1 = CUDA cores, 2 = tensor cores; pos_encoding_mode 0 = none,
- *   1 = RoPE (Llama), 2 = ALiBi.
+ *   0 = auto, 1 = CUDA cores, 2 = tensor cores; prefill backend 0 = auto,
+ *   1 = fa2, 2 = fa3 (tessera/api/prefill_backend.h); pos_encoding_mode
+ *   0 = none, 1 = RoPE (Llama), 2 = ALiBi.
  * - Plan/run objects are opaque handles made by *_create and released by
  *   *_destroy (which never fails; NULL is ignored).
  */
@@ -60,6 +61,9 @@ typedef struct TesseraAttentionOptions {
   /* Prefill only: uint8 packed custom mask (AttentionOptions::custom_mask)
    * or NULL. */
   const DLTensor* custom_mask;
+  /* Single prefill only (AttentionOptions::backend): 0 auto, 1 fa2, 2 fa3.
+   * The batch prefill wrappers take theirs in *_create_with_backend. */
+  int32_t prefill_backend;
 } TesseraAttentionOptions;
 
 /* A paged KV cache: kv_data [pages, 2, ...] (v_data NULL) or separate
@@ -193,6 +197,12 @@ TESSERA_C_API int tessera_batch_prefill_ragged_create(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
     int64_t max_total_qo_tokens, void* workspace, size_t workspace_bytes, int device_id,
     TesseraBatchPrefillRagged** handle);
+/* As *_create with PrefillPlanShape::backend (0 auto, 1 fa2, 2 fa3); the
+ * plain *_create is backend 0. The workspace sizes do not depend on it. */
+TESSERA_C_API int tessera_batch_prefill_ragged_create_with_backend(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
+    int64_t max_total_qo_tokens, void* workspace, size_t workspace_bytes, int device_id,
+    int backend, TesseraBatchPrefillRagged** handle);
 TESSERA_C_API void tessera_batch_prefill_ragged_destroy(TesseraBatchPrefillRagged* handle);
 TESSERA_C_API int tessera_batch_prefill_ragged_plan(TesseraBatchPrefillRagged* handle,
                                                     const int32_t* qo_indptr,
@@ -216,6 +226,11 @@ TESSERA_C_API int tessera_batch_prefill_paged_create(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
     int64_t max_batch_size, int64_t max_total_qo_tokens, void* workspace,
     size_t workspace_bytes, int device_id, TesseraBatchPrefillPaged** handle);
+/* As *_create with a backend (as the ragged one). */
+TESSERA_C_API int tessera_batch_prefill_paged_create_with_backend(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, void* workspace,
+    size_t workspace_bytes, int device_id, int backend, TesseraBatchPrefillPaged** handle);
 TESSERA_C_API void tessera_batch_prefill_paged_destroy(TesseraBatchPrefillPaged* handle);
 TESSERA_C_API int tessera_batch_prefill_paged_plan(
     TesseraBatchPrefillPaged* handle, const int32_t* qo_indptr, int64_t qo_indptr_len,

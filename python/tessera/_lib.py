@@ -65,6 +65,7 @@ class AttentionOptions(ctypes.Structure):
         ("v_scale", c_double),
         ("jit_variant", c_void_p),
         ("custom_mask", ctypes.POINTER(DLTensor)),
+        ("prefill_backend", c_int32),
     ]
 
 
@@ -167,6 +168,9 @@ _PROTOTYPES = {
     "tessera_batch_prefill_ragged_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),
+    "tessera_batch_prefill_ragged_create_with_backend": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int, c_int,
+                ctypes.POINTER(c_void_p)]),
     "tessera_batch_prefill_ragged_destroy": (None, [c_void_p]),
     "tessera_batch_prefill_ragged_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),
@@ -181,6 +185,9 @@ _PROTOTYPES = {
     "tessera_batch_prefill_paged_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),
+    "tessera_batch_prefill_paged_create_with_backend": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
+                c_int, ctypes.POINTER(c_void_p)]),
     "tessera_batch_prefill_paged_destroy": (None, [c_void_p]),
     "tessera_batch_prefill_paged_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),

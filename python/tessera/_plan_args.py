@@ -37,11 +37,12 @@ def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
                      pos_encoding_mode: int, rope_scale: float, rope_theta: float,
                      k_scale: float = 0.0, v_scale: float = 0.0,
                      jit_variant: int = 0, custom_mask=None,
-                     alibi_slopes=None) -> _lib.AttentionOptions:
+                     alibi_slopes=None, prefill_backend: int = 0) -> _lib.AttentionOptions:
     """TesseraAttentionOptions from the run ops' scalars (0: the library's
     default); jit_variant is a TesseraJitVariant address or 0; custom_mask a
     packed prefill mask (uint8 tensor) or None; alibi_slopes float32
-    [num_qo_heads] or None. The struct keeps the DLTensors alive (the tensors
+    [num_qo_heads] or None; prefill_backend single prefill's back end (0
+    auto, 1 fa2, 2 fa3). The struct keeps the DLTensors alive (the tensors
     themselves are the caller's, op arguments)."""
     o = _lib.AttentionOptions()
     o.sm_scale = sm_scale
@@ -53,6 +54,7 @@ def attention_struct(sm_scale: float, logits_soft_cap: float, window_left: int,
     o.k_scale = k_scale
     o.v_scale = v_scale
     o.jit_variant = jit_variant or None
+    o.prefill_backend = prefill_backend
     if custom_mask is not None:
         o.custom_mask = ctypes.pointer(dl(custom_mask))
     if alibi_slopes is not None:

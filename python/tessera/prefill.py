@@ -124,11 +124,15 @@ def _plan_mask(custom_mask, packed_custom_mask, qo_lengths: torch.Tensor,
     return packed, byte_indptr
 
 
-def _check_backend(backend: str) -> None:
-    # One kernel family serves every FlashInfer backend name.
-    if backend not in _BACKENDS:
+def _check_backend(backend: str) -> int:
+    """FlashInfer's backend name as the C ABI's int (0 auto, 1 fa2, 2 fa3):
+    "fa2" the FA2-style kernels, "fa3" the Hopper kernels (an sm_90 GPU and
+    the cases docs/python.md lists; elsewhere run() raises naming backend),
+    "auto" the Hopper kernels where they serve the call, else fa2."""
+    if not isinstance(backend, str) or backend not in _BACKENDS:
         raise TesseraArgumentError(
             f"tessera: argument 'backend': expected one of {_BACKENDS}, got {backend!r}")
+    return _BACKENDS.index(backend)
 
 
 def _mask_indptr_buf(mask_indptr_buf, qk_indptr_buf):
@@ -249,10 +253,12 @@ class _PlanHandle:
     shape changes or the needed bounds exceed its own; with fixed=True (CUDA
     graphs) it is made once and a later mismatch raises."""
 
-    def __init__(self, prefix: str, workspace: torch.Tensor, fixed: bool):
+    def __init__(self, prefix: str, workspace: torch.Tensor, fixed: bool,
+                 backend: Optional[int] = None):
         self._prefix = prefix
         self._workspace = workspace
         self._fixed = fixed
+        self._backend = backend  # None: the plain *_create (no backend choice)
         self.address = None
         self._shape = None
         self.bounds = None
@@ -296,9 +302,10 @@ class _PlanHandle:
                 f"{needed_bytes.value} bytes for {dict(zip(bound_names, bounds))}, "
                 f"got {available}")
         handle = ctypes.c_void_p()
-        _lib.call(self._prefix + "_create", *shape, *bounds,
-                  ctypes.c_void_p(workspace.data_ptr()), available, device_id,
-                  ctypes.byref(handle))
+        create, backend = ((self._prefix + "_create", ()) if self._backend is None else
+                           (self._prefix + "_create_with_backend", (self._backend,)))
+        _lib.call(create, *shape, *bounds, ctypes.c_void_p(workspace.data_ptr()), available,
+                  device_id, *backend, ctypes.byref(handle))
         self.address, self._shape, self.bounds = handle.value, shape, bounds
         return self.address
 
@@ -339,7 +346,8 @@ def _check_contiguous_kv(q, k, v, heads_dim: int) -> None:
 
 def _check_single_prefill(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap,
                           window_left, pos_encoding_mode, rope_scale, rope_theta,
-                          custom_mask=None, alibi_slopes=None, jit_variant=0) -> None:
+                          custom_mask=None, alibi_slopes=None, jit_variant=0,
+                          backend=0) -> None:
     _checks.tensor(q, "q", ndim=3, dtypes=_checks.HALF)
     _check_contiguous_kv(q, k, v, 1 if kv_layout == 0 else 0)
     _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes)
@@ -377,13 +385,13 @@ def _single_prefill_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: t
                        pos_encoding_mode: int, rope_scale: float, rope_theta: float,
                        custom_mask: Optional[torch.Tensor] = None,
                        alibi_slopes: Optional[torch.Tensor] = None,
-                       jit_variant: int = 0) -> None:
+                       jit_variant: int = 0, backend: int = 0) -> None:
     _check_single_prefill(q, k, v, out, lse, kv_layout, causal, sm_scale, logits_soft_cap,
                           window_left, pos_encoding_mode, rope_scale, rope_theta, custom_mask,
-                          alibi_slopes, jit_variant)
+                          alibi_slopes, jit_variant, backend)
     options = _options(sm_scale, logits_soft_cap, window_left, pos_encoding_mode, rope_scale,
                        rope_theta, jit_variant=jit_variant, custom_mask=custom_mask,
-                       alibi_slopes=alibi_slopes)
+                       alibi_slopes=alibi_slopes, prefill_backend=backend)
     _lib.call("tessera_single_prefill_with_kv_cache", dl(q), dl(k), dl(v), dl(out),
               dl_or_none(lse), kv_layout, int(causal), options, current_stream(q.device))
 
@@ -469,8 +477,10 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     bytes, on q's device), used when both are given. A mask replaces causal
     (FlashInfer's mask mode "custom": causal is ignored). use_fp16_qk_reduction
     (0.2.0: allow_fp16_qk_reduction) is accepted and ignored (Tessera always
-    accumulates q.k in float32); backend takes FlashInfer's names, all served
-    by the same kernels. Tessera's extensions: alibi_slopes, float32
+    accumulates q.k in float32); backend: FlashInfer's names, "fa2" the
+    FA2-style kernels, "fa3" the Hopper kernels (raises naming backend where
+    they do not serve the call: docs/python.md), "auto" the Hopper kernels
+    where they serve it, else fa2. Tessera's extensions: alibi_slopes, float32
     [num_qo_heads] on q's device with pos_encoding_mode="ALIBI" (without it
     FlashInfer's get_alibi_slopes(num_qo_heads)); jit_variant, a
     tessera.jit.Variant compiled for the single_prefill kernel.
@@ -478,7 +488,7 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     (base 2); a query with every key masked gets out 0 and lse -inf.
     """
     del use_fp16_qk_reduction, allow_fp16_qk_reduction
-    _check_backend(backend)
+    backend_code = _check_backend(backend)
     _checks.tensors(q=q, k=k, v=v)
     layout = layout_code(kv_layout)
     scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
@@ -500,7 +510,7 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     torch.ops.tessera.single_prefill(
         q, k, v, out, lse, layout, bool(causal), *scalars, mask,
         _alibi_slopes_for(pos_encoding_mode, alibi_slopes, q.shape[1], q.device),
-        _jit_handle(jit_variant, "jit_variant"))
+        _jit_handle(jit_variant, "jit_variant"), backend_code)
     return (out, lse) if return_lse else out
 
 
@@ -540,7 +550,7 @@ class _BatchPrefillWrapperBase:
                  backend: str, jit_args):
         self._jit = jit_args
         self._jit_handle = _jit_handle(jit_args)  # a list form raises here, naming jit_args
-        _check_backend(backend)
+        self._backend = _check_backend(backend)  # the plan object's, fixed at construction
         _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._kv_layout = layout_code(kv_layout)
         self._use_cuda_graph = bool(use_cuda_graph)
@@ -568,7 +578,8 @@ class _BatchPrefillWrapperBase:
         self._custom_mask_buf = custom_mask_buf
         self._mask_indptr_buf = mask_indptr_buf
         self._float_workspace = float_workspace_buffer
-        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph)
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph,
+                                   self._backend)
         self._planned = None
 
     @property
@@ -583,7 +594,8 @@ class _BatchPrefillWrapperBase:
         del int_workspace_buffer
         self._handle.destroy()
         self._float_workspace = float_workspace_buffer
-        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph)
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph,
+                                   self._backend)
         self._planned = None
 
     def _ensure(self, shape: tuple, batch: int, total_qo: int) -> int:
@@ -703,8 +715,10 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
     ignored without use_cuda_graph, as in FlashInfer; qk_indptr_buf is
     FlashInfer 0.2.0's name for mask_indptr_buf). jit_args: a tessera.jit.Variant
     compiled for this wrapper's kernel (batch_prefill_ragged /
-    batch_prefill_paged); FlashInfer's list form raises. FlashInfer's backend
-    names all run the same kernels.
+    batch_prefill_paged); FlashInfer's list form raises. backend, as
+    single_prefill_with_kv_cache's ("auto", "fa2", "fa3"), is fixed for the
+    wrapper's plans; "fa3" where the Hopper kernels do not serve a run()
+    raises there, naming backend.
     """
 
     _prefix = "tessera_batch_prefill_ragged"

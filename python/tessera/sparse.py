@@ -97,6 +97,8 @@ class BlockSparseAttentionWrapper:
     _prefix = "tessera_block_sparse"
 
     def __init__(self, float_workspace_buffer: torch.Tensor, backend: str = "auto"):
+        # BlockSparseShape has no back-end choice (yet): every name runs as
+        # "auto" (the Hopper kernels where they serve the call, else fa2).
         _check_backend(backend)
         _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._float_workspace = float_workspace_buffer

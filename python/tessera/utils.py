@@ -2,10 +2,13 @@
 capability queries and back-end choice, with FlashInfer's names and
 semantics where Tessera has the same thing to say.
 
-Back ends: Tessera runs one attention kernel family, FlashAttention-2 style
-on sm_80 and later (sm_90 included), so ``determine_attention_backend``
-answers ``"fa2"`` for every argument set and ``is_fa3_backend_supported``
-``False``; the wrappers accept ``backend="fa3"`` and run the same kernels.
+Back ends: Tessera's prefill has two kernel families, ``"fa2"``
+(FlashAttention-2 style, sm_80 and later, every case) and ``"fa3"`` (Hopper:
+an sm_90 GPU, 16-bit q and K/V of one dtype, head_dim 64 or 128, no position
+encoding; docs/python.md has the whole list). ``determine_attention_backend``
+answers ``"fa3"`` where these arguments allow it, else ``"fa2"``; the
+wrappers' ``backend="auto"`` makes the same choice per call, with what only a
+call knows (GQA group, scales, soft cap / window, JIT variant).
 Tessera has no GEMM kernels yet: ``determine_gemm_backend`` answers
 FlashInfer's device question (``"sm90"`` on compute capability 9.x with CUDA
 12.3 or later, else ``"sm80"``) for code that branches on it.
@@ -85,21 +88,58 @@ def determine_gemm_backend(device: torch.device) -> str:
     return "sm90" if major == 9 and _cuda_at_least(12, 3) else "sm80"
 
 
+_FA3_DTYPES = (torch.float16, torch.bfloat16)
+_FA3_HEAD_DIMS = (64, 128)
+
+
+def _pos_encoding_value(pos_encoding_mode) -> int:
+    """FlashInfer passes PosEncodingMode.X.value; its enum and name work too."""
+    if isinstance(pos_encoding_mode, PosEncodingMode):
+        return pos_encoding_mode.value
+    if isinstance(pos_encoding_mode, str):
+        return PosEncodingMode[pos_encoding_mode].value
+    return int(pos_encoding_mode)
+
+
 def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: bool,
                              use_custom_mask: bool, dtype_q: torch.dtype,
-                             dtype_kv: torch.dtype) -> bool:
-    """False: Tessera has no separate FA3 back end (module docstring)."""
-    return False
+                             dtype_kv: torch.dtype, *, head_dim=None) -> bool:
+    """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU:
+    no position encoding (ALiBi and RoPE run on fa2), q float16 / bfloat16
+    and K/V of the same dtype (float8 K/V runs on fa2), head_dim 64 or 128,
+    and a custom mask only at head_dim 128. head_dim (Tessera's extension;
+    FlashInfer's signature has none) None: not checked, except that a custom
+    mask then answers False. use_fp16_qk_reductions is ignored (Tessera
+    always accumulates q.k in float32)."""
+    del use_fp16_qk_reductions
+    if _pos_encoding_value(pos_encoding_mode) != PosEncodingMode.NONE.value:
+        return False
+    if canonicalize_torch_dtype(dtype_q) not in _FA3_DTYPES:
+        return False
+    if canonicalize_torch_dtype(dtype_kv) != canonicalize_torch_dtype(dtype_q):
+        return False
+    if head_dim is not None and int(head_dim) not in _FA3_HEAD_DIMS:
+        return False
+    if use_custom_mask and (head_dim is None or int(head_dim) != 128):
+        return False
+    return True
 
 
 def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
                                 use_fp16_qk_reductions: bool, use_custom_mask: bool,
-                                dtype_q: torch.dtype, dtype_kv: torch.dtype) -> str:
-    """The back end Tessera's attention runs for these arguments: always
-    "fa2" (module docstring). The device is checked as FlashInfer does (a
-    CUDA device)."""
-    get_compute_capability(device)
-    return "fa2"
+                                dtype_q: torch.dtype, dtype_kv: torch.dtype, *,
+                                head_dim=None) -> str:
+    """"fa3" on a GPU of compute capability 9.0 where is_fa3_backend_supported
+    (same arguments), else "fa2" (FlashInfer's rule, with Tessera's cases).
+    backend="auto" decides per call with what only the call knows (GQA group
+    dividing 128, sm_scale * k_scale > 0, a built-in variant), so "auto" may
+    still run fa2 where this answers "fa3". The device is checked as
+    FlashInfer does (a CUDA device)."""
+    if get_compute_capability(device) != (9, 0):
+        return "fa2"
+    supported = is_fa3_backend_supported(pos_encoding_mode, use_fp16_qk_reductions,
+                                         use_custom_mask, dtype_q, dtype_kv, head_dim=head_dim)
+    return "fa3" if supported else "fa2"
 
 
 def determine_mla_backend(device: torch.device) -> str:

@@ -57,6 +57,15 @@ DecodeBackend backend_of(int backend) {
   }
 }
 
+PrefillBackend prefill_backend_of(int backend, const char* name) {
+  switch (backend) {
+    case 0: return PrefillBackend::kAuto;
+    case 1: return PrefillBackend::kFa2;
+    case 2: return PrefillBackend::kFa3;
+    default: throw_argument_error(name, "0 (auto), 1 (fa2) or 2 (fa3)", std::to_string(backend));
+  }
+}
+
 AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
   AttentionOptions options;
   if (o == nullptr) return options;
@@ -78,6 +87,7 @@ AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
   if (o->v_scale != 0.0) options.v_scale = o->v_scale;
   options.jit_variant = loaded_variant_of(o->jit_variant);
   options.custom_mask = o->custom_mask;
+  options.backend = prefill_backend_of(o->prefill_backend, "prefill_backend");
   return options;
 }
 

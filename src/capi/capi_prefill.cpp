@@ -10,6 +10,7 @@
 using tessera::capi::attention_options_of;
 using tessera::capi::guarded;
 using tessera::capi::host_span;
+using tessera::capi::prefill_backend_of;
 using tessera::capi::required;
 using tessera::capi::required_handle;
 using tessera::capi::required_output;
@@ -84,11 +85,23 @@ int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_hea
                                         int64_t max_total_qo_tokens, void* workspace,
                                         size_t workspace_bytes, int device_id,
                                         TesseraBatchPrefillRagged** handle) {
+  return tessera_batch_prefill_ragged_create_with_backend(
+      num_qo_heads, num_kv_heads, head_dim, max_batch_size, max_total_qo_tokens, workspace,
+      workspace_bytes, device_id, /*backend=*/0, handle);
+}
+
+int tessera_batch_prefill_ragged_create_with_backend(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                     int64_t head_dim, int64_t max_batch_size,
+                                                     int64_t max_total_qo_tokens,
+                                                     void* workspace, size_t workspace_bytes,
+                                                     int device_id, int backend,
+                                                     TesseraBatchPrefillRagged** handle) {
   return guarded([&] {
     auto& result = required_output(handle, "handle");
+    const tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim, 0,
+                                          prefill_backend_of(backend, "backend")};
     result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
-        {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens}, workspace,
-        workspace_bytes, device_id)};
+        shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
   });
 }
 
@@ -153,11 +166,24 @@ int tessera_batch_prefill_paged_create(int64_t num_qo_heads, int64_t num_kv_head
                                        int64_t max_batch_size, int64_t max_total_qo_tokens,
                                        void* workspace, size_t workspace_bytes, int device_id,
                                        TesseraBatchPrefillPaged** handle) {
+  return tessera_batch_prefill_paged_create_with_backend(
+      num_qo_heads, num_kv_heads, head_dim, page_size, max_batch_size, max_total_qo_tokens,
+      workspace, workspace_bytes, device_id, /*backend=*/0, handle);
+}
+
+int tessera_batch_prefill_paged_create_with_backend(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                    int64_t head_dim, int64_t page_size,
+                                                    int64_t max_batch_size,
+                                                    int64_t max_total_qo_tokens,
+                                                    void* workspace, size_t workspace_bytes,
+                                                    int device_id, int backend,
+                                                    TesseraBatchPrefillPaged** handle) {
   return guarded([&] {
     auto& result = required_output(handle, "handle");
+    const tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim, page_size,
+                                          prefill_backend_of(backend, "backend")};
     result = new TesseraBatchPrefillPaged{tessera::BatchPrefillWithPagedKVCache(
-        {num_qo_heads, num_kv_heads, head_dim, page_size}, {max_batch_size, max_total_qo_tokens},
-        workspace, workspace_bytes, device_id)};
+        shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
   });
 }
 

@@ -14,6 +14,7 @@
 #include "tessera/api/attention_options.h"
 #include "tessera/api/decode.h"
 #include "tessera/api/paged_kv_cache.h"
+#include "tessera/api/prefill_backend.h"
 #include "tessera/c_api.h"
 #include "tessera/core/error.h"
 #include "tessera/core/validation.h"
@@ -66,6 +67,8 @@ std::span<const int32_t> host_span(const int32_t* data, int64_t length, const ch
 KVLayout layout_of(int layout, const char* name);
 Validate validate_of(int validate);
 DecodeBackend backend_of(int backend);
+// Prefill's backend int (0 auto, 1 fa2, 2 fa3); an argument error naming `name`.
+PrefillBackend prefill_backend_of(int backend, const char* name);
 // NULL: the defaults.
 AttentionOptions attention_options_of(const TesseraAttentionOptions* options);
 // The C++ variant inside a TesseraJitVariant (capi_jit.cpp); NULL stays NULL.

@@ -1,5 +1,7 @@
-// single_prefill_with_kv_cache (the FA2-style sm80 prefill kernel) on the GPU
-// against the float64 reference. Inputs are rounded to their storage dtype on
+// single_prefill_with_kv_cache on the GPU against the float64 reference, on
+// both back ends: every case runs with PrefillBackend::kFa2 (the FA2-style
+// sm80 kernel) and kAuto (the Hopper kernel on an sm_90 GPU where it serves
+// the case, else FA2 again). Inputs are rounded to their storage dtype on
 // the host first, so the reference sees what the kernel sees; outputs are
 // poisoned before each run. Tolerances: out is a float32 accumulation of
 // 16-bit P (the probabilities are rounded to q's dtype for the P V mma, as in
@@ -23,7 +25,9 @@
 #include "support/kv_tensor.h"
 #include "support/random.h"
 #include "tessera/api/prefill.h"
+#include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
 
 namespace tessera {
 namespace {
@@ -32,6 +36,19 @@ using testing::DeviceTensor;
 using testing::Rng;
 
 constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
+
+// The back ends each case runs on. kFa3 is not among them: where the Hopper
+// kernel does not serve a case it throws (HopperBackendRejectsWhatItDoesNotServe).
+constexpr PrefillBackend kBackends[] = {PrefillBackend::kFa2, PrefillBackend::kAuto};
+
+const char* backend_name(PrefillBackend backend) {
+  switch (backend) {
+    case PrefillBackend::kAuto: return "backend auto";
+    case PrefillBackend::kFa2: return "backend fa2";
+    case PrefillBackend::kFa3: return "backend fa3";
+  }
+  return "backend ?";
+}
 
 struct PrefillCase {
   int64_t qo_len = 128;
@@ -56,7 +73,8 @@ DeviceTensor make_kv(const PrefillCase& c, const std::vector<float>& nhd_values)
                                  c.kv_padding, nhd_values);
 }
 
-void run_case(PrefillCase c, Rng& rng) {
+// One run of case c on c.options.backend.
+void run_case_on(PrefillCase c, Rng& rng) {
   SCOPED_TRACE("qo_len " + std::to_string(c.qo_len) + ", kv_len " + std::to_string(c.kv_len) +
                ", heads " + std::to_string(c.num_qo_heads) + "/" +
                std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim) +
@@ -123,6 +141,15 @@ void run_case(PrefillCase c, Rng& rng) {
   }
   EXPECT_TRUE(testing::padding_untouched(out));
   EXPECT_TRUE(testing::padding_untouched(k));
+}
+
+// Case c on every back end of kBackends (fresh random inputs for each).
+void run_case(PrefillCase c, Rng& rng) {
+  for (const PrefillBackend backend : kBackends) {
+    SCOPED_TRACE(backend_name(backend));
+    c.options.backend = backend;
+    run_case_on(c, rng);
+  }
 }
 
 // qo > kv included: FlashInfer's bottom-right alignment, the first qo - kv
@@ -475,11 +502,6 @@ TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
   q.upload(q_host);
   k.upload(k_host);
   v.upload(v_host);
-  CudaStream stream;
-  DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl();
-  single_prefill_with_kv_cache(q_dl, k_dl, v_dl, q_dl, nullptr, KVLayout::kNHD, true,
-                               AttentionOptions{}, stream.get());
-  stream.synchronize();
   reference::AttentionRefParams p;
   p.qo_len = qo;
   p.kv_len = kv;
@@ -488,7 +510,65 @@ TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
   p.head_dim = d;
   p.causal = true;
   const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
-  EXPECT_TRUE(testing::all_close(q.download(), expected.out, testing::kBFloat16Tolerance));
+  CudaStream stream;
+  DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl();
+  for (const PrefillBackend backend : kBackends) {
+    SCOPED_TRACE(backend_name(backend));
+    q.upload(q_host);  // the previous back end's run overwrote it
+    AttentionOptions options;
+    options.backend = backend;
+    single_prefill_with_kv_cache(q_dl, k_dl, v_dl, q_dl, nullptr, KVLayout::kNHD, true, options,
+                                 stream.get());
+    stream.synchronize();
+    EXPECT_TRUE(testing::all_close(q.download(), expected.out, testing::kBFloat16Tolerance));
+  }
+}
+
+bool device_is_sm90() {
+  int device = 0;
+  int major = 0;
+  int minor = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major == 9 && minor == 0;
+}
+
+// kFa3 where the Hopper kernel does not serve the call is an argument error
+// naming "backend" (kAuto would run FA2 there). On sm_90: head_dim 256 and
+// RoPE; on any other GPU kFa3 never runs, so a served case errors too.
+TEST(SinglePrefill, HopperBackendRejectsWhatItDoesNotServe) {
+  TESSERA_REQUIRE_GPU();
+  const bool sm90 = device_is_sm90();
+  struct Unserved {
+    const char* what;
+    int64_t head_dim;
+    PosEncodingMode pos_encoding_mode;
+  };
+  std::vector<Unserved> cases = {{"head_dim 256", 256, PosEncodingMode::kNone},
+                                 {"RoPE", 128, PosEncodingMode::kRopeLlama}};
+  if (!sm90) cases.push_back({"not sm_90", 128, PosEncodingMode::kNone});
+  for (const Unserved& u : cases) {
+    SCOPED_TRACE(u.what);
+    const int64_t qo = 64, kv = 64, hq = 4, hk = 1;
+    DeviceTensor q(DType::kBFloat16, {qo, hq, u.head_dim});
+    DeviceTensor k(DType::kBFloat16, {kv, hk, u.head_dim});
+    DeviceTensor v(DType::kBFloat16, {kv, hk, u.head_dim});
+    DeviceTensor out(DType::kBFloat16, {qo, hq, u.head_dim});
+    DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl();
+    AttentionOptions options;
+    options.backend = PrefillBackend::kFa3;
+    options.pos_encoding_mode = u.pos_encoding_mode;
+    CudaStream stream;
+    try {
+      single_prefill_with_kv_cache(q_dl, k_dl, v_dl, out_dl, nullptr, KVLayout::kNHD, true, options,
+                                   stream.get());
+      ADD_FAILURE() << "kFa3 ran a case the Hopper kernel does not serve";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.argument(), "backend") << e.what();
+      EXPECT_NE(std::string(e.what()).find("backend"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

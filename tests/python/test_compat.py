@@ -49,9 +49,12 @@ def test_signatures_match_flashinfer():
     signature = inspect.signature(tessera.single_prefill_with_kv_cache_return_lse)
     assert signature.parameters["return_lse"].default is True
     assert parameters(tessera.single_prefill_with_kv_cache)[:3] == ["q", "k", "v"]
+    # FlashInfer's positions; head_dim is Tessera's keyword-only extension.
     assert parameters(utils.determine_attention_backend) == [
         "device", "pos_encoding_mode", "use_fp16_qk_reductions", "use_custom_mask", "dtype_q",
-        "dtype_kv"]
+        "dtype_kv", "head_dim"]
+    head_dim = inspect.signature(utils.determine_attention_backend).parameters["head_dim"]
+    assert head_dim.kind is inspect.Parameter.KEYWORD_ONLY and head_dim.default is None
     for name in ("is_sm90a_supported", "is_sm100a_supported", "determine_gemm_backend",
                  "get_compute_capability"):
         assert parameters(getattr(utils, name)) == ["device"]
@@ -92,7 +95,36 @@ def test_backend_questions_need_a_cuda_device():
                                           torch.float16)
     with pytest.raises(ValueError, match="device"):
         utils.is_sm90a_supported(torch.device("cpu"))
-    assert utils.is_fa3_backend_supported(0, False, False, torch.float16, torch.float16) is False
+
+
+def test_fa3_is_supported_for_the_hopper_kernels_cases():
+    f16, bf16 = torch.float16, torch.bfloat16
+    assert utils.is_fa3_backend_supported(0, False, False, f16, f16) is True
+    assert utils.is_fa3_backend_supported(0, True, False, bf16, bf16, head_dim=64) is True
+    assert utils.is_fa3_backend_supported(0, False, True, f16, f16, head_dim=128) is True
+    # Position encodings, fp8 or mixed K/V, other head dims, masks off 128: fa2.
+    assert utils.is_fa3_backend_supported(1, False, False, f16, f16) is False
+    assert utils.is_fa3_backend_supported(utils.PosEncodingMode.ALIBI.value, False, False, f16,
+                                          f16) is False
+    assert utils.is_fa3_backend_supported(0, False, False, f16, torch.float8_e4m3fn) is False
+    assert utils.is_fa3_backend_supported(0, False, False, f16, bf16) is False
+    assert utils.is_fa3_backend_supported(0, False, False, torch.float32, torch.float32) is False
+    assert utils.is_fa3_backend_supported(0, False, False, f16, f16, head_dim=256) is False
+    assert utils.is_fa3_backend_supported(0, False, True, f16, f16, head_dim=64) is False
+    assert utils.is_fa3_backend_supported(0, False, True, f16, f16) is False  # head_dim unknown
+
+
+@pytest.mark.parametrize("capability, expected", [((9, 0), "fa3"), ((8, 0), "fa2"),
+                                                  ((8, 9), "fa2"), ((10, 0), "fa2")])
+def test_attention_backend_is_fa3_only_on_sm90(monkeypatch, capability, expected):
+    monkeypatch.setattr(utils, "get_compute_capability", lambda device: capability)
+    device = torch.device("cuda")
+    assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
+                                             torch.bfloat16, head_dim=128) == expected
+    assert utils.determine_attention_backend(device, 2, False, False, torch.bfloat16,
+                                             torch.bfloat16, head_dim=128) == "fa2"
+    assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
+                                             torch.bfloat16, head_dim=256) == "fa2"
 
 
 @gpu
@@ -100,8 +132,9 @@ def test_backend_answers_on_the_gpu():
     device = torch.device("cuda")
     major, _ = torch.cuda.get_device_capability()
     assert utils.get_compute_capability(device) == torch.cuda.get_device_capability()
+    sm90 = torch.cuda.get_device_capability() == (9, 0)
     assert utils.determine_attention_backend(device, 0, False, False, torch.float16,
-                                             torch.float16) == "fa2"
+                                             torch.float16) == ("fa3" if sm90 else "fa2")
     assert utils.is_sm90a_supported(device) == (major == 9)  # this CI's CUDA is >= 12.3
     assert utils.is_sm100a_supported(device) == (major == 10 and utils._cuda_at_least(12, 8))
     assert utils.determine_gemm_backend(device) == ("sm90" if major == 9 else "sm80")

@@ -2,6 +2,7 @@
 masks), plus the parts that run without one (fake kernels, tracing, argument
 errors raised before any CUDA call)."""
 
+import ctypes
 import math
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
 import tessera  # (loads the package the way users do)
-from tessera import TesseraArgumentError
+from tessera import TesseraArgumentError, _lib
 from tessera.prefill import (BatchPrefillWithPagedKVCacheWrapper,
                              BatchPrefillWithRaggedKVCacheWrapper, single_prefill_with_kv_cache)
 
@@ -764,10 +765,15 @@ def test_single_prefill_with_custom_mask_traces_into_one_graph():
 
 
 def test_run_ops_take_an_optional_custom_mask():
-    for name in ("single_prefill", "batch_prefill_ragged_run", "batch_prefill_paged_run"):
+    # Single prefill's op also takes the back end (0 auto, 1 fa2, 2 fa3); the
+    # batch wrappers fix theirs when the plan object is made.
+    tails = {"single_prefill": ", SymInt jit_variant=0, SymInt backend=0) -> ()",
+             "batch_prefill_ragged_run": ", SymInt jit_variant=0) -> ()",
+             "batch_prefill_paged_run": ", SymInt jit_variant=0) -> ()"}
+    for name, tail in tails.items():
         schema = str(getattr(torch.ops.tessera, name).default._schema)
-        assert schema.endswith(", Tensor? custom_mask=None, Tensor? alibi_slopes=None, "
-                               "SymInt jit_variant=0) -> ()"), schema
+        assert schema.endswith(", Tensor? custom_mask=None, Tensor? alibi_slopes=None" + tail), \
+            schema
     schema = str(torch.ops.tessera.block_sparse_run.default._schema)
     assert schema.endswith(", Tensor? custom_mask=None) -> ()"), schema
 
@@ -899,6 +905,47 @@ def test_unknown_backend_and_jit_args_are_rejected():
         BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), backend="cudnn")
     with pytest.raises(NotImplementedError, match="jit_args"):
         BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8), jit_args=[1])
+
+
+@pytest.mark.parametrize("backend", ["cudnn", "FA3", "", None, 2])
+def test_every_prefill_entry_point_names_a_bad_backend(backend):
+    # Checked first, before the tensors (CPU ones here) or the workspace.
+    workspace = torch.empty(8, dtype=torch.uint8)
+    for make in (BatchPrefillWithRaggedKVCacheWrapper, BatchPrefillWithPagedKVCacheWrapper,
+                 tessera.BlockSparseAttentionWrapper):
+        with pytest.raises(TesseraArgumentError, match="argument 'backend'"):
+            make(workspace, backend=backend)
+    q = torch.empty(4, 2, 64, dtype=torch.float16)
+    with pytest.raises(TesseraArgumentError, match="argument 'backend'"):
+        single_prefill_with_kv_cache(q, q, q, backend=backend)
+
+
+def test_backend_names_become_the_c_abi_ints():
+    workspace = torch.empty(8, dtype=torch.uint8)
+    for code, name in enumerate(("auto", "fa2", "fa3")):
+        assert BatchPrefillWithRaggedKVCacheWrapper(workspace, backend=name)._handle._backend \
+            == code
+        assert BatchPrefillWithPagedKVCacheWrapper(workspace, backend=name)._handle._backend \
+            == code
+
+
+@pytest.mark.parametrize("prefix, shape", [("tessera_batch_prefill_ragged", (8, 2, 128)),
+                                           ("tessera_batch_prefill_paged", (8, 2, 128, 16))])
+def test_c_abi_create_rejects_an_unknown_backend_int(prefix, shape):
+    # No GPU needed: the int is converted before the wrapper is made.
+    handle = ctypes.c_void_p()
+    with pytest.raises(TesseraArgumentError, match="argument 'backend'"):
+        _lib.call(prefix + "_create_with_backend", *shape, 4, 256, ctypes.c_void_p(1 << 20),
+                  1 << 20, 0, 3, ctypes.byref(handle))
+    assert handle.value is None
+
+
+def test_fake_single_prefill_takes_every_backend():
+    with FakeTensorMode():
+        q = torch.empty(7, 4, 128, dtype=torch.bfloat16, device="cuda")
+        k = torch.empty(9, 2, 128, dtype=torch.bfloat16, device="cuda")
+        for backend in ("auto", "fa2", "fa3"):
+            assert single_prefill_with_kv_cache(q, k, k, backend=backend).shape == q.shape
 
 
 def test_ragged_plan_indptr_lengths_must_agree():

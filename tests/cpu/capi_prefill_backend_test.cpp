@@ -1,0 +1,62 @@
+// The C ABI's prefill backend ints (tessera/c_api.h) without a GPU: a value
+// outside 0 (auto), 1 (fa2), 2 (fa3) is an argument error (return 1) whose
+// message names the argument, raised before any CUDA call.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <string>
+
+#include "support/device_tensor.h"
+#include "tessera/c_api.h"
+
+namespace tessera {
+namespace {
+
+using testing::FakeTensor;
+
+constexpr int kArgumentError = 1;
+
+void expect_backend_error(int rc, const char* argument) {
+  EXPECT_EQ(rc, kArgumentError);
+  const std::string message = tessera_last_error();
+  EXPECT_NE(message.find(std::string("'") + argument + "'"), std::string::npos) << message;
+}
+
+TEST(CapiPrefillBackend, RaggedCreateRejectsAnUnknownBackend) {
+  for (const int backend : {-1, 3}) {
+    TesseraBatchPrefillRagged* handle = nullptr;
+    const int rc = tessera_batch_prefill_ragged_create_with_backend(
+        8, 2, 128, 4, 256, reinterpret_cast<void*>(0x10000000), 1 << 20, 0, backend, &handle);
+    expect_backend_error(rc, "backend");
+    EXPECT_EQ(handle, nullptr);
+  }
+}
+
+TEST(CapiPrefillBackend, PagedCreateRejectsAnUnknownBackend) {
+  TesseraBatchPrefillPaged* handle = nullptr;
+  const int rc = tessera_batch_prefill_paged_create_with_backend(
+      8, 2, 128, 16, 4, 256, reinterpret_cast<void*>(0x10000000), 1 << 20, 0, 7, &handle);
+  expect_backend_error(rc, "backend");
+  EXPECT_EQ(handle, nullptr);
+}
+
+TEST(CapiPrefillBackend, SinglePrefillRejectsAnUnknownOptionsBackend) {
+  // Valid fake tensors, so the options are the only bad argument.
+  FakeTensor q{DType::kBFloat16, {16, 8, 128}};
+  FakeTensor k{DType::kBFloat16, {32, 2, 128}};
+  FakeTensor v{DType::kBFloat16, {32, 2, 128}};
+  FakeTensor out{DType::kBFloat16, {16, 8, 128}};
+  q.with_data(0x10000000);
+  k.with_data(0x20000000);
+  v.with_data(0x30000000);
+  out.with_data(0x40000000);
+  TesseraAttentionOptions options{};
+  options.window_left = -1;
+  options.prefill_backend = 3;
+  const int rc = tessera_single_prefill_with_kv_cache(&q.dl(), &k.dl(), &v.dl(), &out.dl(),
+                                                      nullptr, 0, 1, &options, nullptr);
+  expect_backend_error(rc, "prefill_backend");
+}
+
+}  // namespace
+}  // namespace tessera
