@@ -17,6 +17,7 @@
 
 #include "reference/attention_ref.h"
 #include "support/argument_error.h"
+#include "support/prefill_backends.h"
 #include "support/compare.h"
 #include "support/custom_mask.h"
 #include "support/device_tensor.h"
@@ -56,8 +57,8 @@ struct BatchCase {
   // (poisoned), so the strides share only a small divisor.
   bool padded_cache = false;
   int64_t expect_q_tile = 0;  // nonzero: the FA2 plan must choose this q tile (64 / 128 rows)
-  // run_case runs every case on both back ends: kFa2 and kAuto (the Hopper
-  // kernel on an sm90 GPU where it serves the case, else FA2 again).
+  // run_case runs every case on kFa2 and on kFa3 where the Hopper kernel
+  // serves it (support/prefill_backends.h).
   PrefillBackend backend = PrefillBackend::kFa2;
 };
 
@@ -209,7 +210,7 @@ std::string describe(const BatchCase& c) {
   s += ", D " + std::to_string(c.head_dim) + (c.causal ? ", causal" : ", non-causal");
   s += ", batch " + std::to_string(c.qo_lens.size());
   s += std::string(", q ") + dtype_name(c.dtype) + ", KV " + dtype_name(kv_dtype(c));
-  s += c.backend == PrefillBackend::kFa2 ? ", backend fa2" : ", backend auto";
+  s += std::string(", ") + testing::prefill_backend_name(c.backend);
   return s;
 }
 
@@ -259,8 +260,12 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
     if (c.expect_q_tile != 0 && c.backend == PrefillBackend::kFa2) {
       EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
     }
-    prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl, options,
-                stream.get(), Validate::kOn);
+    if (!testing::run_on_backend(c.backend, [&] {
+          prefill.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), &lse_dl,
+                      options, stream.get(), Validate::kOn);
+        })) {
+      return;
+    }
     stream.synchronize();
   } else {
     PagedKV paged(c, in, rng);
@@ -275,16 +280,20 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
     if (c.expect_q_tile != 0 && c.backend == PrefillBackend::kFa2) {
       EXPECT_EQ(prefill.planned_q_tile_rows(), c.expect_q_tile);
     }
-    prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout), indices.dl(),
-                qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl, options, stream.get(),
-                Validate::kOn);
+    if (!testing::run_on_backend(c.backend, [&] {
+          prefill.run(q.dl(), PagedKVCacheArg::combined(paged.cache.dl(), c.layout),
+                      indices.dl(), qo_dev.dl(), indptr.dl(), last.dl(), out.dl(), &lse_dl,
+                      options, stream.get(), Validate::kOn);
+        })) {
+      return;
+    }
     stream.synchronize();
   }
   check_results(c, in, out, lse);
 }
 
 void run_case(const BatchCase& c, Rng& rng) {
-  for (const PrefillBackend backend : {PrefillBackend::kFa2, PrefillBackend::kAuto}) {
+  for (const PrefillBackend backend : testing::kPrefillBackends) {
     BatchCase on = c;
     on.backend = backend;
     run_case_on_backend(on, rng);
@@ -894,7 +903,12 @@ void graph_replay_case(BatchCase c, const std::vector<std::vector<int32_t>>& qo_
 TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  for (const PrefillBackend backend : {PrefillBackend::kFa2, PrefillBackend::kAuto}) {
+  int major = 0;
+  int minor = 0;
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
+  for (const PrefillBackend backend : testing::kPrefillBackends) {
+    if (backend == PrefillBackend::kFa3 && !(major == 9 && minor == 0)) continue;  // sm_90a only
     BatchCase c;
     c.page_size = 16;
     c.backend = backend;

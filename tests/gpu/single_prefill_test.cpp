@@ -1,7 +1,7 @@
 // single_prefill_with_kv_cache on the GPU against the float64 reference, on
 // both back ends: every case runs with PrefillBackend::kFa2 (the FA2-style
-// sm80 kernel) and kAuto (the Hopper kernel on an sm_90 GPU where it serves
-// the case, else FA2 again). Inputs are rounded to their storage dtype on
+// sm80 kernel) and kFa3 where the Hopper kernel serves it
+// (support/prefill_backends.h). Inputs are rounded to their storage dtype on
 // the host first, so the reference sees what the kernel sees; outputs are
 // poisoned before each run. Tolerances: out is a float32 accumulation of
 // 16-bit P (the probabilities are rounded to q's dtype for the P V mma, as in
@@ -23,6 +23,7 @@
 #include "support/gpu.h"
 #include "support/host_convert.h"
 #include "support/kv_tensor.h"
+#include "support/prefill_backends.h"
 #include "support/random.h"
 #include "tessera/api/prefill.h"
 #include "tessera/core/cuda_check.h"
@@ -36,19 +37,6 @@ using testing::DeviceTensor;
 using testing::Rng;
 
 constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
-
-// The back ends each case runs on. kFa3 is not among them: where the Hopper
-// kernel does not serve a case it throws (HopperBackendRejectsWhatItDoesNotServe).
-constexpr PrefillBackend kBackends[] = {PrefillBackend::kFa2, PrefillBackend::kAuto};
-
-const char* backend_name(PrefillBackend backend) {
-  switch (backend) {
-    case PrefillBackend::kAuto: return "backend auto";
-    case PrefillBackend::kFa2: return "backend fa2";
-    case PrefillBackend::kFa3: return "backend fa3";
-  }
-  return "backend ?";
-}
 
 struct PrefillCase {
   int64_t qo_len = 128;
@@ -112,8 +100,12 @@ void run_case_on(PrefillCase c, Rng& rng) {
 
   CudaStream stream;
   DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl(), lse_dl = lse.dl();
-  single_prefill_with_kv_cache(q_dl, k_dl, v_dl, out_dl, c.with_lse ? &lse_dl : nullptr,
-                               c.layout, c.causal, c.options, stream.get());
+  if (!testing::run_on_backend(c.options.backend, [&] {
+        single_prefill_with_kv_cache(q_dl, k_dl, v_dl, out_dl, c.with_lse ? &lse_dl : nullptr,
+                                     c.layout, c.causal, c.options, stream.get());
+      })) {
+    return;
+  }
   stream.synchronize();
 
   reference::AttentionRefParams p = c.ref;
@@ -143,10 +135,10 @@ void run_case_on(PrefillCase c, Rng& rng) {
   EXPECT_TRUE(testing::padding_untouched(k));
 }
 
-// Case c on every back end of kBackends (fresh random inputs for each).
+// Case c on every back end of testing::kPrefillBackends (fresh random inputs for each).
 void run_case(PrefillCase c, Rng& rng) {
-  for (const PrefillBackend backend : kBackends) {
-    SCOPED_TRACE(backend_name(backend));
+  for (const PrefillBackend backend : testing::kPrefillBackends) {
+    SCOPED_TRACE(testing::prefill_backend_name(backend));
     c.options.backend = backend;
     run_case_on(c, rng);
   }
@@ -512,13 +504,17 @@ TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
   const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
   CudaStream stream;
   DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl();
-  for (const PrefillBackend backend : kBackends) {
-    SCOPED_TRACE(backend_name(backend));
+  for (const PrefillBackend backend : testing::kPrefillBackends) {
+    SCOPED_TRACE(testing::prefill_backend_name(backend));
     q.upload(q_host);  // the previous back end's run overwrote it
     AttentionOptions options;
     options.backend = backend;
-    single_prefill_with_kv_cache(q_dl, k_dl, v_dl, q_dl, nullptr, KVLayout::kNHD, true, options,
-                                 stream.get());
+    if (!testing::run_on_backend(backend, [&] {
+          single_prefill_with_kv_cache(q_dl, k_dl, v_dl, q_dl, nullptr, KVLayout::kNHD, true,
+                                       options, stream.get());
+        })) {
+      continue;
+    }
     stream.synchronize();
     EXPECT_TRUE(testing::all_close(q.download(), expected.out, testing::kBFloat16Tolerance));
   }
