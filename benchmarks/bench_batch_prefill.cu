@@ -46,6 +46,16 @@ void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
                                 cudaMemcpyHostToDevice));
 }
 
+// Whether the Hopper prefill back end runs here (an sm_90 GPU, head_dim 64 /
+// 128): its rows (backend fa3) sit beside the FA2 rows of the same case.
+bool backend_fa3_runs(int device, int64_t head_dim) {
+  int major = 0;
+  int minor = 0;
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major == 9 && minor == 0 && (head_dim == 64 || head_dim == 128);
+}
+
 void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
   const std::string name = case_name(s, head_dim, causal, 0);
   if (!bench.wants(name)) return;
@@ -76,6 +86,21 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
   };
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
+  // The Hopper back end on the same data (rows only where it runs: sm_90).
+  if (backend_fa3_runs(device, head_dim)) {
+    PrefillPlanShape fa3_shape = shape;
+    fa3_shape.backend = PrefillBackend::kFa3;
+    BatchPrefillWithRaggedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
+    fa3.plan(indptr, indptr, causal, bench.stream());
+    const double fa3_us = bench.median_us(
+        [&] {
+          fa3.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), qo_dev.dl(), out.dl(), nullptr, options,
+                  bench.stream(), Validate::kOff);
+        },
+        4.0 * static_cast<double>(q.bytes()));
+    bench.emit("batch_prefill_ragged_fa3", name, "TFLOP/s",
+               flops(s, head_dim, causal) / (fa3_us * 1e6));
+  }
   if (head_dim == 128 && causal) {
     // ALiBi with a soft cap (a JIT-served built-in combination): the logits
     // transform per element on top of the plain kernel's work.
@@ -160,6 +185,19 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   };
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
+  if (backend_fa3_runs(device, kDim)) {
+    PrefillPlanShape fa3_shape = shape;
+    fa3_shape.backend = PrefillBackend::kFa3;
+    BatchPrefillWithPagedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
+    fa3.plan(qo_indptr, kv_indptr, last, true, bench.stream());
+    const double fa3_us = bench.median_us(
+        [&] {
+          fa3.run(q.dl(), cache_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                  out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+        },
+        4.0 * static_cast<double>(q.bytes()));
+    bench.emit("batch_prefill_paged_fa3", name, "TFLOP/s", flops(s, kDim, true) / (fa3_us * 1e6));
+  }
   if (page_size == 16) {
     // The same pages in float8 e4m3 and e5m2 (chunked prefill over an fp8 KV
     // cache): tiles are widened to bf16 in shared memory; e5m2 is JIT-served.
