@@ -1,0 +1,11 @@
+export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=c25f458
+cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
+export LD_LIBRARY_PATH="$PWD/.gpu-build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
+mkdir -p $OUT/l
+timeout 60 .gpu-build/bin/tessera_gpu_tests --gtest_filter='BatchPrefill.RaggedMixed*' > $OUT/l/first.log 2>&1; echo "first rc $?" >> $OUT/l/first.log
+tail -30 $OUT/l/first.log
+timeout 200 .gpu-build/bin/tessera_gpu_tests --gtest_filter='BatchPrefill.*:SinglePrefill.*:BlockSparse*' > $OUT/l/prefill.log 2>&1; echo "prefill rc $?" >> $OUT/l/prefill.log
+grep -E '^\[  FAILED|PASSED|rc ' $OUT/l/prefill.log | head -30
+TESSERA_GPU_CHECK_SKIP=cpu,sanitizer,demo TESSERA_GPU_TEST_FILTER='TestHarness.*' TESSERA_BENCH_ONLY=batch_prefill timeout 280 scripts/gpu_check.sh > $OUT/l/check.log 2>&1
+tail -40 $OUT/l/check.log
+tar czf $OUT/logs.tgz gpu_check_logs benchmarks/results
