@@ -1,3 +1,10 @@
+#!/usr/bin/env bash
+# One device call for the Hopper prefill back end's first run (issue 21) and
+# issue 20's pytest re-run: the prefill GPU tests on fa2 and fa3 (with
+# timeouts, so a hung barrier cannot eat the call), then gpu_check's pytest
+# and batch_prefill benchmarks (fa3 rows beside FA2 and the torch peers).
+# Run on the GPU machine from the repository root with .gpu-build carried
+# (scripts/stage_gpu_build.sh); logs under $OUT. Set TESSERA_COMMIT below.
 export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=c25f458
 cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
 export LD_LIBRARY_PATH="$PWD/.gpu-build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
