@@ -50,15 +50,14 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
   return {};
 }
 
-
 // kAuto picks the Hopper kernels only once they have passed gpu_check on an
 // sm90 GPU (tests, sanitizers, benchmarks); until then they run when asked
 // for by name.
 constexpr bool kAutoPicksFa3 = false;
 
 bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
-  return (backend == PrefillBackend::kFa3 || (backend == PrefillBackend::kAuto && kAutoPicksFa3)) && (head_dim == 64 || head_dim == 128) &&
-         device_runs_sm90a(device_id);
+  return (backend == PrefillBackend::kFa3 || (backend == PrefillBackend::kAuto && kAutoPicksFa3)) &&
+         (head_dim == 64 || head_dim == 128) && device_runs_sm90a(device_id);
 }
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {

@@ -23,11 +23,11 @@ template <typename T, int kHeadDim, typename Variant, typename Kv>
 void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 grid,
                         cudaStream_t stream) {
   using Tr = prefill_sm90::Traits<T, kHeadDim>;
-  const void* kernel =
-      custom_mask
-          ? reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>)
-          : reinterpret_cast<const void*>(
-                prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
+  const void* kernel = custom_mask
+                           ? reinterpret_cast<const void*>(
+                                 prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>)
+                           : reinterpret_cast<const void*>(
+                                 prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
   constexpr int kShared = prefill_sm90::kSharedBytes<Tr>;
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
@@ -78,12 +78,12 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
                                        l.q_stride_head * element, l.q_stride_token * element,
                                        static_cast<int>(g), static_cast<int>(128 / g), "q");
       if constexpr (kRagged) {
-        p.k_map = encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                         l.stride_head * element, l.stride_entry * element, 1,
-                                         128, "k");
-        p.v_map = encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                         l.stride_head * element, l.stride_entry * element, 1,
-                                         128, "v");
+        p.k_map =
+            encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_tokens,
+                                   l.stride_head * element, l.stride_entry * element, 1, 128, "k");
+        p.v_map =
+            encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
+                                   l.stride_head * element, l.stride_entry * element, 1, 128, "v");
       }
       p.out = static_cast<T*>(l.out);
       p.out_stride_token = l.out_stride_token;

@@ -10,9 +10,9 @@ void launch_single_prefill_sm90(const SinglePrefillSm90Launch& l, cudaStream_t s
       using Kv = prefill::RaggedKv<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;
-      p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.qo_len,
-                                       l.q_stride_head * element, l.q_stride_token * element, 1,
-                                       128, "q");
+      p.q_map =
+          encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.qo_len, l.q_stride_head * element,
+                                 l.q_stride_token * element, 1, 128, "q");
       p.k_map = encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_len,
                                        l.kv_stride_head * element, l.kv_stride_entry * element, 1,
                                        128, "k");
@@ -32,9 +32,9 @@ void launch_single_prefill_sm90(const SinglePrefillSm90Launch& l, cudaStream_t s
       p.single_causal = l.causal;
       p.custom_mask = l.custom_mask;
       p.variant = l.variant;
-      const dim3 grid(static_cast<unsigned>((l.qo_len + prefill_sm90::kBlockM - 1) /
-                                            prefill_sm90::kBlockM),
-                      static_cast<unsigned>(l.num_qo_heads));
+      const dim3 grid(
+          static_cast<unsigned>((l.qo_len + prefill_sm90::kBlockM - 1) / prefill_sm90::kBlockM),
+          static_cast<unsigned>(l.num_qo_heads));
       launch_sm90_kernel<T, kHeadDim, Variant, Kv>(p, l.custom_mask != nullptr, grid, stream);
       TESSERA_CHECK_LAUNCH();
     });

@@ -1,8 +1,8 @@
 #include "api/tma_descriptor.h"
 
 #include <cuda.h>
-#include <cuda_runtime_api.h>
 #include <cudaTypedefs.h>
+#include <cuda_runtime_api.h>
 
 #include <mutex>
 #include <string>
@@ -27,8 +27,9 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_function() {
     }
   });
   if (function == nullptr) {
-    throw Error("tessera: the CUDA driver has no cuTensorMapEncodeTiled (needed by the Hopper "
-                "prefill kernels; a driver for CUDA 12 or newer)");
+    throw Error(
+        "tessera: the CUDA driver has no cuTensorMapEncodeTiled (needed by the Hopper "
+        "prefill kernels; a driver for CUDA 12 or newer)");
   }
   return function;
 }
@@ -49,11 +50,11 @@ sm90::TensorMap encode_rows_tensor_map(const void* base, int64_t head_dim, int64
   const cuuint32_t box[3] = {64, static_cast<cuuint32_t>(box_heads),
                              static_cast<cuuint32_t>(box_tokens)};
   const cuuint32_t element_strides[3] = {1, 1, 1};
-  const CUresult result = encode_function()(
-      reinterpret_cast<CUtensorMap*>(&map), CU_TENSOR_MAP_DATA_TYPE_UINT16, 3,
-      const_cast<void*>(base), dims, strides, box, element_strides,
-      CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
-      CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  const CUresult result =
+      encode_function()(reinterpret_cast<CUtensorMap*>(&map), CU_TENSOR_MAP_DATA_TYPE_UINT16, 3,
+                        const_cast<void*>(base), dims, strides, box, element_strides,
+                        CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   TESSERA_CHECK_ARG(result == CUDA_SUCCESS, argument,
                     "a view the TMA can copy (16-byte aligned start and strides)",
                     "cuTensorMapEncodeTiled error " + std::to_string(static_cast<int>(result)) +

@@ -20,8 +20,7 @@ struct alignas(64) TensorMap {
 };
 
 __device__ __forceinline__ void tma_load_3d(void* shared_destination, const TensorMap* map,
-                                            int32_t c0, int32_t c1, int32_t c2,
-                                            uint64_t* barrier) {
+                                            int32_t c0, int32_t c1, int32_t c2, uint64_t* barrier) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   const int32_t coords[3] = {c0, c1, c2};
   cuda::ptx::cp_async_bulk_tensor(cuda::ptx::space_cluster, cuda::ptx::space_global,

@@ -161,26 +161,22 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[kN / 2], const uint32_t (&a)
     asm volatile(
         TESSERA_WGMMA_RS("64", "bf16", TESSERA_WGMMA_D32, "32", "33", "34", "35", "36", "37", "38")
         : TESSERA_WGMMA_ACC32(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
-          "n"(kTransposeB ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
   } else if constexpr (kN == 64) {
     asm volatile(
         TESSERA_WGMMA_RS("64", "f16", TESSERA_WGMMA_D32, "32", "33", "34", "35", "36", "37", "38")
         : TESSERA_WGMMA_ACC32(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
-          "n"(kTransposeB ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
   } else if constexpr (kBf16) {
     asm volatile(
         TESSERA_WGMMA_RS("128", "bf16", TESSERA_WGMMA_D64, "64", "65", "66", "67", "68", "69", "70")
         : TESSERA_WGMMA_ACC64(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
-          "n"(kTransposeB ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
   } else {
     asm volatile(
         TESSERA_WGMMA_RS("128", "f16", TESSERA_WGMMA_D64, "64", "65", "66", "67", "68", "69", "70")
         : TESSERA_WGMMA_ACC64(d)
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
-          "n"(kTransposeB ? 1 : 0));
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
   }
 #else
   __trap();

@@ -12,10 +12,12 @@
 namespace tessera::prefill_sm90 {
 
 template <typename Tr, typename Variant, bool kFoldScale>
-__device__ __forceinline__ void write_unit_output(
-    SharedStorage<Tr>& s, RowState<Tr>& st, const prefill::RowVariants<Variant, 2>& var,
-    float q_scale, float v_scale, const prefill::QueryRows<typename Tr::T>& rows,
-    const prefill::OutputRows<typename Tr::T>& output, const Unit& u, int consumer) {
+__device__ __forceinline__ void write_unit_output(SharedStorage<Tr>& s, RowState<Tr>& st,
+                                                  const prefill::RowVariants<Variant, 2>& var,
+                                                  float q_scale, float v_scale,
+                                                  const prefill::QueryRows<typename Tr::T>& rows,
+                                                  const prefill::OutputRows<typename Tr::T>& output,
+                                                  const Unit& u, int consumer) {
   using T = typename Tr::T;
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   const int lane = static_cast<int>(threadIdx.x) % 32;
@@ -32,9 +34,9 @@ __device__ __forceinline__ void write_unit_output(
     st.d[i] += __shfl_xor_sync(0xffffffffu, st.d[i], 2);
     inv[i] = !kSoftmax ? v_scale : st.d[i] > 0.f ? v_scale / st.d[i] : 0.f;
     const float m_log2 = kFoldScale ? st.m[i] * q_scale : st.m[i];
-    lse[i] = !kSoftmax              ? 0.f
-             : st.d[i] > 0.f        ? m_log2 + __log2f(st.d[i])
-                                    : attention::negative_infinity();
+    lse[i] = !kSoftmax       ? 0.f
+             : st.d[i] > 0.f ? m_log2 + __log2f(st.d[i])
+                             : attention::negative_infinity();
     row[i] = u.row_begin + warp_row + g + 8 * i;
   }
 
@@ -80,8 +82,7 @@ __device__ __forceinline__ void write_unit_output(
       const uint4 value =
           *reinterpret_cast<const uint4*>(s.q + swizzled_offset(kBlockM, warp_row + r, chunk * 8));
       const int token = rows.token(out_row);
-      const int head =
-          out_row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
+      const int head = out_row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
       *reinterpret_cast<uint4*>(output.out + token * output.stride_token +
                                 head * output.stride_head + chunk * 8) = value;
     }

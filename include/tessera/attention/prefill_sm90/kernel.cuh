@@ -63,22 +63,24 @@ struct UnitList {
   __device__ __forceinline__ Unit unit(int i) const {
     if (p.single_qo_len >= 0) {
       const int row0 = first * kBlockM;
-      return {0, p.single_qo_len, 0, p.single_kv_len, row0, min(row0 + kBlockM, p.single_qo_len),
-              0, p.single_kv_len, -1, 0};
+      return {0,    p.single_qo_len,
+              0,    p.single_kv_len,
+              row0, min(row0 + kBlockM, p.single_qo_len),
+              0,    p.single_kv_len,
+              -1,   0};
     }
     const PrefillWorkUnit w = p.schedule.work_units[first + i];
-    return {w.qo_begin,      w.qo_len,
-            w.kv_start,      w.kv_len,
-            w.qo_tile_begin, w.qo_tile_begin + w.qo_rows,
-            w.kv_begin,      w.kv_end,
-            w.partial_index, w.mask_byte_begin};
+    return {w.qo_begin,       w.qo_len,        w.kv_start,
+            w.kv_len,         w.qo_tile_begin, w.qo_tile_begin + w.qo_rows,
+            w.kv_begin,       w.kv_end,        w.partial_index,
+            w.mask_byte_begin};
   }
 };
 
 template <typename Variant, typename T>
 __device__ __forceinline__ UnitTiles unit_tiles(const Unit& u, const prefill::QueryRows<T>& rows,
-                                                const attention::VariantParams& params,
-                                                bool causal, int block_n) {
+                                                const attention::VariantParams& params, bool causal,
+                                                int block_n) {
   const int delta = u.kv_len - u.qo_len;
   const int first_pos = delta + rows.token(u.row_begin);
   const int last_pos = delta + rows.token(u.row_end - 1);
@@ -118,16 +120,15 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     const UnitTiles tiles = unit_tiles<Variant>(u, rows, p.variant, causal, Tr::kBlockN);
     const int delta = u.kv_len - u.qo_len;
     RowContext<Variant, kCustomMask> rc{prefill::make_row_variants<Variant, 2>([&](int k) {
-      const int r = min(u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k,
-                        u.row_end - 1);
+      const int r =
+          min(u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k, u.row_end - 1);
       return Variant(p.variant, rows.head(r), delta + rows.token(r));
     })};
 #pragma unroll
     for (int k = 0; k < 2; ++k) {
       const int r = u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k;
       rc.pos[k] = delta + rows.token(r);
-      rc.mask_row[k] =
-          r < u.row_end ? static_cast<int64_t>(rows.token(r)) * u.kv_len : int64_t{-1};
+      rc.mask_row[k] = r < u.row_end ? static_cast<int64_t>(rows.token(r)) * u.kv_len : int64_t{-1};
     }
     rc.mask = kCustomMask ? p.custom_mask + u.mask_byte_begin : nullptr;
     rc.causal = causal;
@@ -224,8 +225,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 #if TESSERA_SM90A_ENABLED
   static_assert(!Variant::kHasQueryKeyTransform, "RoPE on the fly runs on the FA2 kernels");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
-  auto& s = *reinterpret_cast<SharedStorage<Tr>*>(
-      (reinterpret_cast<uintptr_t>(shared_raw) + 1023) & ~uintptr_t{1023});
+  auto& s = *reinterpret_cast<SharedStorage<Tr>*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
+                                                  ~uintptr_t{1023});
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
   constexpr uint32_t kFullArrivals = kGather ? 128 : 1;
   constexpr uint32_t kEmptyArrivals = kConsumers * 4;  // lane 0 of each consumer warp

@@ -35,8 +35,8 @@ struct RowState {
 template <typename Variant, bool kCustomMask>
 struct RowContext {
   prefill::RowVariants<Variant, 2> var;
-  int pos[2];             // the rows' kv positions
-  int64_t mask_row[2];    // custom mask: token * kv_len, -1 for padding rows
+  int pos[2];           // the rows' kv positions
+  int64_t mask_row[2];  // custom mask: token * kv_len, -1 for padding rows
   const uint8_t* mask;
   bool causal;
   float q_scale;
@@ -83,8 +83,8 @@ __device__ __forceinline__ void qk_gemm(float (&s)[Tr::kSRegs], uint32_t q_base,
 
 // O += P V; P as mma A fragments (16 kv positions per k-step).
 template <typename Tr>
-__device__ __forceinline__ void pv_gemm(float (&o)[Tr::kORegs],
-                                        uint32_t (&p)[Tr::kPvSteps][4], uint32_t v_base) {
+__device__ __forceinline__ void pv_gemm(float (&o)[Tr::kORegs], uint32_t (&p)[Tr::kPvSteps][4],
+                                        uint32_t v_base) {
   sm90::fence_registers(o);
   sm90::wgmma_fence();
 #pragma unroll

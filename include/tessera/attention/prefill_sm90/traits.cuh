@@ -19,11 +19,11 @@
 
 namespace tessera::prefill_sm90 {
 
-inline constexpr int kBlockM = 128;         // query rows per CTA tile
-inline constexpr int kConsumerRows = 64;    // per consumer warpgroup (wgmma M)
+inline constexpr int kBlockM = 128;       // query rows per CTA tile
+inline constexpr int kConsumerRows = 64;  // per consumer warpgroup (wgmma M)
 inline constexpr int kConsumers = kBlockM / kConsumerRows;
 inline constexpr int kThreads = (1 + kConsumers) * 128;
-inline constexpr int kPanelElems = 64;      // 16-bit values per 128-byte row
+inline constexpr int kPanelElems = 64;  // 16-bit values per 128-byte row
 inline constexpr int kPanelRowBytes = 128;
 // setmaxnreg: the producer gives registers to the consumers (24 x 128 + 240
 // x 256 = 64512 of the SM's 65536); the gather producer (paged) needs more.
