@@ -92,6 +92,11 @@ __device__ __forceinline__ void fence_registers(uint32_t (&r)[kCount]) {
 #pragma unroll
   for (int i = 0; i < kCount; ++i) asm volatile("" : "+r"(r[i])::"memory");
 }
+template <int kRows, int kCount>
+__device__ __forceinline__ void fence_registers(uint32_t (&r)[kRows][kCount]) {
+#pragma unroll
+  for (int i = 0; i < kRows; ++i) fence_registers(r[i]);
+}
 
 // clang-format off
 #define TESSERA_WGMMA_D32 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \

@@ -112,7 +112,8 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   const int t = lane % 4;
   const bool causal = units.causal();
   const uint32_t q_base = sm80::shared_address(s.q);
-  sm90::RingPosition<Tr::kStages> ring;
+  sm90::RingPosition<Tr::kStages> k_ring;
+  sm90::RingPosition<Tr::kStages> v_ring;
   uint32_t q_parity = 0;
   for (int i = 0; i < units.count; ++i) {
     const Unit u = units.unit(i);
@@ -137,30 +138,83 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     RowState<Tr> st;
     st.init();
     sm90::barrier_wait(&s.q_full, q_parity);
-    const auto run_tile = [&](auto mask_tag, int tile) {
+    // Tile n's S = Q K^T is issued before tile n - 1's O += P V, and its
+    // softmax runs while that P V is in flight (P of tile n - 1 stays in
+    // registers until it completes); K slots are released a tile before
+    // the V slot of the same stage.
+    uint32_t pfrag[Tr::kPvSteps][4];
+    // Logits, masks and softmax of a tile whose S landed; returns the
+    // accumulators' rescale factors.
+    const auto softmax_tile = [&](auto mask_tag, float(&sacc)[Tr::kSRegs], int tile,
+                                  float(&factor)[2]) {
       constexpr bool kMask = decltype(mask_tag)::value;
       const int kv0 = tiles.kv_begin + tile * Tr::kBlockN;
-      float sacc[Tr::kSRegs];
-      sm90::barrier_wait(&s.k_full[ring.slot], ring.parity);
-      qk_gemm<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[ring.slot])), consumer);
-      release(&s.k_empty[ring.slot]);
       apply_logits<Tr, Variant, kCustomMask, kMask, kFoldScale>(sacc, rc, kv0, tiles.kv_end, t);
-      uint32_t pfrag[Tr::kPvSteps][4];
-      softmax_to_p<Tr, kSoftmax, kFoldScale>(sacc, st, rc.q_scale, pfrag);
-      sm90::barrier_wait(&s.v_full[ring.slot], ring.parity);
-      pv_gemm<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[ring.slot])));
-      release(&s.v_empty[ring.slot]);
-      ring.advance();
+      if constexpr (kSoftmax) online_softmax<Tr, kFoldScale>(sacc, st, rc.q_scale, factor);
     };
-    int tile = 0;
+    // The first tile has no P V before it (peeled, so that every wgmma
+    // wait in the steady loop is unconditional and ptxas keeps the
+    // wgmma pipelined).
+    const auto first_tile = [&](auto mask_tag) {
+      float sacc[Tr::kSRegs];
+      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      sm90::wgmma_fence();
+      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(sacc);
+      release(&s.k_empty[k_ring.slot]);
+      k_ring.advance();
+      float factor[2] = {1.f, 1.f};
+      softmax_tile(mask_tag, sacc, 0, factor);
+      pack_p<Tr>(sacc, pfrag);
+    };
+    const auto next_tile = [&](auto mask_tag, int tile) {
+      float sacc[Tr::kSRegs];
+      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      sm90::wgmma_fence();
+      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
+      issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
+      sm90::wgmma_wait<1>();
+      sm90::fence_registers(sacc);
+      release(&s.k_empty[k_ring.slot]);
+      k_ring.advance();
+      float factor[2] = {1.f, 1.f};
+      softmax_tile(mask_tag, sacc, tile, factor);
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(st.o);
+      sm90::fence_registers(pfrag);
+      release(&s.v_empty[v_ring.slot]);
+      v_ring.advance();
+      rescale<Tr>(st.o, factor);
+      pack_p<Tr>(sacc, pfrag);
+    };
+    int unmasked = 0;
     if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
-      const int unmasked =
-          tiles.unmasked_end > tiles.kv_begin
-              ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
-              : 0;
-      for (; tile < unmasked; ++tile) run_tile(cuda::std::false_type{}, tile);
+      unmasked = tiles.unmasked_end > tiles.kv_begin
+                     ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
+                     : 0;
     }
-    for (; tile < tiles.num_tiles; ++tile) run_tile(cuda::std::true_type{}, tile);
+    if (tiles.num_tiles > 0) {
+      if (unmasked > 0) {
+        first_tile(cuda::std::false_type{});
+      } else {
+        first_tile(cuda::std::true_type{});
+      }
+    }
+    int tile = 1;
+    for (; tile < unmasked; ++tile) next_tile(cuda::std::false_type{}, tile);
+    for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
+    if (tiles.num_tiles > 0) {  // the last tile's P V
+      sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
+      sm90::wgmma_fence();
+      issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(st.o);
+      sm90::fence_registers(pfrag);
+      release(&s.v_empty[v_ring.slot]);
+      v_ring.advance();
+    }
 
     prefill::OutputRows<T> output{p.out + u.qo_begin * p.out_stride_token,
                                   p.out_stride_token,

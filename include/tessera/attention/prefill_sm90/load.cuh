@@ -106,7 +106,10 @@ struct GatherKvLoader {
     sm90::barrier_arrive(&s.v_full[slot]);
   }
 
-  // All 128 producer threads run this.
+  // All 128 producer threads run this. Tile t's K copies are issued once
+  // its K slot is free, then tile t - 1 lands, then tile t's V copies wait
+  // for their slot: consumers free a V slot only after the next tile's
+  // S = Q K^T (mainloop order), so tile t - 1 must land before that wait.
   template <int kStages>
   __device__ __forceinline__ void load_unit(SharedStorage<Tr>& s, const Unit& /*u*/,
                                             const UnitTiles& tiles,
@@ -116,19 +119,21 @@ struct GatherKvLoader {
     for (int t = 0; t < tiles.num_tiles; ++t) {
       const int pos0 = tiles.kv_begin + t * Tr::kBlockN;
       const int32_t page = kv.page_of(pos0 + tid, tiles.kv_end);
+      // (Every thread finished reading this slot's table two tiles ago: it
+      // has passed the named barrier of the tile between.)
       sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
-      sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
       s.row_table[ring.slot][tid] = kv.units_from_start(page, pos0 + tid);
       sm90::named_barrier_sync(kProducerBarrier, 128);
       const int rows_left = tiles.kv_end - pos0;
       copy_tile(s.k[ring.slot], kv.k_data, s.row_table[ring.slot], rows_left);
       sm80::cp_async_commit();
-      copy_tile(s.v[ring.slot], kv.v_data, s.row_table[ring.slot], rows_left);
-      sm80::cp_async_commit();
       if (previous_slot >= 0) {
-        sm80::cp_async_wait_group<2>();
+        sm80::cp_async_wait_group<1>();
         land(s, previous_slot);
       }
+      sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
+      copy_tile(s.v[ring.slot], kv.v_data, s.row_table[ring.slot], rows_left);
+      sm80::cp_async_commit();
       previous_slot = ring.slot;
       ring.advance();
     }

@@ -65,36 +65,30 @@ __device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
   return sm90::mn_major_descriptor(v_base + kk * 16 * kPanelRowBytes, Tr::kKvPanelBytes);
 }
 
-// S = Q K^T for this warpgroup's 64 rows; returns once the products landed.
+// Issues S = Q K^T for this warpgroup's 64 rows as one commit group (no
+// wait: the caller overlaps it with the previous tile's P V).
 template <typename Tr>
-__device__ __forceinline__ void qk_gemm(float (&s)[Tr::kSRegs], uint32_t q_base, uint32_t k_base,
-                                        int consumer) {
-  sm90::fence_registers(s);
-  sm90::wgmma_fence();
+__device__ __forceinline__ void issue_qk(float (&s)[Tr::kSRegs], uint32_t q_base, uint32_t k_base,
+                                         int consumer) {
 #pragma unroll
   for (int ks = 0; ks < Tr::kKSteps; ++ks) {
     sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(s, q_descriptor<Tr>(q_base, consumer, ks),
                                                 k_descriptor<Tr>(k_base, ks), ks > 0);
   }
   sm90::wgmma_commit();
-  sm90::wgmma_wait<0>();
-  sm90::fence_registers(s);
 }
 
-// O += P V; P as mma A fragments (16 kv positions per k-step).
+// Issues O += P V as one commit group; P as mma A fragments (16 kv
+// positions per k-step), which must stay untouched until it completes.
 template <typename Tr>
-__device__ __forceinline__ void pv_gemm(float (&o)[Tr::kORegs], uint32_t (&p)[Tr::kPvSteps][4],
-                                        uint32_t v_base) {
-  sm90::fence_registers(o);
-  sm90::wgmma_fence();
+__device__ __forceinline__ void issue_pv(float (&o)[Tr::kORegs], uint32_t (&p)[Tr::kPvSteps][4],
+                                         uint32_t v_base) {
 #pragma unroll
   for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
     sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(o, p[kk], v_descriptor<Tr>(v_base, kk),
                                                        true);
   }
   sm90::wgmma_commit();
-  sm90::wgmma_wait<0>();
-  sm90::fence_registers(o);
 }
 
 // Logits (log2 units; raw q.k when the scale is folded) and masks, in place.
@@ -126,49 +120,58 @@ __device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
   }
 }
 
-// Online softmax over the tile (rows' max over the quad, exponentials, the
-// accumulator rescale only when a row's max moved), then P packed as
-// A fragments.
-template <typename Tr, bool kSoftmax, bool kFoldScale>
-__device__ __forceinline__ void softmax_to_p(float (&s)[Tr::kSRegs], RowState<Tr>& st,
-                                             float q_scale, uint32_t (&p)[Tr::kPvSteps][4]) {
-  using T = typename Tr::T;
-  if constexpr (kSoftmax) {
-    float factor[2];
+// Online softmax over the tile, in place: the rows' max over the quad,
+// exponentials and row sums; `factor` is what the accumulators must be
+// rescaled by (1 when a row's max did not move). Touches no accumulator, so
+// it runs while the previous tile's P V is in flight.
+template <typename Tr, bool kFoldScale>
+__device__ __forceinline__ void online_softmax(float (&s)[Tr::kSRegs], RowState<Tr>& st,
+                                               float q_scale, float (&factor)[2]) {
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      float max_i = st.m[i];
+  for (int i = 0; i < 2; ++i) {
+    float max_i = st.m[i];
 #pragma unroll
-      for (int j = 0; j < Tr::kBlockN / 8; ++j) {
-        max_i = fmaxf(max_i, fmaxf(s[4 * j + 2 * i], s[4 * j + 2 * i + 1]));
-      }
-      max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 1));
-      max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 2));
-      const float ref = attention::safe_max(max_i);
-      const float exp_offset = -ref * q_scale;
-      const auto exponent = [&](float x) {
-        return kFoldScale ? fmaf(x, q_scale, exp_offset) : x - ref;
-      };
-      factor[i] = max_i == st.m[i] ? 1.f : attention::fast_exp2(exponent(st.m[i]));
-      st.m[i] = max_i;
-      st.d[i] *= factor[i];
-#pragma unroll
-      for (int j = 0; j < Tr::kBlockN / 8; ++j) {
-        s[4 * j + 2 * i] = attention::fast_exp2(exponent(s[4 * j + 2 * i]));
-        s[4 * j + 2 * i + 1] = attention::fast_exp2(exponent(s[4 * j + 2 * i + 1]));
-        st.d[i] += s[4 * j + 2 * i] + s[4 * j + 2 * i + 1];
-      }
+    for (int j = 0; j < Tr::kBlockN / 8; ++j) {
+      max_i = fmaxf(max_i, fmaxf(s[4 * j + 2 * i], s[4 * j + 2 * i + 1]));
     }
-    if (factor[0] != 1.f || factor[1] != 1.f) {
+    max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 1));
+    max_i = fmaxf(max_i, __shfl_xor_sync(0xffffffffu, max_i, 2));
+    const float ref = attention::safe_max(max_i);
+    const float exp_offset = -ref * q_scale;
+    const auto exponent = [&](float x) {
+      return kFoldScale ? fmaf(x, q_scale, exp_offset) : x - ref;
+    };
+    factor[i] = max_i == st.m[i] ? 1.f : attention::fast_exp2(exponent(st.m[i]));
+    st.m[i] = max_i;
+    st.d[i] *= factor[i];
 #pragma unroll
-      for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
-        st.o[4 * j + 0] *= factor[0];
-        st.o[4 * j + 1] *= factor[0];
-        st.o[4 * j + 2] *= factor[1];
-        st.o[4 * j + 3] *= factor[1];
-      }
+    for (int j = 0; j < Tr::kBlockN / 8; ++j) {
+      s[4 * j + 2 * i] = attention::fast_exp2(exponent(s[4 * j + 2 * i]));
+      s[4 * j + 2 * i + 1] = attention::fast_exp2(exponent(s[4 * j + 2 * i + 1]));
+      st.d[i] += s[4 * j + 2 * i] + s[4 * j + 2 * i + 1];
     }
   }
+}
+
+template <typename Tr>
+__device__ __forceinline__ void rescale(float (&o)[Tr::kORegs], const float (&factor)[2]) {
+  if (factor[0] != 1.f || factor[1] != 1.f) {
+#pragma unroll
+    for (int j = 0; j < Tr::kHeadDim / 8; ++j) {
+      o[4 * j + 0] *= factor[0];
+      o[4 * j + 1] *= factor[0];
+      o[4 * j + 2] *= factor[1];
+      o[4 * j + 3] *= factor[1];
+    }
+  }
+}
+
+// S accumulators (n-blocks 2 kk and 2 kk + 1) repacked as the A fragments
+// of P V's k-step kk.
+template <typename Tr>
+__device__ __forceinline__ void pack_p(const float (&s)[Tr::kSRegs],
+                                       uint32_t (&p)[Tr::kPvSteps][4]) {
+  using T = typename Tr::T;
 #pragma unroll
   for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
     p[kk][0] = sm80::pack2<T>(s[8 * kk + 0], s[8 * kk + 1]);
