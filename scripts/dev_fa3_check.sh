@@ -5,7 +5,7 @@
 # and batch_prefill benchmarks (fa3 rows beside FA2 and the torch peers).
 # Run on the GPU machine from the repository root with .gpu-build carried
 # (scripts/stage_gpu_build.sh); logs under $OUT. Set TESSERA_COMMIT below.
-export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=21edf3d
+export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=ffeaa0c
 cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
 export LD_LIBRARY_PATH="$PWD/.gpu-build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
 mkdir -p $OUT/l
