@@ -293,7 +293,7 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
 }
 
 void run_case(const BatchCase& c, Rng& rng) {
-  for (const PrefillBackend backend : testing::kPrefillBackends) {
+  for (const PrefillBackend backend : testing::prefill_backends()) {
     BatchCase on = c;
     on.backend = backend;
     run_case_on_backend(on, rng);
@@ -907,7 +907,7 @@ TEST(BatchPrefill, CudaGraphReplaysForChangingLengths) {
   int minor = 0;
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0));
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0));
-  for (const PrefillBackend backend : testing::kPrefillBackends) {
+  for (const PrefillBackend backend : testing::prefill_backends()) {
     if (backend == PrefillBackend::kFa3 && !(major == 9 && minor == 0)) continue;  // sm_90a only
     BatchCase c;
     c.page_size = 16;

@@ -135,9 +135,9 @@ void run_case_on(PrefillCase c, Rng& rng) {
   EXPECT_TRUE(testing::padding_untouched(k));
 }
 
-// Case c on every back end of testing::kPrefillBackends (fresh random inputs for each).
+// Case c on every back end of testing::prefill_backends() (fresh random inputs for each).
 void run_case(PrefillCase c, Rng& rng) {
-  for (const PrefillBackend backend : testing::kPrefillBackends) {
+  for (const PrefillBackend backend : testing::prefill_backends()) {
     SCOPED_TRACE(testing::prefill_backend_name(backend));
     c.options.backend = backend;
     run_case_on(c, rng);
@@ -504,7 +504,7 @@ TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
   const auto expected = reference::attention_reference(q_host, k_host, v_host, p);
   CudaStream stream;
   DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl();
-  for (const PrefillBackend backend : testing::kPrefillBackends) {
+  for (const PrefillBackend backend : testing::prefill_backends()) {
     SCOPED_TRACE(testing::prefill_backend_name(backend));
     q.upload(q_host);  // the previous back end's run overwrote it
     AttentionOptions options;

@@ -2,10 +2,14 @@
 // kFa3. Where the Hopper kernel does not serve a case (another GPU, head_dim
 // 256, RoPE, fp8 K/V, ...) run() throws an Error naming "backend" before
 // launching; run_on_backend then reports the run as not served and the test
-// goes on (the kFa2 run still checks the case).
+// goes on (the kFa2 run still checks the case). TESSERA_TEST_PREFILL_BACKENDS
+// (a comma-separated list of "fa2", "fa3") narrows the set for quick reruns
+// of one back end; unset, every test runs both.
 #pragma once
 
+#include <cstdlib>
 #include <string>
+#include <vector>
 
 #include "tessera/api/prefill_backend.h"
 #include "tessera/core/error.h"
@@ -14,6 +18,19 @@ namespace tessera::testing {
 
 inline constexpr PrefillBackend kPrefillBackends[] = {PrefillBackend::kFa2,
                                                       PrefillBackend::kFa3};
+
+inline std::vector<PrefillBackend> prefill_backends() {
+  const char* only = std::getenv("TESSERA_TEST_PREFILL_BACKENDS");
+  std::vector<PrefillBackend> chosen;
+  for (const PrefillBackend backend : kPrefillBackends) {
+    const std::string name = backend == PrefillBackend::kFa2 ? "fa2" : "fa3";
+    if (only == nullptr || (std::string(",") + only + ",").find("," + name + ",") !=
+                               std::string::npos) {
+      chosen.push_back(backend);
+    }
+  }
+  return chosen;
+}
 
 inline const char* prefill_backend_name(PrefillBackend backend) {
   switch (backend) {

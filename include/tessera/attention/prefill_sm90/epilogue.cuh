@@ -12,7 +12,7 @@
 namespace tessera::prefill_sm90 {
 
 template <typename Tr, typename Variant, bool kFoldScale>
-__device__ __forceinline__ void write_unit_output(SharedStorage<Tr>& s, RowState<Tr>& st,
+__device__ __forceinline__ void write_unit_output(unsigned char* q_tile, RowState<Tr>& st,
                                                   const prefill::RowVariants<Variant, 2>& var,
                                                   float q_scale, float v_scale,
                                                   const prefill::QueryRows<typename Tr::T>& rows,
@@ -67,7 +67,7 @@ __device__ __forceinline__ void write_unit_output(SharedStorage<Tr>& s, RowState
         o0 = var.v[i].output_transform(o0);
         o1 = var.v[i].output_transform(o1);
       }
-      *reinterpret_cast<uint32_t*>(s.q + swizzled_offset(kBlockM, tile_row, 8 * j + 2 * t)) =
+      *reinterpret_cast<uint32_t*>(q_tile + swizzled_offset(kBlockM, tile_row, 8 * j + 2 * t)) =
           sm80::pack2<T>(o0, o1);
     }
   }
@@ -80,7 +80,7 @@ __device__ __forceinline__ void write_unit_output(SharedStorage<Tr>& s, RowState
     const int out_row = u.row_begin + warp_row + r;
     if (out_row < u.row_end) {
       const uint4 value =
-          *reinterpret_cast<const uint4*>(s.q + swizzled_offset(kBlockM, warp_row + r, chunk * 8));
+          *reinterpret_cast<const uint4*>(q_tile + swizzled_offset(kBlockM, warp_row + r, chunk * 8));
       const int token = rows.token(out_row);
       const int head = out_row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
       *reinterpret_cast<uint4*>(output.out + token * output.stride_token +

@@ -111,12 +111,12 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   const int g = lane / 4;
   const int t = lane % 4;
   const bool causal = units.causal();
-  const uint32_t q_base = sm80::shared_address(s.q);
   sm90::RingPosition<Tr::kStages> k_ring;
   sm90::RingPosition<Tr::kStages> v_ring;
-  uint32_t q_parity = 0;
   for (int i = 0; i < units.count; ++i) {
     const Unit u = units.unit(i);
+    const int q_buffer = i % Tr::kQBuffers;
+    const uint32_t q_base = sm80::shared_address(s.q[q_buffer]);
     const prefill::QueryRows<T> rows = query_rows(p, u, head_base);
     const UnitTiles tiles = unit_tiles<Variant>(u, rows, p.variant, causal, Tr::kBlockN);
     const int delta = u.kv_len - u.qo_len;
@@ -137,7 +137,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
 
     RowState<Tr> st;
     st.init();
-    sm90::barrier_wait(&s.q_full, q_parity);
+    sm90::barrier_wait(&s.q_full[q_buffer], (i / Tr::kQBuffers) & 1);
     // Tile n's S = Q K^T is issued before tile n - 1's O += P V, and its
     // softmax runs while that P V is in flight (P of tile n - 1 stays in
     // registers until it completes); K slots are released a tile before
@@ -233,12 +233,11 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       output.partial_stride = static_cast<int64_t>(p.heads_y) * Tr::kHeadDim;
       output.partial_lse_stride = p.heads_y;
     }
-    write_unit_output<Tr, Variant, kFoldScale>(s, st, rc.var, rc.q_scale, p.variant.v_scale, rows,
-                                               output, u, consumer);
-    // The Q region (and this warp's staged output in it) may be reloaded.
+    write_unit_output<Tr, Variant, kFoldScale>(s.q[q_buffer], st, rc.var, rc.q_scale,
+                                               p.variant.v_scale, rows, output, u, consumer);
+    // The Q buffer (and this warp's staged output in it) may be reloaded.
     sm90::fence_shared_to_async();
-    release(&s.q_empty);
-    q_parity ^= 1u;
+    release(&s.q_empty[q_buffer]);
   }
 }
 
@@ -252,25 +251,26 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
   }
   const bool causal = units.causal();
   const int rows_per_token = static_cast<int>(p.per_token.divisor);
-  sm90::RingPosition<Tr::kStages> ring;
-  uint32_t q_parity = 0;
+  ProducerRings<Tr::kStages> rings;
   for (int i = 0; i < units.count; ++i) {
     const Unit u = units.unit(i);
     const UnitTiles tiles =
         unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
     if (elected) {
-      sm90::barrier_wait(&s.q_empty, q_parity ^ 1u);
-      load_q<Tr>(s, &p.q_map, u, head_base, rows_per_token);
+      const int q_buffer = i % Tr::kQBuffers;
+      sm90::barrier_wait(&s.q_empty[q_buffer], ((i / Tr::kQBuffers) & 1) ^ 1u);
+      load_q<Tr>(s, q_buffer, &p.q_map, u, head_base, rows_per_token);
     }
     if constexpr (kGather) {
-      const GatherKvLoader<Tr, T> loader{p.kv.rows(u.kv_start, kv_head)};
-      loader.load_unit(s, u, tiles, ring);
+      const GatherKvLoader<Tr, T> loader{s, p.kv.rows(u.kv_start, kv_head), tiles.kv_begin,
+                                         tiles.kv_end};
+      load_unit(loader, rings, tiles.num_tiles);
     } else {
-      const TmaKvLoader<Tr> loader{&p.k_map, &p.v_map, kv_head};
-      loader.load_unit(s, u, tiles, ring);
+      const TmaKvLoader<Tr> loader{s, &p.k_map, &p.v_map, kv_head, u.kv_start + tiles.kv_begin};
+      load_unit(loader, rings, tiles.num_tiles);
     }
-    q_parity ^= 1u;
   }
+  if constexpr (kGather) GatherKvLoader<Tr, T>::finish(rings);
 }
 
 template <typename Tr, typename Variant, typename T, typename Kv, bool kCustomMask = false>
@@ -285,8 +285,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr uint32_t kFullArrivals = kGather ? 128 : 1;
   constexpr uint32_t kEmptyArrivals = kConsumers * 4;  // lane 0 of each consumer warp
   if (threadIdx.x == 0) {
-    sm90::barrier_init(&s.q_full, 1);
-    sm90::barrier_init(&s.q_empty, kEmptyArrivals);
+#pragma unroll
+    for (int i = 0; i < Tr::kQBuffers; ++i) {
+      sm90::barrier_init(&s.q_full[i], 1);
+      sm90::barrier_init(&s.q_empty[i], kEmptyArrivals);
+    }
 #pragma unroll
     for (int i = 0; i < Tr::kStages; ++i) {
       sm90::barrier_init(&s.k_full[i], kFullArrivals);

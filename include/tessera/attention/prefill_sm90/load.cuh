@@ -1,14 +1,15 @@
 // The producer warpgroup: Q of each unit through TMA, then the unit's K/V
-// tiles into the stage ring, each stage's "full" barrier completing when
-// the tile has landed and its "empty" barrier when both consumer warpgroups
-// are done with it.
+// tiles into the stage ring in the order the consumers use them (K of tile
+// t, then V of tile t - 1: S of tile t is issued before P V of tile t - 1),
+// each stage's "full" barrier completing when the tile has landed and its
+// "empty" barrier when both consumer warpgroups are done with it.
 //   TmaKvLoader: contiguous K/V (single prefill, ragged batch): one thread
 //     issues a bulk tensor copy per 64-column panel; the barrier counts bytes.
-//   GatherKvLoader: paged K/V (any page size) and block-sparse: the 128
-//     producer threads publish a tile's row offsets (one page-id load per
-//     row), then copy 16-byte chunks with cp.async into the swizzled layout;
-//     each thread waits for its copies one tile later, fences them for the
-//     wgmma (async proxy) and arrives.
+//   GatherKvLoader: paged K/V (any page size): the 128 producer threads
+//     publish a tile's row offsets (one page-id load per row) with its K,
+//     then copy 16-byte chunks with cp.async into the swizzled layout; each
+//     thread waits for a copy once it has issued the next one (across
+//     units too), fences it for the wgmma (async proxy) and arrives.
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -22,63 +23,85 @@ namespace tessera::prefill_sm90 {
 
 inline constexpr int kProducerBarrier = 1;  // named barrier of the producer warpgroup
 
-// Q rows [row_begin, row_begin + 128) of a unit: g = rows_per_token heads of
-// 128 / g tokens, one box per 64-column panel.
+// Q rows [row_begin, row_begin + 128) of a unit into Q buffer `buffer`:
+// g = rows_per_token heads of 128 / g tokens, one box per 64-column panel.
 template <typename Tr>
-__device__ __forceinline__ void load_q(SharedStorage<Tr>& s, const sm90::TensorMap* q_map,
-                                       const Unit& u, int head_base, int rows_per_token) {
-  sm90::barrier_arrive_expect_bytes(&s.q_full, Tr::kQBytes);
+__device__ __forceinline__ void load_q(SharedStorage<Tr>& s, int buffer,
+                                       const sm90::TensorMap* q_map, const Unit& u, int head_base,
+                                       int rows_per_token) {
+  sm90::barrier_arrive_expect_bytes(&s.q_full[buffer], Tr::kQBytes);
   const int token0 = u.qo_begin + u.row_begin / rows_per_token;
 #pragma unroll
   for (int p = 0; p < Tr::kPanels; ++p) {
-    sm90::tma_load_3d(s.q + p * Tr::kQPanelBytes, q_map, p * kPanelElems, head_base, token0,
-                      &s.q_full);
+    sm90::tma_load_3d(s.q[buffer] + p * Tr::kQPanelBytes, q_map, p * kPanelElems, head_base,
+                      token0, &s.q_full[buffer]);
   }
+}
+
+// Where the producer stands in its rings; lives across units.
+template <int kStages>
+struct ProducerRings {
+  sm90::RingPosition<kStages> k;
+  sm90::RingPosition<kStages> v;
+  int next_table = 0;           // gather: the row table the next K tile publishes into
+  uint64_t* pending = nullptr;  // gather: the full barrier of the copy not yet landed
+};
+
+// A unit's loads in the consumers' order: K0, K1, V0, K2, V1, ..., V(n-1).
+template <typename Loader, int kStages>
+__device__ __forceinline__ void load_unit(const Loader& loader, ProducerRings<kStages>& rings,
+                                          int num_tiles) {
+  int previous_table = 0;
+  for (int t = 0; t < num_tiles; ++t) {
+    const int table = loader.load_k(t, rings);
+    if (t > 0) loader.load_v(t - 1, previous_table, rings);
+    previous_table = table;
+  }
+  if (num_tiles > 0) loader.load_v(num_tiles - 1, previous_table, rings);
 }
 
 template <typename Tr>
 struct TmaKvLoader {
-  static constexpr int kFullArrivals = 1;
+  SharedStorage<Tr>& s;
   const sm90::TensorMap* k_map;
   const sm90::TensorMap* v_map;
   int kv_head;
+  int first_token;  // of the unit's first tile
 
-  __device__ __forceinline__ void load_tile(SharedStorage<Tr>& s, bool value, int slot,
-                                            int first_token) const {
-    uint64_t* full = value ? &s.v_full[slot] : &s.k_full[slot];
-    unsigned char* tile = value ? s.v[slot] : s.k[slot];
+  __device__ __forceinline__ void load_tile(bool value, sm90::RingPosition<Tr::kStages>& ring,
+                                            int t) const {
+    uint64_t* const full = value ? &s.v_full[ring.slot] : &s.k_full[ring.slot];
+    sm90::barrier_wait(value ? &s.v_empty[ring.slot] : &s.k_empty[ring.slot], ring.parity ^ 1u);
+    unsigned char* const tile = value ? s.v[ring.slot] : s.k[ring.slot];
     sm90::barrier_arrive_expect_bytes(full, Tr::kKvTileBytes);
 #pragma unroll
     for (int p = 0; p < Tr::kPanels; ++p) {
       sm90::tma_load_3d(tile + p * Tr::kKvPanelBytes, value ? v_map : k_map, p * kPanelElems,
-                        kv_head, first_token, full);
+                        kv_head, first_token + t * Tr::kBlockN, full);
     }
+    ring.advance();
   }
-
-  // Every tile of a unit; one thread (the caller's elected one) runs this.
-  template <int kStages>
-  __device__ __forceinline__ void load_unit(SharedStorage<Tr>& s, const Unit& u,
-                                            const UnitTiles& tiles,
-                                            sm90::RingPosition<kStages>& ring) const {
-    for (int t = 0; t < tiles.num_tiles; ++t) {
-      const int first_token = u.kv_start + tiles.kv_begin + t * Tr::kBlockN;
-      sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
-      load_tile(s, false, ring.slot, first_token);
-      sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
-      load_tile(s, true, ring.slot, first_token);
-      ring.advance();
-    }
+  // One thread (the caller's elected one) runs these.
+  __device__ __forceinline__ int load_k(int t, ProducerRings<Tr::kStages>& rings) const {
+    load_tile(false, rings.k, t);
+    return 0;
+  }
+  __device__ __forceinline__ void load_v(int t, int /*table*/,
+                                         ProducerRings<Tr::kStages>& rings) const {
+    load_tile(true, rings.v, t);
   }
 };
 
 template <typename Tr, typename KVT>
 struct GatherKvLoader {
-  static constexpr int kFullArrivals = 128;
   static constexpr int kChunks = Tr::kHeadDim / 8;  // 16-byte chunks per row
   static_assert(128 % kChunks == 0, "whole rows per pass");
   static constexpr int kRowStep = 128 / kChunks;
   static constexpr int kRowsPerThread = Tr::kBlockN / kRowStep;
+  SharedStorage<Tr>& s;
   prefill::PagedKvRows<KVT> kv;  // the request's pages, this KV head
+  int kv_begin;                  // the unit's first tile position
+  int kv_end;
 
   __device__ __forceinline__ void copy_tile(unsigned char* tile, const KVT* base,
                                             const uint32_t* table, int rows_left) const {
@@ -86,7 +109,8 @@ struct GatherKvLoader {
     const int chunk = tid % kChunks;
     const int r0 = tid / kChunks;
     const uint32_t tile_address = sm80::shared_address(tile);
-#pragma unroll
+    // Partly unrolled: the producer runs on kProducerRegisters registers.
+#pragma unroll 4
     for (int i = 0; i < kRowsPerThread; ++i) {
       const int r = r0 + i * kRowStep;
       const bool valid = r < rows_left;
@@ -99,47 +123,54 @@ struct GatherKvLoader {
     }
   }
 
-  // Tile t's copies are waited for (and announced) while tile t + 1's run.
-  __device__ __forceinline__ static void land(SharedStorage<Tr>& s, int slot) {
-    sm90::fence_shared_to_async();
-    sm90::barrier_arrive(&s.k_full[slot]);
-    sm90::barrier_arrive(&s.v_full[slot]);
+  // Commits this copy, then lands the one before it: waits for this
+  // thread's part, fences it for the async proxy and arrives.
+  __device__ __forceinline__ void commit_and_land_previous(uint64_t* full,
+                                                           ProducerRings<Tr::kStages>& rings) const {
+    sm80::cp_async_commit();
+    if (rings.pending != nullptr) {
+      sm80::cp_async_wait_group<1>();
+      sm90::fence_shared_to_async();
+      sm90::barrier_arrive(rings.pending);
+    }
+    rings.pending = full;
   }
 
-  // All 128 producer threads run this. Tile t's K copies are issued once
-  // its K slot is free, then tile t - 1 lands, then tile t's V copies wait
-  // for their slot: consumers free a V slot only after the next tile's
-  // S = Q K^T (mainloop order), so tile t - 1 must land before that wait.
-  template <int kStages>
-  __device__ __forceinline__ void load_unit(SharedStorage<Tr>& s, const Unit& /*u*/,
-                                            const UnitTiles& tiles,
-                                            sm90::RingPosition<kStages>& ring) const {
+  // All 128 producer threads run these. The row table of tile t is written
+  // with its K and read again by its V copy, issued after tile t + 1's K; a
+  // table is rewritten three K tiles later, when every thread has passed the
+  // named barrier of the tile between (so its reads of it are done).
+  __device__ __forceinline__ int load_k(int t, ProducerRings<Tr::kStages>& rings) const {
     const int tid = static_cast<int>(threadIdx.x) % 128;
-    int previous_slot = -1;
-    for (int t = 0; t < tiles.num_tiles; ++t) {
-      const int pos0 = tiles.kv_begin + t * Tr::kBlockN;
-      const int32_t page = kv.page_of(pos0 + tid, tiles.kv_end);
-      // (Every thread finished reading this slot's table two tiles ago: it
-      // has passed the named barrier of the tile between.)
-      sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
-      s.row_table[ring.slot][tid] = kv.units_from_start(page, pos0 + tid);
-      sm90::named_barrier_sync(kProducerBarrier, 128);
-      const int rows_left = tiles.kv_end - pos0;
-      copy_tile(s.k[ring.slot], kv.k_data, s.row_table[ring.slot], rows_left);
-      sm80::cp_async_commit();
-      if (previous_slot >= 0) {
-        sm80::cp_async_wait_group<1>();
-        land(s, previous_slot);
-      }
-      sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
-      copy_tile(s.v[ring.slot], kv.v_data, s.row_table[ring.slot], rows_left);
-      sm80::cp_async_commit();
-      previous_slot = ring.slot;
-      ring.advance();
-    }
-    if (previous_slot >= 0) {
+    const int pos0 = kv_begin + t * Tr::kBlockN;
+    const int32_t page = kv.page_of(pos0 + tid, kv_end);
+    const int table = rings.next_table;
+    rings.next_table = table + 1 == Tr::kRowTables ? 0 : table + 1;
+    sm90::RingPosition<Tr::kStages>& ring = rings.k;
+    sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
+    s.row_table[table][tid] = kv.units_from_start(page, pos0 + tid);
+    sm90::named_barrier_sync(kProducerBarrier, 128);
+    copy_tile(s.k[ring.slot], kv.k_data, s.row_table[table], kv_end - pos0);
+    commit_and_land_previous(&s.k_full[ring.slot], rings);
+    ring.advance();
+    return table;
+  }
+  __device__ __forceinline__ void load_v(int t, int table,
+                                         ProducerRings<Tr::kStages>& rings) const {
+    sm90::RingPosition<Tr::kStages>& ring = rings.v;
+    sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
+    copy_tile(s.v[ring.slot], kv.v_data, s.row_table[table], kv_end - kv_begin - t * Tr::kBlockN);
+    commit_and_land_previous(&s.v_full[ring.slot], rings);
+    ring.advance();
+  }
+
+  // After the last unit: lands the copy still pending.
+  __device__ __forceinline__ static void finish(ProducerRings<Tr::kStages>& rings) {
+    if (rings.pending != nullptr) {
       sm80::cp_async_wait_group<0>();
-      land(s, previous_slot);
+      sm90::fence_shared_to_async();
+      sm90::barrier_arrive(rings.pending);
+      rings.pending = nullptr;
     }
   }
 };

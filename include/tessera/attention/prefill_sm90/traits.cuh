@@ -6,8 +6,9 @@
 // kBlockN = 128 positions, kStages of each in a ring. Every tile is stored
 // as head_dim / 64 panels of 64 values per 128-byte row, 128-byte swizzled
 // (arch/sm90/wgmma.cuh), which is what the TMA writes and the wgmma
-// descriptors read. head_dim 128: Q 32 KB + 2 x 32 KB K + 2 x 32 KB V =
-// 160 KB, one CTA (384 threads) per SM.
+// descriptors read. Q is double-buffered so the next unit's Q lands while
+// this one runs. head_dim 128: 2 x 32 KB Q + 2 x 32 KB K + 2 x 32 KB V =
+// 192 KB, one CTA (384 threads) per SM.
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -38,6 +39,8 @@ struct Traits {
   static_assert(kHeadDim == 64 || kHeadDim == 128, "Hopper prefill: head_dim 64 or 128");
   static constexpr int kBlockN = 128;  // K/V positions per tile (S = 64 x 128 per warpgroup)
   static constexpr int kStages = 2;
+  static constexpr int kQBuffers = 2;
+  static constexpr int kRowTables = 3;  // gather: a tile's row table lives until its V copy
   static constexpr int kPanels = kHeadDim / kPanelElems;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
   static constexpr int kKvTileBytes = kBlockN * kHeadDim * 2;
@@ -49,16 +52,16 @@ struct Traits {
   static constexpr int kORegs = kHeadDim / 2;    // O accumulators per thread
 };
 
-// Barriers: Q full / empty (one Q tile per unit), K and V full / empty per
-// stage, and the paged producer's row table (two tiles of row offsets).
+// Barriers: Q full / empty per Q buffer (one Q tile per unit), K and V full
+// / empty per stage; the paged producer's row tables (tiles of row offsets).
 template <typename Tr>
 struct alignas(1024) SharedStorage {
-  unsigned char q[Tr::kQBytes];
+  unsigned char q[Tr::kQBuffers][Tr::kQBytes];
   unsigned char k[Tr::kStages][Tr::kKvTileBytes];
   unsigned char v[Tr::kStages][Tr::kKvTileBytes];
-  uint32_t row_table[Tr::kStages][Tr::kBlockN];
-  uint64_t q_full;
-  uint64_t q_empty;
+  uint32_t row_table[Tr::kRowTables][Tr::kBlockN];
+  uint64_t q_full[Tr::kQBuffers];
+  uint64_t q_empty[Tr::kQBuffers];
   uint64_t k_full[Tr::kStages];
   uint64_t k_empty[Tr::kStages];
   uint64_t v_full[Tr::kStages];
@@ -69,6 +72,7 @@ struct alignas(1024) SharedStorage {
 // its start to 1024 bytes (the swizzle atoms').
 template <typename Tr>
 inline constexpr int kSharedBytes = static_cast<int>(sizeof(SharedStorage<Tr>)) + 1024;
+static_assert(kSharedBytes<Traits<uint16_t, 128>> <= 227 * 1024, "fits an H100 SM's shared memory");
 
 // Element (row, col) of a panelled, swizzled tile of `rows` rows: byte offset.
 __host__ __device__ constexpr int swizzled_offset(int rows, int row, int col) {
