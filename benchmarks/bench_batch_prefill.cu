@@ -47,7 +47,9 @@ void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
 }
 
 // Whether the Hopper prefill back end runs here (an sm_90 GPU, head_dim 64 /
-// 128): its rows (backend fa3) sit beside the FA2 rows of the same case.
+// 128): its rows (backend fa3, what "auto" runs there) sit beside the FA2
+// rows of the same case (backend fa2, and so the fp8 / ALiBi / JIT rows that
+// reuse the FA2 objects).
 bool backend_fa3_runs(int device, int64_t head_dim) {
   int major = 0;
   int minor = 0;
@@ -73,7 +75,8 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
   for (int64_t b = 0; b <= s.batch; ++b) indptr[static_cast<std::size_t>(b)] = static_cast<int32_t>(b * s.len);
   BenchTensor qo_dev(DType::kInt32, {s.batch + 1});
   upload(qo_dev, indptr);
-  const PrefillPlanShape shape{kHeads, kHeads, head_dim, 0};
+  // The FA2 rows name their back end: "auto" runs fa3 on sm90 (the _fa3 rows).
+  const PrefillPlanShape shape{kHeads, kHeads, head_dim, 0, PrefillBackend::kFa2};
   const PrefillPlanBounds bounds{s.batch, tokens};
   const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, device);
   DeviceBuffer workspace(bytes);
@@ -171,7 +174,7 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   upload(kv_dev, kv_indptr);
   upload(last_dev, last);
   upload(indices_dev, indices);
-  const PrefillPlanShape shape{kHeads, kHeads, kDim, page_size};
+  const PrefillPlanShape shape{kHeads, kHeads, kDim, page_size, PrefillBackend::kFa2};
   const PrefillPlanBounds bounds{s.batch, tokens};
   const std::size_t bytes = BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
   DeviceBuffer workspace(bytes);

@@ -50,19 +50,17 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
   return {};
 }
 
-// kAuto picks the Hopper kernels only once they have passed gpu_check on an
-// sm90 GPU (tests, sanitizers, benchmarks); until then they run when asked
-// for by name.
-constexpr bool kAutoPicksFa3 = false;
-
+// kAuto shapes a plan for the Hopper kernels wherever the device and
+// head_dim allow them, so that its schedule does not depend on the lengths
+// (a captured graph replays any later plan of the wrapper); a call they do
+// not serve (variant, dtype, mask) runs FA2 on that plan.
 bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
-  return (backend == PrefillBackend::kFa3 || (backend == PrefillBackend::kAuto && kAutoPicksFa3)) &&
-         (head_dim == 64 || head_dim == 128) && device_runs_sm90a(device_id);
+  return backend != PrefillBackend::kFa2 && (head_dim == 64 || head_dim == 128) &&
+         device_runs_sm90a(device_id);
 }
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
-  if (requested == PrefillBackend::kAuto && !kAutoPicksFa3) return PrefillBackend::kFa2;
   const std::string why = sm90_prefill_unsupported(c);
   if (why.empty()) return PrefillBackend::kFa3;
   TESSERA_CHECK_ARG(requested != PrefillBackend::kFa3, "backend",
