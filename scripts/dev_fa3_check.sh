@@ -1,27 +1,21 @@
 #!/usr/bin/env bash
-# One device call for the Hopper prefill back end (issue 21) and issue 20's
-# remaining checks: the prefill GPU tests on fa3 (fa2 is unchanged since the
-# last passing run), the decode and batch_prefill benchmarks with their
-# torch peers, then compute-sanitizer on issue 20's new tests and two fa3
-# tests, and the demos. Run on the GPU machine from the repository root
-# with .gpu-build carried (scripts/stage_gpu_build.sh); logs under $OUT.
-# Set TESSERA_COMMIT below.
-export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=814facd
+# One device call after "auto" started picking the Hopper prefill kernels
+# (issue 21): the C++ tests that run prefill through "auto" (block-sparse on
+# the paged kernel, fp8 paged caches on FA2 with a Hopper-shaped plan, the
+# graph replays), the whole pytest suite (every Python prefill call goes
+# through "auto"), then the single-prefill benchmarks (auto: fa3 where it
+# serves). Run on the GPU machine from the repository root with .gpu-build
+# carried (scripts/stage_gpu_build.sh); logs under $OUT. Set TESSERA_COMMIT.
+export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=35ae7cb
 cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
 export LD_LIBRARY_PATH="$PWD/.gpu-build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
 mkdir -p "$OUT/l"
-TESSERA_TEST_PREFILL_BACKENDS=fa3 timeout 150 .gpu-build/bin/tessera_gpu_tests \
-  --gtest_filter='BatchPrefill.*:SinglePrefill.*' > "$OUT/l/prefill_fa3.log" 2>&1
-echo "prefill fa3 rc $?" >> "$OUT/l/prefill_fa3.log"
-grep -E '^\[  FAILED|PASSED|rc ' "$OUT/l/prefill_fa3.log" | head -30
-TESSERA_GPU_CHECK_SKIP=cpu,python,sanitizer,demo TESSERA_GPU_TEST_FILTER='TestHarness.*' \
-  TESSERA_BENCH_ONLY=decode,batch_prefill timeout 230 scripts/gpu_check.sh > "$OUT/l/bench.log" 2>&1
-grep -E 'PASS|FAIL|_fa3|cudnn' "$OUT/l/bench.log" | tail -60
-cp -r gpu_check_logs "$OUT/l/bench_logs"
-TESSERA_GPU_CHECK_SKIP=cpu,python,bench TESSERA_GPU_TEST_FILTER='TestHarness.*' \
-  TESSERA_MEMCHECK_FILTER='SinglePrefill.PositionalVariants*:DecodeKernel.Fp8E5m2KvWithVariants*:BatchPrefill.Fp8E5m2*:BatchPrefill.RaggedMixed*:BatchPrefill.PagedPageSizes*' \
-  TESSERA_RACECHECK_FILTER='BatchPrefill.VariantsMatchReference:SinglePrefill.CausalShapes*' \
-  timeout 190 scripts/gpu_check.sh > "$OUT/l/sanitizer.log" 2>&1
-tail -30 "$OUT/l/sanitizer.log"
-cp -r gpu_check_logs "$OUT/l/sanitizer_logs"
-tar czf "$OUT/results.tgz" benchmarks/results
+timeout 70 .gpu-build/bin/tessera_gpu_tests \
+  --gtest_filter='BlockSparse.*:BatchPrefill.Fp8*:BatchPrefill.CudaGraph*:BatchPrefill.SplitKv*' \
+  > "$OUT/l/auto_tests.log" 2>&1
+echo "auto tests rc $?" >> "$OUT/l/auto_tests.log"
+grep -E '^\[  FAILED|PASSED|rc ' "$OUT/l/auto_tests.log" | head -20
+TESSERA_GPU_CHECK_SKIP=cpu,sanitizer,demo TESSERA_GPU_TEST_FILTER='TestHarness.*' \
+  TESSERA_BENCH_ONLY=prefill timeout 200 scripts/gpu_check.sh > "$OUT/l/check.log" 2>&1
+grep -E 'PASS|FAIL|passed|failed|single_prefill.*cudnn' "$OUT/l/check.log" | tail -40
+tar czf "$OUT/logs.tgz" gpu_check_logs benchmarks/results
