@@ -12,9 +12,9 @@
 
 namespace tessera::detail {
 
-// Single prefill's call, resolved (single_prefill.cu).
-struct SinglePrefillSm90Launch {
-  DType dtype;
+// Single prefill's tensors and sizes, resolved (single_prefill.cu): what
+// both back ends' launches start from.
+struct SinglePrefillTensors {
   const void* q;
   int64_t q_stride_token, q_stride_head;
   void* out;
@@ -25,9 +25,14 @@ struct SinglePrefillSm90Launch {
   int64_t kv_stride_entry, kv_stride_head;
   int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
   bool causal;
-  attention::VariantKind variant_kind;
   attention::VariantParams variant;
-  const uint8_t* custom_mask;
+  const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
+};
+
+struct SinglePrefillSm90Launch {
+  SinglePrefillTensors t;
+  DType dtype;
+  attention::VariantKind variant_kind;
 };
 
 void launch_batch_prefill_sm90_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

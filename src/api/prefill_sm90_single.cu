@@ -4,9 +4,10 @@ namespace tessera::detail {
 
 // Single prefill as a batch of one request without a schedule: grid (q
 // tiles, qo heads), contiguous K/V through TMA (NHD or HND by its strides).
-void launch_single_prefill_sm90(const SinglePrefillSm90Launch& l, cudaStream_t stream) {
-  dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant(l.variant_kind, [&]<typename Variant>() {
+void launch_single_prefill_sm90(const SinglePrefillSm90Launch& launch, cudaStream_t stream) {
+  const SinglePrefillTensors& l = launch.t;
+  dispatch_sm90_types(launch.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
+    dispatch_sm90_variant(launch.variant_kind, [&]<typename Variant>() {
       using Kv = prefill::RaggedKv<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;

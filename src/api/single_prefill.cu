@@ -42,26 +42,14 @@ void check_kv_tensor(const TensorView& t, const TensorView& q) {
   detail::expect_rows_aligned16(t);
 }
 
-struct Launch {
-  const void* q;
-  int64_t q_stride_token, q_stride_head;
-  void* out;
-  int64_t out_stride_token, out_stride_head;
-  float* lse;
-  const void* k;
-  const void* v;
-  int64_t kv_stride_entry, kv_stride_head;
-  int64_t qo_len, kv_len, num_qo_heads, num_kv_heads, head_dim;
-  bool causal;
+struct Launch : detail::SinglePrefillTensors {
   int64_t q_tile_rows;   // 64 or 128 (plan::choose_q_tile_rows)
   int64_t shared_bytes;  // for q_tile_rows (detail::prefill_shared_bytes)
   // The kernel's shared-memory attribute: the same on every call on a
   // device (the fit's largest tile), so concurrent calls never lower it
   // under each other's launches.
   int64_t max_shared_bytes;
-  attention::VariantParams variant;
   const void* jit_kernel;  // a JIT variant's kernel (same parameters), or null
-  const uint8_t* custom_mask;  // null or bit-packed [qo_len, kv_len]
 };
 
 // The built-in variant's kernel: compiled in when on the AOT list, else from
@@ -219,13 +207,7 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   backend_case.jit_variant = jit_kernel != nullptr;
   backend_case.query_scale = static_cast<double>(variant.params.sm_scale) * variant.params.k_scale;
   if (detail::resolve_prefill_backend(options.backend, backend_case) == PrefillBackend::kFa3) {
-    const detail::SinglePrefillSm90Launch h{qv.dtype(),       l.q,          l.q_stride_token,
-                                            l.q_stride_head,  l.out,        l.out_stride_token,
-                                            l.out_stride_head, l.lse,       l.k,
-                                            l.v,              l.kv_stride_entry, l.kv_stride_head,
-                                            qo_len,           kv_len,       num_qo_heads,
-                                            num_kv_heads,     head_dim,     causal,
-                                            variant.kind,     variant.params, custom_mask};
+    const detail::SinglePrefillSm90Launch h{l, qv.dtype(), variant.kind};
     return detail::launch_single_prefill_sm90(h, stream);
   }
   const detail::PrefillDeviceFit fit =
