@@ -5,7 +5,8 @@ semantics where Tessera has the same thing to say.
 Back ends: Tessera's prefill has two kernel families, ``"fa2"``
 (FlashAttention-2 style, sm_80 and later, every case) and ``"fa3"`` (Hopper:
 an sm_90 GPU, 16-bit q and K/V of one dtype, head_dim 64 or 128, no position
-encoding; docs/python.md has the whole list). ``determine_attention_backend``
+encoding or ALiBi at 128; docs/python.md has the whole list).
+``determine_attention_backend``
 answers ``"fa3"`` where these arguments allow it, else ``"fa2"``; the
 wrappers' ``backend="auto"`` makes the same choice per call, with what only a
 call knows (GQA group, scales, soft cap / window, JIT variant).
@@ -105,14 +106,19 @@ def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: boo
                              use_custom_mask: bool, dtype_q: torch.dtype,
                              dtype_kv: torch.dtype, *, head_dim=None) -> bool:
     """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU:
-    no position encoding (ALiBi and RoPE run on fa2), q float16 / bfloat16
-    and K/V of the same dtype (float8 K/V runs on fa2), head_dim 64 or 128,
-    and a custom mask only at head_dim 128. head_dim (Tessera's extension;
-    FlashInfer's signature has none) None: not checked, except that a custom
-    mask then answers False. use_fp16_qk_reductions is ignored (Tessera
-    always accumulates q.k in float32)."""
+    no position encoding, or ALiBi at head_dim 128 without a custom mask
+    (RoPE runs on fa2), q float16 / bfloat16 and K/V of the same dtype
+    (float8 K/V runs on fa2), head_dim 64 or 128, and a custom mask only at
+    head_dim 128. head_dim (Tessera's extension; FlashInfer's signature has
+    none) None: not checked, except that ALiBi or a custom mask then answers
+    False. use_fp16_qk_reductions is ignored (Tessera always accumulates q.k
+    in float32)."""
     del use_fp16_qk_reductions
-    if _pos_encoding_value(pos_encoding_mode) != PosEncodingMode.NONE.value:
+    pos_encoding = _pos_encoding_value(pos_encoding_mode)
+    if pos_encoding == PosEncodingMode.ALIBI.value:
+        if use_custom_mask or head_dim is None or int(head_dim) != 128:
+            return False
+    elif pos_encoding != PosEncodingMode.NONE.value:
         return False
     if canonicalize_torch_dtype(dtype_q) not in _FA3_DTYPES:
         return False

@@ -36,9 +36,14 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
   }
   if (c.head_dim != 64 && c.head_dim != 128) return "head_dim 64 or 128";
   if (c.jit_variant) return "a built-in variant (JIT variants run on fa2)";
-  const bool variant_ok = c.variant == VariantKind::kPlain || c.variant == VariantKind::kSoftCap ||
-                          c.variant == VariantKind::kSlidingWindow;
-  if (!variant_ok) return "the plain, soft-cap or sliding-window variant";
+  const bool variant_ok =
+      c.variant == VariantKind::kPlain || c.variant == VariantKind::kSoftCap ||
+      c.variant == VariantKind::kSlidingWindow || c.variant == VariantKind::kSoftCapSlidingWindow ||
+      (c.variant == VariantKind::kAlibi && c.head_dim == 128);
+  if (!variant_ok) {
+    return "the plain, soft-cap, sliding-window or soft-cap + window variant, or ALiBi at "
+           "head_dim 128";
+  }
   if (c.custom_mask && (c.variant != VariantKind::kPlain || c.head_dim != 128)) {
     return "a custom mask only with the plain variant at head_dim 128";
   }

@@ -19,15 +19,26 @@
 
 namespace tessera::detail {
 
+// Custom-mask kernels exist for the plain variant at head_dim 128 only
+// (sm90_prefill_unsupported sends the rest to FA2).
+template <typename Variant, int kHeadDim>
+inline constexpr bool kSm90CustomMaskKernel =
+    std::is_same_v<Variant, attention::PlainVariant> && kHeadDim == 128;
+
 template <typename T, int kHeadDim, typename Variant, typename Kv>
 void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 grid,
                         cudaStream_t stream) {
   using Tr = prefill_sm90::Traits<T, kHeadDim>;
-  const void* kernel = custom_mask
-                           ? reinterpret_cast<const void*>(
-                                 prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>)
-                           : reinterpret_cast<const void*>(
-                                 prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
+  const void* kernel =
+      reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
+  if (custom_mask) {
+    if constexpr (kSm90CustomMaskKernel<Variant, kHeadDim>) {
+      kernel =
+          reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>);
+    } else {
+      throw Error("tessera: prefill backend fa3: no custom-mask kernel for this variant");
+    }
+  }
   constexpr int kShared = prefill_sm90::kSharedBytes<Tr>;
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
@@ -36,8 +47,10 @@ void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 g
       cudaLaunchKernel(kernel, grid, dim3(prefill_sm90::kThreads), args, kShared, stream));
 }
 
-// The Hopper family's variants (sm90_prefill_unsupported keeps the rest away).
-template <typename F>
+// The Hopper family's variants (sm90_prefill_unsupported keeps the rest
+// away): plain, soft-cap, sliding window, soft-cap + window at head_dim 64
+// and 128, ALiBi at 128 (FA2's AOT list).
+template <int kHeadDim, typename F>
 void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
   using attention::VariantKind;
   switch (kind) {
@@ -47,6 +60,11 @@ void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
       return f.template operator()<attention::SoftCapVariant>();
     case VariantKind::kSlidingWindow:
       return f.template operator()<attention::SlidingWindowVariant>();
+    case VariantKind::kSoftCapSlidingWindow:
+      return f.template operator()<attention::SoftCapSlidingWindowVariant>();
+    case VariantKind::kAlibi:
+      if constexpr (kHeadDim == 128) return f.template operator()<attention::AlibiVariant>();
+      [[fallthrough]];
     default:
       throw Error("tessera: prefill backend fa3: no kernel for this variant");
   }
@@ -69,7 +87,7 @@ template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
   dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant(l.variant_kind, [&]<typename Variant>() {
+    dispatch_sm90_variant<kHeadDim>(l.variant_kind, [&]<typename Variant>() {
       using Kv = KvOf<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;

@@ -542,7 +542,8 @@ TEST(SinglePrefill, HopperBackendRejectsWhatItDoesNotServe) {
     PosEncodingMode pos_encoding_mode;
   };
   std::vector<Unserved> cases = {{"head_dim 256", 256, PosEncodingMode::kNone},
-                                 {"RoPE", 128, PosEncodingMode::kRopeLlama}};
+                                 {"RoPE", 128, PosEncodingMode::kRopeLlama},
+                                 {"ALiBi at head_dim 64", 64, PosEncodingMode::kAlibi}};
   if (!sm90) cases.push_back({"not sm_90", 128, PosEncodingMode::kNone});
   for (const Unserved& u : cases) {
     SCOPED_TRACE(u.what);
