@@ -1,12 +1,14 @@
 // The prefill back ends every prefill GPU test runs a case on: kFa2 and
 // kFa3. Where the Hopper kernel does not serve a case (another GPU, head_dim
 // 256, RoPE, fp8 K/V, ...) run() throws an Error naming "backend" before
-// launching; run_on_backend then reports the run as not served and the test
-// goes on (the kFa2 run still checks the case). TESSERA_TEST_PREFILL_BACKENDS
-// (a comma-separated list of "fa2", "fa3") narrows the set for quick reruns
-// of one back end; unset, every test runs both.
+// launching; run_on_backend then prints that and reports the run as not
+// served, and the test goes on (the kFa2 run still checks the case).
+// TESSERA_TEST_PREFILL_BACKENDS (a comma-separated list of "fa2", "fa3")
+// narrows the set for quick reruns of one back end; unset, every test runs
+// both.
 #pragma once
 
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -51,6 +53,8 @@ bool run_on_backend(PrefillBackend backend, Run&& run) {
   } catch (const Error& e) {
     if (backend == PrefillBackend::kFa3 &&
         std::string(e.what()).find("backend") != std::string::npos) {
+      // Visible in the log, so a run narrowed to fa3 shows what it skipped.
+      std::printf("  [fa3 does not serve this case: %s]\n", e.what());
       return false;
     }
     throw;
