@@ -35,7 +35,7 @@
 #include "tessera/arch/sm80/mma.cuh"
 #include "tessera/arch/sm90/grid_dependency.cuh"
 #include "tessera/attention/decode.cuh"
-#include "tessera/attention/prefill_sm80.cuh"
+#include "tessera/attention/prefill_tiles_sm80.cuh"
 #include "tessera/attention/state.cuh"
 #include "tessera/attention/variant.cuh"
 

@@ -15,8 +15,9 @@
 #include <cuda/std/cstdint>
 
 #include "tessera/arch/sm90/tma.cuh"
+#include "tessera/attention/prefill_masks.cuh"
+#include "tessera/attention/prefill_rows.cuh"
 #include "tessera/attention/prefill_schedule.cuh"
-#include "tessera/attention/prefill_sm80.cuh"
 
 namespace tessera::prefill_sm90 {
 

@@ -1,0 +1,330 @@
+// The FA2-style kernels' shared-memory tiles and their loaders (sm80+:
+// cp.async, ldmatrix-friendly XOR swizzle), used by FA2 prefill
+// (prefill_sm80.cuh) and the tensor-core decode (decode_mma.cuh): tile
+// shapes (PrefillTraits), the swizzle, Q and K/V tile copies (contiguous,
+// paged through a row table, fp8 widened in place).
+// Device header: compiles under nvcc and NVRTC.
+#pragma once
+
+#include <cuda/std/cstdint>
+#include <cuda/std/type_traits>
+
+#include "tessera/arch/sm80/cp_async.cuh"
+#include "tessera/arch/sm80/mma.cuh"
+#include "tessera/attention/prefill_rows.cuh"
+#include "tessera/core/numeric.cuh"
+
+namespace tessera::prefill {
+
+inline constexpr int kWarps = 4;
+inline constexpr int kThreads = kWarps * 32;
+// Q tiles of 64 rows (16 per warp) or 128 (32 per warp), a run-time choice
+// of the plan (q_tile_rows) between two bodies of one kernel, so a captured
+// graph replays whichever a later plan picks; shared memory holds the larger.
+inline constexpr int kSmallQTile = 64;
+inline constexpr int kMaxQTile = 128;
+inline constexpr int kKvTile = 64;  // K/V tile rows up to head_dim 128
+// K/V tile rows per head dim: head_dim 256 takes 32-row tiles, so that its
+// K/V stages (64 KB) and Q tile (32 KB) leave room for two CTAs per SM
+// (64-row tiles made 160 KB: one CTA, 4 warps per SM).
+__host__ __device__ constexpr int kv_tile_rows(int head_dim) {
+  return head_dim <= 128 ? kKvTile : kKvTile / 2;
+}
+inline constexpr int kChunkElems = 8;   // 16 bytes of a 16-bit type
+inline constexpr int kSwizzleRows = 8;  // ldmatrix reads 8 rows at a time
+inline constexpr int kMinCtasPerSm = 2;
+// Paged K/V's row-offset table (PagedRowTable): two tiles of 32-bit offsets.
+inline constexpr int kRowTableBytes = 2 * kKvTile * 4;
+
+template <typename T_, int kHeadDim_>
+struct PrefillTraits {
+  using T = T_;
+  static constexpr int kHeadDim = kHeadDim_;
+  static_assert(sizeof(T) == 2, "prefill runs 16-bit mma inputs");
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "prefill head_dim 64, 128 or 256");
+  static constexpr int kChunks = kHeadDim / kChunkElems;  // 16-byte chunks per row
+  static_assert(kChunks >= kSwizzleRows, "the XOR swizzle needs >= 8 chunks per row");
+  // head_dim 256 runs 64-row tiles only: 32 rows per warp would need 256
+  // accumulator registers per thread. Its Q rows (64 registers as fragments)
+  // are re-read from shared memory too.
+  static constexpr int kMaxMBlocks = kHeadDim <= 128 ? 2 : 1;
+  static constexpr int kQRows = kWarps * 16 * kMaxMBlocks;
+  static constexpr bool kQFitsRegisters = kHeadDim <= 128;
+  static constexpr int kQElems = kQRows * kHeadDim;
+  static constexpr int kKvTile = kv_tile_rows(kHeadDim);
+  static constexpr int kTileElems = kKvTile * kHeadDim;
+  // For the largest tile; api/prefill_device_fit.cu computes the same for
+  // the tile a device runs (and checks it against these).
+  static constexpr int kSharedBytes =
+      (4 * kTileElems + kQElems) * static_cast<int>(sizeof(T)) + kRowTableBytes;
+  static constexpr int kKSteps = kHeadDim / 16;  // mma k-steps of S = Q K^T
+  static constexpr int kSBlocks = kKvTile / 8;   // n-blocks of S
+  static constexpr int kKvSteps = kKvTile / 16;  // mma k-steps of O = P V
+  static constexpr int kDBlocks = kHeadDim / 8;  // n-blocks of O
+  static_assert(kSBlocks % 2 == 0 && kDBlocks % 2 == 0, "ldmatrix.x4 loads two n-blocks");
+  static_assert((kSmallQTile * kChunks) % kThreads == 0, "Q tile loads split evenly");
+  static_assert((kKvTile * kChunks) % kThreads == 0, "KV tile loads split evenly");
+};
+
+// Element offset of 16-byte chunk `chunk` of tile row `row`.
+template <int kChunks>
+__device__ __forceinline__ int swizzled(int row, int chunk) {
+  return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
+}
+
+// A lane's ldmatrix row addresses in a swizzled tile, for the fragment
+// loops: the lane reads row row0 + lane_row (row0 a multiple of 8, so the
+// row's swizzle is lane_row % 8) at chunk 2 k + lane_bit. (2 k + lane_bit)
+// ^ r = 2 k ^ x with x = lane_bit ^ r < 8, which for k = 4 m + j is 8 m +
+// (2 j ^ x): four per-lane addresses, to which row0 and m add offsets
+// (immediates, but for the run-time stage of a K/V tile). The compiler
+// otherwise keeps one register per k, and at 32 rows per warp those spill.
+template <int kChunks>
+struct LaneTileAddress {
+  uint32_t base[4];
+  __device__ __forceinline__ LaneTileAddress(const void* tile, int lane_row, int lane_bit) {
+    const uint32_t tile_address = sm80::shared_address(tile);
+    const int x = lane_bit ^ (lane_row % kSwizzleRows);
+#pragma unroll
+    for (int j = 0; j < 4; ++j) {
+      base[j] = tile_address + static_cast<uint32_t>((lane_row * kChunks + ((2 * j) ^ x)) * 16);
+    }
+  }
+  __device__ __forceinline__ uint32_t at(int row0, int k) const {
+    return base[k % 4] + static_cast<uint32_t>((row0 * kChunks + (k / 4) * 8) * 16);
+  }
+};
+
+// A thread copies one 16-byte chunk column of rows r0, r0 + kRowStep, ... of
+// a tile whose rows hold head_dim elements of `Element` (q's type for Q and
+// 16-bit K/V; fp8 K/V rows are half as many chunks).
+template <typename Traits, typename Element = typename Traits::T>
+struct TileCopy {
+  static constexpr int kChunks = Traits::kHeadDim * static_cast<int>(sizeof(Element)) / 16;
+  static constexpr int kRowStep = kThreads / kChunks;
+  static constexpr int kKvRowsPerThread = Traits::kKvTile / kRowStep;
+  static_assert(kThreads % kChunks == 0 && Traits::kKvTile % kRowStep == 0, "whole rows per pass");
+  __device__ __forceinline__ static int chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
+  __device__ __forceinline__ static int first_row() {
+    return static_cast<int>(threadIdx.x) / kChunks;
+  }
+};
+
+// The Q tile: rows [row0, row0 + kQTile) of the request; rows >= row_end
+// become zeros.
+template <typename Traits, int kQTile, typename T>
+__device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, int row0,
+                                            int row_end) {
+  using Copy = TileCopy<Traits>;
+  const int chunk = Copy::chunk();
+#pragma unroll
+  for (int r = Copy::first_row(); r < kQTile; r += Copy::kRowStep) {
+    const bool valid = row0 + r < row_end;
+    const T* source = rows.q + (valid ? rows.offset(row0 + r) : 0) + chunk * kChunkElems;
+    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+  }
+}
+
+// This thread's rows of the K/V tile at pos0 (page ids fetched for paged KV).
+template <typename Traits, typename KvRows>
+__device__ __forceinline__ auto fetch_kv_rows(const KvRows& kv, int pos0, int pos_end) {
+  using Copy = TileCopy<Traits, typename KvRows::Element>;
+  return kv.template fetch<Copy::kKvRowsPerThread, Copy::kRowStep>(pos0 + Copy::first_row(),
+                                                                   pos_end);
+}
+
+// K or V positions [pos0, pos0 + kKvTile) into a swizzled tile, with the
+// thread's rows from fetch_kv_rows(pos0); positions >= pos_end become zeros
+// (so padded V rows never turn a zero probability into NaN). fp8 rows land
+// unswizzled in the upper half of the 16-bit tile (fp8_staging) and
+// Fp8TileWidener turns them into the swizzled 16-bit tile once landed.
+template <typename Traits, typename T>
+__device__ __forceinline__ unsigned char* fp8_staging(T* tile) {
+  return reinterpret_cast<unsigned char*>(tile) + Traits::kTileElems * sizeof(T) / 2;
+}
+
+// The copies of one K/V tile; row_source(i, pos, chunk_elems) -> this
+// thread's chunk (chunk_elems elements into the row) of its row i, at kv
+// position pos, in global memory. The source adds the chunk, so that the
+// paged row table (PagedRowTable) adds it to its base once per tile and
+// each copy's address is one multiply-add of the row's offset.
+template <typename Traits, typename T, typename KVT, typename RowSource>
+__device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_source, int pos0,
+                                             int pos_end) {
+  using Copy = TileCopy<Traits, KVT>;
+  constexpr int kChunkKv = 16 / static_cast<int>(sizeof(KVT));  // elements per chunk
+  constexpr bool kFp8 = sizeof(KVT) != sizeof(T);
+  // Shared byte offset of this thread's row i. The thread's rows are
+  // kRowStep apart; when that is a multiple of the swizzle period every row
+  // has the same swizzle, so the offsets are one register plus immediates
+  // (the copy addressing was ~16 instructions per 16-byte copy at 255
+  // registers, rematerialised each tile).
+  const int chunk = Copy::chunk();
+  const int r0 = Copy::first_row();
+  const uint32_t tile_address = sm80::shared_address(
+      kFp8 ? static_cast<void*>(fp8_staging<Traits>(tile)) : static_cast<void*>(tile));
+  const auto destination = [&](int i) -> uint32_t {
+    const int r = r0 + i * Copy::kRowStep;
+    if constexpr (kFp8) {
+      return tile_address + static_cast<uint32_t>((r * Copy::kChunks + chunk) * 16);
+    } else if constexpr (Copy::kRowStep % kSwizzleRows == 0) {
+      return tile_address + static_cast<uint32_t>(swizzled<Traits::kChunks>(r0, chunk) * sizeof(T) +
+                                                  i * Copy::kRowStep * Traits::kChunks * 16);
+    } else {
+      return tile_address + static_cast<uint32_t>(swizzled<Traits::kChunks>(r, chunk) * sizeof(T));
+    }
+  };
+  // Every source first: a row_source that reads memory (the paged row
+  // table) cannot move across the copies' asm (a memory clobber), so reads
+  // interleaved with them would wait one after another.
+  const KVT* source[Copy::kKvRowsPerThread];
+#pragma unroll
+  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+    source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep, chunk * kChunkKv);
+  }
+  // Rows past pos_end copy nothing (ignore-src, zero-filled): their address
+  // may be anything, past the tensor or on page 0. Row i is valid when
+  // i * kRowStep < rows_left: one compare with an immediate per row (the
+  // compiler kept an add and a compare).
+  const int rows_left = pos_end - pos0 - r0;
+#pragma unroll
+  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+    sm80::cp_async_16_zfill(destination(i), source[i], i * Copy::kRowStep < rows_left);
+  }
+}
+
+template <typename Traits, typename T, typename KVT, typename KvRows, typename TileRows>
+__device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvRows& kv,
+                                             const TileRows& rows, int pos0, int pos_end) {
+  using Copy = TileCopy<Traits, KVT>;
+  if constexpr (KvRows::kContiguous) {
+    // Row i is i * kRowStep * stride past row 0: one multiply per tile.
+    const KVT* first = base + static_cast<int64_t>(pos0 + Copy::first_row()) * kv.stride;
+    const int64_t step = Copy::kRowStep * kv.stride;
+    copy_kv_tile<Traits, T, KVT>(
+        tile, [&](int i, int, int chunk_elems) { return first + chunk_elems + i * step; }, pos0,
+        pos_end);
+  } else {
+    copy_kv_tile<Traits, T, KVT>(
+        tile,
+        [&](int i, int pos, int chunk_elems) {
+          return base + chunk_elems + kv.offset(rows, i, pos);
+        },
+        pos0, pos_end);
+  }
+}
+
+// Paged K/V in prefill: the offsets of a tile's kKvTile rows in a
+// shared-memory table of two slots (tile t in slot t % 2), each row's offset
+// computed once, by thread `row` (one page-id load, one divide, one
+// multiply-add), and published a tile ahead of its copies. Per-thread page
+// ids (PagedKvRows::fetch) cost that work for each of a row's kChunks
+// copying threads, for K and for V again, and 8 id registers: paged ran at
+// 0.80x of ragged (H200, 6970c15) with ~360 more instructions per tile.
+// Entries are 32-bit counts of units.bytes (PagedRowUnits), stored so that
+// a copying thread's rows are adjacent: its offsets are one or two 16-byte
+// shared loads, and each copy's address one IMAD.WIDE (int64 byte offsets
+// took a 64-bit load and two adds per copy).
+template <typename Traits, typename KvRows>
+struct PagedRowTable {
+  using Copy = TileCopy<Traits, typename KvRows::Element>;
+  static constexpr int kKvTile = Traits::kKvTile;
+  static constexpr int kRows = Copy::kKvRowsPerThread;  // adjacent entries per thread
+  static_assert(2 * kKvTile * 4 <= kRowTableBytes, "the table's region holds two tiles");
+  static_assert(kRows % 4 == 0 || kRows == 2, "a thread's entries load as uint4 or uint2");
+  uint32_t* table;  // [2][kKvTile] in shared memory
+  // Row r of a tile is entry i = r / kRowStep of the threads with first_row
+  // r % kRowStep.
+  __device__ __forceinline__ static int index(int r) {
+    return (r % Copy::kRowStep) * kRows + r / Copy::kRowStep;
+  }
+  // This thread's row (threads < kKvTile) of the tile at pos0: its page id.
+  __device__ __forceinline__ int32_t fetch(const KvRows& kv, int pos0, int pos_end) const {
+    return threadIdx.x < kKvTile ? kv.page_of(pos0 + static_cast<int>(threadIdx.x), pos_end) : 0;
+  }
+  // Writes the rows' offsets of the tile at pos0 (page ids from fetch) into
+  // `slot`; visible to the copies after the next barrier.
+  __device__ __forceinline__ void publish(const KvRows& kv, int slot, int pos0,
+                                          int32_t page_id) const {
+    if (threadIdx.x < kKvTile) {
+      const int r = static_cast<int>(threadIdx.x);
+      table[slot * kKvTile + index(r)] = kv.units_from_start(page_id, pos0 + r);
+    }
+  }
+  template <typename T, typename KVT>
+  __device__ __forceinline__ void load(T* tile, const KVT* base, const PagedRowUnits& units,
+                                       int slot, int pos0, int pos_end) const {
+    const uint32_t* const mine = table + slot * kKvTile + Copy::first_row() * kRows;
+    uint32_t offsets[kRows];
+#pragma unroll
+    for (int i = 0; i < kRows; i += (kRows % 4 == 0 ? 4 : 2)) {
+      if constexpr (kRows % 4 == 0) {
+        const uint4 four = *reinterpret_cast<const uint4*>(mine + i);
+        offsets[i] = four.x;
+        offsets[i + 1] = four.y;
+        offsets[i + 2] = four.z;
+        offsets[i + 3] = four.w;
+      } else {
+        const uint2 two = *reinterpret_cast<const uint2*>(mine + i);
+        offsets[i] = two.x;
+        offsets[i + 1] = two.y;
+      }
+    }
+    copy_kv_tile<Traits, T, KVT>(
+        tile,
+        [&](int i, int, int chunk_elems) {
+          return reinterpret_cast<const KVT*>(reinterpret_cast<const char*>(base + chunk_elems) +
+                                              static_cast<uint64_t>(offsets[i]) * units.bytes);
+        },
+        pos0, pos_end);
+  }
+};
+
+// Widens an fp8 K/V tile in place: each thread reads the chunks it copied
+// (visible to it once its cp.async group completed), the CTA synchronises
+// (nobody overwrites staging still unread), then each thread writes its
+// chunks as 16-bit values into the swizzled layout. e4m3 and e5m2 values are
+// exact in fp16 and bf16; the scales stay in the variant (k) and the output (v).
+template <typename Traits, typename T, typename Fp8>
+struct Fp8TileWidener {
+  using Copy = TileCopy<Traits, Fp8>;
+  uint4 chunks[Copy::kKvRowsPerThread];
+
+  __device__ __forceinline__ void read_own(T* tile) {
+    const unsigned char* staging = fp8_staging<Traits>(tile);
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const int r = Copy::first_row() + i * Copy::kRowStep;
+      chunks[i] =
+          *reinterpret_cast<const uint4*>(staging + (r * Copy::kChunks + Copy::chunk()) * 16);
+    }
+  }
+
+  __device__ __forceinline__ void write(T* tile) const {
+#pragma unroll
+    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+      const int r = Copy::first_row() + i * Copy::kRowStep;
+      const uint32_t words[4] = {chunks[i].x, chunks[i].y, chunks[i].z, chunks[i].w};
+      uint32_t wide[8];  // 16 values as 8 packed 16-bit pairs
+#pragma unroll
+      for (int w = 0; w < 4; ++w) {
+#pragma unroll
+        for (int h = 0; h < 2; ++h) {
+          const __half2 halves = fp8x2_to_half2<Fp8>(words[w], h);
+          if constexpr (cuda::std::is_same_v<T, half_t>) {
+            wide[2 * w + h] = *reinterpret_cast<const uint32_t*>(&halves);
+          } else {
+            wide[2 * w + h] = sm80::pack2<T>(__low2float(halves), __high2float(halves));
+          }
+        }
+      }
+      T* const row_chunk0 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk());
+      T* const row_chunk1 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk() + 1);
+      *reinterpret_cast<uint4*>(row_chunk0) = make_uint4(wide[0], wide[1], wide[2], wide[3]);
+      *reinterpret_cast<uint4*>(row_chunk1) = make_uint4(wide[4], wide[5], wide[6], wide[7]);
+    }
+  }
+};
+
+}  // namespace tessera::prefill
