@@ -18,6 +18,11 @@
 //            K/V, head_dim 128 (JIT: every other).
 //   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
+// The Hopper prefill kernels (prefill_sm90/, sm_90a; no JIT yet, so this is
+// also what backend fa3 serves of dtype x head_dim x variant x mask):
+//            fp16 / bf16 q = K/V, head_dim 64 / 128, plain, soft-cap, sliding
+//            window, soft-cap + window; ALiBi at head_dim 128; a custom mask
+//            with the plain variant at head_dim 128.
 // Host and device code (constexpr only).
 #pragma once
 
@@ -67,6 +72,27 @@ constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype,
       return head_dim == 128;
     default:
       return false;  // no prefill kernel (soft-cap + window, RoPE) or JIT
+  }
+}
+
+constexpr bool aot_prefill_sm90_kernel(attention::VariantKind variant, DType q_dtype,
+                                       DType kv_dtype, int64_t head_dim, bool custom_mask) {
+  using attention::VariantKind;
+  if ((q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) || kv_dtype != q_dtype) {
+    return false;
+  }
+  if (head_dim != 64 && head_dim != 128) return false;
+  if (custom_mask) return variant == VariantKind::kPlain && head_dim == 128;
+  switch (variant) {
+    case VariantKind::kPlain:
+    case VariantKind::kSoftCap:
+    case VariantKind::kSlidingWindow:
+    case VariantKind::kSoftCapSlidingWindow:
+      return true;
+    case VariantKind::kAlibi:
+      return head_dim == 128;
+    default:
+      return false;  // RoPE (a q / k transform), the positional combinations, JIT
   }
 }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <mutex>
 
+#include "api/aot_kernels.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
 
@@ -29,23 +30,12 @@ bool device_runs_sm90a(int device_id) {
 }
 
 std::string sm90_prefill_unsupported(const PrefillCase& c) {
-  using attention::VariantKind;
   if (!device_runs_sm90a(c.device_id)) return "a GPU of compute capability 9.0 (sm_90a)";
-  if ((c.dtype != DType::kFloat16 && c.dtype != DType::kBFloat16) || c.kv_dtype != c.dtype) {
-    return "q and K/V of one 16-bit dtype (float8 K/V runs on fa2)";
-  }
-  if (c.head_dim != 64 && c.head_dim != 128) return "head_dim 64 or 128";
   if (c.jit_variant) return "a built-in variant (JIT variants run on fa2)";
-  const bool variant_ok =
-      c.variant == VariantKind::kPlain || c.variant == VariantKind::kSoftCap ||
-      c.variant == VariantKind::kSlidingWindow || c.variant == VariantKind::kSoftCapSlidingWindow ||
-      (c.variant == VariantKind::kAlibi && c.head_dim == 128);
-  if (!variant_ok) {
-    return "the plain, soft-cap, sliding-window or soft-cap + window variant, or ALiBi at "
-           "head_dim 128";
-  }
-  if (c.custom_mask && (c.variant != VariantKind::kPlain || c.head_dim != 128)) {
-    return "a custom mask only with the plain variant at head_dim 128";
+  if (!aot_prefill_sm90_kernel(c.variant, c.dtype, c.kv_dtype, c.head_dim, c.custom_mask)) {
+    return "fp16 / bf16 q and K/V of one dtype, head_dim 64 or 128, the plain, soft-cap, "
+           "sliding-window or soft-cap + window variant or ALiBi at head_dim 128, a custom mask "
+           "only with the plain variant at head_dim 128 (src/api/aot_kernels.h)";
   }
   if (c.rows_per_token < 1 || c.rows_per_token > 128 || 128 % c.rows_per_token != 0) {
     return "a GQA group (num_qo_heads / num_kv_heads) dividing 128";

@@ -9,8 +9,10 @@
 
 #include <string>
 
+#include "api/aot_kernels.h"
 #include "api/batch_prefill_launch.cuh"
 #include "api/batch_prefill_plan.h"
+#include "api/kernel_types.cuh"
 #include "api/prefill_sm90_launch.h"
 #include "api/tma_descriptor.h"
 #include "tessera/attention/prefill_sm90/kernel.cuh"
@@ -19,12 +21,6 @@
 
 namespace tessera::detail {
 
-// Custom-mask kernels exist for the plain variant at head_dim 128 only
-// (sm90_prefill_unsupported sends the rest to FA2).
-template <typename Variant, int kHeadDim>
-inline constexpr bool kSm90CustomMaskKernel =
-    std::is_same_v<Variant, attention::PlainVariant> && kHeadDim == 128;
-
 template <typename T, int kHeadDim, typename Variant, typename Kv>
 void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 grid,
                         cudaStream_t stream) {
@@ -32,7 +28,8 @@ void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 g
   const void* kernel =
       reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
   if (custom_mask) {
-    if constexpr (kSm90CustomMaskKernel<Variant, kHeadDim>) {
+    if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
+                                          kHeadDim, true)) {
       kernel =
           reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>);
     } else {
@@ -47,24 +44,30 @@ void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 g
       cudaLaunchKernel(kernel, grid, dim3(prefill_sm90::kThreads), args, kShared, stream));
 }
 
-// The Hopper family's variants (sm90_prefill_unsupported keeps the rest
-// away): plain, soft-cap, sliding window, soft-cap + window at head_dim 64
-// and 128, ALiBi at 128 (FA2's AOT list).
-template <int kHeadDim, typename F>
+// The Hopper family's built-in variants: those aot_kernels.h lists for
+// this dtype and head_dim (prefill_backend.cpp keeps the rest away).
+template <typename T, int kHeadDim, typename F>
 void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
   using attention::VariantKind;
+  const auto run = [&]<typename Variant>() {
+    if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
+                                          kHeadDim, false)) {
+      return f.template operator()<Variant>();
+    } else {
+      throw Error("tessera: prefill backend fa3: no kernel for this variant");
+    }
+  };
   switch (kind) {
     case VariantKind::kPlain:
-      return f.template operator()<attention::PlainVariant>();
+      return run.template operator()<attention::PlainVariant>();
     case VariantKind::kSoftCap:
-      return f.template operator()<attention::SoftCapVariant>();
+      return run.template operator()<attention::SoftCapVariant>();
     case VariantKind::kSlidingWindow:
-      return f.template operator()<attention::SlidingWindowVariant>();
+      return run.template operator()<attention::SlidingWindowVariant>();
     case VariantKind::kSoftCapSlidingWindow:
-      return f.template operator()<attention::SoftCapSlidingWindowVariant>();
+      return run.template operator()<attention::SoftCapSlidingWindowVariant>();
     case VariantKind::kAlibi:
-      if constexpr (kHeadDim == 128) return f.template operator()<attention::AlibiVariant>();
-      [[fallthrough]];
+      return run.template operator()<attention::AlibiVariant>();
     default:
       throw Error("tessera: prefill backend fa3: no kernel for this variant");
   }
@@ -87,7 +90,7 @@ template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
   dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant<kHeadDim>(l.variant_kind, [&]<typename Variant>() {
+    dispatch_sm90_variant<T, kHeadDim>(l.variant_kind, [&]<typename Variant>() {
       using Kv = KvOf<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;

@@ -7,7 +7,7 @@ namespace tessera::detail {
 void launch_single_prefill_sm90(const SinglePrefillSm90Launch& launch, cudaStream_t stream) {
   const SinglePrefillTensors& l = launch.t;
   dispatch_sm90_types(launch.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant<kHeadDim>(launch.variant_kind, [&]<typename Variant>() {
+    dispatch_sm90_variant<T, kHeadDim>(launch.variant_kind, [&]<typename Variant>() {
       using Kv = prefill::RaggedKv<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;
