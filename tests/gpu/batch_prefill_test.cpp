@@ -338,6 +338,26 @@ void run_causal_page_sizes_and_layouts(bool padded_cache, Rng& rng) {
   }
 }
 
+// Many units per CTA, some without a key to see (causal rows before the
+// first key, empty KV) between units that have tiles: the Hopper gather
+// must land a unit's copies even when the next unit issues none.
+TEST(BatchPrefill, PagedUnitsWithoutKeysAmongManyPerCtaMatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t page_size : {1, 16}) {
+    BatchCase c;
+    c.paged = true;
+    c.page_size = page_size;
+    c.num_qo_heads = 1;
+    c.num_kv_heads = 1;
+    for (int i = 0; i < 240; ++i) {
+      c.qo_lens.push_back(i % 3 == 0 ? 300 : i % 3 == 1 ? 64 : 40);
+      c.kv_lens.push_back(i % 3 == 0 ? 20 : i % 3 == 1 ? 300 : 0);
+    }
+    run_case(c, rng);
+  }
+}
+
 TEST(BatchPrefill, PagedPageSizesAndLayoutsMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);

@@ -262,6 +262,13 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
       load_q<Tr>(s, q_buffer, &p.q_map, u, head_base, rows_per_token);
     }
     if constexpr (kGather) {
+      if (tiles.num_tiles == 0) {
+        // A copy lands only once a later one is issued, and the next unit's
+        // Q waits for the previous unit to finish: a unit without tiles
+        // lands what is pending itself (else that Q wait would deadlock).
+        GatherKvLoader<Tr, T>::finish(rings);
+        continue;
+      }
       const GatherKvLoader<Tr, T> loader{s, p.kv.rows(u.kv_start, kv_head), tiles.kv_begin,
                                          tiles.kv_end};
       load_unit(loader, rings, tiles.num_tiles);
