@@ -56,6 +56,9 @@ struct BatchCase {
   // Paged cache with padding after each head, entry, K/V half and page
   // (poisoned), so the strides share only a small divisor.
   bool padded_cache = false;
+  // Ragged: K/V buffers this many rows longer than the batch's keys, the
+  // extra rows NaN (a caller's oversized buffer); no output may see them.
+  int64_t nan_tail_rows = 0;
   int64_t expect_q_tile = 0;  // nonzero: the FA2 plan must choose this q tile (64 / 128 rows)
   // run_case runs every case on kFa2 and on kFa3 where the Hopper kernel
   // serves it (support/prefill_backends.h).
@@ -244,9 +247,12 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
       k_all.insert(k_all.end(), in.k[b].begin(), in.k[b].end());
       v_all.insert(v_all.end(), in.v[b].begin(), in.v[b].end());
     }
-    const int64_t total_kv = std::max<int64_t>(kv_indptr.back(), 1);
-    k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim), 0.f);
-    v_all.resize(k_all.size(), 0.f);
+    const int64_t total_kv = std::max<int64_t>(kv_indptr.back(), 1) + c.nan_tail_rows;
+    k_all.resize(static_cast<std::size_t>(kv_indptr.back() * c.num_kv_heads * c.head_dim), 0.f);
+    k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim),
+                 c.nan_tail_rows > 0 ? std::nanf("") : 0.f);
+    v_all.resize(kv_indptr.back() * c.num_kv_heads * c.head_dim, 0.f);
+    v_all.resize(k_all.size(), c.nan_tail_rows > 0 ? std::nanf("") : 0.f);
     DeviceTensor k(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
     DeviceTensor v(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
     k.upload(k_all);
@@ -322,6 +328,18 @@ TEST(BatchPrefill, RaggedMixedLengthsMatchReference) {
   TESSERA_SEEDED_RNG(rng);
   run_case(mixed_causal(), rng);
   run_case(mixed_non_causal(), rng);
+}
+
+// K/V buffers longer than the batch's keys, the rest NaN: the last tile of
+// the last request must not read them into any output (the Hopper kernel's
+// 128-row TMA boxes load them; it zeroes such rows of V before P V).
+TEST(BatchPrefill, RaggedNanRowsAfterTheKeysStayOutOfTheOutput) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (BatchCase c : {mixed_causal(), mixed_non_causal()}) {
+    c.nan_tail_rows = 300;
+    run_case(c, rng);
+  }
 }
 
 // mixed_causal() paged with page sizes 1 / 5 / 16, NHD and HND.

@@ -207,6 +207,10 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
     if (tiles.num_tiles > 0) {  // the last tile's P V
       sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
+      if constexpr (cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>) {  // (the gather zero-fills)
+        const int rows = tiles.kv_end - (tiles.kv_begin + (tiles.num_tiles - 1) * Tr::kBlockN);
+        if (rows < Tr::kBlockN) zero_v_rows_from<Tr>(s.v[v_ring.slot], rows, consumer);
+      }
       sm90::wgmma_fence();
       issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
       sm90::wgmma_wait<0>();

@@ -8,6 +8,7 @@
 
 #include "tessera/arch/sm80/mma.cuh"
 #include "tessera/arch/sm90/mbarrier.cuh"
+#include "tessera/arch/sm90/warpgroup.cuh"
 #include "tessera/arch/sm90/wgmma.cuh"
 #include "tessera/attention/prefill_sm90/traits.cuh"
 #include "tessera/attention/state.cuh"
@@ -179,6 +180,26 @@ __device__ __forceinline__ void pack_p(const float (&s)[Tr::kSRegs],
     p[kk][2] = sm80::pack2<T>(s[8 * kk + 4], s[8 * kk + 5]);
     p[kk][3] = sm80::pack2<T>(s[8 * kk + 6], s[8 * kk + 7]);
   }
+}
+
+// Zeroes rows [first_row, kBlockN) of a V tile loaded by TMA: the box is
+// always 128 rows, so a request's last tile holds rows past its keys (the
+// next request's, or whatever follows in the caller's buffer, possibly NaN),
+// and P = 0 times NaN is still NaN. Both consumer warpgroups share the rows,
+// then meet, so neither reads the tile before it is clean.
+template <typename Tr>
+__device__ __forceinline__ void zero_v_rows_from(unsigned char* tile, int first_row,
+                                                 int consumer) {
+  constexpr int kChunks = Tr::kHeadDim / 8;  // 16-byte chunks per row
+  const int total = (Tr::kBlockN - first_row) * kChunks;
+  for (int i = static_cast<int>(threadIdx.x) % 128 + consumer * 128; i < total;
+       i += kConsumers * 128) {
+    const int r = first_row + i / kChunks;
+    *reinterpret_cast<uint4*>(tile + swizzled_offset(Tr::kBlockN, r, (i % kChunks) * 8)) =
+        make_uint4(0u, 0u, 0u, 0u);
+  }
+  sm90::fence_shared_to_async();
+  sm90::named_barrier_sync(kConsumerBarrier, kConsumers * 128);
 }
 
 // Releases a stage slot: one arrival per consumer warp (lane 0), after the

@@ -26,6 +26,9 @@ inline constexpr int kConsumerRows = 64;  // per consumer warpgroup (wgmma M)
 inline constexpr int kConsumers = kBlockM / kConsumerRows;
 inline constexpr int kThreads = (1 + kConsumers) * 128;
 inline constexpr int kPanelElems = 64;  // 16-bit values per 128-byte row
+// Named barriers (0 is __syncthreads): the producer warpgroup's 128
+// threads; the two consumer warpgroups' 256.
+enum NamedBarrier : int { kProducerBarrier = 1, kConsumerBarrier = 2 };
 inline constexpr int kPanelRowBytes = 128;
 // setmaxnreg: the producer gives registers to the consumers (24 x 128 + 240
 // x 256 = 64512 of the SM's 65536); the gather producer (paged) needs more.
