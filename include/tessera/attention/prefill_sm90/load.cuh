@@ -148,6 +148,7 @@ struct GatherKvLoader {
     sm90::RingPosition<Tr::kStages>& ring = rings.k;
     sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
     s.row_table[table][tid] = kv.units_from_start(page, pos0 + tid);
+    __syncwarp();  // bar.sync is .aligned: lanes left the mbarrier spin (and thread 0 the Q load) apart
     sm90::named_barrier_sync(kProducerBarrier, 128);
     copy_tile(s.k[ring.slot], kv.k_data, s.row_table[table], kv_end - pos0);
     commit_and_land_previous(&s.k_full[ring.slot], rings);

@@ -30,8 +30,8 @@ inline constexpr int kPanelElems = 64;  // 16-bit values per 128-byte row
 // threads; the two consumer warpgroups' 256.
 enum NamedBarrier : int { kProducerBarrier = 1, kConsumerBarrier = 2 };
 inline constexpr int kPanelRowBytes = 128;
-// setmaxnreg: the producer gives registers to the consumers (24 x 128 + 240
-// x 256 = 64512 of the SM's 65536); the gather producer (paged) needs more.
+// setmaxnreg: the producer gives registers to the consumers (40 x 128 + 232
+// x 256 = 64512 of the SM's 65536; the gather producer needs its 40).
 inline constexpr int kProducerRegisters = 40;
 inline constexpr int kConsumerRegisters = 232;
 
