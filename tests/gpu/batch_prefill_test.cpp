@@ -247,12 +247,11 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
       k_all.insert(k_all.end(), in.k[b].begin(), in.k[b].end());
       v_all.insert(v_all.end(), in.v[b].begin(), in.v[b].end());
     }
+    // k_all / v_all hold the batch's keys; rows past them are the tail.
     const int64_t total_kv = std::max<int64_t>(kv_indptr.back(), 1) + c.nan_tail_rows;
-    k_all.resize(static_cast<std::size_t>(kv_indptr.back() * c.num_kv_heads * c.head_dim), 0.f);
-    k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim),
-                 c.nan_tail_rows > 0 ? std::nanf("") : 0.f);
-    v_all.resize(kv_indptr.back() * c.num_kv_heads * c.head_dim, 0.f);
-    v_all.resize(k_all.size(), c.nan_tail_rows > 0 ? std::nanf("") : 0.f);
+    const float tail = c.nan_tail_rows > 0 ? std::nanf("") : 0.f;
+    k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim), tail);
+    v_all.resize(k_all.size(), tail);
     DeviceTensor k(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
     DeviceTensor v(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
     k.upload(k_all);
