@@ -168,26 +168,30 @@ def plot_decode(rows, out_png, title):
 
 
 def plot_prefill(rows, out_png, title):
-    """FlashInfer 0.2's prefill figure: causal TFLOP/s per (B, L), Tessera
-    dense (ragged) beside vector-sparse (page 1) and page 16, with the dense
-    peers (flash / cuDNN SDPA, flex_attention) on the same shapes."""
-    series = {}
+    """FlashInfer 0.2's prefill figure: causal TFLOP/s per (B, L), Tessera's
+    two back ends (FA2, and FA3 where the GPU runs it) dense (ragged) beside
+    vector-sparse (page 1), with the dense peers (flash / cuDNN SDPA,
+    flex_attention) on the same shapes."""
+    names = {"batch_prefill_ragged": "FA2 dense (ragged)",
+             "batch_prefill_paged": "FA2 vector-sparse (page 1)",
+             "batch_prefill_ragged_fa3": "FA3 dense (ragged)",
+             "batch_prefill_paged_fa3": "FA3 vector-sparse (page 1)"}
+    series = {f"tessera {name}": {} for name in names.values()}
     shapes = []
     for r in rows:
-        if r["kernel"] not in ("batch_prefill_ragged", "batch_prefill_paged"):
+        if r["kernel"] not in names:
             continue
         p = dict(kv.split("=") for kv in r["case"].split(","))
-        if p["causal"] != "1" or p["D"] != "128":
+        if p["causal"] != "1" or p["D"] != "128" or p.get("page", "1") != "1":
             continue
         shape = f'B={p["B"]}\nL={p["L"]}'
         if shape not in shapes:
             shapes.append(shape)
-        name = ("tessera dense (ragged)" if r["kernel"] == "batch_prefill_ragged"
-                else f'tessera paged, page {p["page"]}')
-        series.setdefault(name, {})[shape] = float(r["tessera"])
+        series[f'tessera {names[r["kernel"]]}'][shape] = float(r["tessera"])
         if r["kernel"] == "batch_prefill_ragged" and r["peer"] in ("flash", "cudnn", "flex_attention"):
             series.setdefault(f'{r["peer"]} (dense)', {})[shape] = float(r["peer_value"])
-    grouped_bars(series, shapes, out_png, "TFLOP/s (causal)", title, 10)
+    series = {name: values for name, values in series.items() if values}
+    grouped_bars(series, shapes, out_png, "TFLOP/s (causal)", title, 13)
 
 
 def main():
