@@ -257,6 +257,12 @@ TESSERA_C_API int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_
                                               int64_t block_cols, int64_t max_block_rows,
                                               void* workspace, size_t workspace_bytes,
                                               int device_id, TesseraBlockSparse** handle);
+/* As tessera_block_sparse_create with BlockSparseShape::backend (0 auto,
+ * 1 fa2, 2 fa3); the workspace sizes do not depend on it. */
+TESSERA_C_API int tessera_block_sparse_create_with_backend(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t block_rows,
+    int64_t block_cols, int64_t max_block_rows, void* workspace, size_t workspace_bytes,
+    int device_id, int backend, TesseraBlockSparse** handle);
 TESSERA_C_API void tessera_block_sparse_destroy(TesseraBlockSparse* handle);
 TESSERA_C_API int tessera_block_sparse_plan(TesseraBlockSparse* handle, const int32_t* indptr,
                                             int64_t indptr_len, const int32_t* indices,

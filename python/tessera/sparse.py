@@ -97,12 +97,13 @@ class BlockSparseAttentionWrapper:
     _prefix = "tessera_block_sparse"
 
     def __init__(self, float_workspace_buffer: torch.Tensor, backend: str = "auto"):
-        # BlockSparseShape has no back-end choice (yet): every name runs as
-        # "auto" (the Hopper kernels where they serve the call, else fa2).
-        _check_backend(backend)
+        # backend: "auto", "fa2" or "fa3", as the prefill wrappers' (the
+        # paged kernels underneath run the pattern).
+        self._backend = _check_backend(backend)
         _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._float_workspace = float_workspace_buffer
-        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False)
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False,
+                                   backend=self._backend)
         self._planned = None
 
     def reset_workspace_buffer(self, float_workspace_buffer: torch.Tensor,
@@ -111,7 +112,8 @@ class BlockSparseAttentionWrapper:
         del int_workspace_buffer
         self._handle.destroy()
         self._float_workspace = float_workspace_buffer
-        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False)
+        self._handle = _PlanHandle(self._prefix, float_workspace_buffer, fixed=False,
+                                   backend=self._backend)
         self._planned = None
 
     def plan(self, indptr, indices, M: int, N: int, R: int, C: int, num_qo_heads: int,

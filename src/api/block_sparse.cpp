@@ -37,7 +37,7 @@ void validate_shape(const BlockSparseShape& shape, const BlockSparseBounds& boun
 }
 
 PrefillPlanShape paged_shape(const BlockSparseShape& s) {
-  return {s.num_qo_heads, s.num_kv_heads, s.head_dim, s.block_cols};
+  return {s.num_qo_heads, s.num_kv_heads, s.head_dim, s.block_cols, s.backend};
 }
 
 PrefillPlanBounds paged_bounds(const BlockSparseShape& s, const BlockSparseBounds& b) {

@@ -249,11 +249,25 @@ int tessera_block_sparse_create(int64_t num_qo_heads, int64_t num_kv_heads, int6
                                 int64_t block_rows, int64_t block_cols, int64_t max_block_rows,
                                 void* workspace, size_t workspace_bytes, int device_id,
                                 TesseraBlockSparse** handle) {
+  return tessera_block_sparse_create_with_backend(num_qo_heads, num_kv_heads, head_dim,
+                                                  block_rows, block_cols, max_block_rows,
+                                                  workspace, workspace_bytes, device_id,
+                                                  /*backend=*/0, handle);
+}
+
+int tessera_block_sparse_create_with_backend(int64_t num_qo_heads, int64_t num_kv_heads,
+                                             int64_t head_dim, int64_t block_rows,
+                                             int64_t block_cols, int64_t max_block_rows,
+                                             void* workspace, size_t workspace_bytes,
+                                             int device_id, int backend,
+                                             TesseraBlockSparse** handle) {
   return guarded([&] {
     auto& result = required_output(handle, "handle");
+    tessera::BlockSparseShape shape =
+        sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols);
+    shape.backend = prefill_backend_of(backend, "backend");
     result = new TesseraBlockSparse{tessera::BlockSparseAttention(
-        sparse_shape(num_qo_heads, num_kv_heads, head_dim, block_rows, block_cols),
-        {max_block_rows}, workspace, workspace_bytes, device_id)};
+        shape, {max_block_rows}, workspace, workspace_bytes, device_id)};
   });
 }
 

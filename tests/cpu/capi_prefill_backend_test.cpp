@@ -40,6 +40,14 @@ TEST(CapiPrefillBackend, PagedCreateRejectsAnUnknownBackend) {
   EXPECT_EQ(handle, nullptr);
 }
 
+TEST(CapiPrefillBackend, BlockSparseCreateRejectsAnUnknownBackend) {
+  TesseraBlockSparse* handle = nullptr;
+  const int rc = tessera_block_sparse_create_with_backend(
+      8, 2, 128, 16, 16, 4, reinterpret_cast<void*>(0x10000000), 1 << 20, 0, -2, &handle);
+  expect_backend_error(rc, "backend");
+  EXPECT_EQ(handle, nullptr);
+}
+
 TEST(CapiPrefillBackend, SinglePrefillRejectsAnUnknownOptionsBackend) {
   // Valid fake tensors, so the options are the only bad argument.
   FakeTensor q{DType::kBFloat16, {16, 8, 128}};

@@ -813,21 +813,7 @@ TEST(BlockSparse, RandomPatternsMatchReference) {
     q.upload(q_host);
     k.upload(k_host);
     v.upload(v_host);
-    out.poison();
-    lse.poison();
     DeviceTensor indptr_dev = int_tensor(indptr), indices_dev = int_tensor(indices);
-    const BlockSparseShape shape{hq, hk, d, r, c};
-    const BlockSparseBounds bounds{block_rows};
-    const std::size_t bytes = BlockSparseAttention::workspace_size_bytes(shape, bounds, 0);
-    DeviceBuffer workspace(bytes);
-    BlockSparseAttention attention(shape, bounds, workspace.data(), bytes, 0);
-    CudaStream stream;
-    attention.plan(indptr, indices, stream.get());
-    DLTensor lse_dl = lse.dl();
-    attention.run(q.dl(), k.dl(), v.dl(), indptr_dev.dl(), indices_dev.dl(), out.dl(), &lse_dl,
-                  AttentionOptions{}, stream.get(), Validate::kOn);
-    stream.synchronize();
-
     Expected e;
     const int64_t key_row = hk * d;
     for (int64_t i = 0; i < block_rows; ++i) {
@@ -849,8 +835,30 @@ TEST(BlockSparse, RandomPatternsMatchReference) {
       e.out.insert(e.out.end(), res.out.begin(), res.out.end());
       e.lse.insert(e.lse.end(), res.lse.begin(), res.lse.end());
     }
-    EXPECT_TRUE(testing::all_close(out.download(), e.out, testing::tolerance_for(DType::kBFloat16)));
-    EXPECT_TRUE(testing::lse_close(lse.download(), e.lse, kLseTolerance));
+    for (const PrefillBackend backend : testing::prefill_backends()) {
+      SCOPED_TRACE(testing::prefill_backend_name(backend));
+      out.poison();
+      lse.poison();
+      BlockSparseShape shape{hq, hk, d, r, c};
+      shape.backend = backend;
+      const BlockSparseBounds bounds{block_rows};
+      const std::size_t bytes = BlockSparseAttention::workspace_size_bytes(shape, bounds, 0);
+      DeviceBuffer workspace(bytes);
+      BlockSparseAttention attention(shape, bounds, workspace.data(), bytes, 0);
+      CudaStream stream;
+      attention.plan(indptr, indices, stream.get());
+      DLTensor lse_dl = lse.dl();
+      if (!testing::run_on_backend(backend, [&] {
+            attention.run(q.dl(), k.dl(), v.dl(), indptr_dev.dl(), indices_dev.dl(), out.dl(),
+                          &lse_dl, AttentionOptions{}, stream.get(), Validate::kOn);
+          })) {
+        continue;
+      }
+      stream.synchronize();
+      EXPECT_TRUE(
+          testing::all_close(out.download(), e.out, testing::tolerance_for(DType::kBFloat16)));
+      EXPECT_TRUE(testing::lse_close(lse.download(), e.lse, kLseTolerance));
+    }
   }
 }
 

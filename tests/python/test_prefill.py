@@ -927,15 +927,18 @@ def test_backend_names_become_the_c_abi_ints():
             == code
         assert BatchPrefillWithPagedKVCacheWrapper(workspace, backend=name)._handle._backend \
             == code
+        assert tessera.BlockSparseAttentionWrapper(workspace, backend=name)._handle._backend \
+            == code
 
 
-@pytest.mark.parametrize("prefix, shape", [("tessera_batch_prefill_ragged", (8, 2, 128)),
-                                           ("tessera_batch_prefill_paged", (8, 2, 128, 16))])
+@pytest.mark.parametrize("prefix, shape", [("tessera_batch_prefill_ragged", (8, 2, 128, 4, 256)),
+                                           ("tessera_batch_prefill_paged", (8, 2, 128, 16, 4, 256)),
+                                           ("tessera_block_sparse", (8, 2, 128, 16, 16, 4))])
 def test_c_abi_create_rejects_an_unknown_backend_int(prefix, shape):
     # No GPU needed: the int is converted before the wrapper is made.
     handle = ctypes.c_void_p()
     with pytest.raises(TesseraArgumentError, match="argument 'backend'"):
-        _lib.call(prefix + "_create_with_backend", *shape, 4, 256, ctypes.c_void_p(1 << 20),
+        _lib.call(prefix + "_create_with_backend", *shape, ctypes.c_void_p(1 << 20),
                   1 << 20, 0, 3, ctypes.byref(handle))
     assert handle.value is None
 

@@ -175,6 +175,8 @@ struct BlockSparseShape {
   int64_t head_dim = 0;
   int64_t block_rows = 1;  // R
   int64_t block_cols = 1;  // C
+  // As PrefillPlanShape::backend (the paged wrapper underneath takes it).
+  PrefillBackend backend = PrefillBackend::kAuto;
 };
 
 struct BlockSparseBounds {
