@@ -88,14 +88,13 @@ const void* builtin_batch_kernel() {
   }
 }
 
-template <typename T, int kHeadDim, typename Variant, typename Kv>
-void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
-                             cudaStream_t stream) {
-  using Traits = prefill::PrefillTraits<T, kHeadDim>;
-  prefill::BatchPrefillParams<T, Kv> p{};
-  p.q = static_cast<const T*>(l.q);
-  p.q_stride_token = l.q_stride_token;
-  p.q_stride_head = l.q_stride_head;
+// The batch kernels' parameters both back ends share (FA2's
+// BatchPrefillParams, the Hopper kernel's Params): outputs, K/V, heads,
+// schedule, mask and variant.
+// T: q's and out's type (K/V may be fp8).
+template <typename T, typename Kv, typename Params>
+void fill_batch_params(Params& p, const BatchPrefillLaunch& l,
+                       const attention::VariantParams& variant) {
   p.out = static_cast<T*>(l.out);
   p.out_stride_token = l.out_stride_token;
   p.out_stride_head = l.out_stride_head;
@@ -105,10 +104,21 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   p.heads_y = static_cast<int32_t>(l.num_kv_heads);
   p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
   p.per_token = FastDivmod::make(static_cast<int32_t>(l.rows_per_token));
-  p.head_dim = kHeadDim;
   p.schedule = l.schedule;
   p.custom_mask = l.custom_mask;
   p.variant = variant;
+}
+
+template <typename T, int kHeadDim, typename Variant, typename Kv>
+void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
+                             cudaStream_t stream) {
+  using Traits = prefill::PrefillTraits<T, kHeadDim>;
+  prefill::BatchPrefillParams<T, Kv> p{};
+  p.q = static_cast<const T*>(l.q);
+  p.q_stride_token = l.q_stride_token;
+  p.q_stride_head = l.q_stride_head;
+  p.head_dim = kHeadDim;
+  fill_batch_params<T, Kv>(p, l, variant);
   const void* kernel = l.jit_kernel;
   if (kernel == nullptr) {
     kernel = l.custom_mask != nullptr ? builtin_batch_kernel<Traits, Variant, T, Kv, true>()

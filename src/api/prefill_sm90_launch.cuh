@@ -106,19 +106,8 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
             encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
                                    l.stride_head * element, l.stride_entry * element, 1, 128, "v");
       }
-      p.out = static_cast<T*>(l.out);
-      p.out_stride_token = l.out_stride_token;
-      p.out_stride_head = l.out_stride_head;
-      p.lse = l.lse;
-      p.kv = make_kv(l, static_cast<Kv*>(nullptr));
-      p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
-      p.heads_y = static_cast<int32_t>(l.num_kv_heads);
-      p.per_token = FastDivmod::make(static_cast<int32_t>(g));
-      p.group_size = static_cast<int32_t>(l.num_qo_heads / l.num_kv_heads);
-      p.schedule = l.schedule;
+      fill_batch_params<T, Kv>(p, l, l.variant);
       p.single_qo_len = -1;
-      p.custom_mask = l.custom_mask;
-      p.variant = l.variant;
       const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
       const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
       launch_sm90_kernel<T, kHeadDim, Variant, Kv>(p, l.custom_mask != nullptr, grid, stream);
