@@ -355,10 +355,11 @@ void run_causal_page_sizes_and_layouts(bool padded_cache, Rng& rng) {
   }
 }
 
-// Many units per CTA, some without a key to see (causal rows before the
-// first key, empty KV) between units that have tiles: the Hopper gather
-// must land a unit's copies even when the next unit issues none.
-TEST(BatchPrefill, PagedUnitsWithoutKeysAmongManyPerCtaMatchReference) {
+// Many units, a third without a key to see (causal rows before the first
+// key, empty KV) between units that have tiles. With several units per CTA
+// (a persistent plan) the Hopper gather must land a unit's copies even when
+// the next unit issues none; today's plans run one unit per CTA.
+TEST(BatchPrefill, PagedUnitsWithoutKeysAmongManyMatchReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   for (const int64_t page_size : {1, 16}) {
