@@ -21,7 +21,6 @@
 
 namespace tessera::prefill_sm90 {
 
-
 // Q rows [row_begin, row_begin + 128) of a unit into Q buffer `buffer`:
 // g = rows_per_token heads of 128 / g tokens, one box per 64-column panel.
 template <typename Tr>
