@@ -168,46 +168,10 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
 
 template <template <typename> class KvOf, bool kFp8Kv>
 void launch_batch_prefill(const BatchPrefillLaunch& l, cudaStream_t stream) {
-  const attention::VariantParams& params = l.variant;
-  using attention::VariantKind;
-  switch (l.variant_kind) {
-    case VariantKind::kPlain:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
-    case VariantKind::kSoftCap:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapVariant>(l, params, stream);
-    case VariantKind::kSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SlidingWindowVariant>(l, params,
-                                                                                   stream);
-    case VariantKind::kSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::SoftCapSlidingWindowVariant>(l, params,
-                                                                                          stream);
-    case VariantKind::kAlibi:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiVariant>(l, params, stream);
-    case VariantKind::kRopeLlama:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaVariant>(l, params, stream);
-    case VariantKind::kAlibiSoftCap:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSoftCapVariant>(l, params,
-                                                                                  stream);
-    case VariantKind::kAlibiSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSlidingWindowVariant>(l, params,
-                                                                                        stream);
-    case VariantKind::kAlibiSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::AlibiSoftCapSlidingWindowVariant>(
-          l, params, stream);
-    case VariantKind::kRopeLlamaSoftCap:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaSoftCapVariant>(l, params,
-                                                                                      stream);
-    case VariantKind::kRopeLlamaSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaSlidingWindowVariant>(
-          l, params, stream);
-    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::RopeLlamaSoftCapSlidingWindowVariant>(
-          l, params, stream);
-    case VariantKind::kJit:  // l.jit_kernel set by run(); plain supplies the parameter types
-      return dispatch_prefill_types<KvOf, kFp8Kv, attention::PlainVariant>(l, params, stream);
-    default:
-      throw Error("tessera: batch prefill: no kernel for this variant");
-  }
+  // (kJit: l.jit_kernel set by run(); plain supplies the parameter types.)
+  visit_variant_kind(l.variant_kind, [&]<typename Variant>() {
+    dispatch_prefill_types<KvOf, kFp8Kv, Variant>(l, l.variant, stream);
+  });
 }
 
 }  // namespace tessera::detail

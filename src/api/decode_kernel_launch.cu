@@ -213,36 +213,14 @@ void launch_decode(const DecodeLaunch& l, cudaStream_t stream) {
       resolve_variant(l.options, l.head_dim, l.num_qo_heads, l.kv.device);
   attention::VariantParams params = variant.params;
   params.alibi_slopes = l.alibi_slopes;  // the caller's device slopes (or null: standard)
-  switch (variant.kind) {
-    case VariantKind::kPlain:
-      return dispatch_dtypes<attention::PlainVariant>(l, params, stream);
-    case VariantKind::kSoftCap:
-      return dispatch_dtypes<attention::SoftCapVariant>(l, params, stream);
-    case VariantKind::kSlidingWindow:
-      return dispatch_dtypes<attention::SlidingWindowVariant>(l, params, stream);
-    case VariantKind::kSoftCapSlidingWindow:
-      return dispatch_dtypes<attention::SoftCapSlidingWindowVariant>(l, params, stream);
-    case VariantKind::kAlibi:
-      return dispatch_dtypes<attention::AlibiVariant>(l, params, stream);
-    case VariantKind::kRopeLlama:
-      return dispatch_dtypes<attention::RopeLlamaVariant>(l, params, stream);
-    case VariantKind::kAlibiSoftCap:
-      return dispatch_dtypes<attention::AlibiSoftCapVariant>(l, params, stream);
-    case VariantKind::kAlibiSlidingWindow:
-      return dispatch_dtypes<attention::AlibiSlidingWindowVariant>(l, params, stream);
-    case VariantKind::kAlibiSoftCapSlidingWindow:
-      return dispatch_dtypes<attention::AlibiSoftCapSlidingWindowVariant>(l, params, stream);
-    case VariantKind::kRopeLlamaSoftCap:
-      return dispatch_dtypes<attention::RopeLlamaSoftCapVariant>(l, params, stream);
-    case VariantKind::kRopeLlamaSlidingWindow:
-      return dispatch_dtypes<attention::RopeLlamaSlidingWindowVariant>(l, params, stream);
-    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
-      return dispatch_dtypes<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, params, stream);
-    case VariantKind::kJit:
-      // The plain instantiation only supplies the parameter types.
-      return dispatch_dtypes<attention::PlainVariant>(
-          l, params, stream, {l.jit_kernel, l.options.jit_variant->mma_kernel()});
+  if (variant.kind == VariantKind::kJit) {
+    // The plain instantiation only supplies the parameter types.
+    return dispatch_dtypes<attention::PlainVariant>(
+        l, params, stream, {l.jit_kernel, l.options.jit_variant->mma_kernel()});
   }
+  visit_variant_kind(variant.kind, [&]<typename Variant>() {
+    dispatch_dtypes<Variant>(l, params, stream);
+  });
 }
 
 }  // namespace tessera::detail

@@ -57,20 +57,10 @@ void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
       throw Error("tessera: prefill backend fa3: no kernel for this variant");
     }
   };
-  switch (kind) {
-    case VariantKind::kPlain:
-      return run.template operator()<attention::PlainVariant>();
-    case VariantKind::kSoftCap:
-      return run.template operator()<attention::SoftCapVariant>();
-    case VariantKind::kSlidingWindow:
-      return run.template operator()<attention::SlidingWindowVariant>();
-    case VariantKind::kSoftCapSlidingWindow:
-      return run.template operator()<attention::SoftCapSlidingWindowVariant>();
-    case VariantKind::kAlibi:
-      return run.template operator()<attention::AlibiVariant>();
-    default:
-      throw Error("tessera: prefill backend fa3: no kernel for this variant");
+  if (kind == VariantKind::kJit) {
+    throw Error("tessera: prefill backend fa3: no kernel for this variant");
   }
+  return visit_variant_kind(kind, run);
 }
 
 template <typename F>

@@ -218,36 +218,10 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
                                            fit.max_q_tile_rows, fit.num_sms * fit.ctas_per_sm);
   l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim);
   l.max_shared_bytes = fit.shared_bytes;
-  switch (variant.kind) {
-    case VariantKind::kPlain:
-      return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
-    case VariantKind::kSoftCap:
-      return dispatch_dtype<attention::SoftCapVariant>(l, qv.dtype(), stream);
-    case VariantKind::kSlidingWindow:
-      return dispatch_dtype<attention::SlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kSoftCapSlidingWindow:
-      return dispatch_dtype<attention::SoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kAlibi:
-      return dispatch_dtype<attention::AlibiVariant>(l, qv.dtype(), stream);
-    case VariantKind::kRopeLlama:
-      return dispatch_dtype<attention::RopeLlamaVariant>(l, qv.dtype(), stream);
-    case VariantKind::kAlibiSoftCap:
-      return dispatch_dtype<attention::AlibiSoftCapVariant>(l, qv.dtype(), stream);
-    case VariantKind::kAlibiSlidingWindow:
-      return dispatch_dtype<attention::AlibiSlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kAlibiSoftCapSlidingWindow:
-      return dispatch_dtype<attention::AlibiSoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kRopeLlamaSoftCap:
-      return dispatch_dtype<attention::RopeLlamaSoftCapVariant>(l, qv.dtype(), stream);
-    case VariantKind::kRopeLlamaSlidingWindow:
-      return dispatch_dtype<attention::RopeLlamaSlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kRopeLlamaSoftCapSlidingWindow:
-      return dispatch_dtype<attention::RopeLlamaSoftCapSlidingWindowVariant>(l, qv.dtype(), stream);
-    case VariantKind::kJit:  // the plain instantiation only supplies the parameter types
-      return dispatch_dtype<attention::PlainVariant>(l, qv.dtype(), stream);
-    default:
-      throw Error("tessera: prefill: no kernel for this variant");
-  }
+  // (kJit: the plain instantiation only supplies the parameter types.)
+  detail::visit_variant_kind(variant.kind, [&]<typename Variant>() {
+    dispatch_dtype<Variant>(l, qv.dtype(), stream);
+  });
 }
 
 }  // namespace tessera
