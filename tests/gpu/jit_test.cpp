@@ -127,6 +127,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
   for (const bool soft_cap : {false, true}) {
     SCOPED_TRACE(soft_cap ? "soft-cap" : "plain");
     AttentionOptions aot;
+    aot.backend = PrefillBackend::kFa2;  // JIT variants run on fa2 (single prefill)
     if (soft_cap) aot.logits_soft_cap = 20.0;
     const auto spec_for = [&](jit::KernelKind kernel) {
       return soft_cap ? testing::jit_example("soft_cap.cuh", kernel)
@@ -157,7 +158,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
     qo_dev.upload_ints({0, 150, 200});
     kv_dev.upload_ints({0, 500, 700});
-    const PrefillPlanShape shape{8, 2, 128, 0};
+    const PrefillPlanShape shape{8, 2, 128, 0, PrefillBackend::kFa2};
     const PrefillPlanBounds bounds{2, 200};
     const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
     DeviceBuffer workspace(bytes);
@@ -188,7 +189,7 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
     k_pages.ndim = v_pages.ndim = 4;
     k_pages.shape = v_pages.shape = view_shape;
     k_pages.strides = v_pages.strides = view_strides;
-    const PrefillPlanShape paged_shape{8, 2, 128, page};
+    const PrefillPlanShape paged_shape{8, 2, 128, page, PrefillBackend::kFa2};
     const std::size_t paged_bytes =
         BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape, bounds, 0);
     DeviceBuffer paged_workspace(paged_bytes);
@@ -223,6 +224,7 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
     alibi.q_dtype = alibi.kv_dtype = DType::kBFloat16;
     jit::LoadedVariant alibi_variant(alibi);
     AttentionOptions aot_alibi;
+    aot_alibi.backend = PrefillBackend::kFa2;  // the JIT variant's back end
     aot_alibi.pos_encoding_mode = PosEncodingMode::kAlibi;
     AttentionOptions jit_alibi;
     jit_alibi.jit_variant = &alibi_variant;
@@ -233,6 +235,7 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
     jit::LoadedVariant sink_variant(sink);
     sink_variant.extra_params().set("sinks", int32_t{0}).set("window", int32_t{200});
     AttentionOptions aot_window;
+    aot_window.backend = PrefillBackend::kFa2;
     aot_window.window_left = 200;
     AttentionOptions jit_window;
     jit_window.jit_variant = &sink_variant;
@@ -417,6 +420,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
   ASSERT_TRUE(jit::has_aot_kernel(jit::KernelKind::kBatchDecode, VariantKind::kAlibi,
                                   DType::kBFloat16, DType::kBFloat16, 128));
   AttentionOptions aot;
+  aot.backend = PrefillBackend::kFa2;  // JIT variants run on fa2
   aot.pos_encoding_mode = PosEncodingMode::kAlibi;
   {
     jit::LoadedVariant variant(jit::builtin_variant_spec(jit::KernelKind::kBatchDecode,
@@ -451,6 +455,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
     DeviceTensor mask = testing::upload_masks({testing::random_mask(100, 300, 0.5, rng, 9)});
     DLTensor mask_dl = mask.dl();
     AttentionOptions masked;
+    masked.backend = PrefillBackend::kFa2;
     masked.custom_mask = &mask_dl;
     AttentionOptions masked_jit = masked;
     masked_jit.jit_variant = &variant;
