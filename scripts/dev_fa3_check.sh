@@ -1,29 +1,69 @@
 #!/usr/bin/env bash
-# The next device call for the Hopper prefill back end (issue 21): checks
-# what main changed since its last GPU run (the gather's zero-tile deadlock
-# fix, the ragged V tail zeroing, the producer __syncwarp) with the two new
-# tests first and a timeout (a hang shows as rc 124), then every prefill
-# gtest on fa3, compute-sanitizer on the new tests, and the batch_prefill
-# benchmarks with their peers. Run on the GPU machine from the repository
-# root with .gpu-build carried (scripts/stage_gpu_build.sh); logs under
-# $OUT. Set TESSERA_COMMIT below.
-export TESSERA_PREBUILT=.gpu-build TESSERA_COMMIT=COMMIT
-cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
-export LD_LIBRARY_PATH="$PWD/.gpu-build/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
+# One device call for the Hopper prefill back end (issue 21): compares
+# staged builds of main and of branches in the same run. Each build is
+# .gpu-variants/<name>.tar.xz (bin/tessera_gpu_tests, bin/tessera_bench,
+# lib/, include/ for the JIT, COMMIT), made here by scripts/stage_gpu_variant.sh;
+# carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
+#   bash scripts/dev_fa3_check.sh "main persistent ..." [budget seconds]
+# Per build: the prefill gtests on fa3 (a hang shows as rc 124), then the
+# causal batch_prefill rows (head_dim 128 and 64). The first build then runs
+# DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
+# DEV_SANITIZE's tests while the budget lasts. Logs under $OUT/l.
+set -u
+builds=($1)
+budget=${2:-560}
+nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
+cuda_include="$nvcc_dir/../include"
 mkdir -p "$OUT/l"
-new_tests='BatchPrefill.PagedUnitsWithoutKeysAmongMany*:BatchPrefill.RaggedNanRowsAfterTheKeys*'
-timeout 60 .gpu-build/bin/tessera_gpu_tests --gtest_filter="$new_tests" > "$OUT/l/new.log" 2>&1
-echo "new tests rc $?" >> "$OUT/l/new.log"
-grep -E '^\[  FAILED|^\[       OK|PASSED|rc ' "$OUT/l/new.log"
-TESSERA_TEST_PREFILL_BACKENDS=fa3 timeout 150 .gpu-build/bin/tessera_gpu_tests \
-  --gtest_filter='BatchPrefill.*:SinglePrefill.*:BlockSparse.*' > "$OUT/l/prefill_fa3.log" 2>&1
-echo "prefill fa3 rc $?" >> "$OUT/l/prefill_fa3.log"
-grep -E '^\[  FAILED|PASSED|rc ' "$OUT/l/prefill_fa3.log"
-TESSERA_GPU_CHECK_SKIP=cpu,python,demo,bench TESSERA_GPU_TEST_FILTER='TestHarness.*' \
-  TESSERA_MEMCHECK_FILTER="$new_tests" TESSERA_RACECHECK_FILTER="$new_tests" \
-  timeout 150 scripts/gpu_check.sh > "$OUT/l/sanitizer.log" 2>&1
-grep -E 'PASS|FAIL|SUMMARY' "$OUT/l/sanitizer.log"
-TESSERA_GPU_CHECK_SKIP=cpu,python,sanitizer,demo TESSERA_GPU_TEST_FILTER='TestHarness.*' \
-  TESSERA_BENCH_ONLY=batch_prefill timeout 200 scripts/gpu_check.sh > "$OUT/l/bench.log" 2>&1
-grep -E 'PASS|FAIL|_fa3|cudnn' "$OUT/l/bench.log" | grep -E 'PASS|FAIL|D=128,causal=1' | tail -40
-tar czf "$OUT/logs.tgz" gpu_check_logs benchmarks/results "$OUT/l" 2>/dev/null
+summary="$OUT/l/summary.txt"
+say() { echo "$*" | tee -a "$summary"; }
+left() { echo $((budget - SECONDS)); }
+use() {
+  local dir=/tmp/dev_builds/$1
+  if [[ ! -d $dir ]]; then
+    mkdir -p "$dir"
+    python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
+      ".gpu-variants/$1.tar.xz" | tar x -C "$dir"
+  fi
+  export LD_LIBRARY_PATH="$dir/lib:$nvcc_dir/../lib64"
+  export TESSERA_JIT_INCLUDE_PATH="$dir/include:$cuda_include:$cuda_include/cccl"
+  bin=$dir/bin
+}
+gtests() {  # name filter timeout [env...]
+  local name=$1 filter=$2 limit=$3
+  shift 3
+  env "$@" timeout "$limit" "$bin/tessera_gpu_tests" --gtest_filter="$filter" > "$OUT/l/$name.log" 2>&1
+  local rc=$?
+  say "$name: rc $rc $(grep -cE '^\[       OK' "$OUT/l/$name.log") ok, $(grep -E '^\[  FAILED .*\.' "$OUT/l/$name.log" | sort -u | wc -l) failed ($SECONDS s)"
+  grep -E '^\[  FAILED .*\.' "$OUT/l/$name.log" | sort -u | head -20 | tee -a "$summary"
+}
+bench() {  # name
+  local name=$1
+  for c in D=128,causal=1 D=64,causal=1; do
+    timeout 150 "$bin/tessera_bench" --only batch_prefill --case "$c" >> "$OUT/l/bench_$name.log" 2>&1
+    say "bench $name $c: rc $? ($SECONDS s)"
+  done
+}
+for b in "${builds[@]}"; do
+  use "$b"
+  say "== $b $(cat /tmp/dev_builds/$b/COMMIT)"
+  if (( $(left) < 120 )); then say "out of budget"; break; fi
+  gtests "prefill_fa3_$b" 'BatchPrefill.*:BlockSparse.*:SinglePrefill.*' 120 TESSERA_TEST_PREFILL_BACKENDS=fa3
+  if (( $(left) < 100 )); then say "out of budget"; break; fi
+  bench "$b"
+done
+use "${builds[0]}"
+if [[ -n "${DEV_FULL_SUITE:-}" ]] && (( $(left) > 60 )); then
+  gtests "full_${builds[0]}" '*' $(( $(left) - 30 ))
+fi
+if [[ -n "${DEV_SANITIZE:-}" ]] && (( $(left) > 60 )); then
+  for tool in memcheck racecheck; do
+    timeout $(( $(left) / 2 )) compute-sanitizer --tool $tool --error-exitcode 1 \
+      "$bin/tessera_gpu_tests" --gtest_filter="$DEV_SANITIZE" > "$OUT/l/$tool.log" 2>&1
+    say "$tool: rc $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/l/$tool.log" | tail -1) ($SECONDS s)"
+  done
+fi
+for f in "$OUT"/l/bench_*.log; do
+  echo "-- $f"; grep -E '^result,batch_prefill_(ragged|paged)(_fa3)?,' "$f" | sed 's/^result,//; s/,dtype=bf16//'
+done >> "$summary"
+cat "$summary"
