@@ -6,7 +6,8 @@
 # carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
 #   bash scripts/dev_fa3_check.sh "main persistent ..." [budget seconds]
 # Per build: the prefill gtests on fa3 (a hang shows as rc 124), then the
-# causal batch_prefill rows (head_dim 128 and 64). The first build then runs
+# causal batch_prefill rows (head_dim 128 and 64, or DEV_BENCH_CASES: --case
+# substrings separated by spaces). The first build then runs
 # DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts. Logs under $OUT/l.
 set -u
@@ -39,7 +40,7 @@ gtests() {  # name filter timeout [env...]
 }
 bench() {  # name
   local name=$1
-  for c in D=128,causal=1 D=64,causal=1; do
+  for c in ${DEV_BENCH_CASES:-D=128,causal=1 D=64,causal=1}; do
     timeout 150 "$bin/tessera_bench" --only batch_prefill --case "$c" >> "$OUT/l/bench_$name.log" 2>&1
     say "bench $name $c: rc $? ($SECONDS s)"
   done
