@@ -4,10 +4,11 @@
 # .gpu-variants/<name>.tar.xz (bin/tessera_gpu_tests, bin/tessera_bench,
 # lib/, include/ for the JIT, COMMIT), made here by scripts/stage_gpu_variant.sh;
 # carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
-#   bash scripts/dev_fa3_check.sh "main persistent ..." [budget seconds]
-# Per build: the prefill gtests on fa3 (a hang shows as rc 124), then the
-# causal batch_prefill rows (head_dim 128 and 64, or DEV_BENCH_CASES: --case
-# substrings separated by spaces). The first build then runs
+#   bash scripts/dev_fa3_check.sh "main persistent:FILTER:CASES ..." [budget s]
+# Per build: gtests (FILTER, default the prefill ones; on fa3 or
+# DEV_BACKENDS; a hang shows as rc 124), then batch_prefill rows (CASES:
+# --case substrings joined by "+", default the causal head_dim 128 and 64
+# ones, "none" for no rows). The first build then runs
 # DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts. Logs under $OUT/l.
 set -u
@@ -40,22 +41,27 @@ gtests() {  # name filter timeout [env...]
 }
 bench() {  # name
   local name=$1
+  local c
   for c in ${DEV_BENCH_CASES:-D=128,causal=1 D=64,causal=1}; do
     timeout 150 "$bin/tessera_bench" --only batch_prefill --case "$c" >> "$OUT/l/bench_$name.log" 2>&1
     say "bench $name $c: rc $? ($SECONDS s)"
   done
 }
-for b in "${builds[@]}"; do
+for spec in "${builds[@]}"; do
+  # name[:gtest filter[:bench cases, "+" between]]
+  IFS=: read -r b filter cases <<< "$spec"
+  filter=${filter:-BatchPrefill.*:BlockSparse.*:SinglePrefill.*}
   use "$b"
   say "== $b $(cat /tmp/dev_builds/$b/COMMIT)"
   if (( $(left) < 120 )); then say "out of budget"; break; fi
-  gtests "prefill_fa3_$b" 'BatchPrefill.*:BlockSparse.*:SinglePrefill.*' 120 TESSERA_TEST_PREFILL_BACKENDS=fa3
+  gtests "tests_$b" "$filter" 150 TESSERA_TEST_PREFILL_BACKENDS=${DEV_BACKENDS:-fa3}
   if (( $(left) < 100 )); then say "out of budget"; break; fi
-  bench "$b"
+  [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b"
 done
-use "${builds[0]}"
+first=${builds[0]%%:*}
+use "$first"
 if [[ -n "${DEV_FULL_SUITE:-}" ]] && (( $(left) > 60 )); then
-  gtests "full_${builds[0]}" '*' $(( $(left) - 30 ))
+  gtests "full_$first" '*' $(( $(left) - 30 ))
 fi
 if [[ -n "${DEV_SANITIZE:-}" ]] && (( $(left) > 60 )); then
   for tool in memcheck racecheck; do
@@ -68,3 +74,6 @@ for f in "$OUT"/l/bench_*.log; do
   echo "-- $f"; grep -E '^result,batch_prefill_(ragged|paged)(_fa3)?,' "$f" | sed 's/^result,//; s/,dtype=bf16//'
 done >> "$summary"
 cat "$summary"
+# Few files come back from the machine: the summary and one archive.
+cp "$summary" "$OUT/summary.txt"
+tar czf "$OUT/logs.tgz" -C "$OUT" l && rm -rf "$OUT/l"

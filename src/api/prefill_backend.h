@@ -13,6 +13,9 @@ namespace tessera::detail {
 
 // The Hopper kernel's query tile (prefill_sm90::kBlockM), for host code.
 inline constexpr int64_t kSm90QTileRows = 128;
+// Batch plans for it whose tiles read at most this many KV tokens run
+// persistent unit lists (src/plan/prefill_planner.cpp, policy 5).
+inline constexpr int64_t kSm90UnitListsUpToExtent = 512;
 
 // Whether device_id runs sm_90a code (compute capability 9.0); cached.
 bool device_runs_sm90a(int device_id);

@@ -37,7 +37,14 @@
 //    With one_unit_per_cta (what the FA2-style kernel is run with: measured
 //    205 TFLOP/s persistent vs 276 for the same causal 16k request with one
 //    CTA per tile, H100) every unit is its own CTA, heaviest first, and the
-//    hardware's block scheduler balances them as they finish.
+//    hardware's block scheduler balances them as they finish; launched head
+//    by head (grid y), the CTAs resident at once share one head's K/V in L2.
+//    Except (unit_lists_up_to_extent, the Hopper kernel) when no tile reads
+//    more than that many KV tokens: then a CTA's start-up and epilogue cost
+//    as much as its tiles, and unit lists overlap them with the next unit's
+//    loads (H100 fa3, causal 64 x 256: hd64 92 -> 140 TFLOP/s, hd128 137 ->
+//    145), while on longer tiles the lists lose (4 x 4k: 478 -> 346; lists
+//    of every head run at once and their K/V no longer fits L2).
 #include "plan/prefill_planner.h"
 
 #include <algorithm>
@@ -71,7 +78,6 @@ static_assert(kMinChunkTokens % kChunkGranularityTokens == 0,
 // Fixed cost of a unit in KV tokens: loading the Q tile and the epilogue are
 // about one KV tile's worth of memory traffic.
 constexpr int64_t kUnitOverheadTokens = 64;
-
 
 struct Tile {
   int32_t request;
@@ -108,16 +114,15 @@ int64_t count_tiles(std::span<const int32_t> qo_indptr, int64_t rows_per_token, 
 }
 
 void validate(const PrefillPlannerInput& in) {
-  TESSERA_CHECK_ARG(in.num_qo_heads >= 1 && in.num_kv_heads >= 1 &&
-                        in.num_kv_heads <= 65535 && in.num_qo_heads % in.num_kv_heads == 0,
+  TESSERA_CHECK_ARG(in.num_qo_heads >= 1 && in.num_kv_heads >= 1 && in.num_kv_heads <= 65535 &&
+                        in.num_qo_heads % in.num_kv_heads == 0,
                     "shape", "heads >= 1, num_qo_heads a multiple of num_kv_heads",
                     std::to_string(in.num_qo_heads) + " qo heads, " +
                         std::to_string(in.num_kv_heads) + " kv heads");
   TESSERA_CHECK_ARG(in.head_dim == 64 || in.head_dim == 128 || in.head_dim == 256, "shape",
                     "head_dim 64, 128 or 256", "head_dim " + std::to_string(in.head_dim));
-  if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 ||
-      in.max_partial_rows < 0 || in.max_work_units > kInt32Max ||
-      in.max_partial_rows > kInt32Max) {
+  if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 || in.max_partial_rows < 0 ||
+      in.max_work_units > kInt32Max || in.max_partial_rows > kInt32Max) {
     throw Error("tessera: prefill planner: inconsistent GPU description or bounds");
   }
   const std::span<const int32_t> qo = in.qo_indptr;
@@ -132,7 +137,8 @@ void validate(const PrefillPlannerInput& in) {
   TESSERA_CHECK_ARG(in.kv_indptr.size() == batch + 1, "kv_indptr",
                     std::to_string(batch + 1) + " values (len(qo_indptr))",
                     std::to_string(in.kv_indptr.size()) + " values");
-  TESSERA_CHECK_ARG(qo[0] == 0, "qo_indptr", "qo_indptr[0] = 0", element_text("qo_indptr", 0, qo[0]));
+  TESSERA_CHECK_ARG(qo[0] == 0, "qo_indptr", "qo_indptr[0] = 0",
+                    element_text("qo_indptr", 0, qo[0]));
   for (std::size_t b = 0; b < batch; ++b) {
     const int64_t qo_len = int64_t{qo[b + 1]} - qo[b];
     TESSERA_CHECK_ARG(qo_len >= 0, "qo_indptr",
@@ -160,7 +166,8 @@ void validate(const PrefillPlannerInput& in) {
 // past the wave would run as a second, mostly idle wave, as decode measured);
 // then the smallest chunk >= it that fits the bounds.
 int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t target_units,
-                     int64_t max_units_one_wave, const PrefillPlannerInput& in) {
+                     int64_t max_units_one_wave, bool one_unit_per_cta,
+                     const PrefillPlannerInput& in) {
   const auto units_at = [&](int64_t k) { return count_units(tiles, k * kChunkGranularityTokens); };
   const auto fits = [&](const UnitCount& c) {
     return c.units <= in.max_work_units && c.partial_rows <= in.max_partial_rows;
@@ -168,19 +175,25 @@ int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t
   const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
   const int64_t k_max = ceil_div(max_extent, kChunkGranularityTokens);  // no split: always fits
   int64_t best = k_min;
-  if (in.one_unit_per_cta) {
+  if (one_unit_per_cta) {
     // units(k_max) = the tiles alone, fewer than a wave here, so k_max qualifies.
     int64_t lo = k_min, hi = k_max;
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
-      if (units_at(mid).units <= max_units_one_wave) hi = mid; else lo = mid + 1;
+      if (units_at(mid).units <= max_units_one_wave)
+        hi = mid;
+      else
+        lo = mid + 1;
     }
     best = hi;
   } else if (units_at(k_min).units >= target_units) {
     int64_t lo = k_min, hi = k_max;  // invariant: units(lo) >= target
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo + 1) / 2;
-      if (units_at(mid).units >= target_units) lo = mid; else hi = mid - 1;
+      if (units_at(mid).units >= target_units)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     best = lo;
   }
@@ -188,7 +201,10 @@ int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t
     int64_t lo = best, hi = k_max;  // invariant: hi fits
     while (lo < hi) {
       const int64_t mid = lo + (hi - lo) / 2;
-      if (fits(units_at(mid))) hi = mid; else lo = mid + 1;
+      if (fits(units_at(mid)))
+        hi = mid;
+      else
+        lo = mid + 1;
     }
     best = hi;
   }
@@ -221,8 +237,8 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   // Q tile (policy 2).
   const bool large_ok = in.head_dim <= kLargeTileMaxHeadDim && in.max_q_tile_rows >= kLargeQTile;
   int64_t q_tile = in.only_max_q_tile ? in.max_q_tile_rows
-                                      : choose_q_tile_rows(qo, rows_per_token, heads_y,
-                                                           in.head_dim, in.max_q_tile_rows, wave);
+                                      : choose_q_tile_rows(qo, rows_per_token, heads_y, in.head_dim,
+                                                           in.max_q_tile_rows, wave);
   int64_t num_tiles = count_tiles(qo, rows_per_token, q_tile);
   if (num_tiles > in.max_work_units && q_tile == kSmallQTile && large_ok) {
     q_tile = kLargeQTile;  // fewer, larger tiles rather than failing the bounds
@@ -256,17 +272,20 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
       // reads nothing and writes out 0, lse -inf.
       const int64_t extent =
           in.causal ? std::max<int64_t>(0, kv_len - qo_len + last_token + 1) : kv_len;
-      tiles.push_back({static_cast<int32_t>(b), static_cast<int32_t>(r0),
-                       static_cast<int32_t>(n), extent});
+      tiles.push_back(
+          {static_cast<int32_t>(b), static_cast<int32_t>(r0), static_cast<int32_t>(n), extent});
       max_extent = std::max(max_extent, extent);
     }
   }
 
+  // Policy 5's exception: short tiles run as persistent unit lists.
+  const bool one_unit_per_cta = in.one_unit_per_cta && max_extent > in.unit_lists_up_to_extent;
+
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);
   if (num_tiles * heads_y < wave && max_extent > kMinChunkTokens) {
-    chunk = std::min(chunk, choose_chunk(tiles, max_extent, ceil_div(wave, heads_y),
-                                         wave / heads_y, in));
+    chunk = std::min(chunk, choose_chunk(tiles, max_extent, ceil_div(wave, heads_y), wave / heads_y,
+                                         one_unit_per_cta, in));
   }
 
   PrefillScheduleHost s;
@@ -299,18 +318,17 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
 
   // CTA assignment (policy 5).
   const auto num_units = static_cast<int64_t>(units.size());
-  const int64_t num_ctas =
-      num_units * heads_y <= wave || in.one_unit_per_cta
-          ? num_units
-          : std::min(num_units, std::max<int64_t>(1, wave / heads_y));
+  const int64_t num_ctas = num_units * heads_y <= wave || one_unit_per_cta
+                               ? num_units
+                               : std::min(num_units, std::max<int64_t>(1, wave / heads_y));
   s.cta_indptr.assign(static_cast<std::size_t>(num_ctas) + 1, 0);
-  if (num_ctas == num_units && in.one_unit_per_cta) {
+  if (num_ctas == num_units && one_unit_per_cta) {
     // Heaviest first (stable), so the longest causal tiles start first.
     std::vector<int32_t> order(units.size());
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](int32_t a, int32_t b) { return cost[static_cast<std::size_t>(a)] >
-                                                        cost[static_cast<std::size_t>(b)]; });
+    std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+      return cost[static_cast<std::size_t>(a)] > cost[static_cast<std::size_t>(b)];
+    });
     s.work_units.reserve(units.size());
     s.unit_cost.reserve(units.size());
     for (const int32_t u : order) {
@@ -331,14 +349,16 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
     }
     std::sort(keys.begin(), keys.end());
     std::vector<int32_t> order(units.size());
-    for (std::size_t i = 0; i < keys.size(); ++i) order[i] = static_cast<int32_t>(keys[i] & 0xffffffffu);
+    for (std::size_t i = 0; i < keys.size(); ++i)
+      order[i] = static_cast<int32_t>(keys[i] & 0xffffffffu);
     // Min-heap of loads with replace-top (one sift-down per unit). A load is
     // packed with its CTA below it into one 64-bit key (ties go to the lower
     // CTA, one compare per step): kCtaBits for the CTA, the rest for the load,
     // with costs shifted right in the (unrealistic) case the total would not fit.
     constexpr int kCtaBits = 20;
     constexpr int kLoadBits = 64 - kCtaBits - 1;
-    if (num_ctas >= (int64_t{1} << kCtaBits)) throw Error("tessera: prefill planner: too many CTAs");
+    if (num_ctas >= (int64_t{1} << kCtaBits))
+      throw Error("tessera: prefill planner: too many CTAs");
     uint64_t total_cost = 0;
     for (const int64_t c : cost) total_cost += static_cast<uint64_t>(c);
     int cost_shift = 0;
@@ -425,7 +445,8 @@ PrefillDerivedBounds derive_prefill_bounds(int64_t max_batch_size, int64_t max_t
   const int64_t heads_y = pack_gqa ? num_kv_heads : num_qo_heads;
   const int64_t wave = num_sms * ctas_per_sm;
   // Unsplit 64-row tiles: one per 64 rows plus at most one ragged tail per request.
-  const int64_t tiles = ceil_div(max_total_qo_tokens * rows_per_token, kSmallQTile) + max_batch_size;
+  const int64_t tiles =
+      ceil_div(max_total_qo_tokens * rows_per_token, kSmallQTile) + max_batch_size;
   // Split only when tiles * heads_y < wave; the chosen chunk then gives about
   // target units, twice that leaves room for uneven tiles.
   const int64_t split_units = 2 * ceil_div(wave, heads_y);

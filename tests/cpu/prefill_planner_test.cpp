@@ -36,7 +36,8 @@ struct Batch {
 Batch batch_of(const std::vector<int64_t>& qo_lens, const std::vector<int64_t>& kv_lens) {
   Batch b;
   b.qo_indptr.push_back(0);
-  for (const int64_t len : qo_lens) b.qo_indptr.push_back(b.qo_indptr.back() + static_cast<int32_t>(len));
+  for (const int64_t len : qo_lens)
+    b.qo_indptr.push_back(b.qo_indptr.back() + static_cast<int32_t>(len));
   b.kv_lengths = kv_lens;
   b.kv_indptr.push_back(0);
   for (const int64_t len : kv_lens)
@@ -59,8 +60,8 @@ PrefillPlannerInput input_for(const Batch& b, int64_t qo_heads, int64_t kv_heads
   in.ctas_per_sm = kCtasPerSm;
   in.max_batch_size = std::max<int64_t>(1, static_cast<int64_t>(b.kv_lengths.size()));
   in.max_total_qo_tokens = std::max<int64_t>(1, b.qo_indptr.back());
-  const PrefillDerivedBounds d = derive_prefill_bounds(in.max_batch_size, in.max_total_qo_tokens,
-                                                       qo_heads, kv_heads, pack, kH100Sms, kCtasPerSm);
+  const PrefillDerivedBounds d = derive_prefill_bounds(
+      in.max_batch_size, in.max_total_qo_tokens, qo_heads, kv_heads, pack, kH100Sms, kCtasPerSm);
   in.max_work_units = d.max_work_units;
   in.max_partial_rows = d.max_partial_rows;
   return in;
@@ -77,7 +78,8 @@ int64_t heads_y_of(const PrefillPlannerInput& in) {
   const PrefillScheduleHeader& h = s.header;
   const auto batch = static_cast<int64_t>(in.kv_lengths.size());
   const int64_t g = in.pack_gqa ? in.num_qo_heads / in.num_kv_heads : 1;
-  if (h.batch_size != batch || h.rows_per_token != g) return ::testing::AssertionFailure() << "header";
+  if (h.batch_size != batch || h.rows_per_token != g)
+    return ::testing::AssertionFailure() << "header";
   if (h.q_tile_rows != 64 && h.q_tile_rows != 128) return ::testing::AssertionFailure() << "q tile";
   if (h.num_work_units != static_cast<int32_t>(s.work_units.size()) ||
       s.unit_cost.size() != s.work_units.size())
@@ -86,7 +88,8 @@ int64_t heads_y_of(const PrefillPlannerInput& in) {
       s.cta_indptr.back() != h.num_work_units)
     return ::testing::AssertionFailure() << "cta_indptr ends";
   for (int32_t c = 0; c < h.num_ctas; ++c)
-    if (s.cta_indptr[c + 1] <= s.cta_indptr[c]) return ::testing::AssertionFailure() << "empty CTA " << c;
+    if (s.cta_indptr[c + 1] <= s.cta_indptr[c])
+      return ::testing::AssertionFailure() << "empty CTA " << c;
   if (!in.one_unit_per_cta && h.num_ctas * heads_y_of(in) > kWave && h.num_ctas > 1)
     return ::testing::AssertionFailure() << "more CTAs than one wave";
   // Units by tile.
@@ -107,7 +110,8 @@ int64_t heads_y_of(const PrefillPlannerInput& in) {
     next_partial += m.num_chunks * m.qo_rows;
     merges[{m.request, m.qo_row_begin}] = m;
   }
-  if (next_partial != h.num_partial_rows || h.num_merge_tiles != static_cast<int32_t>(merges.size()) ||
+  if (next_partial != h.num_partial_rows ||
+      h.num_merge_tiles != static_cast<int32_t>(merges.size()) ||
       h.split_kv != (merges.empty() ? 0 : 1))
     return ::testing::AssertionFailure() << "partial / merge counts";
   // Every row of every request in exactly one tile; every tile's KV covered
@@ -135,17 +139,22 @@ int64_t heads_y_of(const PrefillPlannerInput& in) {
         return ::testing::AssertionFailure() << "split tile without merge tile (or reverse)";
       for (std::size_t c = 0; c < mine.size(); ++c) {
         const PrefillWorkUnit& w = mine[c];
-        if (w.qo_rows != n || w.kv_begin != kv || w.kv_end < w.kv_begin || (mine.size() > 1 && w.kv_end == w.kv_begin))
+        if (w.qo_rows != n || w.kv_begin != kv || w.kv_end < w.kv_begin ||
+            (mine.size() > 1 && w.kv_end == w.kv_begin))
           return ::testing::AssertionFailure() << "request " << b << " KV chunks break at " << kv;
         const int64_t slot = mine.size() == 1 ? -1 : merge->second.partial_begin + int64_t(c) * n;
-        if (w.partial_index != slot || (merge != merges.end() && merge->second.num_chunks != int32_t(mine.size())))
-          return ::testing::AssertionFailure() << "partial slot " << w.partial_index << " != " << slot;
+        if (w.partial_index != slot ||
+            (merge != merges.end() && merge->second.num_chunks != int32_t(mine.size())))
+          return ::testing::AssertionFailure()
+                 << "partial slot " << w.partial_index << " != " << slot;
         kv = w.kv_end;
       }
-      if (kv != extent) return ::testing::AssertionFailure() << "request " << b << " KV " << kv << " != " << extent;
+      if (kv != extent)
+        return ::testing::AssertionFailure() << "request " << b << " KV " << kv << " != " << extent;
       covered += n;
     }
-    if (covered != rows) return ::testing::AssertionFailure() << "request " << b << " rows " << covered;
+    if (covered != rows)
+      return ::testing::AssertionFailure() << "request " << b << " rows " << covered;
   }
   if (tiles_seen != by_tile.size()) return ::testing::AssertionFailure() << "stray tiles";
   return ::testing::AssertionSuccess();
@@ -215,8 +224,8 @@ TEST(PrefillPlanner, OneUnitPerCtaSplitsIntoOneWave) {
     const PrefillScheduleHost s = plan_prefill_schedule(in);
     EXPECT_TRUE(schedule_consistent(in, s));
     EXPECT_EQ(s.header.split_kv, 1);
-    EXPECT_LE(s.header.num_work_units * 8, kWave);          // never past one wave
-    EXPECT_GE(s.header.num_work_units * 8, kWave / 2);      // and most of it used
+    EXPECT_LE(s.header.num_work_units * 8, kWave);      // never past one wave
+    EXPECT_GE(s.header.num_work_units * 8, kWave / 2);  // and most of it used
     EXPECT_EQ(s.header.max_chunk_tokens % 64, 0);
   }
 }
@@ -277,6 +286,36 @@ TEST(PrefillPlanner, OneUnitPerCtaRunsHeaviestFirstWith64RowTiles) {
   EXPECT_TRUE(std::is_sorted(s.unit_cost.begin(), s.unit_cost.end(), std::greater<>()));
 }
 
+// The Hopper kernel's plans (128-row tiles, one CTA per SM): one unit per
+// CTA, except when no tile reads more than unit_lists_up_to_extent KV
+// tokens; then LPT unit lists over one wave.
+TEST(PrefillPlanner, ShortTilesRunAsUnitListsDespiteOneUnitPerCta) {
+  const auto plan_of = [](const Batch& b) {
+    PrefillPlannerInput in = input_for(b, 32, 32, true);
+    in.one_unit_per_cta = true;
+    in.only_max_q_tile = true;
+    in.ctas_per_sm = 1;
+    in.unit_lists_up_to_extent = 512;
+    const PrefillScheduleHost s = plan_prefill_schedule(in);
+    EXPECT_TRUE(schedule_consistent(in, s));
+    return s;
+  };
+  const Batch short_requests =
+      batch_of(std::vector<int64_t>(64, 256), std::vector<int64_t>(64, 256));
+  const PrefillScheduleHost lists = plan_of(short_requests);
+  EXPECT_EQ(lists.header.num_work_units, 64 * 2);
+  EXPECT_EQ(lists.header.num_ctas, kH100Sms / 32);  // a wave of CTAs over 32 heads
+  EXPECT_EQ(lists.header.split_kv, 0);
+  // One request of 513 tokens: its last tile reads 513 > 512.
+  Batch mixed = short_requests;
+  mixed.qo_indptr.push_back(mixed.qo_indptr.back() + 513);
+  mixed.kv_lengths.push_back(513);
+  mixed.kv_indptr.push_back(mixed.kv_indptr.back() + 513);
+  const PrefillScheduleHost units = plan_of(mixed);
+  EXPECT_EQ(units.header.num_ctas, units.header.num_work_units);
+  EXPECT_TRUE(std::is_sorted(units.unit_cost.begin(), units.unit_cost.end(), std::greater<>()));
+}
+
 TEST(PrefillPlanner, TileIs64ForHeadDim256AndShortQueries) {
   const Batch long_q = batch_of({4096, 4096}, {4096, 4096});
   EXPECT_EQ(plan_prefill_schedule(input_for(long_q, 32, 8, true, 256)).header.q_tile_rows, 64);
@@ -306,7 +345,8 @@ TEST(PrefillPlanner, ZeroLengthsGiveNoUnitsOrEmptyKvUnits) {
     }
   }
   const Batch causal = batch_of({0, 2}, {0, 2});
-  EXPECT_TRUE(schedule_consistent(input_for(causal, 4, 1, true), plan_prefill_schedule(input_for(causal, 4, 1, true))));
+  EXPECT_TRUE(schedule_consistent(input_for(causal, 4, 1, true),
+                                  plan_prefill_schedule(input_for(causal, 4, 1, true))));
   const Batch empty = batch_of({}, {});
   const PrefillScheduleHost e = plan_prefill_schedule(input_for(empty, 4, 1, true));
   EXPECT_EQ(e.header.num_work_units, 0);
@@ -404,17 +444,31 @@ TEST(PrefillPlanner, BadInputIsRejectedByName) {
       plan_prefill_schedule(in);
     };
   };
-  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr.clear(); }), "qo_indptr");
-  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr = {1, 4, 12}; }), "qo_indptr");
-  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr = {0, 8, 4}; }), "qo_indptr");
-  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_batch_size = 1; }), "qo_indptr");
+  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.qo_indptr.clear(); }),
+                        "qo_indptr");
+  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) {
+                          b.qo_indptr = {1, 4, 12};
+                        }),
+                        "qo_indptr");
+  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) {
+                          b.qo_indptr = {0, 8, 4};
+                        }),
+                        "qo_indptr");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_batch_size = 1; }),
+                        "qo_indptr");
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_total_qo_tokens = 11; }),
                         "qo_indptr");
-  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.kv_lengths = {10}; }), "kv_indptr");
-  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.kv_lengths = {10, -1}; }), "kv_indptr");
+  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) { b.kv_lengths = {10}; }),
+                        "kv_indptr");
+  expect_argument_error(with([](Batch& b, PrefillPlannerInput&) {
+                          b.kv_lengths = {10, -1};
+                        }),
+                        "kv_indptr");
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.head_dim = 96; }), "shape");
-  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.num_kv_heads = 3; }), "shape");
-  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_work_units = 1; }), "bounds");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.num_kv_heads = 3; }),
+                        "shape");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_work_units = 1; }),
+                        "bounds");
   // Not causal: qo_len > kv_len is fine (every query sees the whole KV).
   Batch b = batch_of({4, 8}, {1, 2});
   EXPECT_NO_THROW(plan_prefill_schedule(input_for(b, 8, 2, false)));
@@ -479,13 +533,14 @@ TEST(PrefillPlanner, PlanForBatch256IsFast) {
 }
 
 TEST(PrefillWorkspaceLayout, RegionsAreAlignedOrderedAndLargeEnough) {
-  constexpr int64_t kUnits = 301, kCtas = 264, kRows = 4096, kQoHeads = 32, kKvHeads = 8, kDim = 128;
+  constexpr int64_t kUnits = 301, kCtas = 264, kRows = 4096, kQoHeads = 32, kKvHeads = 8,
+                    kDim = 128;
   const PrefillWorkspaceLayout l =
       prefill_workspace_layout(kUnits, kCtas, kRows, kQoHeads, kKvHeads, kDim, true);
   EXPECT_EQ(l.heads_y, kKvHeads);
-  for (const std::size_t offset : {l.header_offset, l.work_units_offset, l.cta_indptr_offset,
-                                   l.merge_tiles_offset, l.partial_out_offset,
-                                   l.partial_lse_offset, l.total_bytes}) {
+  for (const std::size_t offset :
+       {l.header_offset, l.work_units_offset, l.cta_indptr_offset, l.merge_tiles_offset,
+        l.partial_out_offset, l.partial_lse_offset, l.total_bytes}) {
     EXPECT_EQ(offset % 256, 0u);
   }
   EXPECT_GE(l.work_units_offset - l.header_offset, sizeof(PrefillScheduleHeader));

@@ -249,22 +249,31 @@ template <typename Tr, typename Variant, typename T, typename Kv>
 __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv>& p,
                                         const UnitList<T, Kv>& units, int head_base, int kv_head) {
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+  const int rows_per_token = static_cast<int>(p.per_token.divisor);
+  // Q of unit j into its buffer once the consumers are done with unit j - 2.
+  const auto load_q_of = [&](int j) {
+    const int q_buffer = j % Tr::kQBuffers;
+    sm90::barrier_wait(&s.q_empty[q_buffer], ((j / Tr::kQBuffers) & 1) ^ 1u);
+    load_q<Tr>(s, q_buffer, &p.q_map, units.unit(j), head_base, rows_per_token);
+  };
+  // Contiguous K/V: thread 0 loads K/V and thread 32 (another warp) every Q
+  // as soon as its buffer is free; the rest of the warpgroup is idle. The
+  // gather keeps Q with thread 0 at each unit's start (its Q wait needs the
+  // unit before last landed, which the unit before's copies did).
   const bool elected = threadIdx.x == 0;
   if constexpr (!kGather) {
+    if (threadIdx.x == 32) {
+      for (int j = 0; j < units.count; ++j) load_q_of(j);
+    }
     if (!elected) return;
   }
   const bool causal = units.causal();
-  const int rows_per_token = static_cast<int>(p.per_token.divisor);
   ProducerRings<Tr::kStages> rings;
   for (int i = 0; i < units.count; ++i) {
     const Unit u = units.unit(i);
     const UnitTiles tiles =
         unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
-    if (elected) {
-      const int q_buffer = i % Tr::kQBuffers;
-      sm90::barrier_wait(&s.q_empty[q_buffer], ((i / Tr::kQBuffers) & 1) ^ 1u);
-      load_q<Tr>(s, q_buffer, &p.q_map, u, head_base, rows_per_token);
-    }
+    if (kGather && elected) load_q_of(i);
     if constexpr (kGather) {
       if (tiles.num_tiles == 0) {
         // A copy lands only once a later one is issued, and the next unit's
