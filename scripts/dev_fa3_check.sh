@@ -4,7 +4,7 @@
 # .gpu-variants/<name>.tar.xz (bin/tessera_gpu_tests, bin/tessera_bench,
 # lib/, include/ for the JIT, COMMIT), made here by scripts/stage_gpu_variant.sh;
 # carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
-#   bash scripts/dev_fa3_check.sh "main persistent:FILTER:CASES ..." [budget s]
+#   bash scripts/dev_fa3_check.sh "main persistent@FILTER@CASES ..." [budget s]
 # Per build: gtests (FILTER, default the prefill ones; on fa3 or
 # DEV_BACKENDS; a hang shows as rc 124), then batch_prefill rows (CASES:
 # --case substrings joined by "+", default the causal head_dim 128 and 64
@@ -48,8 +48,8 @@ bench() {  # name
   done
 }
 for spec in "${builds[@]}"; do
-  # name[:gtest filter[:bench cases, "+" between]]
-  IFS=: read -r b filter cases <<< "$spec"
+  # name[@gtest filter[@bench cases, "+" between]]
+  IFS=@ read -r b filter cases <<< "$spec"
   filter=${filter:-BatchPrefill.*:BlockSparse.*:SinglePrefill.*}
   use "$b"
   say "== $b $(cat /tmp/dev_builds/$b/COMMIT)"
@@ -58,7 +58,7 @@ for spec in "${builds[@]}"; do
   if (( $(left) < 100 )); then say "out of budget"; break; fi
   [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b"
 done
-first=${builds[0]%%:*}
+first=${builds[0]%%@*}
 use "$first"
 if [[ -n "${DEV_FULL_SUITE:-}" ]] && (( $(left) > 60 )); then
   gtests "full_$first" '*' $(( $(left) - 30 ))
