@@ -189,27 +189,13 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       rescale<Tr>(st.o, factor);
       pack_p<Tr>(sacc, pfrag);
     };
-    int unmasked = 0;
-    if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
-      unmasked = tiles.unmasked_end > tiles.kv_begin
-                     ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
-                     : 0;
-    }
-    if (tiles.num_tiles > 0) {
-      if (unmasked > 0) {
-        first_tile(cuda::std::false_type{});
-      } else {
-        first_tile(cuda::std::true_type{});
-      }
-    }
-    int tile = 1;
-    for (; tile < unmasked; ++tile) next_tile(cuda::std::false_type{}, tile);
-    for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
-    if (tiles.num_tiles > 0) {  // the last tile's P V
+    // P V of the tile whose P is in pfrag, waited for (last: the unit's last
+    // tile, whose V rows past the keys a TMA box may have filled).
+    const auto pv_tile = [&](bool last) {
       sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
       if constexpr (cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>) {  // (the gather zero-fills)
         const int rows = tiles.kv_end - (tiles.kv_begin + (tiles.num_tiles - 1) * Tr::kBlockN);
-        if (rows < Tr::kBlockN) zero_v_rows_from<Tr>(s.v[v_ring.slot], rows, consumer);
+        if (last && rows < Tr::kBlockN) zero_v_rows_from<Tr>(s.v[v_ring.slot], rows, consumer);
       }
       sm90::wgmma_fence();
       issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
@@ -218,6 +204,45 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       sm90::fence_registers(pfrag);
       release(&s.v_empty[v_ring.slot]);
       v_ring.advance();
+    };
+    // Without the overlap: each tile's S, softmax, then its P V.
+    const auto serial_tile = [&](auto mask_tag, int tile) {
+      float sacc[Tr::kSRegs];
+      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      sm90::wgmma_fence();
+      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(sacc);
+      release(&s.k_empty[k_ring.slot]);
+      k_ring.advance();
+      float factor[2] = {1.f, 1.f};
+      softmax_tile(mask_tag, sacc, tile, factor);
+      rescale<Tr>(st.o, factor);
+      pack_p<Tr>(sacc, pfrag);
+      pv_tile(tile + 1 == tiles.num_tiles);
+    };
+    int unmasked = 0;
+    if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
+      unmasked = tiles.unmasked_end > tiles.kv_begin
+                     ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
+                     : 0;
+    }
+    if constexpr (Tr::kOverlapSoftmaxWithPv) {
+      if (tiles.num_tiles > 0) {
+        if (unmasked > 0) {
+          first_tile(cuda::std::false_type{});
+        } else {
+          first_tile(cuda::std::true_type{});
+        }
+      }
+      int tile = 1;
+      for (; tile < unmasked; ++tile) next_tile(cuda::std::false_type{}, tile);
+      for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
+      if (tiles.num_tiles > 0) pv_tile(true);  // the last tile's P V
+    } else {
+      int tile = 0;
+      for (; tile < unmasked; ++tile) serial_tile(cuda::std::false_type{}, tile);
+      for (; tile < tiles.num_tiles; ++tile) serial_tile(cuda::std::true_type{}, tile);
     }
 
     prefill::OutputRows<T> output{p.out + u.qo_begin * p.out_stride_token,
