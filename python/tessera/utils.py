@@ -143,6 +143,8 @@ def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
     FlashInfer does (a CUDA device)."""
     if get_compute_capability(device) != (9, 0):
         return "fa2"
+    if head_dim is not None and int(head_dim) == 256:
+        return "fa2"  # "auto" keeps head_dim 256 on fa2 ("fa3" runs it by name)
     supported = is_fa3_backend_supported(pos_encoding_mode, use_fp16_qk_reductions,
                                          use_custom_mask, dtype_q, dtype_kv, head_dim=head_dim)
     return "fa3" if supported else "fa2"

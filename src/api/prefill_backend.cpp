@@ -61,6 +61,10 @@ bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
+  // head_dim 256 runs on the Hopper kernels only when asked for by name
+  // until it has been measured against FA2 (batch plans for auto are FA2's
+  // there anyway: plan_for_sm90).
+  if (requested == PrefillBackend::kAuto && c.head_dim == 256) return PrefillBackend::kFa2;
   const std::string why = sm90_prefill_unsupported(c);
   if (why.empty()) return PrefillBackend::kFa3;
   TESSERA_CHECK_ARG(requested != PrefillBackend::kFa3, "backend",

@@ -132,6 +132,8 @@ def test_attention_backend_is_fa3_only_on_sm90(monkeypatch, capability, expected
                                              torch.bfloat16, head_dim=128) == "fa2"  # RoPE
     assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
                                              torch.bfloat16, head_dim=96) == "fa2"
+    assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
+                                             torch.bfloat16, head_dim=256) == "fa2"
 
 
 @gpu

@@ -24,7 +24,7 @@ namespace tessera::prefill_sm90 {
 template <typename T, typename Kv>
 struct Params {
   sm90::TensorMap q_map;  // [tokens, num_qo_heads, D], box (64, g, 128 / g)
-  sm90::TensorMap k_map;  // contiguous K/V: [tokens, num_kv_heads, D], box (64, 1, 128)
+  sm90::TensorMap k_map;  // contiguous K/V: [tokens, num_kv_heads, D], box (64, 1, kBlockN)
   sm90::TensorMap v_map;
   T* out;
   int64_t out_stride_token;
@@ -285,6 +285,11 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
     const Unit u = units.unit(i);
     const UnitTiles tiles =
         unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
+    if constexpr (kGather && Tr::kQBuffers == 1) {
+      // One Q buffer: this unit's Q waits for the previous unit to finish,
+      // whose last copy lands only once a later one is issued; land it now.
+      if (i > 0) GatherKvLoader<Tr, T>::finish(rings);
+    }
     if (elected) {
       const int q_buffer = i % Tr::kQBuffers;
       sm90::barrier_wait(&s.q_empty[q_buffer], ((i / Tr::kQBuffers) & 1) ^ 1u);

@@ -3,7 +3,8 @@
 // warpgroups running wgmma on 64 query rows each).
 //
 // Tiles: 128 query rows (two consumer warpgroups x 64), K/V tiles of
-// kBlockN = 128 positions, kStages of each in a ring. Every tile is stored
+// kBlockN positions (128; 64 at head_dim 256), kStages of each in a ring.
+// Every tile is stored
 // as head_dim / 64 panels of 64 values per 128-byte row, 128-byte swizzled
 // (arch/sm90/wgmma.cuh), which is what the TMA writes and the wgmma
 // descriptors read. Q is double-buffered so the next unit's Q lands while
