@@ -47,7 +47,7 @@ void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
 }
 
 // Whether the Hopper prefill back end runs here (an sm_90 GPU, head_dim 64 /
-// 128): its rows (backend fa3, what "auto" runs there) sit beside the FA2
+// 128 / 256): its rows (backend fa3, what "auto" runs there) sit beside the FA2
 // rows of the same case (backend fa2, and so the fp8 / ALiBi / JIT rows that
 // reuse the FA2 objects).
 bool backend_fa3_runs(int device, int64_t head_dim) {
@@ -55,7 +55,7 @@ bool backend_fa3_runs(int device, int64_t head_dim) {
   int minor = 0;
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major == 9 && minor == 0 && (head_dim == 64 || head_dim == 128);
+  return major == 9 && minor == 0 && (head_dim == 64 || head_dim == 128 || head_dim == 256);
 }
 
 void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {

@@ -4,7 +4,7 @@ semantics where Tessera has the same thing to say.
 
 Back ends: Tessera's prefill has two kernel families, ``"fa2"``
 (FlashAttention-2 style, sm_80 and later, every case) and ``"fa3"`` (Hopper:
-an sm_90 GPU, 16-bit q and K/V of one dtype, head_dim 64 or 128, no position
+an sm_90 GPU, 16-bit q and K/V of one dtype, head_dim 64, 128 or 256, no position
 encoding or ALiBi at 128; docs/python.md has the whole list).
 ``determine_attention_backend``
 answers ``"fa3"`` where these arguments allow it, else ``"fa2"``; the
@@ -90,7 +90,7 @@ def determine_gemm_backend(device: torch.device) -> str:
 
 
 _FA3_DTYPES = (torch.float16, torch.bfloat16)
-_FA3_HEAD_DIMS = (64, 128)
+_FA3_HEAD_DIMS = (64, 128, 256)
 
 
 def _pos_encoding_value(pos_encoding_mode) -> int:
@@ -108,7 +108,7 @@ def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: boo
     """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU:
     no position encoding, or ALiBi at head_dim 128 without a custom mask
     (RoPE runs on fa2), q float16 / bfloat16 and K/V of the same dtype
-    (float8 K/V runs on fa2), head_dim 64 or 128, and a custom mask only at
+    (float8 K/V runs on fa2), head_dim 64, 128 or 256, and a custom mask only at
     head_dim 128. head_dim (Tessera's extension; FlashInfer's signature has
     none) None: not checked, except that ALiBi or a custom mask then answers
     False. use_fp16_qk_reductions is ignored (Tessera always accumulates q.k
@@ -143,6 +143,8 @@ def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
     FlashInfer does (a CUDA device)."""
     if get_compute_capability(device) != (9, 0):
         return "fa2"
+    if head_dim is not None and int(head_dim) == 256:
+        return "fa2"  # "auto" keeps head_dim 256 on fa2 ("fa3" runs it by name)
     supported = is_fa3_backend_supported(pos_encoding_mode, use_fp16_qk_reductions,
                                          use_custom_mask, dtype_q, dtype_kv, head_dim=head_dim)
     return "fa3" if supported else "fa2"

@@ -20,9 +20,9 @@
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // The Hopper prefill kernels (prefill_sm90/, sm_90a; no JIT yet, so this is
 // also what backend fa3 serves of dtype x head_dim x variant x mask):
-//            fp16 / bf16 q = K/V, head_dim 64 / 128, plain, soft-cap, sliding
-//            window, soft-cap + window; ALiBi at head_dim 128; a custom mask
-//            with the plain variant at head_dim 128.
+//            fp16 / bf16 q = K/V, head_dim 64 / 128 / 256, plain, soft-cap,
+//            sliding window, soft-cap + window; ALiBi at head_dim 128; a
+//            custom mask with the plain variant at head_dim 128.
 // Host and device code (constexpr only).
 #pragma once
 
@@ -81,7 +81,7 @@ constexpr bool aot_prefill_sm90_kernel(attention::VariantKind variant, DType q_d
   if ((q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) || kv_dtype != q_dtype) {
     return false;
   }
-  if (head_dim != 64 && head_dim != 128) return false;
+  if (head_dim != 64 && head_dim != 128 && head_dim != 256) return false;
   if (custom_mask) return variant == VariantKind::kPlain && head_dim == 128;
   switch (variant) {
     case VariantKind::kPlain:

@@ -33,7 +33,7 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
   if (!device_runs_sm90a(c.device_id)) return "a GPU of compute capability 9.0 (sm_90a)";
   if (c.jit_variant) return "a built-in variant (JIT variants run on fa2)";
   if (!aot_prefill_sm90_kernel(c.variant, c.dtype, c.kv_dtype, c.head_dim, c.custom_mask)) {
-    return "fp16 / bf16 q and K/V of one dtype, head_dim 64 or 128, the plain, soft-cap, "
+    return "fp16 / bf16 q and K/V of one dtype, head_dim 64, 128 or 256, the plain, soft-cap, "
            "sliding-window or soft-cap + window variant or ALiBi at head_dim 128, a custom mask "
            "only with the plain variant at head_dim 128 (src/api/aot_kernels.h)";
   }
@@ -48,14 +48,23 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
 // kAuto shapes a plan for the Hopper kernels wherever the device and
 // head_dim allow them, so that its schedule does not depend on the lengths
 // (a captured graph replays any later plan of the wrapper); a call they do
-// not serve (variant, dtype, mask) runs FA2 on that plan.
+// not serve (variant, dtype, mask) runs FA2 on that plan. Not at head_dim
+// 256: FA2 runs 64-row tiles only there, so an auto plan stays FA2's (fa3
+// refuses it: "a plan made for it") and only kFa3 plans 128-row tiles.
 bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
-  return backend != PrefillBackend::kFa2 && (head_dim == 64 || head_dim == 128) &&
-         device_runs_sm90a(device_id);
+  const bool fa2_tiles_fit = head_dim == 64 || head_dim == 128;
+  const bool head_dim_ok = backend == PrefillBackend::kFa3
+                               ? fa2_tiles_fit || head_dim == 256
+                               : backend == PrefillBackend::kAuto && fa2_tiles_fit;
+  return head_dim_ok && device_runs_sm90a(device_id);
 }
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
+  // head_dim 256 runs on the Hopper kernels only when asked for by name
+  // until it has been measured against FA2 (batch plans for auto are FA2's
+  // there anyway: plan_for_sm90).
+  if (requested == PrefillBackend::kAuto && c.head_dim == 256) return PrefillBackend::kFa2;
   const std::string why = sm90_prefill_unsupported(c);
   if (why.empty()) return PrefillBackend::kFa3;
   TESSERA_CHECK_ARG(requested != PrefillBackend::kFa3, "backend",

@@ -68,6 +68,7 @@ void dispatch_sm90_types(DType dtype, int64_t head_dim, F&& f) {
   const auto by_dim = [&]<typename T>() {
     if (head_dim == 64) return f.template operator()<T, 64>();
     if (head_dim == 128) return f.template operator()<T, 128>();
+    if (head_dim == 256) return f.template operator()<T, 256>();
     throw Error("tessera: prefill backend fa3: head_dim " + std::to_string(head_dim));
   };
   if (dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
@@ -91,10 +92,12 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
       if constexpr (kRagged) {
         p.k_map =
             encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                   l.stride_head * element, l.stride_entry * element, 1, 128, "k");
+                                   l.stride_head * element, l.stride_entry * element, 1,
+                                   prefill_sm90::Traits<T, kHeadDim>::kBlockN, "k");
         p.v_map =
             encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                   l.stride_head * element, l.stride_entry * element, 1, 128, "v");
+                                   l.stride_head * element, l.stride_entry * element, 1,
+                                   prefill_sm90::Traits<T, kHeadDim>::kBlockN, "v");
       }
       fill_batch_params<T, Kv>(p, l, l.variant);
       p.single_qo_len = -1;

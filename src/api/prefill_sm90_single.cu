@@ -16,10 +16,10 @@ void launch_single_prefill_sm90(const SinglePrefillSm90Launch& launch, cudaStrea
                                  l.q_stride_token * element, 1, 128, "q");
       p.k_map = encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_len,
                                        l.kv_stride_head * element, l.kv_stride_entry * element, 1,
-                                       128, "k");
+                                       prefill_sm90::Traits<T, kHeadDim>::kBlockN, "k");
       p.v_map = encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_len,
                                        l.kv_stride_head * element, l.kv_stride_entry * element, 1,
-                                       128, "v");
+                                       prefill_sm90::Traits<T, kHeadDim>::kBlockN, "v");
       p.out = static_cast<T*>(l.out);
       p.out_stride_token = l.out_stride_token;
       p.out_stride_head = l.out_stride_head;

@@ -14,7 +14,7 @@ using attention::VariantKind;
 
 TEST(KernelTable, HopperPrefillServesTheListedCases) {
   for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
-    for (const int64_t head_dim : {64, 128}) {
+    for (const int64_t head_dim : {64, 128, 256}) {
       for (const VariantKind v : {VariantKind::kPlain, VariantKind::kSoftCap,
                                   VariantKind::kSlidingWindow, VariantKind::kSoftCapSlidingWindow}) {
         EXPECT_TRUE(aot_prefill_sm90_kernel(v, dtype, dtype, head_dim, false))
@@ -28,7 +28,9 @@ TEST(KernelTable, HopperPrefillServesTheListedCases) {
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kSoftCap, dtype, dtype, 128, true));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kRopeLlama, dtype, dtype, 128, false));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kAlibiSoftCap, dtype, dtype, 128, false));
-    EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 256, false));
+    EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kAlibi, dtype, dtype, 256, false));
+    EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 256, true));
+    EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 96, false));
     EXPECT_FALSE(
         aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, DType::kFloat8E4M3, 128, false));
   }

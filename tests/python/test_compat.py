@@ -113,7 +113,8 @@ def test_fa3_is_supported_for_the_hopper_kernels_cases():
     assert utils.is_fa3_backend_supported(0, False, False, f16, torch.float8_e4m3fn) is False
     assert utils.is_fa3_backend_supported(0, False, False, f16, bf16) is False
     assert utils.is_fa3_backend_supported(0, False, False, torch.float32, torch.float32) is False
-    assert utils.is_fa3_backend_supported(0, False, False, f16, f16, head_dim=256) is False
+    assert utils.is_fa3_backend_supported(0, False, False, f16, f16, head_dim=96) is False
+    assert utils.is_fa3_backend_supported(0, False, False, f16, f16, head_dim=256) is True
     assert utils.is_fa3_backend_supported(0, False, True, f16, f16, head_dim=64) is False
     assert utils.is_fa3_backend_supported(0, False, True, f16, f16) is False  # head_dim unknown
 
@@ -129,6 +130,8 @@ def test_attention_backend_is_fa3_only_on_sm90(monkeypatch, capability, expected
                                              torch.bfloat16, head_dim=128) == expected  # ALiBi
     assert utils.determine_attention_backend(device, 1, False, False, torch.bfloat16,
                                              torch.bfloat16, head_dim=128) == "fa2"  # RoPE
+    assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
+                                             torch.bfloat16, head_dim=96) == "fa2"
     assert utils.determine_attention_backend(device, 0, False, False, torch.bfloat16,
                                              torch.bfloat16, head_dim=256) == "fa2"
 

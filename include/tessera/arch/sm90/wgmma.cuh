@@ -105,12 +105,24 @@ __device__ __forceinline__ void fence_registers(uint32_t (&r)[kRows][kCount]) {
   "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
   "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
   "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
+#define TESSERA_WGMMA_D128 "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+  "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, " \
+  "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, " \
+  "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63, " \
+  "%64, %65, %66, %67, %68, %69, %70, %71, %72, %73, %74, %75, %76, %77, %78, %79, " \
+  "%80, %81, %82, %83, %84, %85, %86, %87, %88, %89, %90, %91, %92, %93, %94, %95, " \
+  "%96, %97, %98, %99, %100, %101, %102, %103, %104, %105, %106, %107, %108, %109, %110, %111, " \
+  "%112, %113, %114, %115, %116, %117, %118, %119, %120, %121, %122, %123, %124, %125, %126, %127}"
 #define TESSERA_WGMMA_ACC8(d, i) "+f"(d[i]), "+f"(d[i + 1]), "+f"(d[i + 2]), "+f"(d[i + 3]), \
   "+f"(d[i + 4]), "+f"(d[i + 5]), "+f"(d[i + 6]), "+f"(d[i + 7])
 #define TESSERA_WGMMA_ACC32(d) TESSERA_WGMMA_ACC8(d, 0), TESSERA_WGMMA_ACC8(d, 8), \
   TESSERA_WGMMA_ACC8(d, 16), TESSERA_WGMMA_ACC8(d, 24)
 #define TESSERA_WGMMA_ACC64(d) TESSERA_WGMMA_ACC32(d), TESSERA_WGMMA_ACC8(d, 32), \
   TESSERA_WGMMA_ACC8(d, 40), TESSERA_WGMMA_ACC8(d, 48), TESSERA_WGMMA_ACC8(d, 56)
+#define TESSERA_WGMMA_ACC128(d) TESSERA_WGMMA_ACC64(d), TESSERA_WGMMA_ACC8(d, 64), \
+  TESSERA_WGMMA_ACC8(d, 72), TESSERA_WGMMA_ACC8(d, 80), TESSERA_WGMMA_ACC8(d, 88), \
+  TESSERA_WGMMA_ACC8(d, 96), TESSERA_WGMMA_ACC8(d, 104), TESSERA_WGMMA_ACC8(d, 112), \
+  TESSERA_WGMMA_ACC8(d, 120)
 // The instruction text: shape, A and B types (f16 or bf16), then operands.
 #define TESSERA_WGMMA_SS(n, type, dlist, a, b, scale, trans_b)                                 \
   "{\n.reg .pred p;\nsetp.ne.b32 p, %" scale ", 0;\n"                                         \
@@ -158,7 +170,7 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[kN / 2], uint64_t a, uint64_
 template <typename T, int kN, bool kTransposeB = false>
 __device__ __forceinline__ void wgmma_rs(float (&d)[kN / 2], const uint32_t (&a)[4], uint64_t b,
                                          bool accumulate) {
-  static_assert(kN == 64 || kN == 128, "wgmma_rs: N 64 or 128");
+  static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma_rs: N 64, 128 or 256");
   [[maybe_unused]] const uint32_t scale = accumulate ? 1u : 0u;
 #if TESSERA_SM90A_ENABLED
   constexpr bool kBf16 = cuda::std::is_same_v<T, bfloat16_t>;
@@ -172,6 +184,18 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[kN / 2], const uint32_t (&a)
         TESSERA_WGMMA_RS("64", "f16", TESSERA_WGMMA_D32, "32", "33", "34", "35", "36", "37", "38")
         : TESSERA_WGMMA_ACC32(d)
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
+  } else if constexpr (kN == 256 && kBf16) {
+    asm volatile(TESSERA_WGMMA_RS("256", "bf16", TESSERA_WGMMA_D128, "128", "129", "130", "131",
+                                  "132", "133", "134")
+                 : TESSERA_WGMMA_ACC128(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
+                   "n"(kTransposeB ? 1 : 0));
+  } else if constexpr (kN == 256) {
+    asm volatile(TESSERA_WGMMA_RS("256", "f16", TESSERA_WGMMA_D128, "128", "129", "130", "131",
+                                  "132", "133", "134")
+                 : TESSERA_WGMMA_ACC128(d)
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "r"(scale),
+                   "n"(kTransposeB ? 1 : 0));
   } else if constexpr (kBf16) {
     asm volatile(
         TESSERA_WGMMA_RS("128", "bf16", TESSERA_WGMMA_D64, "64", "65", "66", "67", "68", "69", "70")
@@ -190,6 +214,8 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[kN / 2], const uint32_t (&a)
 
 #undef TESSERA_WGMMA_D32
 #undef TESSERA_WGMMA_D64
+#undef TESSERA_WGMMA_D128
+#undef TESSERA_WGMMA_ACC128
 #undef TESSERA_WGMMA_ACC8
 #undef TESSERA_WGMMA_ACC32
 #undef TESSERA_WGMMA_ACC64

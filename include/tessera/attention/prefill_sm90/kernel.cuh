@@ -24,7 +24,7 @@ namespace tessera::prefill_sm90 {
 template <typename T, typename Kv>
 struct Params {
   sm90::TensorMap q_map;  // [tokens, num_qo_heads, D], box (64, g, 128 / g)
-  sm90::TensorMap k_map;  // contiguous K/V: [tokens, num_kv_heads, D], box (64, 1, 128)
+  sm90::TensorMap k_map;  // contiguous K/V: [tokens, num_kv_heads, D], box (64, 1, kBlockN)
   sm90::TensorMap v_map;
   T* out;
   int64_t out_stride_token;
@@ -189,27 +189,13 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       rescale<Tr>(st.o, factor);
       pack_p<Tr>(sacc, pfrag);
     };
-    int unmasked = 0;
-    if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
-      unmasked = tiles.unmasked_end > tiles.kv_begin
-                     ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
-                     : 0;
-    }
-    if (tiles.num_tiles > 0) {
-      if (unmasked > 0) {
-        first_tile(cuda::std::false_type{});
-      } else {
-        first_tile(cuda::std::true_type{});
-      }
-    }
-    int tile = 1;
-    for (; tile < unmasked; ++tile) next_tile(cuda::std::false_type{}, tile);
-    for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
-    if (tiles.num_tiles > 0) {  // the last tile's P V
+    // P V of the tile whose P is in pfrag, waited for (last: the unit's last
+    // tile, whose V rows past the keys a TMA box may have filled).
+    const auto pv_tile = [&](bool last) {
       sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
       if constexpr (cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>) {  // (the gather zero-fills)
         const int rows = tiles.kv_end - (tiles.kv_begin + (tiles.num_tiles - 1) * Tr::kBlockN);
-        if (rows < Tr::kBlockN) zero_v_rows_from<Tr>(s.v[v_ring.slot], rows, consumer);
+        if (last && rows < Tr::kBlockN) zero_v_rows_from<Tr>(s.v[v_ring.slot], rows, consumer);
       }
       sm90::wgmma_fence();
       issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
@@ -218,6 +204,45 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       sm90::fence_registers(pfrag);
       release(&s.v_empty[v_ring.slot]);
       v_ring.advance();
+    };
+    // Without the overlap: each tile's S, softmax, then its P V.
+    const auto serial_tile = [&](auto mask_tag, int tile) {
+      float sacc[Tr::kSRegs];
+      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      sm90::wgmma_fence();
+      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      sm90::wgmma_wait<0>();
+      sm90::fence_registers(sacc);
+      release(&s.k_empty[k_ring.slot]);
+      k_ring.advance();
+      float factor[2] = {1.f, 1.f};
+      softmax_tile(mask_tag, sacc, tile, factor);
+      rescale<Tr>(st.o, factor);
+      pack_p<Tr>(sacc, pfrag);
+      pv_tile(tile + 1 == tiles.num_tiles);
+    };
+    int unmasked = 0;
+    if constexpr (!Variant::kHasLogitsMask && !kCustomMask) {
+      unmasked = tiles.unmasked_end > tiles.kv_begin
+                     ? min(tiles.num_tiles, (tiles.unmasked_end - tiles.kv_begin) / Tr::kBlockN)
+                     : 0;
+    }
+    if constexpr (Tr::kOverlapSoftmaxWithPv) {
+      if (tiles.num_tiles > 0) {
+        if (unmasked > 0) {
+          first_tile(cuda::std::false_type{});
+        } else {
+          first_tile(cuda::std::true_type{});
+        }
+      }
+      int tile = 1;
+      for (; tile < unmasked; ++tile) next_tile(cuda::std::false_type{}, tile);
+      for (; tile < tiles.num_tiles; ++tile) next_tile(cuda::std::true_type{}, tile);
+      if (tiles.num_tiles > 0) pv_tile(true);  // the last tile's P V
+    } else {
+      int tile = 0;
+      for (; tile < unmasked; ++tile) serial_tile(cuda::std::false_type{}, tile);
+      for (; tile < tiles.num_tiles; ++tile) serial_tile(cuda::std::true_type{}, tile);
     }
 
     prefill::OutputRows<T> output{p.out + u.qo_begin * p.out_stride_token,
@@ -250,7 +275,8 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
                                         const UnitList<T, Kv>& units, int head_base, int kv_head) {
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
   const int rows_per_token = static_cast<int>(p.per_token.divisor);
-  // Q of unit j into its buffer once the consumers are done with unit j - 2.
+  // Q of unit j into its buffer once the consumers are done with unit
+  // j - kQBuffers.
   const auto load_q_of = [&](int j) {
     const int q_buffer = j % Tr::kQBuffers;
     sm90::barrier_wait(&s.q_empty[q_buffer], ((j / Tr::kQBuffers) & 1) ^ 1u);
@@ -273,6 +299,11 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
     const Unit u = units.unit(i);
     const UnitTiles tiles =
         unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
+    if constexpr (kGather && Tr::kQBuffers == 1) {
+      // One Q buffer: this unit's Q waits for the previous unit to finish,
+      // whose last copy lands only once a later one is issued; land it now.
+      if (i > 0) GatherKvLoader<Tr, T>::finish(rings);
+    }
     if (kGather && elected) load_q_of(i);
     if constexpr (kGather) {
       if (tiles.num_tiles == 0) {

@@ -141,12 +141,13 @@ struct GatherKvLoader {
   __device__ __forceinline__ int load_k(int t, ProducerRings<Tr::kStages>& rings) const {
     const int tid = static_cast<int>(threadIdx.x) % 128;
     const int pos0 = kv_begin + t * Tr::kBlockN;
-    const int32_t page = kv.page_of(pos0 + tid, kv_end);
+    // One row of the tile per thread (kBlockN <= 128 rows).
+    const int32_t page = tid < Tr::kBlockN ? kv.page_of(pos0 + tid, kv_end) : 0;
     const int table = rings.next_table;
     rings.next_table = table + 1 == Tr::kRowTables ? 0 : table + 1;
     sm90::RingPosition<Tr::kStages>& ring = rings.k;
     sm90::barrier_wait(&s.k_empty[ring.slot], ring.parity ^ 1u);
-    s.row_table[table][tid] = kv.units_from_start(page, pos0 + tid);
+    if (tid < Tr::kBlockN) s.row_table[table][tid] = kv.units_from_start(page, pos0 + tid);
     __syncwarp();  // bar.sync is .aligned: lanes left the mbarrier spin (and thread 0 the Q load) apart
     sm90::named_barrier_sync(kProducerBarrier, 128);
     copy_tile(s.k[ring.slot], kv.k_data, s.row_table[table], kv_end - pos0);

@@ -183,7 +183,7 @@ __device__ __forceinline__ void pack_p(const float (&s)[Tr::kSRegs],
 }
 
 // Zeroes rows [first_row, kBlockN) of a V tile loaded by TMA: the box is
-// always 128 rows, so a request's last tile holds rows past its keys (the
+// always kBlockN rows, so a request's last tile holds rows past its keys (the
 // next request's, or whatever follows in the caller's buffer, possibly NaN),
 // and P = 0 times NaN is still NaN. Both consumer warpgroups share the rows,
 // then meet, so neither reads the tile before it is clean.

@@ -3,7 +3,8 @@
 // warpgroups running wgmma on 64 query rows each).
 //
 // Tiles: 128 query rows (two consumer warpgroups x 64), K/V tiles of
-// kBlockN = 128 positions, kStages of each in a ring. Every tile is stored
+// kBlockN positions (128; 64 at head_dim 256), kStages of each in a ring.
+// Every tile is stored
 // as head_dim / 64 panels of 64 values per 128-byte row, 128-byte swizzled
 // (arch/sm90/wgmma.cuh), which is what the TMA writes and the wgmma
 // descriptors read. Q is double-buffered so the next unit's Q lands while
@@ -40,10 +41,18 @@ struct Traits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(sizeof(T) == 2, "wgmma prefill runs 16-bit inputs");
-  static_assert(kHeadDim == 64 || kHeadDim == 128, "Hopper prefill: head_dim 64 or 128");
-  static constexpr int kBlockN = 128;  // K/V positions per tile (S = 64 x 128 per warpgroup)
+  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
+                "Hopper prefill: head_dim 64, 128 or 256");
+  // K/V positions per tile (S = 64 x kBlockN per warpgroup). head_dim 256
+  // halves it and keeps one Q buffer: O alone is 128 registers a thread,
+  // and 64 KB Q + 2 x 2 x 32 KB K/V fill the SM's shared memory.
+  static constexpr int kBlockN = kHeadDim <= 128 ? 128 : 64;
   static constexpr int kStages = 2;
-  static constexpr int kQBuffers = 2;
+  static constexpr int kQBuffers = kHeadDim <= 128 ? 2 : 1;
+  // Tile n's S = Q K^T and softmax overlap tile n - 1's P V (mainloop):
+  // needs registers for S and tile n - 1's P beside O, which head_dim 256
+  // does not have (it runs each tile's P V right after its softmax).
+  static constexpr bool kOverlapSoftmaxWithPv = kHeadDim <= 128;
   static constexpr int kRowTables = 3;  // gather: a tile's row table lives until its V copy
   static constexpr int kPanels = kHeadDim / kPanelElems;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
@@ -77,6 +86,7 @@ struct alignas(1024) SharedStorage {
 template <typename Tr>
 inline constexpr int kSharedBytes = static_cast<int>(sizeof(SharedStorage<Tr>)) + 1024;
 static_assert(kSharedBytes<Traits<uint16_t, 128>> <= 227 * 1024, "fits an H100 SM's shared memory");
+static_assert(kSharedBytes<Traits<uint16_t, 256>> <= 227 * 1024, "fits an H100 SM's shared memory");
 
 // Element (row, col) of a panelled, swizzled tile of `rows` rows: byte offset.
 __host__ __device__ constexpr int swizzled_offset(int rows, int row, int col) {
