@@ -93,6 +93,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   l.variant_kind = variant.kind;
   l.variant = variant.params;
   l.jit_kernel = detail::jit_kernel_for(options, kernel, qv.dtype(), l.kv_dtype, l.head_dim);
+  l.hopper_jit_kernel = l.jit_kernel != nullptr ? options.jit_variant->hopper_kernel() : nullptr;
   l.sum_states = detail::sums_partial_states(options);
   l.custom_mask = detail::resolve_custom_mask(options, custom_mask_bytes, qv.device());
   detail::PrefillCase c;
@@ -103,6 +104,7 @@ void resolve_variant_into(const AttentionOptions& options, const TensorView& qv,
   c.variant = l.variant_kind;
   c.custom_mask = l.custom_mask != nullptr;
   c.jit_variant = l.jit_kernel != nullptr;
+  c.jit_hopper_kernel = l.hopper_jit_kernel != nullptr;
   c.rows_per_token = l.rows_per_token;
   c.q_tile_rows = plan.q_tile_rows();
   c.query_scale = static_cast<double>(l.variant.sm_scale) * l.variant.k_scale;

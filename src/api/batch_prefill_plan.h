@@ -136,6 +136,7 @@ struct BatchPrefillLaunch {
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)
   const void* jit_kernel;            // a JIT variant's kernel (same parameters), or null
+  const void* hopper_jit_kernel;     // that variant's Hopper kernel (backend fa3), or null
   bool sum_states;                   // a non-softmax JIT variant: the merge sums partials
   const uint8_t* custom_mask;        // null or the packed mask (AttentionOptions::custom_mask)
   PrefillBackend backend;            // kFa2 or kFa3 (resolved by run())

@@ -31,8 +31,13 @@ bool device_runs_sm90a(int device_id) {
 
 std::string sm90_prefill_unsupported(const PrefillCase& c) {
   if (!device_runs_sm90a(c.device_id)) return "a GPU of compute capability 9.0 (sm_90a)";
-  if (c.jit_variant) return "a built-in variant (JIT variants run on fa2)";
-  if (!aot_prefill_sm90_kernel(c.variant, c.dtype, c.kv_dtype, c.head_dim, c.custom_mask)) {
+  if (c.jit_variant) {
+    if (!c.jit_hopper_kernel) {
+      return "a JIT variant compiled for sm_90a with K/V of q's dtype, head_dim 64 or 128, "
+             "softmax and no q / k transform (LoadedVariant::hopper_kernel)";
+    }
+  } else if (!aot_prefill_sm90_kernel(c.variant, c.dtype, c.kv_dtype, c.head_dim,
+                                      c.custom_mask)) {
     return "fp16 / bf16 q and K/V of one dtype, head_dim 64, 128 or 256, the plain, soft-cap, "
            "sliding-window or soft-cap + window variant or ALiBi at head_dim 128, a custom mask "
            "only with the plain variant at head_dim 128 (src/api/aot_kernels.h)";
@@ -61,9 +66,10 @@ bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
-  // head_dim 256 runs on the Hopper kernels only when asked for by name
-  // until it has been measured against FA2 (batch plans for auto are FA2's
-  // there anyway: plan_for_sm90).
+  // head_dim 256 runs on the Hopper kernels only when asked for by name:
+  // they trail FA2 at <= 1k tokens per request (H100, 0.5-0.96x) and lead
+  // above (1.2-1.8x), and batch plans for auto are FA2's there
+  // (plan_for_sm90), so one plan serves every length.
   if (requested == PrefillBackend::kAuto && c.head_dim == 256) return PrefillBackend::kFa2;
   const std::string why = sm90_prefill_unsupported(c);
   if (why.empty()) return PrefillBackend::kFa3;

@@ -29,6 +29,7 @@ struct PrefillCase {
   attention::VariantKind variant = attention::VariantKind::kPlain;
   bool custom_mask = false;
   bool jit_variant = false;
+  bool jit_hopper_kernel = false;  // the JIT variant was compiled with a Hopper kernel
   int64_t rows_per_token = 1;  // the GQA group packed into the q tile rows
   int64_t q_tile_rows = 128;   // the plan's (batch prefill)
   double query_scale = 1.0;    // sm_scale * k_scale: the kernels fold a positive one

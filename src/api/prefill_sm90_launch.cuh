@@ -21,21 +21,28 @@
 
 namespace tessera::detail {
 
+// The built-in variant's compiled-in Hopper kernel.
 template <typename T, int kHeadDim, typename Variant, typename Kv>
-void launch_sm90_kernel(prefill_sm90::Params<T, Kv>& p, bool custom_mask, dim3 grid,
+const void* aot_sm90_kernel(bool custom_mask) {
+  using Tr = prefill_sm90::Traits<T, kHeadDim>;
+  if (!custom_mask) {
+    return reinterpret_cast<const void*>(
+        prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
+  }
+  if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
+                                        kHeadDim, true)) {
+    return reinterpret_cast<const void*>(
+        prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>);
+  }
+  throw Error("tessera: prefill backend fa3: no custom-mask kernel for this variant");
+}
+
+// Launches `kernel` (an AOT instantiation or a JIT variant's Hopper kernel:
+// the same parameters) with the shared memory of its traits.
+template <typename T, int kHeadDim, typename Kv>
+void launch_sm90_kernel(const void* kernel, prefill_sm90::Params<T, Kv>& p, dim3 grid,
                         cudaStream_t stream) {
   using Tr = prefill_sm90::Traits<T, kHeadDim>;
-  const void* kernel =
-      reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
-  if (custom_mask) {
-    if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
-                                          kHeadDim, true)) {
-      kernel =
-          reinterpret_cast<const void*>(prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>);
-    } else {
-      throw Error("tessera: prefill backend fa3: no custom-mask kernel for this variant");
-    }
-  }
   constexpr int kShared = prefill_sm90::kSharedBytes<Tr>;
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
@@ -81,7 +88,9 @@ template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
   dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant<T, kHeadDim>(l.variant_kind, [&]<typename Variant>() {
+    dispatch_sm90_variant<T, kHeadDim>(l.hopper_jit_kernel != nullptr ? attention::VariantKind::kPlain
+                                                                      : l.variant_kind,
+                                       [&]<typename Variant>() {
       using Kv = KvOf<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;
@@ -103,7 +112,10 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
       p.single_qo_len = -1;
       const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
       const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
-      launch_sm90_kernel<T, kHeadDim, Variant, Kv>(p, l.custom_mask != nullptr, grid, stream);
+      const void* kernel = l.hopper_jit_kernel != nullptr
+                               ? l.hopper_jit_kernel
+                               : aot_sm90_kernel<T, kHeadDim, Variant, Kv>(l.custom_mask != nullptr);
+      launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
       if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
     });
   });

@@ -33,6 +33,7 @@ struct SinglePrefillSm90Launch {
   SinglePrefillTensors t;
   DType dtype;
   attention::VariantKind variant_kind;
+  const void* jit_kernel;  // a JIT variant's Hopper kernel (LoadedVariant::hopper_kernel), or null
 };
 
 void launch_batch_prefill_sm90_ragged(const BatchPrefillLaunch& launch, cudaStream_t stream);

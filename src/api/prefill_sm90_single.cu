@@ -7,7 +7,10 @@ namespace tessera::detail {
 void launch_single_prefill_sm90(const SinglePrefillSm90Launch& launch, cudaStream_t stream) {
   const SinglePrefillTensors& l = launch.t;
   dispatch_sm90_types(launch.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant<T, kHeadDim>(launch.variant_kind, [&]<typename Variant>() {
+    // A JIT variant's kernel takes the plain variant's place (same parameters).
+    const attention::VariantKind kind =
+        launch.jit_kernel != nullptr ? attention::VariantKind::kPlain : launch.variant_kind;
+    dispatch_sm90_variant<T, kHeadDim>(kind, [&]<typename Variant>() {
       using Kv = prefill::RaggedKv<T>;
       prefill_sm90::Params<T, Kv> p{};
       const int64_t element = 2;
@@ -36,7 +39,10 @@ void launch_single_prefill_sm90(const SinglePrefillSm90Launch& launch, cudaStrea
       const dim3 grid(
           static_cast<unsigned>((l.qo_len + prefill_sm90::kBlockM - 1) / prefill_sm90::kBlockM),
           static_cast<unsigned>(l.num_qo_heads));
-      launch_sm90_kernel<T, kHeadDim, Variant, Kv>(p, l.custom_mask != nullptr, grid, stream);
+      const void* kernel = launch.jit_kernel != nullptr
+                               ? launch.jit_kernel
+                               : aot_sm90_kernel<T, kHeadDim, Variant, Kv>(l.custom_mask != nullptr);
+      launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
       TESSERA_CHECK_LAUNCH();
     });
   });

@@ -205,9 +205,12 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   backend_case.variant = variant.kind;
   backend_case.custom_mask = custom_mask != nullptr;
   backend_case.jit_variant = jit_kernel != nullptr;
+  const void* hopper_jit_kernel =
+      jit_kernel != nullptr ? options.jit_variant->hopper_kernel() : nullptr;
+  backend_case.jit_hopper_kernel = hopper_jit_kernel != nullptr;
   backend_case.query_scale = static_cast<double>(variant.params.sm_scale) * variant.params.k_scale;
   if (detail::resolve_prefill_backend(options.backend, backend_case) == PrefillBackend::kFa3) {
-    const detail::SinglePrefillSm90Launch h{l, qv.dtype(), variant.kind};
+    const detail::SinglePrefillSm90Launch h{l, qv.dtype(), variant.kind, hopper_jit_kernel};
     return detail::launch_single_prefill_sm90(h, stream);
   }
   const detail::PrefillDeviceFit fit =

@@ -66,7 +66,7 @@ bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64
 }
 
 
-GeneratedSource generate(const VariantSpec& spec) {
+GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
   TESSERA_CHECK_ARG(is_identifier(spec.name), "variant",
                     "a struct name that is a C++ identifier", "name '" + spec.name + "'");
   TESSERA_CHECK_ARG(!spec.source.empty(), "variant", "the struct's C++ source", "empty source");
@@ -92,6 +92,7 @@ GeneratedSource generate(const VariantSpec& spec) {
   const std::string dim = std::to_string(spec.head_dim);
   const std::string variant = std::string(kUserNamespace) + "::" + spec.name;
   std::string kernel_header;
+  std::string hopper_kv;  // prefill: the Hopper kernel's K/V kind
   GeneratedSource out;
   switch (spec.kernel) {
     case KernelKind::kBatchDecode:
@@ -110,6 +111,7 @@ GeneratedSource generate(const VariantSpec& spec) {
       out.name_expression =
           "&tessera::prefill::single_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
           dim + ">, " + variant + ", " + q + mask + ">";
+      hopper_kv = "RaggedKv";  // single prefill is a one-request ragged batch there
       break;
     case KernelKind::kBatchPrefillRagged:
     case KernelKind::kBatchPrefillPaged: {
@@ -120,8 +122,20 @@ GeneratedSource generate(const VariantSpec& spec) {
           "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
           dim + ">, " + variant + ", " + q + ", tessera::prefill::" + kv_kind + "<" + kv + ">" +
           mask + ">";
+      hopper_kv = kv_kind;
       break;
     }
+  }
+  // Prefill on sm_90a: the Hopper kernel for the same variant beside FA2's.
+  std::string hopper_header;
+  if (!hopper_kv.empty() && arch == "sm_90a" && spec.kv_dtype == spec.q_dtype &&
+      spec.head_dim <= 128) {
+    hopper_header = "tessera/attention/prefill_sm90/kernel.cuh";
+    out.mma_name_expression =
+        "&tessera::prefill_sm90::prefill_sm90_kernel<tessera::prefill_sm90::Traits<" + q + ", " +
+        dim + ">, tessera::prefill_sm90::JitVariantFor<" + variant + ">, " + q +
+        ", tessera::prefill::" + hopper_kv + "<" + q + ">, " +
+        (spec.custom_mask ? "true" : "false") + ">";
   }
   // The kernel header comes first, so the user's struct sees the whole
   // device library; its lines are numbered from 1 in "variant".
@@ -130,6 +144,7 @@ GeneratedSource generate(const VariantSpec& spec) {
           kernel_kind_name(spec.kernel) + ", " + q + " / " + kv + ", head_dim " + dim + ".\n";
   text += "#include \"tessera/attention/variant.cuh\"\n";
   text += "#include \"" + kernel_header + "\"\n";
+  if (!hopper_header.empty()) text += "#include \"" + hopper_header + "\"\n";
   text += "namespace " + std::string(kUserNamespace) + " {\n";
   text += "using namespace tessera::attention;\n";
   // The extra parameters, read in place from VariantParams::extra.

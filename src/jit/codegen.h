@@ -17,10 +17,12 @@ inline constexpr const char* kVariantFileName = "variant";
 struct GeneratedSource {
   std::string text;
   std::string name_expression;  // "&ns::kernel<...>" for nvrtcAddNameExpression
-  // Batch decode with 16-bit K/V of q's dtype and head_dim 64 / 128: the
-  // tensor-core kernel (decode_mma.cuh) for the same variant, else empty.
-  // Its lowered name holds kUserNamespace only when the kernel runs the
-  // variant (decode_mma::JitVariantFor).
+  // The variant's second kernel in the same cubin, else empty. Batch decode
+  // with 16-bit K/V of q's dtype and head_dim 64 / 128: the tensor-core
+  // kernel (decode_mma.cuh). Prefill compiled for sm_90a with 16-bit K/V of
+  // q's dtype and head_dim 64 / 128: the Hopper kernel (prefill_sm90/). Its
+  // lowered name holds kUserNamespace only when the kernel runs the variant
+  // (the JitVariantFor of either).
   std::string mma_name_expression;
 };
 
@@ -40,7 +42,8 @@ bool instantiates_user_variant(const std::string& lowered_name);
 
 // Throws tessera::Error naming "variant" for an invalid spec (name not an
 // identifier, empty source, dtype / head_dim the kernel has no template for).
-GeneratedSource generate(const VariantSpec& spec);
+// arch: the NVRTC architecture (the Hopper prefill kernel only for sm_90a).
+GeneratedSource generate(const VariantSpec& spec, const std::string& arch = "");
 
 bool is_identifier(const std::string& name);
 

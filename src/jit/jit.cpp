@@ -100,7 +100,7 @@ void clear_memory_cache() {
 }
 
 CompiledKernel compile(const VariantSpec& spec, const CompileOptions& options) {
-  const detail::GeneratedSource generated = detail::generate(spec);  // validates the spec
+  const detail::GeneratedSource generated = detail::generate(spec, options.arch);  // validates
   TESSERA_CHECK_ARG(options.arch.rfind("sm_", 0) == 0 || options.arch.rfind("compute_", 0) == 0,
                     "arch", "an NVRTC architecture such as sm_90a", options.arch);
   const std::string text = key_text(spec, options);

@@ -43,7 +43,7 @@ LoadedVariant::LoadedVariant(const VariantSpec& spec, CompileOptions options)
     return reinterpret_cast<const void*>(kernel);
   };
   kernel_ = find(compiled_.kernel_name);
-  if (!compiled_.mma_kernel_name.empty()) mma_kernel_ = find(compiled_.mma_kernel_name);
+  if (!compiled_.mma_kernel_name.empty()) companion_kernel_ = find(compiled_.mma_kernel_name);
 }
 
 LoadedVariant::~LoadedVariant() {

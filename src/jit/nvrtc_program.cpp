@@ -57,8 +57,12 @@ NvrtcResult nvrtc_compile(const std::string& source,
   }
   // The AOT build's device flags (CMakeLists.txt) where NVRTC has them
   // (it has no --expt-relaxed-constexpr; the device headers do not need it).
-  std::vector<std::string> options = {"-arch=" + arch, "-std=c++20", 
-                                      "-default-device", "-DNDEBUG", "-lineinfo"};
+  // A fixed random seed: NVRTC otherwise names internal-linkage objects (e.g.
+  // libcu++'s cuda::ptx tag constants) per compile, and identical sources
+  // would give different cubins.
+  std::vector<std::string> options = {"-arch=" + arch,           "-std=c++20",
+                                      "-frandom-seed=tessera",   "-default-device",
+                                      "-DNDEBUG",                "-lineinfo"};
   for (const std::string& dir : include_path.dirs) options.push_back("-I" + dir);
   std::vector<const char*> raw;
   raw.reserve(options.size());

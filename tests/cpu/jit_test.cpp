@@ -218,15 +218,14 @@ TEST_F(JitTest, DecodeCompilesTheTensorCoreKernelWhereTheVariantAllows) {
   EXPECT_TRUE(reloaded.from_disk);
   EXPECT_EQ(reloaded.mma_kernel_name, both.mma_kernel_name);
 
-  // No tensor-core kernel: head_dim 256, fp8 KV, prefill kinds, and a
-  // variant with a q/k transform (it compiles, but the lowered name holds
-  // PlainVariant, not the user's struct).
+  // No tensor-core kernel: head_dim 256, fp8 KV, and a variant with a q/k
+  // transform (it compiles, but the lowered name holds PlainVariant, not the
+  // user's struct). (Prefill kinds' second kernel is the Hopper one, below.)
   EXPECT_TRUE(
       jit::compile(plain(KernelKind::kBatchDecode, DType::kBFloat16, 256)).mma_kernel_name.empty());
   VariantSpec fp8 = plain(KernelKind::kBatchDecode);
   fp8.kv_dtype = DType::kFloat8E4M3;
   EXPECT_TRUE(jit::compile(fp8).mma_kernel_name.empty());
-  EXPECT_TRUE(jit::compile(plain(KernelKind::kSinglePrefill)).mma_kernel_name.empty());
   VariantSpec transform = plain(KernelKind::kBatchDecode);
   transform.name = "Negated";
   transform.source = std::string(kPlainSource) + R"(
@@ -398,6 +397,46 @@ TEST_F(JitTest, BuiltInVariantsOffTheAotListHaveSpecsThatCompile) {
         jit::builtin_variant_spec(KernelKind::kBatchDecode, VariantKind::kJit, bf16, bf16, 128);
       },
       "variant");
+}
+
+// Prefill specs compiled for sm_90a carry the Hopper prefill kernel
+// (backend "fa3") beside the FA2 one, for every prefill kind, 16-bit K/V of
+// q's dtype and head_dim 64 / 128, when the variant qualifies (softmax, no
+// q/k transform); other architectures, fp8 K/V and such variants get none.
+// Identical compiles give identical cubins (the disk cache relies on it).
+TEST_F(JitTest, PrefillOnSm90aCompilesTheHopperKernelWhereTheVariantAllows) {
+  jit::CompileOptions sm90a;
+  sm90a.arch = "sm_90a";
+  for (const KernelKind kind :
+       {KernelKind::kSinglePrefill, KernelKind::kBatchPrefillRagged, KernelKind::kBatchPrefillPaged}) {
+    const jit::CompiledKernel both = jit::compile(plain(kind, DType::kFloat16, 64), sm90a);
+    EXPECT_NE(both.mma_kernel_name.find("prefill_sm90_kernel"), std::string::npos)
+        << both.mma_kernel_name;
+    EXPECT_NE(both.mma_kernel_name.find("UserPlain"), std::string::npos);
+    EXPECT_NE(both.mma_kernel_name.find(kind == KernelKind::kBatchPrefillPaged ? "PagedKv"
+                                                                                : "RaggedKv"),
+              std::string::npos)
+        << both.mma_kernel_name;
+  }
+  const VariantSpec spec = plain(KernelKind::kBatchPrefillRagged);
+  const jit::CompiledKernel first = jit::compile(spec, sm90a);
+  jit::clear_memory_cache();
+  sm90a.use_disk_cache = false;
+  const jit::CompiledKernel again = jit::compile(spec, sm90a);
+  EXPECT_FALSE(again.from_disk);
+  EXPECT_EQ(again.cubin, first.cubin);
+  sm90a.use_disk_cache = true;
+
+  jit::CompileOptions sm80;
+  sm80.arch = "sm_80";
+  EXPECT_TRUE(jit::compile(spec, sm80).mma_kernel_name.empty());
+  VariantSpec fp8 = plain(KernelKind::kBatchPrefillPaged);
+  fp8.kv_dtype = DType::kFloat8E4M3;
+  EXPECT_TRUE(jit::compile(fp8, sm90a).mma_kernel_name.empty());
+  VariantSpec sigmoid = testing::jit_example("flash_sigmoid.cuh", KernelKind::kBatchPrefillRagged);
+  sigmoid.params = {{"bias", jit::ParamType::kFloat}};
+  sigmoid.use_softmax = false;
+  EXPECT_TRUE(jit::compile(sigmoid, sm90a).mma_kernel_name.empty());  // softmax only
 }
 
 // use_softmax must match the struct's kUseSoftmax (it decides how split

@@ -5,6 +5,8 @@
 // parameters (a per-head logit bias, which shifts lse and leaves out alone)
 // reads them. Needs NVRTC and the device headers (TESSERA_JIT_INCLUDE_PATH
 // on a machine other than the build's).
+#include "tessera/jit/jit.h"
+
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -24,12 +26,12 @@
 #include "support/gpu.h"
 #include "support/host_convert.h"
 #include "support/jit_examples.h"
+#include "support/prefill_backends.h"
 #include "support/random.h"
 #include "tessera/api/decode.h"
 #include "tessera/api/prefill.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
-#include "tessera/jit/jit.h"
 
 namespace tessera {
 namespace {
@@ -46,6 +48,16 @@ struct JitPlain : VariantBase {
   __device__ __forceinline__ float query_scale() const { return scale_log2; }
 };
 )";
+bool device_is_sm90() {
+  int device = 0;
+  int major = 0;
+  int minor = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  return major == 9 && minor == 0;
+}
+
 class JitGpu : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -76,20 +88,27 @@ struct Tensors {
 // q [qo, 8, 128], k / v [kv, 2, 128] (NHD) with random values.
 Tensors make(int64_t qo_len, int64_t kv_len, testing::Rng& rng, bool decode) {
   const int64_t hq = 8, hk = 2, d = 128;
-  Tensors t{decode ? DeviceTensor(DType::kBFloat16, {hq, d}) : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
-            DeviceTensor(DType::kBFloat16, {kv_len, hk, d}), DeviceTensor(DType::kBFloat16, {kv_len, hk, d}),
-            decode ? DeviceTensor(DType::kBFloat16, {hq, d}) : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
-            decode ? DeviceTensor(DType::kFloat32, {hq}) : DeviceTensor(DType::kFloat32, {qo_len, hq})};
-  t.q.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.q.numel()))));
-  t.k.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.k.numel()))));
-  t.v.upload(testing::round_to(DType::kBFloat16, rng.normal_vector(static_cast<std::size_t>(t.v.numel()))));
+  Tensors t{
+      decode ? DeviceTensor(DType::kBFloat16, {hq, d})
+             : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
+      DeviceTensor(DType::kBFloat16, {kv_len, hk, d}),
+      DeviceTensor(DType::kBFloat16, {kv_len, hk, d}),
+      decode ? DeviceTensor(DType::kBFloat16, {hq, d})
+             : DeviceTensor(DType::kBFloat16, {qo_len, hq, d}),
+      decode ? DeviceTensor(DType::kFloat32, {hq}) : DeviceTensor(DType::kFloat32, {qo_len, hq})};
+  t.q.upload(testing::round_to(DType::kBFloat16,
+                               rng.normal_vector(static_cast<std::size_t>(t.q.numel()))));
+  t.k.upload(testing::round_to(DType::kBFloat16,
+                               rng.normal_vector(static_cast<std::size_t>(t.k.numel()))));
+  t.v.upload(testing::round_to(DType::kBFloat16,
+                               rng.normal_vector(static_cast<std::size_t>(t.v.numel()))));
   return t;
 }
 
 // Runs `call` with the AOT options and with the JIT variant; returns (out, lse) of each.
 template <typename Call>
-void expect_bitwise_equal(Tensors& t, const AttentionOptions& aot, const AttentionOptions& jit_options,
-                          Call call) {
+void expect_bitwise_equal(Tensors& t, const AttentionOptions& aot,
+                          const AttentionOptions& jit_options, Call call) {
   t.out.poison();
   t.lse.poison();
   call(aot);
@@ -127,7 +146,6 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
   for (const bool soft_cap : {false, true}) {
     SCOPED_TRACE(soft_cap ? "soft-cap" : "plain");
     AttentionOptions aot;
-    aot.backend = PrefillBackend::kFa2;  // JIT variants run on fa2 (single prefill)
     if (soft_cap) aot.logits_soft_cap = 20.0;
     const auto spec_for = [&](jit::KernelKind kernel) {
       return soft_cap ? testing::jit_example("soft_cap.cuh", kernel)
@@ -146,62 +164,76 @@ TEST_F(JitGpu, BuiltInVariantsAsJitAreBitwiseEqualToAot) {
       expect_bitwise_equal(d, aot, with_jit, decode_call(d, stream.get(), backend));
     }
 
+    // Prefill on each back end: a JIT variant compiled for sm_90a carries the
+    // Hopper kernel too, which fa3 (and auto on sm90) runs.
     jit::LoadedVariant prefill_variant(spec_for(jit::KernelKind::kSinglePrefill));
-    with_jit.jit_variant = &prefill_variant;
-    Tensors p = make(200, 700, rng, false);
-    expect_bitwise_equal(p, aot, with_jit, prefill_call(p, stream.get(), true));
-
-    // Ragged batch prefill: two requests over the same tensors.
     jit::LoadedVariant ragged_variant(spec_for(jit::KernelKind::kBatchPrefillRagged));
-    with_jit.jit_variant = &ragged_variant;
-    const std::vector<int32_t> qo_indptr = {0, 150, 200}, kv_indptr = {0, 500, 700};
-    DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
-    qo_dev.upload_ints({0, 150, 200});
-    kv_dev.upload_ints({0, 500, 700});
-    const PrefillPlanShape shape{8, 2, 128, 0, PrefillBackend::kFa2};
-    const PrefillPlanBounds bounds{2, 200};
-    const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
-    DeviceBuffer workspace(bytes);
-    BatchPrefillWithRaggedKVCache ragged(shape, bounds, workspace.data(), bytes, 0);
-    ragged.plan(qo_indptr, kv_indptr, true, stream.get());
-    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = p.lse.dl();
-      ragged.run(p.q.dl(), p.k.dl(), p.v.dl(), qo_dev.dl(), kv_dev.dl(), p.out.dl(), &lse, o,
-                 stream.get());
-      stream.synchronize();
-    });
-
-    // Paged batch prefill: the same K/V viewed as pages of 4 rows, in order.
     jit::LoadedVariant paged_variant(spec_for(jit::KernelKind::kBatchPrefillPaged));
-    with_jit.jit_variant = &paged_variant;
-    const int64_t page = 4;
-    std::vector<int32_t> page_indptr = {0, 500 / 4, 700 / 4}, last = {4, 4};
-    std::vector<int64_t> page_ids(175);
-    for (int64_t i = 0; i < 175; ++i) page_ids[static_cast<std::size_t>(i)] = i;
-    DeviceTensor pages_dev(DType::kInt32, {175}), page_indptr_dev(DType::kInt32, {3}),
-        last_dev(DType::kInt32, {2});
-    pages_dev.upload_ints(page_ids);
-    page_indptr_dev.upload_ints({0, 125, 175});
-    last_dev.upload_ints({4, 4});
-    int64_t view_shape[4] = {175, page, 2, 128};
-    int64_t view_strides[4] = {page * 256, 256, 128, 1};
-    DLTensor k_pages = p.k.dl(), v_pages = p.v.dl();
-    k_pages.ndim = v_pages.ndim = 4;
-    k_pages.shape = v_pages.shape = view_shape;
-    k_pages.strides = v_pages.strides = view_strides;
-    const PrefillPlanShape paged_shape{8, 2, 128, page, PrefillBackend::kFa2};
-    const std::size_t paged_bytes =
-        BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape, bounds, 0);
-    DeviceBuffer paged_workspace(paged_bytes);
-    BatchPrefillWithPagedKVCache paged(paged_shape, bounds, paged_workspace.data(), paged_bytes, 0);
-    paged.plan(qo_indptr, page_indptr, last, true, stream.get());
-    expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
-      DLTensor lse = p.lse.dl();
-      paged.run(p.q.dl(), PagedKVCacheArg::separate(k_pages, v_pages, KVLayout::kNHD),
-                pages_dev.dl(), qo_dev.dl(), page_indptr_dev.dl(), last_dev.dl(), p.out.dl(), &lse,
-                o, stream.get());
-      stream.synchronize();
-    });
+    if (device_is_sm90()) {
+      ASSERT_NE(prefill_variant.hopper_kernel(), nullptr);
+      ASSERT_NE(ragged_variant.hopper_kernel(), nullptr);
+      ASSERT_NE(paged_variant.hopper_kernel(), nullptr);
+    }
+    Tensors p = make(200, 700, rng, false);
+    for (const PrefillBackend backend : testing::prefill_backends()) {
+      if (backend == PrefillBackend::kFa3 && !device_is_sm90()) continue;
+      SCOPED_TRACE(testing::prefill_backend_name(backend));
+      aot.backend = with_jit.backend = backend;
+      with_jit.jit_variant = &prefill_variant;
+      expect_bitwise_equal(p, aot, with_jit, prefill_call(p, stream.get(), true));
+
+      // Ragged batch prefill: two requests over the same tensors.
+      with_jit.jit_variant = &ragged_variant;
+      const std::vector<int32_t> qo_indptr = {0, 150, 200}, kv_indptr = {0, 500, 700};
+      DeviceTensor qo_dev(DType::kInt32, {3}), kv_dev(DType::kInt32, {3});
+      qo_dev.upload_ints({0, 150, 200});
+      kv_dev.upload_ints({0, 500, 700});
+      const PrefillPlanShape shape{8, 2, 128, 0, backend};
+      const PrefillPlanBounds bounds{2, 200};
+      const std::size_t bytes =
+          BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, 0);
+      DeviceBuffer workspace(bytes);
+      BatchPrefillWithRaggedKVCache ragged(shape, bounds, workspace.data(), bytes, 0);
+      ragged.plan(qo_indptr, kv_indptr, true, stream.get());
+      expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+        DLTensor lse = p.lse.dl();
+        ragged.run(p.q.dl(), p.k.dl(), p.v.dl(), qo_dev.dl(), kv_dev.dl(), p.out.dl(), &lse, o,
+                   stream.get());
+        stream.synchronize();
+      });
+
+      // Paged batch prefill: the same K/V viewed as pages of 4 rows, in order.
+      with_jit.jit_variant = &paged_variant;
+      const int64_t page = 4;
+      std::vector<int32_t> page_indptr = {0, 500 / 4, 700 / 4}, last = {4, 4};
+      std::vector<int64_t> page_ids(175);
+      for (int64_t i = 0; i < 175; ++i) page_ids[static_cast<std::size_t>(i)] = i;
+      DeviceTensor pages_dev(DType::kInt32, {175}), page_indptr_dev(DType::kInt32, {3}),
+          last_dev(DType::kInt32, {2});
+      pages_dev.upload_ints(page_ids);
+      page_indptr_dev.upload_ints({0, 125, 175});
+      last_dev.upload_ints({4, 4});
+      int64_t view_shape[4] = {175, page, 2, 128};
+      int64_t view_strides[4] = {page * 256, 256, 128, 1};
+      DLTensor k_pages = p.k.dl(), v_pages = p.v.dl();
+      k_pages.ndim = v_pages.ndim = 4;
+      k_pages.shape = v_pages.shape = view_shape;
+      k_pages.strides = v_pages.strides = view_strides;
+      const PrefillPlanShape paged_shape{8, 2, 128, page, backend};
+      const std::size_t paged_bytes =
+          BatchPrefillWithPagedKVCache::workspace_size_bytes(paged_shape, bounds, 0);
+      DeviceBuffer paged_workspace(paged_bytes);
+      BatchPrefillWithPagedKVCache paged(paged_shape, bounds, paged_workspace.data(), paged_bytes,
+                                         0);
+      paged.plan(qo_indptr, page_indptr, last, true, stream.get());
+      expect_bitwise_equal(p, aot, with_jit, [&](const AttentionOptions& o) {
+        DLTensor lse = p.lse.dl();
+        paged.run(p.q.dl(), PagedKVCacheArg::separate(k_pages, v_pages, KVLayout::kNHD),
+                  pages_dev.dl(), qo_dev.dl(), page_indptr_dev.dl(), last_dev.dl(), p.out.dl(),
+                  &lse, o, stream.get());
+        stream.synchronize();
+      });
+    }
   }
 }
 
@@ -212,7 +244,8 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   CudaStream stream;
-  for (const jit::KernelKind kernel : {jit::KernelKind::kSinglePrefill, jit::KernelKind::kBatchDecode}) {
+  for (const jit::KernelKind kernel :
+       {jit::KernelKind::kSinglePrefill, jit::KernelKind::kBatchDecode}) {
     const bool decode = kernel == jit::KernelKind::kBatchDecode;
     SCOPED_TRACE(jit::kernel_kind_name(kernel));
     Tensors t = make(decode ? 1 : 160, 900, rng, decode);
@@ -223,23 +256,28 @@ TEST_F(JitGpu, ShippedExamplesMatchTheBuiltInKernelsBitwise) {
     jit::VariantSpec alibi = testing::jit_example("alibi.cuh", kernel);
     alibi.q_dtype = alibi.kv_dtype = DType::kBFloat16;
     jit::LoadedVariant alibi_variant(alibi);
-    AttentionOptions aot_alibi;
-    aot_alibi.backend = PrefillBackend::kFa2;  // the JIT variant's back end
-    aot_alibi.pos_encoding_mode = PosEncodingMode::kAlibi;
-    AttentionOptions jit_alibi;
-    jit_alibi.jit_variant = &alibi_variant;
-    expect_bitwise_equal(t, aot_alibi, jit_alibi, call);
-
     jit::VariantSpec sink = testing::jit_example("sink_window.cuh", kernel);
     sink.params = {{"sinks", jit::ParamType::kInt32}, {"window", jit::ParamType::kInt32}};
     jit::LoadedVariant sink_variant(sink);
     sink_variant.extra_params().set("sinks", int32_t{0}).set("window", int32_t{200});
-    AttentionOptions aot_window;
-    aot_window.backend = PrefillBackend::kFa2;
-    aot_window.window_left = 200;
-    AttentionOptions jit_window;
-    jit_window.jit_variant = &sink_variant;
-    expect_bitwise_equal(t, aot_window, jit_window, call);
+    // Prefill on each back end (decode ignores it).
+    for (const PrefillBackend backend : testing::prefill_backends()) {
+      if (backend == PrefillBackend::kFa3 && (decode || !device_is_sm90())) continue;
+      SCOPED_TRACE(testing::prefill_backend_name(backend));
+      AttentionOptions aot_alibi;
+      aot_alibi.pos_encoding_mode = PosEncodingMode::kAlibi;
+      AttentionOptions jit_alibi;
+      jit_alibi.jit_variant = &alibi_variant;
+      aot_alibi.backend = jit_alibi.backend = backend;
+      expect_bitwise_equal(t, aot_alibi, jit_alibi, call);
+
+      AttentionOptions aot_window;
+      aot_window.window_left = 200;
+      AttentionOptions jit_window;
+      jit_window.jit_variant = &sink_variant;
+      aot_window.backend = jit_window.backend = backend;
+      expect_bitwise_equal(t, aot_window, jit_window, call);
+    }
   }
 }
 
@@ -420,7 +458,9 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
   ASSERT_TRUE(jit::has_aot_kernel(jit::KernelKind::kBatchDecode, VariantKind::kAlibi,
                                   DType::kBFloat16, DType::kBFloat16, 128));
   AttentionOptions aot;
-  aot.backend = PrefillBackend::kFa2;  // JIT variants run on fa2
+  // fa2 on both sides here (BuiltInVariantsAsJitAreBitwiseEqualToAot runs
+  // the JIT's Hopper kernels).
+  aot.backend = PrefillBackend::kFa2;
   aot.pos_encoding_mode = PosEncodingMode::kAlibi;
   {
     jit::LoadedVariant variant(jit::builtin_variant_spec(jit::KernelKind::kBatchDecode,
@@ -440,6 +480,7 @@ TEST_F(JitGpu, BuiltInSpecsEqualTheAotKernelsAndServeOffListCallsInCapture) {
                                                          DType::kBFloat16, 128));
     AttentionOptions with_jit;
     with_jit.jit_variant = &variant;
+    with_jit.backend = PrefillBackend::kFa2;
     Tensors p = make(130, 400, rng, false);
     expect_bitwise_equal(p, aot, with_jit, prefill_call(p, stream.get(), true));
   }
@@ -527,30 +568,33 @@ TEST_F(JitGpu, ExtraParametersReachTheVariant) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   CudaStream stream;
-  jit::VariantSpec spec = testing::jit_example("per_head_bias.cuh", jit::KernelKind::kSinglePrefill);
+  jit::VariantSpec spec =
+      testing::jit_example("per_head_bias.cuh", jit::KernelKind::kSinglePrefill);
   spec.params = {{"bias", jit::ParamType::kFloat}, {"head_bias", jit::ParamType::kFloatPointer}};
   jit::LoadedVariant variant(spec);
   const std::vector<float> head_bias = {0.f, 1.f, -2.f, 0.5f, 3.f, -1.f, 0.25f, 2.f};
   DeviceTensor head_bias_dev(DType::kFloat32, {8});
   head_bias_dev.upload(head_bias);
-  variant.extra_params().set("bias", 0.75f).set("head_bias",
-                                                static_cast<const float*>(head_bias_dev.data()));
+  variant.extra_params()
+      .set("bias", 0.75f)
+      .set("head_bias", static_cast<const float*>(head_bias_dev.data()));
   Tensors p = make(64, 300, rng, false);
   AttentionOptions plain;
   AttentionOptions biased;
   biased.jit_variant = &variant;
   DLTensor lse = p.lse.dl();
-  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
-                               true, plain, stream.get());
+  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD, true,
+                               plain, stream.get());
   stream.synchronize();
   const std::vector<float> out_plain = p.out.download(), lse_plain = p.lse.download();
-  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD,
-                               true, biased, stream.get());
+  single_prefill_with_kv_cache(p.q.dl(), p.k.dl(), p.v.dl(), p.out.dl(), &lse, KVLayout::kNHD, true,
+                               biased, stream.get());
   stream.synchronize();
   // A constant logit bias per head leaves softmax alone and shifts lse (base 2).
   const std::vector<float> out_biased = p.out.download(), lse_biased = p.lse.download();
   std::vector<double> expected_out(out_plain.begin(), out_plain.end());
-  EXPECT_TRUE(testing::all_close(out_biased, expected_out, testing::tolerance_for(DType::kBFloat16)));
+  EXPECT_TRUE(
+      testing::all_close(out_biased, expected_out, testing::tolerance_for(DType::kBFloat16)));
   for (std::size_t i = 0; i < lse_plain.size(); ++i) {
     const double shift = (0.75 + head_bias[i % 8]) / std::log(2.0);
     EXPECT_NEAR(lse_biased[i], lse_plain[i] + shift, 2e-3 * (1 + std::fabs(lse_plain[i])));

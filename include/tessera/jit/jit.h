@@ -116,10 +116,12 @@ struct CompileOptions {
 struct CompiledKernel {
   std::string key;            // hex digest of everything that shapes the cubin
   std::string kernel_name;    // lowered (mangled) name of the __global__ function
-  // Batch decode only: the tensor-core decode kernel (decode_mma.cuh) for
-  // the same variant, compiled into the same cubin when the call's dtypes
-  // and head_dim have one (16-bit K/V = q, head_dim 64 / 128) and the
-  // variant qualifies (softmax, no q/k transform); else empty.
+  // The variant's second kernel in the same cubin, where the dtypes and
+  // head_dim have one (16-bit K/V = q, head_dim 64 / 128) and the variant
+  // qualifies (softmax, no q/k transform); else empty. Batch decode: the
+  // tensor-core decode kernel (decode_mma.cuh). Prefill compiled for
+  // sm_90a: the Hopper prefill kernel (prefill_sm90/), which backend "fa3"
+  // runs.
   std::string mma_kernel_name;
   std::vector<char> cubin;
   bool from_disk = false;     // loaded from the disk cache
@@ -152,8 +154,15 @@ class TESSERA_API LoadedVariant {
   // The kernel handle, usable where the runtime takes a kernel function
   // (cudaLaunchKernel, cudaFuncSetAttribute).
   const void* kernel() const { return kernel_; }
-  // The tensor-core decode kernel (CompiledKernel::mma_kernel_name), or null.
-  const void* mma_kernel() const { return mma_kernel_; }
+  // Batch decode: the tensor-core decode kernel (CompiledKernel::
+  // mma_kernel_name), or null.
+  const void* mma_kernel() const {
+    return spec_.kernel == KernelKind::kBatchDecode ? companion_kernel_ : nullptr;
+  }
+  // Prefill kinds: the Hopper prefill kernel (backend "fa3"), or null.
+  const void* hopper_kernel() const {
+    return spec_.kernel == KernelKind::kBatchDecode ? nullptr : companion_kernel_;
+  }
   const CompiledKernel& compiled() const { return compiled_; }
 
  private:
@@ -162,7 +171,7 @@ class TESSERA_API LoadedVariant {
   CompiledKernel compiled_;
   void* library_ = nullptr;
   const void* kernel_ = nullptr;
-  const void* mma_kernel_ = nullptr;
+  const void* companion_kernel_ = nullptr;  // CompiledKernel::mma_kernel_name's
 };
 
 // "sm_XY" of a device (with "a" for sm_90: the Hopper-only instructions).

@@ -324,6 +324,18 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
   if constexpr (kGather) GatherKvLoader<Tr, T>::finish(rings);
 }
 
+// Whether the Hopper kernel runs a variant: softmax ones without q / k
+// transforms (RoPE on the fly stays on FA2).
+template <typename Variant>
+inline constexpr bool kRunsVariant = Variant::kUseSoftmax && !Variant::kHasQueryKeyTransform;
+
+// A JIT-compiled variant's Hopper kernel: the variant where the kernel runs
+// it, else PlainVariant (a kernel never launched; the host sees from its
+// lowered name that the user's type is absent).
+template <typename Variant>
+using JitVariantFor =
+    cuda::std::conditional_t<kRunsVariant<Variant>, Variant, attention::PlainVariant>;
+
 template <typename Tr, typename Variant, typename T, typename Kv, bool kCustomMask = false>
 __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const __grid_constant__ Params<T, Kv> p) {
