@@ -137,7 +137,8 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
     input.max_q_tile_rows = kSm90QTileRows;
     input.only_max_q_tile = true;
     input.ctas_per_sm = 1;
-    input.unit_lists_up_to_extent = kSm90UnitListsUpToExtent;
+    // Not at head_dim 256 (one Q buffer there): not yet run with lists.
+    input.unit_lists_up_to_extent = shape_.head_dim == 256 ? 0 : kSm90UnitListsUpToExtent;
   }
   input.max_batch_size = bounds_.max_batch_size;
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
