@@ -2,7 +2,8 @@
 // heads, head_dim 128, bf16, B requests of L tokens each (qo_len = kv_len =
 // L) for (B, L) with B * L = 16384: (a) ragged dense K/V, (b) paged with page
 // size 1 (vector-sparse) over the same values, (c) paged page 16; pages in a
-// shuffled order. Also non-causal, head_dim 64 and 256 rows for the dense case.
+// shuffled order. Also non-causal, head_dim 64 and 256, GQA 32 / 8 and fp16
+// rows for the dense case.
 // Metric: TFLOP/s counting the matmul FLOPs the mask keeps (4 * D per
 // attended (query, key) pair).
 #include <algorithm>
@@ -27,12 +28,13 @@ struct Shape {
 constexpr Shape kShapes[] = {{1, 16384}, {2, 8192}, {4, 4096}, {8, 2048},
                              {16, 1024}, {32, 512}, {64, 256}};
 
-std::string case_name(const Shape& s, int64_t head_dim, bool causal, int64_t page_size) {
+std::string case_name(const Shape& s, int64_t head_dim, bool causal, int64_t page_size,
+                      int64_t kv_heads = kHeads, DType dtype = DType::kBFloat16) {
   std::string name = "B=" + std::to_string(s.batch) + ",L=" + std::to_string(s.len) +
-                     ",Hq=" + std::to_string(kHeads) + ",Hk=" + std::to_string(kHeads) +
+                     ",Hq=" + std::to_string(kHeads) + ",Hk=" + std::to_string(kv_heads) +
                      ",D=" + std::to_string(head_dim) + ",causal=" + std::to_string(causal ? 1 : 0);
   if (page_size > 0) name += ",page=" + std::to_string(page_size);
-  return name + ",dtype=bf16";
+  return name + (dtype == DType::kFloat16 ? ",dtype=fp16" : ",dtype=bf16");
 }
 
 double flops(const Shape& s, int64_t head_dim, bool causal) {
@@ -58,25 +60,27 @@ bool backend_fa3_runs(int device, int64_t head_dim) {
   return major == 9 && minor == 0 && (head_dim == 64 || head_dim == 128 || head_dim == 256);
 }
 
-void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
-  const std::string name = case_name(s, head_dim, causal, 0);
+// kv_heads < kHeads: GQA; the ALiBi / JIT rows only for the default case.
+void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal,
+                int64_t kv_heads = kHeads, DType dtype = DType::kBFloat16) {
+  const std::string name = case_name(s, head_dim, causal, 0, kv_heads, dtype);
   if (!bench.wants(name)) return;
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
   const int64_t tokens = s.batch * s.len;
-  BenchTensor q(DType::kBFloat16, {tokens, kHeads, head_dim});
-  BenchTensor k(DType::kBFloat16, {tokens, kHeads, head_dim});
-  BenchTensor v(DType::kBFloat16, {tokens, kHeads, head_dim});
-  BenchTensor out(DType::kBFloat16, {tokens, kHeads, head_dim});
-  fill_random(q.data(), DType::kBFloat16, q.numel(), 31, bench.stream());
-  fill_random(k.data(), DType::kBFloat16, k.numel(), 32, bench.stream());
-  fill_random(v.data(), DType::kBFloat16, v.numel(), 33, bench.stream());
+  BenchTensor q(dtype, {tokens, kHeads, head_dim});
+  BenchTensor k(dtype, {tokens, kv_heads, head_dim});
+  BenchTensor v(dtype, {tokens, kv_heads, head_dim});
+  BenchTensor out(dtype, {tokens, kHeads, head_dim});
+  fill_random(q.data(), dtype, q.numel(), 31, bench.stream());
+  fill_random(k.data(), dtype, k.numel(), 32, bench.stream());
+  fill_random(v.data(), dtype, v.numel(), 33, bench.stream());
   std::vector<int32_t> indptr(static_cast<std::size_t>(s.batch) + 1);
   for (int64_t b = 0; b <= s.batch; ++b) indptr[static_cast<std::size_t>(b)] = static_cast<int32_t>(b * s.len);
   BenchTensor qo_dev(DType::kInt32, {s.batch + 1});
   upload(qo_dev, indptr);
   // The FA2 rows name their back end: "auto" runs fa3 on sm90 (the _fa3 rows).
-  const PrefillPlanShape shape{kHeads, kHeads, head_dim, 0, PrefillBackend::kFa2};
+  const PrefillPlanShape shape{kHeads, kv_heads, head_dim, 0, PrefillBackend::kFa2};
   const PrefillPlanBounds bounds{s.batch, tokens};
   const std::size_t bytes = BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape, bounds, device);
   DeviceBuffer workspace(bytes);
@@ -104,7 +108,7 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal) {
     bench.emit("batch_prefill_ragged_fa3", name, "TFLOP/s",
                flops(s, head_dim, causal) / (fa3_us * 1e6));
   }
-  if (head_dim == 128 && causal) {
+  if (head_dim == 128 && causal && kv_heads == kHeads && dtype == DType::kBFloat16) {
     // ALiBi with a soft cap (a JIT-served built-in combination): the logits
     // transform per element on top of the plain kernel's work.
     AttentionOptions alibi_cap;
@@ -267,6 +271,9 @@ void run_batch_prefill_benchmarks(Bench& bench) {
   for (const Shape& s : kShapes) run_ragged(bench, s, 64, true);
   // head_dim 256 (JIT-compiled on first use: the warm-up launches pay it).
   for (const Shape& s : kShapes) run_ragged(bench, s, 256, true);
+  // GQA 32 / 8 (Llama 3 8B's heads) and fp16.
+  for (const Shape& s : kShapes) run_ragged(bench, s, 128, true, 8);
+  for (const Shape& s : kShapes) run_ragged(bench, s, 128, true, kHeads, DType::kFloat16);
 }
 
 }  // namespace tessera::bench

@@ -127,8 +127,12 @@ def dyn(t):
     return t
 
 
+def random_tensor(dtype, *shape):
+    return torch.rand(*shape, device="cuda", dtype=dtype) * 2 - 1
+
+
 def bf16(*shape):
-    return torch.rand(*shape, device="cuda", dtype=torch.bfloat16) * 2 - 1
+    return random_tensor(torch.bfloat16, *shape)
 
 
 def measure(timer, kernel, case):
@@ -263,10 +267,12 @@ def prefill_peers(timer, p):
 
     B, L, Hq, Hk, D = (int(p[k]) for k in ("B", "L", "Hq", "Hk", "D"))
     causal = p["causal"] == "1"
-    key = (B, L, Hq, Hk, D, causal)
+    dtype = torch.float16 if p.get("dtype") == "fp16" else torch.bfloat16
+    key = (B, L, Hq, Hk, D, causal, dtype)
     if key in PREFILL_CACHE:
         return PREFILL_CACHE[key]
-    q, k, v = bf16(B, Hq, L, D), bf16(B, Hk, L, D), bf16(B, Hk, L, D)
+    gqa = Hq != Hk
+    q, k, v = (random_tensor(dtype, B, H, L, D) for H in (Hq, Hk, Hk))
     pairs = L * (L + 1) / 2 if causal else L * L
     flops = 4 * D * Hq * pairs * B
     nbytes = 4 * B * L * Hq * D * 2
@@ -275,7 +281,8 @@ def prefill_peers(timer, p):
                           ("cudnn", SDPBackend.CUDNN_ATTENTION)):
         try:
             with sdpa_kernel(backend):
-                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                fn = lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal,
+                                                            enable_gqa=gqa)
                 fn()
                 us = timer.median_us(fn, nbytes)
             rows.append((name, "TFLOP/s", flops / (us * 1e6)))
@@ -286,7 +293,7 @@ def prefill_peers(timer, p):
         if causal:
             mask = create_block_mask(lambda b, h, qi, ki: qi >= ki, None, None, L, L)
         flex = compiled("flex_attention", flex_attention)
-        fn = lambda: flex(q, k, v, block_mask=mask)
+        fn = lambda: flex(q, k, v, block_mask=mask, enable_gqa=gqa)
         fn()
         us = timer.median_us(fn, nbytes)
         rows.append(("flex_attention", "TFLOP/s", flops / (us * 1e6)))

@@ -184,6 +184,8 @@ def plot_prefill(rows, out_png, title):
         p = dict(kv.split("=") for kv in r["case"].split(","))
         if p["causal"] != "1" or p["D"] != "128" or p.get("page", "1") != "1":
             continue
+        if p["Hk"] != p["Hq"] or p.get("dtype", "bf16") != "bf16":
+            continue  # the GQA and fp16 rows: the table has them
         shape = f'B={p["B"]}\nL={p["L"]}'
         if shape not in shapes:
             shapes.append(shape)
