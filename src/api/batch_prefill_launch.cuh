@@ -128,7 +128,9 @@ void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::Varia
   const int shared_bytes = static_cast<int>(l.shared_bytes);
   TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                           shared_bytes));
-  const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
+  // One CTA per unit, also on a Hopper plan of unit lists (auto running FA2
+  // for a call the Hopper kernels do not serve).
+  const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_units);
   const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
   void* args[] = {&p};
   TESSERA_CUDA_CHECK(

@@ -603,6 +603,31 @@ TEST(BatchPrefill, VariantsMatchReference) {
   }
 }
 
+// "auto" on many short requests: on sm90 the plan is the Hopper kernel's
+// persistent unit lists (tiles of <= 512 KV tokens, more units than a wave),
+// and a call those kernels do not serve (RoPE on the fly) runs FA2 on that
+// plan, which must still run every unit. Plain runs the Hopper kernel.
+TEST(BatchPrefill, AutoRunsEveryUnitOfAShortBatchOnEitherKernel) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  BatchCase c;
+  c.qo_lens.assign(48, 100);  // 48 x 4 tiles of 128 GQA rows, x 2 KV heads > 132 SMs
+  c.kv_lens.assign(48, 100);
+  c.qo_lens[7] = 37;
+  c.kv_lens[7] = 90;
+  c.backend = PrefillBackend::kAuto;
+  for (const bool paged : {false, true}) {
+    c.paged = paged;
+    c.options = AttentionOptions{};
+    c.ref = reference::AttentionRefParams{};
+    run_case_on_backend(c, rng);
+    c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+    c.ref.rope_llama = true;
+    c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
+    run_case_on_backend(c, rng);
+  }
+}
+
 // A float8 paged cache with scales (chunked prefill over an fp8 KV cache),
 // e4m3fn and e5m2: the tiles are widened to q's type in shared memory (e5m2
 // by a byte permute). Page sizes 1 and 16, mixed lengths with a split

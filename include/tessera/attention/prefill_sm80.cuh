@@ -650,8 +650,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   static_assert(!Variant::kHasOutputTransform, "a split unit's output is finished by the merge");
   extern __shared__ __align__(128) unsigned char shared_raw[];
   const PrefillScheduleView& schedule = p.schedule;
-  // One unit per CTA (plans made with one_unit_per_cta: cta_indptr is the
-  // identity); no loop, so nothing stays live across units.
+  // CTA x runs work unit x (launched with one CTA per unit, also on a plan
+  // whose CTA lists are the Hopper kernel's); no loop, so nothing stays live
+  // across units.
   const int u = static_cast<int>(blockIdx.x);
   if (u >= schedule.header->num_work_units) return;
   const int y = static_cast<int>(blockIdx.y);
