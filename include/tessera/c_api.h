@@ -175,6 +175,19 @@ TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLT
                                            int validate);
 
 /* ---- prefill (tessera/api/prefill.h) */
+/* tessera::prefill_backend_support_sm90 (tessera/api/prefill.h): whether
+ * backend fa3 serves, and auto takes it, on an sm_90 GPU for the built-in
+ * variant of pos_encoding_mode with / without a soft cap, sliding window and
+ * custom mask, q / K/V dtypes as TesseraJitSpec's codes (0 float16,
+ * 1 bfloat16, 2 float8_e4m3fn, 3 float8_e5m2) and head_dim (0: at every
+ * head_dim the Hopper kernels have); *fa3_serves / *auto_takes_fa3 get 0 / 1.
+ * Needs no GPU. */
+TESSERA_C_API int tessera_prefill_backend_support_sm90(int32_t pos_encoding_mode,
+                                                       int32_t soft_cap, int32_t sliding_window,
+                                                       int32_t custom_mask, int32_t q_dtype,
+                                                       int32_t kv_dtype, int64_t head_dim,
+                                                       int32_t* fa3_serves,
+                                                       int32_t* auto_takes_fa3);
 TESSERA_C_API int tessera_single_prefill_with_kv_cache(const DLTensor* q, const DLTensor* k,
                                                        const DLTensor* v, const DLTensor* out,
                                                        const DLTensor* lse, int layout,

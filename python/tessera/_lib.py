@@ -209,6 +209,9 @@ _PROTOTYPES = {
     "tessera_block_sparse_plan": (c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int,
                                           c_void_p]),
     "tessera_block_sparse_run": (c_int, [c_void_p, T, T, T, T, T, T, T, P_OPT, c_void_p, c_int]),
+    "tessera_prefill_backend_support_sm90": (
+        c_int, [c_int32, c_int32, c_int32, c_int32, c_int32, c_int32, c_int64,
+                ctypes.POINTER(c_int32), ctypes.POINTER(c_int32)]),
     # jit
     "tessera_jit_compile": (
         c_int, [ctypes.POINTER(JitSpec), ctypes.c_char_p, c_int, ctypes.c_char_p, c_size_t,
@@ -296,6 +299,16 @@ def library() -> ctypes.CDLL:
         raise ImportError(
             "tessera: libtessera not found (set TESSERA_LIBRARY to its path); tried: "
             + ("; ".join(tried) if tried else "nothing"))
+
+
+_DTYPE_CODES = {"float16": 0, "bfloat16": 1, "float8_e4m3fn": 2, "float8_e5m2": 3}
+
+
+def dtype_code(dtype):
+    """The C ABI's code of a torch dtype or its name (c_api.h: 0 float16,
+    1 bfloat16, 2 float8_e4m3fn, 3 float8_e5m2), or None for any other."""
+    name = dtype if isinstance(dtype, str) else str(dtype).replace("torch.", "")
+    return _DTYPE_CODES.get(name)
 
 
 def call(name: str, *arguments):

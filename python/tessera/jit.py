@@ -30,14 +30,9 @@ _PARAM_TYPES = {"float": 0, "int32": 1, "float*": 2, "int32*": 3}
 
 
 def _dtype_code(dtype, name: str) -> int:
-    if dtype in (torch.float16, "float16"):
-        return 0
-    if dtype in (torch.bfloat16, "bfloat16"):
-        return 1
-    if dtype in (getattr(torch, "float8_e4m3fn", None), "float8_e4m3fn"):
-        return 2
-    if dtype in (getattr(torch, "float8_e5m2", None), "float8_e5m2"):
-        return 3
+    code = _lib.dtype_code(dtype)
+    if code is not None:
+        return code
     raise _lib.TesseraArgumentError(
         f"tessera: argument '{name}': expected float16, bfloat16, float8_e4m3fn or float8_e5m2, "
         f"got {dtype}")

@@ -17,13 +17,14 @@ FlashInfer's device question (``"sm90"`` on compute capability 9.x with CUDA
 
 from __future__ import annotations
 
+import ctypes
 import math
 from enum import Enum
 from typing import Tuple, Union
 
 import torch
 
-from . import _checks
+from . import _checks, _lib
 
 log2e = 1.44269504088896340736
 
@@ -89,10 +90,6 @@ def determine_gemm_backend(device: torch.device) -> str:
     return "sm90" if major == 9 and _cuda_at_least(12, 3) else "sm80"
 
 
-_FA3_DTYPES = (torch.float16, torch.bfloat16)
-_FA3_HEAD_DIMS = (64, 128, 256)
-
-
 def _pos_encoding_value(pos_encoding_mode) -> int:
     """FlashInfer passes PosEncodingMode.X.value; its enum and name work too."""
     if isinstance(pos_encoding_mode, PosEncodingMode):
@@ -102,33 +99,34 @@ def _pos_encoding_value(pos_encoding_mode) -> int:
     return int(pos_encoding_mode)
 
 
+def _fa3_support(pos_encoding_mode, use_custom_mask, dtype_q, dtype_kv, head_dim):
+    """(fa3 serves, auto takes fa3) on an sm_90 GPU, from the library's
+    kernel table (tessera_prefill_backend_support_sm90; head_dim None: at
+    every head_dim the Hopper kernels have)."""
+    q_code = _lib.dtype_code(canonicalize_torch_dtype(dtype_q))
+    kv_code = _lib.dtype_code(canonicalize_torch_dtype(dtype_kv))
+    if q_code is None or kv_code is None:
+        return False, False  # no kernel of either back end has these dtypes
+    serves, takes = _lib.c_int32(), _lib.c_int32()
+    _lib.call("tessera_prefill_backend_support_sm90", _pos_encoding_value(pos_encoding_mode),
+              0, 0, 1 if use_custom_mask else 0, q_code, kv_code,
+              0 if head_dim is None else int(head_dim), ctypes.byref(serves),
+              ctypes.byref(takes))
+    return bool(serves.value), bool(takes.value)
+
+
 def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: bool,
                              use_custom_mask: bool, dtype_q: torch.dtype,
                              dtype_kv: torch.dtype, *, head_dim=None) -> bool:
-    """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU:
-    no position encoding, or ALiBi at head_dim 128 without a custom mask
-    (RoPE runs on fa2), q float16 / bfloat16 and K/V of the same dtype
-    (float8 K/V runs on fa2), head_dim 64, 128 or 256, and a custom mask only at
-    head_dim 128. head_dim (Tessera's extension; FlashInfer's signature has
-    none) None: not checked, except that ALiBi or a custom mask then answers
-    False. use_fp16_qk_reductions is ignored (Tessera always accumulates q.k
-    in float32)."""
+    """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU,
+    as the library's kernel table says (docs/python.md lists the cases: fp16 /
+    bf16 q with K/V of the same dtype, no position encoding or ALiBi at
+    head_dim 128, a custom mask only at head_dim 128, head_dim 64 / 128 /
+    256). head_dim (Tessera's extension; FlashInfer's signature has none)
+    None: whether they serve it at every head_dim they have. use_fp16_qk_
+    reductions is ignored (Tessera always accumulates q.k in float32)."""
     del use_fp16_qk_reductions
-    pos_encoding = _pos_encoding_value(pos_encoding_mode)
-    if pos_encoding == PosEncodingMode.ALIBI.value:
-        if use_custom_mask or head_dim is None or int(head_dim) != 128:
-            return False
-    elif pos_encoding != PosEncodingMode.NONE.value:
-        return False
-    if canonicalize_torch_dtype(dtype_q) not in _FA3_DTYPES:
-        return False
-    if canonicalize_torch_dtype(dtype_kv) != canonicalize_torch_dtype(dtype_q):
-        return False
-    if head_dim is not None and int(head_dim) not in _FA3_HEAD_DIMS:
-        return False
-    if use_custom_mask and (head_dim is None or int(head_dim) != 128):
-        return False
-    return True
+    return _fa3_support(pos_encoding_mode, use_custom_mask, dtype_q, dtype_kv, head_dim)[0]
 
 
 def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
@@ -143,11 +141,9 @@ def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
     FlashInfer does (a CUDA device)."""
     if get_compute_capability(device) != (9, 0):
         return "fa2"
-    if head_dim is not None and int(head_dim) == 256:
-        return "fa2"  # "auto" keeps head_dim 256 on fa2 ("fa3" runs it by name)
-    supported = is_fa3_backend_supported(pos_encoding_mode, use_fp16_qk_reductions,
-                                         use_custom_mask, dtype_q, dtype_kv, head_dim=head_dim)
-    return "fa3" if supported else "fa2"
+    serves, takes = _fa3_support(pos_encoding_mode, use_custom_mask, dtype_q, dtype_kv, head_dim)
+    # head_dim None: FlashInfer's question (served at every head_dim).
+    return "fa3" if (serves if head_dim is None else takes) else "fa2"
 
 
 def determine_mla_backend(device: torch.device) -> str:

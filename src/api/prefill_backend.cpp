@@ -6,6 +6,8 @@
 #include <mutex>
 
 #include "api/aot_kernels.h"
+#include "api/attention_variant.h"
+#include "tessera/api/prefill.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/error.h"
 
@@ -64,13 +66,17 @@ bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
   return head_dim_ok && device_runs_sm90a(device_id);
 }
 
+bool auto_prefers_sm90(int64_t head_dim) { return head_dim != 256; }
+
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
   // head_dim 256 runs on the Hopper kernels only when asked for by name:
   // they trail FA2 at <= 1k tokens per request (H100, 0.5-0.96x) and lead
   // above (1.2-1.8x), and batch plans for auto are FA2's there
   // (plan_for_sm90), so one plan serves every length.
-  if (requested == PrefillBackend::kAuto && c.head_dim == 256) return PrefillBackend::kFa2;
+  if (requested == PrefillBackend::kAuto && !auto_prefers_sm90(c.head_dim)) {
+    return PrefillBackend::kFa2;
+  }
   const std::string why = sm90_prefill_unsupported(c);
   if (why.empty()) return PrefillBackend::kFa3;
   TESSERA_CHECK_ARG(requested != PrefillBackend::kFa3, "backend",
@@ -79,3 +85,34 @@ PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCa
 }
 
 }  // namespace tessera::detail
+
+namespace tessera {
+
+PrefillBackendSupport prefill_backend_support_sm90(PosEncodingMode pos_encoding_mode,
+                                                   bool soft_cap, bool sliding_window,
+                                                   bool custom_mask, DType q_dtype,
+                                                   DType kv_dtype, int64_t head_dim) {
+  TESSERA_CHECK_ARG(head_dim >= 0, "head_dim", ">= 0 (0: every head_dim)",
+                    std::to_string(head_dim));
+  AttentionOptions options;
+  options.pos_encoding_mode = pos_encoding_mode;
+  options.logits_soft_cap = soft_cap ? 1.0 : 0.0;
+  options.window_left = sliding_window ? 1 : -1;
+  const attention::VariantKind kind = detail::select_variant(options);
+  const auto at = [&](int64_t d) {
+    PrefillBackendSupport s;
+    s.fa3_serves = detail::aot_prefill_sm90_kernel(kind, q_dtype, kv_dtype, d, custom_mask);
+    s.auto_takes_fa3 = s.fa3_serves && detail::auto_prefers_sm90(d);
+    return s;
+  };
+  if (head_dim > 0) return at(head_dim);
+  PrefillBackendSupport every{true, true};
+  for (const int64_t d : detail::kSm90PrefillHeadDims) {
+    const PrefillBackendSupport s = at(d);
+    every.fa3_serves = every.fa3_serves && s.fa3_serves;
+    every.auto_takes_fa3 = every.auto_takes_fa3 && s.auto_takes_fa3;
+  }
+  return every;
+}
+
+}  // namespace tessera

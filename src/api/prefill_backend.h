@@ -17,6 +17,10 @@ inline constexpr int64_t kSm90QTileRows = 128;
 // persistent unit lists (src/plan/prefill_planner.cpp, policy 5).
 inline constexpr int64_t kSm90UnitListsUpToExtent = 512;
 
+// Whether "auto" takes the Hopper kernels at head_dim where they serve the
+// call (not at 256: they trail FA2 at <= 1k tokens there).
+bool auto_prefers_sm90(int64_t head_dim);
+
 // Whether device_id runs sm_90a code (compute capability 9.0); cached.
 bool device_runs_sm90a(int device_id);
 

@@ -66,20 +66,36 @@ PrefillBackend prefill_backend_of(int backend, const char* name) {
   }
 }
 
+DType dtype_of(int32_t code, const char* name) {
+  switch (code) {
+    case 0: return DType::kFloat16;
+    case 1: return DType::kBFloat16;
+    case 2: return DType::kFloat8E4M3;
+    case 3: return DType::kFloat8E5M2;
+    default:
+      throw_argument_error(name, "0 (float16), 1 (bfloat16), 2 (float8_e4m3fn) or 3 (float8_e5m2)",
+                           std::to_string(code));
+  }
+}
+
+PosEncodingMode pos_encoding_of(int32_t mode) {
+  switch (mode) {
+    case 0: return PosEncodingMode::kNone;
+    case 1: return PosEncodingMode::kRopeLlama;
+    case 2: return PosEncodingMode::kAlibi;
+    default:
+      throw_argument_error("pos_encoding_mode", "0 (NONE), 1 (ROPE_LLAMA) or 2 (ALIBI)",
+                           std::to_string(mode));
+  }
+}
+
 AttentionOptions attention_options_of(const TesseraAttentionOptions* o) {
   AttentionOptions options;
   if (o == nullptr) return options;
   options.sm_scale = o->sm_scale;
   options.logits_soft_cap = o->logits_soft_cap;
   options.window_left = o->window_left < 0 ? -1 : o->window_left;
-  switch (o->pos_encoding_mode) {
-    case 0: options.pos_encoding_mode = PosEncodingMode::kNone; break;
-    case 1: options.pos_encoding_mode = PosEncodingMode::kRopeLlama; break;
-    case 2: options.pos_encoding_mode = PosEncodingMode::kAlibi; break;
-    default:
-      throw_argument_error("pos_encoding_mode", "0 (NONE), 1 (ROPE_LLAMA) or 2 (ALIBI)",
-                           std::to_string(o->pos_encoding_mode));
-  }
+  options.pos_encoding_mode = pos_encoding_of(o->pos_encoding_mode);
   if (o->rope_scale != 0.0) options.rope_scale = o->rope_scale;
   if (o->rope_theta != 0.0) options.rope_theta = o->rope_theta;
   options.alibi_slopes = o->alibi_slopes;

@@ -8,6 +8,7 @@
 #include "capi/capi_support.h"
 #include "tessera/jit/jit.h"
 
+using tessera::capi::dtype_of;
 using tessera::capi::guarded;
 
 struct TesseraJitVariant {
@@ -15,21 +16,6 @@ struct TesseraJitVariant {
 };
 
 namespace {
-
-tessera::DType dtype_of(int32_t code, const char* name) {
-  switch (code) {
-    case 0: return tessera::DType::kFloat16;
-    case 1: return tessera::DType::kBFloat16;
-    case 2: return tessera::DType::kFloat8E4M3;
-    case 3:
-      return tessera::DType::kFloat8E5M2;
-    default:
-      tessera::throw_argument_error(name,
-                                    "0 (float16), 1 (bfloat16), 2 (float8_e4m3fn) or 3 "
-                                    "(float8_e5m2)",
-                                    std::to_string(code));
-  }
-}
 
 tessera::jit::KernelKind kernel_of(int32_t code) {
   switch (code) {

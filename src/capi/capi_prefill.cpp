@@ -40,6 +40,22 @@ tessera::BlockSparseShape sparse_shape(int64_t num_qo_heads, int64_t num_kv_head
 
 extern "C" {
 
+int tessera_prefill_backend_support_sm90(int32_t pos_encoding_mode, int32_t soft_cap,
+                                         int32_t sliding_window, int32_t custom_mask,
+                                         int32_t q_dtype, int32_t kv_dtype, int64_t head_dim,
+                                         int32_t* fa3_serves, int32_t* auto_takes_fa3) {
+  return guarded([&] {
+    int32_t& serves = required_output(fa3_serves, "fa3_serves");
+    int32_t& takes = required_output(auto_takes_fa3, "auto_takes_fa3");
+    const tessera::PrefillBackendSupport s = tessera::prefill_backend_support_sm90(
+        tessera::capi::pos_encoding_of(pos_encoding_mode), soft_cap != 0, sliding_window != 0,
+        custom_mask != 0, tessera::capi::dtype_of(q_dtype, "q_dtype"),
+        tessera::capi::dtype_of(kv_dtype, "kv_dtype"), head_dim);
+    serves = s.fa3_serves ? 1 : 0;
+    takes = s.auto_takes_fa3 ? 1 : 0;
+  });
+}
+
 // ------------------------------------------------------------------ single
 
 int tessera_single_prefill_with_kv_cache(const DLTensor* q, const DLTensor* k, const DLTensor* v,

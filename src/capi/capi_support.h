@@ -16,6 +16,7 @@
 #include "tessera/api/paged_kv_cache.h"
 #include "tessera/api/prefill_backend.h"
 #include "tessera/c_api.h"
+#include "tessera/core/dtype.h"
 #include "tessera/core/error.h"
 #include "tessera/core/validation.h"
 
@@ -69,6 +70,9 @@ Validate validate_of(int validate);
 DecodeBackend backend_of(int backend);
 // Prefill's backend int (0 auto, 1 fa2, 2 fa3); an argument error naming `name`.
 PrefillBackend prefill_backend_of(int backend, const char* name);
+// The C ABI's dtype codes: 0 float16, 1 bfloat16, 2 float8_e4m3fn, 3 float8_e5m2.
+DType dtype_of(int32_t code, const char* name);
+PosEncodingMode pos_encoding_of(int32_t mode);
 // NULL: the defaults.
 AttentionOptions attention_options_of(const TesseraAttentionOptions* options);
 // The C++ variant inside a TesseraJitVariant (capi_jit.cpp); NULL stays NULL.

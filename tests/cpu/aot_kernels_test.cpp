@@ -7,6 +7,9 @@
 
 #include <cstdint>
 
+#include "support/argument_error.h"
+#include "tessera/api/prefill.h"
+
 namespace tessera::detail {
 namespace {
 
@@ -38,6 +41,40 @@ TEST(KernelTable, HopperPrefillServesTheListedCases) {
                                        false));
   EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, DType::kFloat32, DType::kFloat32, 128,
                                        false));
+}
+
+// The public question (tessera::prefill_backend_support_sm90, the C ABI's
+// and Python utils' source): the table's answer, auto's head_dim 256 rule,
+// and head_dim 0 = at every head_dim the Hopper kernels have.
+TEST(KernelTable, BackendSupportAnswersFromTheTable) {
+  const auto ask = [](PosEncodingMode pos, bool soft_cap, bool window, bool mask, DType q,
+                      DType kv, int64_t head_dim) {
+    return prefill_backend_support_sm90(pos, soft_cap, window, mask, q, kv, head_dim);
+  };
+  const DType bf16 = DType::kBFloat16;
+  PrefillBackendSupport s = ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 128);
+  EXPECT_TRUE(s.fa3_serves);
+  EXPECT_TRUE(s.auto_takes_fa3);
+  s = ask(PosEncodingMode::kNone, true, true, false, bf16, bf16, 64);  // soft-cap + window
+  EXPECT_TRUE(s.fa3_serves && s.auto_takes_fa3);
+  s = ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 256);
+  EXPECT_TRUE(s.fa3_serves);
+  EXPECT_FALSE(s.auto_takes_fa3);  // fa3 by name only at 256
+  s = ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 0);
+  EXPECT_TRUE(s.fa3_serves);
+  EXPECT_FALSE(s.auto_takes_fa3);
+  s = ask(PosEncodingMode::kAlibi, false, false, false, bf16, bf16, 128);
+  EXPECT_TRUE(s.fa3_serves);
+  EXPECT_FALSE(ask(PosEncodingMode::kAlibi, false, false, false, bf16, bf16, 0).fa3_serves);
+  EXPECT_FALSE(ask(PosEncodingMode::kAlibi, true, false, false, bf16, bf16, 128).fa3_serves);
+  EXPECT_FALSE(ask(PosEncodingMode::kRopeLlama, false, false, false, bf16, bf16, 128).fa3_serves);
+  EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 64).fa3_serves);
+  EXPECT_TRUE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 128).fa3_serves);
+  EXPECT_FALSE(
+      ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E4M3, 128).fa3_serves);
+  EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 96).fa3_serves);
+  testing::expect_argument_error(
+      [&] { ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, -1); }, "head_dim");
 }
 
 }  // namespace

@@ -66,5 +66,31 @@ TEST(CapiPrefillBackend, SinglePrefillRejectsAnUnknownOptionsBackend) {
   expect_backend_error(rc, "prefill_backend");
 }
 
+// tessera_prefill_backend_support_sm90: the table's answer as 0 / 1, and
+// named errors for bad codes and NULL outputs.
+TEST(CapiPrefillBackend, SupportQueryAnswersAndNamesBadArguments) {
+  int32_t serves = -1;
+  int32_t takes = -1;
+  ASSERT_EQ(tessera_prefill_backend_support_sm90(0, 0, 0, 0, 1, 1, 128, &serves, &takes), 0);
+  EXPECT_EQ(serves, 1);
+  EXPECT_EQ(takes, 1);
+  ASSERT_EQ(tessera_prefill_backend_support_sm90(1, 0, 0, 0, 1, 1, 128, &serves, &takes), 0);
+  EXPECT_EQ(serves, 0);  // RoPE
+  EXPECT_EQ(takes, 0);
+  ASSERT_EQ(tessera_prefill_backend_support_sm90(0, 0, 0, 0, 0, 0, 256, &serves, &takes), 0);
+  EXPECT_EQ(serves, 1);
+  EXPECT_EQ(takes, 0);
+  expect_backend_error(tessera_prefill_backend_support_sm90(5, 0, 0, 0, 1, 1, 128, &serves, &takes),
+                       "pos_encoding_mode");
+  expect_backend_error(tessera_prefill_backend_support_sm90(0, 0, 0, 0, 9, 1, 128, &serves, &takes),
+                       "q_dtype");
+  expect_backend_error(tessera_prefill_backend_support_sm90(0, 0, 0, 0, 1, -1, 128, &serves, &takes),
+                       "kv_dtype");
+  expect_backend_error(
+      tessera_prefill_backend_support_sm90(0, 0, 0, 0, 1, 1, 128, nullptr, &takes), "fa3_serves");
+  expect_backend_error(
+      tessera_prefill_backend_support_sm90(0, 0, 0, 0, 1, 1, -8, &serves, &takes), "head_dim");
+}
+
 }  // namespace
 }  // namespace tessera

@@ -16,6 +16,7 @@
 #include "tessera/api/attention_options.h"
 #include "tessera/api/paged_kv_cache.h"
 #include "tessera/api/prefill_backend.h"
+#include "tessera/core/dtype.h"
 #include "tessera/core/export.h"
 #include "tessera/core/validation.h"
 
@@ -214,5 +215,22 @@ class TESSERA_API BlockSparseAttention {
   struct State;
   std::unique_ptr<State> state_;
 };
+
+// What backend "fa3" serves and "auto" takes on an sm_90 GPU, answered
+// without a GPU (the caller checks for one) for a built-in variant: the
+// position encoding, with or without a soft cap / sliding window / custom
+// mask, q and K/V dtypes, head_dim (0: whether it holds at every head_dim
+// the Hopper kernels have). Call-time conditions are not part of it: a GQA
+// group dividing 128, sm_scale * k_scale > 0, a JIT variant's Hopper kernel
+// (jit::LoadedVariant::hopper_kernel). Throws tessera::Error naming
+// "head_dim" when it is negative.
+struct PrefillBackendSupport {
+  bool fa3_serves = false;
+  bool auto_takes_fa3 = false;
+};
+TESSERA_API PrefillBackendSupport prefill_backend_support_sm90(PosEncodingMode pos_encoding_mode,
+                                                               bool soft_cap, bool sliding_window,
+                                                               bool custom_mask, DType q_dtype,
+                                                               DType kv_dtype, int64_t head_dim);
 
 }  // namespace tessera
