@@ -37,6 +37,7 @@ namespace tessera {
 namespace {
 
 using testing::DeviceTensor;
+using testing::device_is_sm90;
 
 // The same arithmetic as attention::PlainVariant (soft-cap and the per-head
 // bias come from examples/jit).
@@ -48,16 +49,6 @@ struct JitPlain : VariantBase {
   __device__ __forceinline__ float query_scale() const { return scale_log2; }
 };
 )";
-bool device_is_sm90() {
-  int device = 0;
-  int major = 0;
-  int minor = 0;
-  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major == 9 && minor == 0;
-}
-
 class JitGpu : public ::testing::Test {
  protected:
   void SetUp() override {

@@ -34,6 +34,7 @@ namespace tessera {
 namespace {
 
 using testing::DeviceTensor;
+using testing::device_is_sm90;
 using testing::Rng;
 
 constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
@@ -518,16 +519,6 @@ TEST(SinglePrefill, InPlaceOutputOverQMatchesReference) {
     stream.synchronize();
     EXPECT_TRUE(testing::all_close(q.download(), expected.out, testing::kBFloat16Tolerance));
   }
-}
-
-bool device_is_sm90() {
-  int device = 0;
-  int major = 0;
-  int minor = 0;
-  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
-  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major == 9 && minor == 0;
 }
 
 // kFa3 where the Hopper kernel does not serve the call is an argument error

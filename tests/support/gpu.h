@@ -6,6 +6,8 @@
 namespace tessera::testing {
 
 bool has_cuda_device();
+// Whether the current device is compute capability 9.0 (runs sm_90a code).
+bool device_is_sm90();
 
 }  // namespace tessera::testing
 

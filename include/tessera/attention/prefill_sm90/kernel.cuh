@@ -155,8 +155,8 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     // The first tile has no P V before it (peeled, so that every wgmma
     // wait in the steady loop is unconditional and ptxas keeps the
     // wgmma pipelined).
-    const auto first_tile = [&](auto mask_tag) {
-      float sacc[Tr::kSRegs];
+    // S = Q K^T of the next K tile with nothing else in flight, waited for.
+    const auto s_alone = [&](float(&sacc)[Tr::kSRegs]) {
       sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
       sm90::wgmma_fence();
       issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
@@ -164,6 +164,10 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
       sm90::fence_registers(sacc);
       release(&s.k_empty[k_ring.slot]);
       k_ring.advance();
+    };
+    const auto first_tile = [&](auto mask_tag) {
+      float sacc[Tr::kSRegs];
+      s_alone(sacc);
       float factor[2] = {1.f, 1.f};
       softmax_tile(mask_tag, sacc, 0, factor);
       pack_p<Tr>(sacc, pfrag);
@@ -208,13 +212,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     // Without the overlap: each tile's S, softmax, then its P V.
     const auto serial_tile = [&](auto mask_tag, int tile) {
       float sacc[Tr::kSRegs];
-      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
-      sm90::wgmma_fence();
-      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
-      sm90::wgmma_wait<0>();
-      sm90::fence_registers(sacc);
-      release(&s.k_empty[k_ring.slot]);
-      k_ring.advance();
+      s_alone(sacc);
       float factor[2] = {1.f, 1.f};
       softmax_tile(mask_tag, sacc, tile, factor);
       rescale<Tr>(st.o, factor);
