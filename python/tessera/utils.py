@@ -133,11 +133,12 @@ def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
                                 use_fp16_qk_reductions: bool, use_custom_mask: bool,
                                 dtype_q: torch.dtype, dtype_kv: torch.dtype, *,
                                 head_dim=None) -> str:
-    """"fa3" on a GPU of compute capability 9.0 where is_fa3_backend_supported
-    (same arguments), else "fa2" (FlashInfer's rule, with Tessera's cases).
+    """"fa3" on a GPU of compute capability 9.0 where backend="auto" takes the
+    Hopper kernels for these arguments (not at head_dim 256; head_dim None:
+    where is_fa3_backend_supported, FlashInfer's rule), else "fa2".
     backend="auto" decides per call with what only the call knows (GQA group
-    dividing 128, sm_scale * k_scale > 0, a built-in variant), so "auto" may
-    still run fa2 where this answers "fa3". The device is checked as
+    dividing 128, sm_scale * k_scale > 0, a JIT variant's Hopper kernel), so
+    it may still run fa2 where this answers "fa3". The device is checked as
     FlashInfer does (a CUDA device)."""
     if get_compute_capability(device) != (9, 0):
         return "fa2"
