@@ -107,6 +107,8 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal,
         4.0 * static_cast<double>(q.bytes()));
     bench.emit("batch_prefill_ragged_fa3", name, "TFLOP/s",
                flops(s, head_dim, causal) / (fa3_us * 1e6));
+    // The workspace is shared: the FA2 rows below need their own schedule back.
+    prefill.plan(indptr, indptr, causal, bench.stream());
   }
   if (head_dim == 128 && causal && kv_heads == kHeads && dtype == DType::kBFloat16) {
     // ALiBi with a soft cap (a JIT-served built-in combination): the logits
@@ -204,6 +206,8 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
         },
         4.0 * static_cast<double>(q.bytes()));
     bench.emit("batch_prefill_paged_fa3", name, "TFLOP/s", flops(s, kDim, true) / (fa3_us * 1e6));
+    // The workspace is shared: the FA2 rows below need their own schedule back.
+    prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());
   }
   if (page_size == 16) {
     // The same pages in float8 e4m3 and e5m2 (chunked prefill over an fp8 KV

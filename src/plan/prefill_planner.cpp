@@ -279,7 +279,9 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   }
 
   // Policy 5's exception: short tiles run as persistent unit lists.
-  const bool one_unit_per_cta = in.one_unit_per_cta && max_extent > in.unit_lists_up_to_extent;
+  const bool one_unit_per_cta =
+      in.one_unit_per_cta &&
+      !(in.unit_lists_up_to_extent > 0 && max_extent <= in.unit_lists_up_to_extent);
 
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);

@@ -314,6 +314,15 @@ TEST(PrefillPlanner, ShortTilesRunAsUnitListsDespiteOneUnitPerCta) {
   const PrefillScheduleHost units = plan_of(mixed);
   EXPECT_EQ(units.header.num_ctas, units.header.num_work_units);
   EXPECT_TRUE(std::is_sorted(units.unit_cost.begin(), units.unit_cost.end(), std::greater<>()));
+  // 0 turns lists off, also for tiles that read no KV at all.
+  const Batch no_keys = batch_of(std::vector<int64_t>(64, 256), std::vector<int64_t>(64, 0));
+  PrefillPlannerInput in = input_for(no_keys, 32, 32, true);
+  in.one_unit_per_cta = true;
+  in.only_max_q_tile = true;
+  in.ctas_per_sm = 1;
+  const PrefillScheduleHost off = plan_prefill_schedule(in);
+  EXPECT_TRUE(schedule_consistent(in, off));
+  EXPECT_EQ(off.header.num_ctas, off.header.num_work_units);
 }
 
 TEST(PrefillPlanner, TileIs64ForHeadDim256AndShortQueries) {
