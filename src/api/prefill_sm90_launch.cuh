@@ -51,23 +51,37 @@ void launch_sm90_kernel(const void* kernel, prefill_sm90::Params<T, Kv>& p, dim3
       cudaLaunchKernel(kernel, grid, dim3(prefill_sm90::kThreads), args, kShared, stream));
 }
 
-// The Hopper family's built-in variants: those aot_kernels.h lists for
-// this dtype and head_dim (prefill_backend.cpp keeps the rest away).
-template <typename T, int kHeadDim, typename F>
-void dispatch_sm90_variant(attention::VariantKind kind, F&& f) {
-  using attention::VariantKind;
-  const auto run = [&]<typename Variant>() {
+// Contiguous K and V ([tokens, heads, D], strides in elements) as tensor
+// maps with one K/V tile per box.
+template <typename T, int kHeadDim, typename Kv>
+void encode_kv_maps(prefill_sm90::Params<T, Kv>& p, const void* k, const void* v, int64_t heads,
+                    int64_t tokens, int64_t stride_head, int64_t stride_token) {
+  constexpr int64_t kElement = 2;
+  constexpr int kTileRows = prefill_sm90::Traits<T, kHeadDim>::kBlockN;
+  p.k_map = encode_rows_tensor_map(k, kHeadDim, heads, tokens, stride_head * kElement,
+                                   stride_token * kElement, 1, kTileRows, "k");
+  p.v_map = encode_rows_tensor_map(v, kHeadDim, heads, tokens, stride_head * kElement,
+                                   stride_token * kElement, 1, kTileRows, "v");
+}
+
+// The kernel a call runs: a JIT variant's Hopper kernel (jit_kernel), else
+// the built-in variant's, one of those aot_kernels.h lists for this dtype
+// and head_dim (prefill_backend.cpp keeps the rest away). Every variant's
+// kernel takes the same Params<T, Kv>.
+template <typename T, int kHeadDim, typename Kv>
+const void* sm90_kernel(attention::VariantKind kind, const void* jit_kernel, bool custom_mask) {
+  if (jit_kernel != nullptr) return jit_kernel;
+  if (kind == attention::VariantKind::kJit) {
+    throw Error("tessera: prefill backend fa3: no kernel for this variant");
+  }
+  return visit_variant_kind(kind, [&]<typename Variant>() -> const void* {
     if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
                                           kHeadDim, false)) {
-      return f.template operator()<Variant>();
+      return aot_sm90_kernel<T, kHeadDim, Variant, Kv>(custom_mask);
     } else {
       throw Error("tessera: prefill backend fa3: no kernel for this variant");
     }
-  };
-  if (kind == VariantKind::kJit) {
-    throw Error("tessera: prefill backend fa3: no kernel for this variant");
-  }
-  return visit_variant_kind(kind, run);
+  });
 }
 
 template <typename F>
@@ -88,36 +102,25 @@ template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
   dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    dispatch_sm90_variant<T, kHeadDim>(l.hopper_jit_kernel != nullptr ? attention::VariantKind::kPlain
-                                                                      : l.variant_kind,
-                                       [&]<typename Variant>() {
-      using Kv = KvOf<T>;
-      prefill_sm90::Params<T, Kv> p{};
-      const int64_t element = 2;
-      const int64_t g = l.rows_per_token;
-      p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.q_tokens,
-                                       l.q_stride_head * element, l.q_stride_token * element,
-                                       static_cast<int>(g), static_cast<int>(128 / g), "q");
-      if constexpr (kRagged) {
-        p.k_map =
-            encode_rows_tensor_map(l.k, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                   l.stride_head * element, l.stride_entry * element, 1,
-                                   prefill_sm90::Traits<T, kHeadDim>::kBlockN, "k");
-        p.v_map =
-            encode_rows_tensor_map(l.v, kHeadDim, l.num_kv_heads, l.kv_tokens,
-                                   l.stride_head * element, l.stride_entry * element, 1,
-                                   prefill_sm90::Traits<T, kHeadDim>::kBlockN, "v");
-      }
-      fill_batch_params<T, Kv>(p, l, l.variant);
-      p.single_qo_len = -1;
-      const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
-      const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
-      const void* kernel = l.hopper_jit_kernel != nullptr
-                               ? l.hopper_jit_kernel
-                               : aot_sm90_kernel<T, kHeadDim, Variant, Kv>(l.custom_mask != nullptr);
-      launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
-      if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
-    });
+    using Kv = KvOf<T>;
+    prefill_sm90::Params<T, Kv> p{};
+    const int64_t element = 2;
+    const int64_t g = l.rows_per_token;
+    p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.q_tokens,
+                                     l.q_stride_head * element, l.q_stride_token * element,
+                                     static_cast<int>(g), static_cast<int>(128 / g), "q");
+    if constexpr (kRagged) {
+      encode_kv_maps<T, kHeadDim>(p, l.k, l.v, l.num_kv_heads, l.kv_tokens, l.stride_head,
+                                  l.stride_entry);
+    }
+    fill_batch_params<T, Kv>(p, l, l.variant);
+    p.single_qo_len = -1;
+    const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
+    const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
+    const void* kernel = sm90_kernel<T, kHeadDim, Kv>(l.variant_kind, l.hopper_jit_kernel,
+                                                      l.custom_mask != nullptr);
+    launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
+    if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
   });
 }
 
