@@ -78,15 +78,20 @@ constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype,
 // The head dims the Hopper prefill kernels have.
 inline constexpr int64_t kSm90PrefillHeadDims[] = {64, 128, 256};
 
+constexpr bool sm90_prefill_head_dim(int64_t head_dim) {
+  for (const int64_t d : kSm90PrefillHeadDims) {
+    if (d == head_dim) return true;
+  }
+  return false;
+}
+
 constexpr bool aot_prefill_sm90_kernel(attention::VariantKind variant, DType q_dtype,
                                        DType kv_dtype, int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
   if ((q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) || kv_dtype != q_dtype) {
     return false;
   }
-  bool has_head_dim = false;
-  for (const int64_t d : kSm90PrefillHeadDims) has_head_dim = has_head_dim || d == head_dim;
-  if (!has_head_dim) return false;
+  if (!sm90_prefill_head_dim(head_dim)) return false;
   if (custom_mask) return variant == VariantKind::kPlain && head_dim == 128;
   switch (variant) {
     case VariantKind::kPlain:

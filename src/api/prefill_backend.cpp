@@ -52,6 +52,8 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
   return {};
 }
 
+bool auto_prefers_sm90(int64_t head_dim) { return head_dim != 256; }
+
 // kAuto shapes a plan for the Hopper kernels wherever the device and
 // head_dim allow them, so that its schedule does not depend on the lengths
 // (a captured graph replays any later plan of the wrapper); a call they do
@@ -59,14 +61,10 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
 // 256: FA2 runs 64-row tiles only there, so an auto plan stays FA2's (fa3
 // refuses it: "a plan made for it") and only kFa3 plans 128-row tiles.
 bool plan_for_sm90(PrefillBackend backend, int device_id, int64_t head_dim) {
-  const bool fa2_tiles_fit = head_dim == 64 || head_dim == 128;
-  const bool head_dim_ok = backend == PrefillBackend::kFa3
-                               ? fa2_tiles_fit || head_dim == 256
-                               : backend == PrefillBackend::kAuto && fa2_tiles_fit;
-  return head_dim_ok && device_runs_sm90a(device_id);
+  const bool wanted = backend == PrefillBackend::kFa3 ||
+                      (backend == PrefillBackend::kAuto && auto_prefers_sm90(head_dim));
+  return wanted && sm90_prefill_head_dim(head_dim) && device_runs_sm90a(device_id);
 }
-
-bool auto_prefers_sm90(int64_t head_dim) { return head_dim != 256; }
 
 PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCase& c) {
   if (requested == PrefillBackend::kFa2) return PrefillBackend::kFa2;
