@@ -10,7 +10,9 @@
 # --case substrings joined by "+", default the causal head_dim 128 and 64
 # ones, "none" for no rows). The first build then runs
 # DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
-# DEV_SANITIZE's tests while the budget lasts. Logs under $OUT/l.
+# DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
+# peers of the first build's rows and writes benchmarks/results/<gpu>.*
+# (under $OUT/l/results, with commit DEV_PEERS_COMMIT). Logs under $OUT/l.
 set -u
 builds=($1)
 budget=${2:-560}
@@ -69,6 +71,16 @@ if [[ -n "${DEV_SANITIZE:-}" ]] && (( $(left) > 60 )); then
       "$bin/tessera_gpu_tests" --gtest_filter="$DEV_SANITIZE" > "$OUT/l/$tool.log" 2>&1
     say "$tool: rc $? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/l/$tool.log" | tail -1) ($SECONDS s)"
   done
+fi
+if [[ -n "${DEV_PEERS:-}" ]] && (( $(left) > 90 )); then
+  timeout $(( $(left) - 20 )) python3 benchmarks/peers_torch.py "$OUT/l/bench_$first.log" \
+    > "$OUT/l/peers_$first.log" 2>&1
+  say "peers $first: rc $? ($SECONDS s)"
+  cp -r benchmarks/results "$OUT/l/results"
+  python3 benchmarks/report.py "$OUT/l/bench_$first.log" "$OUT/l/peers_$first.log" \
+    "${DEV_PEERS_COMMIT:-unknown}" "$OUT/l/results" > "$OUT/l/report_$first.log" 2>&1
+  say "report $first: rc $?"
+  grep -E 'batch_prefill' "$OUT/l/report_$first.log" >> "$summary"
 fi
 for f in "$OUT"/l/bench_*.log; do
   echo "-- $f"; grep -E '^result,batch_prefill_(ragged|paged)(_fa3)?,' "$f" | sed 's/^result,//; s/,dtype=bf16//'
