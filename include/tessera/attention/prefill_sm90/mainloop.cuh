@@ -209,6 +209,7 @@ __device__ __forceinline__ void zero_v_rows_from(unsigned char* tile, int first_
 // 1 passes a turn to consumer 0 at the start; both take a turn per tile, so
 // neither runs more than one turn ahead.
 __device__ __forceinline__ void wait_turn(int consumer) {
+  __syncwarp();  // bar.sync is .aligned: lanes may leave the mbarrier spin before it apart
   sm90::named_barrier_sync(kTurnBarrier + consumer, kConsumers * 128);
 }
 __device__ __forceinline__ void pass_turn(int consumer) {
