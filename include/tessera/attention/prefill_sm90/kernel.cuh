@@ -113,6 +113,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   const bool causal = units.causal();
   sm90::RingPosition<Tr::kStages> k_ring;
   sm90::RingPosition<Tr::kStages> v_ring;
+  if (Tr::kTakeTurns && consumer == 1) pass_turn(consumer);  // consumer 0 goes first
   for (int i = 0; i < units.count; ++i) {
     const Unit u = units.unit(i);
     const int q_buffer = i % Tr::kQBuffers;
@@ -158,8 +159,10 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     // S = Q K^T of the next K tile with nothing else in flight, waited for.
     const auto s_alone = [&](float(&sacc)[Tr::kSRegs]) {
       sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      if constexpr (Tr::kTakeTurns) wait_turn(consumer);
       sm90::wgmma_fence();
       issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      if constexpr (Tr::kTakeTurns) pass_turn(consumer);
       sm90::wgmma_wait<0>();
       sm90::fence_registers(sacc);
       release(&s.k_empty[k_ring.slot]);
@@ -175,10 +178,12 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     const auto next_tile = [&](auto mask_tag, int tile) {
       float sacc[Tr::kSRegs];
       sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
+      if constexpr (Tr::kTakeTurns) wait_turn(consumer);
       sm90::wgmma_fence();
       issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
       sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
       issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
+      if constexpr (Tr::kTakeTurns) pass_turn(consumer);
       sm90::wgmma_wait<1>();
       sm90::fence_registers(sacc);
       release(&s.k_empty[k_ring.slot]);

@@ -202,6 +202,20 @@ __device__ __forceinline__ void zero_v_rows_from(unsigned char* tile, int first_
   sm90::named_barrier_sync(kConsumerBarrier, kConsumers * 128);
 }
 
+// Turns between the two consumer warpgroups: each issues a tile's S and P V
+// in its turn, then passes the turn, so one's softmax runs while the other's
+// products keep the tensor cores busy instead of both warpgroups issuing at
+// once and then both computing softmax with the tensor cores idle. Consumer
+// 1 passes a turn to consumer 0 at the start; both take a turn per tile, so
+// neither runs more than one turn ahead.
+__device__ __forceinline__ void wait_turn(int consumer) {
+  __syncwarp();  // bar.sync is .aligned: lanes may leave the mbarrier spin before it apart
+  sm90::named_barrier_sync(kTurnBarrier + consumer, kConsumers * 128);
+}
+__device__ __forceinline__ void pass_turn(int consumer) {
+  sm90::named_barrier_arrive(kTurnBarrier + (consumer + 1) % kConsumers, kConsumers * 128);
+}
+
 // Releases a stage slot: one arrival per consumer warp (lane 0), after the
 // warp's wgmma reading it completed.
 __device__ __forceinline__ void release(uint64_t* empty) {

@@ -28,8 +28,9 @@ inline constexpr int kConsumers = kBlockM / kConsumerRows;
 inline constexpr int kThreads = (1 + kConsumers) * 128;
 inline constexpr int kPanelElems = 64;  // 16-bit values per 128-byte row
 // Named barriers (0 is __syncthreads): the producer warpgroup's 128
-// threads; the two consumer warpgroups' 256.
-enum NamedBarrier : int { kProducerBarrier = 1, kConsumerBarrier = 2 };
+// threads; the two consumer warpgroups' 256; consumer c's turn to issue
+// wgmma (kTurnBarrier + c, mainloop.cuh).
+enum NamedBarrier : int { kProducerBarrier = 1, kConsumerBarrier = 2, kTurnBarrier = 3 };
 inline constexpr int kPanelRowBytes = 128;
 // setmaxnreg: the producer gives registers to the consumers (40 x 128 + 232
 // x 256 = 64512 of the SM's 65536; the gather producer needs its 40).
@@ -53,6 +54,9 @@ struct Traits {
   // needs registers for S and tile n - 1's P beside O, which head_dim 256
   // does not have (it runs each tile's P V right after its softmax).
   static constexpr bool kOverlapSoftmaxWithPv = kHeadDim <= 128;
+  // The consumer warpgroups take turns issuing a tile's wgmma (mainloop.cuh),
+  // with the overlap (the serial step has nothing to hide behind the turns).
+  static constexpr bool kTakeTurns = kOverlapSoftmaxWithPv;
   static constexpr int kRowTables = 3;  // gather: a tile's row table lives until its V copy
   static constexpr int kPanels = kHeadDim / kPanelElems;
   static constexpr int kQBytes = kBlockM * kHeadDim * 2;
