@@ -12,7 +12,9 @@
 # DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
 # peers of the first build's rows and writes benchmarks/results/<gpu>.*
-# (under $OUT/l/results, with commit DEV_PEERS_COMMIT). Logs under $OUT/l.
+# (under $OUT/l/results, with commit DEV_PEERS_COMMIT); DEV_PROFILE="SPEC
+# ..." runs scripts/gpu_profile.sh's specs (FAMILY:CASE:KERNEL_REGEX) on
+# each of DEV_PROFILE_BUILDS (default the first build). Logs under $OUT/l.
 set -u
 builds=($1)
 budget=${2:-560}
@@ -81,6 +83,18 @@ if [[ -n "${DEV_PEERS:-}" ]] && (( $(left) > 90 )); then
     "${DEV_PEERS_COMMIT:-unknown}" "$OUT/l/results" > "$OUT/l/report_$first.log" 2>&1
   say "report $first: rc $?"
   grep -E 'batch_prefill' "$OUT/l/report_$first.log" >> "$summary"
+fi
+if [[ -n "${DEV_PROFILE:-}" ]]; then
+  for b in ${DEV_PROFILE_BUILDS:-$first}; do
+    (( $(left) > 90 )) || { say "profile $b: out of budget"; break; }
+    use "$b"
+    # shellcheck disable=SC2086  # specs are space-separated words
+    OUT="$OUT/l/ncu_$b" TESSERA_PREBUILT="/tmp/dev_builds/$b" timeout $(( $(left) - 30 )) \
+      scripts/gpu_profile.sh $DEV_PROFILE > /dev/null 2>&1
+    say "profile $b: rc $? ($SECONDS s)"
+    grep -hE "^== |Duration|Registers Per|Issued Ipc Active|hmma|issue_stalled" \
+      "$OUT/l/ncu_$b"/ncu_*.txt | sed 's/^/  /' >> "$summary"
+  done
 fi
 for f in "$OUT"/l/bench_*.log; do
   echo "-- $f"; grep -E '^result,batch_prefill_(ragged|paged)(_fa3)?,' "$f" | sed 's/^result,//; s/,dtype=bf16//'

@@ -13,8 +13,9 @@ set -uo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$TESSERA_ROOT"
 prebuilt="${TESSERA_PREBUILT:-.gpu-build}"
+[[ "$prebuilt" == /* ]] || prebuilt="$TESSERA_ROOT/$prebuilt"
 cuda_lib="$(dirname "$(readlink -f "$(command -v nvcc)")")/../lib64"
-export LD_LIBRARY_PATH="$TESSERA_ROOT/$prebuilt/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$prebuilt/lib:$cuda_lib:${LD_LIBRARY_PATH:-}"
 dest="${OUT:-$TESSERA_ROOT/gpu_check_logs}"
 mkdir -p "$dest"
 n=0
