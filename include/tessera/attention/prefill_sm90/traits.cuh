@@ -55,7 +55,7 @@ struct Traits {
   // does not have (it runs each tile's P V right after its softmax).
   static constexpr bool kOverlapSoftmaxWithPv = kHeadDim <= 128;
   // The consumer warpgroups take turns issuing a tile's wgmma (mainloop.cuh),
-  // with the overlap (the serial step has nothing to hide behind the turns).
+  // measured with the overlap (hd 64 / 128); the serial hd256 step takes none.
   static constexpr bool kTakeTurns = kOverlapSoftmaxWithPv;
   static constexpr int kRowTables = 3;  // gather: a tile's row table lives until its V copy
   static constexpr int kPanels = kHeadDim / kPanelElems;
