@@ -156,12 +156,17 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     // The first tile has no P V before it (peeled, so that every wgmma
     // wait in the steady loop is unconditional and ptxas keeps the
     // wgmma pipelined).
-    // S = Q K^T of the next K tile with nothing else in flight, waited for.
-    const auto s_alone = [&](float(&sacc)[Tr::kSRegs]) {
+    // Once the next K tile landed and in this warpgroup's turn (passed by
+    // the caller after whatever else the turn issues): S = Q K^T of it.
+    const auto issue_s_in_turn = [&](float(&sacc)[Tr::kSRegs]) {
       sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
       if constexpr (Tr::kTakeTurns) wait_turn(consumer);
       sm90::wgmma_fence();
       issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+    };
+    // S = Q K^T of the next K tile with nothing else in flight, waited for.
+    const auto s_alone = [&](float(&sacc)[Tr::kSRegs]) {
+      issue_s_in_turn(sacc);
       if constexpr (Tr::kTakeTurns) pass_turn(consumer);
       sm90::wgmma_wait<0>();
       sm90::fence_registers(sacc);
@@ -177,10 +182,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     };
     const auto next_tile = [&](auto mask_tag, int tile) {
       float sacc[Tr::kSRegs];
-      sm90::barrier_wait(&s.k_full[k_ring.slot], k_ring.parity);
-      if constexpr (Tr::kTakeTurns) wait_turn(consumer);
-      sm90::wgmma_fence();
-      issue_qk<Tr>(sacc, opaque(q_base), opaque(sm80::shared_address(s.k[k_ring.slot])), consumer);
+      issue_s_in_turn(sacc);
       sm90::barrier_wait(&s.v_full[v_ring.slot], v_ring.parity);
       issue_pv<Tr>(st.o, pfrag, opaque(sm80::shared_address(s.v[v_ring.slot])));
       if constexpr (Tr::kTakeTurns) pass_turn(consumer);
