@@ -48,16 +48,20 @@ void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
                                 cudaMemcpyHostToDevice));
 }
 
-// Whether the Hopper prefill back end runs here (an sm_90 GPU, head_dim 64 /
-// 128 / 256): its rows (backend fa3, what "auto" runs there) sit beside the FA2
-// rows of the same case (backend fa2, and so the fp8 / ALiBi / JIT rows that
-// reuse the FA2 objects).
-bool backend_fa3_runs(int device, int64_t head_dim) {
+// Whether the Hopper prefill back end runs the plain variant here (an sm_90
+// GPU, and the head_dim / dtype the library's kernel table serves): its rows
+// (backend fa3, what "auto" runs there) sit beside the FA2 rows of the same
+// case (backend fa2, and so the fp8 / ALiBi / JIT rows that reuse the FA2
+// objects).
+bool backend_fa3_runs(int device, int64_t head_dim, DType dtype = DType::kBFloat16) {
   int major = 0;
   int minor = 0;
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
-  return major == 9 && minor == 0 && (head_dim == 64 || head_dim == 128 || head_dim == 256);
+  return major == 9 && minor == 0 &&
+         prefill_backend_support_sm90(PosEncodingMode::kNone, false, false, false, dtype, dtype,
+                                      head_dim)
+             .fa3_serves;
 }
 
 // kv_heads < kHeads: GQA; the ALiBi / JIT rows only for the default case.
@@ -94,7 +98,7 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal,
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
   // The Hopper back end on the same data (rows only where it runs: sm_90).
-  if (backend_fa3_runs(device, head_dim)) {
+  if (backend_fa3_runs(device, head_dim, dtype)) {
     PrefillPlanShape fa3_shape = shape;
     fa3_shape.backend = PrefillBackend::kFa3;
     BatchPrefillWithRaggedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
