@@ -37,6 +37,7 @@ template <typename Variant, bool kCustomMask>
 struct RowContext {
   prefill::RowVariants<Variant, 2> var;
   int pos[2];           // the rows' kv positions
+  int limit[2];         // the rows see kv positions below these (without variant / custom masks)
   int64_t mask_row[2];  // custom mask: token * kv_len, -1 for padding rows
   const uint8_t* mask;
   bool causal;
@@ -52,18 +53,15 @@ __device__ __forceinline__ uint32_t opaque(uint32_t address) {
   return address;
 }
 
+// A tile's descriptors: one built from its (opaque) base, the k-steps
+// advanced from it by constant offsets.
 template <typename Tr>
-__device__ __forceinline__ uint64_t q_descriptor(uint32_t q_base, int consumer, int ks) {
-  return sm90::k_major_descriptor(q_base + (ks / 4) * Tr::kQPanelBytes +
-                                  consumer * kConsumerRows * kPanelRowBytes + (ks % 4) * 32);
+__device__ __forceinline__ uint32_t q_step_offset(int consumer, int ks) {
+  return (ks / 4) * Tr::kQPanelBytes + consumer * kConsumerRows * kPanelRowBytes + (ks % 4) * 32;
 }
 template <typename Tr>
-__device__ __forceinline__ uint64_t k_descriptor(uint32_t k_base, int ks) {
-  return sm90::k_major_descriptor(k_base + (ks / 4) * Tr::kKvPanelBytes + (ks % 4) * 32);
-}
-template <typename Tr>
-__device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
-  return sm90::mn_major_descriptor(v_base + kk * 16 * kPanelRowBytes, Tr::kKvPanelBytes);
+__device__ __forceinline__ uint32_t k_step_offset(int ks) {
+  return (ks / 4) * Tr::kKvPanelBytes + (ks % 4) * 32;
 }
 
 // Issues S = Q K^T for this warpgroup's 64 rows as one commit group (no
@@ -71,10 +69,13 @@ __device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
 template <typename Tr>
 __device__ __forceinline__ void issue_qk(float (&s)[Tr::kSRegs], uint32_t q_base, uint32_t k_base,
                                          int consumer) {
+  const uint64_t q0 = sm90::k_major_descriptor(q_base);
+  const uint64_t k0 = sm90::k_major_descriptor(k_base);
 #pragma unroll
   for (int ks = 0; ks < Tr::kKSteps; ++ks) {
-    sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(s, q_descriptor<Tr>(q_base, consumer, ks),
-                                                k_descriptor<Tr>(k_base, ks), ks > 0);
+    sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(
+        s, sm90::descriptor_advanced(q0, q_step_offset<Tr>(consumer, ks)),
+        sm90::descriptor_advanced(k0, k_step_offset<Tr>(ks)), ks > 0);
   }
   sm90::wgmma_commit();
 }
@@ -84,10 +85,11 @@ __device__ __forceinline__ void issue_qk(float (&s)[Tr::kSRegs], uint32_t q_base
 template <typename Tr>
 __device__ __forceinline__ void issue_pv(float (&o)[Tr::kORegs], uint32_t (&p)[Tr::kPvSteps][4],
                                          uint32_t v_base) {
+  const uint64_t v0 = sm90::mn_major_descriptor(v_base, Tr::kKvPanelBytes);
 #pragma unroll
   for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
-    sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(o, p[kk], v_descriptor<Tr>(v_base, kk),
-                                                       true);
+    sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(
+        o, p[kk], sm90::descriptor_advanced(v0, kk * 16 * kPanelRowBytes), true);
   }
   sm90::wgmma_commit();
 }
@@ -99,6 +101,14 @@ __device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
                                              int kv_end, int t) {
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
+  // Without a variant or custom mask a row sees exactly the positions below
+  // one bound (kv_end, and its diagonal when causal): one compare per
+  // element against the bound made relative to this thread's first column,
+  // instead of two compares and the column's address math.
+  constexpr bool kBoundOnly = !Variant::kHasLogitsMask && !kCustomMask;
+  int bound[2];  // element (j, e) of row i is seen while 8 j + e < bound[i]
+#pragma unroll
+  for (int i = 0; i < 2; ++i) bound[i] = rc.limit[i] - kv0 - 2 * t;
 #pragma unroll
   for (int j = 0; j < Tr::kBlockN / 8; ++j) {
 #pragma unroll
@@ -109,7 +119,9 @@ __device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
         float x = s[4 * j + 2 * i + e];
         if constexpr (!kFoldScale) x *= rc.q_scale;
         if constexpr (Variant::kHasLogitsTransform) x = rc.var.v[i].logits_transform(x, col);
-        if constexpr (kMask) {
+        if constexpr (kMask && kBoundOnly) {
+          if (8 * j + e >= bound[i]) x = masked;
+        } else if constexpr (kMask) {
           if (!prefill::attends(rc.var.v[i], rc.causal, col, rc.pos[i], kv_end) ||
               (kCustomMask && !prefill::custom_mask_allows(rc.mask, rc.mask_row[i], col))) {
             x = masked;
