@@ -7,6 +7,7 @@
 // kernel bodies.
 #pragma once
 
+#include <algorithm>
 #include <string>
 
 #include "api/aot_kernels.h"
@@ -96,8 +97,8 @@ void dispatch_sm90_types(DType dtype, int64_t head_dim, F&& f) {
   return by_dim.template operator()<half_t>();
 }
 
-// Batch prefill on the Hopper kernel: grid (ctas, heads_y) as the FA2
-// launch, then the merge when the plan split (or a graph is captured).
+// Batch prefill on the Hopper kernel: one CTA per SM taking jobs, then the
+// merge when the plan split (or a graph is captured).
 template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
@@ -115,8 +116,11 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
     }
     fill_batch_params<T, Kv>(p, l, l.variant);
     p.single_qo_len = -1;
-    const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
-    const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
+    // One CTA per SM takes the plan's (unit, head) jobs from the header's
+    // counter; fewer when the plan has fewer jobs (all while capturing).
+    p.job_counters = const_cast<int32_t*>(&l.schedule.header->next_job);
+    const int64_t jobs = grid_units(l.capturing, l.max_ctas, l.planned_units) * l.num_kv_heads;
+    const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(l.num_sms, jobs))));
     const void* kernel = sm90_kernel<T, kHeadDim, Kv>(l.variant_kind, l.hopper_jit_kernel,
                                                       l.custom_mask != nullptr);
     launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);

@@ -69,8 +69,9 @@ struct Traits {
   static constexpr int kORegs = kHeadDim / 2;    // O accumulators per thread
 };
 
-// Barriers: Q full / empty per Q buffer (one Q tile per unit), K and V full
-// / empty per stage; the paged producer's row tables (tiles of row offsets).
+// Barriers: Q full / empty per Q buffer (one Q tile per unit, with its job
+// index), K and V full / empty per stage; the paged producer's row tables
+// (tiles of row offsets).
 template <typename Tr>
 struct alignas(1024) SharedStorage {
   unsigned char q[Tr::kQBuffers][Tr::kQBytes];
@@ -83,6 +84,7 @@ struct alignas(1024) SharedStorage {
   uint64_t k_empty[Tr::kStages];
   uint64_t v_full[Tr::kStages];
   uint64_t v_empty[Tr::kStages];
+  int32_t job[Tr::kQBuffers];  // the job whose Q the buffer holds; -1: no more jobs
 };
 
 // Dynamic shared memory a launch requests: the storage plus room to align
