@@ -8,6 +8,7 @@
 #pragma once
 
 #include <algorithm>
+#include <limits>
 #include <string>
 
 #include "api/aot_kernels.h"
@@ -119,6 +120,11 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
     // One CTA per SM takes the plan's (unit, head) jobs from the header's
     // counter; fewer when the plan has fewer jobs (all while capturing).
     p.job_counters = const_cast<int32_t*>(&l.schedule.header->next_job);
+    // Job indices (and the counter's overshoot, one take per CTA past the
+    // end) stay in int32.
+    if (l.max_ctas * l.num_kv_heads > std::numeric_limits<int32_t>::max() - l.num_sms) {
+      throw Error("tessera: prefill backend fa3: more than 2^31 (unit, head) jobs");
+    }
     const int64_t jobs = grid_units(l.capturing, l.max_ctas, l.planned_units) * l.num_kv_heads;
     const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(l.num_sms, jobs))));
     const void* kernel = sm90_kernel<T, kHeadDim, Kv>(l.variant_kind, l.hopper_jit_kernel,

@@ -113,11 +113,13 @@ struct Jobs {
   }
 };
 
-// The job of the CTA's j-th Q buffer use, once its Q has landed (-1: none).
+// The job of the CTA's j-th Q buffer use (-1: none): consumers wait for its
+// Q to land (the job index is written before), the K/V loaders only for the
+// index.
 template <typename Tr>
-__device__ __forceinline__ int wait_job(SharedStorage<Tr>& s, int j) {
+__device__ __forceinline__ int wait_job(SharedStorage<Tr>& s, int j, bool with_q) {
   const int buffer = j % Tr::kQBuffers;
-  sm90::barrier_wait(&s.q_full[buffer], (j / Tr::kQBuffers) & 1);
+  sm90::barrier_wait(with_q ? &s.q_full[buffer] : &s.job_full[buffer], (j / Tr::kQBuffers) & 1);
   return *static_cast<volatile int32_t*>(&s.job[buffer]);
 }
 
@@ -160,7 +162,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   if (Tr::kTakeTurns && consumer == 1) pass_turn(consumer);  // consumer 0 goes first
   for (int i = 0;; ++i) {
     // The job comes with its Q (the producer takes it as it loads Q).
-    const int job = wait_job(s, i);
+    const int job = wait_job(s, i, true);
     if (job < 0) break;
     const Unit u = jobs.unit(job);
     const int q_buffer = i % Tr::kQBuffers;
@@ -333,11 +335,22 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
     sm90::barrier_wait(&s.q_empty[q_buffer], ((j / Tr::kQBuffers) & 1) ^ 1u);
     const int job = jobs.take(j);
     *static_cast<volatile int32_t*>(&s.job[q_buffer]) = job;
+    sm90::barrier_arrive(&s.job_full[q_buffer]);
     if (job < 0) {
       sm90::barrier_arrive(&s.q_full[q_buffer]);  // completes the phase: no bytes
     } else {
       load_q<Tr>(s, q_buffer, &p.q_map, jobs.unit(job), jobs.head_base(job), rows_per_token);
     }
+    return job;
+  };
+  // The K/V loaders' side: job j's index, and (one arrival per loading warp)
+  // that they have read it, which the buffer's next take waits for: without
+  // it a loader stalled before its wait could miss a whole phase when the
+  // consumers run through jobs without K/V tiles.
+  const auto job_for_kv = [&](int j) {
+    const int job = wait_job(s, j, false);
+    if constexpr (kGather) __syncwarp();
+    if (threadIdx.x % 32 == 0) sm90::barrier_arrive(&s.q_empty[j % Tr::kQBuffers]);
     return job;
   };
   // Contiguous K/V: thread 32 (another warp) takes the jobs and loads their
@@ -362,7 +375,7 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
       if (i > 0) GatherKvLoader<Tr, T>::finish(rings);
     }
     if (kGather && elected) take_and_load_q(i);
-    const int job = wait_job(s, i);
+    const int job = job_for_kv(i);
     if (job < 0) break;
     const Unit u = jobs.unit(job);
     const UnitTiles tiles = unit_tiles<Variant>(u, query_rows(p, u, jobs.head_base(job)),
@@ -410,11 +423,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
   constexpr uint32_t kFullArrivals = kGather ? 128 : 1;
   constexpr uint32_t kEmptyArrivals = kConsumers * 4;  // lane 0 of each consumer warp
+  // Q buffers: also the K/V loaders (thread 0, or lane 0 of each gathering warp).
+  constexpr uint32_t kQEmptyArrivals = kEmptyArrivals + (kGather ? 4 : 1);
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int i = 0; i < Tr::kQBuffers; ++i) {
+      sm90::barrier_init(&s.job_full[i], 1);
       sm90::barrier_init(&s.q_full[i], 1);
-      sm90::barrier_init(&s.q_empty[i], kEmptyArrivals);
+      sm90::barrier_init(&s.q_empty[i], kQEmptyArrivals);
     }
 #pragma unroll
     for (int i = 0; i < Tr::kStages; ++i) {

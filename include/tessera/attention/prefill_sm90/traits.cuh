@@ -69,15 +69,16 @@ struct Traits {
   static constexpr int kORegs = kHeadDim / 2;    // O accumulators per thread
 };
 
-// Barriers: Q full / empty per Q buffer (one Q tile per unit, with its job
-// index), K and V full / empty per stage; the paged producer's row tables
-// (tiles of row offsets).
+// Barriers: per Q buffer job full (its job index written), Q full (its Q
+// landed) and empty (consumers and K/V loaders done with it); K and V full /
+// empty per stage; the paged producer's row tables (tiles of row offsets).
 template <typename Tr>
 struct alignas(1024) SharedStorage {
   unsigned char q[Tr::kQBuffers][Tr::kQBytes];
   unsigned char k[Tr::kStages][Tr::kKvTileBytes];
   unsigned char v[Tr::kStages][Tr::kKvTileBytes];
   uint32_t row_table[Tr::kRowTables][Tr::kBlockN];
+  uint64_t job_full[Tr::kQBuffers];  // the buffer's job index is written
   uint64_t q_full[Tr::kQBuffers];
   uint64_t q_empty[Tr::kQBuffers];
   uint64_t k_full[Tr::kStages];
