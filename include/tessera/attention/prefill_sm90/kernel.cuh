@@ -162,7 +162,11 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   if (Tr::kTakeTurns && consumer == 1) pass_turn(consumer);  // consumer 0 goes first
   for (int i = 0;; ++i) {
     // The job comes with its Q (the producer takes it as it loads Q).
-    const int job = wait_job(s, i, true);
+    // Broadcast from lane 0: the compiler then knows the job (and the loop
+    // exit on it) to be warp-uniform and keeps the tile loop's descriptor
+    // math on the uniform datapath (read from shared memory as it is, the
+    // hot loop grew by 6% and the epilogue spilled).
+    const int job = __shfl_sync(0xffffffffu, wait_job(s, i, true), 0);
     if (job < 0) break;
     const Unit u = jobs.unit(job);
     const int q_buffer = i % Tr::kQBuffers;
