@@ -57,6 +57,15 @@ __device__ __forceinline__ uint64_t mn_major_descriptor(uint32_t shared_byte_add
   return make_descriptor_sw128(shared_byte_address, panel_bytes, 1024);
 }
 
+// `desc` with its start address `bytes` further: a 32-bit add on the low
+// word (the start address field cannot carry out of its 14 bits for a
+// shared-memory address), one instruction where a fresh descriptor takes
+// four.
+__device__ __forceinline__ uint64_t descriptor_advanced(uint64_t desc, uint32_t bytes) {
+  const uint32_t low = static_cast<uint32_t>(desc) + (bytes >> 4);
+  return (desc & 0xFFFFFFFF00000000ull) | low;
+}
+
 // Orders this thread's register and shared-memory accesses before the
 // wgmma that follow (required before the first wgmma touching registers
 // written by ordinary instructions).

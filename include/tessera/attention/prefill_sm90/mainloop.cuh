@@ -52,18 +52,15 @@ __device__ __forceinline__ uint32_t opaque(uint32_t address) {
   return address;
 }
 
+// A tile's descriptors: one built from its (opaque) base, the k-steps
+// advanced from it by constant offsets.
 template <typename Tr>
-__device__ __forceinline__ uint64_t q_descriptor(uint32_t q_base, int consumer, int ks) {
-  return sm90::k_major_descriptor(q_base + (ks / 4) * Tr::kQPanelBytes +
-                                  consumer * kConsumerRows * kPanelRowBytes + (ks % 4) * 32);
+__device__ __forceinline__ uint32_t q_step_offset(int consumer, int ks) {
+  return (ks / 4) * Tr::kQPanelBytes + consumer * kConsumerRows * kPanelRowBytes + (ks % 4) * 32;
 }
 template <typename Tr>
-__device__ __forceinline__ uint64_t k_descriptor(uint32_t k_base, int ks) {
-  return sm90::k_major_descriptor(k_base + (ks / 4) * Tr::kKvPanelBytes + (ks % 4) * 32);
-}
-template <typename Tr>
-__device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
-  return sm90::mn_major_descriptor(v_base + kk * 16 * kPanelRowBytes, Tr::kKvPanelBytes);
+__device__ __forceinline__ uint32_t k_step_offset(int ks) {
+  return (ks / 4) * Tr::kKvPanelBytes + (ks % 4) * 32;
 }
 
 // Issues S = Q K^T for this warpgroup's 64 rows as one commit group (no
@@ -71,10 +68,13 @@ __device__ __forceinline__ uint64_t v_descriptor(uint32_t v_base, int kk) {
 template <typename Tr>
 __device__ __forceinline__ void issue_qk(float (&s)[Tr::kSRegs], uint32_t q_base, uint32_t k_base,
                                          int consumer) {
+  const uint64_t q0 = sm90::k_major_descriptor(q_base);
+  const uint64_t k0 = sm90::k_major_descriptor(k_base);
 #pragma unroll
   for (int ks = 0; ks < Tr::kKSteps; ++ks) {
-    sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(s, q_descriptor<Tr>(q_base, consumer, ks),
-                                                k_descriptor<Tr>(k_base, ks), ks > 0);
+    sm90::wgmma_ss<typename Tr::T, Tr::kBlockN>(
+        s, sm90::descriptor_advanced(q0, q_step_offset<Tr>(consumer, ks)),
+        sm90::descriptor_advanced(k0, k_step_offset<Tr>(ks)), ks > 0);
   }
   sm90::wgmma_commit();
 }
@@ -84,10 +84,11 @@ __device__ __forceinline__ void issue_qk(float (&s)[Tr::kSRegs], uint32_t q_base
 template <typename Tr>
 __device__ __forceinline__ void issue_pv(float (&o)[Tr::kORegs], uint32_t (&p)[Tr::kPvSteps][4],
                                          uint32_t v_base) {
+  const uint64_t v0 = sm90::mn_major_descriptor(v_base, Tr::kKvPanelBytes);
 #pragma unroll
   for (int kk = 0; kk < Tr::kPvSteps; ++kk) {
-    sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(o, p[kk], v_descriptor<Tr>(v_base, kk),
-                                                       true);
+    sm90::wgmma_rs<typename Tr::T, Tr::kHeadDim, true>(
+        o, p[kk], sm90::descriptor_advanced(v0, kk * 16 * kPanelRowBytes), true);
   }
   sm90::wgmma_commit();
 }
