@@ -183,6 +183,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
     for (int k = 0; k < 2; ++k) {
       const int r = u.row_begin + consumer * kConsumerRows + warp * 16 + g + 8 * k;
       rc.pos[k] = delta + rows.token(r);
+      rc.limit[k] = causal ? min(rc.pos[k] + 1, tiles.kv_end) : tiles.kv_end;
       rc.mask_row[k] = r < u.row_end ? static_cast<int64_t>(rows.token(r)) * u.kv_len : int64_t{-1};
     }
     rc.mask = kCustomMask ? p.custom_mask + u.mask_byte_begin : nullptr;

@@ -37,6 +37,7 @@ template <typename Variant, bool kCustomMask>
 struct RowContext {
   prefill::RowVariants<Variant, 2> var;
   int pos[2];           // the rows' kv positions
+  int limit[2];         // the rows see kv positions below these (without variant / custom masks)
   int64_t mask_row[2];  // custom mask: token * kv_len, -1 for padding rows
   const uint8_t* mask;
   bool causal;
@@ -100,6 +101,14 @@ __device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
                                              int kv_end, int t) {
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
+  // Without a variant or custom mask a row sees exactly the positions below
+  // one bound (kv_end, and its diagonal when causal): one compare per
+  // element against the bound made relative to this thread's first column,
+  // instead of two compares and the column's address math.
+  constexpr bool kBoundOnly = !Variant::kHasLogitsMask && !kCustomMask;
+  int bound[2];  // element (j, e) of row i is seen while 8 j + e < bound[i]
+#pragma unroll
+  for (int i = 0; i < 2; ++i) bound[i] = rc.limit[i] - kv0 - 2 * t;
 #pragma unroll
   for (int j = 0; j < Tr::kBlockN / 8; ++j) {
 #pragma unroll
@@ -110,7 +119,9 @@ __device__ __forceinline__ void apply_logits(float (&s)[Tr::kSRegs],
         float x = s[4 * j + 2 * i + e];
         if constexpr (!kFoldScale) x *= rc.q_scale;
         if constexpr (Variant::kHasLogitsTransform) x = rc.var.v[i].logits_transform(x, col);
-        if constexpr (kMask) {
+        if constexpr (kMask && kBoundOnly) {
+          if (8 * j + e >= bound[i]) x = masked;
+        } else if constexpr (kMask) {
           if (!prefill::attends(rc.var.v[i], rc.causal, col, rc.pos[i], kv_end) ||
               (kCustomMask && !prefill::custom_mask_allows(rc.mask, rc.mask_row[i], col))) {
             x = masked;
