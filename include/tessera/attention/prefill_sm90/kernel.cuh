@@ -20,7 +20,7 @@
 namespace tessera::prefill_sm90 {
 
 // Kv: prefill::RaggedKv<T> (TMA; kv maps over [tokens, heads, D]) or
-// prefill::PagedKv<T> (gather). Single prefill is a batch of one request
+// prefill::PagedKv<T or fp8> (gather; Tr::KVT is its element). Single prefill is a batch of one request
 // without a schedule (single_qo_len >= 0).
 template <typename T, typename Kv>
 struct Params {
@@ -377,7 +377,7 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
     if constexpr (kGather && Tr::kQBuffers == 1) {
       // One Q buffer: this unit's Q waits for the previous unit to finish,
       // whose last copy lands only once a later one is issued; land it now.
-      if (i > 0) GatherKvLoader<Tr, T>::finish(rings);
+      if (i > 0) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
     }
     if (kGather && elected) take_and_load_q(i);
     const int job = job_for_kv(i);
@@ -390,11 +390,11 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
         // A copy lands only once a later one is issued, and the next unit's
         // Q waits for the previous unit to finish: a unit without tiles
         // lands what is pending itself (else that Q wait would deadlock).
-        GatherKvLoader<Tr, T>::finish(rings);
+        GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
         continue;
       }
-      const GatherKvLoader<Tr, T> loader{s, p.kv.rows(u.kv_start, jobs.kv_head(job)),
-                                         tiles.kv_begin, tiles.kv_end};
+      const GatherKvLoader<Tr, typename Tr::KVT> loader{s, p.kv.rows(u.kv_start, jobs.kv_head(job)),
+                                                        tiles.kv_begin, tiles.kv_end};
       load_unit(loader, rings, tiles.num_tiles);
     } else {
       const TmaKvLoader<Tr> loader{s, &p.k_map, &p.v_map, jobs.kv_head(job),
@@ -402,7 +402,7 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
       load_unit(loader, rings, tiles.num_tiles);
     }
   }
-  if constexpr (kGather) GatherKvLoader<Tr, T>::finish(rings);
+  if constexpr (kGather) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
 }
 
 // Whether the Hopper kernel runs a variant: softmax ones without q / k
@@ -422,6 +422,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const __grid_constant__ Params<T, Kv> p) {
 #if TESSERA_SM90A_ENABLED
   static_assert(!Variant::kHasQueryKeyTransform, "RoPE on the fly runs on the FA2 kernels");
+  static_assert(cuda::std::is_same_v<typename Tr::KVT, typename Kv::Element>, "traits of Kv");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   auto& s = *reinterpret_cast<SharedStorage<Tr>*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
                                                   ~uintptr_t{1023});
