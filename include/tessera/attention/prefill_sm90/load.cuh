@@ -146,18 +146,25 @@ struct GatherKvLoader {
   }
 
   // fp8: the chunks this thread copied into `staging` (landed), widened
-  // into the tile's swizzled layout; zero-filled rows stay zeros.
+  // into the tile's swizzled layout; zero-filled rows stay zeros. The
+  // thread's rows are kRowStep apart, a multiple of the swizzle period, so
+  // every row has the same swizzle: each address is a base plus a constant.
   __device__ __forceinline__ static void widen_own(SharedStorage<Tr>& s, int staging,
                                                    unsigned char* tile) {
+    static_assert(kRowStep % 8 == 0, "one swizzle for all of a thread's rows");
     const int chunk = own_chunk();
-#pragma unroll 1
+    const uint32_t from = sm80::shared_address(s.staging.buffer[staging]) + staging_offset(0);
+    const uint32_t to = sm80::shared_address(tile);
+    const uint32_t to_low = to + swizzled_offset(Tr::kBlockN, own_row(0), chunk * 16);
+    const uint32_t to_high = to + swizzled_offset(Tr::kBlockN, own_row(0), chunk * 16 + 8);
+#pragma unroll 2
     for (int i = 0; i < kRowsPerThread; ++i) {
-      const int r = own_row(i);
-      const uint4 narrow =
-          *reinterpret_cast<const uint4*>(s.staging.buffer[staging] + staging_offset(i));
-      attention::widen_fp8_chunk<T, KVT>(
-          narrow, *reinterpret_cast<uint4*>(tile + swizzled_offset(Tr::kBlockN, r, chunk * 16)),
-          *reinterpret_cast<uint4*>(tile + swizzled_offset(Tr::kBlockN, r, chunk * 16 + 8)));
+      const uint4 narrow = sm80::load_shared_16(from + i * kRowStep * kChunks * 16);
+      uint4 low;
+      uint4 high;
+      attention::widen_fp8_chunk<T, KVT>(narrow, low, high);
+      sm80::store_shared_16(to_low + i * kRowStep * kPanelRowBytes, low);
+      sm80::store_shared_16(to_high + i * kRowStep * kPanelRowBytes, high);
     }
   }
 
