@@ -53,14 +53,15 @@ void upload(BenchTensor& tensor, const std::vector<int32_t>& values) {
 // (backend fa3, what "auto" runs there) sit beside the FA2 rows of the same
 // case (backend fa2, and so the fp8 / ALiBi / JIT rows that reuse the FA2
 // objects).
-bool backend_fa3_runs(int device, int64_t head_dim, DType dtype = DType::kBFloat16) {
+bool backend_fa3_runs(int device, int64_t head_dim, DType dtype = DType::kBFloat16,
+                      DType kv_dtype = DType::kBFloat16) {
   int major = 0;
   int minor = 0;
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
   return major == 9 && minor == 0 &&
-         prefill_backend_support_sm90(PosEncodingMode::kNone, false, false, false, dtype, dtype,
-                                      head_dim)
+         prefill_backend_support_sm90(PosEncodingMode::kNone, false, false, false, dtype,
+                                      kv_dtype, head_dim)
              .fa3_serves;
 }
 
@@ -98,7 +99,7 @@ void run_ragged(Bench& bench, const Shape& s, int64_t head_dim, bool causal,
   const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
   bench.emit("batch_prefill_ragged", name, "TFLOP/s", flops(s, head_dim, causal) / (us * 1e6));
   // The Hopper back end on the same data (rows only where it runs: sm_90).
-  if (backend_fa3_runs(device, head_dim, dtype)) {
+  if (backend_fa3_runs(device, head_dim, dtype, dtype)) {
     PrefillPlanShape fa3_shape = shape;
     fa3_shape.backend = PrefillBackend::kFa3;
     BatchPrefillWithRaggedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
@@ -229,6 +230,21 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
       bench.emit(
           fp8 == DType::kFloat8E4M3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2",
           name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
+      if (fp8 == DType::kFloat8E4M3 && backend_fa3_runs(device, kDim, DType::kBFloat16, fp8)) {
+        PrefillPlanShape fa3_shape = shape;
+        fa3_shape.backend = PrefillBackend::kFa3;
+        BatchPrefillWithPagedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
+        fa3.plan(qo_indptr, kv_indptr, last, true, bench.stream());
+        const double fa3_us = bench.median_us(
+            [&] {
+              fa3.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                      out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+            },
+            3.0 * static_cast<double>(q.bytes()));
+        bench.emit("batch_prefill_paged_fp8_fa3", name, "TFLOP/s",
+                   flops(s, kDim, true) / (fa3_us * 1e6));
+        prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());  // (shared workspace)
+      }
     }
   }
 }

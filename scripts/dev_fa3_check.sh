@@ -4,11 +4,12 @@
 # .gpu-variants/<name>.tar.xz (bin/tessera_gpu_tests, bin/tessera_bench,
 # lib/, include/ for the JIT, COMMIT), made here by scripts/stage_gpu_variant.sh;
 # carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
-#   bash scripts/dev_fa3_check.sh "main persistent@FILTER@CASES ..." [budget s]
-# Per build: gtests (FILTER, default the prefill ones; on fa3 or
-# DEV_BACKENDS; a hang shows as rc 124), then batch_prefill rows (CASES:
-# --case substrings joined by "+", default the causal head_dim 128 and 64
-# ones, "none" for no rows). The first build then runs
+#   bash scripts/dev_fa3_check.sh "main persistent@FILTER@CASES@LIMIT@BACKENDS ..." [budget s]
+# Per spec: gtests (FILTER, default the prefill ones, "none" for none; on
+# BACKENDS, default fa3 or DEV_BACKENDS; LIMIT s, default 150, a hang shows
+# as rc 124), then batch_prefill rows (CASES: --case substrings joined by
+# "+", default the causal head_dim 128 and 64 ones, "none" for no rows). A
+# build may appear in several specs (its bench rows append to one log). The first build then runs
 # DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
 # peers of the first build's rows and writes benchmarks/results/<gpu>.*
@@ -51,14 +52,17 @@ bench() {  # name
     say "bench $name $c: rc $? ($SECONDS s)"
   done
 }
+n=0
 for spec in "${builds[@]}"; do
-  # name[@gtest filter[@bench cases, "+" between]]
-  IFS=@ read -r b filter cases <<< "$spec"
+  # name[@gtest filter[@bench cases, "+" between[@test limit s[@backends, "," between]]]]
+  IFS=@ read -r b filter cases limit backends <<< "$spec"
   filter=${filter:-BatchPrefill.*:BlockSparse.*:SinglePrefill.*}
+  n=$((n + 1))
   use "$b"
   say "== $b $(cat /tmp/dev_builds/$b/COMMIT)"
   if (( $(left) < 120 )); then say "out of budget"; break; fi
-  gtests "tests_$b" "$filter" 150 TESSERA_TEST_PREFILL_BACKENDS=${DEV_BACKENDS:-fa3}
+  [[ "$filter" == none ]] || gtests "tests_${n}_$b" "$filter" "${limit:-150}" \
+    TESSERA_TEST_PREFILL_BACKENDS="${backends:-${DEV_BACKENDS:-fa3}}"
   if (( $(left) < 100 )); then say "out of budget"; break; fi
   [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b"
 done

@@ -120,9 +120,9 @@ def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: boo
                              dtype_kv: torch.dtype, *, head_dim=None) -> bool:
     """Whether Tessera's Hopper kernels serve these arguments on an sm_90 GPU,
     as the library's kernel table says (docs/python.md lists the cases: fp16 /
-    bf16 q with K/V of the same dtype, no position encoding or ALiBi at
-    head_dim 128, a custom mask only at head_dim 128, head_dim 64 / 128 /
-    256). head_dim (Tessera's extension; FlashInfer's signature has none)
+    bf16 q with K/V of the same dtype or a float8_e4m3fn paged cache with
+    bf16 q at head_dim 128, no position encoding or ALiBi at head_dim 128, a
+    custom mask only at head_dim 128, head_dim 64 / 128 / 256). head_dim (Tessera's extension; FlashInfer's signature has none)
     None: whether they serve it at every head_dim they have. use_fp16_qk_
     reductions is ignored (Tessera always accumulates q.k in float32)."""
     del use_fp16_qk_reductions

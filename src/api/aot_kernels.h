@@ -22,7 +22,8 @@
 // also what backend fa3 serves of dtype x head_dim x variant x mask):
 //            fp16 / bf16 q = K/V, head_dim 64 / 128 / 256, plain, soft-cap,
 //            sliding window, soft-cap + window; ALiBi at head_dim 128; a
-//            custom mask with the plain variant at head_dim 128.
+//            custom mask with the plain variant at head_dim 128; fp8 e4m3
+//            paged K/V with bf16 q at head_dim 128, plain and sliding window.
 // Host and device code (constexpr only).
 #pragma once
 
@@ -88,10 +89,13 @@ constexpr bool sm90_prefill_head_dim(int64_t head_dim) {
 constexpr bool aot_prefill_sm90_kernel(attention::VariantKind variant, DType q_dtype,
                                        DType kv_dtype, int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
-  if ((q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) || kv_dtype != q_dtype) {
-    return false;
-  }
+  if (q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) return false;
   if (!sm90_prefill_head_dim(head_dim)) return false;
+  if (kv_dtype != q_dtype) {  // fp8 paged K/V (widened by the gather): FA2's AOT set
+    return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
+           !custom_mask &&
+           (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);
+  }
   if (custom_mask) return variant == VariantKind::kPlain && head_dim == 128;
   switch (variant) {
     case VariantKind::kPlain:

@@ -131,14 +131,11 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
   input.num_sms = num_sms_;
   input.ctas_per_sm = fit_.ctas_per_sm;
   if (plan_for_sm90(shape_.backend, device_id_, shape_.head_dim)) {
-    // The Hopper kernel: 128-row tiles, one 384-thread CTA per SM; short
-    // tiles as persistent unit lists (the kernel overlaps a unit's Q and
-    // first K/V loads with the previous unit's work).
+    // The Hopper kernel: 128-row tiles, one 384-thread CTA per SM taking
+    // the units (heaviest first) as jobs from a counter.
     input.max_q_tile_rows = kSm90QTileRows;
     input.only_max_q_tile = true;
     input.ctas_per_sm = 1;
-    // Not at head_dim 256 (one Q buffer there): not yet run with lists.
-    input.unit_lists_up_to_extent = shape_.head_dim == 256 ? 0 : kSm90UnitListsUpToExtent;
   }
   input.max_batch_size = bounds_.max_batch_size;
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;

@@ -40,9 +40,10 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
     }
   } else if (!aot_prefill_sm90_kernel(c.variant, c.dtype, c.kv_dtype, c.head_dim,
                                       c.custom_mask)) {
-    return "fp16 / bf16 q and K/V of one dtype, head_dim 64, 128 or 256, the plain, soft-cap, "
-           "sliding-window or soft-cap + window variant or ALiBi at head_dim 128, a custom mask "
-           "only with the plain variant at head_dim 128 (src/api/aot_kernels.h)";
+    return "fp16 / bf16 q and K/V of one dtype (or a float8_e4m3fn paged cache with bf16 q, "
+           "head_dim 128, plain or sliding window), head_dim 64, 128 or 256, the plain, "
+           "soft-cap, sliding-window or soft-cap + window variant or ALiBi at head_dim 128, a "
+           "custom mask only with the plain variant at head_dim 128 (src/api/aot_kernels.h)";
   }
   if (c.rows_per_token < 1 || c.rows_per_token > 128 || 128 % c.rows_per_token != 0) {
     return "a GQA group (num_qo_heads / num_kv_heads) dividing 128";

@@ -7,6 +7,8 @@
 // kernel bodies.
 #pragma once
 
+#include <algorithm>
+#include <limits>
 #include <string>
 
 #include "api/aot_kernels.h"
@@ -22,15 +24,18 @@
 namespace tessera::detail {
 
 // The built-in variant's compiled-in Hopper kernel.
+template <typename T, int kHeadDim, typename Kv>
+using Sm90Traits = prefill_sm90::Traits<T, kHeadDim, typename Kv::Element>;
+
 template <typename T, int kHeadDim, typename Variant, typename Kv>
 const void* aot_sm90_kernel(bool custom_mask) {
-  using Tr = prefill_sm90::Traits<T, kHeadDim>;
+  using Tr = Sm90Traits<T, kHeadDim, Kv>;
   if (!custom_mask) {
     return reinterpret_cast<const void*>(
         prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, false>);
   }
-  if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
-                                        kHeadDim, true)) {
+  if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(),
+                                        dtype_of<typename Kv::Element>(), kHeadDim, true)) {
     return reinterpret_cast<const void*>(
         prefill_sm90::prefill_sm90_kernel<Tr, Variant, T, Kv, true>);
   }
@@ -42,7 +47,7 @@ const void* aot_sm90_kernel(bool custom_mask) {
 template <typename T, int kHeadDim, typename Kv>
 void launch_sm90_kernel(const void* kernel, prefill_sm90::Params<T, Kv>& p, dim3 grid,
                         cudaStream_t stream) {
-  using Tr = prefill_sm90::Traits<T, kHeadDim>;
+  using Tr = Sm90Traits<T, kHeadDim, Kv>;
   constexpr int kShared = prefill_sm90::kSharedBytes<Tr>;
   TESSERA_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kShared));
@@ -75,8 +80,8 @@ const void* sm90_kernel(attention::VariantKind kind, const void* jit_kernel, boo
     throw Error("tessera: prefill backend fa3: no kernel for this variant");
   }
   return visit_variant_kind(kind, [&]<typename Variant>() -> const void* {
-    if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(), dtype_of<T>(),
-                                          kHeadDim, false)) {
+    if constexpr (aot_prefill_sm90_kernel(variant_kind_of<Variant>(), dtype_of<T>(),
+                                          dtype_of<typename Kv::Element>(), kHeadDim, false)) {
       return aot_sm90_kernel<T, kHeadDim, Variant, Kv>(custom_mask);
     } else {
       throw Error("tessera: prefill backend fa3: no kernel for this variant");
@@ -96,31 +101,55 @@ void dispatch_sm90_types(DType dtype, int64_t head_dim, F&& f) {
   return by_dim.template operator()<half_t>();
 }
 
-// Batch prefill on the Hopper kernel: grid (ctas, heads_y) as the FA2
-// launch, then the merge when the plan split (or a graph is captured).
+// Batch prefill on the Hopper kernel: one CTA per SM taking jobs, then the
+// merge when the plan split (or a graph is captured).
+template <typename T, int kHeadDim, typename Kv>
+void launch_batch_prefill_sm90_on(const BatchPrefillLaunch& l, cudaStream_t stream) {
+  constexpr bool kRagged = std::is_same_v<Kv, prefill::RaggedKv<T>>;
+  prefill_sm90::Params<T, Kv> p{};
+  const int64_t element = 2;
+  const int64_t g = l.rows_per_token;
+  p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.q_tokens,
+                                   l.q_stride_head * element, l.q_stride_token * element,
+                                   static_cast<int>(g), static_cast<int>(128 / g), "q");
+  if constexpr (kRagged) {
+    encode_kv_maps<T, kHeadDim>(p, l.k, l.v, l.num_kv_heads, l.kv_tokens, l.stride_head,
+                                l.stride_entry);
+  }
+  fill_batch_params<T, Kv>(p, l, l.variant);
+  p.single_qo_len = -1;
+  // One CTA per SM takes the plan's (unit, head) jobs from the header's
+  // counter; fewer when the plan has fewer jobs (all while capturing).
+  p.job_counters = const_cast<int32_t*>(&l.schedule.header->next_job);
+  // Job indices (and the counter's overshoot, one take per CTA past the
+  // end) stay in int32.
+  if (l.max_ctas * l.num_kv_heads > std::numeric_limits<int32_t>::max() - l.num_sms) {
+    throw Error("tessera: prefill backend fa3: more than 2^31 (unit, head) jobs");
+  }
+  const int64_t jobs = grid_units(l.capturing, l.max_ctas, l.planned_units) * l.num_kv_heads;
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(l.num_sms, jobs))));
+  const void* kernel = sm90_kernel<T, kHeadDim, Kv>(l.variant_kind, l.hopper_jit_kernel,
+                                                    l.custom_mask != nullptr);
+  launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
+  if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
+}
+
+// K/V of q's dtype, or (paged) fp8 e4m3 with bf16 q at head_dim 128, the
+// case aot_kernels.h lists.
 template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
   dispatch_sm90_types(l.dtype, l.head_dim, [&]<typename T, int kHeadDim>() {
-    using Kv = KvOf<T>;
-    prefill_sm90::Params<T, Kv> p{};
-    const int64_t element = 2;
-    const int64_t g = l.rows_per_token;
-    p.q_map = encode_rows_tensor_map(l.q, kHeadDim, l.num_qo_heads, l.q_tokens,
-                                     l.q_stride_head * element, l.q_stride_token * element,
-                                     static_cast<int>(g), static_cast<int>(128 / g), "q");
-    if constexpr (kRagged) {
-      encode_kv_maps<T, kHeadDim>(p, l.k, l.v, l.num_kv_heads, l.kv_tokens, l.stride_head,
-                                  l.stride_entry);
+    if (l.kv_dtype == dtype_of<T>()) {
+      return launch_batch_prefill_sm90_on<T, kHeadDim, KvOf<T>>(l, stream);
     }
-    fill_batch_params<T, Kv>(p, l, l.variant);
-    p.single_qo_len = -1;
-    const int64_t ctas = grid_units(l.capturing, l.max_ctas, l.planned_ctas);
-    const dim3 grid(static_cast<unsigned>(ctas), static_cast<unsigned>(l.num_kv_heads));
-    const void* kernel = sm90_kernel<T, kHeadDim, Kv>(l.variant_kind, l.hopper_jit_kernel,
-                                                      l.custom_mask != nullptr);
-    launch_sm90_kernel<T, kHeadDim, Kv>(kernel, p, grid, stream);
-    if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
+    if constexpr (!kRagged && kHeadDim == 128 && std::is_same_v<T, bfloat16_t>) {
+      if (l.kv_dtype == DType::kFloat8E4M3) {
+        return launch_batch_prefill_sm90_on<T, kHeadDim, KvOf<fp8_e4m3_t>>(l, stream);
+      }
+    }
+    throw Error(std::string("tessera: prefill backend fa3: no kernel for ") +
+                dtype_name(l.kv_dtype) + " K/V with " + dtype_name(l.dtype) + " q");
   });
 }
 

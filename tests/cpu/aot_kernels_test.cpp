@@ -34,9 +34,19 @@ TEST(KernelTable, HopperPrefillServesTheListedCases) {
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kAlibi, dtype, dtype, 256, false));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 256, true));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 96, false));
-    EXPECT_FALSE(
-        aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, DType::kFloat8E4M3, 128, false));
   }
+  // fp8 e4m3 paged K/V with bf16 q at head_dim 128, plain and window (FA2's
+  // AOT fp8 set; the gather widens the tiles).
+  const DType bf16 = DType::kBFloat16;
+  const DType e4m3 = DType::kFloat8E4M3;
+  EXPECT_TRUE(aot_prefill_sm90_kernel(VariantKind::kPlain, bf16, e4m3, 128, false));
+  EXPECT_TRUE(aot_prefill_sm90_kernel(VariantKind::kSlidingWindow, bf16, e4m3, 128, false));
+  EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kSoftCap, bf16, e4m3, 128, false));
+  EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, bf16, e4m3, 128, true));
+  EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, bf16, e4m3, 64, false));
+  EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, DType::kFloat16, e4m3, 128, false));
+  EXPECT_FALSE(
+      aot_prefill_sm90_kernel(VariantKind::kPlain, bf16, DType::kFloat8E5M2, 128, false));
   EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, DType::kFloat16, DType::kBFloat16, 128,
                                        false));
   EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, DType::kFloat32, DType::kFloat32, 128,
@@ -70,8 +80,10 @@ TEST(KernelTable, BackendSupportAnswersFromTheTable) {
   EXPECT_FALSE(ask(PosEncodingMode::kRopeLlama, false, false, false, bf16, bf16, 128).fa3_serves);
   EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 64).fa3_serves);
   EXPECT_TRUE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 128).fa3_serves);
+  s = ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E4M3, 128);
+  EXPECT_TRUE(s.fa3_serves && s.auto_takes_fa3);
   EXPECT_FALSE(
-      ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E4M3, 128).fa3_serves);
+      ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E5M2, 128).fa3_serves);
   EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 96).fa3_serves);
   testing::expect_argument_error(
       [&] { ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, -1); }, "head_dim");

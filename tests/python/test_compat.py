@@ -111,6 +111,11 @@ def test_fa3_is_supported_for_the_hopper_kernels_cases():
     # ALiBi at head_dim 128 runs on the Hopper kernels.
     assert utils.is_fa3_backend_supported(alibi, False, False, f16, f16, head_dim=128) is True
     assert utils.is_fa3_backend_supported(0, False, False, f16, torch.float8_e4m3fn) is False
+    # An fp8 e4m3 paged cache with bf16 q at head_dim 128 (only there).
+    e4m3 = torch.float8_e4m3fn
+    assert utils.is_fa3_backend_supported(0, False, False, bf16, e4m3, head_dim=128) is True
+    assert utils.is_fa3_backend_supported(0, False, False, bf16, e4m3) is False
+    assert utils.is_fa3_backend_supported(0, False, False, bf16, e4m3, head_dim=64) is False
     assert utils.is_fa3_backend_supported(0, False, False, f16, bf16) is False
     assert utils.is_fa3_backend_supported(0, False, False, torch.float32, torch.float32) is False
     assert utils.is_fa3_backend_supported(0, False, False, f16, f16, head_dim=96) is False

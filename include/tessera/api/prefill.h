@@ -66,7 +66,9 @@ struct PrefillPlanShape {
 // fill the GPU) and writes the schedule into the caller's device workspace
 // with one non-blocking copy; run() only launches (prefill, then a merge of
 // split tiles), so it can be captured in a CUDA graph: a graph captured once
-// replays for any later plan within the bounds. Query i of a request sits
+// replays for any later plan within the bounds. A wrapper's runs must not
+// overlap in time (one stream, or ordered by events: the Hopper kernels take
+// their work from a counter in the workspace). Query i of a request sits
 // at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
 // later positions (with qo_len > kv_len the first qo_len - kv_len queries see
 // no key: out 0, lse -inf). GQA heads of a group share one K/V stream.

@@ -14,7 +14,10 @@
 // max_ctas. A persistent kernel's CTA x runs work units [cta_indptr[x],
 // cta_indptr[x + 1]) in order, for its head y; the FA2-style kernel is
 // planned with one unit per CTA (cta_indptr the identity) and CTA x runs
-// unit x. CTAs past the plan's count exit at once, so a graph captured with
+// unit x. The Hopper kernel takes the same order as jobs from a counter
+// (header.next_job: job k is unit k % num_work_units of head k /
+// num_work_units) on a grid of one CTA per SM, so two launches of one plan
+// must not overlap in time (run() calls of a wrapper are stream-ordered). CTAs past the plan's count exit at once, so a graph captured with
 // the bounds replays any schedule that fits them. The merge grid is (merge
 // tiles, heads_y), sized the same way. Head-major on purpose (x fastest):
 // the CTAs resident at once are a few heads' units, whose K/V fits in L2
@@ -89,6 +92,11 @@ struct PrefillScheduleHeader {
   int32_t total_qo_tokens;   // qo_indptr[batch]
   int32_t split_kv;          // 1 when any tile was split
   int32_t causal;            // 1: query i sees KV positions <= kv_len - qo_len + i
+  // The Hopper kernel's job counters (plan() writes 0; its CTAs take jobs
+  // from next_job and the last CTA to finish sets both back to 0, so every
+  // launch, graph replays included, starts from 0). Other kernels leave them.
+  int32_t next_job;
+  int32_t finished_ctas;
 };
 
 struct PrefillScheduleView {

@@ -11,6 +11,7 @@
 
 #include "tessera/arch/sm80/cp_async.cuh"
 #include "tessera/arch/sm80/mma.cuh"
+#include "tessera/attention/fp8_widen.cuh"
 #include "tessera/attention/prefill_rows.cuh"
 #include "tessera/core/numeric.cuh"
 
@@ -284,8 +285,7 @@ struct PagedRowTable {
 // Widens an fp8 K/V tile in place: each thread reads the chunks it copied
 // (visible to it once its cp.async group completed), the CTA synchronises
 // (nobody overwrites staging still unread), then each thread writes its
-// chunks as 16-bit values into the swizzled layout. e4m3 and e5m2 values are
-// exact in fp16 and bf16; the scales stay in the variant (k) and the output (v).
+// chunks as 16-bit values into the swizzled layout (fp8_widen.cuh).
 template <typename Traits, typename T, typename Fp8>
 struct Fp8TileWidener {
   using Copy = TileCopy<Traits, Fp8>;
@@ -305,24 +305,10 @@ struct Fp8TileWidener {
 #pragma unroll
     for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
       const int r = Copy::first_row() + i * Copy::kRowStep;
-      const uint32_t words[4] = {chunks[i].x, chunks[i].y, chunks[i].z, chunks[i].w};
-      uint32_t wide[8];  // 16 values as 8 packed 16-bit pairs
-#pragma unroll
-      for (int w = 0; w < 4; ++w) {
-#pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          const __half2 halves = fp8x2_to_half2<Fp8>(words[w], h);
-          if constexpr (cuda::std::is_same_v<T, half_t>) {
-            wide[2 * w + h] = *reinterpret_cast<const uint32_t*>(&halves);
-          } else {
-            wide[2 * w + h] = sm80::pack2<T>(__low2float(halves), __high2float(halves));
-          }
-        }
-      }
       T* const row_chunk0 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk());
       T* const row_chunk1 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk() + 1);
-      *reinterpret_cast<uint4*>(row_chunk0) = make_uint4(wide[0], wide[1], wide[2], wide[3]);
-      *reinterpret_cast<uint4*>(row_chunk1) = make_uint4(wide[4], wide[5], wide[6], wide[7]);
+      attention::widen_fp8_chunk<T, Fp8>(chunks[i], *reinterpret_cast<uint4*>(row_chunk0),
+                                         *reinterpret_cast<uint4*>(row_chunk1));
     }
   }
 };

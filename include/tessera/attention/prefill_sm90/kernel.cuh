@@ -1,12 +1,13 @@
 // The Hopper (sm_90a) prefill kernel, FA3-style: warpgroup 0 produces (Q by
 // TMA; K/V by TMA or a row gather, load.cuh), warpgroups 1 and 2 consume 64
-// query rows each (mainloop.cuh, epilogue.cuh). A CTA runs the units of its
-// schedule entry in order (batch: cta_indptr[x] .. cta_indptr[x + 1] for
-// head y; single prefill: q tile x, reversed so the longest causal tiles
-// start first, for qo head y); producer and consumers walk the same units
-// and meet only at the barriers.
+// query rows each (mainloop.cuh, epilogue.cuh). A CTA runs jobs (Jobs: batch
+// prefill takes them from a counter, one CTA per SM; single prefill has one
+// per CTA); the producer takes each with its Q and passes its index with the
+// Q buffer, and producer and consumers meet only at the barriers.
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
+
+#include <cuda/atomic>
 
 #include "tessera/arch/sm90/mbarrier.cuh"
 #include "tessera/arch/sm90/tma.cuh"
@@ -19,7 +20,7 @@
 namespace tessera::prefill_sm90 {
 
 // Kv: prefill::RaggedKv<T> (TMA; kv maps over [tokens, heads, D]) or
-// prefill::PagedKv<T> (gather). Single prefill is a batch of one request
+// prefill::PagedKv<T or fp8> (gather; Tr::KVT is its element). Single prefill is a batch of one request
 // without a schedule (single_qo_len >= 0).
 template <typename T, typename Kv>
 struct Params {
@@ -36,6 +37,7 @@ struct Params {
   FastDivmod per_token;  // by rows_per_token (the GQA group; 1 in single prefill)
   int32_t group_size;    // num_qo_heads / num_kv_heads
   PrefillScheduleView schedule;
+  int32_t* job_counters;  // batch: &schedule.header->next_job (next_job, finished_ctas)
   int32_t single_qo_len;  // >= 0: single prefill of this many queries (no schedule)
   int32_t single_kv_len;
   bool single_causal;
@@ -43,39 +45,83 @@ struct Params {
   attention::VariantParams variant;
 };
 
+// A CTA's jobs, one (unit, head) pair each. Batch prefill: taken one at a
+// time from the plan's counter (header.next_job) over its units, heaviest
+// first, head by head (job k: unit k % units of head k / units), so the CTAs
+// resident at once share a head's K/V in L2 and a CTA loads its next job's Q
+// and K/V while it computes the current one. Single prefill: one job per
+// CTA, q tile x reversed (the longest causal tiles first) of qo head y.
 template <typename T, typename Kv>
-struct UnitList {
+struct Jobs {
   const Params<T, Kv>& p;
-  int first;
-  int count;
-  __device__ __forceinline__ static UnitList make(const Params<T, Kv>& p) {
-    if (p.single_qo_len >= 0) {
-      return {p, static_cast<int>(gridDim.x - 1 - blockIdx.x), 1};
+
+  __device__ __forceinline__ bool single() const { return p.single_qo_len >= 0; }
+  // The CTA's j-th job (j = 0, 1, ... in order, from one thread), or -1.
+  __device__ __forceinline__ int take(int j) const {
+    if (single()) {
+      const int tile = static_cast<int>(gridDim.x - 1 - blockIdx.x);
+      return j == 0 ? static_cast<int>(blockIdx.y * gridDim.x) + tile : -1;
     }
-    const int x = static_cast<int>(blockIdx.x);
-    if (x >= p.schedule.header->num_ctas) return {p, 0, 0};
-    const int begin = p.schedule.cta_indptr[x];
-    return {p, begin, p.schedule.cta_indptr[x + 1] - begin};
+    cuda::atomic_ref<int32_t, cuda::thread_scope_device> next(p.job_counters[0]);
+    const int job = next.fetch_add(1, cuda::std::memory_order_relaxed);
+    return job < p.schedule.header->num_work_units * p.heads_y ? job : -1;
+  }
+  // Called once per CTA after its last job: the last CTA to finish resets
+  // the counters for the next launch (every CTA has taken its last job by
+  // then: each took it before its consumers saw the end).
+  __device__ __forceinline__ void finish_cta() const {
+    if (single()) return;
+    cuda::atomic_ref<int32_t, cuda::thread_scope_device> next(p.job_counters[0]);
+    cuda::atomic_ref<int32_t, cuda::thread_scope_device> finished(p.job_counters[1]);
+    const int ctas = static_cast<int>(gridDim.x * gridDim.y);
+    if (finished.fetch_add(1, cuda::std::memory_order_acq_rel) == ctas - 1) {
+      next.store(0, cuda::std::memory_order_relaxed);
+      finished.store(0, cuda::std::memory_order_relaxed);
+    }
+  }
+  __device__ __forceinline__ int units() const {
+    return single() ? static_cast<int>(gridDim.x) : p.schedule.header->num_work_units;
+  }
+  // Head index y of a job: the KV head (batch, GQA-packed rows) or the qo head (single).
+  __device__ __forceinline__ int head_y(int job) const { return job / units(); }
+  __device__ __forceinline__ int head_base(int job) const {
+    const int y = head_y(job);
+    return single() ? y : y * static_cast<int>(p.per_token.divisor);
+  }
+  __device__ __forceinline__ int kv_head(int job) const {
+    const int y = head_y(job);
+    return single() ? y / p.group_size : y;
   }
   __device__ __forceinline__ bool causal() const {
-    return p.single_qo_len >= 0 ? p.single_causal : p.schedule.header->causal != 0;
+    return single() ? p.single_causal : p.schedule.header->causal != 0;
   }
-  __device__ __forceinline__ Unit unit(int i) const {
-    if (p.single_qo_len >= 0) {
-      const int row0 = first * kBlockM;
+  __device__ __forceinline__ Unit unit(int job) const {
+    const int index = job % units();
+    if (single()) {
+      const int row0 = index * kBlockM;
       return {0,    p.single_qo_len,
               0,    p.single_kv_len,
               row0, min(row0 + kBlockM, p.single_qo_len),
               0,    p.single_kv_len,
               -1,   0};
     }
-    const PrefillWorkUnit w = p.schedule.work_units[first + i];
+    const PrefillWorkUnit w = p.schedule.work_units[index];
     return {w.qo_begin,       w.qo_len,        w.kv_start,
             w.kv_len,         w.qo_tile_begin, w.qo_tile_begin + w.qo_rows,
             w.kv_begin,       w.kv_end,        w.partial_index,
             w.mask_byte_begin};
   }
 };
+
+// The job of the CTA's j-th Q buffer use (-1: none): consumers wait for its
+// Q to land (the job index is written before), the K/V loaders only for the
+// index.
+template <typename Tr>
+__device__ __forceinline__ int wait_job(SharedStorage<Tr>& s, int j, bool with_q) {
+  const int buffer = j % Tr::kQBuffers;
+  sm90::barrier_wait(with_q ? &s.q_full[buffer] : &s.job_full[buffer], (j / Tr::kQBuffers) & 1);
+  return *static_cast<volatile int32_t*>(&s.job[buffer]);
+}
 
 template <typename Variant, typename T>
 __device__ __forceinline__ UnitTiles unit_tiles(const Unit& u, const prefill::QueryRows<T>& rows,
@@ -102,7 +148,7 @@ __device__ __forceinline__ prefill::QueryRows<T> query_rows(const Params<T, Kv>&
 
 template <typename Tr, typename Variant, typename T, typename Kv, bool kCustomMask>
 __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv>& p,
-                                        const UnitList<T, Kv>& units, int head_base) {
+                                        const Jobs<T, Kv>& jobs) {
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   constexpr bool kFoldScale = kSoftmax && !Variant::kHasLogitsTransform;
   const int consumer = sm90::warpgroup_index() - 1;
@@ -110,15 +156,22 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
   const int warp = (static_cast<int>(threadIdx.x) / 32) % 4;
   const int g = lane / 4;
   const int t = lane % 4;
-  const bool causal = units.causal();
+  const bool causal = jobs.causal();
   sm90::RingPosition<Tr::kStages> k_ring;
   sm90::RingPosition<Tr::kStages> v_ring;
   if (Tr::kTakeTurns && consumer == 1) pass_turn(consumer);  // consumer 0 goes first
-  for (int i = 0; i < units.count; ++i) {
-    const Unit u = units.unit(i);
+  for (int i = 0;; ++i) {
+    // The job comes with its Q (the producer takes it as it loads Q).
+    // Broadcast from lane 0: the compiler then knows the job (and the loop
+    // exit on it) to be warp-uniform and keeps the tile loop's descriptor
+    // math on the uniform datapath (read from shared memory as it is, the
+    // hot loop grew by 6% and the epilogue spilled).
+    const int job = __shfl_sync(0xffffffffu, wait_job(s, i, true), 0);
+    if (job < 0) break;
+    const Unit u = jobs.unit(job);
     const int q_buffer = i % Tr::kQBuffers;
     const uint32_t q_base = sm80::shared_address(s.q[q_buffer]);
-    const prefill::QueryRows<T> rows = query_rows(p, u, head_base);
+    const prefill::QueryRows<T> rows = query_rows(p, u, jobs.head_base(job));
     const UnitTiles tiles = unit_tiles<Variant>(u, rows, p.variant, causal, Tr::kBlockN);
     const int delta = u.kv_len - u.qo_len;
     RowContext<Variant, kCustomMask> rc{prefill::make_row_variants<Variant, 2>([&](int k) {
@@ -139,7 +192,6 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
 
     RowState<Tr> st;
     st.init();
-    sm90::barrier_wait(&s.q_full[q_buffer], (i / Tr::kQBuffers) & 1);
     // Tile n's S = Q K^T is issued before tile n - 1's O += P V, and its
     // softmax runs while that P V is in flight (P of tile n - 1 stays in
     // registers until it completes); K slots are released a tile before
@@ -261,8 +313,7 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
                                   0,
                                   0};
     if (u.partial_index >= 0) {
-      const int y = static_cast<int>(blockIdx.y);
-      const int64_t first = static_cast<int64_t>(u.partial_index) * p.heads_y + y;
+      const int64_t first = static_cast<int64_t>(u.partial_index) * p.heads_y + jobs.head_y(job);
       output.partial_out = p.schedule.partial_out + first * Tr::kHeadDim;
       output.partial_lse = p.schedule.partial_lse + first;
       output.partial_stride = static_cast<int64_t>(p.heads_y) * Tr::kHeadDim;
@@ -278,56 +329,80 @@ __device__ __forceinline__ void consume(SharedStorage<Tr>& s, const Params<T, Kv
 
 template <typename Tr, typename Variant, typename T, typename Kv>
 __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv>& p,
-                                        const UnitList<T, Kv>& units, int head_base, int kv_head) {
+                                        const Jobs<T, Kv>& jobs) {
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
   const int rows_per_token = static_cast<int>(p.per_token.divisor);
-  // Q of unit j into its buffer once the consumers are done with unit
-  // j - kQBuffers.
-  const auto load_q_of = [&](int j) {
+  // Job j (taken only now, once the consumers are done with job j -
+  // kQBuffers, so a CTA holds at most one job it has not started) and its Q
+  // into buffer j % kQBuffers; -1 and no Q after the last.
+  const auto take_and_load_q = [&](int j) {
     const int q_buffer = j % Tr::kQBuffers;
     sm90::barrier_wait(&s.q_empty[q_buffer], ((j / Tr::kQBuffers) & 1) ^ 1u);
-    load_q<Tr>(s, q_buffer, &p.q_map, units.unit(j), head_base, rows_per_token);
+    const int job = jobs.take(j);
+    *static_cast<volatile int32_t*>(&s.job[q_buffer]) = job;
+    sm90::barrier_arrive(&s.job_full[q_buffer]);
+    if (job < 0) {
+      sm90::barrier_arrive(&s.q_full[q_buffer]);  // completes the phase: no bytes
+    } else {
+      load_q<Tr>(s, q_buffer, &p.q_map, jobs.unit(job), jobs.head_base(job), rows_per_token);
+    }
+    return job;
   };
-  // Contiguous K/V: thread 0 loads K/V and thread 32 (another warp) every Q
-  // as soon as its buffer is free; the rest of the warpgroup is idle. The
-  // gather keeps Q with thread 0 at each unit's start (its Q wait needs the
-  // unit before last landed, which the unit before's copies did).
+  // The K/V loaders' side: job j's index, and (one arrival per loading warp)
+  // that they have read it, which the buffer's next take waits for: without
+  // it a loader stalled before its wait could miss a whole phase when the
+  // consumers run through jobs without K/V tiles.
+  const auto job_for_kv = [&](int j) {
+    const int job = wait_job(s, j, false);
+    if constexpr (kGather) __syncwarp();
+    if (threadIdx.x % 32 == 0) sm90::barrier_arrive(&s.q_empty[j % Tr::kQBuffers]);
+    return job;
+  };
+  // Contiguous K/V: thread 32 (another warp) takes the jobs and loads their
+  // Q as soon as a buffer is free, thread 0 their K/V; the rest of the
+  // warpgroup is idle. The gather keeps both with thread 0 at each unit's
+  // start (its Q wait needs the unit before last landed, which the unit
+  // before's copies did).
   const bool elected = threadIdx.x == 0;
   if constexpr (!kGather) {
     if (threadIdx.x == 32) {
-      for (int j = 0; j < units.count; ++j) load_q_of(j);
+      for (int j = 0; take_and_load_q(j) >= 0; ++j) {
+      }
     }
     if (!elected) return;
   }
-  const bool causal = units.causal();
+  const bool causal = jobs.causal();
   ProducerRings<Tr::kStages> rings;
-  for (int i = 0; i < units.count; ++i) {
-    const Unit u = units.unit(i);
-    const UnitTiles tiles =
-        unit_tiles<Variant>(u, query_rows(p, u, head_base), p.variant, causal, Tr::kBlockN);
+  for (int i = 0;; ++i) {
     if constexpr (kGather && Tr::kQBuffers == 1) {
       // One Q buffer: this unit's Q waits for the previous unit to finish,
       // whose last copy lands only once a later one is issued; land it now.
-      if (i > 0) GatherKvLoader<Tr, T>::finish(rings);
+      if (i > 0) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
     }
-    if (kGather && elected) load_q_of(i);
+    if (kGather && elected) take_and_load_q(i);
+    const int job = job_for_kv(i);
+    if (job < 0) break;
+    const Unit u = jobs.unit(job);
+    const UnitTiles tiles = unit_tiles<Variant>(u, query_rows(p, u, jobs.head_base(job)),
+                                                p.variant, causal, Tr::kBlockN);
     if constexpr (kGather) {
       if (tiles.num_tiles == 0) {
         // A copy lands only once a later one is issued, and the next unit's
         // Q waits for the previous unit to finish: a unit without tiles
         // lands what is pending itself (else that Q wait would deadlock).
-        GatherKvLoader<Tr, T>::finish(rings);
+        GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
         continue;
       }
-      const GatherKvLoader<Tr, T> loader{s, p.kv.rows(u.kv_start, kv_head), tiles.kv_begin,
-                                         tiles.kv_end};
+      const GatherKvLoader<Tr, typename Tr::KVT> loader{s, p.kv.rows(u.kv_start, jobs.kv_head(job)),
+                                                        tiles.kv_begin, tiles.kv_end};
       load_unit(loader, rings, tiles.num_tiles);
     } else {
-      const TmaKvLoader<Tr> loader{s, &p.k_map, &p.v_map, kv_head, u.kv_start + tiles.kv_begin};
+      const TmaKvLoader<Tr> loader{s, &p.k_map, &p.v_map, jobs.kv_head(job),
+                                   u.kv_start + tiles.kv_begin};
       load_unit(loader, rings, tiles.num_tiles);
     }
   }
-  if constexpr (kGather) GatherKvLoader<Tr, T>::finish(rings);
+  if constexpr (kGather) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
 }
 
 // Whether the Hopper kernel runs a variant: softmax ones without q / k
@@ -347,17 +422,21 @@ __global__ void __launch_bounds__(kThreads, 1)
     prefill_sm90_kernel(const __grid_constant__ Params<T, Kv> p) {
 #if TESSERA_SM90A_ENABLED
   static_assert(!Variant::kHasQueryKeyTransform, "RoPE on the fly runs on the FA2 kernels");
+  static_assert(cuda::std::is_same_v<typename Tr::KVT, typename Kv::Element>, "traits of Kv");
   extern __shared__ __align__(1024) unsigned char shared_raw[];
   auto& s = *reinterpret_cast<SharedStorage<Tr>*>((reinterpret_cast<uintptr_t>(shared_raw) + 1023) &
                                                   ~uintptr_t{1023});
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
   constexpr uint32_t kFullArrivals = kGather ? 128 : 1;
   constexpr uint32_t kEmptyArrivals = kConsumers * 4;  // lane 0 of each consumer warp
+  // Q buffers: also the K/V loaders (thread 0, or lane 0 of each gathering warp).
+  constexpr uint32_t kQEmptyArrivals = kEmptyArrivals + (kGather ? 4 : 1);
   if (threadIdx.x == 0) {
 #pragma unroll
     for (int i = 0; i < Tr::kQBuffers; ++i) {
+      sm90::barrier_init(&s.job_full[i], 1);
       sm90::barrier_init(&s.q_full[i], 1);
-      sm90::barrier_init(&s.q_empty[i], kEmptyArrivals);
+      sm90::barrier_init(&s.q_empty[i], kQEmptyArrivals);
     }
 #pragma unroll
     for (int i = 0; i < Tr::kStages; ++i) {
@@ -374,24 +453,14 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
   }
   __syncthreads();
-  const UnitList<T, Kv> units = UnitList<T, Kv>::make(p);
-  const int y = static_cast<int>(blockIdx.y);
-  const int rows_per_token = static_cast<int>(p.per_token.divisor);
-  int head_base;
-  int kv_head;
-  if (p.single_qo_len >= 0) {  // y is the qo head
-    head_base = y;
-    kv_head = y / p.group_size;
-  } else {
-    head_base = y * rows_per_token;
-    kv_head = y;
-  }
+  const Jobs<T, Kv> jobs{p};
   if (sm90::warpgroup_index() == 0) {
     sm90::registers_decrease<kProducerRegisters>();
-    produce<Tr, Variant>(s, p, units, head_base, kv_head);
+    produce<Tr, Variant>(s, p, jobs);
   } else {
     sm90::registers_increase<kConsumerRegisters>();
-    consume<Tr, Variant, T, Kv, kCustomMask>(s, p, units, head_base);
+    consume<Tr, Variant, T, Kv, kCustomMask>(s, p, jobs);
+    if (threadIdx.x == 128) jobs.finish_cta();
   }
 #endif
 }

@@ -9,7 +9,10 @@
 //     publish a tile's row offsets (one page-id load per row) with its K,
 //     then copy 16-byte chunks with cp.async into the swizzled layout; each
 //     thread waits for a copy once it has issued the next one (across
-//     units too), fences it for the wgmma (async proxy) and arrives.
+//     units too), fences it for the wgmma (async proxy) and arrives. fp8
+//     K/V: the chunks land unswizzled in a staging buffer (two alternate)
+//     and each thread widens the ones it copied into the tile when it
+//     lands them (no barrier: a thread reads only its own copies).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -17,6 +20,7 @@
 #include "tessera/arch/sm90/mbarrier.cuh"
 #include "tessera/arch/sm90/tma.cuh"
 #include "tessera/arch/sm90/warpgroup.cuh"
+#include "tessera/attention/fp8_widen.cuh"
 #include "tessera/attention/prefill_sm90/traits.cuh"
 
 namespace tessera::prefill_sm90 {
@@ -43,6 +47,8 @@ struct ProducerRings {
   sm90::RingPosition<kStages> v;
   int next_table = 0;           // gather: the row table the next K tile publishes into
   uint64_t* pending = nullptr;  // gather: the full barrier of the copy not yet landed
+  unsigned char* pending_tile = nullptr;  // gather, fp8: the tile it widens into
+  int pending_staging = 1;                // gather, fp8: its staging buffer
 };
 
 // A unit's loads in the consumers' order: K0, K1, V0, K2, V1, ..., V(n-1).
@@ -92,7 +98,11 @@ struct TmaKvLoader {
 
 template <typename Tr, typename KVT>
 struct GatherKvLoader {
-  static constexpr int kChunks = Tr::kHeadDim / 8;  // 16-byte chunks per row
+  using T = typename Tr::T;
+  static constexpr bool kFp8 = Tr::kFp8Kv;
+  static_assert(cuda::std::is_same_v<KVT, typename Tr::KVT>, "the traits' K/V element");
+  static constexpr int kChunkElems = 16 / static_cast<int>(sizeof(KVT));
+  static constexpr int kChunks = Tr::kHeadDim / kChunkElems;  // 16-byte chunks per row
   static_assert(128 % kChunks == 0, "whole rows per pass");
   static constexpr int kRowStep = 128 / kChunks;
   static constexpr int kRowsPerThread = Tr::kBlockN / kRowStep;
@@ -101,37 +111,95 @@ struct GatherKvLoader {
   int kv_begin;                  // the unit's first tile position
   int kv_end;
 
-  __device__ __forceinline__ void copy_tile(unsigned char* tile, const KVT* base,
+  // This thread's chunk of its row i (fp8: where it lands in staging).
+  __device__ __forceinline__ static int own_chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
+  __device__ __forceinline__ static int own_row(int i) {
+    return static_cast<int>(threadIdx.x) % 128 / kChunks + i * kRowStep;
+  }
+  __device__ __forceinline__ static int staging_offset(int i) {
+    return (own_row(i) * kChunks + own_chunk()) * 16;
+  }
+
+  // 16-bit K/V into the swizzled tile; fp8 into staging buffer `staging`.
+  __device__ __forceinline__ void copy_tile(unsigned char* tile, int staging, const KVT* base,
                                             const uint32_t* table, int rows_left) const {
-    const int tid = static_cast<int>(threadIdx.x) % 128;
-    const int chunk = tid % kChunks;
-    const int r0 = tid / kChunks;
+    const int chunk = own_chunk();
     const uint32_t tile_address = sm80::shared_address(tile);
+    [[maybe_unused]] uint32_t staging_address = 0;
+    if constexpr (kFp8) staging_address = sm80::shared_address(s.staging.buffer[staging]);
     // Partly unrolled: the producer runs on kProducerRegisters registers.
 #pragma unroll 4
     for (int i = 0; i < kRowsPerThread; ++i) {
-      const int r = r0 + i * kRowStep;
+      const int r = own_row(i);
       const bool valid = r < rows_left;
       const KVT* source = reinterpret_cast<const KVT*>(
-          reinterpret_cast<const char*>(base + chunk * 8) +
+          reinterpret_cast<const char*>(base + chunk * kChunkElems) +
           static_cast<uint64_t>(valid ? table[r] : 0u) * kv.units.bytes);
-      sm80::cp_async_16_zfill(
-          tile_address + static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, r, chunk * 8)), source,
-          valid);
+      uint32_t destination;
+      if constexpr (kFp8) {
+        destination = staging_address + static_cast<uint32_t>(staging_offset(i));
+      } else {
+        destination = tile_address + static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, r, chunk * 8));
+      }
+      sm80::cp_async_16_zfill(destination, source, valid);
     }
+  }
+
+  // fp8: the chunks this thread copied into `staging` (landed), widened
+  // into the tile's swizzled layout; zero-filled rows stay zeros. The
+  // thread's rows are kRowStep apart, a multiple of the swizzle period, so
+  // every row has the same swizzle: each address is a base plus a constant.
+  __device__ __forceinline__ static void widen_own(SharedStorage<Tr>& s, int staging,
+                                                   unsigned char* tile) {
+    static_assert(kRowStep % 8 == 0, "one swizzle for all of a thread's rows");
+    const int chunk = own_chunk();
+    const uint32_t from = sm80::shared_address(s.staging.buffer[staging]) + staging_offset(0);
+    const uint32_t to = sm80::shared_address(tile);
+    const uint32_t to_low = to + swizzled_offset(Tr::kBlockN, own_row(0), chunk * 16);
+    const uint32_t to_high = to + swizzled_offset(Tr::kBlockN, own_row(0), chunk * 16 + 8);
+#pragma unroll 2
+    for (int i = 0; i < kRowsPerThread; ++i) {
+      const uint4 narrow = sm80::load_shared_16(from + i * kRowStep * kChunks * 16);
+      uint4 low;
+      uint4 high;
+      attention::widen_fp8_chunk<T, KVT>(narrow, low, high);
+      sm80::store_shared_16(to_low + i * kRowStep * kPanelRowBytes, low);
+      sm80::store_shared_16(to_high + i * kRowStep * kPanelRowBytes, high);
+    }
+  }
+
+  // The pending copy (its cp.async group complete): widened if fp8, fenced
+  // for the async proxy, arrived on its full barrier.
+  __device__ __forceinline__ static void land_pending(SharedStorage<Tr>& s,
+                                                      ProducerRings<Tr::kStages>& rings) {
+    if constexpr (kFp8) widen_own(s, rings.pending_staging, rings.pending_tile);
+    sm90::fence_shared_to_async();
+    sm90::barrier_arrive(rings.pending);
   }
 
   // Commits this copy, then lands the one before it: waits for this
   // thread's part, fences it for the async proxy and arrives.
-  __device__ __forceinline__ void commit_and_land_previous(uint64_t* full,
+  __device__ __forceinline__ void commit_and_land_previous(uint64_t* full, unsigned char* tile,
+                                                           int staging,
                                                            ProducerRings<Tr::kStages>& rings) const {
     sm80::cp_async_commit();
     if (rings.pending != nullptr) {
       sm80::cp_async_wait_group<1>();
-      sm90::fence_shared_to_async();
-      sm90::barrier_arrive(rings.pending);
+      land_pending(s, rings);
     }
     rings.pending = full;
+    rings.pending_tile = tile;
+    rings.pending_staging = staging;
+  }
+
+  // Copy into the tile: 16-bit K/V straight into it, fp8 into the staging
+  // buffer the pending copy does not use.
+  __device__ __forceinline__ void copy(unsigned char* tile, uint64_t* full, const KVT* base,
+                                       const uint32_t* table, int rows_left,
+                                       ProducerRings<Tr::kStages>& rings) const {
+    const int staging = kFp8 ? rings.pending_staging ^ 1 : 0;
+    copy_tile(tile, staging, base, table, rows_left);
+    commit_and_land_previous(full, tile, staging, rings);
   }
 
   // All 128 producer threads run these. The row table of tile t is written
@@ -150,8 +218,8 @@ struct GatherKvLoader {
     if (tid < Tr::kBlockN) s.row_table[table][tid] = kv.units_from_start(page, pos0 + tid);
     __syncwarp();  // bar.sync is .aligned: lanes left the mbarrier spin (and thread 0 the Q load) apart
     sm90::named_barrier_sync(kProducerBarrier, 128);
-    copy_tile(s.k[ring.slot], kv.k_data, s.row_table[table], kv_end - pos0);
-    commit_and_land_previous(&s.k_full[ring.slot], rings);
+    copy(s.k[ring.slot], &s.k_full[ring.slot], kv.k_data, s.row_table[table], kv_end - pos0,
+         rings);
     ring.advance();
     return table;
   }
@@ -159,17 +227,17 @@ struct GatherKvLoader {
                                          ProducerRings<Tr::kStages>& rings) const {
     sm90::RingPosition<Tr::kStages>& ring = rings.v;
     sm90::barrier_wait(&s.v_empty[ring.slot], ring.parity ^ 1u);
-    copy_tile(s.v[ring.slot], kv.v_data, s.row_table[table], kv_end - kv_begin - t * Tr::kBlockN);
-    commit_and_land_previous(&s.v_full[ring.slot], rings);
+    copy(s.v[ring.slot], &s.v_full[ring.slot], kv.v_data, s.row_table[table],
+         kv_end - kv_begin - t * Tr::kBlockN, rings);
     ring.advance();
   }
 
   // After the last unit: lands the copy still pending.
-  __device__ __forceinline__ static void finish(ProducerRings<Tr::kStages>& rings) {
+  __device__ __forceinline__ static void finish(SharedStorage<Tr>& s,
+                                                ProducerRings<Tr::kStages>& rings) {
     if (rings.pending != nullptr) {
       sm80::cp_async_wait_group<0>();
-      sm90::fence_shared_to_async();
-      sm90::barrier_arrive(rings.pending);
+      land_pending(s, rings);
       rings.pending = nullptr;
     }
   }

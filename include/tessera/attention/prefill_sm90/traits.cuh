@@ -37,11 +37,15 @@ inline constexpr int kPanelRowBytes = 128;
 inline constexpr int kProducerRegisters = 40;
 inline constexpr int kConsumerRegisters = 232;
 
-template <typename T_, int kHeadDim_>
+// KVT: the K/V element in global memory; q's T, or fp8 (paged K/V only:
+// the gather lands fp8 rows in a staging buffer and widens them to T).
+template <typename T_, int kHeadDim_, typename KVT_ = T_>
 struct Traits {
   using T = T_;
+  using KVT = KVT_;
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(sizeof(T) == 2, "wgmma prefill runs 16-bit inputs");
+  static constexpr bool kFp8Kv = sizeof(KVT) == 1;
   static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
                 "Hopper prefill: head_dim 64, 128 or 256");
   // K/V positions per tile (S = 64 x kBlockN per warpgroup). head_dim 256
@@ -67,22 +71,38 @@ struct Traits {
   static constexpr int kPvSteps = kBlockN / 16;  // of O += P V
   static constexpr int kSRegs = kBlockN / 2;     // S accumulators per thread
   static constexpr int kORegs = kHeadDim / 2;    // O accumulators per thread
+  // fp8 K/V: two staging buffers of one fp8 tile each (a copy in flight
+  // while the one before is widened).
+  static constexpr int kStagingBytes = kFp8Kv ? kBlockN * kHeadDim : 0;
 };
 
-// Barriers: Q full / empty per Q buffer (one Q tile per unit), K and V full
-// / empty per stage; the paged producer's row tables (tiles of row offsets).
+// fp8 K/V rows as copied, each thread's chunks at fixed places (load.cuh);
+// empty for 16-bit K/V.
+template <int kBytes>
+struct alignas(16) Fp8Staging {
+  unsigned char buffer[2][kBytes];
+};
+template <>
+struct Fp8Staging<0> {};
+
+// Barriers: per Q buffer job full (its job index written), Q full (its Q
+// landed) and empty (consumers and K/V loaders done with it); K and V full /
+// empty per stage; the paged producer's row tables (tiles of row offsets).
 template <typename Tr>
 struct alignas(1024) SharedStorage {
   unsigned char q[Tr::kQBuffers][Tr::kQBytes];
   unsigned char k[Tr::kStages][Tr::kKvTileBytes];
   unsigned char v[Tr::kStages][Tr::kKvTileBytes];
   uint32_t row_table[Tr::kRowTables][Tr::kBlockN];
+  uint64_t job_full[Tr::kQBuffers];  // the buffer's job index is written
   uint64_t q_full[Tr::kQBuffers];
   uint64_t q_empty[Tr::kQBuffers];
   uint64_t k_full[Tr::kStages];
   uint64_t k_empty[Tr::kStages];
   uint64_t v_full[Tr::kStages];
   uint64_t v_empty[Tr::kStages];
+  int32_t job[Tr::kQBuffers];  // the job whose Q the buffer holds; -1: no more jobs
+  Fp8Staging<Tr::kStagingBytes> staging;  // last: the barriers keep 16-bit K/V's offsets
 };
 
 // Dynamic shared memory a launch requests: the storage plus room to align
@@ -91,6 +111,10 @@ template <typename Tr>
 inline constexpr int kSharedBytes = static_cast<int>(sizeof(SharedStorage<Tr>)) + 1024;
 static_assert(kSharedBytes<Traits<uint16_t, 128>> <= 227 * 1024, "fits an H100 SM's shared memory");
 static_assert(kSharedBytes<Traits<uint16_t, 256>> <= 227 * 1024, "fits an H100 SM's shared memory");
+static_assert(kSharedBytes<Traits<uint16_t, 128, uint8_t>> <= 227 * 1024,
+              "fits an H100 SM's shared memory");
+static_assert(kSharedBytes<Traits<uint16_t, 256, uint8_t>> <= 227 * 1024,
+              "fits an H100 SM's shared memory");
 
 // Element (row, col) of a panelled, swizzled tile of `rows` rows: byte offset.
 __host__ __device__ constexpr int swizzled_offset(int rows, int row, int col) {
