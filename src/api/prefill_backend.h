@@ -13,9 +13,6 @@ namespace tessera::detail {
 
 // The Hopper kernel's query tile (prefill_sm90::kBlockM), for host code.
 inline constexpr int64_t kSm90QTileRows = 128;
-// Batch plans for it whose tiles read at most this many KV tokens run
-// persistent unit lists (src/plan/prefill_planner.cpp, policy 5).
-inline constexpr int64_t kSm90UnitListsUpToExtent = 512;
 
 // Whether "auto" takes the Hopper kernels at head_dim where they serve the
 // call (not at 256: they trail FA2 at <= 1k tokens there).

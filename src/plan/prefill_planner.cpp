@@ -39,12 +39,9 @@
 //    CTA per tile, H100) every unit is its own CTA, heaviest first, and the
 //    hardware's block scheduler balances them as they finish; launched head
 //    by head (grid y), the CTAs resident at once share one head's K/V in L2.
-//    Except (unit_lists_up_to_extent, the Hopper kernel) when no tile reads
-//    more than that many KV tokens: then a CTA's start-up and epilogue cost
-//    as much as its tiles, and unit lists overlap them with the next unit's
-//    loads (H100 fa3, causal 64 x 256: hd64 92 -> 140 TFLOP/s, hd128 137 ->
-//    145), while on longer tiles the lists lose (4 x 4k: 478 -> 346; lists
-//    of every head run at once and their K/V no longer fits L2).
+//    The Hopper kernel takes the units of such a plan as (unit, head) jobs
+//    from a counter on one CTA per SM (prefill_sm90/kernel.cuh), in this
+//    order.
 #include "plan/prefill_planner.h"
 
 #include <algorithm>
@@ -278,10 +275,7 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
     }
   }
 
-  // Policy 5's exception: short tiles run as persistent unit lists.
-  const bool one_unit_per_cta =
-      in.one_unit_per_cta &&
-      !(in.unit_lists_up_to_extent > 0 && max_extent <= in.unit_lists_up_to_extent);
+  const bool one_unit_per_cta = in.one_unit_per_cta;
 
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);

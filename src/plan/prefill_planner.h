@@ -29,9 +29,6 @@ struct PrefillPlannerInput {
   int64_t max_q_tile_rows = 128;  // the largest q tile the kernel has (64 or 128)
   bool only_max_q_tile = false;   // every tile max_q_tile_rows (the Hopper kernel's 128)
   bool one_unit_per_cta = false;  // no persistent CTAs: the grid is the unit list
-  // With one_unit_per_cta: a plan whose tiles each read at most this many KV
-  // tokens gets persistent unit lists anyway (policy 5 in the .cpp); 0: never.
-  int64_t unit_lists_up_to_extent = 0;
   int64_t num_sms = 132;
   int64_t ctas_per_sm = 2;          // prefill CTAs resident per SM
   // Bounds fixed at plan time (a CUDA graph captures them).

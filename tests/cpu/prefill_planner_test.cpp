@@ -286,45 +286,6 @@ TEST(PrefillPlanner, OneUnitPerCtaRunsHeaviestFirstWith64RowTiles) {
   EXPECT_TRUE(std::is_sorted(s.unit_cost.begin(), s.unit_cost.end(), std::greater<>()));
 }
 
-// The Hopper kernel's plans (128-row tiles, one CTA per SM): one unit per
-// CTA, except when no tile reads more than unit_lists_up_to_extent KV
-// tokens; then LPT unit lists over one wave.
-TEST(PrefillPlanner, ShortTilesRunAsUnitListsDespiteOneUnitPerCta) {
-  const auto plan_of = [](const Batch& b) {
-    PrefillPlannerInput in = input_for(b, 32, 32, true);
-    in.one_unit_per_cta = true;
-    in.only_max_q_tile = true;
-    in.ctas_per_sm = 1;
-    in.unit_lists_up_to_extent = 512;
-    const PrefillScheduleHost s = plan_prefill_schedule(in);
-    EXPECT_TRUE(schedule_consistent(in, s));
-    return s;
-  };
-  const Batch short_requests =
-      batch_of(std::vector<int64_t>(64, 256), std::vector<int64_t>(64, 256));
-  const PrefillScheduleHost lists = plan_of(short_requests);
-  EXPECT_EQ(lists.header.num_work_units, 64 * 2);
-  EXPECT_EQ(lists.header.num_ctas, kH100Sms / 32);  // a wave of CTAs over 32 heads
-  EXPECT_EQ(lists.header.split_kv, 0);
-  // One request of 513 tokens: its last tile reads 513 > 512.
-  Batch mixed = short_requests;
-  mixed.qo_indptr.push_back(mixed.qo_indptr.back() + 513);
-  mixed.kv_lengths.push_back(513);
-  mixed.kv_indptr.push_back(mixed.kv_indptr.back() + 513);
-  const PrefillScheduleHost units = plan_of(mixed);
-  EXPECT_EQ(units.header.num_ctas, units.header.num_work_units);
-  EXPECT_TRUE(std::is_sorted(units.unit_cost.begin(), units.unit_cost.end(), std::greater<>()));
-  // 0 turns lists off, also for tiles that read no KV at all.
-  const Batch no_keys = batch_of(std::vector<int64_t>(64, 256), std::vector<int64_t>(64, 0));
-  PrefillPlannerInput in = input_for(no_keys, 32, 32, true);
-  in.one_unit_per_cta = true;
-  in.only_max_q_tile = true;
-  in.ctas_per_sm = 1;
-  const PrefillScheduleHost off = plan_prefill_schedule(in);
-  EXPECT_TRUE(schedule_consistent(in, off));
-  EXPECT_EQ(off.header.num_ctas, off.header.num_work_units);
-}
-
 TEST(PrefillPlanner, TileIs64ForHeadDim256AndShortQueries) {
   const Batch long_q = batch_of({4096, 4096}, {4096, 4096});
   EXPECT_EQ(plan_prefill_schedule(input_for(long_q, 32, 8, true, 256)).header.q_tile_rows, 64);
