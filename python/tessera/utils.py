@@ -122,9 +122,10 @@ def is_fa3_backend_supported(pos_encoding_mode: int, use_fp16_qk_reductions: boo
     as the library's kernel table says (docs/python.md lists the cases: fp16 /
     bf16 q with K/V of the same dtype or a float8_e4m3fn paged cache with
     bf16 q at head_dim 128, no position encoding or ALiBi at head_dim 128, a
-    custom mask only at head_dim 128, head_dim 64 / 128 / 256). head_dim (Tessera's extension; FlashInfer's signature has none)
-    None: whether they serve it at every head_dim they have. use_fp16_qk_
-    reductions is ignored (Tessera always accumulates q.k in float32)."""
+    custom mask only at head_dim 128, head_dim 64 / 128 / 256). head_dim
+    (Tessera's extension; FlashInfer's signature has none) None: whether they
+    serve it at every head_dim they have. use_fp16_qk_reductions is ignored
+    (Tessera always accumulates q.k in float32)."""
     del use_fp16_qk_reductions
     return _fa3_support(pos_encoding_mode, use_custom_mask, dtype_q, dtype_kv, head_dim)[0]
 
