@@ -55,10 +55,6 @@ std::string sm90_prefill_unsupported(const PrefillCase& c) {
 
 bool auto_prefers_sm90(int64_t head_dim) { return head_dim != 256; }
 
-bool auto_takes_sm90(int64_t head_dim, DType kv_dtype) {
-  return auto_prefers_sm90(head_dim) && !is_float8(kv_dtype);
-}
-
 // kAuto shapes a plan for the Hopper kernels wherever the device and
 // head_dim allow them, so that its schedule does not depend on the lengths
 // (a captured graph replays any later plan of the wrapper); a call they do
@@ -76,9 +72,8 @@ PrefillBackend resolve_prefill_backend(PrefillBackend requested, const PrefillCa
   // head_dim 256 runs on the Hopper kernels only when asked for by name:
   // they trail FA2 at <= 1k tokens per request (H100, 0.5-0.96x) and lead
   // above (1.2-1.8x), and batch plans for auto are FA2's there
-  // (plan_for_sm90), so one plan serves every length. fp8 K/V likewise:
-  // the producer's widening trails FA2 (H100 1x16k page 16: 284 vs 294).
-  if (requested == PrefillBackend::kAuto && !auto_takes_sm90(c.head_dim, c.kv_dtype)) {
+  // (plan_for_sm90), so one plan serves every length.
+  if (requested == PrefillBackend::kAuto && !auto_prefers_sm90(c.head_dim)) {
     return PrefillBackend::kFa2;
   }
   const std::string why = sm90_prefill_unsupported(c);
@@ -106,7 +101,7 @@ PrefillBackendSupport prefill_backend_support_sm90(PosEncodingMode pos_encoding_
   const auto at = [&](int64_t d) {
     PrefillBackendSupport s;
     s.fa3_serves = detail::aot_prefill_sm90_kernel(kind, q_dtype, kv_dtype, d, custom_mask);
-    s.auto_takes_fa3 = s.fa3_serves && detail::auto_takes_sm90(d, kv_dtype);
+    s.auto_takes_fa3 = s.fa3_serves && detail::auto_prefers_sm90(d);
     return s;
   };
   if (head_dim > 0) return at(head_dim);

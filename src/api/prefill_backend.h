@@ -14,12 +14,9 @@ namespace tessera::detail {
 // The Hopper kernel's query tile (prefill_sm90::kBlockM), for host code.
 inline constexpr int64_t kSm90QTileRows = 128;
 
-// Whether "auto" shapes plans for the Hopper kernels at head_dim (not at
-// 256: they trail FA2 at <= 1k tokens there).
+// Whether "auto" takes the Hopper kernels at head_dim where they serve the
+// call (not at 256: they trail FA2 at <= 1k tokens there).
 bool auto_prefers_sm90(int64_t head_dim);
-// Whether "auto" runs them for a call they serve: at those head dims, and
-// not for fp8 K/V (the widening producer trails FA2 there).
-bool auto_takes_sm90(int64_t head_dim, DType kv_dtype);
 
 // Whether device_id runs sm_90a code (compute capability 9.0); cached.
 bool device_runs_sm90a(int device_id);

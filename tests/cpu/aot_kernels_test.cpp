@@ -81,8 +81,7 @@ TEST(KernelTable, BackendSupportAnswersFromTheTable) {
   EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 64).fa3_serves);
   EXPECT_TRUE(ask(PosEncodingMode::kNone, false, false, true, bf16, bf16, 128).fa3_serves);
   s = ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E4M3, 128);
-  EXPECT_TRUE(s.fa3_serves);
-  EXPECT_FALSE(s.auto_takes_fa3);  // fa3 by name only for fp8 K/V
+  EXPECT_TRUE(s.fa3_serves && s.auto_takes_fa3);
   EXPECT_FALSE(
       ask(PosEncodingMode::kNone, false, false, false, bf16, DType::kFloat8E5M2, 128).fa3_serves);
   EXPECT_FALSE(ask(PosEncodingMode::kNone, false, false, false, bf16, bf16, 96).fa3_serves);
