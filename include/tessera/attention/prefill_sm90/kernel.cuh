@@ -20,8 +20,8 @@
 namespace tessera::prefill_sm90 {
 
 // Kv: prefill::RaggedKv<T> (TMA; kv maps over [tokens, heads, D]) or
-// prefill::PagedKv<T or fp8> (gather; Tr::KVT is its element). Single prefill is a batch of one request
-// without a schedule (single_qo_len >= 0).
+// prefill::PagedKv<T or fp8> (gather; Tr::KVT is its element). Single
+// prefill is a batch of one request without a schedule (single_qo_len >= 0).
 template <typename T, typename Kv>
 struct Params {
   sm90::TensorMap q_map;  // [tokens, num_qo_heads, D], box (64, g, 128 / g)

@@ -112,7 +112,9 @@ struct GatherKvLoader {
   int kv_end;
 
   // This thread's chunk of its row i (fp8: where it lands in staging).
-  __device__ __forceinline__ static int own_chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
+  __device__ __forceinline__ static int own_chunk() {
+    return static_cast<int>(threadIdx.x) % kChunks;
+  }
   __device__ __forceinline__ static int own_row(int i) {
     return static_cast<int>(threadIdx.x) % 128 / kChunks + i * kRowStep;
   }
@@ -139,7 +141,8 @@ struct GatherKvLoader {
       if constexpr (kFp8) {
         destination = staging_address + static_cast<uint32_t>(staging_offset(i));
       } else {
-        destination = tile_address + static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, r, chunk * 8));
+        destination =
+            tile_address + static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, r, chunk * 8));
       }
       sm80::cp_async_16_zfill(destination, source, valid);
     }
@@ -179,9 +182,8 @@ struct GatherKvLoader {
 
   // Commits this copy, then lands the one before it: waits for this
   // thread's part, fences it for the async proxy and arrives.
-  __device__ __forceinline__ void commit_and_land_previous(uint64_t* full, unsigned char* tile,
-                                                           int staging,
-                                                           ProducerRings<Tr::kStages>& rings) const {
+  __device__ __forceinline__ void commit_and_land_previous(
+      uint64_t* full, unsigned char* tile, int staging, ProducerRings<Tr::kStages>& rings) const {
     sm80::cp_async_commit();
     if (rings.pending != nullptr) {
       sm80::cp_async_wait_group<1>();
