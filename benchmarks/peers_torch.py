@@ -147,14 +147,24 @@ def measure(timer, kernel, case):
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)
-    if kernel in ("single_prefill", "batch_prefill_ragged"):
-        return prefill_peers(timer, p)
-    if kernel == "batch_prefill_paged":
+    # Prefill rows of either back end (suffix "_fa3": the Hopper kernels;
+    # "_fp8": an fp8 paged cache) share the dense peers of their shape,
+    # measured once (prefill_peers caches them).
+    fa3 = kernel.endswith("_fa3")
+    base = kernel[:-len("_fa3")] if fa3 else kernel
+    if base in ("single_prefill", "batch_prefill_ragged"):
+        rows = list(prefill_peers(timer, p))
+        fa2 = VALUES.get((base, case)) if fa3 else None
+        if fa2 is not None:
+            rows.append(("tessera_fa2", "TFLOP/s", fa2))
+        return rows
+    if base in ("batch_prefill_paged", "batch_prefill_paged_fp8"):
         # The SDPA peers see dense data: the same rows as the ragged case, plus
-        # the ratio to Tessera's own dense kernel on this shape.
+        # the ratio to Tessera's own dense kernel (same back end) on this shape.
         rows = list(prefill_peers(timer, p))
         dense_case = ",".join(x for x in case.split(",") if not x.startswith("page="))
-        dense = VALUES.get(("batch_prefill_ragged", dense_case))
+        dense = VALUES.get(("batch_prefill_ragged_fa3" if fa3 else "batch_prefill_ragged",
+                            dense_case))
         if dense is not None:
             rows.append(("tessera_ragged", "TFLOP/s", dense))
         return rows
