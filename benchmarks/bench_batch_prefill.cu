@@ -193,57 +193,49 @@ void run_paged(Bench& bench, const Shape& s, int64_t page_size) {
   prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());
   const AttentionOptions options;
   const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), KVLayout::kNHD);
-  auto run = [&] {
-    prefill.run(q.dl(), cache_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
-                out.dl(), nullptr, options, bench.stream(), Validate::kOff);
-  };
-  const double us = bench.median_us(run, 4.0 * static_cast<double>(q.bytes()));
-  bench.emit("batch_prefill_paged", name, "TFLOP/s", flops(s, kDim, true) / (us * 1e6));
-  if (backend_fa3_runs(device, kDim)) {
+  // Median time of a run of `backend`'s wrapper over `cache` (fa3: its own
+  // plan in the shared workspace, FA2's schedule planned back afterwards).
+  const auto median_us = [&](PrefillBackend backend, const PagedKVCacheArg& cache,
+                             double working_set_bytes) {
+    const auto time_on = [&](BatchPrefillWithPagedKVCache& wrapper) {
+      return bench.median_us(
+          [&] {
+            wrapper.run(q.dl(), cache, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
+                        out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+          },
+          working_set_bytes);
+    };
+    if (backend == PrefillBackend::kFa2) return time_on(prefill);
     PrefillPlanShape fa3_shape = shape;
     fa3_shape.backend = PrefillBackend::kFa3;
     BatchPrefillWithPagedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
     fa3.plan(qo_indptr, kv_indptr, last, true, bench.stream());
-    const double fa3_us = bench.median_us(
-        [&] {
-          fa3.run(q.dl(), cache_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
-                  out.dl(), nullptr, options, bench.stream(), Validate::kOff);
-        },
-        4.0 * static_cast<double>(q.bytes()));
-    bench.emit("batch_prefill_paged_fa3", name, "TFLOP/s", flops(s, kDim, true) / (fa3_us * 1e6));
-    // The workspace is shared: the FA2 rows below need their own schedule back.
+    const double us = time_on(fa3);
     prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());
+    return us;
+  };
+  const auto tflops = [&](double us) { return flops(s, kDim, true) / (us * 1e6); };
+  const double q_bytes = static_cast<double>(q.bytes());
+  bench.emit("batch_prefill_paged", name, "TFLOP/s",
+             tflops(median_us(PrefillBackend::kFa2, cache_arg, 4.0 * q_bytes)));
+  if (backend_fa3_runs(device, kDim)) {
+    bench.emit("batch_prefill_paged_fa3", name, "TFLOP/s",
+               tflops(median_us(PrefillBackend::kFa3, cache_arg, 4.0 * q_bytes)));
   }
   if (page_size == 16) {
     // The same pages in float8 e4m3 and e5m2 (chunked prefill over an fp8 KV
-    // cache): tiles are widened to bf16 in shared memory; e5m2 is JIT-served.
+    // cache): tiles are widened to bf16 in shared memory; e5m2 is JIT-served
+    // (FA2 only), e4m3 also runs on fa3.
     for (const DType fp8 : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
       BenchTensor fp8_cache(fp8, {num_pages, 2, page_size, kHeads, kDim});
       fill_random(fp8_cache.data(), fp8, fp8_cache.numel(), 34, bench.stream());
       const auto fp8_arg = PagedKVCacheArg::combined(fp8_cache.dl(), KVLayout::kNHD);
-      const double fp8_us = bench.median_us(
-          [&] {
-            prefill.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
-                        out.dl(), nullptr, options, bench.stream(), Validate::kOff);
-          },
-          3.0 * static_cast<double>(q.bytes()));
-      bench.emit(
-          fp8 == DType::kFloat8E4M3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2",
-          name, "TFLOP/s", flops(s, kDim, true) / (fp8_us * 1e6));
-      if (fp8 == DType::kFloat8E4M3 && backend_fa3_runs(device, kDim, DType::kBFloat16, fp8)) {
-        PrefillPlanShape fa3_shape = shape;
-        fa3_shape.backend = PrefillBackend::kFa3;
-        BatchPrefillWithPagedKVCache fa3(fa3_shape, bounds, workspace.data(), bytes, device);
-        fa3.plan(qo_indptr, kv_indptr, last, true, bench.stream());
-        const double fa3_us = bench.median_us(
-            [&] {
-              fa3.run(q.dl(), fp8_arg, indices_dev.dl(), qo_dev.dl(), kv_dev.dl(), last_dev.dl(),
-                      out.dl(), nullptr, options, bench.stream(), Validate::kOff);
-            },
-            3.0 * static_cast<double>(q.bytes()));
+      const bool e4m3 = fp8 == DType::kFloat8E4M3;
+      bench.emit(e4m3 ? "batch_prefill_paged_fp8" : "batch_prefill_paged_fp8_e5m2", name,
+                 "TFLOP/s", tflops(median_us(PrefillBackend::kFa2, fp8_arg, 3.0 * q_bytes)));
+      if (e4m3 && backend_fa3_runs(device, kDim, DType::kBFloat16, fp8)) {
         bench.emit("batch_prefill_paged_fp8_fa3", name, "TFLOP/s",
-                   flops(s, kDim, true) / (fa3_us * 1e6));
-        prefill.plan(qo_indptr, kv_indptr, last, true, bench.stream());  // (shared workspace)
+                   tflops(median_us(PrefillBackend::kFa3, fp8_arg, 3.0 * q_bytes)));
       }
     }
   }
