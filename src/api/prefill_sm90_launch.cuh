@@ -23,10 +23,11 @@
 
 namespace tessera::detail {
 
-// The built-in variant's compiled-in Hopper kernel.
+// The kernel's traits for q's T and the K/V kind (its element: T or fp8).
 template <typename T, int kHeadDim, typename Kv>
 using Sm90Traits = prefill_sm90::Traits<T, kHeadDim, typename Kv::Element>;
 
+// The built-in variant's compiled-in Hopper kernel.
 template <typename T, int kHeadDim, typename Variant, typename Kv>
 const void* aot_sm90_kernel(bool custom_mask) {
   using Tr = Sm90Traits<T, kHeadDim, Kv>;

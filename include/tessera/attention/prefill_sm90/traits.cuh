@@ -6,10 +6,10 @@
 // kBlockN positions (128; 64 at head_dim 256), kStages of each in a ring.
 // Every tile is stored as head_dim / 64 panels of 64 values per 128-byte
 // row, 128-byte swizzled (arch/sm90/wgmma.cuh), which is what the TMA
-// writes and the wgmma descriptors read. Q is double-buffered so the next unit's Q lands while
-// this one runs. head_dim 128: 2 x 32 KB Q + 2 x 32 KB K + 2 x 32 KB V =
-// 192 KB (fp8 K/V: + 2 x 16 KB staging, 224 KB), one CTA (384 threads) per
-// SM.
+// writes and the wgmma descriptors read. Q is double-buffered so the next
+// unit's Q lands while this one runs. head_dim 128: 2 x 32 KB Q + 2 x 32 KB
+// K + 2 x 32 KB V = 192 KB (fp8 K/V: + 2 x 16 KB staging, 224 KB), one CTA
+// (384 threads) per SM.
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
