@@ -78,7 +78,6 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.split = s.split();
   l.schedule = s.schedule_view();
   l.max_ctas = s.max_ctas();
-  l.planned_ctas = s.planned_ctas();
   l.planned_units = s.planned_units();
   l.num_sms = s.num_sms();
   l.max_merge_tiles = s.max_merge_tiles();

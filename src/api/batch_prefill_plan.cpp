@@ -170,7 +170,6 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
   batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
   rows_per_token_ = schedule.header.rows_per_token;
   q_tile_rows_ = schedule.header.q_tile_rows;
-  planned_ctas_ = schedule.header.num_ctas;
   planned_units_ = schedule.header.num_work_units;
   planned_merge_tiles_ = schedule.header.num_merge_tiles;
   planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());

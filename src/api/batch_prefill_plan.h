@@ -76,7 +76,6 @@ class PrefillPlanState {
   const plan::PrefillWorkspaceLayout& layout() const { return layout_; }
   int64_t max_ctas() const { return derived_.max_ctas; }
   int64_t num_sms() const { return num_sms_; }
-  int64_t planned_ctas() const { return planned_ctas_; }
   int64_t planned_units() const { return planned_units_; }
   // Merge tiles the workspace holds (a split tile has >= 2 units).
   int64_t max_merge_tiles() const { return derived_.max_work_units / 2; }
@@ -101,7 +100,6 @@ class PrefillPlanState {
   int64_t custom_mask_bytes_ = 0;
   int64_t batch_ = 0;
   int64_t rows_per_token_ = 1;
-  int64_t planned_ctas_ = 0;
   int64_t planned_units_ = 0;
   int64_t planned_merge_tiles_ = 0;
   std::vector<int32_t> planned_qo_indptr_;
@@ -135,7 +133,7 @@ struct BatchPrefillLaunch {
   // Grids (plan_run.h grid_units): the bounds while capturing, else the plan's
   // (the FA2 kernel runs unit x in CTA x: planned_units CTAs, whatever the
   // plan's CTA lists; the Hopper kernel takes (unit, head) jobs on num_sms).
-  int64_t max_ctas, planned_ctas, planned_units;
+  int64_t max_ctas, planned_units;
   int64_t num_sms;  // the Hopper kernel's grid: one CTA per SM taking jobs
   int64_t max_merge_tiles, planned_merge_tiles;
   int64_t shared_bytes;  // dynamic shared memory (PrefillPlanState::shared_bytes)

@@ -163,8 +163,7 @@ void validate(const PrefillPlannerInput& in) {
 // past the wave would run as a second, mostly idle wave, as decode measured);
 // then the smallest chunk >= it that fits the bounds.
 int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t target_units,
-                     int64_t max_units_one_wave, bool one_unit_per_cta,
-                     const PrefillPlannerInput& in) {
+                     int64_t max_units_one_wave, const PrefillPlannerInput& in) {
   const auto units_at = [&](int64_t k) { return count_units(tiles, k * kChunkGranularityTokens); };
   const auto fits = [&](const UnitCount& c) {
     return c.units <= in.max_work_units && c.partial_rows <= in.max_partial_rows;
@@ -172,7 +171,7 @@ int64_t choose_chunk(const std::vector<Tile>& tiles, int64_t max_extent, int64_t
   const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
   const int64_t k_max = ceil_div(max_extent, kChunkGranularityTokens);  // no split: always fits
   int64_t best = k_min;
-  if (one_unit_per_cta) {
+  if (in.one_unit_per_cta) {
     // units(k_max) = the tiles alone, fewer than a wave here, so k_max qualifies.
     int64_t lo = k_min, hi = k_max;
     while (lo < hi) {
@@ -275,13 +274,11 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
     }
   }
 
-  const bool one_unit_per_cta = in.one_unit_per_cta;
-
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);
   if (num_tiles * heads_y < wave && max_extent > kMinChunkTokens) {
-    chunk = std::min(chunk, choose_chunk(tiles, max_extent, ceil_div(wave, heads_y), wave / heads_y,
-                                         one_unit_per_cta, in));
+    chunk = std::min(chunk,
+                     choose_chunk(tiles, max_extent, ceil_div(wave, heads_y), wave / heads_y, in));
   }
 
   PrefillScheduleHost s;
@@ -314,11 +311,11 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
 
   // CTA assignment (policy 5).
   const auto num_units = static_cast<int64_t>(units.size());
-  const int64_t num_ctas = num_units * heads_y <= wave || one_unit_per_cta
+  const int64_t num_ctas = num_units * heads_y <= wave || in.one_unit_per_cta
                                ? num_units
                                : std::min(num_units, std::max<int64_t>(1, wave / heads_y));
   s.cta_indptr.assign(static_cast<std::size_t>(num_ctas) + 1, 0);
-  if (num_ctas == num_units && one_unit_per_cta) {
+  if (num_ctas == num_units && in.one_unit_per_cta) {
     // Heaviest first (stable), so the longest causal tiles start first.
     std::vector<int32_t> order(units.size());
     std::iota(order.begin(), order.end(), 0);
