@@ -17,8 +17,9 @@
 // unit x. The Hopper kernel takes the same order as jobs from a counter
 // (header.next_job: job k is unit k % num_work_units of head k /
 // num_work_units) on a grid of one CTA per SM, so two launches of one plan
-// must not overlap in time (run() calls of a wrapper are stream-ordered). CTAs past the plan's count exit at once, so a graph captured with
-// the bounds replays any schedule that fits them. The merge grid is (merge
+// must not overlap in time (run() calls of a wrapper are stream-ordered).
+// CTAs past the plan's count exit at once, so a graph captured with the
+// bounds replays any schedule that fits them. The merge grid is (merge
 // tiles, heads_y), sized the same way. Head-major on purpose (x fastest):
 // the CTAs resident at once are a few heads' units, whose K/V fits in L2
 // (unit_grid.cuh says why decode differs).

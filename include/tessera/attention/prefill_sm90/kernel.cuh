@@ -331,6 +331,7 @@ template <typename Tr, typename Variant, typename T, typename Kv>
 __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv>& p,
                                         const Jobs<T, Kv>& jobs) {
   constexpr bool kGather = !cuda::std::is_same_v<Kv, prefill::RaggedKv<T>>;
+  using Gather = GatherKvLoader<Tr>;
   const int rows_per_token = static_cast<int>(p.per_token.divisor);
   // Job j (taken only now, once the consumers are done with job j -
   // kQBuffers, so a CTA holds at most one job it has not started) and its Q
@@ -377,7 +378,7 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
     if constexpr (kGather && Tr::kQBuffers == 1) {
       // One Q buffer: this unit's Q waits for the previous unit to finish,
       // whose last copy lands only once a later one is issued; land it now.
-      if (i > 0) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
+      if (i > 0) Gather::finish(s, rings);
     }
     if (kGather && elected) take_and_load_q(i);
     const int job = job_for_kv(i);
@@ -390,11 +391,11 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
         // A copy lands only once a later one is issued, and the next unit's
         // Q waits for the previous unit to finish: a unit without tiles
         // lands what is pending itself (else that Q wait would deadlock).
-        GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
+        Gather::finish(s, rings);
         continue;
       }
-      const GatherKvLoader<Tr, typename Tr::KVT> loader{s, p.kv.rows(u.kv_start, jobs.kv_head(job)),
-                                                        tiles.kv_begin, tiles.kv_end};
+      const Gather loader{s, p.kv.rows(u.kv_start, jobs.kv_head(job)), tiles.kv_begin,
+                          tiles.kv_end};
       load_unit(loader, rings, tiles.num_tiles);
     } else {
       const TmaKvLoader<Tr> loader{s, &p.k_map, &p.v_map, jobs.kv_head(job),
@@ -402,7 +403,7 @@ __device__ __forceinline__ void produce(SharedStorage<Tr>& s, const Params<T, Kv
       load_unit(loader, rings, tiles.num_tiles);
     }
   }
-  if constexpr (kGather) GatherKvLoader<Tr, typename Tr::KVT>::finish(s, rings);
+  if constexpr (kGather) Gather::finish(s, rings);
 }
 
 // Whether the Hopper kernel runs a variant: softmax ones without q / k

@@ -96,11 +96,11 @@ struct TmaKvLoader {
   }
 };
 
-template <typename Tr, typename KVT>
+template <typename Tr>
 struct GatherKvLoader {
   using T = typename Tr::T;
+  using KVT = typename Tr::KVT;
   static constexpr bool kFp8 = Tr::kFp8Kv;
-  static_assert(cuda::std::is_same_v<KVT, typename Tr::KVT>, "the traits' K/V element");
   static constexpr int kChunkElems = 16 / static_cast<int>(sizeof(KVT));
   static constexpr int kChunks = Tr::kHeadDim / kChunkElems;  // 16-byte chunks per row
   static_assert(128 % kChunks == 0, "whole rows per pass");
