@@ -9,8 +9,8 @@
 # BACKENDS, default fa3 or DEV_BACKENDS; LIMIT s, default 150, a hang shows
 # as rc 124), then batch_prefill rows (CASES: --case substrings joined by
 # "+", default the causal head_dim 128 and 64 ones, "none" for no rows). A
-# build may appear in several specs (its bench rows append to one log). The first build then runs
-# DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
+# build may appear in several specs (its bench rows append to one log). The
+# first build then runs DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
 # peers of the first build's rows and writes benchmarks/results/<gpu>.*
 # (under $OUT/l/results, with commit DEV_PEERS_COMMIT); DEV_PROFILE="SPEC

@@ -53,6 +53,16 @@ constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, 
   }
 }
 
+// The fp8 paged K/V prefill kernels both families carry (widened to q's
+// type in shared memory): e4m3 with bf16 q at head_dim 128, plain and
+// sliding window, no custom mask.
+constexpr bool aot_fp8_kv_prefill_kernel(attention::VariantKind variant, DType q_dtype,
+                                         DType kv_dtype, int64_t head_dim) {
+  using attention::VariantKind;
+  return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
+         (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);
+}
+
 constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
                                   int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
@@ -60,10 +70,7 @@ constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype,
   if (custom_mask) {
     return variant == VariantKind::kPlain && kv_dtype == q_dtype && head_dim == 128;
   }
-  if (kv_dtype != q_dtype) {
-    return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
-           (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);
-  }
+  if (kv_dtype != q_dtype) return aot_fp8_kv_prefill_kernel(variant, q_dtype, kv_dtype, head_dim);
   switch (variant) {
     case VariantKind::kPlain:
     case VariantKind::kSoftCap:
@@ -91,10 +98,8 @@ constexpr bool aot_prefill_sm90_kernel(attention::VariantKind variant, DType q_d
   using attention::VariantKind;
   if (q_dtype != DType::kFloat16 && q_dtype != DType::kBFloat16) return false;
   if (!sm90_prefill_head_dim(head_dim)) return false;
-  if (kv_dtype != q_dtype) {  // fp8 paged K/V (widened by the gather): FA2's AOT set
-    return q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3 && head_dim == 128 &&
-           !custom_mask &&
-           (variant == VariantKind::kPlain || variant == VariantKind::kSlidingWindow);
+  if (kv_dtype != q_dtype) {  // fp8 paged K/V (widened by the gather)
+    return !custom_mask && aot_fp8_kv_prefill_kernel(variant, q_dtype, kv_dtype, head_dim);
   }
   if (custom_mask) return variant == VariantKind::kPlain && head_dim == 128;
   switch (variant) {
