@@ -135,8 +135,7 @@ void launch_batch_prefill_sm90_on(const BatchPrefillLaunch& l, cudaStream_t stre
   if (l.split || l.capturing) launch_prefill_merge<T>(l, stream);
 }
 
-// K/V of q's dtype, or (paged) fp8 e4m3 with bf16 q at head_dim 128, the
-// case aot_kernels.h lists.
+// K/V of q's dtype, or (paged) the fp8 e4m3 case aot_kernels.h lists.
 template <template <typename> class KvOf>
 void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream) {
   constexpr bool kRagged = std::is_same_v<KvOf<half_t>, prefill::RaggedKv<half_t>>;
@@ -144,7 +143,10 @@ void launch_batch_prefill_sm90(const BatchPrefillLaunch& l, cudaStream_t stream)
     if (l.kv_dtype == dtype_of<T>()) {
       return launch_batch_prefill_sm90_on<T, kHeadDim, KvOf<T>>(l, stream);
     }
-    if constexpr (!kRagged && kHeadDim == 128 && std::is_same_v<T, bfloat16_t>) {
+    // (The table's fp8 set; plain stands for its variants, one kernel each.)
+    if constexpr (!kRagged && aot_fp8_kv_prefill_kernel(attention::VariantKind::kPlain,
+                                                        dtype_of<T>(), DType::kFloat8E4M3,
+                                                        kHeadDim)) {
       if (l.kv_dtype == DType::kFloat8E4M3) {
         return launch_batch_prefill_sm90_on<T, kHeadDim, KvOf<fp8_e4m3_t>>(l, stream);
       }
