@@ -24,7 +24,7 @@ __device__ __forceinline__ uint32_t shared_address(const void* pointer) {
   return static_cast<uint32_t>(__cvta_generic_to_shared(pointer));
 }
 
-// 16 bytes at a shared-state-space byte address (16-byte aligned): LDS /
+// 16 (4) bytes at a shared-state-space byte address, aligned: LDS /
 // STS where a pointer the compiler cannot place in shared memory would
 // take the generic path and 64-bit address math.
 __device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
@@ -33,6 +33,11 @@ __device__ __forceinline__ uint4 load_shared_16(uint32_t address) {
                : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
                : "r"(address)
                : "memory");
+  return v;
+}
+__device__ __forceinline__ uint32_t load_shared_4(uint32_t address) {
+  uint32_t v;
+  asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(address) : "memory");
   return v;
 }
 __device__ __forceinline__ void store_shared_16(uint32_t address, const uint4& v) {

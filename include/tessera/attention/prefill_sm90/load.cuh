@@ -123,28 +123,50 @@ struct GatherKvLoader {
   }
 
   // 16-bit K/V into the swizzled tile; fp8 into staging buffer `staging`.
+  // The row offsets are read four rows at a time through 32-bit shared
+  // addresses before their copies (a copy's asm is a memory clobber: an
+  // offset read between copies would wait for its load each time), and
+  // rows kRowStep apart share one swizzle where kRowStep is a multiple of
+  // the swizzle period, so their destinations are a base plus constants.
   __device__ __forceinline__ void copy_tile(unsigned char* tile, int staging, const KVT* base,
                                             const uint32_t* table, int rows_left) const {
+    constexpr int kBatch = 4;
+    static_assert(kRowsPerThread % kBatch == 0, "whole batches of rows");
+    constexpr bool kOneSwizzle = kFp8 || kRowStep % 8 == 0;
     const int chunk = own_chunk();
-    const uint32_t tile_address = sm80::shared_address(tile);
-    [[maybe_unused]] uint32_t staging_address = 0;
-    if constexpr (kFp8) staging_address = sm80::shared_address(s.staging.buffer[staging]);
+    uint32_t destination0;
+    if constexpr (kFp8) {
+      destination0 = sm80::shared_address(s.staging.buffer[staging]) + staging_offset(0);
+    } else {
+      destination0 = sm80::shared_address(tile) +
+                     static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, own_row(0), chunk * 8));
+    }
+    constexpr int kDestinationStep = kFp8 ? kRowStep * kChunks * 16 : kRowStep * kPanelRowBytes;
+    const uint32_t table_address = sm80::shared_address(table) + own_row(0) * 4;
+    const char* const source0 = reinterpret_cast<const char*>(base + chunk * kChunkElems);
     // Partly unrolled: the producer runs on kProducerRegisters registers.
-#pragma unroll 4
-    for (int i = 0; i < kRowsPerThread; ++i) {
-      const int r = own_row(i);
-      const bool valid = r < rows_left;
-      const KVT* source = reinterpret_cast<const KVT*>(
-          reinterpret_cast<const char*>(base + chunk * kChunkElems) +
-          static_cast<uint64_t>(valid ? table[r] : 0u) * kv.units.bytes);
-      uint32_t destination;
-      if constexpr (kFp8) {
-        destination = staging_address + static_cast<uint32_t>(staging_offset(i));
-      } else {
-        destination =
-            tile_address + static_cast<uint32_t>(swizzled_offset(Tr::kBlockN, r, chunk * 8));
+#pragma unroll 1
+    for (int i0 = 0; i0 < kRowsPerThread; i0 += kBatch) {
+      uint32_t offset[kBatch];
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        offset[j] = sm80::load_shared_4(table_address + (i0 + j) * kRowStep * 4);
       }
-      sm80::cp_async_16_zfill(destination, source, valid);
+#pragma unroll
+      for (int j = 0; j < kBatch; ++j) {
+        const int i = i0 + j;
+        const bool valid = own_row(i) < rows_left;
+        const KVT* const source = reinterpret_cast<const KVT*>(
+            source0 + static_cast<uint64_t>(valid ? offset[j] : 0u) * kv.units.bytes);
+        uint32_t destination;
+        if constexpr (kOneSwizzle) {
+          destination = destination0 + static_cast<uint32_t>(i * kDestinationStep);
+        } else {
+          destination = sm80::shared_address(tile) + static_cast<uint32_t>(swizzled_offset(
+                                                         Tr::kBlockN, own_row(i), chunk * 8));
+        }
+        sm80::cp_async_16_zfill(destination, source, valid);
+      }
     }
   }
 
