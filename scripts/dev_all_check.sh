@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The integration build's first GPU calls (.gpu-variants/all.tar.xz, staged
-# from wip/integration by scripts/stage_gpu_variant.sh all) (docs/STATUS.md "Next 0"); from the
-# repository root, carry [".gpu-variants"]:
+# The integration build's first GPU calls (docs/STATUS.md "Next 0"):
+# .gpu-variants/all.tar.xz, staged from wip/integration by
+# scripts/stage_gpu_variant.sh all. From the repository root, carry
+# [".gpu-variants"]:
 #   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ mla1/mla2)
 #   MODE=bench bash scripts/dev_all_check.sh   # their bench rows + PyTorch peers
 # pytest runs the build's own python/ and tests/python (staged with it).
@@ -11,7 +12,8 @@ cat $d/COMMIT
 nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
 gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
 if [[ ${MODE:-tests} == tests ]]; then
-  files=${PYTEST_FILES:-"test_mla.py test_cascade.py test_gemm.py test_sampling.py test_transformers_integration.py"}
+  files=${PYTEST_FILES:-"test_mla.py test_cascade.py test_gemm.py test_sampling.py
+    test_transformers_integration.py"}
   (cd $d && LD_LIBRARY_PATH="$d/lib:$nvcc_dir/../lib64" TESSERA_LIBRARY=$d/lib/libtessera.so \
     PYTHONPATH=python timeout ${DEV_PYTEST_S:-200} python3 -m pytest $(printf 'tests/python/%s ' $files) \
     -q -p no:cacheprovider -rf --timeout 60 > $OUT/pytest.log 2>&1)
