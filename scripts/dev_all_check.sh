@@ -7,7 +7,9 @@
 #   MODE=bench bash scripts/dev_all_check.sh   # their bench rows + PyTorch peers
 # pytest runs the build's own python/ and tests/python (staged with it).
 d=/tmp/dev_builds/all
-mkdir -p $d && python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' .gpu-variants/all.tar.xz | tar x -C $d
+mkdir -p $d
+python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
+  .gpu-variants/all.tar.xz | tar x -C $d
 cat $d/COMMIT
 nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
 gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
@@ -15,10 +17,15 @@ if [[ ${MODE:-tests} == tests ]]; then
   files=${PYTEST_FILES:-"test_mla.py test_cascade.py test_gemm.py test_sampling.py
     test_transformers_integration.py"}
   (cd $d && LD_LIBRARY_PATH="$d/lib:$nvcc_dir/../lib64" TESSERA_LIBRARY=$d/lib/libtessera.so \
-    PYTHONPATH=python timeout ${DEV_PYTEST_S:-200} python3 -m pytest $(printf 'tests/python/%s ' $files) \
-    -q -p no:cacheprovider -rf --timeout 60 > $OUT/pytest.log 2>&1)
-  echo "pytest rc $?"; tail -25 $OUT/pytest.log
-  bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 ${DEV_EXTRA_SPECS:-mla1@*Mla.*@none@50 mla2@*Mla.*@none@50}" ${DEV_BUDGET:-360}
+    PYTHONPATH=python timeout "${DEV_PYTEST_S:-200}" python3 -m pytest \
+    $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
+    > "$OUT/pytest.log" 2>&1)
+  echo "pytest rc $?"; tail -25 "$OUT/pytest.log"
+  extra=${DEV_EXTRA_SPECS:-"mla1@*Mla.*@none@50 mla2@*Mla.*@none@50"}
+  bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
-  DEV_PEERS=1 bash scripts/dev_fa3_check.sh "all@none@dtype=bf16@@@mla all@none@prefix=@@@cascade all@none@kind=moe@@@segment_gemm all@none@b=@@@bmm_fp8 all@none@B=@@@sampling ${DEV_EXTRA_SPECS:-mla1@none@dtype=bf16@@@mla mla2@none@dtype=bf16@@@mla}" ${DEV_BUDGET:-540}
+  extra=${DEV_EXTRA_SPECS:-"mla1@none@dtype=bf16@@@mla mla2@none@dtype=bf16@@@mla"}
+  specs="all@none@dtype=bf16@@@mla all@none@prefix=@@@cascade all@none@kind=moe@@@segment_gemm"
+  specs+=" all@none@b=@@@bmm_fp8 all@none@B=@@@sampling $extra"
+  DEV_PEERS=1 bash scripts/dev_fa3_check.sh "$specs" "${DEV_BUDGET:-540}"
 fi
