@@ -15,7 +15,7 @@ nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
 gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
 if [[ ${MODE:-tests} == tests ]]; then
   files=${PYTEST_FILES:-"test_mla.py test_cascade.py test_gemm.py test_sampling.py
-    test_transformers_integration.py"}
+    test_transformers_integration.py test_flat.py"}
   (cd $d && LD_LIBRARY_PATH="$d/lib:$nvcc_dir/../lib64" TESSERA_LIBRARY=$d/lib/libtessera.so \
     PYTHONPATH=python timeout "${DEV_PYTEST_S:-200}" python3 -m pytest \
     $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
