@@ -75,12 +75,15 @@ class Batch:
                                         *self.paged_args(), causal, SM_SCALE)
 
 
-def mixed_lengths(seed):
-    """Every (qo_len, kv_len) pair of the issue's list once, in a shuffled
-    order: qo_len 1 / 2 / 4 / 7 x kv_len 0 / 1 / 63 / 64 / 65."""
+def mixed_batch(seed, heads, page_size):
+    """A batch with every (qo_len, kv_len) pair of the issue's list once, in
+    an order shuffled by page_size: qo_len 1 / 2 / 4 / 7 x kv_len 0 / 1 /
+    63 / 64 / 65."""
     pairs = list(itertools.product([1, 2, 4, 7], [0, 1, 63, 64, 65]))
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [pairs[i][0] for i in order], [pairs[i][1] for i in order]
+    order = torch.randperm(len(pairs),
+                           generator=torch.Generator().manual_seed(page_size)).tolist()
+    return Batch(seed=seed, heads=heads, qo_lens=[pairs[i][0] for i in order],
+                 kv_lens=[pairs[i][1] for i in order], page_size=page_size)
 
 
 def empty_rows(batch, causal):
@@ -97,9 +100,7 @@ def empty_rows(batch, causal):
 @pytest.mark.parametrize("page_size", [1, 16, 64])
 @pytest.mark.parametrize("causal", [False, True])
 def test_absorbed_form_equals_unabsorbed_on_a_mixed_batch(page_size, causal):
-    qo_lens, kv_lens = mixed_lengths(seed=page_size)
-    batch = Batch(seed=100 + page_size + causal, heads=16, qo_lens=qo_lens, kv_lens=kv_lens,
-                  page_size=page_size)
+    batch = mixed_batch(100 + page_size + causal, heads=16, page_size=page_size)
     out_latent, lse_abs = batch.absorbed(causal)
     out_model, lse_model = batch.unabsorbed(causal)
     torch.testing.assert_close(unabsorb_output(out_latent, batch.w_uv), out_model, **EXACT,
@@ -172,9 +173,7 @@ def dense_rowwise(batch, q_nope, causal, sm_scale):
 @pytest.mark.parametrize("page_size", [1, 16, 64])
 @pytest.mark.parametrize("causal", [False, True])
 def test_paged_reference_matches_dense_rowwise(page_size, causal):
-    qo_lens, kv_lens = mixed_lengths(seed=page_size)
-    batch = Batch(seed=200 + page_size + causal, heads=4, qo_lens=qo_lens, kv_lens=kv_lens,
-                  page_size=page_size)
+    batch = mixed_batch(200 + page_size + causal, heads=4, page_size=page_size)
     out, lse = batch.absorbed(causal)
     expected_out, expected_lse = dense_rowwise(batch, batch.q_nope, causal, SM_SCALE)
     torch.testing.assert_close(out, expected_out, **EXACT)
