@@ -11,7 +11,8 @@
 # substrings joined by "+", default the causal head_dim 128 and 64 ones,
 # "none" for no rows). A build may appear in several specs (its bench rows
 # append to one log). The first build then runs DEV_FULL_SUITE=1's whole
-# GPU gtest suite and compute-sanitizer on DEV_SANITIZE's tests while the
+# GPU gtest suite (or DEV_FULL_FILTER) and compute-sanitizer on
+# DEV_SANITIZE's tests while the
 # budget lasts; DEV_PEERS=1 times the PyTorch
 # peers of the first build's rows and writes benchmarks/results/<gpu>.*
 # (under $OUT/l/results, with commit DEV_PEERS_COMMIT); DEV_PROFILE="SPEC
@@ -71,7 +72,7 @@ done
 first=${builds[0]%%@*}
 use "$first"
 if [[ -n "${DEV_FULL_SUITE:-}" ]] && (( $(left) > 60 )); then
-  gtests "full_$first" '*' $(( $(left) - 30 ))
+  gtests "full_$first" "${DEV_FULL_FILTER:-*}" $(( $(left) - 30 ))
 fi
 if [[ -n "${DEV_SANITIZE:-}" ]] && (( $(left) > 60 )); then
   for tool in memcheck racecheck; do
