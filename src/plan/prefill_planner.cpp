@@ -116,8 +116,10 @@ void validate(const PrefillPlannerInput& in) {
                     "shape", "heads >= 1, num_qo_heads a multiple of num_kv_heads",
                     std::to_string(in.num_qo_heads) + " qo heads, " +
                         std::to_string(in.num_kv_heads) + " kv heads");
-  TESSERA_CHECK_ARG(in.head_dim == 64 || in.head_dim == 128 || in.head_dim == 256, "shape",
-                    "head_dim 64, 128 or 256", "head_dim " + std::to_string(in.head_dim));
+  TESSERA_CHECK_ARG(in.head_dim == 64 || in.head_dim == 128 || in.head_dim == 256 ||
+                        (in.head_dim == 512 && in.num_kv_heads == 1),
+                    "shape", "head_dim 64, 128 or 256 (512: MLA's latent, one KV head)",
+                    "head_dim " + std::to_string(in.head_dim));
   if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 || in.max_partial_rows < 0 ||
       in.max_work_units > kInt32Max || in.max_partial_rows > kInt32Max) {
     throw Error("tessera: prefill planner: inconsistent GPU description or bounds");

@@ -23,7 +23,7 @@ struct PrefillPlannerInput {
   std::span<const int32_t> kv_indptr;
   int64_t num_qo_heads = 1;
   int64_t num_kv_heads = 1;
-  int64_t head_dim = 128;
+  int64_t head_dim = 128;  // 64 / 128 / 256; 512 for MLA (the latent values, one KV head)
   bool causal = false;    // query i sits at KV position kv_len - qo_len + i
   bool pack_gqa = true;   // rows = (token, head of the GQA group) pairs
   int64_t max_q_tile_rows = 128;  // the largest q tile the kernel has (64 or 128)

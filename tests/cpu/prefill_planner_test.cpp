@@ -230,6 +230,31 @@ TEST(PrefillPlanner, OneUnitPerCtaSplitsIntoOneWave) {
   }
 }
 
+// MLA (docs/mla.md): one KV head, 128 heads packed into 64-row tiles, the
+// 512 latent values as head_dim, one CTA per SM: a short query on long KV
+// splits into one wave; head_dim 512 needs the single KV head.
+TEST(PrefillPlanner, MlaShapesPlanWith64RowTilesAndSplit) {
+  for (const bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "non-causal");
+    const Batch b = batch_of({2, 1}, {4097, 30000});
+    PrefillPlannerInput in = input_for(b, 128, 1, causal, 512);
+    in.max_q_tile_rows = 64;
+    in.only_max_q_tile = true;
+    in.one_unit_per_cta = true;
+    in.ctas_per_sm = 1;
+    const PrefillScheduleHost s = plan_prefill_schedule(in);
+    EXPECT_TRUE(schedule_consistent(in, s));
+    EXPECT_EQ(s.header.q_tile_rows, 64);
+    EXPECT_EQ(s.header.rows_per_token, 128);
+    EXPECT_EQ(s.header.split_kv, 1);
+    EXPECT_LE(s.header.num_work_units, kH100Sms);
+    EXPECT_GE(s.header.num_work_units * 2, kH100Sms);
+  }
+  tessera::testing::expect_argument_error(
+      [&] { plan_prefill_schedule(input_for(batch_of({2}, {100}), 128, 2, true, 512)); },
+      "shape");
+}
+
 TEST(PrefillPlanner, CausalBatchThatFillsTheGpuDoesNotSplit) {
   const Batch b = batch_of(std::vector<int64_t>(8, 2048), std::vector<int64_t>(8, 2048));
   const PrefillPlannerInput in = input_for(b, 32, 8, true);

@@ -1,0 +1,427 @@
+// BatchMlaPagedAttention (tessera/api/mla.h): the batch prefill planner
+// with one KV head, the heads packed into 64-row tiles and the latent's
+// 512 values as head_dim; the Hopper MLA kernel (attention/mla/), then the
+// prefill merge for split units.
+#include "tessera/api/mla.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "api/index_tensor.h"
+#include "api/plan_run.h"
+#include "api/schedule_upload.h"
+#include "plan/prefill_planner.h"
+#include "tessera/attention/merge.cuh"
+#include "tessera/attention/mla/kernel_sm90.cuh"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+#include "tessera/core/error.h"
+#include "tessera/core/numeric.cuh"
+#include "tessera/core/tensor_view.h"
+
+namespace tessera {
+
+namespace {
+
+constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
+
+void validate_shape(const MlaPlanShape& shape) {
+  TESSERA_CHECK_ARG(shape.num_heads >= 1 && shape.num_heads <= 65535, "num_heads",
+                    "in [1, 65535]", std::to_string(shape.num_heads));
+  TESSERA_CHECK_ARG(shape.head_dim_ckv == mla_sm90::kDimCkv, "head_dim_ckv", "512",
+                    std::to_string(shape.head_dim_ckv));
+  TESSERA_CHECK_ARG(shape.head_dim_kpe == mla_sm90::kDimKpe, "head_dim_kpe", "64",
+                    std::to_string(shape.head_dim_kpe));
+  TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "page_size",
+                    "in [1, 2^31)", std::to_string(shape.page_size));
+}
+
+void validate_bounds(const MlaPlanBounds& bounds) {
+  TESSERA_CHECK_ARG(bounds.max_batch_size >= 1 && bounds.max_batch_size < kInt32Max, "bounds",
+                    "max_batch_size in [1, 2^31 - 1)", std::to_string(bounds.max_batch_size));
+  TESSERA_CHECK_ARG(bounds.max_total_qo_tokens >= 1 && bounds.max_total_qo_tokens < kInt32Max,
+                    "bounds", "max_total_qo_tokens in [1, 2^31 - 1)",
+                    std::to_string(bounds.max_total_qo_tokens));
+}
+
+void expect_hopper(int device_id) {
+  const int major = detail::device_compute_major(device_id);
+  TESSERA_CHECK_ARG(major == 9, "device", "an sm_90 GPU (the MLA kernel is Hopper-only for now)",
+                    "compute capability " + std::to_string(major) + ".x");
+}
+
+// Workspace: the schedule regions, then as many partial rows as fit (up to
+// the derived bound; none at the minimum).
+plan::PrefillWorkspaceLayout mla_layout(const MlaPlanShape& shape, const MlaPlanBounds& bounds,
+                                        int64_t num_sms, plan::PrefillDerivedBounds& derived,
+                                        std::size_t workspace_bytes) {
+  derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
+                                        shape.num_heads, 1, /*pack_gqa=*/true, num_sms, 1);
+  derived.max_ctas = derived.max_work_units;
+  const auto layout_with = [&](int64_t rows) {
+    return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, rows,
+                                          shape.num_heads, 1, mla_sm90::kDimCkv,
+                                          /*pack_gqa=*/true);
+  };
+  plan::PrefillWorkspaceLayout layout = layout_with(derived.max_partial_rows);
+  if (layout.total_bytes <= workspace_bytes) return layout;
+  layout = layout_with(0);
+  if (layout.total_bytes > workspace_bytes) {
+    derived.max_partial_rows = 0;
+    return layout;
+  }
+  constexpr std::size_t kPerRow = (mla_sm90::kDimCkv + 1) * sizeof(float);
+  int64_t rows = std::min<int64_t>(
+      derived.max_partial_rows, static_cast<int64_t>((workspace_bytes - layout.total_bytes) / kPerRow));
+  while (rows > 0 && layout_with(rows).total_bytes > workspace_bytes) --rows;
+  derived.max_partial_rows = rows;
+  return layout_with(rows);
+}
+
+}  // namespace
+
+struct BatchMlaPagedAttention::State {
+  MlaPlanShape shape;
+  MlaPlanBounds bounds;
+  unsigned char* workspace = nullptr;
+  int device_id = 0;
+  int64_t num_sms = 0;
+  plan::PrefillDerivedBounds derived;
+  plan::PrefillWorkspaceLayout layout;
+  std::unique_ptr<detail::ScheduleUpload> upload;
+  bool planned = false;
+  bool split = false;
+  int64_t planned_units = 0;
+  int64_t planned_merge_tiles = 0;
+  std::vector<int32_t> qo_indptr;
+  std::vector<int32_t> kv_indptr;
+  std::vector<int32_t> kv_len;
+  std::vector<int64_t> kv_lengths;
+
+  PrefillScheduleView schedule() const {
+    PrefillScheduleView v{};
+    v.header = reinterpret_cast<const PrefillScheduleHeader*>(workspace + layout.header_offset);
+    v.work_units = reinterpret_cast<const PrefillWorkUnit*>(workspace + layout.work_units_offset);
+    v.cta_indptr = reinterpret_cast<const int32_t*>(workspace + layout.cta_indptr_offset);
+    v.merge_tiles =
+        reinterpret_cast<const PrefillMergeTile*>(workspace + layout.merge_tiles_offset);
+    v.partial_out = reinterpret_cast<float*>(workspace + layout.partial_out_offset);
+    v.partial_lse = reinterpret_cast<float*>(workspace + layout.partial_lse_offset);
+    return v;
+  }
+};
+
+BatchMlaPagedAttention::BatchMlaPagedAttention(const MlaPlanShape& shape,
+                                               const MlaPlanBounds& bounds, void* workspace,
+                                               std::size_t workspace_bytes, int device_id)
+    : state_(std::make_unique<State>()) {
+  validate_shape(shape);
+  validate_bounds(bounds);
+  detail::expect_workspace_argument(workspace, device_id);
+  expect_hopper(device_id);
+  State& s = *state_;
+  s.shape = shape;
+  s.bounds = bounds;
+  s.workspace = static_cast<unsigned char*>(workspace);
+  s.device_id = device_id;
+  s.num_sms = detail::device_sm_count(device_id);
+  s.layout = mla_layout(shape, bounds, s.num_sms, s.derived, workspace_bytes);
+  TESSERA_CHECK_ARG(workspace_bytes >= s.layout.total_bytes, "workspace",
+                    "at least " + std::to_string(s.layout.total_bytes) +
+                        " bytes (min_workspace_size_bytes(shape, bounds))",
+                    std::to_string(workspace_bytes) + " bytes");
+  s.upload = std::make_unique<detail::ScheduleUpload>(s.layout.partial_out_offset);
+}
+
+BatchMlaPagedAttention::~BatchMlaPagedAttention() = default;
+
+std::size_t BatchMlaPagedAttention::workspace_size_bytes(const MlaPlanShape& shape,
+                                                         const MlaPlanBounds& bounds,
+                                                         int device_id) {
+  validate_shape(shape);
+  validate_bounds(bounds);
+  plan::PrefillDerivedBounds derived;
+  return mla_layout(shape, bounds, detail::device_sm_count(device_id), derived, SIZE_MAX)
+      .total_bytes;
+}
+
+std::size_t BatchMlaPagedAttention::min_workspace_size_bytes(const MlaPlanShape& shape,
+                                                             const MlaPlanBounds& bounds,
+                                                             int device_id) {
+  validate_shape(shape);
+  validate_bounds(bounds);
+  plan::PrefillDerivedBounds derived;
+  return mla_layout(shape, bounds, detail::device_sm_count(device_id), derived, 0).total_bytes;
+}
+
+void BatchMlaPagedAttention::plan(std::span<const int32_t> qo_indptr,
+                                  std::span<const int32_t> kv_indptr,
+                                  std::span<const int32_t> kv_len, bool causal,
+                                  cudaStream_t stream) {
+  State& s = *state_;
+  s.planned = false;
+  TESSERA_CHECK_ARG(!qo_indptr.empty(), "qo_indptr", "batch + 1 values", "none");
+  const std::size_t batch = qo_indptr.size() - 1;
+  TESSERA_CHECK_ARG(kv_indptr.size() == batch + 1, "kv_indptr",
+                    std::to_string(batch + 1) + " values (qo_indptr's)",
+                    std::to_string(kv_indptr.size()));
+  TESSERA_CHECK_ARG(kv_len.size() == batch, "kv_len", std::to_string(batch) + " values",
+                    std::to_string(kv_len.size()));
+  TESSERA_CHECK_ARG(kv_indptr[0] == 0, "kv_indptr", "kv_indptr[0] == 0",
+                    std::to_string(kv_indptr[0]));
+  s.kv_lengths.assign(batch, 0);
+  for (std::size_t b = 0; b < batch; ++b) {
+    TESSERA_CHECK_ARG(kv_indptr[b + 1] >= kv_indptr[b], "kv_indptr", "non-decreasing",
+                      "kv_indptr[" + std::to_string(b + 1) + "] < kv_indptr[" +
+                          std::to_string(b) + "]");
+    const int64_t room = int64_t{kv_indptr[b + 1] - kv_indptr[b]} * s.shape.page_size;
+    TESSERA_CHECK_ARG(kv_len[b] >= 0 && kv_len[b] <= room, "kv_len",
+                      "in [0, pages x page_size] of its request",
+                      "kv_len[" + std::to_string(b) + "] " + std::to_string(kv_len[b]) +
+                          " with room for " + std::to_string(room));
+    s.kv_lengths[b] = kv_len[b];
+  }
+  plan::PrefillPlannerInput input;
+  input.qo_indptr = qo_indptr;
+  input.kv_lengths = s.kv_lengths;
+  input.kv_indptr = kv_indptr;
+  input.num_qo_heads = s.shape.num_heads;
+  input.num_kv_heads = 1;
+  input.head_dim = mla_sm90::kDimCkv;
+  input.causal = causal;
+  input.pack_gqa = true;
+  input.max_q_tile_rows = mla_sm90::kBlockM;
+  input.only_max_q_tile = true;
+  input.one_unit_per_cta = true;
+  input.num_sms = s.num_sms;
+  input.ctas_per_sm = 1;
+  input.max_batch_size = s.bounds.max_batch_size;
+  input.max_total_qo_tokens = s.bounds.max_total_qo_tokens;
+  input.max_work_units = s.derived.max_work_units;
+  input.max_partial_rows = s.derived.max_partial_rows;
+  const plan::PrefillScheduleHost schedule = plan::plan_prefill_schedule(input);
+  if (schedule.header.num_ctas > s.derived.max_ctas ||
+      static_cast<int64_t>(schedule.merge_tiles.size()) > s.derived.max_work_units / 2) {
+    throw Error("tessera: MLA planner exceeded the workspace bounds");
+  }
+  DeviceGuard guard(s.device_id);
+  detail::expect_stream_not_capturing(stream);
+  unsigned char* staging = s.upload->acquire();
+  std::memcpy(staging + s.layout.header_offset, &schedule.header, sizeof(schedule.header));
+  std::memcpy(staging + s.layout.work_units_offset, schedule.work_units.data(),
+              schedule.work_units.size() * sizeof(PrefillWorkUnit));
+  std::memcpy(staging + s.layout.cta_indptr_offset, schedule.cta_indptr.data(),
+              schedule.cta_indptr.size() * sizeof(int32_t));
+  std::memcpy(staging + s.layout.merge_tiles_offset, schedule.merge_tiles.data(),
+              schedule.merge_tiles.size() * sizeof(PrefillMergeTile));
+  s.upload->commit(s.workspace,
+                   s.layout.merge_tiles_offset +
+                       schedule.merge_tiles.size() * sizeof(PrefillMergeTile),
+                   stream);
+  s.planned = true;
+  s.split = schedule.header.split_kv != 0;
+  s.planned_units = schedule.header.num_work_units;
+  s.planned_merge_tiles = schedule.header.num_merge_tiles;
+  s.qo_indptr.assign(qo_indptr.begin(), qo_indptr.end());
+  s.kv_indptr.assign(kv_indptr.begin(), kv_indptr.end());
+  s.kv_len.assign(kv_len.begin(), kv_len.end());
+}
+
+namespace {
+
+// Device arrays against the plan's, page ids against the cache (validation
+// mode: copies and synchronises).
+struct PlannedArrays {
+  const std::vector<int32_t>& qo_indptr;
+  const std::vector<int32_t>& kv_indptr;
+  const std::vector<int32_t>& kv_len;
+};
+
+void validate_device_arrays(const PlannedArrays& s, const TensorView& qo_indptr,
+                            const TensorView& kv_indptr, const TensorView& kv_len,
+                            const TensorView& kv_indices, int64_t num_pages, cudaStream_t stream) {
+  const std::vector<int32_t> qo = detail::copy_to_host(qo_indptr, stream);
+  const std::vector<int32_t> kv = detail::copy_to_host(kv_indptr, stream);
+  const std::vector<int32_t> len = detail::copy_to_host(kv_len, stream);
+  const std::vector<int32_t> pages = detail::copy_to_host(kv_indices, stream);
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
+  TESSERA_CHECK_ARG(qo == s.qo_indptr, "qo_indptr", "the values plan() saw", "different values");
+  TESSERA_CHECK_ARG(kv == s.kv_indptr, "kv_indptr", "the values plan() saw", "different values");
+  TESSERA_CHECK_ARG(len == s.kv_len, "kv_len", "the values plan() saw", "different values");
+  TESSERA_CHECK_ARG(static_cast<int64_t>(pages.size()) >= s.kv_indptr.back(), "kv_indices",
+                    "at least kv_indptr[batch] = " + std::to_string(s.kv_indptr.back()) +
+                        " page ids",
+                    std::to_string(pages.size()));
+  for (int32_t i = 0; i < s.kv_indptr.back(); ++i) {
+    TESSERA_CHECK_ARG(pages[i] >= 0 && pages[i] < num_pages, "kv_indices",
+                      "page ids in [0, " + std::to_string(num_pages) + ")",
+                      "kv_indices[" + std::to_string(i) + "] = " + std::to_string(pages[i]));
+  }
+}
+
+// The grids: the plan's (or, capturing, the bounds') CTAs and merge tiles.
+struct MlaLaunch {
+  int64_t num_sms;
+  int64_t num_heads;
+  int64_t max_ctas;
+  int64_t planned_units;
+  int64_t max_merge_tiles;
+  int64_t planned_merge_tiles;
+  bool split;
+  bool capturing;
+};
+
+template <typename T>
+void launch_mla(mla_sm90::Params<T>& p, const MlaLaunch& s, const int32_t* qo_indptr,
+                cudaStream_t stream) {
+  const bool capturing = s.capturing;
+  const void* kernel = reinterpret_cast<const void*>(&mla_sm90::mla_sm90_kernel<T>);
+  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                          mla_sm90::kSharedBytes));
+  const int64_t jobs = detail::grid_units(capturing, s.max_ctas, s.planned_units);
+  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(s.num_sms, jobs))));
+  void* args[] = {&p};
+  TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(mla_sm90::kThreads), args,
+                                      mla_sm90::kSharedBytes, stream));
+  if (!s.split && !capturing) return;
+  using attention::kMergeBlockThreads;
+  constexpr int kWide = 4;
+  attention::PrefillMergeParams<T> m{};
+  m.schedule = p.schedule;
+  m.qo_indptr = qo_indptr;
+  m.out = p.out;
+  m.out_stride_token = p.out_stride_token;
+  m.out_stride_head = p.out_stride_head;
+  m.lse = p.lse;
+  m.num_qo_heads = s.num_heads;
+  m.heads_y = 1;
+  m.rows_per_token = s.num_heads;
+  m.head_dim = mla_sm90::kDimCkv;
+  m.lanes_per_item = attention::merge_lanes_per_item(mla_sm90::kDimCkv, kWide);
+  m.sum_states = false;
+  const int64_t tiles =
+      detail::grid_units(capturing, s.max_merge_tiles, s.planned_merge_tiles);
+  attention::prefill_merge_kernel<T, kWide>
+      <<<dim3(static_cast<unsigned>(tiles)), kMergeBlockThreads, 0, stream>>>(m);
+  TESSERA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_pe_arg,
+                                 const DLTensor& ckv_arg, const DLTensor& kpe_arg,
+                                 const DLTensor& kv_indices_arg, const DLTensor& qo_indptr_arg,
+                                 const DLTensor& kv_indptr_arg, const DLTensor& kv_len_arg,
+                                 const DLTensor& out_arg, const DLTensor* lse_arg,
+                                 const MlaRunOptions& options, cudaStream_t stream,
+                                 Validate validate) {
+  const State& s = *state_;
+  TESSERA_CHECK_ARG(s.planned, "plan", "plan() before run()", "no plan");
+  const int64_t heads = s.shape.num_heads;
+  const int64_t tokens = s.qo_indptr.back();
+  const TensorView q_nope(q_nope_arg, "q_nope");
+  q_nope.expect_cuda().expect_dtype({DType::kFloat16, DType::kBFloat16}).expect_ndim(3);
+  q_nope.expect_last_dim_contiguous();
+  TESSERA_CHECK_ARG(q_nope.size(0) >= tokens, "q_nope",
+                    "at least the planned " + std::to_string(tokens) + " tokens",
+                    q_nope.shape_string());
+  q_nope.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimCkv, "head_dim_ckv");
+  const TensorView q_pe(q_pe_arg, "q_pe");
+  q_pe.expect_ndim(3).expect_last_dim_contiguous();
+  expect_same_device(q_nope, q_pe);
+  expect_same_dtype(q_nope, q_pe);
+  TESSERA_CHECK_ARG(q_pe.size(0) >= tokens, "q_pe",
+                    "at least the planned " + std::to_string(tokens) + " tokens",
+                    q_pe.shape_string());
+  q_pe.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimKpe, "head_dim_kpe");
+  const TensorView ckv(ckv_arg, "ckv_cache");
+  ckv.expect_ndim(3).expect_last_dim_contiguous();
+  expect_same_device(q_nope, ckv);
+  expect_same_dtype(q_nope, ckv);
+  ckv.expect_size(1, s.shape.page_size, "page_size").expect_size(2, mla_sm90::kDimCkv,
+                                                                  "head_dim_ckv");
+  const TensorView kpe(kpe_arg, "kpe_cache");
+  kpe.expect_ndim(3).expect_last_dim_contiguous();
+  expect_same_device(q_nope, kpe);
+  expect_same_dtype(q_nope, kpe);
+  kpe.expect_size(0, ckv.size(0), "ckv_cache's pages")
+      .expect_size(1, s.shape.page_size, "page_size")
+      .expect_size(2, mla_sm90::kDimKpe, "head_dim_kpe");
+  const TensorView out(out_arg, "out");
+  out.expect_ndim(3).expect_last_dim_contiguous();
+  expect_same_device(q_nope, out);
+  expect_same_dtype(q_nope, out);
+  TESSERA_CHECK_ARG(out.size(0) >= tokens, "out",
+                    "at least the planned " + std::to_string(tokens) + " tokens",
+                    out.shape_string());
+  out.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimCkv, "head_dim_ckv");
+  for (const TensorView* v : {&q_nope, &q_pe, &ckv, &kpe, &out}) {
+    TESSERA_CHECK_ARG(v->rows_aligned_to(16), std::string(v->name()),
+                      "16-byte aligned rows (data pointer and strides)", v->shape_string());
+  }
+  float* lse = nullptr;
+  if (lse_arg != nullptr) {
+    const TensorView l(*lse_arg, "lse");
+    l.expect_dtype({DType::kFloat32}).expect_ndim(2).expect_contiguous();
+    expect_same_device(q_nope, l);
+    TESSERA_CHECK_ARG(l.size(0) >= tokens && l.size(1) == heads, "lse",
+                      "[>= " + std::to_string(tokens) + ", " + std::to_string(heads) + "]",
+                      l.shape_string());
+    lse = l.data_as<float>();
+  }
+  TESSERA_CHECK_ARG(options.sm_scale > 0 && std::isfinite(options.sm_scale), "sm_scale",
+                    "a finite value > 0", std::to_string(options.sm_scale));
+  const TensorView kv_indices = detail::index_view(kv_indices_arg, "kv_indices", q_nope);
+  const TensorView qo_indptr = detail::index_view(qo_indptr_arg, "qo_indptr", q_nope);
+  const TensorView kv_indptr = detail::index_view(kv_indptr_arg, "kv_indptr", q_nope);
+  const TensorView kv_len = detail::index_view(kv_len_arg, "kv_len", q_nope);
+  DeviceGuard guard(s.device_id);
+  const bool capturing = detail::stream_is_capturing(stream);
+  if (validation_requested(validate)) {
+    detail::expect_validation_outside_capture(capturing);
+    validate_device_arrays({s.qo_indptr, s.kv_indptr, s.kv_len}, qo_indptr, kv_indptr, kv_len,
+                           kv_indices, ckv.size(0), stream);
+  }
+  const MlaLaunch launch{s.num_sms,         heads,   s.derived.max_ctas,
+                         s.planned_units,   s.derived.max_work_units / 2,
+                         s.planned_merge_tiles, s.split, capturing};
+  const auto fill = [&]<typename T>(mla_sm90::Params<T>& p) {
+    p.q_nope = q_nope.data_as<const T>();
+    p.q_nope_stride_token = q_nope.stride(0);
+    p.q_nope_stride_head = q_nope.stride(1);
+    p.q_pe = q_pe.data_as<const T>();
+    p.q_pe_stride_token = q_pe.stride(0);
+    p.q_pe_stride_head = q_pe.stride(1);
+    p.ckv = ckv.data_as<const T>();
+    p.ckv_stride_page = ckv.stride(0);
+    p.ckv_stride_entry = ckv.stride(1);
+    p.kpe = kpe.data_as<const T>();
+    p.kpe_stride_page = kpe.stride(0);
+    p.kpe_stride_entry = kpe.stride(1);
+    p.kv_indices = kv_indices.data_as<const int32_t>();
+    p.page_size = static_cast<int32_t>(s.shape.page_size);
+    p.num_heads = static_cast<int32_t>(heads);
+    p.out = out.data_as<T>();
+    p.out_stride_token = out.stride(0);
+    p.out_stride_head = out.stride(1);
+    p.lse = lse;
+    p.sm_scale_log2 = static_cast<float>(options.sm_scale * std::numbers::log2e);
+    p.schedule = s.schedule();
+    p.job_counters = const_cast<int32_t*>(&p.schedule.header->next_job);
+    launch_mla<T>(p, launch, qo_indptr.data_as<const int32_t>(), stream);
+  };
+  if (q_nope.dtype() == DType::kBFloat16) {
+    mla_sm90::Params<bfloat16_t> p{};
+    fill(p);
+  } else {
+    mla_sm90::Params<half_t> p{};
+    fill(p);
+  }
+}
+
+}  // namespace tessera

@@ -1,0 +1,242 @@
+// BatchMlaPagedAttention on the GPU (Hopper) against the float64 reference
+// (tests/reference/mla_ref.h), request by request: mixed qo_len 1 / 2 / 4 / 7
+// and kv_len 0 / 1 / 63 / 64 / 65 / long, page sizes 1 / 16 / 64 on shuffled
+// pages, caches as slices of one [pages, page_size, 576] layout (SGLang's),
+// causal and not, heads 16 / 128, split KV merged, a CUDA graph replayed for
+// a second plan. Inputs rounded to the dtype; outputs poisoned first.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "reference/mla_ref.h"
+#include "support/argument_error.h"
+#include "support/compare.h"
+#include "support/device_tensor.h"
+#include "support/gpu.h"
+#include "support/host_convert.h"
+#include "support/random.h"
+#include "tessera/api/mla.h"
+#include "tessera/core/cuda_check.h"
+#include "tessera/core/cuda_resources.h"
+
+namespace tessera {
+namespace {
+
+using testing::DeviceTensor;
+
+constexpr int64_t kCkv = 512;
+constexpr int64_t kKpe = 64;
+constexpr int64_t kWide = kCkv + kKpe;
+constexpr testing::Tolerance kLseTolerance{1e-3, 2e-3, 1e-3};
+
+struct MlaCase {
+  std::vector<int32_t> qo_lens;
+  std::vector<int32_t> kv_lens;
+  int64_t heads = 16;
+  int64_t page_size = 16;
+  bool causal = true;
+  DType dtype = DType::kBFloat16;
+};
+
+// One batch on the device: q, the paged latent cache (rows of every request
+// on shuffled pages; unused slots NaN), index arrays, poisoned outputs.
+struct MlaBatch {
+  MlaCase c;
+  std::vector<int32_t> qo_indptr, kv_indptr, kv_indices;
+  std::vector<float> q_nope, q_pe;                // [tokens, heads, 512 / 64]
+  std::vector<std::vector<float>> ckv, kpe;       // per request, [kv_len, 512 / 64]
+  int64_t pages = 0;
+
+  MlaBatch(const MlaCase& mc, testing::Rng& rng) : c(mc) {
+    qo_indptr = {0};
+    kv_indptr = {0};
+    for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+      qo_indptr.push_back(qo_indptr.back() + c.qo_lens[b]);
+      const int32_t pages_b = static_cast<int32_t>((c.kv_lens[b] + c.page_size - 1) / c.page_size);
+      kv_indptr.push_back(kv_indptr.back() + pages_b);
+    }
+    pages = kv_indptr.back() + 3;  // spare pages nobody reads
+    std::vector<int32_t> order(static_cast<std::size_t>(pages));
+    std::iota(order.begin(), order.end(), 0);
+    std::shuffle(order.begin(), order.end(), rng.engine());
+    kv_indices.assign(order.begin(), order.begin() + kv_indptr.back());
+    const int64_t tokens = qo_indptr.back();
+    q_nope = testing::round_to(c.dtype, rng.normal_vector(tokens * c.heads * kCkv, 0.f, 0.05f));
+    q_pe = testing::round_to(c.dtype, rng.normal_vector(tokens * c.heads * kKpe, 0.f, 0.5f));
+    for (std::size_t b = 0; b < c.kv_lens.size(); ++b) {
+      ckv.push_back(testing::round_to(c.dtype, rng.normal_vector(c.kv_lens[b] * kCkv)));
+      kpe.push_back(testing::round_to(c.dtype, rng.normal_vector(c.kv_lens[b] * kKpe)));
+    }
+  }
+
+  // The [pages, page_size, 576] layout's values, NaN where no request lives.
+  std::vector<float> latent_buffer() const {
+    std::vector<float> buffer(static_cast<std::size_t>(pages * c.page_size * kWide), NAN);
+    for (std::size_t b = 0; b < c.kv_lens.size(); ++b) {
+      for (int32_t j = 0; j < c.kv_lens[b]; ++j) {
+        const int64_t page = kv_indices[kv_indptr[b] + j / c.page_size];
+        float* row = buffer.data() + (page * c.page_size + j % c.page_size) * kWide;
+        std::copy_n(ckv[b].data() + j * kCkv, kCkv, row);
+        std::copy_n(kpe[b].data() + j * kKpe, kKpe, row + kCkv);
+      }
+    }
+    return buffer;
+  }
+};
+
+// The cache as two strided views ([pages, page_size, 512] and [.., 64],
+// entry stride 576), each uploaded from the 576-wide layout's values.
+struct LatentCache {
+  DeviceTensor ckv, kpe;
+  LatentCache(const MlaBatch& batch)
+      : ckv(batch.c.dtype, {batch.pages, batch.c.page_size, kCkv},
+            {batch.c.page_size * kWide, kWide, 1}),
+        kpe(batch.c.dtype, {batch.pages, batch.c.page_size, kKpe},
+            {batch.c.page_size * kWide, kWide, 1}) {
+    const std::vector<float> buffer = batch.latent_buffer();
+    std::vector<float> a, b;
+    for (int64_t r = 0; r < batch.pages * batch.c.page_size; ++r) {
+      a.insert(a.end(), buffer.begin() + r * kWide, buffer.begin() + r * kWide + kCkv);
+      b.insert(b.end(), buffer.begin() + r * kWide + kCkv, buffer.begin() + (r + 1) * kWide);
+    }
+    ckv.upload(a);
+    kpe.upload(b);
+  }
+};
+
+DeviceTensor int_tensor(const std::vector<int32_t>& values) {
+  DeviceTensor t(DType::kInt32, {static_cast<int64_t>(std::max<std::size_t>(values.size(), 1))});
+  std::vector<int64_t> v(values.begin(), values.end());
+  if (v.empty()) v.push_back(0);
+  t.upload_ints(v);
+  return t;
+}
+
+// Runs `batch` through `mla` (planned here) and checks every request.
+void run_and_check(BatchMlaPagedAttention& mla, const MlaBatch& batch, double sm_scale) {
+  const MlaCase& c = batch.c;
+  const int64_t tokens = batch.qo_indptr.back();
+  DeviceTensor q_nope(c.dtype, {tokens, c.heads, kCkv});
+  DeviceTensor q_pe(c.dtype, {tokens, c.heads, kKpe});
+  q_nope.upload(batch.q_nope);
+  q_pe.upload(batch.q_pe);
+  LatentCache cache(batch);
+  DeviceTensor out(c.dtype, {tokens, c.heads, kCkv});
+  DeviceTensor lse(DType::kFloat32, {tokens, c.heads});
+  out.poison();
+  lse.poison();
+  std::vector<int32_t> kv_len(c.kv_lens.begin(), c.kv_lens.end());
+  DeviceTensor d_qo = int_tensor(batch.qo_indptr), d_kv = int_tensor(batch.kv_indptr),
+               d_len = int_tensor(kv_len), d_idx = int_tensor(batch.kv_indices);
+  mla.plan(batch.qo_indptr, batch.kv_indptr, kv_len, c.causal, nullptr);
+  DLTensor lse_dl = lse.dl();
+  mla.run(q_nope.dl(), q_pe.dl(), cache.ckv.dl(), cache.kpe.dl(), d_idx.dl(), d_qo.dl(),
+          d_kv.dl(), d_len.dl(), out.dl(), &lse_dl, {.sm_scale = sm_scale}, nullptr,
+          Validate::kOn);
+  TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
+  const std::vector<float> got = out.download();
+  const std::vector<float> got_lse = lse.download();
+  for (std::size_t b = 0; b < c.qo_lens.size(); ++b) {
+    SCOPED_TRACE("request " + std::to_string(b) + ": qo_len " + std::to_string(c.qo_lens[b]) +
+                 ", kv_len " + std::to_string(c.kv_lens[b]));
+    const int64_t q0 = batch.qo_indptr[b];
+    const int64_t n = c.qo_lens[b];
+    const auto q_rows = [&](const std::vector<float>& v, int64_t width) {
+      return std::span<const float>(v).subspan(q0 * c.heads * width, n * c.heads * width);
+    };
+    const reference::MlaRefResult ref = reference::mla_attention(
+        q_rows(batch.q_nope, kCkv), q_rows(batch.q_pe, kKpe), batch.ckv[b], batch.kpe[b], n,
+        c.kv_lens[b], c.heads, kCkv, kKpe, c.causal, sm_scale);
+    EXPECT_TRUE(testing::all_close(q_rows(got, kCkv), ref.out, testing::tolerance_for(c.dtype)));
+    EXPECT_TRUE(testing::lse_close(q_rows(got_lse, 1), ref.lse, kLseTolerance));
+  }
+}
+
+struct Mla : ::testing::Test {
+  void SetUp() override {
+    TESSERA_REQUIRE_GPU();
+    if (!testing::device_is_sm90()) GTEST_SKIP() << "the MLA kernel is Hopper-only for now";
+  }
+};
+
+void check_case(const MlaCase& c, MlaPlanBounds bounds = {}) {
+  TESSERA_SEEDED_RNG(rng);
+  const MlaBatch batch(c, rng);
+  if (bounds.max_batch_size == 0) {
+    bounds = {static_cast<int64_t>(c.qo_lens.size()), batch.qo_indptr.back()};
+  }
+  const MlaPlanShape shape{.num_heads = c.heads, .page_size = c.page_size};
+  const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchMlaPagedAttention mla(shape, bounds, workspace.data(), bytes, 0);
+  run_and_check(mla, batch, 1.0 / std::sqrt(192.0));
+}
+
+TEST_F(Mla, MixedBatchMatchesReferenceOnEveryPageSize) {
+  for (const int64_t page : {1, 16, 64}) {
+    for (const bool causal : {true, false}) {
+      SCOPED_TRACE("page_size " + std::to_string(page) + (causal ? " causal" : ""));
+      check_case({.qo_lens = {1, 2, 4, 7, 1, 2},
+                  .kv_lens = {0, 1, 63, 64, 65, 300},
+                  .heads = 16,
+                  .page_size = page,
+                  .causal = causal});
+    }
+  }
+}
+
+TEST_F(Mla, DecodeBatchFp16MatchesReference) {
+  check_case({.qo_lens = std::vector<int32_t>(40, 1),
+              .kv_lens = {1, 7, 64, 65, 129, 513, 1000, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+                          100, 200, 300, 400, 500, 600, 700, 800, 900, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+                          1, 1},
+              .heads = 32,
+              .page_size = 64,
+              .causal = false,
+              .dtype = DType::kFloat16});
+}
+
+TEST_F(Mla, LongKvSplitsAndMerges) {
+  // Few rows on 4097 keys: the planner splits KV over the SMs.
+  check_case({.qo_lens = {2}, .kv_lens = {4097}, .heads = 128, .page_size = 64, .causal = true});
+  check_case({.qo_lens = {1, 1}, .kv_lens = {4097, 6000}, .heads = 16, .page_size = 1,
+              .causal = false});
+}
+
+TEST_F(Mla, NamesBadArguments) {
+  const MlaPlanBounds bounds{4, 16};
+  testing::expect_argument_error(
+      [&] {
+        BatchMlaPagedAttention::workspace_size_bytes({.num_heads = 16, .head_dim_ckv = 256,
+                                                      .page_size = 16},
+                                                     bounds, 0);
+      },
+      "head_dim_ckv");
+  const MlaPlanShape shape{.num_heads = 16, .page_size = 16};
+  const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchMlaPagedAttention mla(shape, bounds, workspace.data(), bytes, 0);
+  const std::vector<int32_t> qo = {0, 1}, kv = {0, 1};
+  testing::expect_argument_error([&] { mla.plan(qo, kv, std::vector<int32_t>{17}, true, nullptr); },
+                                 "kv_len");
+  mla.plan(qo, kv, std::vector<int32_t>{16}, true, nullptr);
+  DeviceTensor q_nope(DType::kBFloat16, {1, 16, kCkv}), q_pe(DType::kBFloat16, {1, 16, kKpe});
+  DeviceTensor ckv(DType::kFloat16, {1, 16, kCkv}), kpe(DType::kBFloat16, {1, 16, kKpe});
+  DeviceTensor out(DType::kBFloat16, {1, 16, kCkv});
+  DeviceTensor d_qo = int_tensor(qo), d_kv = int_tensor(kv), d_len = int_tensor({16}),
+               d_idx = int_tensor({0});
+  testing::expect_argument_error(
+      [&] {
+        mla.run(q_nope.dl(), q_pe.dl(), ckv.dl(), kpe.dl(), d_idx.dl(), d_qo.dl(), d_kv.dl(),
+                d_len.dl(), out.dl(), nullptr, {.sm_scale = 0.1}, nullptr);
+      },
+      "ckv_cache");
+}
+
+}  // namespace
+}  // namespace tessera
