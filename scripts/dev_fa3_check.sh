@@ -7,8 +7,9 @@
 #   bash scripts/dev_fa3_check.sh "main persistent@FILTER@CASES@LIMIT@BACKENDS ..." [budget s]
 # Per spec: gtests (FILTER, default the prefill ones, "none" for none; on
 # BACKENDS, default fa3 or DEV_BACKENDS; LIMIT s, default 150, a hang shows
-# as rc 124), then batch_prefill rows (CASES: --case substrings joined by
-# "+", default the causal head_dim 128 and 64 ones, "none" for no rows). A
+# as rc 124), then FAMILY's bench rows (default batch_prefill; CASES: --case
+# substrings joined by "+", default the causal head_dim 128 and 64 ones,
+# "none" for no rows). A
 # build may appear in several specs (its bench rows append to one log). The
 # first build then runs DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
 # DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
@@ -44,18 +45,19 @@ gtests() {  # name filter timeout [env...]
   say "$name: rc $rc $(grep -cE '^\[       OK' "$OUT/l/$name.log") ok, $(grep -E '^\[  FAILED .*\.' "$OUT/l/$name.log" | sort -u | wc -l) failed ($SECONDS s)"
   grep -E '^\[  FAILED .*\.' "$OUT/l/$name.log" | sort -u | head -20 | tee -a "$summary"
 }
-bench() {  # name
-  local name=$1
+bench() {  # name [family]
+  local name=$1 family=${2:-batch_prefill}
   local c
   for c in ${DEV_BENCH_CASES:-D=128,causal=1 D=64,causal=1}; do
-    timeout 150 "$bin/tessera_bench" --only batch_prefill --case "$c" >> "$OUT/l/bench_$name.log" 2>&1
+    timeout 150 "$bin/tessera_bench" --only "$family" --case "$c" >> "$OUT/l/bench_$name.log" 2>&1
     say "bench $name $c: rc $? ($SECONDS s)"
   done
 }
 n=0
 for spec in "${builds[@]}"; do
-  # name[@gtest filter[@bench cases, "+" between[@test limit s[@backends, "," between]]]]
-  IFS=@ read -r b filter cases limit backends <<< "$spec"
+  # name[@gtest filter[@bench cases, "+" between[@test limit s[@backends, "," between
+  # [@bench family, default batch_prefill]]]]]
+  IFS=@ read -r b filter cases limit backends family <<< "$spec"
   filter=${filter:-BatchPrefill.*:BlockSparse.*:SinglePrefill.*}
   n=$((n + 1))
   use "$b"
@@ -64,7 +66,7 @@ for spec in "${builds[@]}"; do
   [[ "$filter" == none ]] || gtests "tests_${n}_$b" "$filter" "${limit:-150}" \
     TESSERA_TEST_PREFILL_BACKENDS="${backends:-${DEV_BACKENDS:-fa3}}"
   if (( $(left) < 100 )); then say "out of budget"; break; fi
-  [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b"
+  [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b" "${family:-batch_prefill}"
 done
 first=${builds[0]%%@*}
 use "$first"
