@@ -174,6 +174,33 @@ TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLT
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
 
+/* ---- MLA (tessera/api/mla.h) */
+typedef struct TesseraBatchMla TesseraBatchMla;
+/* minimum != 0: min_workspace_size_bytes (no split-KV room). */
+TESSERA_C_API int tessera_batch_mla_workspace_size(int64_t num_heads, int64_t head_dim_ckv,
+                                                   int64_t head_dim_kpe, int64_t page_size,
+                                                   int64_t max_batch_size,
+                                                   int64_t max_total_qo_tokens, int minimum,
+                                                   int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_mla_create(int64_t num_heads, int64_t head_dim_ckv,
+                                           int64_t head_dim_kpe, int64_t page_size,
+                                           int64_t max_batch_size, int64_t max_total_qo_tokens,
+                                           void* workspace, size_t workspace_bytes,
+                                           int device_id, TesseraBatchMla** handle);
+TESSERA_C_API void tessera_batch_mla_destroy(TesseraBatchMla* handle);
+/* Host arrays: qo_indptr / kv_indptr [batch + 1], kv_len [batch]. */
+TESSERA_C_API int tessera_batch_mla_plan(TesseraBatchMla* handle, const int32_t* qo_indptr,
+                                         int64_t qo_indptr_len, const int32_t* kv_indptr,
+                                         int64_t kv_indptr_len, const int32_t* kv_len,
+                                         int64_t kv_len_len, int causal, void* stream);
+TESSERA_C_API int tessera_batch_mla_run(TesseraBatchMla* handle, const DLTensor* q_nope,
+                                        const DLTensor* q_pe, const DLTensor* ckv_cache,
+                                        const DLTensor* kpe_cache, const DLTensor* kv_indices,
+                                        const DLTensor* qo_indptr, const DLTensor* kv_indptr,
+                                        const DLTensor* kv_len, const DLTensor* out,
+                                        const DLTensor* lse, double sm_scale, void* stream,
+                                        int validate);
+
 /* ---- prefill (tessera/api/prefill.h) */
 /* tessera::prefill_backend_support_sm90 (tessera/api/prefill.h): whether
  * backend fa3 serves, and auto takes it, on an sm_90 GPU for the built-in

@@ -159,6 +159,18 @@ _PROTOTYPES = {
     "tessera_batch_decode_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int64, c_int, c_void_p]),
     "tessera_batch_decode_run": (c_int, [c_void_p, T, P_KV, T, T, T, T, T, P_OPT, c_void_p, c_int]),
+    # MLA
+    "tessera_batch_mla_workspace_size": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int, c_int,
+                ctypes.POINTER(c_size_t)]),
+    "tessera_batch_mla_create": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
+                ctypes.POINTER(c_void_p)]),
+    "tessera_batch_mla_destroy": (None, [c_void_p]),
+    "tessera_batch_mla_plan": (
+        c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),
+    "tessera_batch_mla_run": (
+        c_int, [c_void_p, T, T, T, T, T, T, T, T, T, T, c_double, c_void_p, c_int]),
     # prefill
     "tessera_single_prefill_with_kv_cache": (c_int, [T, T, T, T, T, c_int, c_int, P_OPT, c_void_p]),
     "tessera_batch_prefill_ragged_workspace_size": (

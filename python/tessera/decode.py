@@ -27,6 +27,7 @@ from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import int32_pointer as _int32_pointer
 from ._plan_args import on_device as _on_device
 from ._plan_args import paged_kv_struct as _paged_kv_struct
+from .mla import BatchDecodeMlaWithPagedKVCacheWrapper  # noqa: F401  (FlashInfer 0.2.0's place)
 
 
 # ---- argument checks: run by each op's fake and real kernel alike (_checks.py)
