@@ -14,6 +14,7 @@
 
 #include "api/index_tensor.h"
 #include "api/plan_run.h"
+#include "api/prefill_backend.h"
 #include "api/schedule_upload.h"
 #include "plan/prefill_planner.h"
 #include "tessera/attention/merge.cuh"
@@ -50,9 +51,10 @@ void validate_bounds(const MlaPlanBounds& bounds) {
 }
 
 void expect_hopper(int device_id) {
-  const int major = detail::device_compute_major(device_id);
-  TESSERA_CHECK_ARG(major == 9, "device", "an sm_90 GPU (the MLA kernel is Hopper-only for now)",
-                    "compute capability " + std::to_string(major) + ".x");
+  TESSERA_CHECK_ARG(detail::device_runs_sm90a(device_id), "device",
+                    "an sm_90 GPU (the MLA kernel is Hopper-only for now)",
+                    "compute capability " + std::to_string(detail::device_compute_major(device_id)) +
+                        ".x");
 }
 
 // Workspace: the schedule regions, then as many partial rows as fit (up to
@@ -250,13 +252,18 @@ void validate_device_arrays(const PlannedArrays& s, const TensorView& qo_indptr,
   const std::vector<int32_t> len = detail::copy_to_host(kv_len, stream);
   const std::vector<int32_t> pages = detail::copy_to_host(kv_indices, stream);
   TESSERA_CUDA_CHECK(cudaStreamSynchronize(stream));
-  TESSERA_CHECK_ARG(qo == s.qo_indptr, "qo_indptr", "the values plan() saw", "different values");
-  TESSERA_CHECK_ARG(kv == s.kv_indptr, "kv_indptr", "the values plan() saw", "different values");
-  TESSERA_CHECK_ARG(len == s.kv_len, "kv_len", "the values plan() saw", "different values");
-  TESSERA_CHECK_ARG(static_cast<int64_t>(pages.size()) >= s.kv_indptr.back(), "kv_indices",
-                    "at least kv_indptr[batch] = " + std::to_string(s.kv_indptr.back()) +
-                        " page ids",
-                    std::to_string(pages.size()));
+  // The planned prefix: a CUDA-graph caller passes its whole fixed buffers.
+  const auto same_prefix = [](const std::vector<int32_t>& device,
+                              const std::vector<int32_t>& planned) {
+    return device.size() >= planned.size() &&
+           std::equal(planned.begin(), planned.end(), device.begin());
+  };
+  TESSERA_CHECK_ARG(same_prefix(qo, s.qo_indptr), "qo_indptr", "the values plan() saw",
+                    "different values");
+  TESSERA_CHECK_ARG(same_prefix(kv, s.kv_indptr), "kv_indptr", "the values plan() saw",
+                    "different values");
+  TESSERA_CHECK_ARG(same_prefix(len, s.kv_len), "kv_len", "the values plan() saw",
+                    "different values");
   for (int32_t i = 0; i < s.kv_indptr.back(); ++i) {
     TESSERA_CHECK_ARG(pages[i] >= 0 && pages[i] < num_pages, "kv_indices",
                       "page ids in [0, " + std::to_string(num_pages) + ")",
@@ -376,10 +383,25 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
   }
   TESSERA_CHECK_ARG(options.sm_scale > 0 && std::isfinite(options.sm_scale), "sm_scale",
                     "a finite value > 0", std::to_string(options.sm_scale));
+  TESSERA_CHECK_ARG(q_nope.device().device_id == s.device_id, "q_nope",
+                    "a tensor on the plan's device cuda:" + std::to_string(s.device_id),
+                    device_name(q_nope.device()));
   const TensorView kv_indices = detail::index_view(kv_indices_arg, "kv_indices", q_nope);
   const TensorView qo_indptr = detail::index_view(qo_indptr_arg, "qo_indptr", q_nope);
   const TensorView kv_indptr = detail::index_view(kv_indptr_arg, "kv_indptr", q_nope);
   const TensorView kv_len = detail::index_view(kv_len_arg, "kv_len", q_nope);
+  // Sizes the kernels index by (no copy needed; the values are checked in
+  // validation mode).
+  const auto at_least = [](const TensorView& v, int64_t n, const char* what) {
+    TESSERA_CHECK_ARG(v.size(0) >= n, std::string(v.name()),
+                      "at least " + std::to_string(n) + " entries (" + what + ")",
+                      v.shape_string());
+  };
+  const int64_t batch = static_cast<int64_t>(s.kv_len.size());
+  at_least(qo_indptr, batch + 1, "the planned batch + 1");
+  at_least(kv_indptr, batch + 1, "the planned batch + 1");
+  at_least(kv_len, batch, "the planned batch");
+  at_least(kv_indices, s.kv_indptr.back(), "the planned kv_indptr[batch]");
   DeviceGuard guard(s.device_id);
   const bool capturing = detail::stream_is_capturing(stream);
   if (validation_requested(validate)) {

@@ -1,9 +1,10 @@
 // BatchMlaPagedAttention on the GPU (Hopper) against the float64 reference
 // (tests/reference/mla_ref.h), request by request: mixed qo_len 1 / 2 / 4 / 7
 // and kv_len 0 / 1 / 63 / 64 / 65 / long, page sizes 1 / 16 / 64 on shuffled
-// pages, caches as slices of one [pages, page_size, 576] layout (SGLang's),
-// causal and not, heads 16 / 128, split KV merged, a CUDA graph replayed for
-// a second plan. Inputs rounded to the dtype; outputs poisoned first.
+// pages, caches and q with the strides of slices of one 576-wide tensor
+// (SGLang's layout), causal and not, heads 16 / 32 / 128 (128 split and
+// merged), a CUDA graph replayed for other plans within its bounds. Inputs
+// rounded to the dtype; outputs poisoned first.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -41,6 +42,7 @@ struct MlaCase {
   int64_t page_size = 16;
   bool causal = true;
   DType dtype = DType::kBFloat16;
+  bool wide_q = false;  // q_nope / q_pe with a [tokens, heads, 576] tensor's strides
 };
 
 // One batch on the device: q, the paged latent cache (rows of every request
@@ -121,8 +123,11 @@ DeviceTensor int_tensor(const std::vector<int32_t>& values) {
 void run_and_check(BatchMlaPagedAttention& mla, const MlaBatch& batch, double sm_scale) {
   const MlaCase& c = batch.c;
   const int64_t tokens = batch.qo_indptr.back();
-  DeviceTensor q_nope(c.dtype, {tokens, c.heads, kCkv});
-  DeviceTensor q_pe(c.dtype, {tokens, c.heads, kKpe});
+  const int64_t q_width = c.wide_q ? kWide : kCkv;
+  DeviceTensor q_nope(c.dtype, {tokens, c.heads, kCkv}, {c.heads * q_width, q_width, 1});
+  DeviceTensor q_pe(c.dtype, {tokens, c.heads, kKpe},
+                    c.wide_q ? std::vector<int64_t>{c.heads * kWide, kWide, 1}
+                             : testing::contiguous_strides({tokens, c.heads, kKpe}));
   q_nope.upload(batch.q_nope);
   q_pe.upload(batch.q_pe);
   LatentCache cache(batch);
@@ -190,6 +195,15 @@ TEST_F(Mla, MixedBatchMatchesReferenceOnEveryPageSize) {
   }
 }
 
+TEST_F(Mla, WideQueryStridesMatchReference) {
+  check_case({.qo_lens = {3, 1, 5},
+              .kv_lens = {70, 1, 130},
+              .heads = 16,
+              .page_size = 16,
+              .causal = true,
+              .wide_q = true});
+}
+
 TEST_F(Mla, DecodeBatchFp16MatchesReference) {
   check_case({.qo_lens = std::vector<int32_t>(40, 1),
               .kv_lens = {1, 7, 64, 65, 129, 513, 1000, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
@@ -206,6 +220,94 @@ TEST_F(Mla, LongKvSplitsAndMerges) {
   check_case({.qo_lens = {2}, .kv_lens = {4097}, .heads = 128, .page_size = 64, .causal = true});
   check_case({.qo_lens = {1, 1}, .kv_lens = {4097, 6000}, .heads = 16, .page_size = 1,
               .causal = false});
+}
+
+// One graph captured for the bounds replays for later plans of other
+// batches and lengths: the fixed buffers get each batch's values, the plan
+// its schedule (and the job counter its reset by the kernel's last CTA).
+TEST_F(Mla, GraphReplaysForOtherPlansWithinBounds) {
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int64_t kHeads = 16, kPage = 16, kMaxBatch = 4, kMaxTokens = 12, kMaxPages = 160;
+  const MlaPlanShape shape{.num_heads = kHeads, .page_size = kPage};
+  const MlaPlanBounds bounds{kMaxBatch, kMaxTokens};
+  const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchMlaPagedAttention mla(shape, bounds, workspace.data(), bytes, 0);
+  const DType dtype = DType::kBFloat16;
+  DeviceTensor q_nope(dtype, {kMaxTokens, kHeads, kCkv}), q_pe(dtype, {kMaxTokens, kHeads, kKpe});
+  DeviceTensor ckv(dtype, {kMaxPages, kPage, kCkv}), kpe(dtype, {kMaxPages, kPage, kKpe});
+  DeviceTensor out(dtype, {kMaxTokens, kHeads, kCkv}), lse(DType::kFloat32, {kMaxTokens, kHeads});
+  DeviceTensor d_qo(DType::kInt32, {kMaxBatch + 1}), d_kv(DType::kInt32, {kMaxBatch + 1});
+  DeviceTensor d_len(DType::kInt32, {kMaxBatch}), d_idx(DType::kInt32, {kMaxPages});
+  CudaStream stream;
+  cudaGraph_t graph = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  const double sm_scale = 1.0 / std::sqrt(192.0);
+  const std::vector<MlaCase> steps = {
+      {.qo_lens = {1, 1, 1, 1}, .kv_lens = {40, 7, 300, 1}, .heads = kHeads, .page_size = kPage,
+       .causal = true},
+      {.qo_lens = {12}, .kv_lens = {2000}, .heads = kHeads, .page_size = kPage, .causal = true},
+      {.qo_lens = {3, 2}, .kv_lens = {0, 65}, .heads = kHeads, .page_size = kPage,
+       .causal = true}};
+  for (std::size_t step = 0; step < steps.size(); ++step) {
+    SCOPED_TRACE("plan " + std::to_string(step));
+    const MlaBatch batch(steps[step], rng);
+    ASSERT_LE(batch.pages, kMaxPages);
+    const auto padded = [](std::vector<float> v, int64_t n) {
+      v.resize(static_cast<std::size_t>(n), 0.f);
+      return v;
+    };
+    q_nope.upload(padded(batch.q_nope, q_nope.numel()));
+    q_pe.upload(padded(batch.q_pe, q_pe.numel()));
+    const std::vector<float> buffer = batch.latent_buffer();
+    std::vector<float> a(static_cast<std::size_t>(ckv.numel()), 0.f);
+    std::vector<float> b(static_cast<std::size_t>(kpe.numel()), 0.f);
+    for (int64_t r = 0; r < batch.pages * kPage; ++r) {
+      std::copy_n(buffer.begin() + r * kWide, kCkv, a.begin() + r * kCkv);
+      std::copy_n(buffer.begin() + r * kWide + kCkv, kKpe, b.begin() + r * kKpe);
+    }
+    ckv.upload(a);
+    kpe.upload(b);
+    const auto ints = [](const std::vector<int32_t>& v, int64_t n) {
+      std::vector<int64_t> w(v.begin(), v.end());
+      w.resize(static_cast<std::size_t>(n), 0);
+      return w;
+    };
+    std::vector<int32_t> kv_len(batch.c.kv_lens.begin(), batch.c.kv_lens.end());
+    d_qo.upload_ints(ints(batch.qo_indptr, kMaxBatch + 1));
+    d_kv.upload_ints(ints(batch.kv_indptr, kMaxBatch + 1));
+    d_len.upload_ints(ints(kv_len, kMaxBatch));
+    d_idx.upload_ints(ints(batch.kv_indices, kMaxPages));
+    out.poison();
+    lse.poison();
+    mla.plan(batch.qo_indptr, batch.kv_indptr, kv_len, true, stream.get());
+    DLTensor lse_dl = lse.dl();
+    if (exec == nullptr) {
+      TESSERA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
+      mla.run(q_nope.dl(), q_pe.dl(), ckv.dl(), kpe.dl(), d_idx.dl(), d_qo.dl(), d_kv.dl(),
+              d_len.dl(), out.dl(), &lse_dl, {.sm_scale = sm_scale}, stream.get(), Validate::kOff);
+      TESSERA_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
+      TESSERA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
+    }
+    TESSERA_CUDA_CHECK(cudaGraphLaunch(exec, stream.get()));
+    stream.synchronize();
+    const std::vector<float> got = out.download();
+    const std::vector<float> got_lse = lse.download();
+    for (std::size_t r = 0; r < batch.c.qo_lens.size(); ++r) {
+      const int64_t q0 = batch.qo_indptr[r];
+      const int64_t n = batch.c.qo_lens[r];
+      const auto rows = [&](const std::vector<float>& v, int64_t width) {
+        return std::span<const float>(v).subspan(q0 * kHeads * width, n * kHeads * width);
+      };
+      const reference::MlaRefResult ref = reference::mla_attention(
+          rows(batch.q_nope, kCkv), rows(batch.q_pe, kKpe), batch.ckv[r], batch.kpe[r], n,
+          batch.c.kv_lens[r], kHeads, kCkv, kKpe, true, sm_scale);
+      EXPECT_TRUE(testing::all_close(rows(got, kCkv), ref.out, testing::tolerance_for(dtype)));
+      EXPECT_TRUE(testing::lse_close(rows(got_lse, 1), ref.lse, kLseTolerance));
+    }
+  }
+  TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
+  TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
 TEST_F(Mla, NamesBadArguments) {

@@ -71,6 +71,7 @@ __device__ __forceinline__ void produce(SharedStorage& s, const Params<T>& p) {
       *static_cast<volatile int32_t*>(&s.job[j & 1]) = take_job(p);
       sm90::barrier_arrive(&s.q_full);
     }
+    __syncwarp();  // bar.sync is .aligned: lanes may leave the spin and branch above apart
     sm90::named_barrier_sync(prefill_sm90::kProducerBarrier, 128);
     const int job = *static_cast<volatile int32_t*>(&s.job[j & 1]);
     if (job < 0) {
