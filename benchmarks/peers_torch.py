@@ -6,8 +6,9 @@ whose kernel has a peer here, builds the same shape from the case string and
 times the peer the same way (warm-up, L2 flushed before each run, CUDA events,
 median). Prints `peer,<kernel>,"<case>",<peer>,<metric>,<value>` lines.
 
-Peers: torch.compile of the same op (norms, RoPE, activation) and advanced
-indexing (index_put) for the paged-KV append. Token dims are marked dynamic so
+Peers: torch.compile of the same op (norms, RoPE, activation), advanced
+indexing (index_put) for the paged-KV append, SDPA / flex for attention, and
+the absorbed math in torch (eager, compiled, SDPA) for MLA. Token dims are marked dynamic so
 one compile serves the whole sweep.
 """
 import csv
@@ -147,6 +148,8 @@ def measure(timer, kernel, case):
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)
+    if kernel == "mla_decode":
+        return mla_peers(timer, p)
     # Prefill rows of either back end (suffix "_fa3": the Hopper kernels;
     # "_fp8": an fp8 paged cache) share the dense peers of their shape,
     # measured once (prefill_peers caches them).
@@ -312,6 +315,62 @@ def prefill_peers(timer, p):
     del q, k, v
     torch.cuda.empty_cache()
     PREFILL_CACHE[key] = rows
+    return rows
+
+
+def mla_peers(timer, p):
+    """MLA after the absorption (docs/mla.md) in PyTorch on a dense latent
+    cache [B, L, 576] (unpaged, so favoured): bmm, float32 softmax, bmm
+    (eager and torch.compile), and SDPA with the latent as K and its first
+    512 values as V where a backend takes those head sizes. Both of the
+    row's metrics, counted as tessera_bench counts them (bench_mla.cu)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    B, L, H, qo = (int(p[k]) for k in ("B", "L", "H", "qo"))
+    causal = qo > 1
+    rows_per = qo * H
+    q = bf16(B, rows_per, 576) * 0.1          # rows token-major: token i, head h
+    latent = bf16(B, L, 576)
+    scale = 1.0 / 192 ** 0.5
+    token = torch.arange(rows_per, device="cuda") // H
+    visible = torch.arange(L, device="cuda")[None, :] <= (L - qo + token)[:, None]
+
+    def absorbed(q, latent):
+        logits = torch.bmm(q, latent.transpose(1, 2)).float() * scale
+        if causal:
+            logits = logits.masked_fill(~visible, float("-inf"))
+        return torch.bmm(torch.softmax(logits, dim=-1).to(latent.dtype), latent[..., :512])
+
+    pairs = sum(H * ((L - qo + i + 1) if causal else L) for i in range(qo))
+    flops = 2.0 * B * pairs * (576 + 512)
+    nbytes = 2.0 * B * L * 576 + 2.0 * B * rows_per * (576 + 512)
+    rows = []
+
+    def add(name, fn):
+        fn()
+        us = timer.median_us(fn, nbytes)
+        rows.append((name, "GB/s", nbytes / (us * 1e3)))
+        rows.append((name, "TFLOP/s", flops / (us * 1e6)))
+
+    add("torch", lambda: absorbed(q, latent))
+    try:
+        fn = compiled("mla_absorbed", absorbed)
+        add("torch_compile", lambda: fn(q, latent))
+    except Exception as error:
+        print(f"# torch.compile MLA failed for {p}: {error}", file=sys.stderr)
+    q4, k4, v4 = q[:, None], latent[:, None], latent[:, None, :, :512]
+    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION),
+                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                mask = visible[None, None] if causal else None
+                add(name, lambda: F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask,
+                                                                 scale=scale))
+        except Exception as error:  # a backend that refuses E 576 / Ev 512 is reported
+            print(f"# {name} SDPA failed for MLA {p}: {error}", file=sys.stderr)
+    del q, latent
+    torch.cuda.empty_cache()
     return rows
 
 
