@@ -6,12 +6,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <numbers>
 #include <string>
 #include <vector>
 
+#include "api/batch_prefill_plan.h"
 #include "api/index_tensor.h"
 #include "api/plan_run.h"
 #include "api/prefill_backend.h"
@@ -57,32 +57,14 @@ void expect_hopper(int device_id) {
                         ".x");
 }
 
-// Workspace: the schedule regions, then as many partial rows as fit (up to
-// the derived bound; none at the minimum).
+// Workspace: the batch prefill layout with one KV head and the latent's
+// 512 values (split-KV room as far as workspace_bytes allows).
 plan::PrefillWorkspaceLayout mla_layout(const MlaPlanShape& shape, const MlaPlanBounds& bounds,
                                         int64_t num_sms, plan::PrefillDerivedBounds& derived,
                                         std::size_t workspace_bytes) {
-  derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
-                                        shape.num_heads, 1, /*pack_gqa=*/true, num_sms, 1);
-  derived.max_ctas = derived.max_work_units;
-  const auto layout_with = [&](int64_t rows) {
-    return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, rows,
-                                          shape.num_heads, 1, mla_sm90::kDimCkv,
-                                          /*pack_gqa=*/true);
-  };
-  plan::PrefillWorkspaceLayout layout = layout_with(derived.max_partial_rows);
-  if (layout.total_bytes <= workspace_bytes) return layout;
-  layout = layout_with(0);
-  if (layout.total_bytes > workspace_bytes) {
-    derived.max_partial_rows = 0;
-    return layout;
-  }
-  constexpr std::size_t kPerRow = (mla_sm90::kDimCkv + 1) * sizeof(float);
-  int64_t rows = std::min<int64_t>(
-      derived.max_partial_rows, static_cast<int64_t>((workspace_bytes - layout.total_bytes) / kPerRow));
-  while (rows > 0 && layout_with(rows).total_bytes > workspace_bytes) --rows;
-  derived.max_partial_rows = rows;
-  return layout_with(rows);
+  return detail::prefill_layout(shape.num_heads, 1, mla_sm90::kDimCkv,
+                                {bounds.max_batch_size, bounds.max_total_qo_tokens}, num_sms,
+                                /*ctas_per_sm=*/1, derived, workspace_bytes);
 }
 
 }  // namespace
@@ -105,17 +87,7 @@ struct BatchMlaPagedAttention::State {
   std::vector<int32_t> kv_len;
   std::vector<int64_t> kv_lengths;
 
-  PrefillScheduleView schedule() const {
-    PrefillScheduleView v{};
-    v.header = reinterpret_cast<const PrefillScheduleHeader*>(workspace + layout.header_offset);
-    v.work_units = reinterpret_cast<const PrefillWorkUnit*>(workspace + layout.work_units_offset);
-    v.cta_indptr = reinterpret_cast<const int32_t*>(workspace + layout.cta_indptr_offset);
-    v.merge_tiles =
-        reinterpret_cast<const PrefillMergeTile*>(workspace + layout.merge_tiles_offset);
-    v.partial_out = reinterpret_cast<float*>(workspace + layout.partial_out_offset);
-    v.partial_lse = reinterpret_cast<float*>(workspace + layout.partial_lse_offset);
-    return v;
-  }
+  PrefillScheduleView schedule() const { return detail::prefill_schedule_view(workspace, layout); }
 };
 
 BatchMlaPagedAttention::BatchMlaPagedAttention(const MlaPlanShape& shape,
@@ -214,16 +186,7 @@ void BatchMlaPagedAttention::plan(std::span<const int32_t> qo_indptr,
   DeviceGuard guard(s.device_id);
   detail::expect_stream_not_capturing(stream);
   unsigned char* staging = s.upload->acquire();
-  std::memcpy(staging + s.layout.header_offset, &schedule.header, sizeof(schedule.header));
-  std::memcpy(staging + s.layout.work_units_offset, schedule.work_units.data(),
-              schedule.work_units.size() * sizeof(PrefillWorkUnit));
-  std::memcpy(staging + s.layout.cta_indptr_offset, schedule.cta_indptr.data(),
-              schedule.cta_indptr.size() * sizeof(int32_t));
-  std::memcpy(staging + s.layout.merge_tiles_offset, schedule.merge_tiles.data(),
-              schedule.merge_tiles.size() * sizeof(PrefillMergeTile));
-  s.upload->commit(s.workspace,
-                   s.layout.merge_tiles_offset +
-                       schedule.merge_tiles.size() * sizeof(PrefillMergeTile),
+  s.upload->commit(s.workspace, detail::stage_prefill_schedule(staging, schedule, s.layout),
                    stream);
   s.planned = true;
   s.split = schedule.header.split_kv != 0;
