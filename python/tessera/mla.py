@@ -25,6 +25,9 @@ from ._tensor import current_stream, dl, dl_or_none
 
 _CKV = 512
 _KPE = 64
+# With use_cuda_graph=True: query tokens per request the plan bounds allow
+# (decode 1, speculative verification a few); more raise naming qo_indptr.
+_GRAPH_TOKENS_PER_REQUEST = 16
 
 
 def _check_mla_run(handle, q_nope, q_pe, ckv_cache, kpe_cache, kv_indices, qo_indptr, kv_indptr,
@@ -73,8 +76,8 @@ class BatchMLAPagedAttentionWrapper:
     kernels (CUDA-graph capturable). With use_cuda_graph=True the index
     arrays live in the caller's buffers (qo_indptr / kv_indptr [max_batch +
     1], kv_indices, kv_len_arr [max_batch]), so a graph captured around run()
-    replays for later plans within max_batch requests and the first plan's
-    query tokens. backend: "auto" or "fa3" (Hopper); "fa2" (the sm80 kernel)
+    replays for later plans of at most max_batch requests and 16 query
+    tokens per request on average (or the first plan's total, if larger). backend: "auto" or "fa3" (Hopper); "fa2" (the sm80 kernel)
     is not built yet.
     """
 
@@ -126,8 +129,11 @@ class BatchMLAPagedAttentionWrapper:
                     "tessera: argument 'qo_indptr': expected a plan within the first plan's "
                     f"bounds ({self._handle_key[1]} requests, {self._handle_key[2]} query tokens) "
                     f"with use_cuda_graph=True, got {batch} requests, {tokens} tokens")
+            # The bounds a captured graph keeps: the buffers' batch, and up
+            # to _GRAPH_TOKENS_PER_REQUEST query tokens per request (the first
+            # plan may be the smallest one captured).
             max_batch = self._buffers["qo_indptr"].numel() - 1
-            max_tokens = max(tokens, 1)
+            max_tokens = max(tokens, 1, max_batch * _GRAPH_TOKENS_PER_REQUEST)
         else:
             previous = self._handle_key if self._handle_key is not None else (None, 0, 0)
             max_batch = max(batch, 1, 2 * previous[1] if batch > previous[1] else previous[1])
