@@ -174,7 +174,7 @@ TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLT
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
 
-/* ---- MLA (tessera/api/mla.h) */
+/* ---- MLA (tessera/api/mla.h); backend as prefill's (0 auto, 1 fa2, 2 fa3) */
 typedef struct TesseraBatchMla TesseraBatchMla;
 /* minimum != 0: min_workspace_size_bytes (no split-KV room). */
 TESSERA_C_API int tessera_batch_mla_workspace_size(int64_t num_heads, int64_t head_dim_ckv,
@@ -186,7 +186,8 @@ TESSERA_C_API int tessera_batch_mla_create(int64_t num_heads, int64_t head_dim_c
                                            int64_t head_dim_kpe, int64_t page_size,
                                            int64_t max_batch_size, int64_t max_total_qo_tokens,
                                            void* workspace, size_t workspace_bytes,
-                                           int device_id, TesseraBatchMla** handle);
+                                           int device_id, int backend,
+                                           TesseraBatchMla** handle);
 TESSERA_C_API void tessera_batch_mla_destroy(TesseraBatchMla* handle);
 /* Host arrays: qo_indptr / kv_indptr [batch + 1], kv_len [batch]. */
 TESSERA_C_API int tessera_batch_mla_plan(TesseraBatchMla* handle, const int32_t* qo_indptr,

@@ -165,7 +165,7 @@ _PROTOTYPES = {
                 ctypes.POINTER(c_size_t)]),
     "tessera_batch_mla_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
-                ctypes.POINTER(c_void_p)]),
+                c_int, ctypes.POINTER(c_void_p)]),
     "tessera_batch_mla_destroy": (None, [c_void_p]),
     "tessera_batch_mla_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),

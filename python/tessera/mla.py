@@ -21,6 +21,7 @@ from ._ops import custom_op
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import int32_pointer as _int32_pointer
 from ._plan_args import on_device as _on_device
+from .prefill import _check_backend
 from ._tensor import current_stream, dl, dl_or_none
 
 _CKV = 512
@@ -77,8 +78,10 @@ class BatchMLAPagedAttentionWrapper:
     arrays live in the caller's buffers (qo_indptr / kv_indptr [max_batch +
     1], kv_indices, kv_len_arr [max_batch]), so a graph captured around run()
     replays for later plans of at most max_batch requests and 16 query
-    tokens per request on average (or the first plan's total, if larger). backend: "auto" or "fa3" (Hopper); "fa2" (the sm80 kernel)
-    is not built yet.
+    tokens per request on average (or the first plan's total, if larger).
+    backend: "fa3" the Hopper kernel (sm_90a), "fa2" the portable mma.sync
+    kernel (A100 / H100 class: 144 KB of shared memory per block), "auto"
+    fa3 on sm_90a, else fa2.
     """
 
     def __init__(self, float_workspace_buffer: torch.Tensor, use_cuda_graph: bool = False,
@@ -86,10 +89,7 @@ class BatchMLAPagedAttentionWrapper:
                  kv_indptr: Optional[torch.Tensor] = None,
                  kv_indices: Optional[torch.Tensor] = None,
                  kv_len_arr: Optional[torch.Tensor] = None, backend: str = "auto"):
-        if backend not in ("auto", "fa3"):
-            raise NotImplementedError(
-                f"tessera: argument 'backend': expected 'auto' or 'fa3' (the Hopper MLA kernel; "
-                f"'fa2' is not built yet), got {backend!r}")
+        self._backend = _check_backend(backend)
         _checks.tensor(float_workspace_buffer, "float_workspace_buffer")
         self._float_workspace = float_workspace_buffer
         self._use_cuda_graph = use_cuda_graph
@@ -156,7 +156,7 @@ class BatchMLAPagedAttentionWrapper:
         handle = ctypes.c_void_p()
         _lib.call("tessera_batch_mla_create", num_heads, _CKV, _KPE, page_size, max_batch,
                   max_tokens, ctypes.c_void_p(workspace.data_ptr()), available, device_id,
-                  ctypes.byref(handle))
+                  self._backend, ctypes.byref(handle))
         self._handle = handle.value
         self._handle_key = (key, max_batch, max_tokens)
 

@@ -2,8 +2,6 @@
 // with one KV head, the heads packed into 64-row tiles and the latent's
 // 512 values as head_dim; the Hopper MLA kernel (attention/mla/), then the
 // prefill merge for split units.
-#include "tessera/api/mla.h"
-
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -17,7 +15,9 @@
 #include "api/prefill_backend.h"
 #include "api/schedule_upload.h"
 #include "plan/prefill_planner.h"
+#include "tessera/api/mla.h"
 #include "tessera/attention/merge.cuh"
+#include "tessera/attention/mla/kernel_sm80.cuh"
 #include "tessera/attention/mla/kernel_sm90.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
@@ -32,11 +32,11 @@ namespace {
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 
 void validate_shape(const MlaPlanShape& shape) {
-  TESSERA_CHECK_ARG(shape.num_heads >= 1 && shape.num_heads <= 65535, "num_heads",
-                    "in [1, 65535]", std::to_string(shape.num_heads));
-  TESSERA_CHECK_ARG(shape.head_dim_ckv == mla_sm90::kDimCkv, "head_dim_ckv", "512",
+  TESSERA_CHECK_ARG(shape.num_heads >= 1 && shape.num_heads <= 65535, "num_heads", "in [1, 65535]",
+                    std::to_string(shape.num_heads));
+  TESSERA_CHECK_ARG(shape.head_dim_ckv == mla::kDimCkv, "head_dim_ckv", "512",
                     std::to_string(shape.head_dim_ckv));
-  TESSERA_CHECK_ARG(shape.head_dim_kpe == mla_sm90::kDimKpe, "head_dim_kpe", "64",
+  TESSERA_CHECK_ARG(shape.head_dim_kpe == mla::kDimKpe, "head_dim_kpe", "64",
                     std::to_string(shape.head_dim_kpe));
   TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "page_size",
                     "in [1, 2^31)", std::to_string(shape.page_size));
@@ -50,11 +50,25 @@ void validate_bounds(const MlaPlanBounds& bounds) {
                     std::to_string(bounds.max_total_qo_tokens));
 }
 
-void expect_hopper(int device_id) {
-  TESSERA_CHECK_ARG(detail::device_runs_sm90a(device_id), "device",
-                    "an sm_90 GPU (the MLA kernel is Hopper-only for now)",
-                    "compute capability " + std::to_string(detail::device_compute_major(device_id)) +
-                        ".x");
+// Whether the Hopper kernel runs the calls: the backend asked for, checked
+// against the device (named errors where it cannot run).
+bool resolve_hopper(PrefillBackend backend, int device_id) {
+  const bool sm90a = detail::device_runs_sm90a(device_id);
+  if (backend == PrefillBackend::kFa3) {
+    TESSERA_CHECK_ARG(sm90a, "backend", "fa2 or auto on this GPU (fa3 needs sm_90a)",
+                      "fa3 on compute capability " +
+                          std::to_string(detail::device_compute_major(device_id)) + ".x");
+  }
+  if (backend == PrefillBackend::kFa3 || (backend == PrefillBackend::kAuto && sm90a)) return true;
+  int per_block = 0;
+  TESSERA_CUDA_CHECK(
+      cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, device_id));
+  TESSERA_CHECK_ARG(
+      detail::device_compute_major(device_id) >= 8 && per_block >= mla_sm80::kSharedBytes, "device",
+      "an sm_80+ GPU with " + std::to_string(mla_sm80::kSharedBytes) +
+          " bytes of shared memory per block (A100, H100)",
+      std::to_string(per_block) + " bytes");
+  return false;
 }
 
 // Workspace: the batch prefill layout with one KV head and the latent's
@@ -62,7 +76,7 @@ void expect_hopper(int device_id) {
 plan::PrefillWorkspaceLayout mla_layout(const MlaPlanShape& shape, const MlaPlanBounds& bounds,
                                         int64_t num_sms, plan::PrefillDerivedBounds& derived,
                                         std::size_t workspace_bytes) {
-  return detail::prefill_layout(shape.num_heads, 1, mla_sm90::kDimCkv,
+  return detail::prefill_layout(shape.num_heads, 1, mla::kDimCkv,
                                 {bounds.max_batch_size, bounds.max_total_qo_tokens}, num_sms,
                                 /*ctas_per_sm=*/1, derived, workspace_bytes);
 }
@@ -78,6 +92,7 @@ struct BatchMlaPagedAttention::State {
   plan::PrefillDerivedBounds derived;
   plan::PrefillWorkspaceLayout layout;
   std::unique_ptr<detail::ScheduleUpload> upload;
+  bool hopper = false;  // the sm90 kernel, else the sm80 one
   bool planned = false;
   bool split = false;
   int64_t planned_units = 0;
@@ -97,8 +112,8 @@ BatchMlaPagedAttention::BatchMlaPagedAttention(const MlaPlanShape& shape,
   validate_shape(shape);
   validate_bounds(bounds);
   detail::expect_workspace_argument(workspace, device_id);
-  expect_hopper(device_id);
   State& s = *state_;
+  s.hopper = resolve_hopper(shape.backend, device_id);
   s.shape = shape;
   s.bounds = bounds;
   s.workspace = static_cast<unsigned char*>(workspace);
@@ -150,9 +165,9 @@ void BatchMlaPagedAttention::plan(std::span<const int32_t> qo_indptr,
                     std::to_string(kv_indptr[0]));
   s.kv_lengths.assign(batch, 0);
   for (std::size_t b = 0; b < batch; ++b) {
-    TESSERA_CHECK_ARG(kv_indptr[b + 1] >= kv_indptr[b], "kv_indptr", "non-decreasing",
-                      "kv_indptr[" + std::to_string(b + 1) + "] < kv_indptr[" +
-                          std::to_string(b) + "]");
+    TESSERA_CHECK_ARG(
+        kv_indptr[b + 1] >= kv_indptr[b], "kv_indptr", "non-decreasing",
+        "kv_indptr[" + std::to_string(b + 1) + "] < kv_indptr[" + std::to_string(b) + "]");
     const int64_t room = int64_t{kv_indptr[b + 1] - kv_indptr[b]} * s.shape.page_size;
     TESSERA_CHECK_ARG(kv_len[b] >= 0 && kv_len[b] <= room, "kv_len",
                       "in [0, pages x page_size] of its request",
@@ -166,9 +181,10 @@ void BatchMlaPagedAttention::plan(std::span<const int32_t> qo_indptr,
   input.kv_indptr = kv_indptr;
   input.num_qo_heads = s.shape.num_heads;
   input.num_kv_heads = 1;
-  input.head_dim = mla_sm90::kDimCkv;
+  input.head_dim = mla::kDimCkv;
   input.causal = causal;
   input.pack_gqa = true;
+  static_assert(mla_sm90::kBlockM == mla_sm80::kBlockM, "one schedule for both kernels");
   input.max_q_tile_rows = mla_sm90::kBlockM;
   input.only_max_q_tile = true;
   input.one_unit_per_cta = true;
@@ -244,20 +260,32 @@ struct MlaLaunch {
   int64_t planned_merge_tiles;
   bool split;
   bool capturing;
+  bool hopper;
 };
 
 template <typename T>
-void launch_mla(mla_sm90::Params<T>& p, const MlaLaunch& s, const int32_t* qo_indptr,
+void launch_mla(mla::Params<T>& p, const MlaLaunch& s, const int32_t* qo_indptr,
                 cudaStream_t stream) {
   const bool capturing = s.capturing;
-  const void* kernel = reinterpret_cast<const void*>(&mla_sm90::mla_sm90_kernel<T>);
-  TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                          mla_sm90::kSharedBytes));
   const int64_t jobs = detail::grid_units(capturing, s.max_ctas, s.planned_units);
-  const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(s.num_sms, jobs))));
   void* args[] = {&p};
-  TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(mla_sm90::kThreads), args,
-                                      mla_sm90::kSharedBytes, stream));
+  if (s.hopper) {
+    // Persistent: one CTA per SM takes the units as jobs.
+    const void* kernel = reinterpret_cast<const void*>(&mla_sm90::mla_sm90_kernel<T>);
+    TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            mla_sm90::kSharedBytes));
+    const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, std::min(s.num_sms, jobs))));
+    TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(mla_sm90::kThreads), args,
+                                        mla_sm90::kSharedBytes, stream));
+  } else {
+    // One CTA per unit (a captured grid holds the bounds' units; the rest exit).
+    const void* kernel = reinterpret_cast<const void*>(&mla_sm80::mla_sm80_kernel<T>);
+    TESSERA_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            mla_sm80::kSharedBytes));
+    const dim3 grid(static_cast<unsigned>(std::max<int64_t>(1, jobs)));
+    TESSERA_CUDA_CHECK(cudaLaunchKernel(kernel, grid, dim3(mla_sm80::kThreads), args,
+                                        mla_sm80::kSharedBytes, stream));
+  }
   if (!s.split && !capturing) return;
   using attention::kMergeBlockThreads;
   constexpr int kWide = 4;
@@ -271,11 +299,10 @@ void launch_mla(mla_sm90::Params<T>& p, const MlaLaunch& s, const int32_t* qo_in
   m.num_qo_heads = s.num_heads;
   m.heads_y = 1;
   m.rows_per_token = s.num_heads;
-  m.head_dim = mla_sm90::kDimCkv;
-  m.lanes_per_item = attention::merge_lanes_per_item(mla_sm90::kDimCkv, kWide);
+  m.head_dim = mla::kDimCkv;
+  m.lanes_per_item = attention::merge_lanes_per_item(mla::kDimCkv, kWide);
   m.sum_states = false;
-  const int64_t tiles =
-      detail::grid_units(capturing, s.max_merge_tiles, s.planned_merge_tiles);
+  const int64_t tiles = detail::grid_units(capturing, s.max_merge_tiles, s.planned_merge_tiles);
   attention::prefill_merge_kernel<T, kWide>
       <<<dim3(static_cast<unsigned>(tiles)), kMergeBlockThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();
@@ -300,7 +327,7 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
   TESSERA_CHECK_ARG(q_nope.size(0) >= tokens, "q_nope",
                     "at least the planned " + std::to_string(tokens) + " tokens",
                     q_nope.shape_string());
-  q_nope.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimCkv, "head_dim_ckv");
+  q_nope.expect_size(1, heads, "num_heads").expect_size(2, mla::kDimCkv, "head_dim_ckv");
   const TensorView q_pe(q_pe_arg, "q_pe");
   q_pe.expect_ndim(3).expect_last_dim_contiguous();
   expect_same_device(q_nope, q_pe);
@@ -308,20 +335,19 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
   TESSERA_CHECK_ARG(q_pe.size(0) >= tokens, "q_pe",
                     "at least the planned " + std::to_string(tokens) + " tokens",
                     q_pe.shape_string());
-  q_pe.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimKpe, "head_dim_kpe");
+  q_pe.expect_size(1, heads, "num_heads").expect_size(2, mla::kDimKpe, "head_dim_kpe");
   const TensorView ckv(ckv_arg, "ckv_cache");
   ckv.expect_ndim(3).expect_last_dim_contiguous();
   expect_same_device(q_nope, ckv);
   expect_same_dtype(q_nope, ckv);
-  ckv.expect_size(1, s.shape.page_size, "page_size").expect_size(2, mla_sm90::kDimCkv,
-                                                                  "head_dim_ckv");
+  ckv.expect_size(1, s.shape.page_size, "page_size").expect_size(2, mla::kDimCkv, "head_dim_ckv");
   const TensorView kpe(kpe_arg, "kpe_cache");
   kpe.expect_ndim(3).expect_last_dim_contiguous();
   expect_same_device(q_nope, kpe);
   expect_same_dtype(q_nope, kpe);
   kpe.expect_size(0, ckv.size(0), "ckv_cache's pages")
       .expect_size(1, s.shape.page_size, "page_size")
-      .expect_size(2, mla_sm90::kDimKpe, "head_dim_kpe");
+      .expect_size(2, mla::kDimKpe, "head_dim_kpe");
   const TensorView out(out_arg, "out");
   out.expect_ndim(3).expect_last_dim_contiguous();
   expect_same_device(q_nope, out);
@@ -329,7 +355,7 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
   TESSERA_CHECK_ARG(out.size(0) >= tokens, "out",
                     "at least the planned " + std::to_string(tokens) + " tokens",
                     out.shape_string());
-  out.expect_size(1, heads, "num_heads").expect_size(2, mla_sm90::kDimCkv, "head_dim_ckv");
+  out.expect_size(1, heads, "num_heads").expect_size(2, mla::kDimCkv, "head_dim_ckv");
   for (const TensorView* v : {&q_nope, &q_pe, &ckv, &kpe, &out}) {
     TESSERA_CHECK_ARG(v->rows_aligned_to(16), std::string(v->name()),
                       "16-byte aligned rows (data pointer and strides)", v->shape_string());
@@ -372,10 +398,16 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
     validate_device_arrays({s.qo_indptr, s.kv_indptr, s.kv_len}, qo_indptr, kv_indptr, kv_len,
                            kv_indices, ckv.size(0), stream);
   }
-  const MlaLaunch launch{s.num_sms,         heads,   s.derived.max_ctas,
-                         s.planned_units,   s.derived.max_work_units / 2,
-                         s.planned_merge_tiles, s.split, capturing};
-  const auto fill = [&]<typename T>(mla_sm90::Params<T>& p) {
+  const MlaLaunch launch{s.num_sms,
+                         heads,
+                         s.derived.max_ctas,
+                         s.planned_units,
+                         s.derived.max_work_units / 2,
+                         s.planned_merge_tiles,
+                         s.split,
+                         capturing,
+                         s.hopper};
+  const auto fill = [&]<typename T>(mla::Params<T>& p) {
     p.q_nope = q_nope.data_as<const T>();
     p.q_nope_stride_token = q_nope.stride(0);
     p.q_nope_stride_head = q_nope.stride(1);
@@ -401,10 +433,10 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
     launch_mla<T>(p, launch, qo_indptr.data_as<const int32_t>(), stream);
   };
   if (q_nope.dtype() == DType::kBFloat16) {
-    mla_sm90::Params<bfloat16_t> p{};
+    mla::Params<bfloat16_t> p{};
     fill(p);
   } else {
-    mla_sm90::Params<half_t> p{};
+    mla::Params<half_t> p{};
     fill(p);
   }
 }

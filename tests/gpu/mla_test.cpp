@@ -1,10 +1,12 @@
-// BatchMlaPagedAttention on the GPU (Hopper) against the float64 reference
+// BatchMlaPagedAttention on the GPU (both kernels) against the float64 reference
 // (tests/reference/mla_ref.h), request by request: mixed qo_len 1 / 2 / 4 / 7
 // and kv_len 0 / 1 / 63 / 64 / 65 / long, page sizes 1 / 16 / 64 on shuffled
 // pages, caches and q with the strides of slices of one 576-wide tensor
 // (SGLang's layout), causal and not, heads 16 / 32 / 128 (128 split and
 // merged), a CUDA graph replayed for other plans within its bounds. Inputs
 // rounded to the dtype; outputs poisoned first.
+#include "tessera/api/mla.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,7 +23,6 @@
 #include "support/gpu.h"
 #include "support/host_convert.h"
 #include "support/random.h"
-#include "tessera/api/mla.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 
@@ -50,8 +51,8 @@ struct MlaCase {
 struct MlaBatch {
   MlaCase c;
   std::vector<int32_t> qo_indptr, kv_indptr, kv_indices;
-  std::vector<float> q_nope, q_pe;                // [tokens, heads, 512 / 64]
-  std::vector<std::vector<float>> ckv, kpe;       // per request, [kv_len, 512 / 64]
+  std::vector<float> q_nope, q_pe;           // [tokens, heads, 512 / 64]
+  std::vector<std::vector<float>> ckv, kpe;  // per request, [kv_len, 512 / 64]
   int64_t pages = 0;
 
   MlaBatch(const MlaCase& mc, testing::Rng& rng) : c(mc) {
@@ -140,9 +141,8 @@ void run_and_check(BatchMlaPagedAttention& mla, const MlaBatch& batch, double sm
                d_len = int_tensor(kv_len), d_idx = int_tensor(batch.kv_indices);
   mla.plan(batch.qo_indptr, batch.kv_indptr, kv_len, c.causal, nullptr);
   DLTensor lse_dl = lse.dl();
-  mla.run(q_nope.dl(), q_pe.dl(), cache.ckv.dl(), cache.kpe.dl(), d_idx.dl(), d_qo.dl(),
-          d_kv.dl(), d_len.dl(), out.dl(), &lse_dl, {.sm_scale = sm_scale}, nullptr,
-          Validate::kOn);
+  mla.run(q_nope.dl(), q_pe.dl(), cache.ckv.dl(), cache.kpe.dl(), d_idx.dl(), d_qo.dl(), d_kv.dl(),
+          d_len.dl(), out.dl(), &lse_dl, {.sm_scale = sm_scale}, nullptr, Validate::kOn);
   TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
   const std::vector<float> got = out.download();
   const std::vector<float> got_lse = lse.download();
@@ -162,73 +162,91 @@ void run_and_check(BatchMlaPagedAttention& mla, const MlaBatch& batch, double sm
   }
 }
 
-struct Mla : ::testing::Test {
+// Every test on both kernels: fa3 (Hopper) and fa2 (mma.sync, sm80+ with
+// 144 KB of shared memory per block).
+struct Mla : ::testing::TestWithParam<PrefillBackend> {
   void SetUp() override {
     TESSERA_REQUIRE_GPU();
-    if (!testing::device_is_sm90()) GTEST_SKIP() << "the MLA kernel is Hopper-only for now";
+    if (GetParam() == PrefillBackend::kFa3 && !testing::device_is_sm90()) {
+      GTEST_SKIP() << "fa3 needs an sm_90 GPU";
+    }
+    int per_block = 0;
+    TESSERA_CUDA_CHECK(
+        cudaDeviceGetAttribute(&per_block, cudaDevAttrMaxSharedMemoryPerBlockOptin, 0));
+    if (per_block < 144 * 1024) GTEST_SKIP() << "fa2 needs 144 KB of shared memory per block";
   }
+  PrefillBackend backend() const { return GetParam(); }
 };
 
-void check_case(const MlaCase& c, MlaPlanBounds bounds = {}) {
+INSTANTIATE_TEST_SUITE_P(Backends, Mla,
+                         ::testing::Values(PrefillBackend::kFa2, PrefillBackend::kFa3),
+                         [](const ::testing::TestParamInfo<PrefillBackend>& info) {
+                           return info.param == PrefillBackend::kFa2 ? "fa2" : "fa3";
+                         });
+
+void check_case(PrefillBackend backend, const MlaCase& c, MlaPlanBounds bounds = {}) {
   TESSERA_SEEDED_RNG(rng);
   const MlaBatch batch(c, rng);
   if (bounds.max_batch_size == 0) {
     bounds = {static_cast<int64_t>(c.qo_lens.size()), batch.qo_indptr.back()};
   }
-  const MlaPlanShape shape{.num_heads = c.heads, .page_size = c.page_size};
+  const MlaPlanShape shape{.num_heads = c.heads, .page_size = c.page_size, .backend = backend};
   const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
   DeviceBuffer workspace(bytes);
   BatchMlaPagedAttention mla(shape, bounds, workspace.data(), bytes, 0);
   run_and_check(mla, batch, 1.0 / std::sqrt(192.0));
 }
 
-TEST_F(Mla, MixedBatchMatchesReferenceOnEveryPageSize) {
+TEST_P(Mla, MixedBatchMatchesReferenceOnEveryPageSize) {
   for (const int64_t page : {1, 16, 64}) {
     for (const bool causal : {true, false}) {
       SCOPED_TRACE("page_size " + std::to_string(page) + (causal ? " causal" : ""));
-      check_case({.qo_lens = {1, 2, 4, 7, 1, 2},
-                  .kv_lens = {0, 1, 63, 64, 65, 300},
-                  .heads = 16,
-                  .page_size = page,
-                  .causal = causal});
+      check_case(backend(), {.qo_lens = {1, 2, 4, 7, 1, 2},
+                             .kv_lens = {0, 1, 63, 64, 65, 300},
+                             .heads = 16,
+                             .page_size = page,
+                             .causal = causal});
     }
   }
 }
 
-TEST_F(Mla, WideQueryStridesMatchReference) {
-  check_case({.qo_lens = {3, 1, 5},
-              .kv_lens = {70, 1, 130},
-              .heads = 16,
-              .page_size = 16,
-              .causal = true,
-              .wide_q = true});
+TEST_P(Mla, WideQueryStridesMatchReference) {
+  check_case(backend(), {.qo_lens = {3, 1, 5},
+                         .kv_lens = {70, 1, 130},
+                         .heads = 16,
+                         .page_size = 16,
+                         .causal = true,
+                         .wide_q = true});
 }
 
-TEST_F(Mla, DecodeBatchFp16MatchesReference) {
-  check_case({.qo_lens = std::vector<int32_t>(40, 1),
-              .kv_lens = {1, 7, 64, 65, 129, 513, 1000, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
-                          100, 200, 300, 400, 500, 600, 700, 800, 900, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-                          1, 1},
+TEST_P(Mla, DecodeBatchFp16MatchesReference) {
+  check_case(backend(),
+             {.qo_lens = std::vector<int32_t>(40, 1),
+              .kv_lens = {1,   7,  64, 65, 129, 513, 1000, 2,   3,   4,   5,   6,   7,   8,
+                          9,   10, 11, 12, 13,  14,  100,  200, 300, 400, 500, 600, 700, 800,
+                          900, 1,  1,  1,  1,   1,   1,    1,   1,   1,   1,   1},
               .heads = 32,
               .page_size = 64,
               .causal = false,
               .dtype = DType::kFloat16});
 }
 
-TEST_F(Mla, LongKvSplitsAndMerges) {
+TEST_P(Mla, LongKvSplitsAndMerges) {
   // Few rows on 4097 keys: the planner splits KV over the SMs.
-  check_case({.qo_lens = {2}, .kv_lens = {4097}, .heads = 128, .page_size = 64, .causal = true});
-  check_case({.qo_lens = {1, 1}, .kv_lens = {4097, 6000}, .heads = 16, .page_size = 1,
-              .causal = false});
+  check_case(backend(),
+             {.qo_lens = {2}, .kv_lens = {4097}, .heads = 128, .page_size = 64, .causal = true});
+  check_case(
+      backend(),
+      {.qo_lens = {1, 1}, .kv_lens = {4097, 6000}, .heads = 16, .page_size = 1, .causal = false});
 }
 
 // One graph captured for the bounds replays for later plans of other
 // batches and lengths: the fixed buffers get each batch's values, the plan
-// its schedule (and the job counter its reset by the kernel's last CTA).
-TEST_F(Mla, GraphReplaysForOtherPlansWithinBounds) {
+// its schedule (and, fa3, the job counter its reset by the kernel's last CTA).
+TEST_P(Mla, GraphReplaysForOtherPlansWithinBounds) {
   TESSERA_SEEDED_RNG(rng);
   constexpr int64_t kHeads = 16, kPage = 16, kMaxBatch = 4, kMaxTokens = 12, kMaxPages = 160;
-  const MlaPlanShape shape{.num_heads = kHeads, .page_size = kPage};
+  const MlaPlanShape shape{.num_heads = kHeads, .page_size = kPage, .backend = backend()};
   const MlaPlanBounds bounds{kMaxBatch, kMaxTokens};
   const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
   DeviceBuffer workspace(bytes);
@@ -244,11 +262,13 @@ TEST_F(Mla, GraphReplaysForOtherPlansWithinBounds) {
   cudaGraphExec_t exec = nullptr;
   const double sm_scale = 1.0 / std::sqrt(192.0);
   const std::vector<MlaCase> steps = {
-      {.qo_lens = {1, 1, 1, 1}, .kv_lens = {40, 7, 300, 1}, .heads = kHeads, .page_size = kPage,
+      {.qo_lens = {1, 1, 1, 1},
+       .kv_lens = {40, 7, 300, 1},
+       .heads = kHeads,
+       .page_size = kPage,
        .causal = true},
       {.qo_lens = {12}, .kv_lens = {2000}, .heads = kHeads, .page_size = kPage, .causal = true},
-      {.qo_lens = {3, 2}, .kv_lens = {0, 65}, .heads = kHeads, .page_size = kPage,
-       .causal = true}};
+      {.qo_lens = {3, 2}, .kv_lens = {0, 65}, .heads = kHeads, .page_size = kPage, .causal = true}};
   for (std::size_t step = 0; step < steps.size(); ++step) {
     SCOPED_TRACE("plan " + std::to_string(step));
     const MlaBatch batch(steps[step], rng);
@@ -310,16 +330,15 @@ TEST_F(Mla, GraphReplaysForOtherPlansWithinBounds) {
   TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
 }
 
-TEST_F(Mla, NamesBadArguments) {
+TEST_P(Mla, NamesBadArguments) {
   const MlaPlanBounds bounds{4, 16};
   testing::expect_argument_error(
       [&] {
-        BatchMlaPagedAttention::workspace_size_bytes({.num_heads = 16, .head_dim_ckv = 256,
-                                                      .page_size = 16},
-                                                     bounds, 0);
+        BatchMlaPagedAttention::workspace_size_bytes(
+            {.num_heads = 16, .head_dim_ckv = 256, .page_size = 16}, bounds, 0);
       },
       "head_dim_ckv");
-  const MlaPlanShape shape{.num_heads = 16, .page_size = 16};
+  const MlaPlanShape shape{.num_heads = 16, .page_size = 16, .backend = backend()};
   const std::size_t bytes = BatchMlaPagedAttention::workspace_size_bytes(shape, bounds, 0);
   DeviceBuffer workspace(bytes);
   BatchMlaPagedAttention mla(shape, bounds, workspace.data(), bytes, 0);

@@ -106,8 +106,10 @@ def test_fake_kernel_gives_output_shapes():
 
 def test_bad_arguments_are_named():
     workspace = torch.empty(16, dtype=torch.uint8)
-    with pytest.raises(NotImplementedError, match="backend"):
-        tessera.mla.BatchMLAPagedAttentionWrapper(workspace, backend="fa2")
+    with pytest.raises(TesseraArgumentError, match="backend"):
+        tessera.mla.BatchMLAPagedAttentionWrapper(workspace, backend="fa1")
+    for backend in ("auto", "fa2", "fa3"):  # the kernel is checked against the GPU at plan()
+        tessera.mla.BatchMLAPagedAttentionWrapper(workspace, backend=backend)
     with pytest.raises(TesseraArgumentError, match="qo_indptr"):
         tessera.mla.BatchMLAPagedAttentionWrapper(workspace, use_cuda_graph=True)
     wrapper = tessera.mla.BatchMLAPagedAttentionWrapper(workspace)

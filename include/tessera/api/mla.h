@@ -4,7 +4,9 @@
 // sm_scale, out[i,h] = sum_j softmax(s)_j ckv[j] ([512]), lse base 2.
 // causal: token i sees positions <= kv_len - qo_len + i
 // (bottom-right). A token that sees no key gets out 0 and lse -inf.
-// Hopper (sm_90a) only for now; the sm80 kernel is next (docs/mla.md).
+// Two kernels (docs/mla.md): the Hopper one (wgmma, warp-specialised;
+// sm_90a) and a portable mma.sync one (sm80+ with 144 KB of shared memory
+// per block: A100, H100; not sm_86 / sm_89).
 #pragma once
 
 #include <cuda_runtime_api.h>
@@ -15,6 +17,7 @@
 #include <memory>
 #include <span>
 
+#include "tessera/api/prefill_backend.h"
 #include "tessera/core/export.h"
 #include "tessera/core/validation.h"
 
@@ -25,6 +28,9 @@ struct MlaPlanShape {
   int64_t head_dim_ckv = 512;  // the latent width: 512 only
   int64_t head_dim_kpe = 64;   // the RoPE key width: 64 only
   int64_t page_size = 0;       // >= 1
+  // kFa3: the Hopper kernel (an error elsewhere); kFa2: the mma.sync
+  // kernel; kAuto: kFa3 on sm_90a, else kFa2.
+  PrefillBackend backend = PrefillBackend::kAuto;
 };
 
 // What a plan may hold at most; fixed when a CUDA graph is captured.

@@ -10,14 +10,17 @@
 
 #include <cuda/std/cstdint>
 
+#include "tessera/attention/mla/params.cuh"
 #include "tessera/attention/prefill_schedule.cuh"
 #include "tessera/attention/prefill_sm90/traits.cuh"
 
 namespace tessera::mla_sm90 {
 
-inline constexpr int kDimCkv = 512;
-inline constexpr int kDimKpe = 64;
-inline constexpr int kDimQk = kDimCkv + kDimKpe;
+using mla::kDimCkv;
+using mla::kDimKpe;
+using mla::kDimQk;
+using mla::Params;
+using mla::UnitSpan;
 inline constexpr int kBlockM = 64;  // rows per tile
 inline constexpr int kBlockN = 64;  // latent rows per K/V tile
 inline constexpr int kStages = 2;
@@ -63,54 +66,10 @@ struct alignas(1024) SharedStorage {
 inline constexpr int kSharedBytes = static_cast<int>(sizeof(SharedStorage)) + 1024;
 static_assert(kSharedBytes <= 227 * 1024, "fits an H100 SM's shared memory");
 
-// q_nope [tokens, heads, 512], q_pe [tokens, heads, 64]; the caches
-// [pages, page_size, 512] and [pages, page_size, 64] (any page / entry
-// strides, e.g. slices of one [pages, page_size, 576] buffer); out [tokens,
-// heads, 512]; lse null or float32 [tokens, heads] (base 2). Strides in
-// elements; every row 16-byte aligned. The schedule is the batch prefill
-// planner's with one KV head and heads packed into the rows.
-template <typename T>
-struct Params {
-  const T* q_nope;
-  int64_t q_nope_stride_token;
-  int64_t q_nope_stride_head;
-  const T* q_pe;
-  int64_t q_pe_stride_token;
-  int64_t q_pe_stride_head;
-  const T* ckv;
-  int64_t ckv_stride_page;
-  int64_t ckv_stride_entry;
-  const T* kpe;
-  int64_t kpe_stride_page;
-  int64_t kpe_stride_entry;
-  const int32_t* kv_indices;  // page ids; a request's start is its unit's kv_start
-  int32_t page_size;
-  int32_t num_heads;
-  T* out;
-  int64_t out_stride_token;
-  int64_t out_stride_head;
-  float* lse;
-  float sm_scale_log2;  // sm_scale x log2(e)
-  PrefillScheduleView schedule;
-  int32_t* job_counters;  // &schedule.header->next_job (next_job, finished_ctas)
-};
-
-// A unit's K/V tiles: [kv_begin, kv_end) cut at its last row's causal bound.
-struct UnitSpan {
-  int kv_begin;
-  int kv_end;
-  int num_tiles;
-};
-
-__device__ __forceinline__ UnitSpan unit_span(const PrefillWorkUnit& u, int num_heads,
-                                              bool causal) {
-  const int last_token = (u.qo_tile_begin + u.qo_rows - 1) / num_heads;
-  UnitSpan span;
-  span.kv_begin = u.kv_begin;
-  span.kv_end = causal ? min(u.kv_end, u.kv_len - u.qo_len + last_token + 1) : u.kv_end;
-  span.num_tiles = span.kv_end > span.kv_begin ? (span.kv_end - span.kv_begin + kBlockN - 1) / kBlockN
-                                               : 0;
-  return span;
+// A unit's K/V tiles in this kernel's tile size.
+__device__ __forceinline__ mla::UnitSpan unit_span(const PrefillWorkUnit& u, int num_heads,
+                                                   bool causal) {
+  return mla::unit_span<kBlockN>(u, num_heads, causal);
 }
 
 // Byte offset of 16-byte chunk `chunk` (0 .. 71) of row `row` in a 64-row
