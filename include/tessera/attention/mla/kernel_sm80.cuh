@@ -140,19 +140,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     if (live) {
       float s[Tr::kSRegs];
       compute_s<T>(s, q_lanes, k_lanes, stage);
-      // Positions past a row's limit (and the zero-filled rows past the span).
-      const int kv0 = span.kv_begin + tile * kBlockN;
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int bound = limit[i] - kv0 - 2 * t;
-#pragma unroll
-        for (int n = 0; n < kBlockN / 8; ++n) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            if (8 * n + e >= bound) s[4 * n + 2 * i + e] = attention::negative_infinity();
-          }
-        }
-      }
+      mla::mask_past_limits<kBlockN>(s, limit, span.kv_begin + tile * kBlockN, t);
       float factor[2] = {1.f, 1.f};
       prefill_sm90::online_softmax<Tr, true>(s, st, p.sm_scale_log2, factor);
       prefill_sm90::rescale<Tr>(st.o, factor);

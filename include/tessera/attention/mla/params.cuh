@@ -6,6 +6,7 @@
 #include <cuda/std/cstdint>
 
 #include "tessera/attention/prefill_schedule.cuh"
+#include "tessera/attention/state.cuh"
 
 namespace tessera::mla {
 
@@ -73,6 +74,25 @@ __device__ __forceinline__ int row_kv_limit(const PrefillWorkUnit& u, const Unit
                                             int num_heads, bool causal) {
   const int token = (u.qo_tile_begin + min(row, u.qo_rows - 1)) / num_heads;
   return causal ? min(span.kv_end, u.kv_len - u.qo_len + token + 1) : span.kv_end;
+}
+
+// -inf for the S accumulators (mma / wgmma layout, kBlockN positions from
+// kv0) at or past each of the thread's two rows' limits: the causal bound
+// and the zero-filled rows past the span.
+template <int kBlockN>
+__device__ __forceinline__ void mask_past_limits(float (&s)[kBlockN / 2], const int (&limit)[2],
+                                                 int kv0, int t) {
+#pragma unroll
+  for (int i = 0; i < 2; ++i) {
+    const int bound = limit[i] - kv0 - 2 * t;
+#pragma unroll
+    for (int n = 0; n < kBlockN / 8; ++n) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        if (8 * n + e >= bound) s[4 * n + 2 * i + e] = attention::negative_infinity();
+      }
+    }
+  }
 }
 
 }  // namespace tessera::mla
