@@ -150,6 +150,8 @@ def measure(timer, kernel, case):
         return decode_peers(timer, p)
     if kernel == "mla_decode":
         return mla_peers(timer, p)
+    if kernel == "mla_decode_fa2":
+        return []  # the portable kernel's rows share the mla_decode row's peers (same case)
     # Prefill rows of either back end (suffix "_fa3": the Hopper kernels;
     # "_fp8": an fp8 paged cache) share the dense peers of their shape,
     # measured once (prefill_peers caches them).
