@@ -112,7 +112,9 @@ def bmm_fp8(A: torch.Tensor, B: torch.Tensor, A_scale: torch.Tensor, B_scale: to
     """
     if dtype not in _checks.HALF:
         _checks.fail("dtype", "torch.bfloat16 or torch.float16", str(dtype))
-    _checks.tensors(A=A, B=B, A_scale=A_scale, B_scale=B_scale)
+    _checks.tensor(A, "A", ndim=3)
+    _checks.tensor(B, "B", ndim=3)
+    _checks.tensors(A_scale=A_scale, B_scale=B_scale)
     if out is None:
         out = torch.empty((A.shape[0], A.shape[1], B.shape[2]), dtype=dtype, device=A.device)
     else:
