@@ -148,5 +148,7 @@ void run_decode_benchmarks(Bench& bench);
 void run_prefill_benchmarks(Bench& bench);
 void run_batch_prefill_benchmarks(Bench& bench);
 void run_mla_benchmarks(Bench& bench);
+void run_segment_gemm_benchmarks(Bench& bench);
+void run_bmm_fp8_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

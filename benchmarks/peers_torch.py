@@ -7,8 +7,11 @@ times the peer the same way (warm-up, L2 flushed before each run, CUDA events,
 median). Prints `peer,<kernel>,"<case>",<peer>,<metric>,<value>` lines.
 
 Peers: torch.compile of the same op (norms, RoPE, activation), advanced
-indexing (index_put) for the paged-KV append, SDPA / flex for attention, and
-the absorbed math in torch (eager, compiled, SDPA) for MLA. Token dims are marked dynamic so
+indexing (index_put) for the paged-KV append, SDPA / flex for attention,
+the absorbed math in torch (eager, compiled, SDPA) for MLA, and for the GEMMs
+torch._grouped_mm (where the installed torch has it), a Python loop of
+torch.matmul, one dense GEMM of the same FLOPs (the ceiling of a MoE shape)
+and torch._scaled_mm per batch (bmm_fp8). Token dims are marked dynamic so
 one compile serves the whole sweep.
 """
 import csv
@@ -152,6 +155,10 @@ def measure(timer, kernel, case):
         return mla_peers(timer, p)
     if kernel == "mla_decode_fa2":
         return []  # the portable kernel's rows share the mla_decode row's peers (same case)
+    if kernel == "segment_gemm":
+        return segment_gemm_peers(timer, p)
+    if kernel == "bmm_fp8":
+        return bmm_fp8_peers(timer, p)
     # Prefill rows of either back end (suffix "_fa3": the Hopper kernels;
     # "_fp8": an fp8 paged cache) share the dense peers of their shape,
     # measured once (prefill_peers caches them).
@@ -236,6 +243,88 @@ def measure(timer, kernel, case):
             rows.append(("torch", "us", us))
         return rows
     return []
+
+
+def uneven_lengths(tokens, segments):
+    """bench_gemm.cu's routing: shares proportional to 1 / (i + 1), floor,
+    the remainder to segment 0."""
+    total_weight = sum(1.0 / (i + 1) for i in range(segments))
+    lengths = [int(tokens / (i + 1) / total_weight) for i in range(segments)]
+    lengths[0] += tokens - sum(lengths)
+    return lengths
+
+
+def segment_gemm_peers(timer, p):
+    """The same segments (bench_gemm.cu) through torch: torch._grouped_mm
+    where present, a loop of torch.matmul, and for MoE one dense GEMM of
+    equal FLOPs (the shape's ceiling). Metric as the row's (MoE TFLOP/s,
+    LoRA GB/s of weights + x + y)."""
+    if p["kind"] == "moe":
+        lengths = uneven_lengths(int(p["T"]), int(p["E"]))
+        d_in, d_out = int(p["d_in"]), int(p["d_out"])
+        metric = "TFLOP/s"
+    else:
+        segments, rank, d = int(p["S"]), int(p["r"]), int(p["d"])
+        lengths = [int(p["rows"])] * segments
+        d_in, d_out = (d, rank) if p["kind"] == "lora_shrink" else (rank, d)
+        metric = "GB/s"
+    rows_total = sum(lengths)
+    x = bf16(rows_total, d_in)
+    weights = bf16(len(lengths), d_out, d_in)  # column-major, as tessera_bench
+    flops = 2.0 * rows_total * d_in * d_out
+    nbytes = 2.0 * (weights.numel() + x.numel() + rows_total * d_out)
+
+    def value(us):
+        return flops / (us * 1e6) if metric == "TFLOP/s" else nbytes / (us * 1e3)
+
+    rows = []
+    offsets = torch.tensor(lengths, device="cuda").cumsum(0).to(torch.int32)
+    grouped = getattr(torch, "_grouped_mm", None)
+    if grouped is not None:
+        try:
+            w_t = weights.transpose(-2, -1)  # [E, d_in, d_out], d_in contiguous
+            fn = lambda: grouped(x, w_t, offs=offsets)
+            fn()
+            rows.append(("torch_grouped_mm", metric, value(timer.median_us(fn, nbytes))))
+        except Exception as error:
+            print(f"# torch._grouped_mm failed for {p}: {error}", file=sys.stderr)
+    bounds = [0]
+    for length in lengths:
+        bounds.append(bounds[-1] + length)
+
+    def loop():
+        for i in range(len(lengths)):
+            if bounds[i + 1] > bounds[i]:
+                torch.matmul(x[bounds[i]:bounds[i + 1]], weights[i].t())
+
+    rows.append(("torch_loop", metric, value(timer.median_us(loop, nbytes))))
+    if p["kind"] == "moe":
+        dense_w = bf16(d_out, d_in)
+        fn = lambda: torch.matmul(x, dense_w.t())
+        dense_bytes = 2.0 * (dense_w.numel() + x.numel() + rows_total * d_out)
+        rows.append(("cublas_dense", metric, flops / (timer.median_us(fn, dense_bytes) * 1e6)))
+    del x, weights
+    torch.cuda.empty_cache()
+    return rows
+
+
+def bmm_fp8_peers(timer, p):
+    """torch._scaled_mm on each batch (fast accumulation, as cuBLASLt runs
+    for bmm_fp8), same shapes and scales."""
+    b, m, n, k = (int(p[key]) for key in ("b", "m", "n", "k"))
+    a = bf16(b, m, k).to(torch.float8_e4m3fn)
+    w = bf16(b, n, k).to(torch.float8_e4m3fn)
+    scale_a = torch.tensor(0.5, device="cuda")
+    scale_b = torch.tensor(0.25, device="cuda")
+
+    def run():
+        for i in range(b):
+            torch._scaled_mm(a[i], w[i].t(), scale_a=scale_a, scale_b=scale_b,
+                             out_dtype=torch.bfloat16, use_fast_accum=True)
+
+    nbytes = a.numel() + w.numel() + 2.0 * b * m * n
+    us = timer.median_us(run, nbytes)
+    return [("torch_scaled_mm", "TFLOP/s", 2.0 * b * m * n * k / (us * 1e6))]
 
 
 DECODE_CACHE = {}

@@ -4,15 +4,15 @@
 # .gpu-variants/<name>.tar.xz (bin/tessera_gpu_tests, bin/tessera_bench,
 # lib/, include/ for the JIT, COMMIT), made here by scripts/stage_gpu_variant.sh;
 # carry [".gpu-variants"]. Usage on the GPU machine, from the repository root:
-#   bash scripts/dev_fa3_check.sh "main persistent@FILTER@CASES@LIMIT@BACKENDS ..." [budget s]
+#   bash scripts/dev_fa3_check.sh "main b@FILTER@CASES@LIMIT@BACKENDS@FAMILY ..." [budget s]
 # Per spec: gtests (FILTER, default the prefill ones, "none" for none; on
 # BACKENDS, default fa3 or DEV_BACKENDS; LIMIT s, default 150, a hang shows
 # as rc 124), then FAMILY's bench rows (default batch_prefill; CASES: --case
 # substrings joined by "+", default the causal head_dim 128 and 64 ones,
-# "none" for no rows). A
-# build may appear in several specs (its bench rows append to one log). The
-# first build then runs DEV_FULL_SUITE=1's whole GPU gtest suite and compute-sanitizer on
-# DEV_SANITIZE's tests while the budget lasts; DEV_PEERS=1 times the PyTorch
+# "none" for no rows). A build may appear in several specs (its bench rows
+# append to one log). The first build then runs DEV_FULL_SUITE=1's whole
+# GPU gtest suite and compute-sanitizer on DEV_SANITIZE's tests while the
+# budget lasts; DEV_PEERS=1 times the PyTorch
 # peers of the first build's rows and writes benchmarks/results/<gpu>.*
 # (under $OUT/l/results, with commit DEV_PEERS_COMMIT); DEV_PROFILE="SPEC
 # ..." runs scripts/gpu_profile.sh's specs (FAMILY:CASE:KERNEL_REGEX) on
@@ -66,7 +66,7 @@ for spec in "${builds[@]}"; do
   [[ "$filter" == none ]] || gtests "tests_${n}_$b" "$filter" "${limit:-150}" \
     TESSERA_TEST_PREFILL_BACKENDS="${backends:-${DEV_BACKENDS:-fa3}}"
   if (( $(left) < 100 )); then say "out of budget"; break; fi
-  [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b" "${family:-batch_prefill}"
+  [[ "$cases" == none ]] || DEV_BENCH_CASES="${cases//+/ }" bench "$b" "$family"
 done
 first=${builds[0]%%@*}
 use "$first"

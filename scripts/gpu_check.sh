@@ -78,15 +78,20 @@ if [[ -n "$test_filter" ]]; then
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
     "$logs/gpu_tests.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
 else
-  # Prefill (the newest kernels) runs in its own process, so a sticky CUDA
-  # error there cannot fail every other test.
-  step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" --gtest_filter='-*Prefill*:BlockSparse*'
+  # Prefill and the GEMMs (the newest kernels) run in their own processes, so
+  # a sticky CUDA error there cannot fail every other test.
+  step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" \
+    --gtest_filter='-*Prefill*:BlockSparse*:*SegmentGemm*:*BmmFp8*'
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran' "$logs/gpu_tests.log" | tail -n 4 |
     sed 's/^/      /' | tee -a "$summary"
   step "gpu tests (prefill)" "$logs/gpu_tests_prefill.log" "$bin/tessera_gpu_tests" \
     --gtest_filter='*Prefill*:BlockSparse*'
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
     "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+  step "gpu tests (segment gemm, bmm_fp8)" "$logs/gpu_tests_gemm.log" \
+    "$bin/tessera_gpu_tests" --gtest_filter='*SegmentGemm*:*BmmFp8*'
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
+    "$logs/gpu_tests_gemm.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
 fi
 
 # The libtessera the Python package loads (tests and demo).
@@ -111,9 +116,10 @@ if [[ ",$skip," != *",sanitizer,"* ]]; then
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
     "$bin/tessera_gpu_tests" ${memcheck_filter:+--gtest_filter="$memcheck_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
-  racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
+  racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference:Issue23/SegmentGemmGrid.MatchesReference/B5_*:SegmentGemm.StridedRowsOfXAndY'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
-  # prefill (tiles, output staging),
+  # prefill (tiles, output staging), the segment GEMM (cp.async ring, output
+  # staging; its small-dim cases),
   # decode (KV pipeline, cross-lane merge) and the merges; decode on a subset
   # of its tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \

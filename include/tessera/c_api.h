@@ -315,6 +315,20 @@ TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLT
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
 
+/* ---- GEMM (tessera/api/gemm.h). workspace may be NULL. */
+TESSERA_C_API int tessera_bmm_fp8(const DLTensor* A, const DLTensor* B, const DLTensor* A_scale,
+                                  const DLTensor* B_scale, const DLTensor* out,
+                                  const DLTensor* workspace, void* stream);
+/* seg_lens or seg_indptr (the latter wins when both are given);
+ * weight_indices may be NULL; backend 0 auto, 1 sm80, 2 sm90 (not built:
+ * an argument error). */
+TESSERA_C_API int tessera_segment_gemm(const DLTensor* x, const DLTensor* weights,
+                                       const DLTensor* y, int64_t batch_size,
+                                       int weight_column_major, const DLTensor* seg_lens,
+                                       const DLTensor* seg_indptr,
+                                       const DLTensor* weight_indices, int backend, void* stream,
+                                       int validate);
+
 /* ---- JIT variants (tessera/jit/jit.h). kernel: 0 batch decode (single
  * decode too), 1 single prefill, 2 ragged prefill, 3 paged prefill. dtypes:
  * 0 float16, 1 bfloat16, 2 float8_e4m3fn, 3 float8_e5m2 (fp8: KV only, for

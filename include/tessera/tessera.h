@@ -4,6 +4,7 @@
 #include "tessera/api/activation.h"
 #include "tessera/api/attention_options.h"
 #include "tessera/api/decode.h"
+#include "tessera/api/gemm.h"
 #include "tessera/api/norm.h"
 #include "tessera/api/page.h"
 #include "tessera/api/paged_kv_cache.h"

@@ -1,4 +1,4 @@
-"""Tessera: LLM-serving attention, KV-cache, RoPE, norm and activation kernels
+"""Tessera: LLM-serving attention, KV-cache, RoPE, norm, activation and GEMM kernels
 for PyTorch, with FlashInfer 0.2's Python API (same names, arguments and
 return conventions) over libtessera's C ABI (docs/python.md).
 
@@ -9,13 +9,14 @@ implementation, so torch.compile(fullgraph=True) traces through it.
 """
 
 from ._lib import TesseraArgumentError, TesseraError, version
-from . import (activation, cascade, decode, jit, mla, norm, page, prefill, quantization, rope,
-               sparse, utils)
+from . import (activation, cascade, decode, gemm, jit, mla, norm, page, prefill, quantization,
+               rope, sparse, utils)
 from .activation import gelu_and_mul, gelu_tanh_and_mul, silu_and_mul
 from .cascade import merge_state, merge_state_in_place, merge_states
 from .decode import (BatchDecodeWithPagedKVCacheWrapper,
                      CUDAGraphBatchDecodeWithPagedKVCacheWrapper, single_decode_with_kv_cache)
 from .mla import BatchDecodeMlaWithPagedKVCacheWrapper
+from .gemm import SegmentGEMMWrapper, bmm_fp8
 from .norm import fused_add_rmsnorm, gemma_fused_add_rmsnorm, gemma_rmsnorm, rmsnorm
 from .page import append_paged_kv_cache, get_batch_indices_positions, get_seq_lens
 from .quantization import packbits, segment_packbits
@@ -30,8 +31,8 @@ from .sparse import BlockSparseAttentionWrapper
 __version__ = "0.1.0"
 
 __all__ = [
-    "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "jit",
-    "mla", "BatchDecodeMlaWithPagedKVCacheWrapper",
+    "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "gemm",
+    "jit", "mla", "BatchDecodeMlaWithPagedKVCacheWrapper", "SegmentGEMMWrapper", "bmm_fp8",
     "norm", "page", "prefill", "quantization", "rope", "sparse", "utils", "packbits",
     "segment_packbits", "CUDAGraphBatchDecodeWithPagedKVCacheWrapper", "get_seq_lens",
     "single_prefill_with_kv_cache_return_lse",

@@ -224,6 +224,9 @@ _PROTOTYPES = {
     "tessera_prefill_backend_support_sm90": (
         c_int, [c_int32, c_int32, c_int32, c_int32, c_int32, c_int32, c_int64,
                 ctypes.POINTER(c_int32), ctypes.POINTER(c_int32)]),
+    # gemm
+    "tessera_bmm_fp8": (c_int, [T, T, T, T, T, T, c_void_p]),
+    "tessera_segment_gemm": (c_int, [T, T, T, c_int64, c_int, T, T, T, c_int, c_void_p, c_int]),
     # jit
     "tessera_jit_compile": (
         c_int, [ctypes.POINTER(JitSpec), ctypes.c_char_p, c_int, ctypes.c_char_p, c_size_t,
