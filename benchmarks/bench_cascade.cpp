@@ -89,10 +89,8 @@ Tables make_tables(int64_t prefix_tokens) {
   for (int64_t b = 0; b < kBatch; ++b) {
     t.unique_indptr.push_back(static_cast<int32_t>((b + 1) * unique_pages));
     t.unique_last.push_back(static_cast<int32_t>(kPageSize));
-    t.plain_indices.insert(t.plain_indices.end(), t.prefix_indices.begin(),
-                           t.prefix_indices.end());
-    t.plain_indices.insert(t.plain_indices.end(),
-                           t.unique_indices.begin() + b * unique_pages,
+    t.plain_indices.insert(t.plain_indices.end(), t.prefix_indices.begin(), t.prefix_indices.end());
+    t.plain_indices.insert(t.plain_indices.end(), t.unique_indices.begin() + b * unique_pages,
                            t.unique_indices.begin() + (b + 1) * unique_pages);
     t.plain_indptr.push_back(static_cast<int32_t>(t.plain_indices.size()));
     t.plain_last.push_back(static_cast<int32_t>(kPageSize));
@@ -181,9 +179,8 @@ void run_cascade_benchmarks(Bench& bench) {
                                        decode_bytes, device);
     decode.plan(t.plain_indptr, t.plain_last, bench.stream());
     const auto run_plain = [&] {
-      decode.run(q.dl(), cache_arg, d_plain_indices.dl(), d_plain_indptr.dl(),
-                 d_plain_last.dl(), plain_out.dl(), nullptr, options, bench.stream(),
-                 Validate::kOff);
+      decode.run(q.dl(), cache_arg, d_plain_indices.dl(), d_plain_indptr.dl(), d_plain_last.dl(),
+                 plain_out.dl(), nullptr, options, bench.stream(), Validate::kOff);
     };
 
     // Working sets: what each reads from memory at most (the cascade the

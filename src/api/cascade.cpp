@@ -7,6 +7,8 @@
 // rows, a count fixed by the caller's tensors and the bounds, so a captured
 // graph replays for any later plan; the merge's row mask (written by plan())
 // leaves rows past the planned tokens alone.
+#include "tessera/api/cascade.h"
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -14,7 +16,6 @@
 #include "api/batch_prefill_plan.h"
 #include "api/cascade_levels.h"
 #include "api/plan_run.h"
-#include "tessera/api/cascade.h"
 #include "tessera/api/decode.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
@@ -45,8 +46,7 @@ DLTensor first_rows(const DLTensor& tensor, int64_t* shape, int64_t rows) {
 }
 
 // A contiguous tensor in the workspace.
-DLTensor scratch_tensor(void* data, DLDevice device, DLDataType dtype, int ndim,
-                        int64_t* shape) {
+DLTensor scratch_tensor(void* data, DLDevice device, DLDataType dtype, int ndim, int64_t* shape) {
   DLTensor t{};
   t.data = data;
   t.device = device;
@@ -102,8 +102,7 @@ std::size_t MultiLevelCascadeAttention::min_workspace_size_bytes(int64_t num_lev
 MultiLevelCascadeAttention::MultiLevelCascadeAttention(int64_t num_levels,
                                                        const PrefillPlanShape& shape,
                                                        const PrefillPlanBounds& bounds,
-                                                       void* workspace,
-                                                       std::size_t workspace_bytes,
+                                                       void* workspace, std::size_t workspace_bytes,
                                                        int device_id) {
   validate_arguments(num_levels, shape, bounds);
   detail::expect_workspace_argument(workspace, device_id);
@@ -119,8 +118,8 @@ MultiLevelCascadeAttention::MultiLevelCascadeAttention(int64_t num_levels,
   s->layout = detail::cascade_workspace_layout(shape, bounds);
   s->workspace = static_cast<unsigned char*>(workspace);
   s->device_id = device_id;
-  const std::size_t level_bytes = detail::cascade_level_bytes(s->layout, num_levels,
-                                                              workspace_bytes);
+  const std::size_t level_bytes =
+      detail::cascade_level_bytes(s->layout, num_levels, workspace_bytes);
   for (int64_t i = 0; i < num_levels; ++i) {
     unsigned char* slice =
         s->workspace + s->layout.levels_offset + static_cast<std::size_t>(i) * level_bytes;
@@ -132,7 +131,9 @@ MultiLevelCascadeAttention::MultiLevelCascadeAttention(int64_t num_levels,
 
 MultiLevelCascadeAttention::~MultiLevelCascadeAttention() = default;
 
-int64_t MultiLevelCascadeAttention::num_levels() const { return state_->num_levels; }
+int64_t MultiLevelCascadeAttention::num_levels() const {
+  return state_->num_levels;
+}
 
 void MultiLevelCascadeAttention::plan(std::span<const CascadeLevelPlan> levels, bool causal,
                                       cudaStream_t stream) {
@@ -154,8 +155,7 @@ void MultiLevelCascadeAttention::plan(std::span<const CascadeLevelPlan> levels, 
     unsigned char* mask = s.workspace + s.layout.row_mask_offset;
     TESSERA_CUDA_CHECK(cudaMemsetAsync(mask, 1, static_cast<std::size_t>(tokens), stream));
     TESSERA_CUDA_CHECK(cudaMemsetAsync(
-        mask + tokens, 0, static_cast<std::size_t>(s.bounds.max_total_qo_tokens - tokens),
-        stream));
+        mask + tokens, 0, static_cast<std::size_t>(s.bounds.max_total_qo_tokens - tokens), stream));
   }
   s.planned_tokens = tokens;
   s.planned = true;
@@ -180,10 +180,10 @@ void MultiLevelCascadeAttention::run(const DLTensor& q, const PagedKVCacheArg& p
   }
   const TensorView qv(q, "q");
   qv.expect_ndim(3).expect_cuda().expect_dtype({DType::kFloat16, DType::kBFloat16});
-  TESSERA_CHECK_ARG(qv.size(0) >= s.planned_tokens, "q",
-                    "at least " + std::to_string(s.planned_tokens) +
-                        " rows (the planned query tokens)",
-                    std::to_string(qv.size(0)) + " rows");
+  TESSERA_CHECK_ARG(
+      qv.size(0) >= s.planned_tokens, "q",
+      "at least " + std::to_string(s.planned_tokens) + " rows (the planned query tokens)",
+      std::to_string(qv.size(0)) + " rows");
   const TensorView ov(out, "out");
   ov.expect_ndim(3).expect_size(0, qv.size(0), "q's rows");
   if (lse != nullptr) {
@@ -199,15 +199,14 @@ void MultiLevelCascadeAttention::run(const DLTensor& q, const PagedKVCacheArg& p
   const DLDevice device = qv.device();
   const DLDataType f32{kDLFloat, 32, 1};
   int64_t state_lse_shape[2] = {rows, s.shape.num_qo_heads};
-  const DLTensor state_lse =
-      lse != nullptr ? first_rows(*lse, lse_shape, rows)
-                     : scratch_tensor(s.workspace + s.layout.own_lse_offset, device, f32, 2,
-                                      state_lse_shape);
+  const DLTensor state_lse = lse != nullptr ? first_rows(*lse, lse_shape, rows)
+                                            : scratch_tensor(s.workspace + s.layout.own_lse_offset,
+                                                             device, f32, 2, state_lse_shape);
   const auto run_level = [&](int64_t i, const DLTensor& level_out, const DLTensor& level_lse) {
     const CascadeLevelArrays& a = levels[static_cast<std::size_t>(i)];
-    s.levels[static_cast<std::size_t>(i)]->run(q_rows, paged_kv_cache, *a.kv_indices,
-                                               *a.qo_indptr, *a.kv_indptr, *a.kv_last_page_len,
-                                               level_out, &level_lse, options, stream, validate);
+    s.levels[static_cast<std::size_t>(i)]->run(q_rows, paged_kv_cache, *a.kv_indices, *a.qo_indptr,
+                                               *a.kv_indptr, *a.kv_last_page_len, level_out,
+                                               &level_lse, options, stream, validate);
   };
   run_level(s.num_levels - 1, out_rows, state_lse);
   if (s.num_levels == 1) return;
@@ -215,10 +214,10 @@ void MultiLevelCascadeAttention::run(const DLTensor& q, const PagedKVCacheArg& p
   int64_t merge_out_shape[3] = {rows, s.shape.num_qo_heads, s.shape.head_dim};
   int64_t merge_lse_shape[2] = {rows, s.shape.num_qo_heads};
   int64_t mask_shape[1] = {rows};
-  const DLTensor merge_out = scratch_tensor(s.workspace + s.layout.merge_out_offset, device,
-                                            q.dtype, 3, merge_out_shape);
-  const DLTensor merge_lse = scratch_tensor(s.workspace + s.layout.merge_lse_offset, device,
-                                            f32, 2, merge_lse_shape);
+  const DLTensor merge_out =
+      scratch_tensor(s.workspace + s.layout.merge_out_offset, device, q.dtype, 3, merge_out_shape);
+  const DLTensor merge_lse =
+      scratch_tensor(s.workspace + s.layout.merge_lse_offset, device, f32, 2, merge_lse_shape);
   const DLTensor row_mask = scratch_tensor(s.workspace + s.layout.row_mask_offset, device,
                                            DLDataType{kDLUInt, 8, 1}, 1, mask_shape);
   for (int64_t i = 0; i + 1 < s.num_levels; ++i) {

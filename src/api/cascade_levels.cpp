@@ -11,13 +11,12 @@ namespace tessera::detail {
 
 namespace {
 
-constexpr int64_t kMaxLevels = 1024;  // far beyond any cascade; keeps names and sizes small
+constexpr int64_t kMaxLevels = 1024;         // far beyond any cascade; keeps names and sizes small
 constexpr std::size_t kMergeValueBytes = 2;  // fp16 / bf16 outputs
 
 // qo_indptr / kv_indptr of one level: starts at 0, never decreases.
 void check_indptr(std::span<const int32_t> indptr, const std::string& name) {
-  TESSERA_CHECK_ARG(indptr[0] == 0, name, "a first value of 0",
-                    element_text(name, 0, indptr[0]));
+  TESSERA_CHECK_ARG(indptr[0] == 0, name, "a first value of 0", element_text(name, 0, indptr[0]));
   for (std::size_t i = 1; i < indptr.size(); ++i) {
     TESSERA_CHECK_ARG(indptr[i] >= indptr[i - 1], name,
                       "non-decreasing values (" + name + "[" + std::to_string(i - 1) +
@@ -51,8 +50,8 @@ void check_level(const CascadeLevelPlan& level, std::size_t index, int64_t page_
     const int32_t last = level.kv_last_page_len[b];
     const int32_t lowest = has_pages ? 1 : 0;
     TESSERA_CHECK_ARG(last >= lowest && last <= page_size, last_name,
-                      "values in [" + std::to_string(lowest) + ", page_size = " +
-                          std::to_string(page_size) + "] for a request " +
+                      "values in [" + std::to_string(lowest) +
+                          ", page_size = " + std::to_string(page_size) + "] for a request " +
                           (has_pages ? "with" : "without") + " pages",
                       element_text(last_name, b, last));
   }

@@ -36,12 +36,12 @@ void check_cascade_options(const AttentionOptions& options);
 
 // Byte offsets in the workspace (256-byte aligned regions).
 struct CascadeWorkspaceLayout {
-  std::size_t merge_out_offset;   // [max_total_qo, Hq, D] in q's dtype (2 bytes)
-  std::size_t merge_lse_offset;   // float32 [max_total_qo, Hq]: a level's lse
-  std::size_t own_lse_offset;     // float32 [max_total_qo, Hq]: the result's lse when
-                                  // the caller passes none
-  std::size_t row_mask_offset;    // uint8 [max_total_qo]: 1 for the planned rows
-  std::size_t levels_offset;      // the levels' slices from here
+  std::size_t merge_out_offset;  // [max_total_qo, Hq, D] in q's dtype (2 bytes)
+  std::size_t merge_lse_offset;  // float32 [max_total_qo, Hq]: a level's lse
+  std::size_t own_lse_offset;    // float32 [max_total_qo, Hq]: the result's lse when
+                                 // the caller passes none
+  std::size_t row_mask_offset;   // uint8 [max_total_qo]: 1 for the planned rows
+  std::size_t levels_offset;     // the levels' slices from here
 };
 
 CascadeWorkspaceLayout cascade_workspace_layout(const PrefillPlanShape& shape,

@@ -28,12 +28,10 @@ TEST(CascadeArgs, SizeAndConstructorRejectBadLevelsShapeBoundsAndWorkspace) {
     return [=] { MultiLevelCascadeAttention::workspace_size_bytes(levels, shape, bounds, 0); };
   };
   const auto min_size = [](int64_t levels) {
-    return [=] {
-      MultiLevelCascadeAttention::min_workspace_size_bytes(levels, kShape, kBounds, 0);
-    };
+    return
+        [=] { MultiLevelCascadeAttention::min_workspace_size_bytes(levels, kShape, kBounds, 0); };
   };
-  const auto construct = [](int64_t levels, PrefillPlanShape shape, void* workspace,
-                            int device) {
+  const auto construct = [](int64_t levels, PrefillPlanShape shape, void* workspace, int device) {
     return [=] {
       MultiLevelCascadeAttention cascade(levels, shape, kBounds, workspace, 1 << 30, device);
     };
@@ -54,8 +52,8 @@ TEST(CascadeArgs, SizeAndConstructorRejectBadLevelsShapeBoundsAndWorkspace) {
   expect_argument_error(size(2, kShape, {0, 4096}), "bounds");
   expect_argument_error(size(2, kShape, {8, 0}), "bounds");
   expect_argument_error(construct(2, kShape, nullptr, 0), "workspace");
-  expect_argument_error(
-      construct(2, kShape, reinterpret_cast<void*>(uintptr_t{1} << 24 | 8), 0), "workspace");
+  expect_argument_error(construct(2, kShape, reinterpret_cast<void*>(uintptr_t{1} << 24 | 8), 0),
+                        "workspace");
   expect_argument_error(construct(2, kShape, kWorkspace, -1), "device_id");
 }
 
@@ -64,9 +62,7 @@ TEST(CascadeArgs, SizeAndConstructorRejectBadLevelsShapeBoundsAndWorkspace) {
 struct TwoLevels {
   std::vector<int32_t> qo0{0, 3}, kv0{0, 3}, last0{8};
   std::vector<int32_t> qo1{0, 1, 2, 3}, kv1{0, 2, 2, 5}, last1{16, 0, 1};
-  std::vector<CascadeLevelPlan> plans() const {
-    return {{qo0, kv0, last0}, {qo1, kv1, last1}};
-  }
+  std::vector<CascadeLevelPlan> plans() const { return {{qo0, kv0, last0}, {qo1, kv1, last1}}; }
 };
 
 int64_t check(const std::vector<CascadeLevelPlan>& levels, int64_t num_levels = 2) {
@@ -161,8 +157,7 @@ TEST(CascadeArgs, WorkspaceRegionsAreAlignedDisjointAndSlicesFit) {
   const std::size_t rows = 4096, heads = 32;
   const std::size_t offsets[] = {l.merge_out_offset, l.merge_lse_offset, l.own_lse_offset,
                                  l.row_mask_offset, l.levels_offset};
-  const std::size_t sizes[] = {rows * heads * 128 * 2, rows * heads * 4, rows * heads * 4,
-                               rows};
+  const std::size_t sizes[] = {rows * heads * 128 * 2, rows * heads * 4, rows * heads * 4, rows};
   for (std::size_t i = 0; i < 4; ++i) {
     EXPECT_EQ(offsets[i] % plan::kRegionAlignment, 0u);
     EXPECT_LE(offsets[i] + sizes[i], offsets[i + 1]) << "region " << i;

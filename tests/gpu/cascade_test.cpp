@@ -8,6 +8,8 @@
 // poisoned before each run. Tolerances as batch prefill's (one rounding of
 // each level's output to the 16-bit type, then the merges: DESIGN.md's bars
 // hold with room).
+#include "tessera/api/cascade.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -26,7 +28,6 @@
 #include "support/host_convert.h"
 #include "support/prefill_backends.h"
 #include "support/random.h"
-#include "tessera/api/cascade.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 
@@ -115,8 +116,8 @@ CascadeData make_data(const CascadeCase& c, Rng& rng) {
   for (std::size_t l = 0; l < c.shared.size(); ++l) {
     int64_t first = 0;
     for (std::size_t g = 0; g < c.shared[l].group_sizes.size(); ++g) {
-      segments.push_back({static_cast<int64_t>(l), first, c.shared[l].group_sizes[g],
-                          c.shared[l].kv_lens[g]});
+      segments.push_back(
+          {static_cast<int64_t>(l), first, c.shared[l].group_sizes[g], c.shared[l].kv_lens[g]});
       first += c.shared[l].group_sizes[g];
     }
   }
@@ -160,8 +161,7 @@ CascadeData make_data(const CascadeCase& c, Rng& rng) {
         for (int64_t kv = 0; kv < 2; ++kv) {
           const std::vector<float>& src = kv == 0 ? k : v;
           const int64_t base = (page_id * 2 + kv) * page * row + inner;
-          std::copy_n(src.begin() + (pos * hk + h) * dim, dim,
-                      d.cache.begin() + base);
+          std::copy_n(src.begin() + (pos * hk + h) * dim, dim, d.cache.begin() + base);
         }
       }
     }
@@ -249,10 +249,10 @@ std::vector<int64_t> cache_shape(const CascadeCase& c, int64_t num_pages) {
 }
 
 std::string describe(const CascadeCase& c) {
-  std::string s = std::to_string(c.num_levels()) + " levels, batch " +
-                  std::to_string(c.batch()) + ", heads " + std::to_string(c.num_qo_heads) + "/" +
-                  std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim) +
-                  ", page " + std::to_string(c.page_size);
+  std::string s = std::to_string(c.num_levels()) + " levels, batch " + std::to_string(c.batch()) +
+                  ", heads " + std::to_string(c.num_qo_heads) + "/" +
+                  std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim) + ", page " +
+                  std::to_string(c.page_size);
   s += c.causal ? ", causal" : ", non-causal";
   s += c.layout == KVLayout::kNHD ? ", NHD" : ", HND";
   s += std::string(", ") + dtype_name(c.dtype) + ", " + testing::prefill_backend_name(c.backend);
@@ -282,8 +282,8 @@ void run_case_on_backend(const CascadeCase& c, Rng& rng, bool with_lse) {
   const std::size_t bytes =
       MultiLevelCascadeAttention::workspace_size_bytes(c.num_levels(), shape_of(c), bounds, 0);
   DeviceBuffer workspace(bytes);
-  MultiLevelCascadeAttention cascade(c.num_levels(), shape_of(c), bounds, workspace.data(),
-                                     bytes, 0);
+  MultiLevelCascadeAttention cascade(c.num_levels(), shape_of(c), bounds, workspace.data(), bytes,
+                                     0);
   CudaStream stream;
   cascade.plan(level_plans(d), c.causal, stream.get());
   if (!testing::run_on_backend(c.backend, [&] {
@@ -382,8 +382,8 @@ TEST(Cascade, ThreeLevelsMatchConcatenatedAttention) {
         CascadeCase c;
         c.qo_lens = {1, 4, 2, 8, 1, 16};
         c.unique_lens = {0, 4, 20, 8, 3, 100};
-        c.shared.push_back({{6}, {1200}});                // a system prompt for all
-        c.shared.push_back({{2, 3, 1}, {70, 1, 0}});       // then per-conversation prefixes
+        c.shared.push_back({{6}, {1200}});            // a system prompt for all
+        c.shared.push_back({{2, 3, 1}, {70, 1, 0}});  // then per-conversation prefixes
         c.head_dim = head_dim;
         c.page_size = page_size;
         c.causal = causal;
@@ -464,8 +464,8 @@ TEST(Cascade, RowsPastThePlanAreLeftAlone) {
                                  testing::tolerance_for(c.dtype)));
   EXPECT_TRUE(testing::lse_close(std::span(got_lse).first(e.lse.size()), e.lse, kLseTolerance));
   const auto is_poison = [](float x) { return std::isnan(x); };
-  EXPECT_TRUE(std::all_of(got.begin() + static_cast<std::ptrdiff_t>(e.out.size()), got.end(),
-                          is_poison));
+  EXPECT_TRUE(
+      std::all_of(got.begin() + static_cast<std::ptrdiff_t>(e.out.size()), got.end(), is_poison));
   EXPECT_TRUE(std::all_of(got_lse.begin() + static_cast<std::ptrdiff_t>(e.lse.size()),
                           got_lse.end(), is_poison));
 }
@@ -542,8 +542,7 @@ TEST(Cascade, CudaGraphReplaysForLaterPlans) {
     const std::vector<float> got_lse = lse.download();
     EXPECT_TRUE(testing::all_close(std::span(got).first(e.out.size()), e.out,
                                    testing::tolerance_for(c.dtype)));
-    EXPECT_TRUE(
-        testing::lse_close(std::span(got_lse).first(e.lse.size()), e.lse, kLseTolerance));
+    EXPECT_TRUE(testing::lse_close(std::span(got_lse).first(e.lse.size()), e.lse, kLseTolerance));
   }
   TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
   TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
@@ -570,8 +569,8 @@ TEST(Cascade, RunRejectsBadArgumentsNamingThem) {
   CudaStream stream;
   const auto run = [&](std::span<const CascadeLevelArrays> arrays, const DLTensor& q_arg,
                        const AttentionOptions& options) {
-    return [&, arrays, options] {
-      cascade.run(q_arg, cache_arg, arrays, out.dl(), nullptr, options, stream.get(),
+    return [&, arrays, options, q_copy = q_arg] {
+      cascade.run(q_copy, cache_arg, arrays, out.dl(), nullptr, options, stream.get(),
                   Validate::kOff);
     };
   };
