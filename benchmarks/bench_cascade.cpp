@@ -9,7 +9,7 @@
 // peers_torch.py reports the latter as the former's peer (tessera_decode),
 // so ratio_vs_peer is the speedup (goal >= 4x). Both outputs are compared
 // (a `check` line with the relative L2 difference; over 1e-2 the bench
-// fails).
+// fails). cascade_decode_level_shared / _unique time each level alone.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -105,6 +105,39 @@ std::string case_name(int64_t prefix_tokens) {
          ",D=" + std::to_string(kHeadDim) + ",dtype=bf16";
 }
 
+// Where a cascade step's time goes: each level alone as the batch prefill
+// the cascade runs for it (with lse, into its own output), rows
+// cascade_decode_level_shared / _unique; the rest of cascade_decode is the
+// merge and the launches between.
+void emit_level_times(Bench& bench, const std::string& shape_case, BenchTensor& q,
+                      const PagedKVCacheArg& cache_arg, const std::vector<CascadeLevelPlan>& plans,
+                      const std::vector<CascadeLevelArrays>& arrays, double working_set) {
+  int device = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  const PrefillPlanShape shape{kQoHeads, kKvHeads, kHeadDim, kPageSize};
+  const PrefillPlanBounds bounds{kBatch, kBatch};
+  const std::size_t bytes =
+      BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
+  BenchTensor out(DType::kBFloat16, {kBatch, kQoHeads, kHeadDim});
+  BenchTensor lse(DType::kFloat32, {kBatch, kQoHeads});
+  const char* names[] = {"cascade_decode_level_shared", "cascade_decode_level_unique"};
+  for (std::size_t level = 0; level < 2; ++level) {
+    DeviceBuffer workspace(bytes);
+    BatchPrefillWithPagedKVCache prefill(shape, bounds, workspace.data(), bytes, device);
+    const CascadeLevelPlan& p = plans[level];
+    prefill.plan(p.qo_indptr, p.kv_indptr, p.kv_last_page_len, /*causal=*/false, bench.stream());
+    const CascadeLevelArrays& a = arrays[level];
+    const double us = bench.median_us(
+        [&] {
+          prefill.run(q.dl(), cache_arg, *a.kv_indices, *a.qo_indptr, *a.kv_indptr,
+                      *a.kv_last_page_len, out.dl(), &lse.dl(), AttentionOptions{}, bench.stream(),
+                      Validate::kOff);
+        },
+        working_set);
+    bench.emit(names[level], shape_case, "us", us);
+  }
+}
+
 }  // namespace
 
 void run_cascade_benchmarks(Bench& bench) {
@@ -194,6 +227,7 @@ void run_cascade_benchmarks(Bench& bench) {
     const double plain_us = bench.median_us(run_plain, plain_set);
     bench.emit("cascade_decode", shape_case, "us", cascade_us);
     bench.emit("cascade_decode_plain", shape_case, "us", plain_us);
+    emit_level_times(bench, shape_case, q, cache_arg, plans, arrays, cascade_set);
 
     run_cascade();
     run_plain();
