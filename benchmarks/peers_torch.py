@@ -148,6 +148,11 @@ def measure(timer, kernel, case):
         aot = VALUES.get((kernel[:-len("_jit")], case))
         metric = next(iter(METRICS.get((kernel, case), {"GB/s"})))
         return [("tessera_aot", metric, aot)] if aot is not None else []
+    if kernel == "cascade_decode":
+        # The peer is Tessera's own batch decode over the concatenated page
+        # tables, timed in the same run (bench_cascade.cpp): ratio = speedup.
+        plain = VALUES.get(("cascade_decode_plain", case))
+        return [("tessera_decode", "us", plain)] if plain is not None else []
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)

@@ -14,7 +14,9 @@
 #   TESSERA_PYTEST_FILTER=<expr>               pytest -k for the Python tests
 #   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
 #                                              memcheck and racecheck)
-#   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families
+#   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families (norm,
+#                                              activation, rope, append, decode, prefill,
+#                                              batch_prefill, cascade; python: bench_python.py)
 #   TESSERA_MEMCHECK_FILTER=<gtest filter>     memcheck only these (default: the
 #                                              GPU test filter, else all)
 #   TESSERA_RACECHECK_FILTER=<gtest filter>    racecheck these instead of the default set
@@ -117,11 +119,12 @@ if [[ ",$skip," != *",sanitizer,"* ]]; then
     "$bin/tessera_gpu_tests" ${memcheck_filter:+--gtest_filter="$memcheck_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
   racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference:Issue23/SegmentGemmGrid.MatchesReference/B5_*:SegmentGemm.StridedRowsOfXAndY'
+  racecheck_default+=':Cascade.RunWithoutLseMatchesConcatenatedAttention'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
   # prefill (tiles, output staging), the segment GEMM (cp.async ring, output
-  # staging; its small-dim cases),
-  # decode (KV pipeline, cross-lane merge) and the merges; decode on a subset
-  # of its tests, racecheck being slow.
+  # staging; its small-dim cases), decode (KV pipeline, cross-lane merge) and the
+  # merges (cascade: prefill levels and their merge); decode on a subset of its
+  # tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
     timeout 240 compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
     --gtest_filter="${TESSERA_RACECHECK_FILTER:-$racecheck_default}"

@@ -3,6 +3,7 @@
 
 #include "tessera/api/activation.h"
 #include "tessera/api/attention_options.h"
+#include "tessera/api/cascade.h"
 #include "tessera/api/decode.h"
 #include "tessera/api/gemm.h"
 #include "tessera/api/norm.h"
