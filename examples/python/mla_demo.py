@@ -9,17 +9,19 @@ tessera.mla.BatchMLAPagedAttentionWrapper, and checks the layer's output
 against the un-absorbed computation (per-head K and V expanded from the
 latent, plain softmax attention in float64). Needs a CUDA GPU.
 
-    TESSERA_LIBRARY=build/libtessera.so PYTHONPATH=python python3 examples/python/mla_demo.py
+    TESSERA_LIBRARY=build/libtessera.so python3 examples/python/mla_demo.py
 """
 
 from __future__ import annotations
 
 import math
+import pathlib
 import sys
 
 import torch
 
-import tessera
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "python"))
+import tessera  # noqa: E402
 
 HEADS, NOPE, ROPE, VDIM, RANK, HIDDEN = 16, 128, 64, 128, 512, 1024
 PAGE = 64
