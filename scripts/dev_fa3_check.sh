@@ -81,11 +81,14 @@ if [[ -n "${DEV_SANITIZE:-}" ]] && (( $(left) > 60 )); then
   done
 fi
 if [[ -n "${DEV_PEERS:-}" ]] && (( $(left) > 90 )); then
-  timeout $(( $(left) - 20 )) python3 benchmarks/peers_torch.py "$OUT/l/bench_$first.log" \
+  # The build's own peers / report scripts where it carries them.
+  scripts_dir=/tmp/dev_builds/$first/benchmarks
+  [[ -f $scripts_dir/peers_torch.py ]] || scripts_dir=benchmarks
+  timeout $(( $(left) - 20 )) python3 "$scripts_dir/peers_torch.py" "$OUT/l/bench_$first.log" \
     > "$OUT/l/peers_$first.log" 2>&1
   say "peers $first: rc $? ($SECONDS s)"
   cp -r benchmarks/results "$OUT/l/results"
-  python3 benchmarks/report.py "$OUT/l/bench_$first.log" "$OUT/l/peers_$first.log" \
+  python3 "$scripts_dir/report.py" "$OUT/l/bench_$first.log" "$OUT/l/peers_$first.log" \
     "${DEV_PEERS_COMMIT:-unknown}" "$OUT/l/results" > "$OUT/l/report_$first.log" 2>&1
   say "report $first: rc $?"
   grep -E 'batch_prefill' "$OUT/l/report_$first.log" >> "$summary"
