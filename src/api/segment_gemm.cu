@@ -195,6 +195,12 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
         index_tensor(*weight_indices, "weight_indices", batch_size, "batch_size", xv));
     indices = &*indices_view;
   }
+  // Without weight_indices segment i reads W[i]: a host-known bound, so an
+  // out-of-range matrix is an argument error, never a read past weights.
+  TESSERA_CHECK_ARG(weight_indices != nullptr || num_weights >= batch_size, "weights",
+                    "at least batch_size = " + std::to_string(batch_size) +
+                        " weight matrices (dim 0; segment i uses W[i] without weight_indices)",
+                    "shape " + wv.shape_string());
   for (const TensorView* index_view : {&segments, indices}) {
     if (index_view == nullptr) continue;
     expect_identical_or_disjoint(*index_view, yv);
