@@ -236,8 +236,8 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
     params.segments = segments.data();
     params.weight_indices = indices == nullptr ? nullptr : indices->data();
     params.batch_size = static_cast<int32_t>(batch_size);
-    params.num_weights = static_cast<int32_t>(
-        std::min<int64_t>(num_weights, std::numeric_limits<int32_t>::max()));
+    params.num_weights =
+        static_cast<int32_t>(std::min<int64_t>(num_weights, std::numeric_limits<int32_t>::max()));
     params.total_rows = static_cast<int32_t>(total_rows);
     params.d_in = static_cast<int32_t>(d_in);
     params.d_out = static_cast<int32_t>(d_out);
