@@ -154,6 +154,9 @@ def _check_segment_gemm(x, weights, y, batch_size, weight_column_major, seg_lens
     if weight_indices is not None:
         _checks.tensor(weight_indices, "weight_indices", ndim=1, dtypes=INDEX)
         _checks.size(weight_indices, 0, batch_size, "weight_indices", "batch_size")
+    elif weights.shape[0] < batch_size:
+        _checks.fail("weights", f"at least batch_size = {batch_size} weight matrices (dim 0; "
+                     "segment i uses W[i] without weight_indices)", _checks.describe(weights))
     _checks.tensor(y, "y", ndim=2)
     _checks.same_dtype(y, "y", x, "x")
     if tuple(y.shape) != (x.shape[0], d_out):

@@ -195,6 +195,12 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
         index_tensor(*weight_indices, "weight_indices", batch_size, "batch_size", xv));
     indices = &*indices_view;
   }
+  // Without weight_indices segment i reads W[i]: a host-known bound, so an
+  // out-of-range matrix is an argument error, never a read past weights.
+  TESSERA_CHECK_ARG(weight_indices != nullptr || num_weights >= batch_size, "weights",
+                    "at least batch_size = " + std::to_string(batch_size) +
+                        " weight matrices (dim 0; segment i uses W[i] without weight_indices)",
+                    "shape " + wv.shape_string());
   for (const TensorView* index_view : {&segments, indices}) {
     if (index_view == nullptr) continue;
     expect_identical_or_disjoint(*index_view, yv);
@@ -230,6 +236,8 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
     params.segments = segments.data();
     params.weight_indices = indices == nullptr ? nullptr : indices->data();
     params.batch_size = static_cast<int32_t>(batch_size);
+    params.num_weights =
+        static_cast<int32_t>(std::min<int64_t>(num_weights, std::numeric_limits<int32_t>::max()));
     params.total_rows = static_cast<int32_t>(total_rows);
     params.d_in = static_cast<int32_t>(d_in);
     params.d_out = static_cast<int32_t>(d_out);

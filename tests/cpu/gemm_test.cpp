@@ -193,12 +193,19 @@ TEST(SegmentGemmArgs, ValidArgumentsPassEveryCheck) {
 
 TEST(SegmentGemmArgs, ColumnMajorWeightsAndSegLensPassEveryCheck) {
   SegmentArgs args;
-  args.weights = FakeTensor(DType::kBFloat16, {kNumWeights, kDOut, kDIn});
+  // Without weight_indices segment i uses W[i]: one matrix per segment.
+  args.weights = FakeTensor(DType::kBFloat16, {kBatch, kDOut, kDIn});
   args.weights.with_data(uintptr_t{2} << 20);
   args.column_major = true;
   args.use_indptr = false;
   args.use_indices = false;
   expect_arguments_pass(args);
+}
+
+TEST(SegmentGemmArgs, RejectsFewerWeightsThanSegmentsWithoutWeightIndices) {
+  SegmentArgs args;  // kNumWeights (2) matrices for kBatch (3) segments
+  args.use_indices = false;
+  expect_argument_error([&] { args.run(); }, "weights");
 }
 
 TEST(SegmentGemmArgs, RejectsTheSm90BackendThisBuildLacks) {

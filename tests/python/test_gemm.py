@@ -170,13 +170,15 @@ def test_sm90_backend_is_a_named_error():
     (dict(lens_dtype=torch.float32), "seg_lens"),
     (dict(no_segments=True), "seg_lens"),
     (dict(indices=3), "weight_indices"),
+    (dict(w_count=3), "weights"),                # W[3] missing without weight_indices
     (dict(batch_size=-1), "batch_size"),
 ])
 def test_segment_gemm_names_the_bad_argument(change, argument):
     with FakeTensorMode():
         x_dtype = change.get("x_dtype", torch.float16)
         x = fake_cuda(10, change.get("x_cols", 128), dtype=x_dtype)
-        weights = fake_cuda(4, change.get("w_in", 128), change.get("w_out", 64))
+        weights = fake_cuda(change.get("w_count", 4), change.get("w_in", 128),
+                            change.get("w_out", 64))
         seg_lens = fake_cuda(change.get("lens", 4), dtype=change.get("lens_dtype", torch.int64))
         indices = fake_cuda(change["indices"], dtype=torch.int64) if "indices" in change else None
         wrapper = gemm.SegmentGEMMWrapper(fake_cuda(8))

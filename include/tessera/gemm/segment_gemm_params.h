@@ -28,6 +28,7 @@ struct SegmentGemmParams {
   // [batch_size] or null (segment i uses W[i]); int64 or int32.
   const void* weight_indices;
   int32_t batch_size;
+  int32_t num_weights;  // unvalidated weight_indices are clamped to [0, num_weights)
   int32_t total_rows;
   int32_t d_in;
   int32_t d_out;

@@ -16,9 +16,10 @@
 // step per tile plus one per 32 segments skipped, against a tile's
 // kBlockM x kBlockN x d_in multiply-adds.
 //
-// Robustness: lengths are clamped to >= 0 and every segment to the rows of
-// x, so unvalidated device arrays can make results wrong but never send an
-// access outside x or y (validation mode checks them on the host).
+// Robustness: lengths are clamped to >= 0, every segment to the rows of x
+// and weight indices to the weights, so unvalidated device arrays can make
+// results wrong but never send an access outside x, y or the weights
+// (validation mode checks them on the host).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -45,6 +46,12 @@ struct SegmentTile {
 __device__ __forceinline__ int64_t load_index(const void* array, int64_t i, bool is_int64) {
   return is_int64 ? static_cast<const int64_t*>(array)[i]
                   : static_cast<int64_t>(static_cast<const int32_t*>(array)[i]);
+}
+
+// An unvalidated weight index in range, so a bad one gives a wrong result,
+// never a read outside the weights (validation mode names it).
+__device__ __forceinline__ int32_t clamp_weight(int64_t index, int32_t num_weights) {
+  return static_cast<int32_t>(index < 0 ? 0 : index >= num_weights ? num_weights - 1 : index);
 }
 
 template <typename V>
@@ -93,8 +100,9 @@ class SegmentCursor {
                            ? 0
                            : (p.weight_indices == nullptr
                                   ? owner_segment
-                                  : static_cast<int32_t>(load_index(p.weight_indices, owner_segment,
-                                                                    p.weight_indices_int64)));
+                                  : clamp_weight(load_index(p.weight_indices, owner_segment,
+                                                            p.weight_indices_int64),
+                                                 p.num_weights));
         return true;
       }
       tiles_before_ = __shfl_sync(kFullWarp, tiles_through, kCursorLanes - 1);
