@@ -420,20 +420,33 @@ class BatchDecodeWithSharedPrefixPagedKVCacheWrapper:
     plan = begin_forward
 
     def forward(self, q: torch.Tensor, k_shared: torch.Tensor, v_shared: torch.Tensor,
-                unique_kv_cache) -> torch.Tensor:
+                unique_kv_cache, allow_fp16_qk_reduction: bool = False,
+                sm_scale: Optional[float] = None, rope_scale: Optional[float] = None,
+                rope_theta: Optional[float] = None) -> torch.Tensor:
         """q [batch, num_qo_heads, head_dim]; k_shared, v_shared the prefix
         (class docstring); unique_kv_cache the paged cache of the requests'
-        own tokens (one tensor or a (k_cache, v_cache) pair). Returns the
-        attention output like q."""
+        own tokens (one tensor or a (k_cache, v_cache) pair). FlashInfer's
+        signature: sm_scale (None: begin_forward()'s, else 1/sqrt(head_dim))
+        applies to both parts; allow_fp16_qk_reduction, rope_scale and
+        rope_theta are accepted and unused (float32 accumulation; no position
+        encoding in the kernel). Returns the attention output like q."""
+        del allow_fp16_qk_reduction, rope_scale, rope_theta
         _shared_len(k_shared, v_shared, self._kv_layout, q)
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected begin_forward() "
                                        "before forward(), got no plan")
-        num_qo_heads, num_kv_heads, sm_scale, soft_cap = self._planned
+        num_qo_heads, num_kv_heads, planned_scale, soft_cap = self._planned
+        if sm_scale is None:
+            sm_scale = planned_scale
         out, lse = self._shared.run(q, k_shared, v_shared, q.shape[0], num_qo_heads,
                                     num_kv_heads, sm_scale, soft_cap)
-        unique_out, unique_lse = self._batch_decode_wrapper.run(q, unique_kv_cache,
-                                                                return_lse=True)
+        if sm_scale == planned_scale:
+            unique_out, unique_lse = self._batch_decode_wrapper.run(q, unique_kv_cache,
+                                                                    return_lse=True)
+        else:  # FlashInfer's forward-time sm_scale: the decode options follow it
+            unique_out, unique_lse = self._batch_decode_wrapper.forward_return_lse(
+                q, unique_kv_cache, sm_scale=sm_scale, logits_soft_cap=soft_cap)
+            self._planned = (num_qo_heads, num_kv_heads, sm_scale, soft_cap)
         merge_state_in_place(out, lse, unique_out, unique_lse)
         return out
 
@@ -489,17 +502,18 @@ class BatchPrefillWithSharedPrefixPagedKVCacheWrapper:
     plan = begin_forward
 
     def forward(self, q: torch.Tensor, k_shared: torch.Tensor, v_shared: torch.Tensor,
-                unique_kv_cache, causal: bool = False, use_fp16_qk_reduction: bool = False,
+                unique_kv_cache, causal: bool = True, allow_fp16_qk_reduction: bool = False,
                 sm_scale: Optional[float] = None, rope_scale: Optional[float] = None,
                 rope_theta: Optional[float] = None, *,
                 logits_soft_cap: Optional[float] = None) -> torch.Tensor:
         """q [qo_indptr[-1], num_qo_heads, head_dim]; k_shared, v_shared the
         prefix; unique_kv_cache the paged cache of the requests' own tokens.
-        causal masks within each request's own tokens (bottom-right aligned);
-        use_fp16_qk_reduction, rope_scale and rope_theta are accepted and
-        unused (float32 accumulation; no position encoding in the kernel);
-        logits_soft_cap is Tessera's extension. Returns the output like q."""
-        del use_fp16_qk_reduction
+        causal (FlashInfer's default True) masks within each request's own
+        tokens (bottom-right aligned); allow_fp16_qk_reduction, rope_scale and
+        rope_theta are accepted and unused (float32 accumulation; no position
+        encoding in the kernel); logits_soft_cap is Tessera's extension.
+        Returns the output like q."""
+        del allow_fp16_qk_reduction
         _shared_len(k_shared, v_shared, self._kv_layout, q)
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected begin_forward() "

@@ -405,3 +405,18 @@ def test_wrappers_are_exported_at_the_top_level():
             is BatchDecodeWithSharedPrefixPagedKVCacheWrapper)
     assert (tessera.BatchPrefillWithSharedPrefixPagedKVCacheWrapper
             is BatchPrefillWithSharedPrefixPagedKVCacheWrapper)
+
+
+def test_shared_prefix_forward_signatures_are_flashinfers():
+    """FlashInfer 0.2: the prefill form's causal defaults to True, and both
+    forward()s take allow_fp16_qk_reduction, sm_scale, rope_scale, rope_theta."""
+    import inspect
+
+    prefill = inspect.signature(
+        tessera.BatchPrefillWithSharedPrefixPagedKVCacheWrapper.forward).parameters
+    assert prefill["causal"].default is True
+    decode = inspect.signature(
+        tessera.BatchDecodeWithSharedPrefixPagedKVCacheWrapper.forward).parameters
+    for params in (prefill, decode):
+        for name in ("allow_fp16_qk_reduction", "sm_scale", "rope_scale", "rope_theta"):
+            assert name in params, name
