@@ -147,5 +147,6 @@ void run_append_benchmarks(Bench& bench);
 void run_decode_benchmarks(Bench& bench);
 void run_prefill_benchmarks(Bench& bench);
 void run_batch_prefill_benchmarks(Bench& bench);
+void run_sampling_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

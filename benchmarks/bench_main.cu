@@ -2,7 +2,7 @@
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
 // Usage: tessera_bench [--quick] [--case SUBSTRING]  (decode and prefill cases)
 //                     [--only FAMILY[,FAMILY...]]
-//   FAMILY: norm, activation, rope, append, decode, prefill, batch_prefill
+//   FAMILY: norm, activation, rope, append, decode, prefill, batch_prefill, sampling
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
     if (wanted("decode")) run_decode_benchmarks(bench);
     if (wanted("prefill")) run_prefill_benchmarks(bench);
     if (wanted("batch_prefill")) run_batch_prefill_benchmarks(bench);
+    if (wanted("sampling")) run_sampling_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

@@ -236,16 +236,17 @@ _top_k_mask_op.register_fake(_check_top_k_mask)
 # ---- argument plumbing shared by the public functions
 
 
-def _is_legacy(args, kwargs, num_params: int) -> bool:
+def _is_legacy(args, kwargs, num_params: int, real_first: bool = True) -> bool:
     """FlashInfer 0.2's form: uniform_samples by keyword, or a floating tensor
-    right after probs that is followed by the filter parameters (the later
-    form's first argument is a filter parameter, or indices, an integer
-    tensor)."""
+    right after probs. The later form starts with the filter parameters (or
+    indices, an integer tensor): a floating tensor there can only be a top_p /
+    min_p array (real_first), told apart by what follows it (0.2: the
+    parameter; later: indices or nothing)."""
     if "uniform_samples" in kwargs:
         return True
     if not args or not isinstance(args[0], torch.Tensor) or not args[0].is_floating_point():
         return False
-    if num_params == 0:
+    if num_params == 0 or not real_first:
         return True
     if len(args) <= num_params:
         return False
@@ -280,7 +281,7 @@ _LATER_OPTIONS = {"indices": None, "deterministic": True, "generator": None, "ch
 def _call(function: str, params, args, kwargs, extra_defaults=None) -> tuple:
     """(legacy, bound arguments) for probs-first sampling functions."""
     extra = dict(extra_defaults or {})
-    legacy = _is_legacy(args, kwargs, len(params))
+    legacy = _is_legacy(args, kwargs, len(params), real_first=params[:1] != ["top_k"])
     if legacy:
         names = ["uniform_samples", *params, *extra, *_LEGACY_OPTIONS]
         defaults = {**extra, **_LEGACY_OPTIONS}
@@ -333,8 +334,7 @@ def _compiling() -> bool:
 
 def _outputs(probs):
     batch = probs.shape[0]
-    return (torch.empty(batch, dtype=torch.int32, device=probs.device),
-            torch.empty(batch, dtype=torch.bool, device=probs.device))
+    return probs.new_empty((batch,), dtype=torch.int32), probs.new_empty((batch,), dtype=torch.bool)
 
 
 def _result(legacy, bound, samples, success, returns_success=True):
@@ -438,6 +438,10 @@ def _top_k_top_p(probs, uniforms, bound, legacy):
     order = _check_order(bound["filter_apply_order"])
     top_k_arr, top_k = _int_param(bound["top_k"], "top_k")
     top_p_arr, top_p = _real_param(bound["top_p"], "top_p", 1.0)
+    # top_k_first runs two ops: check both filters before the first runs.
+    _check_probs(probs)
+    _check_top_k(top_k_arr, top_k, probs)
+    _check_top_p(top_p_arr, top_p, probs)
     samples, success = _outputs(probs)
     flags = (bool(bound["deterministic"]), bool(bound["check_nan"]))
     if order == "joint":
