@@ -118,6 +118,11 @@ TESSERA_C_API int tessera_top_k_renorm_probs(const DLTensor* probs, const DLTens
 TESSERA_C_API int tessera_top_k_mask_logits(const DLTensor* logits, const DLTensor* top_k_arr,
                                             int64_t top_k, const DLTensor* masked_logits,
                                             void* stream);
+TESSERA_C_API int tessera_chain_speculative_sampling(
+    const DLTensor* draft_probs, const DLTensor* draft_token_ids, const DLTensor* uniform_samples,
+    const DLTensor* target_probs, const DLTensor* output_token_ids,
+    const DLTensor* output_accepted_token_num, const DLTensor* output_emitted_token_num,
+    int32_t deterministic, void* stream);
 
 /* ---- activations (tessera/api/activation.h) */
 TESSERA_C_API int tessera_silu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);

@@ -24,8 +24,8 @@ from .rope import (apply_llama31_rope, apply_llama31_rope_inplace, apply_llama31
                    apply_llama31_rope_pos_ids_inplace, apply_rope, apply_rope_inplace,
                    apply_rope_pos_ids, apply_rope_pos_ids_inplace, apply_rope_with_cos_sin_cache,
                    apply_rope_with_cos_sin_cache_inplace)
-from .sampling import (min_p_sampling_from_probs, sampling_from_probs, top_k_mask_logits,
-                       top_k_renorm_probs, top_k_sampling_from_probs,
+from .sampling import (chain_speculative_sampling, min_p_sampling_from_probs, sampling_from_probs,
+                       top_k_mask_logits, top_k_renorm_probs, top_k_sampling_from_probs,
                        top_k_top_p_sampling_from_logits, top_k_top_p_sampling_from_probs,
                        top_p_renorm_probs, top_p_sampling_from_probs)
 from .sparse import BlockSparseAttentionWrapper
@@ -47,7 +47,8 @@ __all__ = [
     "apply_llama31_rope_pos_ids_inplace", "apply_rope", "apply_rope_inplace", "apply_rope_pos_ids",
     "apply_rope_pos_ids_inplace", "apply_rope_with_cos_sin_cache",
     "apply_rope_with_cos_sin_cache_inplace", "BlockSparseAttentionWrapper",
-    "min_p_sampling_from_probs", "sampling_from_probs", "top_k_mask_logits", "top_k_renorm_probs",
-    "top_k_sampling_from_probs", "top_k_top_p_sampling_from_logits",
+    "chain_speculative_sampling", "min_p_sampling_from_probs", "sampling_from_probs",
+    "top_k_mask_logits", "top_k_renorm_probs", "top_k_sampling_from_probs",
+    "top_k_top_p_sampling_from_logits",
     "top_k_top_p_sampling_from_probs", "top_p_renorm_probs", "top_p_sampling_from_probs",
 ]

@@ -223,6 +223,38 @@ def _top_k_mask_op(logits: torch.Tensor, top_k_arr: Optional[torch.Tensor], top_
               _stream(logits))
 
 
+def _check_speculative(draft_probs, draft_token_ids, uniform_samples, target_probs,
+                       output_token_ids, accepted, emitted, deterministic):
+    _checks.tensor(draft_probs, "draft_probs", ndim=3, dtypes=_F32)
+    batch, n, vocab = draft_probs.shape
+    _checks.tensor(draft_token_ids, "draft_token_ids", ndim=2, dtypes=_checks.INT32)
+    _checks.size(draft_token_ids, 0, batch, "draft_token_ids", "the batch size of draft_probs")
+    _checks.size(draft_token_ids, 1, n, "draft_token_ids", "num_speculate_tokens")
+    _checks.tensor(uniform_samples, "uniform_samples", ndim=2, dtypes=_F32)
+    _checks.size(uniform_samples, 1, n + 1, "uniform_samples", "num_speculate_tokens + 1")
+    _checks.tensor(target_probs, "target_probs", ndim=3, dtypes=_F32)
+    _checks.size(target_probs, 1, n + 1, "target_probs", "num_speculate_tokens + 1")
+    _checks.size(target_probs, 2, vocab, "target_probs", "the vocabulary of draft_probs")
+    _checks.tensor(output_token_ids, "output_token_ids", ndim=2, dtypes=_checks.INT32)
+    for tensor, name in ((accepted, "output_accepted_token_num"),
+                         (emitted, "output_emitted_token_num")):
+        _checks.tensor(tensor, name, ndim=1, dtypes=_checks.INT32)
+        _checks.size(tensor, 0, batch, name, "the batch size of draft_probs")
+
+
+@custom_op("tessera::chain_speculative_sampling",
+           mutates_args=("output_token_ids", "accepted", "emitted"))
+def _speculative_op(draft_probs: torch.Tensor, draft_token_ids: torch.Tensor,
+                    uniform_samples: torch.Tensor, target_probs: torch.Tensor,
+                    output_token_ids: torch.Tensor, accepted: torch.Tensor,
+                    emitted: torch.Tensor, deterministic: bool) -> None:
+    _check_speculative(draft_probs, draft_token_ids, uniform_samples, target_probs,
+                       output_token_ids, accepted, emitted, deterministic)
+    _lib.call("tessera_chain_speculative_sampling", dl(draft_probs), dl(draft_token_ids),
+              dl(uniform_samples), dl(target_probs), dl(output_token_ids), dl(accepted),
+              dl(emitted), int(bool(deterministic)), _stream(draft_probs))
+
+
 _sampling_op.register_fake(_check_plain)
 _top_p_op.register_fake(_check_top_p_op)
 _top_k_op.register_fake(_check_top_k_op)
@@ -231,6 +263,7 @@ _joint_op.register_fake(_check_joint_op)
 _top_p_renorm_op.register_fake(_check_top_p_renorm)
 _top_k_renorm_op.register_fake(_check_top_k_renorm)
 _top_k_mask_op.register_fake(_check_top_k_mask)
+_speculative_op.register_fake(_check_speculative)
 
 
 # ---- argument plumbing shared by the public functions
@@ -515,9 +548,72 @@ def top_k_mask_logits(logits: torch.Tensor, top_k: Union[torch.Tensor, int]) -> 
     return out
 
 
+def chain_speculative_sampling(draft_probs: torch.Tensor, draft_token_ids: torch.Tensor,
+                               *args, **kwargs):
+    r"""Chain speculative sampling: verify each request's chain of draft tokens
+    against the target probabilities, emit the accepted prefix and one more
+    token (from ``max(target - draft, 0)`` at the first rejection, or the
+    target's last row when all are accepted).
+
+    0.2 form: ``(draft_probs, draft_token_ids, uniform_samples, target_probs,
+    maybe_output_accepted_token_num=None, maybe_output_emitted_token_num=None,
+    deterministic=True)``; later form: ``(draft_probs, draft_token_ids,
+    target_probs, maybe_output_accepted_token_num=None,
+    maybe_output_emitted_draft_token_num=None, deterministic=True,
+    generator=None)``. ``uniform_samples``: ``[batch, n + 1]`` float32.
+
+    Returns
+    -------
+    (output_token_ids, output_accepted_token_num, output_emitted_token_num)
+        ``[batch, n + 1]`` int32 (-1 past the emitted tokens), and the two
+        ``[batch]`` int32 counters, added to the given tensors when passed
+        (as FlashInfer): drafts that would pass their test on their own, and
+        drafts emitted.
+    """
+    legacy = "uniform_samples" in kwargs or (
+        bool(args) and isinstance(args[0], torch.Tensor) and args[0].dim() == 2)
+    if legacy:
+        names = ["uniform_samples", "target_probs", "maybe_output_accepted_token_num",
+                 "maybe_output_emitted_token_num", "deterministic"]
+    else:
+        names = ["target_probs", "maybe_output_accepted_token_num",
+                 "maybe_output_emitted_draft_token_num", "deterministic", "generator", "seed",
+                 "offset"]
+    bound = _bind("chain_speculative_sampling", names,
+                  {"deterministic": True, "generator": None, "seed": None, "offset": None,
+                   "maybe_output_accepted_token_num": None,
+                   "maybe_output_emitted_token_num": None,
+                   "maybe_output_emitted_draft_token_num": None}, args, kwargs)
+    _checks.tensors(draft_probs=draft_probs, draft_token_ids=draft_token_ids,
+                    target_probs=bound["target_probs"])
+    target_probs = bound["target_probs"]
+    batch, n = draft_probs.shape[0], draft_probs.shape[1] if draft_probs.dim() == 3 else 0
+    uniforms = bound.get("uniform_samples")
+    if uniforms is None:
+        if bound["seed"] is not None or bound["offset"] is not None:
+            raise NotImplementedError("tessera.sampling: seed / offset are not supported; "
+                                      "pass a torch.Generator")
+        uniforms = torch.rand((batch, n + 1), dtype=torch.float32, device=draft_probs.device,
+                              generator=bound["generator"])
+    _checks.tensors(uniform_samples=uniforms)
+    accepted = bound["maybe_output_accepted_token_num"]
+    emitted = bound.get("maybe_output_emitted_token_num")
+    if emitted is None:
+        emitted = bound.get("maybe_output_emitted_draft_token_num")
+    if accepted is None:
+        accepted = draft_probs.new_zeros((batch,), dtype=torch.int32)
+    if emitted is None:
+        emitted = draft_probs.new_zeros((batch,), dtype=torch.int32)
+    output_token_ids = draft_probs.new_empty((batch, n + 1), dtype=torch.int32)
+    torch.ops.tessera.chain_speculative_sampling(draft_probs, draft_token_ids, uniforms,
+                                                 target_probs, output_token_ids, accepted,
+                                                 emitted, bool(bound["deterministic"]))
+    return output_token_ids, accepted, emitted
+
+
 __all__ = [
     "sampling_from_probs", "top_p_sampling_from_probs", "top_k_sampling_from_probs",
     "min_p_sampling_from_probs", "top_k_top_p_sampling_from_probs",
     "top_k_top_p_sampling_from_logits", "top_p_renorm_probs", "top_k_renorm_probs",
-    "top_k_mask_logits",
+    "top_k_mask_logits", "chain_speculative_sampling",
 ]

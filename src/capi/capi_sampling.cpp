@@ -100,4 +100,24 @@ int tessera_top_k_mask_logits(const DLTensor* logits, const DLTensor* top_k_arr,
   });
 }
 
+int tessera_chain_speculative_sampling(const DLTensor* draft_probs,
+                                       const DLTensor* draft_token_ids,
+                                       const DLTensor* uniform_samples,
+                                       const DLTensor* target_probs,
+                                       const DLTensor* output_token_ids,
+                                       const DLTensor* output_accepted_token_num,
+                                       const DLTensor* output_emitted_token_num,
+                                       int32_t deterministic, void* stream) {
+  return guarded([&] {
+    const tessera::SpeculativeOutputs out{
+        required(output_token_ids, "output_token_ids"),
+        required(output_accepted_token_num, "output_accepted_token_num"),
+        required(output_emitted_token_num, "output_emitted_token_num")};
+    tessera::chain_speculative_sampling(
+        required(draft_probs, "draft_probs"), required(draft_token_ids, "draft_token_ids"),
+        required(uniform_samples, "uniform_samples"), required(target_probs, "target_probs"), out,
+        deterministic != 0, stream_of(stream));
+  });
+}
+
 }  // extern "C"

@@ -255,3 +255,39 @@ TEST(SamplingValidation, RejectsHostTensors) {
 
 }  // namespace
 }  // namespace tessera
+
+namespace tessera {
+namespace {
+
+// Chain speculative sampling: shapes must agree with draft_probs.
+struct SpeculativeSpec {
+  std::vector<int64_t> draft = {4, 3, 1000};
+  std::vector<int64_t> ids = {4, 3};
+  std::vector<int64_t> uniforms = {4, 4};
+  std::vector<int64_t> target = {4, 4, 1000};
+  DType draft_dtype = DType::kFloat32;
+};
+
+std::string speculative_rejection(const SpeculativeSpec& spec) {
+  FakeTensor draft(spec.draft_dtype, spec.draft), ids(DType::kInt32, spec.ids);
+  FakeTensor uniforms(DType::kFloat32, spec.uniforms), target(DType::kFloat32, spec.target);
+  FakeTensor out(DType::kInt32, {4, 4}), accepted(DType::kInt32, {4}),
+      emitted(DType::kInt32, {4});
+  FakeTensor* all[] = {&draft, &ids, &uniforms, &target, &out, &accepted, &emitted};
+  for (int i = 0; i < 7; ++i) all[i]->with_data(address(i));
+  return rejected_argument([&] {
+    chain_speculative_sampling(draft, ids, uniforms, target, {out, accepted, emitted}, true, {});
+  });
+}
+
+TEST(SamplingValidation, SpeculativeRejectsMismatchedShapes) {
+  EXPECT_EQ(speculative_rejection({.draft_dtype = DType::kFloat16}), "draft_probs");
+  EXPECT_EQ(speculative_rejection({.draft = {4, 3000}}), "draft_probs");
+  EXPECT_EQ(speculative_rejection({.target = {4, 3, 1000}}), "target_probs");
+  EXPECT_EQ(speculative_rejection({.target = {4, 4, 999}}), "target_probs");
+  EXPECT_EQ(speculative_rejection({.ids = {4, 2}}), "draft_token_ids");
+  EXPECT_EQ(speculative_rejection({.uniforms = {4, 3}}), "uniform_samples");
+}
+
+}  // namespace
+}  // namespace tessera

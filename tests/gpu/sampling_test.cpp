@@ -457,3 +457,149 @@ TEST(SamplingRenorm, TopKMaskLogitsMatchesReference) {
 
 }  // namespace
 }  // namespace tessera
+
+// ---- Chain speculative sampling ------------------------------------------
+
+namespace tessera {
+namespace {
+
+struct SpeculativeRun {
+  std::vector<int64_t> tokens;  // [batch, n + 1]
+  std::vector<int64_t> accepted;
+  std::vector<int64_t> emitted;
+};
+
+SpeculativeRun run_speculative(const std::vector<float>& draft, const std::vector<int64_t>& ids,
+                               const std::vector<float>& uniforms,
+                               const std::vector<float>& target, int64_t batch, int64_t n,
+                               int64_t vocab, int64_t counter_start) {
+  DeviceTensor d(DType::kFloat32, {batch, n, vocab}), t(DType::kFloat32, {batch, n + 1, vocab});
+  DeviceTensor id(DType::kInt32, {batch, n}), u(DType::kFloat32, {batch, n + 1});
+  DeviceTensor out(DType::kInt32, {batch, n + 1});
+  DeviceTensor accepted(DType::kInt32, {batch}), emitted(DType::kInt32, {batch});
+  d.upload(draft);
+  t.upload(target);
+  id.upload_ints(ids);
+  u.upload(uniforms);
+  out.poison();
+  accepted.upload_ints(std::vector<int64_t>(batch, counter_start));
+  emitted.upload_ints(std::vector<int64_t>(batch, counter_start));
+  DLTensor d_dl = d.dl(), t_dl = t.dl(), id_dl = id.dl(), u_dl = u.dl(), out_dl = out.dl(),
+           a_dl = accepted.dl(), e_dl = emitted.dl();
+  chain_speculative_sampling(d_dl, id_dl, u_dl, t_dl, {out_dl, a_dl, e_dl}, true, nullptr);
+  return {out.download_ints(), accepted.download_ints(), emitted.download_ints()};
+}
+
+// The token drawn from `dist` (host inverse CDF, for building draft tokens).
+int64_t host_draw(const std::vector<float>& dist, size_t offset, int64_t vocab, Rng& rng) {
+  double u = rng.uniform(0.f, 1.f), running = 0.0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    running += dist[offset + i];
+    if (running > u) return i;
+  }
+  return vocab - 1;
+}
+
+TEST(SamplingSpeculative, CountsAndAcceptedPrefixFollowTheRule) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int64_t kBatch = 256, kN = 4, kVocab = 1000, kStart = 7;
+  std::vector<float> draft, target;
+  for (int64_t r = 0; r < kBatch * kN; ++r) {
+    const auto row = softmax_row(rng, kVocab, 1.f);
+    draft.insert(draft.end(), row.begin(), row.end());
+  }
+  for (int64_t r = 0; r < kBatch * (kN + 1); ++r) {
+    const auto row = softmax_row(rng, kVocab, 1.f);
+    target.insert(target.end(), row.begin(), row.end());
+  }
+  std::vector<int64_t> ids;
+  for (int64_t r = 0; r < kBatch * kN; ++r) {
+    ids.push_back(host_draw(draft, r * kVocab, kVocab, rng));
+  }
+  const auto uniforms = rng.uniform_vector(kBatch * (kN + 1), 0.f, 1.f);
+  const SpeculativeRun run =
+      run_speculative(draft, ids, uniforms, target, kBatch, kN, kVocab, kStart);
+  for (int64_t b = 0; b < kBatch; ++b) {
+    int64_t pos = kN, accepted = 0;
+    for (int64_t i = 0; i < kN; ++i) {
+      const int64_t token = ids[b * kN + i];
+      const float q = draft[(b * kN + i) * kVocab + token];
+      const float p = target[(b * (kN + 1) + i) * kVocab + token];
+      const bool accept = uniforms[b * (kN + 1) + i] * q < p;  // float32, as the kernel
+      accepted += accept;
+      if (!accept && pos == kN) pos = i;
+    }
+    EXPECT_EQ(run.accepted[b], kStart + accepted) << "request " << b;
+    EXPECT_EQ(run.emitted[b], kStart + pos) << "request " << b;
+    for (int64_t i = 0; i <= kN; ++i) {
+      const int64_t got = run.tokens[b * (kN + 1) + i];
+      if (i < pos) EXPECT_EQ(got, ids[b * kN + i]) << "request " << b << " slot " << i;
+      if (i > pos) EXPECT_EQ(got, -1) << "request " << b << " slot " << i;
+      if (i == pos) EXPECT_TRUE(got >= 0 && got < kVocab) << "request " << b;
+    }
+    // A resampled token comes from max(target - draft, 0): positive there.
+    if (pos < kN) {
+      const int64_t got = run.tokens[b * (kN + 1) + pos];
+      EXPECT_GT(target[(b * (kN + 1) + pos) * kVocab + got],
+                draft[(b * kN + pos) * kVocab + got]) << "request " << b;
+    }
+  }
+}
+
+TEST(SamplingSpeculative, FirstEmittedTokenFollowsTheTargetDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // One draft token per request, every request the same (q, p): the emitted
+  // first token, accepted or resampled, must be distributed as p.
+  constexpr int64_t kBatch = 16384, kVocab = 111;
+  const auto q = softmax_row(rng, kVocab, 1.5f);
+  const auto p = softmax_row(rng, kVocab, 1.5f);
+  std::vector<float> draft, target;
+  std::vector<int64_t> ids;
+  for (int64_t b = 0; b < kBatch; ++b) {
+    draft.insert(draft.end(), q.begin(), q.end());
+    target.insert(target.end(), p.begin(), p.end());
+    target.insert(target.end(), q.begin(), q.end());  // bonus row: unused by slot 0
+    ids.push_back(host_draw(q, 0, kVocab, rng));
+  }
+  const auto uniforms = rng.uniform_vector(kBatch * 2, 0.f, 1.f);
+  const SpeculativeRun run = run_speculative(draft, ids, uniforms, target, kBatch, 1, kVocab, 0);
+  std::vector<int64_t> counts(kVocab, 0);
+  for (int64_t b = 0; b < kBatch; ++b) ++counts[run.tokens[b * 2]];
+  const std::vector<double> exact(p.begin(), p.end());
+  EXPECT_LT(reference::total_variation(exact, counts),
+            2.0 * expected_noise(exact, kBatch) + 0.005);
+}
+
+TEST(SamplingSpeculative, IdenticalModelsAcceptEveryDraft) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int64_t kBatch = 64, kN = 3, kVocab = 32000;
+  std::vector<float> draft, target;
+  std::vector<int64_t> ids;
+  for (int64_t b = 0; b < kBatch; ++b) {
+    for (int64_t i = 0; i <= kN; ++i) {
+      const auto row = softmax_row(rng, kVocab, 2.f);
+      target.insert(target.end(), row.begin(), row.end());
+      if (i < kN) {
+        draft.insert(draft.end(), row.begin(), row.end());
+        ids.push_back(host_draw(row, 0, kVocab, rng));
+      }
+    }
+  }
+  const auto uniforms = rng.uniform_vector(kBatch * (kN + 1), 0.f, 0.999f);
+  const SpeculativeRun run =
+      run_speculative(draft, ids, uniforms, target, kBatch, kN, kVocab, 0);
+  for (int64_t b = 0; b < kBatch; ++b) {
+    EXPECT_EQ(run.accepted[b], kN);
+    EXPECT_EQ(run.emitted[b], kN);
+    for (int64_t i = 0; i < kN; ++i) EXPECT_EQ(run.tokens[b * (kN + 1) + i], ids[b * kN + i]);
+    const int64_t bonus = run.tokens[b * (kN + 1) + kN];
+    ASSERT_TRUE(bonus >= 0 && bonus < kVocab);
+    EXPECT_GT(target[(b * (kN + 1) + kN) * kVocab + bonus], 0.f);
+  }
+}
+
+}  // namespace
+}  // namespace tessera

@@ -345,3 +345,60 @@ def test_unknown_filter_order_is_rejected():
 def test_cpu_tensors_are_rejected_by_the_library():
     with pytest.raises(_lib.TesseraArgumentError, match="argument 'probs'.*CUDA"):
         sampling.top_p_sampling_from_probs(torch.rand(4, 100), 0.5)
+
+
+# ---- chain speculative sampling
+
+
+@needs_gpu
+def test_speculative_counts_follow_the_acceptance_rule():
+    batch, n, vocab = 256, 4, 1000
+    draft = torch.softmax(torch.randn(batch, n, vocab, device="cuda"), -1)
+    target = torch.softmax(torch.randn(batch, n + 1, vocab, device="cuda"), -1)
+    ids = torch.multinomial(draft.reshape(-1, vocab), 1).reshape(batch, n).int()
+    uniforms = torch.rand(batch, n + 1, device="cuda")
+    start = torch.full((batch,), 7, dtype=torch.int32, device="cuda")
+    out, accepted, emitted = sampling.chain_speculative_sampling(
+        draft, ids, uniforms, target, start.clone(), start.clone())
+    q = draft.gather(-1, ids.long()[..., None])[..., 0]
+    p = target[:, :n].gather(-1, ids.long()[..., None])[..., 0]
+    accept = uniforms[:, :n] * q < p  # float32, as the kernel
+    first = torch.where(accept.all(-1), n, (~accept).int().argmax(-1))
+    assert torch.equal(accepted, 7 + accept.sum(-1).int())
+    assert torch.equal(emitted, 7 + first.int())
+    slots = torch.arange(n + 1, device="cuda")[None]
+    prefix = torch.cat([ids, torch.zeros(batch, 1, dtype=torch.int32, device="cuda")], -1)
+    assert torch.equal(torch.where(slots < first[:, None], out, prefix), prefix)
+    assert bool((out[slots > first[:, None]] == -1).all())
+
+
+@needs_gpu
+def test_speculative_first_token_follows_the_target():
+    batch, vocab = 16384, 111
+    q = torch.softmax(torch.randn(vocab, device="cuda") * 1.5, -1)
+    p = torch.softmax(torch.randn(vocab, device="cuda") * 1.5, -1)
+    draft = q.expand(batch, 1, vocab).contiguous()
+    target = torch.stack([p, q]).expand(batch, 2, vocab).contiguous()
+    ids = torch.multinomial(q, batch, replacement=True).int()[:, None]
+    out, _, _ = sampling.chain_speculative_sampling(draft, ids, target)  # later form
+    counts = torch.bincount(out[:, 0].long(), minlength=vocab).double()
+    exact = p.double()
+    distance = 0.5 * (exact - counts / batch).abs().sum().item()
+    noise = 0.5 * torch.sqrt(2 * exact * (1 - exact) / (math.pi * batch)).sum().item()
+    assert distance < 2 * noise + 0.005, (distance, noise)
+
+
+def test_speculative_fakes_and_errors():
+    with FakeTensorMode():
+        draft = torch.empty(4, 3, 1000, device="cuda")
+        target = torch.empty(4, 4, 1000, device="cuda")
+        ids = torch.empty(4, 3, dtype=torch.int32, device="cuda")
+        out, accepted, emitted = sampling.chain_speculative_sampling(draft, ids, target)
+        assert out.shape == (4, 4) and accepted.shape == (4,) and emitted.dtype == torch.int32
+        out, _, _ = sampling.chain_speculative_sampling(
+            draft, ids, torch.empty(4, 4, device="cuda"), target)
+        assert out.shape == (4, 4)
+    with pytest.raises(_lib.TesseraArgumentError, match="argument 'target_probs'"):
+        sampling.chain_speculative_sampling(torch.rand(4, 3, 100),
+                                            torch.zeros(4, 3, dtype=torch.int32),
+                                            torch.rand(4, 3, 100))

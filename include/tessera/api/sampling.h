@@ -72,4 +72,23 @@ TESSERA_API void top_k_mask_logits(const DLTensor& logits, const DLTensor* top_k
                                    int64_t top_k, const DLTensor& masked_logits,
                                    cudaStream_t stream);
 
+// Chain speculative sampling (speculative_kernel.cuh states the rule).
+// draft_probs [batch, n, vocab] and target_probs [batch, n + 1, vocab]
+// float32 contiguous; draft_token_ids [batch, n] int32; uniform_samples
+// [batch, n + 1] float32; output_token_ids [batch, n + 1] int32 out (-1 past
+// the emitted tokens); output_accepted_token_num / output_emitted_token_num
+// [batch] int32, added to (FlashInfer's accumulating counters).
+struct SpeculativeOutputs {
+  const DLTensor& output_token_ids;
+  const DLTensor& output_accepted_token_num;
+  const DLTensor& output_emitted_token_num;
+};
+
+TESSERA_API void chain_speculative_sampling(const DLTensor& draft_probs,
+                                            const DLTensor& draft_token_ids,
+                                            const DLTensor& uniform_samples,
+                                            const DLTensor& target_probs,
+                                            const SpeculativeOutputs& out, bool deterministic,
+                                            cudaStream_t stream);
+
 }  // namespace tessera

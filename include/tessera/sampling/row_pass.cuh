@@ -66,6 +66,8 @@ struct RowSummary {
 
 // kVec consecutive entries from index i (kVec == 4: one aligned float4; the
 // host takes that path only when vocab % 4 == 0 and rows are 16-byte aligned).
+// A row is a `const float*`, or any type with a load_chunk overload (the
+// speculative sampler's max(target - draft, 0) row).
 template <int kVec>
 __device__ __forceinline__ void load_chunk(const float* __restrict__ row, int i, int vocab,
                                            float fill, float (&v)[kVec]) {
@@ -80,6 +82,22 @@ __device__ __forceinline__ void load_chunk(const float* __restrict__ row, int i,
   } else {
     v[0] = i < vocab ? __ldg(row + i) : fill;
   }
+}
+
+// The entries max(target - draft, 0) of two rows, built as they are read.
+struct ResidualRow {
+  const float* __restrict__ target;
+  const float* __restrict__ draft;
+};
+
+template <int kVec>
+__device__ __forceinline__ void load_chunk(const ResidualRow& row, int i, int vocab, float fill,
+                                           float (&v)[kVec]) {
+  float d[kVec];
+  load_chunk<kVec>(row.target, i, vocab, fill, v);
+  load_chunk<kVec>(row.draft, i, vocab, 0.f, d);
+#pragma unroll
+  for (int k = 0; k < kVec; ++k) v[k] = fmaxf(v[k] - d[k], 0.f);
 }
 
 template <int kVec>
@@ -119,8 +137,8 @@ __device__ __forceinline__ float block_max(float local, RowPassStorage& storage)
   return result;
 }
 
-template <int kVec>
-__device__ AboveStats stats_above(const float* __restrict__ row, int vocab, float pivot,
+template <int kVec, typename Row>
+__device__ AboveStats stats_above(const Row& row, int vocab, float pivot,
                                   RowPassStorage& storage) {
   AboveStats local{0.f, 0};
   for (int base = 0; base < vocab; base += kChunkEntries<kVec>) {
@@ -134,8 +152,8 @@ __device__ AboveStats stats_above(const float* __restrict__ row, int vocab, floa
   return block_stats(local, storage);
 }
 
-template <int kVec>
-__device__ RowSummary row_summary(const float* __restrict__ row, int vocab, float pivot,
+template <int kVec, typename Row>
+__device__ RowSummary row_summary(const Row& row, int vocab, float pivot,
                                   RowPassStorage& storage) {
   AboveStats local{0.f, 0};
   float local_max = -__int_as_float(0x7f800000);
@@ -161,8 +179,8 @@ __device__ RowSummary row_summary(const float* __restrict__ row, int vocab, floa
 // when float rounding leaves target unreached (target ~ the total), the last
 // entry > pivot; 0 when none is. The result always holds an entry > pivot
 // if one exists, so a sample never leaves the set it was drawn from.
-template <int kVec>
-__device__ int sample_above(const float* __restrict__ row, int vocab, float pivot, float target,
+template <int kVec, typename Row>
+__device__ int sample_above(const Row& row, int vocab, float pivot, float target,
                             RowPassStorage& storage) {
   float carry = 0.f;  // sum of the chunks before this one (the same in every thread)
   int last_above = -1;
