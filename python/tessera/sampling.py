@@ -482,8 +482,10 @@ def _top_k_top_p(probs, uniforms, bound, legacy):
                                                           top_p_arr, top_p, samples, success,
                                                           *flags)
     else:  # top-p over the top-k renormalised distribution
-        renormed = torch.empty_like(probs)
-        torch.ops.tessera.top_k_renorm_probs(probs, top_k_arr, top_k, renormed)
+        renormed = probs
+        if top_k_arr is not None or top_k < probs.shape[1]:  # else top-k keeps every entry
+            renormed = torch.empty_like(probs)
+            torch.ops.tessera.top_k_renorm_probs(probs, top_k_arr, top_k, renormed)
         torch.ops.tessera.top_p_sampling_from_probs(renormed, uniforms, top_p_arr, top_p,
                                                     samples, success, *flags)
     return _result(legacy, bound, samples, success)
