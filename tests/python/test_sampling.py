@@ -44,13 +44,14 @@ def kept(probs, top_k=None, top_p=None, min_p=None, top_k_first=False):
         live = torch.where(alive, p, torch.zeros_like(p))
         count, mass = _above(live)
         ok = count == 0
-        k_ok = torch.ones_like(alive) if k is None else count < torch.as_tensor(k).reshape(-1, 1)
+        k_ok = (torch.ones_like(alive) if k is None
+                else count < torch.as_tensor(k, device=p.device).reshape(-1, 1))
         if top is None:
             p_ok = torch.ones_like(alive)
         else:
             limit = torch.as_tensor(top, dtype=torch.float64, device=p.device).reshape(-1, 1)
             p_ok = (mass < limit * live.sum(-1, keepdim=True)) | (limit >= 1)
-        return alive & (ok | (k_ok.to(p.device) & p_ok))
+        return alive & (ok | (k_ok & p_ok))
 
     if top_k_first:
         return keep(keep(alive, top_k, None), None, top_p)
