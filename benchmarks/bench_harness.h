@@ -151,5 +151,6 @@ void run_mla_benchmarks(Bench& bench);
 void run_segment_gemm_benchmarks(Bench& bench);
 void run_bmm_fp8_benchmarks(Bench& bench);
 void run_cascade_benchmarks(Bench& bench);
+void run_sampling_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

@@ -8,10 +8,12 @@ median). Prints `peer,<kernel>,"<case>",<peer>,<metric>,<value>` lines.
 
 Peers: torch.compile of the same op (norms, RoPE, activation), advanced
 indexing (index_put) for the paged-KV append, SDPA / flex for attention,
-the absorbed math in torch (eager, compiled, SDPA) for MLA, and for the GEMMs
+the absorbed math in torch (eager, compiled, SDPA) for MLA, for the GEMMs
 torch._grouped_mm (where the installed torch has it), a Python loop of
 torch.matmul, one dense GEMM of the same FLOPs (the ceiling of a MoE shape)
-and torch._scaled_mm per batch (bmm_fp8). Token dims are marked dynamic so
+and torch._scaled_mm per batch (bmm_fp8), and for the sampling rows the
+torch pipeline a serving engine runs (sort + cumsum + mask + multinomial),
+eager and under torch.compile. Token dims are marked dynamic so
 one compile serves the whole sweep.
 """
 import csv
@@ -185,6 +187,8 @@ def measure(timer, kernel, case):
         if dense is not None:
             rows.append(("tessera_ragged", "TFLOP/s", dense))
         return rows
+    if kernel in SAMPLING_PEERS:
+        return sampling_peers(timer, kernel, p)
     if "T" not in p:
         return []  # no peer for this measurement (plan time, graph replay)
     T = int(p["T"])
@@ -330,6 +334,68 @@ def bmm_fp8_peers(timer, p):
     nbytes = a.numel() + w.numel() + 2.0 * b * m * n
     us = timer.median_us(run, nbytes)
     return [("torch_scaled_mm", "TFLOP/s", 2.0 * b * m * n * k / (us * 1e6))]
+
+
+# ---- sampling peers (benchmarks/bench_sampling.cu: same constants)
+SAMPLING_TOP_K, SAMPLING_TOP_P, SAMPLING_MIN_P = 50, 0.9, 0.05
+
+
+def sorted_filter_sample(probs, top_k, top_p):
+    """The engine pipeline: sort, cumsum, mask the tail, multinomial, map back."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    if top_p is not None:
+        mass_above = sorted_probs.cumsum(-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(
+            mass_above > top_p * probs.sum(-1, keepdim=True), 0)
+    if top_k is not None:
+        sorted_probs[:, top_k:] = 0
+    choice = torch.multinomial(sorted_probs, 1)
+    return order.gather(-1, choice).squeeze(-1)
+
+
+def min_p_sample(probs, min_p):
+    bound = min_p * probs.amax(-1, keepdim=True)
+    return torch.multinomial(probs.masked_fill(probs < bound, 0), 1).squeeze(-1)
+
+
+def top_p_renorm_ref(probs, top_p):
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_above = sorted_probs.cumsum(-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_above > top_p, 0)
+    kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def top_k_mask_ref(logits, top_k):
+    threshold = logits.topk(top_k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+SAMPLING_PEERS = {
+    "sampling_from_probs": lambda probs: torch.multinomial(probs, 1),
+    "top_k_sampling": lambda probs: sorted_filter_sample(probs, SAMPLING_TOP_K, None),
+    "top_p_sampling": lambda probs: sorted_filter_sample(probs, None, SAMPLING_TOP_P),
+    "min_p_sampling": lambda probs: min_p_sample(probs, SAMPLING_MIN_P),
+    "top_k_top_p_sampling": lambda probs: sorted_filter_sample(probs, SAMPLING_TOP_K,
+                                                               SAMPLING_TOP_P),
+    "top_p_renorm_probs": lambda probs: top_p_renorm_ref(probs, SAMPLING_TOP_P),
+    "top_k_mask_logits": lambda probs: top_k_mask_ref(probs, SAMPLING_TOP_K),
+}
+
+
+def sampling_peers(timer, kernel, p):
+    """Eager torch and torch.compile of the engine pipeline, same shape and
+    byte count as the tessera row (probs read once; renorm / mask also write)."""
+    B, V = int(p["B"]), int(p["V"])
+    probs = torch.softmax(torch.randn(B, V, device="cuda") * 3, dim=-1)
+    writes = kernel in ("top_p_renorm_probs", "top_k_mask_logits")
+    nbytes = (8.0 if writes else 4.0) * B * V + (0 if writes else 4.0 * 32 * B + 5.0 * B)
+    fn = SAMPLING_PEERS[kernel]
+    rows = []
+    for peer, callable_ in (("torch", fn), ("torch_compile", compiled("sampling_" + kernel, fn))):
+        us = timer.median_us(lambda: callable_(probs), nbytes)
+        rows += [(peer, "us", us), (peer, "GB/s", nbytes / (us * 1e3))]
+    return rows
 
 
 DECODE_CACHE = {}

@@ -113,18 +113,22 @@ if [[ ",$skip," != *",python,"* ]]; then
 fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
-  memcheck_filter="${TESSERA_MEMCHECK_FILTER:-$test_filter}"
+  # By default all but the statistical sampling tests (thousands of full-row
+  # draws each: hours under memcheck); SamplingRows / SamplingRenorm run the
+  # same kernels on every path.
+  memcheck_filter="${TESSERA_MEMCHECK_FILTER:-${test_filter:--*SamplingDistribution*:SamplingEdge.*}}"
   step "compute-sanitizer memcheck (${memcheck_filter:-all gpu tests})" "$logs/memcheck.log" \
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
     "$bin/tessera_gpu_tests" ${memcheck_filter:+--gtest_filter="$memcheck_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
   racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference:Issue23/SegmentGemmGrid.MatchesReference/B5_*:SegmentGemm.StridedRowsOfXAndY'
   racecheck_default+=':Cascade.RunWithoutLseMatchesConcatenatedAttention'
+  racecheck_default+=':SamplingRows.CheckNanFlagsRowsWithNaN:SamplingRows.PerRequestTopKAndTopPApplyToTheirOwnRow'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
-  # prefill (tiles, output staging), the segment GEMM (cp.async ring, output
-  # staging; its small-dim cases), decode (KV pipeline, cross-lane merge) and the
-  # merges (cascade: prefill levels and their merge); decode on a subset of its
-  # tests, racecheck being slow.
+  # sampling (CUB block reductions and scans), prefill (tiles, output staging),
+  # the segment GEMM (cp.async ring, output staging; its small-dim cases),
+  # decode (KV pipeline, cross-lane merge) and the merges (cascade: prefill
+  # levels and their merge); decode on a subset of its tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
     timeout 240 compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
     --gtest_filter="${TESSERA_RACECHECK_FILTER:-$racecheck_default}"

@@ -86,6 +86,44 @@ TESSERA_C_API int tessera_gemma_fused_add_rmsnorm(const DLTensor* input,
                                                   const DLTensor* weight, double eps,
                                                   void* stream);
 
+/* ---- sampling (tessera/api/sampling.h). A NULL *_arr: the scalar for every
+ * row; success (uint8 [batch]) may be NULL; deterministic / check_nan: 0 or 1. */
+TESSERA_C_API int tessera_sampling_from_probs(const DLTensor* probs,
+                                              const DLTensor* uniform_samples,
+                                              const DLTensor* samples, const DLTensor* success,
+                                              int32_t deterministic, int32_t check_nan,
+                                              void* stream);
+TESSERA_C_API int tessera_top_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_p_arr,
+    double top_p, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_k_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_k_arr,
+    int64_t top_k, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_min_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* min_p_arr,
+    double min_p, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_k_top_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_k_arr,
+    int64_t top_k, const DLTensor* top_p_arr, double top_p, const DLTensor* samples,
+    const DLTensor* success, int32_t deterministic, int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_p_renorm_probs(const DLTensor* probs, const DLTensor* top_p_arr,
+                                             double top_p, const DLTensor* renorm_probs,
+                                             void* stream);
+TESSERA_C_API int tessera_top_k_renorm_probs(const DLTensor* probs, const DLTensor* top_k_arr,
+                                             int64_t top_k, const DLTensor* renorm_probs,
+                                             void* stream);
+TESSERA_C_API int tessera_top_k_mask_logits(const DLTensor* logits, const DLTensor* top_k_arr,
+                                            int64_t top_k, const DLTensor* masked_logits,
+                                            void* stream);
+TESSERA_C_API int tessera_chain_speculative_sampling(
+    const DLTensor* draft_probs, const DLTensor* draft_token_ids, const DLTensor* uniform_samples,
+    const DLTensor* target_probs, const DLTensor* output_token_ids,
+    const DLTensor* output_accepted_token_num, const DLTensor* output_emitted_token_num,
+    int32_t deterministic, void* stream);
+
 /* ---- activations (tessera/api/activation.h) */
 TESSERA_C_API int tessera_silu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);
 TESSERA_C_API int tessera_gelu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);

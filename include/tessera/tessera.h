@@ -11,6 +11,7 @@
 #include "tessera/api/paged_kv_cache.h"
 #include "tessera/api/prefill.h"
 #include "tessera/api/rope.h"
+#include "tessera/api/sampling.h"
 #include "tessera/core/dtype.h"
 #include "tessera/core/error.h"
 #include "tessera/core/validation.h"

@@ -10,7 +10,7 @@ implementation, so torch.compile(fullgraph=True) traces through it.
 
 from ._lib import TesseraArgumentError, TesseraError, version
 from . import (activation, cascade, decode, gemm, jit, mla, norm, page, prefill, quantization,
-               rope, sparse, utils)
+               rope, sampling, sparse, utils)
 from .activation import gelu_and_mul, gelu_tanh_and_mul, silu_and_mul
 from .cascade import (BatchDecodeWithSharedPrefixPagedKVCacheWrapper,
                       BatchPrefillWithSharedPrefixPagedKVCacheWrapper,
@@ -29,6 +29,10 @@ from .rope import (apply_llama31_rope, apply_llama31_rope_inplace, apply_llama31
                    apply_llama31_rope_pos_ids_inplace, apply_rope, apply_rope_inplace,
                    apply_rope_pos_ids, apply_rope_pos_ids_inplace, apply_rope_with_cos_sin_cache,
                    apply_rope_with_cos_sin_cache_inplace)
+from .sampling import (chain_speculative_sampling, min_p_sampling_from_probs, sampling_from_probs,
+                       top_k_mask_logits, top_k_renorm_probs, top_k_sampling_from_probs,
+                       top_k_top_p_sampling_from_logits, top_k_top_p_sampling_from_probs,
+                       top_p_renorm_probs, top_p_sampling_from_probs)
 from .sparse import BlockSparseAttentionWrapper
 
 __version__ = "0.1.0"
@@ -36,7 +40,7 @@ __version__ = "0.1.0"
 __all__ = [
     "TesseraArgumentError", "TesseraError", "version", "activation", "cascade", "decode", "gemm",
     "jit", "mla", "BatchDecodeMlaWithPagedKVCacheWrapper", "SegmentGEMMWrapper", "bmm_fp8",
-    "norm", "page", "prefill", "quantization", "rope", "sparse", "utils", "packbits",
+    "norm", "page", "prefill", "quantization", "rope", "sampling", "sparse", "utils", "packbits",
     "segment_packbits", "CUDAGraphBatchDecodeWithPagedKVCacheWrapper", "get_seq_lens",
     "single_prefill_with_kv_cache_return_lse",
     "gelu_and_mul", "gelu_tanh_and_mul",
@@ -51,4 +55,8 @@ __all__ = [
     "apply_rope_with_cos_sin_cache_inplace", "BlockSparseAttentionWrapper",
     "MultiLevelCascadeAttentionWrapper", "BatchDecodeWithSharedPrefixPagedKVCacheWrapper",
     "BatchPrefillWithSharedPrefixPagedKVCacheWrapper",
+    "chain_speculative_sampling", "min_p_sampling_from_probs", "sampling_from_probs",
+    "top_k_mask_logits", "top_k_renorm_probs", "top_k_sampling_from_probs",
+    "top_k_top_p_sampling_from_logits",
+    "top_k_top_p_sampling_from_probs", "top_p_renorm_probs", "top_p_sampling_from_probs",
 ]

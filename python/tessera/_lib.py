@@ -135,6 +135,20 @@ _PROTOTYPES = {
     "tessera_silu_and_mul": (c_int, [T, T, c_void_p]),
     "tessera_gelu_and_mul": (c_int, [T, T, c_void_p]),
     "tessera_gelu_tanh_and_mul": (c_int, [T, T, c_void_p]),
+    # sampling
+    "tessera_sampling_from_probs": (c_int, [T, T, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_p_sampling_from_probs": (
+        c_int, [T, T, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_k_sampling_from_probs": (
+        c_int, [T, T, T, c_int64, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_min_p_sampling_from_probs": (
+        c_int, [T, T, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_k_top_p_sampling_from_probs": (
+        c_int, [T, T, T, c_int64, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_p_renorm_probs": (c_int, [T, T, c_double, T, c_void_p]),
+    "tessera_top_k_renorm_probs": (c_int, [T, T, c_int64, T, c_void_p]),
+    "tessera_top_k_mask_logits": (c_int, [T, T, c_int64, T, c_void_p]),
+    "tessera_chain_speculative_sampling": (c_int, [T, T, T, T, T, T, T, c_int32, c_void_p]),
     # rope
     "tessera_apply_rope": (c_int, [T, T, T, T, T, T, P_ROPE, c_void_p, c_int]),
     "tessera_apply_rope_pos_ids": (c_int, [T, T, T, T, T, P_ROPE, c_void_p]),
