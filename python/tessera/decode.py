@@ -25,7 +25,8 @@ from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import int32_pointer as _int32_pointer
-from ._plan_args import on_device as _on_device
+from ._plan_args import is_host as _is_host
+from ._plan_args import on_device_many as _on_device_many
 from ._plan_args import paged_kv_struct as _paged_kv_struct
 
 
@@ -337,10 +338,11 @@ class BatchDecodeWithPagedKVCacheWrapper:
                   batch, 0, 0, current_stream(device))
 
         # run() reads the page table from the device.
-        self._indptr = _on_device(indptr, self._indptr_buffer, device, non_blocking, "indptr")
-        self._indices = _on_device(indices, self._indices_buffer, device, non_blocking, "indices")
-        self._last_page_len = _on_device(last_page_len, self._last_page_len_buffer, device,
-                                         non_blocking, "last_page_len")
+        self._indptr, self._indices, self._last_page_len = _on_device_many(
+            ((indptr_host if _is_host(indptr) else indptr, self._indptr_buffer, "indptr"),
+             (indices, self._indices_buffer, "indices"),
+             (last_host if _is_host(last_page_len) else last_page_len,
+              self._last_page_len_buffer, "last_page_len")), device, non_blocking)
         self._planned = dict(
             batch=batch, num_qo_heads=num_qo_heads, head_dim=head_dim,
             pos_encoding_mode=pos_encoding,

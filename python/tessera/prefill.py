@@ -67,7 +67,10 @@ from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import int32_pointer as _int32_pointer
+from ._plan_args import check_buffer_sizes as _check_buffer_sizes
+from ._plan_args import is_host as _is_host
 from ._plan_args import on_device as _on_device
+from ._plan_args import on_device_many as _on_device_many
 from ._plan_args import paged_kv_struct as _paged_kv_struct
 
 _BACKENDS = ("auto", "fa2", "fa3")
@@ -805,10 +808,9 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                                  (kv_host[1:] - kv_host[:-1]).to(torch.int64), device,
                                  non_blocking) if has_mask else None
         b = self._buffers
-        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
-                                     "qo_indptr")
-        self._kv_indptr = _on_device(kv_host, b["kv_indptr_buf"], device, non_blocking,
-                                     "kv_indptr")
+        self._qo_indptr, self._kv_indptr = _on_device_many(
+            ((qo_host, b["qo_indptr_buf"], "qo_indptr"),
+             (kv_host, b["kv_indptr_buf"], "kv_indptr")), device, non_blocking)
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
         self._plan_arguments = plan_arguments
@@ -949,14 +951,19 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
             mask = self._device_mask(custom_mask, packed_custom_mask, qo_host, kv_lengths,
                                      device, non_blocking)
         b = self._buffers
-        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
-                                     "qo_indptr")
-        self._kv_indptr = _on_device(kv_host, b["paged_kv_indptr_buf"], device, non_blocking,
-                                     "paged_kv_indptr")
-        self._kv_last_page_len = _on_device(last_host, b["paged_kv_last_page_len_buf"], device,
-                                            non_blocking, "paged_kv_last_page_len")
-        self._kv_indices = _device_indices(paged_kv_indices, b["paged_kv_indices_buf"], device,
-                                           non_blocking, "paged_kv_indices")
+        items = [(qo_host, b["qo_indptr_buf"], "qo_indptr"),
+                 (kv_host, b["paged_kv_indptr_buf"], "paged_kv_indptr"),
+                 (last_host, b["paged_kv_last_page_len_buf"], "paged_kv_last_page_len")]
+        host_indices = _is_host(paged_kv_indices)
+        if host_indices:  # moved with the others (their errors first, as before)
+            _check_buffer_sizes(items)
+            items.append((_host_int32(paged_kv_indices, "paged_kv_indices"),
+                          b["paged_kv_indices_buf"], "paged_kv_indices"))
+        moved = _on_device_many(items, device, non_blocking)
+        self._qo_indptr, self._kv_indptr, self._kv_last_page_len = moved[:3]
+        self._kv_indices = moved[3] if host_indices else _device_indices(
+            paged_kv_indices, b["paged_kv_indices_buf"], device, non_blocking,
+            "paged_kv_indices")
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
         self._plan_arguments = plan_arguments

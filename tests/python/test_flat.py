@@ -255,3 +255,35 @@ def test_tracing_records_the_op_not_the_fast_path(library):
     assert any("tessera.batch_decode_run" in g for g in graphs)
     assert flat_calls == []
     assert [name for name, _ in calls].count("tessera_batch_decode_run") == 1  # the compiled run
+
+
+# ---- plan(): the index arrays moved to the GPU in one copy (_plan_args.on_device_many)
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@gpu
+@pytest.mark.parametrize("non_blocking", [True, False])
+def test_host_index_arrays_move_in_one_copy(non_blocking):
+    from tessera._plan_args import on_device_many
+    device = torch.device("cuda")
+    indptr = torch.tensor([0, 3, 5], dtype=torch.int32)
+    indices = torch.arange(5, dtype=torch.int64)  # converted, as on_device does
+    on_gpu = torch.tensor([7, 9], dtype=torch.int32, device=device)
+    moved = on_device_many([(indptr, None, "a"), (indices.tolist(), None, "b"),
+                            (on_gpu, None, "c")], device, non_blocking)
+    torch.cuda.synchronize()
+    assert [t.tolist() for t in moved] == [[0, 3, 5], [0, 1, 2, 3, 4], [7, 9]]
+    assert all(t.is_cuda and t.dtype == torch.int32 for t in moved)
+    assert moved[1].data_ptr() == moved[0].data_ptr() + 4 * 3  # views of one copy
+    assert moved[2] is on_gpu
+    # CUDA-graph buffers get the values in place, from the one pinned buffer.
+    buffers = [torch.full((4,), -1, dtype=torch.int32, device=device) for _ in range(2)]
+    out = on_device_many([(indptr, buffers[0], "a"), ([4, 2], buffers[1], "b")], device,
+                         non_blocking)
+    torch.cuda.synchronize()
+    assert out[0] is buffers[0] and out[1] is buffers[1]
+    assert buffers[0].tolist() == [0, 3, 5, -1] and buffers[1].tolist() == [4, 2, -1, -1]
+    with pytest.raises(TesseraArgumentError, match="argument 'b'.*at most 4 entries"):
+        on_device_many([(indptr, buffers[0], "a"), (list(range(5)), buffers[1], "b")], device,
+                       non_blocking)
