@@ -162,12 +162,15 @@ def on_device_many(items, device, non_blocking: bool) -> list:
             staging = torch.empty(sum(sizes), dtype=torch.int32, pin_memory=non_blocking)
             torch.cat([tensors[i] for i in host], out=staging)
             if all(items[i][1] is None for i in host):
-                views = staging.to(device, non_blocking=non_blocking).split(sizes)
+                for i, view in zip(host, staging.to(device, non_blocking=non_blocking)
+                                   .split(sizes)):
+                    result[i] = view
             else:
-                views = staging.split(sizes)
-            for i, view in zip(host, views):
-                result[i] = view if items[i][1] is None else on_device(
-                    view, items[i][1], device, non_blocking, items[i][2])
+                # Host views of the staging: each goes to its buffer, or (an
+                # array without one, e.g. some buffers given without
+                # use_cuda_graph) to the device on its own; never a host view.
+                for i, view in zip(host, staging.split(sizes)):
+                    result[i] = on_device(view, items[i][1], device, non_blocking, items[i][2])
     return [r if r is not None else on_device(t, item[1], device, non_blocking, item[2])
             for r, t, item in zip(result, tensors, items)]
 

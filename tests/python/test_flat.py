@@ -287,3 +287,17 @@ def test_host_index_arrays_move_in_one_copy(non_blocking):
     with pytest.raises(TesseraArgumentError, match="argument 'b'.*at most 4 entries"):
         on_device_many([(indptr, buffers[0], "a"), (list(range(5)), buffers[1], "b")], device,
                        non_blocking)
+
+
+@gpu
+@pytest.mark.parametrize("non_blocking", [True, False])
+def test_arrays_without_a_buffer_reach_the_gpu_beside_buffered_ones(non_blocking):
+    # Some buffers given (e.g. the decode wrapper's without use_cuda_graph):
+    # the arrays without one must come back on the GPU, not as host views.
+    from tessera._plan_args import on_device_many
+    device = torch.device("cuda")
+    buffer = torch.full((4,), -1, dtype=torch.int32, device=device)
+    out = on_device_many([([0, 3, 5], buffer, "a"), ([4, 2], None, "b")], device, non_blocking)
+    torch.cuda.synchronize()
+    assert out[0] is buffer and buffer.tolist() == [0, 3, 5, -1]
+    assert out[1].is_cuda and out[1].tolist() == [4, 2]
