@@ -74,6 +74,17 @@ typedef struct TesseraPagedKV {
   int32_t layout;
 } TesseraPagedKV;
 
+/* Flat tensor lists: the *_run_flat entry points take the tensors of a
+ * run() as one int64 array instead of DLTensor structs, for bindings that call
+ * once per layer and step (building n DLTensors per call costs the Python
+ * package more host time than the C++ run()). For n tensors: n data pointers,
+ * then n descriptors, each [ndim, dtype, device, shape[ndim], strides[ndim]]
+ * (strides in elements), or [-1] (and data 0) for an absent optional tensor.
+ * dtype: DLDataType's code | bits << 8 | lanes << 16; device: a CUDA device
+ * index (>= 0), -1 for host memory, -2 for pinned host memory. The DLTensors
+ * built over the array are checked exactly as the DLTensor entry points'
+ * are; an absent required tensor is an argument error naming it (as NULL). */
+
 /* ---- normalization (tessera/api/norm.h) */
 TESSERA_C_API int tessera_rmsnorm(const DLTensor* input, const DLTensor* weight,
                                   const DLTensor* out, double eps, void* stream);
@@ -212,6 +223,15 @@ TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLT
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
 
+/* run() over a flat tensor list (see "Flat tensor lists" below): tensors
+ * kv_indices, kv_indptr, kv_last_page_len, q, paged_kv_cache (kv_data or
+ * k_data), v_data (absent with kv_data), out, lse (optional), in this order;
+ * layout as TesseraPagedKV's. */
+TESSERA_C_API int tessera_batch_decode_run_flat(TesseraBatchDecode* handle,
+                                                const int64_t* tensors, int layout,
+                                                const TesseraAttentionOptions* options,
+                                                void* stream, int validate);
+
 /* ---- MLA (tessera/api/mla.h); backend as prefill's (0 auto, 1 fa2, 2 fa3) */
 typedef struct TesseraBatchMla TesseraBatchMla;
 /* minimum != 0: min_workspace_size_bytes (no split-KV room). */
@@ -239,7 +259,6 @@ TESSERA_C_API int tessera_batch_mla_run(TesseraBatchMla* handle, const DLTensor*
                                         const DLTensor* kv_len, const DLTensor* out,
                                         const DLTensor* lse, double sm_scale, void* stream,
                                         int validate);
-
 /* ---- prefill (tessera/api/prefill.h) */
 /* tessera::prefill_backend_support_sm90 (tessera/api/prefill.h): whether
  * backend fa3 serves, and auto takes it, on an sm_90 GPU for the built-in
@@ -294,6 +313,13 @@ TESSERA_C_API int tessera_batch_prefill_ragged_run(
     const DLTensor* qo_indptr, const DLTensor* kv_indptr, const DLTensor* out,
     const DLTensor* lse, const TesseraAttentionOptions* options, void* stream, int validate);
 
+/* run() over a flat tensor list: qo_indptr, kv_indptr, q, k, v, out, lse
+ * (optional), in this order. */
+TESSERA_C_API int tessera_batch_prefill_ragged_run_flat(TesseraBatchPrefillRagged* handle,
+                                                        const int64_t* tensors,
+                                                        const TesseraAttentionOptions* options,
+                                                        void* stream, int validate);
+
 typedef struct TesseraBatchPrefillPaged TesseraBatchPrefillPaged;
 TESSERA_C_API int tessera_batch_prefill_paged_workspace_size(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
@@ -320,6 +346,14 @@ TESSERA_C_API int tessera_batch_prefill_paged_run(
     const DLTensor* kv_indices, const DLTensor* qo_indptr, const DLTensor* kv_indptr,
     const DLTensor* kv_last_page_len, const DLTensor* out, const DLTensor* lse,
     const TesseraAttentionOptions* options, void* stream, int validate);
+
+/* run() over a flat tensor list: kv_indices, qo_indptr, kv_indptr,
+ * kv_last_page_len, q, paged_kv_cache (kv_data or k_data), v_data (absent with
+ * kv_data), out, lse (optional), in this order; layout as TesseraPagedKV's. */
+TESSERA_C_API int tessera_batch_prefill_paged_run_flat(TesseraBatchPrefillPaged* handle,
+                                                       const int64_t* tensors, int layout,
+                                                       const TesseraAttentionOptions* options,
+                                                       void* stream, int validate);
 
 typedef struct TesseraBlockSparse TesseraBlockSparse;
 TESSERA_C_API int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,

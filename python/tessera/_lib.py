@@ -122,6 +122,7 @@ P_KV = ctypes.POINTER(PagedKV)
 P_OPT = ctypes.POINTER(AttentionOptions)
 P_ROPE = ctypes.POINTER(RopeOptions)
 P_I32 = ctypes.POINTER(c_int32)
+P_I64 = ctypes.POINTER(c_int64)
 
 # name: (restype, argtypes). int-returning functions get errcheck.
 _PROTOTYPES = {
@@ -185,6 +186,11 @@ _PROTOTYPES = {
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),
     "tessera_batch_mla_run": (
         c_int, [c_void_p, T, T, T, T, T, T, T, T, T, T, c_double, c_void_p, c_int]),
+    # run() over a flat tensor list (_flat.py calls them with integer arguments)
+    "tessera_batch_decode_run_flat": (c_int, [c_void_p, P_I64, c_int, P_OPT, c_void_p, c_int]),
+    "tessera_batch_prefill_ragged_run_flat": (c_int, [c_void_p, P_I64, P_OPT, c_void_p, c_int]),
+    "tessera_batch_prefill_paged_run_flat": (
+        c_int, [c_void_p, P_I64, c_int, P_OPT, c_void_p, c_int]),
     # prefill
     "tessera_single_prefill_with_kv_cache": (c_int, [T, T, T, T, T, c_int, c_int, P_OPT, c_void_p]),
     "tessera_batch_prefill_ragged_workspace_size": (

@@ -150,28 +150,37 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
   input.max_work_units = derived_.max_work_units;
   input.max_partial_rows = derived_.max_partial_rows;
-  const plan::PrefillScheduleHost schedule = plan::plan_prefill_schedule(input);
-  // The planner keeps to the bounds it was given; the grid also caps CTAs.
-  if (schedule.header.num_ctas > derived_.max_ctas ||
-      static_cast<int64_t>(schedule.merge_tiles.size()) >
-          derived_.max_work_units / 2) {
-    throw Error("tessera: prefill planner exceeded the workspace bounds");
-  }
-
+  // Argument errors first (as before any CUDA call), then the schedule is
+  // planned straight into the pinned staging slot the device copy reads.
+  plan::validate_prefill_planner_input(input);
   DeviceGuard guard(device_id_);
   expect_stream_not_capturing(stream);
   unsigned char* staging = upload_->acquire();
-  upload_->commit(workspace_, stage_prefill_schedule(staging, schedule, layout_), stream);
+  const auto units = static_cast<std::size_t>(derived_.max_work_units);
+  const plan::PrefillScheduleTarget target{
+      {reinterpret_cast<PrefillWorkUnit*>(staging + layout_.work_units_offset), units},
+      {reinterpret_cast<int32_t*>(staging + layout_.cta_indptr_offset),
+       static_cast<std::size_t>(derived_.max_ctas) + 1},
+      {reinterpret_cast<PrefillMergeTile*>(staging + layout_.merge_tiles_offset), units / 2},
+      {}};
+  int64_t custom_mask_bytes = 0;
+  const PrefillScheduleHeader header =
+      plan::plan_prefill_schedule(input, scratch_, target, &custom_mask_bytes);
+  std::memcpy(staging + layout_.header_offset, &header, sizeof(header));
+  const std::size_t bytes = layout_.merge_tiles_offset +
+                            static_cast<std::size_t>(header.num_merge_tiles) *
+                                sizeof(PrefillMergeTile);
+  upload_->commit(workspace_, bytes, stream);
 
   planned_ = true;
   causal_ = causal;
-  split_ = schedule.header.split_kv != 0;
-  custom_mask_bytes_ = schedule.custom_mask_bytes;
+  split_ = header.split_kv != 0;
+  custom_mask_bytes_ = custom_mask_bytes;
   batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
-  rows_per_token_ = schedule.header.rows_per_token;
-  q_tile_rows_ = schedule.header.q_tile_rows;
-  planned_units_ = schedule.header.num_work_units;
-  planned_merge_tiles_ = schedule.header.num_merge_tiles;
+  rows_per_token_ = header.rows_per_token;
+  q_tile_rows_ = header.q_tile_rows;
+  planned_units_ = header.num_work_units;
+  planned_merge_tiles_ = header.num_merge_tiles;
   planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());
 }
 

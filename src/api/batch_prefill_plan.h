@@ -120,6 +120,7 @@ class PrefillPlanState {
   int64_t planned_merge_tiles_ = 0;
   std::vector<int32_t> planned_qo_indptr_;
   std::vector<int64_t> kv_lengths_;
+  plan::PrefillPlannerScratch scratch_;  // reused by every plan()
 };
 
 // Everything the launcher needs, resolved and validated by run().
