@@ -175,6 +175,14 @@ def on_device_many(items, device, non_blocking: bool) -> list:
             for r, t, item in zip(result, tensors, items)]
 
 
+def _already_on(t: torch.Tensor, device: torch.device) -> bool:
+    """t is on `device` (torch.device("cuda") meaning the current GPU)."""
+    if t.device == device:
+        return True
+    return (device.type == "cuda" and device.index is None and t.is_cuda
+            and t.device.index == torch.cuda.current_device())
+
+
 def on_device(values, buffer, device, non_blocking: bool, name: str) -> torch.Tensor:
     """An index array as an int32 tensor on `device` for run(): a tensor
     already there as it is; host data copied (from pinned memory when
@@ -186,8 +194,10 @@ def on_device(values, buffer, device, non_blocking: bool, name: str) -> torch.Te
     if t.dtype != torch.int32:
         t = t.to(torch.int32)
     if buffer is None:
-        if t.device == device:
+        if _already_on(t, device):
             return t
+        if t.device.type != "cpu":
+            return t.to(device)  # another GPU: pin_memory() takes only CPU tensors
         t = t.contiguous()
         return t.pin_memory().to(device, non_blocking=True) if non_blocking else t.to(device)
     if t.numel() > buffer.numel():

@@ -297,7 +297,7 @@ TEST(SegmentGemm, GraphReplaysWithChangedDeviceLengths) {
 
 struct SmallCall {
   DeviceTensor x{DType::kFloat16, {10, 64}};
-  DeviceTensor weights{DType::kFloat16, {2, 64, 32}};
+  DeviceTensor weights{DType::kFloat16, {3, 64, 32}};  // one per segment
   DeviceTensor y{DType::kFloat16, {10, 32}};
   void run(DeviceTensor* seg_lens, DeviceTensor* seg_indptr, DeviceTensor* indices,
            cudaStream_t stream = nullptr) {
@@ -321,7 +321,7 @@ TEST(SegmentGemmValidationMode, RejectsWeightIndexOutOfRange) {
   TESSERA_REQUIRE_GPU();
   SmallCall call;
   DeviceTensor indptr = index_tensor(DType::kInt32, {0, 4, 4, 10});
-  DeviceTensor indices = index_tensor(DType::kInt32, {0, 1, 2});
+  DeviceTensor indices = index_tensor(DType::kInt32, {0, 1, 3});
   testing::expect_argument_error([&] { call.run(nullptr, &indptr, &indices); }, "weight_indices");
 }
 
