@@ -147,5 +147,10 @@ void run_append_benchmarks(Bench& bench);
 void run_decode_benchmarks(Bench& bench);
 void run_prefill_benchmarks(Bench& bench);
 void run_batch_prefill_benchmarks(Bench& bench);
+void run_mla_benchmarks(Bench& bench);
+void run_segment_gemm_benchmarks(Bench& bench);
+void run_bmm_fp8_benchmarks(Bench& bench);
+void run_cascade_benchmarks(Bench& bench);
+void run_sampling_benchmarks(Bench& bench);
 
 }  // namespace tessera::bench

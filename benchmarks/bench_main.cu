@@ -2,7 +2,8 @@
 // "ceiling,..." and "result,..." CSV lines for benchmarks/report.py.
 // Usage: tessera_bench [--quick] [--case SUBSTRING]  (decode and prefill cases)
 //                     [--only FAMILY[,FAMILY...]]
-//   FAMILY: norm, activation, rope, append, decode, prefill, batch_prefill
+//   FAMILY: norm, activation, rope, append, decode, prefill, batch_prefill, mla,
+//           segment_gemm, bmm_fp8, cascade, sampling
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -47,6 +48,11 @@ int main(int argc, char** argv) {
     if (wanted("decode")) run_decode_benchmarks(bench);
     if (wanted("prefill")) run_prefill_benchmarks(bench);
     if (wanted("batch_prefill")) run_batch_prefill_benchmarks(bench);
+    if (wanted("mla")) run_mla_benchmarks(bench);
+    if (wanted("segment_gemm")) run_segment_gemm_benchmarks(bench);
+    if (wanted("bmm_fp8")) run_bmm_fp8_benchmarks(bench);
+    if (wanted("cascade")) run_cascade_benchmarks(bench);
+    if (wanted("sampling")) run_sampling_benchmarks(bench);
   } catch (const std::exception& error) {
     std::fprintf(stderr, "tessera_bench failed: %s\n", error.what());
     return 1;

@@ -6,8 +6,14 @@ whose kernel has a peer here, builds the same shape from the case string and
 times the peer the same way (warm-up, L2 flushed before each run, CUDA events,
 median). Prints `peer,<kernel>,"<case>",<peer>,<metric>,<value>` lines.
 
-Peers: torch.compile of the same op (norms, RoPE, activation) and advanced
-indexing (index_put) for the paged-KV append. Token dims are marked dynamic so
+Peers: torch.compile of the same op (norms, RoPE, activation), advanced
+indexing (index_put) for the paged-KV append, SDPA / flex for attention,
+the absorbed math in torch (eager, compiled, SDPA) for MLA, for the GEMMs
+torch._grouped_mm (where the installed torch has it), a Python loop of
+torch.matmul, one dense GEMM of the same FLOPs (the ceiling of a MoE shape)
+and torch._scaled_mm per batch (bmm_fp8), and for the sampling rows the
+torch pipeline a serving engine runs (sort + cumsum + mask + multinomial),
+eager and under torch.compile. Token dims are marked dynamic so
 one compile serves the whole sweep.
 """
 import csv
@@ -144,9 +150,22 @@ def measure(timer, kernel, case):
         aot = VALUES.get((kernel[:-len("_jit")], case))
         metric = next(iter(METRICS.get((kernel, case), {"GB/s"})))
         return [("tessera_aot", metric, aot)] if aot is not None else []
+    if kernel == "cascade_decode":
+        # The peer is Tessera's own batch decode over the concatenated page
+        # tables, timed in the same run (bench_cascade.cpp): ratio = speedup.
+        plain = VALUES.get(("cascade_decode_plain", case))
+        return [("tessera_decode", "us", plain)] if plain is not None else []
     p = parse_case(case)
     if kernel == "batch_decode":
         return decode_peers(timer, p)
+    if kernel == "mla_decode":
+        return mla_peers(timer, p)
+    if kernel == "mla_decode_fa2":
+        return []  # the portable kernel's rows share the mla_decode row's peers (same case)
+    if kernel == "segment_gemm":
+        return segment_gemm_peers(timer, p)
+    if kernel == "bmm_fp8":
+        return bmm_fp8_peers(timer, p)
     # Prefill rows of either back end (suffix "_fa3": the Hopper kernels;
     # "_fp8": an fp8 paged cache) share the dense peers of their shape,
     # measured once (prefill_peers caches them).
@@ -168,6 +187,8 @@ def measure(timer, kernel, case):
         if dense is not None:
             rows.append(("tessera_ragged", "TFLOP/s", dense))
         return rows
+    if kernel in SAMPLING_PEERS:
+        return sampling_peers(timer, kernel, p)
     if "T" not in p:
         return []  # no peer for this measurement (plan time, graph replay)
     T = int(p["T"])
@@ -231,6 +252,150 @@ def measure(timer, kernel, case):
             rows.append(("torch", "us", us))
         return rows
     return []
+
+
+def uneven_lengths(tokens, segments):
+    """bench_gemm.cu's routing: shares proportional to 1 / (i + 1), floor,
+    the remainder to segment 0."""
+    total_weight = sum(1.0 / (i + 1) for i in range(segments))
+    lengths = [int(tokens / (i + 1) / total_weight) for i in range(segments)]
+    lengths[0] += tokens - sum(lengths)
+    return lengths
+
+
+def segment_gemm_peers(timer, p):
+    """The same segments (bench_gemm.cu) through torch: torch._grouped_mm
+    where present, a loop of torch.matmul, and for MoE one dense GEMM of
+    equal FLOPs (the shape's ceiling). Metric as the row's (MoE TFLOP/s,
+    LoRA GB/s of weights + x + y)."""
+    if p["kind"] == "moe":
+        lengths = uneven_lengths(int(p["T"]), int(p["E"]))
+        d_in, d_out = int(p["d_in"]), int(p["d_out"])
+        metric = "TFLOP/s"
+    else:
+        segments, rank, d = int(p["S"]), int(p["r"]), int(p["d"])
+        lengths = [int(p["rows"])] * segments
+        d_in, d_out = (d, rank) if p["kind"] == "lora_shrink" else (rank, d)
+        metric = "GB/s"
+    rows_total = sum(lengths)
+    x = bf16(rows_total, d_in)
+    weights = bf16(len(lengths), d_out, d_in)  # column-major, as tessera_bench
+    flops = 2.0 * rows_total * d_in * d_out
+    nbytes = 2.0 * (weights.numel() + x.numel() + rows_total * d_out)
+
+    def value(us):
+        return flops / (us * 1e6) if metric == "TFLOP/s" else nbytes / (us * 1e3)
+
+    rows = []
+    offsets = torch.tensor(lengths, device="cuda").cumsum(0).to(torch.int32)
+    grouped = getattr(torch, "_grouped_mm", None)
+    if grouped is not None:
+        try:
+            w_t = weights.transpose(-2, -1)  # [E, d_in, d_out], d_in contiguous
+            fn = lambda: grouped(x, w_t, offs=offsets)
+            fn()
+            rows.append(("torch_grouped_mm", metric, value(timer.median_us(fn, nbytes))))
+        except Exception as error:
+            print(f"# torch._grouped_mm failed for {p}: {error}", file=sys.stderr)
+    bounds = [0]
+    for length in lengths:
+        bounds.append(bounds[-1] + length)
+
+    def loop():
+        for i in range(len(lengths)):
+            if bounds[i + 1] > bounds[i]:
+                torch.matmul(x[bounds[i]:bounds[i + 1]], weights[i].t())
+
+    rows.append(("torch_loop", metric, value(timer.median_us(loop, nbytes))))
+    if p["kind"] == "moe":
+        dense_w = bf16(d_out, d_in)
+        fn = lambda: torch.matmul(x, dense_w.t())
+        dense_bytes = 2.0 * (dense_w.numel() + x.numel() + rows_total * d_out)
+        rows.append(("cublas_dense", metric, flops / (timer.median_us(fn, dense_bytes) * 1e6)))
+    del x, weights
+    torch.cuda.empty_cache()
+    return rows
+
+
+def bmm_fp8_peers(timer, p):
+    """torch._scaled_mm on each batch (fast accumulation, as cuBLASLt runs
+    for bmm_fp8), same shapes and scales."""
+    b, m, n, k = (int(p[key]) for key in ("b", "m", "n", "k"))
+    a = bf16(b, m, k).to(torch.float8_e4m3fn)
+    w = bf16(b, n, k).to(torch.float8_e4m3fn)
+    scale_a = torch.tensor(0.5, device="cuda")
+    scale_b = torch.tensor(0.25, device="cuda")
+
+    def run():
+        for i in range(b):
+            torch._scaled_mm(a[i], w[i].t(), scale_a=scale_a, scale_b=scale_b,
+                             out_dtype=torch.bfloat16, use_fast_accum=True)
+
+    nbytes = a.numel() + w.numel() + 2.0 * b * m * n
+    us = timer.median_us(run, nbytes)
+    return [("torch_scaled_mm", "TFLOP/s", 2.0 * b * m * n * k / (us * 1e6))]
+
+
+# ---- sampling peers (benchmarks/bench_sampling.cu: same constants)
+SAMPLING_TOP_K, SAMPLING_TOP_P, SAMPLING_MIN_P = 50, 0.9, 0.05
+
+
+def sorted_filter_sample(probs, top_k, top_p):
+    """The engine pipeline: sort, cumsum, mask the tail, multinomial, map back."""
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    if top_p is not None:
+        mass_above = sorted_probs.cumsum(-1) - sorted_probs
+        sorted_probs = sorted_probs.masked_fill(
+            mass_above > top_p * probs.sum(-1, keepdim=True), 0)
+    if top_k is not None:
+        sorted_probs[:, top_k:] = 0
+    choice = torch.multinomial(sorted_probs, 1)
+    return order.gather(-1, choice).squeeze(-1)
+
+
+def min_p_sample(probs, min_p):
+    bound = min_p * probs.amax(-1, keepdim=True)
+    return torch.multinomial(probs.masked_fill(probs < bound, 0), 1).squeeze(-1)
+
+
+def top_p_renorm_ref(probs, top_p):
+    sorted_probs, order = probs.sort(dim=-1, descending=True)
+    mass_above = sorted_probs.cumsum(-1) - sorted_probs
+    sorted_probs = sorted_probs.masked_fill(mass_above > top_p, 0)
+    kept = torch.zeros_like(probs).scatter_(-1, order, sorted_probs)
+    return kept / kept.sum(-1, keepdim=True)
+
+
+def top_k_mask_ref(logits, top_k):
+    threshold = logits.topk(top_k, dim=-1).values[:, -1:]
+    return logits.masked_fill(logits < threshold, float("-inf"))
+
+
+SAMPLING_PEERS = {
+    "sampling_from_probs": lambda probs: torch.multinomial(probs, 1),
+    "top_k_sampling": lambda probs: sorted_filter_sample(probs, SAMPLING_TOP_K, None),
+    "top_p_sampling": lambda probs: sorted_filter_sample(probs, None, SAMPLING_TOP_P),
+    "min_p_sampling": lambda probs: min_p_sample(probs, SAMPLING_MIN_P),
+    "top_k_top_p_sampling": lambda probs: sorted_filter_sample(probs, SAMPLING_TOP_K,
+                                                               SAMPLING_TOP_P),
+    "top_p_renorm_probs": lambda probs: top_p_renorm_ref(probs, SAMPLING_TOP_P),
+    "top_k_mask_logits": lambda probs: top_k_mask_ref(probs, SAMPLING_TOP_K),
+}
+
+
+def sampling_peers(timer, kernel, p):
+    """Eager torch and torch.compile of the engine pipeline, same shape and
+    byte count as the tessera row (probs read once; renorm / mask also write)."""
+    B, V = int(p["B"]), int(p["V"])
+    probs = torch.softmax(torch.randn(B, V, device="cuda") * 3, dim=-1)
+    writes = kernel in ("top_p_renorm_probs", "top_k_mask_logits")
+    nbytes = (8.0 if writes else 4.0) * B * V + (0 if writes else 4.0 * 32 * B + 5.0 * B)
+    fn = SAMPLING_PEERS[kernel]
+    rows = []
+    for peer, callable_ in (("torch", fn), ("torch_compile", compiled("sampling_" + kernel, fn))):
+        us = timer.median_us(lambda: callable_(probs), nbytes)
+        rows += [(peer, "us", us), (peer, "GB/s", nbytes / (us * 1e3))]
+    return rows
 
 
 DECODE_CACHE = {}
@@ -312,6 +477,62 @@ def prefill_peers(timer, p):
     del q, k, v
     torch.cuda.empty_cache()
     PREFILL_CACHE[key] = rows
+    return rows
+
+
+def mla_peers(timer, p):
+    """MLA after the absorption (docs/mla.md) in PyTorch on a dense latent
+    cache [B, L, 576] (unpaged, so favoured): bmm, float32 softmax, bmm
+    (eager and torch.compile), and SDPA with the latent as K and its first
+    512 values as V where a backend takes those head sizes. Both of the
+    row's metrics, counted as tessera_bench counts them (bench_mla.cu)."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    B, L, H, qo = (int(p[k]) for k in ("B", "L", "H", "qo"))
+    causal = qo > 1
+    rows_per = qo * H
+    q = bf16(B, rows_per, 576) * 0.1          # rows token-major: token i, head h
+    latent = bf16(B, L, 576)
+    scale = 1.0 / 192 ** 0.5
+    token = torch.arange(rows_per, device="cuda") // H
+    visible = torch.arange(L, device="cuda")[None, :] <= (L - qo + token)[:, None]
+
+    def absorbed(q, latent):
+        logits = torch.bmm(q, latent.transpose(1, 2)).float() * scale
+        if causal:
+            logits = logits.masked_fill(~visible, float("-inf"))
+        return torch.bmm(torch.softmax(logits, dim=-1).to(latent.dtype), latent[..., :512])
+
+    pairs = sum(H * ((L - qo + i + 1) if causal else L) for i in range(qo))
+    flops = 2.0 * B * pairs * (576 + 512)
+    nbytes = 2.0 * B * L * 576 + 2.0 * B * rows_per * (576 + 512)
+    rows = []
+
+    def add(name, fn):
+        fn()
+        us = timer.median_us(fn, nbytes)
+        rows.append((name, "GB/s", nbytes / (us * 1e3)))
+        rows.append((name, "TFLOP/s", flops / (us * 1e6)))
+
+    add("torch", lambda: absorbed(q, latent))
+    try:
+        fn = compiled("mla_absorbed", absorbed)
+        add("torch_compile", lambda: fn(q, latent))
+    except Exception as error:
+        print(f"# torch.compile MLA failed for {p}: {error}", file=sys.stderr)
+    q4, k4, v4 = q[:, None], latent[:, None], latent[:, None, :, :512]
+    for name, backend in (("cudnn", SDPBackend.CUDNN_ATTENTION),
+                          ("flash", SDPBackend.FLASH_ATTENTION),
+                          ("efficient", SDPBackend.EFFICIENT_ATTENTION)):
+        try:
+            with sdpa_kernel(backend):
+                mask = visible[None, None] if causal else None
+                add(name, lambda: F.scaled_dot_product_attention(q4, k4, v4, attn_mask=mask,
+                                                                 scale=scale))
+        except Exception as error:  # a backend that refuses E 576 / Ev 512 is reported
+            print(f"# {name} SDPA failed for MLA {p}: {error}", file=sys.stderr)
+    del q, latent
+    torch.cuda.empty_cache()
     return rows
 
 

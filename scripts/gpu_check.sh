@@ -14,7 +14,9 @@
 #   TESSERA_PYTEST_FILTER=<expr>               pytest -k for the Python tests
 #   TESSERA_GPU_TEST_FILTER=<gtest filter>     only these GPU tests (plain,
 #                                              memcheck and racecheck)
-#   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families
+#   TESSERA_BENCH_ONLY=<family>[,<family>...]  only these benchmark families (norm,
+#                                              activation, rope, append, decode, prefill,
+#                                              batch_prefill, cascade; python: bench_python.py)
 #   TESSERA_MEMCHECK_FILTER=<gtest filter>     memcheck only these (default: the
 #                                              GPU test filter, else all)
 #   TESSERA_RACECHECK_FILTER=<gtest filter>    racecheck these instead of the default set
@@ -78,15 +80,20 @@ if [[ -n "$test_filter" ]]; then
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
     "$logs/gpu_tests.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
 else
-  # Prefill (the newest kernels) runs in its own process, so a sticky CUDA
-  # error there cannot fail every other test.
-  step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" --gtest_filter='-*Prefill*:BlockSparse*'
+  # Prefill and the GEMMs (the newest kernels) run in their own processes, so
+  # a sticky CUDA error there cannot fail every other test.
+  step "gpu tests" "$logs/gpu_tests.log" "$bin/tessera_gpu_tests" \
+    --gtest_filter='-*Prefill*:BlockSparse*:*SegmentGemm*:*BmmFp8*'
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran' "$logs/gpu_tests.log" | tail -n 4 |
     sed 's/^/      /' | tee -a "$summary"
   step "gpu tests (prefill)" "$logs/gpu_tests_prefill.log" "$bin/tessera_gpu_tests" \
     --gtest_filter='*Prefill*:BlockSparse*'
   grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
     "$logs/gpu_tests_prefill.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
+  step "gpu tests (segment gemm, bmm_fp8)" "$logs/gpu_tests_gemm.log" \
+    "$bin/tessera_gpu_tests" --gtest_filter='*SegmentGemm*:*BmmFp8*'
+  grep -E '^\[  (PASSED|FAILED|SKIPPED) \]|tests? from .* ran|^\[  FAILED  \] [A-Za-z]' \
+    "$logs/gpu_tests_gemm.log" | tail -n 30 | sed 's/^/      /' | tee -a "$summary"
 fi
 
 # The libtessera the Python package loads (tests and demo).
@@ -106,16 +113,22 @@ if [[ ",$skip," != *",python,"* ]]; then
 fi
 
 if [[ ",$skip," != *",sanitizer,"* ]]; then
-  memcheck_filter="${TESSERA_MEMCHECK_FILTER:-$test_filter}"
+  # By default all but the statistical sampling tests (thousands of full-row
+  # draws each: hours under memcheck); SamplingRows / SamplingRenorm run the
+  # same kernels on every path.
+  memcheck_filter="${TESSERA_MEMCHECK_FILTER:-${test_filter:--*SamplingDistribution*:SamplingEdge.*}}"
   step "compute-sanitizer memcheck (${memcheck_filter:-all gpu tests})" "$logs/memcheck.log" \
     timeout 400 compute-sanitizer --tool memcheck --error-exitcode 3 --leak-check full \
     "$bin/tessera_gpu_tests" ${memcheck_filter:+--gtest_filter="$memcheck_filter"}
   grep -E 'ERROR SUMMARY' "$logs/memcheck.log" | tail -n 1 | sed 's/^/      /' | tee -a "$summary"
-  racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference'
+  racecheck_default='*Norm*:*Rope*:Merge*:DecodeKernel.HndLayoutMatchesReference:BatchDecode.GqaRatiosOneFourEightMatchReference:BatchPrefill.VariantsMatchReference:Issue23/SegmentGemmGrid.MatchesReference/B5_*:SegmentGemm.StridedRowsOfXAndY'
+  racecheck_default+=':Cascade.RunWithoutLseMatchesConcatenatedAttention'
+  racecheck_default+=':SamplingRows.CheckNanFlagsRowsWithNaN:SamplingRows.PerRequestTopKAndTopPApplyToTheirOwnRow'
   # The kernels that use shared memory: the norms (reduction), RoPE (staging),
-  # prefill (tiles, output staging),
-  # decode (KV pipeline, cross-lane merge) and the merges; decode on a subset
-  # of its tests, racecheck being slow.
+  # sampling (CUB block reductions and scans), prefill (tiles, output staging),
+  # the segment GEMM (cp.async ring, output staging; its small-dim cases),
+  # decode (KV pipeline, cross-lane merge) and the merges (cascade: prefill
+  # levels and their merge); decode on a subset of its tests, racecheck being slow.
   step "compute-sanitizer racecheck (shared-memory kernels)" "$logs/racecheck.log" \
     timeout 240 compute-sanitizer --tool racecheck --error-exitcode 3 "$bin/tessera_gpu_tests" \
     --gtest_filter="${TESSERA_RACECHECK_FILTER:-$racecheck_default}"

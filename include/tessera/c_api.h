@@ -74,6 +74,17 @@ typedef struct TesseraPagedKV {
   int32_t layout;
 } TesseraPagedKV;
 
+/* Flat tensor lists: the *_run_flat entry points take the tensors of a
+ * run() as one int64 array instead of DLTensor structs, for bindings that call
+ * once per layer and step (building n DLTensors per call costs the Python
+ * package more host time than the C++ run()). For n tensors: n data pointers,
+ * then n descriptors, each [ndim, dtype, device, shape[ndim], strides[ndim]]
+ * (strides in elements), or [-1] (and data 0) for an absent optional tensor.
+ * dtype: DLDataType's code | bits << 8 | lanes << 16; device: a CUDA device
+ * index (>= 0), -1 for host memory, -2 for pinned host memory. The DLTensors
+ * built over the array are checked exactly as the DLTensor entry points'
+ * are; an absent required tensor is an argument error naming it (as NULL). */
+
 /* ---- normalization (tessera/api/norm.h) */
 TESSERA_C_API int tessera_rmsnorm(const DLTensor* input, const DLTensor* weight,
                                   const DLTensor* out, double eps, void* stream);
@@ -85,6 +96,44 @@ TESSERA_C_API int tessera_gemma_fused_add_rmsnorm(const DLTensor* input,
                                                   const DLTensor* residual,
                                                   const DLTensor* weight, double eps,
                                                   void* stream);
+
+/* ---- sampling (tessera/api/sampling.h). A NULL *_arr: the scalar for every
+ * row; success (uint8 [batch]) may be NULL; deterministic / check_nan: 0 or 1. */
+TESSERA_C_API int tessera_sampling_from_probs(const DLTensor* probs,
+                                              const DLTensor* uniform_samples,
+                                              const DLTensor* samples, const DLTensor* success,
+                                              int32_t deterministic, int32_t check_nan,
+                                              void* stream);
+TESSERA_C_API int tessera_top_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_p_arr,
+    double top_p, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_k_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_k_arr,
+    int64_t top_k, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_min_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* min_p_arr,
+    double min_p, const DLTensor* samples, const DLTensor* success, int32_t deterministic,
+    int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_k_top_p_sampling_from_probs(
+    const DLTensor* probs, const DLTensor* uniform_samples, const DLTensor* top_k_arr,
+    int64_t top_k, const DLTensor* top_p_arr, double top_p, const DLTensor* samples,
+    const DLTensor* success, int32_t deterministic, int32_t check_nan, void* stream);
+TESSERA_C_API int tessera_top_p_renorm_probs(const DLTensor* probs, const DLTensor* top_p_arr,
+                                             double top_p, const DLTensor* renorm_probs,
+                                             void* stream);
+TESSERA_C_API int tessera_top_k_renorm_probs(const DLTensor* probs, const DLTensor* top_k_arr,
+                                             int64_t top_k, const DLTensor* renorm_probs,
+                                             void* stream);
+TESSERA_C_API int tessera_top_k_mask_logits(const DLTensor* logits, const DLTensor* top_k_arr,
+                                            int64_t top_k, const DLTensor* masked_logits,
+                                            void* stream);
+TESSERA_C_API int tessera_chain_speculative_sampling(
+    const DLTensor* draft_probs, const DLTensor* draft_token_ids, const DLTensor* uniform_samples,
+    const DLTensor* target_probs, const DLTensor* output_token_ids,
+    const DLTensor* output_accepted_token_num, const DLTensor* output_emitted_token_num,
+    int32_t deterministic, void* stream);
 
 /* ---- activations (tessera/api/activation.h) */
 TESSERA_C_API int tessera_silu_and_mul(const DLTensor* input, const DLTensor* out, void* stream);
@@ -174,6 +223,42 @@ TESSERA_C_API int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLT
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
 
+/* run() over a flat tensor list (see "Flat tensor lists" below): tensors
+ * kv_indices, kv_indptr, kv_last_page_len, q, paged_kv_cache (kv_data or
+ * k_data), v_data (absent with kv_data), out, lse (optional), in this order;
+ * layout as TesseraPagedKV's. */
+TESSERA_C_API int tessera_batch_decode_run_flat(TesseraBatchDecode* handle,
+                                                const int64_t* tensors, int layout,
+                                                const TesseraAttentionOptions* options,
+                                                void* stream, int validate);
+
+/* ---- MLA (tessera/api/mla.h); backend as prefill's (0 auto, 1 fa2, 2 fa3) */
+typedef struct TesseraBatchMla TesseraBatchMla;
+/* minimum != 0: min_workspace_size_bytes (no split-KV room). */
+TESSERA_C_API int tessera_batch_mla_workspace_size(int64_t num_heads, int64_t head_dim_ckv,
+                                                   int64_t head_dim_kpe, int64_t page_size,
+                                                   int64_t max_batch_size,
+                                                   int64_t max_total_qo_tokens, int minimum,
+                                                   int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_mla_create(int64_t num_heads, int64_t head_dim_ckv,
+                                           int64_t head_dim_kpe, int64_t page_size,
+                                           int64_t max_batch_size, int64_t max_total_qo_tokens,
+                                           void* workspace, size_t workspace_bytes,
+                                           int device_id, int backend,
+                                           TesseraBatchMla** handle);
+TESSERA_C_API void tessera_batch_mla_destroy(TesseraBatchMla* handle);
+/* Host arrays: qo_indptr / kv_indptr [batch + 1], kv_len [batch]. */
+TESSERA_C_API int tessera_batch_mla_plan(TesseraBatchMla* handle, const int32_t* qo_indptr,
+                                         int64_t qo_indptr_len, const int32_t* kv_indptr,
+                                         int64_t kv_indptr_len, const int32_t* kv_len,
+                                         int64_t kv_len_len, int causal, void* stream);
+TESSERA_C_API int tessera_batch_mla_run(TesseraBatchMla* handle, const DLTensor* q_nope,
+                                        const DLTensor* q_pe, const DLTensor* ckv_cache,
+                                        const DLTensor* kpe_cache, const DLTensor* kv_indices,
+                                        const DLTensor* qo_indptr, const DLTensor* kv_indptr,
+                                        const DLTensor* kv_len, const DLTensor* out,
+                                        const DLTensor* lse, double sm_scale, void* stream,
+                                        int validate);
 /* ---- prefill (tessera/api/prefill.h) */
 /* tessera::prefill_backend_support_sm90 (tessera/api/prefill.h): whether
  * backend fa3 serves, and auto takes it, on an sm_90 GPU for the built-in
@@ -228,6 +313,13 @@ TESSERA_C_API int tessera_batch_prefill_ragged_run(
     const DLTensor* qo_indptr, const DLTensor* kv_indptr, const DLTensor* out,
     const DLTensor* lse, const TesseraAttentionOptions* options, void* stream, int validate);
 
+/* run() over a flat tensor list: qo_indptr, kv_indptr, q, k, v, out, lse
+ * (optional), in this order. */
+TESSERA_C_API int tessera_batch_prefill_ragged_run_flat(TesseraBatchPrefillRagged* handle,
+                                                        const int64_t* tensors,
+                                                        const TesseraAttentionOptions* options,
+                                                        void* stream, int validate);
+
 typedef struct TesseraBatchPrefillPaged TesseraBatchPrefillPaged;
 TESSERA_C_API int tessera_batch_prefill_paged_workspace_size(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t page_size,
@@ -254,6 +346,14 @@ TESSERA_C_API int tessera_batch_prefill_paged_run(
     const DLTensor* kv_indices, const DLTensor* qo_indptr, const DLTensor* kv_indptr,
     const DLTensor* kv_last_page_len, const DLTensor* out, const DLTensor* lse,
     const TesseraAttentionOptions* options, void* stream, int validate);
+
+/* run() over a flat tensor list: kv_indices, qo_indptr, kv_indptr,
+ * kv_last_page_len, q, paged_kv_cache (kv_data or k_data), v_data (absent with
+ * kv_data), out, lse (optional), in this order; layout as TesseraPagedKV's. */
+TESSERA_C_API int tessera_batch_prefill_paged_run_flat(TesseraBatchPrefillPaged* handle,
+                                                       const int64_t* tensors, int layout,
+                                                       const TesseraAttentionOptions* options,
+                                                       void* stream, int validate);
 
 typedef struct TesseraBlockSparse TesseraBlockSparse;
 TESSERA_C_API int tessera_block_sparse_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
@@ -286,6 +386,20 @@ TESSERA_C_API int tessera_block_sparse_run(TesseraBlockSparse* handle, const DLT
                                            const DLTensor* out, const DLTensor* lse,
                                            const TesseraAttentionOptions* options, void* stream,
                                            int validate);
+
+/* ---- GEMM (tessera/api/gemm.h). workspace may be NULL. */
+TESSERA_C_API int tessera_bmm_fp8(const DLTensor* A, const DLTensor* B, const DLTensor* A_scale,
+                                  const DLTensor* B_scale, const DLTensor* out,
+                                  const DLTensor* workspace, void* stream);
+/* seg_lens or seg_indptr (the latter wins when both are given);
+ * weight_indices may be NULL; backend 0 auto, 1 sm80, 2 sm90 (not built:
+ * an argument error). */
+TESSERA_C_API int tessera_segment_gemm(const DLTensor* x, const DLTensor* weights,
+                                       const DLTensor* y, int64_t batch_size,
+                                       int weight_column_major, const DLTensor* seg_lens,
+                                       const DLTensor* seg_indptr,
+                                       const DLTensor* weight_indices, int backend, void* stream,
+                                       int validate);
 
 /* ---- JIT variants (tessera/jit/jit.h). kernel: 0 batch decode (single
  * decode too), 1 single prefill, 2 ragged prefill, 3 paged prefill. dtypes:

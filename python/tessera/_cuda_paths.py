@@ -1,13 +1,14 @@
 """The CUDA pieces libtessera needs at run time, where pip puts them.
 
-libtessera links the CUDA runtime and NVRTC of the toolkit it was built with
-(libcudart.so.<major>, libnvrtc.so.<major>), and its JIT compiles against
+libtessera links the CUDA runtime, NVRTC and cuBLASLt of the toolkit it was
+built with (libcudart.so.<major>, libnvrtc.so.<major>, libcublasLt.so.<major>),
+and its JIT compiles against
 the CUDA headers (cuda_fp16.h ..., libcu++ <cuda/std/...>). A machine with
 only a pip-installed torch has all of these in the NVIDIA wheels torch
 brings, not in a toolkit: CUDA 13 wheels install under
 site-packages/nvidia/cu13/{lib,include} (libcu++ in include/cccl, from
-nvidia-cuda-cccl), CUDA 12 wheels under nvidia/cuda_runtime, nvidia/cuda_nvrtc
-and nvidia/cuda_cccl. This module finds them and says plainly what is
+nvidia-cuda-cccl), CUDA 12 wheels under nvidia/cuda_runtime, nvidia/cuda_nvrtc,
+nvidia/cuda_cccl and nvidia/cublas. This module finds them and says plainly what is
 missing when the library's CUDA and torch's do not go together.
 """
 
@@ -21,7 +22,7 @@ import sys
 from typing import Iterable, List, Optional
 
 # Per CUDA major: the folders under nvidia/ of its pip wheels.
-_PIP_FOLDERS = {12: ("cuda_runtime", "cuda_nvrtc", "cuda_cccl")}
+_PIP_FOLDERS = {12: ("cuda_runtime", "cuda_nvrtc", "cuda_cccl", "cublas")}
 
 
 def _pip_folders(cuda_major: int):
@@ -67,8 +68,8 @@ def pip_library(soname: str, roots: Optional[Iterable[str]] = None) -> Optional[
 def missing_cuda_library(loader_error: str) -> Optional[str]:
     """The CUDA library the dynamic loader could not find, from its message
     ("libnvrtc.so.13: cannot open shared object file ..."), or None."""
-    match = re.search(r"(lib(?:cudart|nvrtc)\.so\.\d+): cannot open shared object file",
-                      loader_error)
+    match = re.search(
+        r"(lib(?:cudart|nvrtc|cublasLt)\.so\.\d+): cannot open shared object file", loader_error)
     return match.group(1) if match else None
 
 

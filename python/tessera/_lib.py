@@ -122,6 +122,7 @@ P_KV = ctypes.POINTER(PagedKV)
 P_OPT = ctypes.POINTER(AttentionOptions)
 P_ROPE = ctypes.POINTER(RopeOptions)
 P_I32 = ctypes.POINTER(c_int32)
+P_I64 = ctypes.POINTER(c_int64)
 
 # name: (restype, argtypes). int-returning functions get errcheck.
 _PROTOTYPES = {
@@ -135,6 +136,20 @@ _PROTOTYPES = {
     "tessera_silu_and_mul": (c_int, [T, T, c_void_p]),
     "tessera_gelu_and_mul": (c_int, [T, T, c_void_p]),
     "tessera_gelu_tanh_and_mul": (c_int, [T, T, c_void_p]),
+    # sampling
+    "tessera_sampling_from_probs": (c_int, [T, T, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_p_sampling_from_probs": (
+        c_int, [T, T, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_k_sampling_from_probs": (
+        c_int, [T, T, T, c_int64, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_min_p_sampling_from_probs": (
+        c_int, [T, T, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_k_top_p_sampling_from_probs": (
+        c_int, [T, T, T, c_int64, T, c_double, T, T, c_int32, c_int32, c_void_p]),
+    "tessera_top_p_renorm_probs": (c_int, [T, T, c_double, T, c_void_p]),
+    "tessera_top_k_renorm_probs": (c_int, [T, T, c_int64, T, c_void_p]),
+    "tessera_top_k_mask_logits": (c_int, [T, T, c_int64, T, c_void_p]),
+    "tessera_chain_speculative_sampling": (c_int, [T, T, T, T, T, T, T, c_int32, c_void_p]),
     # rope
     "tessera_apply_rope": (c_int, [T, T, T, T, T, T, P_ROPE, c_void_p, c_int]),
     "tessera_apply_rope_pos_ids": (c_int, [T, T, T, T, T, P_ROPE, c_void_p]),
@@ -159,6 +174,23 @@ _PROTOTYPES = {
     "tessera_batch_decode_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int64, c_int, c_void_p]),
     "tessera_batch_decode_run": (c_int, [c_void_p, T, P_KV, T, T, T, T, T, P_OPT, c_void_p, c_int]),
+    # MLA
+    "tessera_batch_mla_workspace_size": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int, c_int,
+                ctypes.POINTER(c_size_t)]),
+    "tessera_batch_mla_create": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
+                c_int, ctypes.POINTER(c_void_p)]),
+    "tessera_batch_mla_destroy": (None, [c_void_p]),
+    "tessera_batch_mla_plan": (
+        c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),
+    "tessera_batch_mla_run": (
+        c_int, [c_void_p, T, T, T, T, T, T, T, T, T, T, c_double, c_void_p, c_int]),
+    # run() over a flat tensor list (_flat.py calls them with integer arguments)
+    "tessera_batch_decode_run_flat": (c_int, [c_void_p, P_I64, c_int, P_OPT, c_void_p, c_int]),
+    "tessera_batch_prefill_ragged_run_flat": (c_int, [c_void_p, P_I64, P_OPT, c_void_p, c_int]),
+    "tessera_batch_prefill_paged_run_flat": (
+        c_int, [c_void_p, P_I64, c_int, P_OPT, c_void_p, c_int]),
     # prefill
     "tessera_single_prefill_with_kv_cache": (c_int, [T, T, T, T, T, c_int, c_int, P_OPT, c_void_p]),
     "tessera_batch_prefill_ragged_workspace_size": (
@@ -212,6 +244,9 @@ _PROTOTYPES = {
     "tessera_prefill_backend_support_sm90": (
         c_int, [c_int32, c_int32, c_int32, c_int32, c_int32, c_int32, c_int64,
                 ctypes.POINTER(c_int32), ctypes.POINTER(c_int32)]),
+    # gemm
+    "tessera_bmm_fp8": (c_int, [T, T, T, T, T, T, c_void_p]),
+    "tessera_segment_gemm": (c_int, [T, T, T, c_int64, c_int, T, T, T, c_int, c_void_p, c_int]),
     # jit
     "tessera_jit_compile": (
         c_int, [ctypes.POINTER(JitSpec), ctypes.c_char_p, c_int, ctypes.c_char_p, c_size_t,

@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from . import _checks, _lib
+from . import _checks, _flat, _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from ._tensor import current_stream, dl, dl_or_none
@@ -25,8 +25,10 @@ from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import int32_pointer as _int32_pointer
-from ._plan_args import on_device as _on_device
+from ._plan_args import is_host as _is_host
+from ._plan_args import on_device_many as _on_device_many
 from ._plan_args import paged_kv_struct as _paged_kv_struct
+from .mla import BatchDecodeMlaWithPagedKVCacheWrapper  # noqa: F401  (FlashInfer 0.2.0's place)
 
 
 # ---- argument checks: run by each op's fake and real kernel alike (_checks.py)
@@ -154,6 +156,7 @@ def single_decode_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tenso
 
 
 _BACKENDS = ("auto", "fa2", "fa3", "trtllm-gen")
+_Tensor = torch.Tensor
 
 
 def _check_backend(backend) -> None:
@@ -230,6 +233,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
         self._handle = None
         self._handle_key = None
         self._planned = None
+        self._flat = None  # run()'s eager fast path for the current plan (_flat.py)
 
     # FlashInfer 0.2 keeps a separate int workspace; Tessera's schedule lives in
     # the float workspace, so the second buffer is accepted and unused.
@@ -249,6 +253,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
         return False
 
     def _destroy(self):
+        self._flat = None  # it holds the handle
         if self._handle is not None:
             _lib.library().tessera_batch_decode_destroy(self._handle)
             self._handle = None
@@ -313,6 +318,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
         "ALIBI"; without it FlashInfer's get_alibi_slopes(num_qo_heads).
         """
         del q_data_type, kv_data_type, data_type
+        self._flat = None
         num_qo_heads = _checks.integer(num_qo_heads, "num_qo_heads", minimum=1)
         num_kv_heads = _checks.integer(num_kv_heads, "num_kv_heads", minimum=1)
         head_dim = _checks.integer(head_dim, "head_dim", minimum=1)
@@ -333,10 +339,11 @@ class BatchDecodeWithPagedKVCacheWrapper:
                   batch, 0, 0, current_stream(device))
 
         # run() reads the page table from the device.
-        self._indptr = _on_device(indptr, self._indptr_buffer, device, non_blocking, "indptr")
-        self._indices = _on_device(indices, self._indices_buffer, device, non_blocking, "indices")
-        self._last_page_len = _on_device(last_page_len, self._last_page_len_buffer, device,
-                                         non_blocking, "last_page_len")
+        self._indptr, self._indices, self._last_page_len = _on_device_many(
+            ((indptr_host if _is_host(indptr) else indptr, self._indptr_buffer, "indptr"),
+             (indices, self._indices_buffer, "indices"),
+             (last_host if _is_host(last_page_len) else last_page_len,
+              self._last_page_len_buffer, "last_page_len")), device, non_blocking)
         self._planned = dict(
             batch=batch, num_qo_heads=num_qo_heads, head_dim=head_dim,
             pos_encoding_mode=pos_encoding,
@@ -364,6 +371,20 @@ class BatchDecodeWithPagedKVCacheWrapper:
         0.2.0's positional form run(q, paged_kv_cache, q_scale, k_scale,
         v_scale, return_lse) works too; enable_pdl is accepted and ignored.
         """
+        if self._planned is not None and not args and _flat.eager():
+            # The eager fast path: one C call, the checks only for new shapes.
+            k_cache, v_cache = _cache_pair(paged_kv_cache)
+            if type(q) is _Tensor and type(k_cache) is _Tensor and _flat.plain(v_cache, out, lse):
+                if out is None:
+                    out = torch.empty_like(q)
+                if lse is None and return_lse:
+                    lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+                flat = self._flat if self._flat is not None else self._new_flat()
+                entry = flat.options.get((q_scale, k_scale, v_scale))
+                if entry is None:
+                    entry = self._flat_options(flat, q_scale, k_scale, v_scale)
+                flat((q, k_cache, v_cache, out, lse), entry[1])
+                return (out, lse) if return_lse else out
         if self._planned is None:
             raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
                                        "got no plan")
@@ -383,6 +404,34 @@ class BatchDecodeWithPagedKVCacheWrapper:
             p["rope_theta"], float(k_scale or 0.0), float(v_scale or 0.0),
             _jit_handle(self._jit), p["alibi_slopes"])
         return (out, lse) if return_lse else out
+
+    def _new_flat(self) -> _flat.FlatRun:
+        """The current plan's eager run() calls (_flat.py)."""
+        def check(q, k_cache, v_cache, out, lse):
+            _check_batch_decode_run(self._handle, q, k_cache, v_cache, self._kv_layout,
+                                    self._indices, self._indptr, self._last_page_len, out, lse,
+                                    alibi_slopes=self._planned["alibi_slopes"])
+
+        self._flat = _flat.FlatRun(
+            "tessera_batch_decode_run_flat", self._handle,
+            (self._indices, self._indptr, self._last_page_len), 5, check, self._kv_layout)
+        return self._flat
+
+    def _flat_options(self, flat: _flat.FlatRun, q_scale, k_scale, v_scale) -> tuple:
+        """The AttentionOptions of run()'s scales (what the op path passes),
+        kept for later calls with the same scales."""
+        p = self._planned
+        options = _options(_scales(q_scale, p["sm_scale"], p["head_dim"]), p["logits_soft_cap"],
+                           p["window_left"], p["pos_encoding_mode"], p["rope_scale"],
+                           p["rope_theta"], float(k_scale or 0.0), float(v_scale or 0.0),
+                           _jit_handle(self._jit), alibi_slopes=p["alibi_slopes"])
+        entry = _flat.options_entry(options)
+        if len(flat.options) < 64:  # scales are a handful of constants in practice
+            try:
+                flat.options[(q_scale, k_scale, v_scale)] = entry
+            except TypeError:  # unhashable scales: built per call
+                pass
+        return entry
 
     def run_return_lse(self, q, paged_kv_cache, *args, **kwargs):
         """run() with return_lse=True: (out, lse)."""
@@ -414,6 +463,7 @@ class BatchDecodeWithPagedKVCacheWrapper:
             rope_theta=_checks.optional_real(rope_theta, "rope_theta"),
             alibi_slopes=_alibi_slopes_for(pos_encoding_mode, slopes, p["num_qo_heads"],
                                            self._float_workspace.device))
+        self._flat = None  # its options and checks read the plan's
         return self.run(q, paged_kv_cache, q_scale=q_scale, k_scale=k_scale, v_scale=v_scale,
                         return_lse=return_lse)
 

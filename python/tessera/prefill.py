@@ -55,7 +55,7 @@ from typing import Optional
 
 import torch
 
-from . import _checks, _lib
+from . import _checks, _flat, _lib
 from ._lib import TesseraArgumentError
 from ._options import layout_code, pos_encoding_code
 from .quantization import packbits, segment_packbits
@@ -67,10 +67,14 @@ from ._plan_args import jit_handle as _jit_handle
 from ._plan_args import cache_pair as _cache_pair
 from ._plan_args import host_int32 as _host_int32
 from ._plan_args import int32_pointer as _int32_pointer
+from ._plan_args import check_buffer_sizes as _check_buffer_sizes
+from ._plan_args import is_host as _is_host
 from ._plan_args import on_device as _on_device
+from ._plan_args import on_device_many as _on_device_many
 from ._plan_args import paged_kv_struct as _paged_kv_struct
 
 _BACKENDS = ("auto", "fa2", "fa3")
+_Tensor = torch.Tensor
 
 
 # ---- argument helpers
@@ -581,6 +585,7 @@ class _BatchPrefillWrapperBase:
         self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph,
                                    self._backend)
         self._planned = None
+        self._flat = None  # run()'s eager fast path for the current plan (_flat.py)
 
     @property
     def is_cuda_graph_enabled(self) -> bool:
@@ -592,6 +597,7 @@ class _BatchPrefillWrapperBase:
         schedule lives in the float workspace. The next plan() makes a new plan
         object on the new buffer."""
         del int_workspace_buffer
+        self._flat = None
         self._handle.destroy()
         self._float_workspace = float_workspace_buffer
         self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph,
@@ -629,6 +635,32 @@ class _BatchPrefillWrapperBase:
                                    rope_scale, rope_theta)
         qo_host, kv_host, batch = _indptr_pair(qo_indptr, "qo_indptr", kv_indptr, kv_indptr_name)
         return qo_host, kv_host, batch, shape, scalars
+
+    def _flat_options(self, flat: _flat.FlatRun, q_scale, k_scale, v_scale) -> tuple:
+        """The AttentionOptions of run()'s scales (what the op path passes),
+        kept for later calls with the same scales."""
+        handle, num_qo_heads, scalars, mask, alibi = self._planned
+        options = _options(*_fold_q_scale(scalars, q_scale, self._head_dim),
+                           float(k_scale or 0.0), float(v_scale or 0.0), self._jit_handle,
+                           custom_mask=mask, alibi_slopes=alibi)
+        entry = _flat.options_entry(options)
+        if len(flat.options) < 64:  # scales are a handful of constants in practice
+            try:
+                flat.options[(q_scale, k_scale, v_scale)] = entry
+            except TypeError:  # unhashable scales: built per call
+                pass
+        return entry
+
+    def _run_flat(self, q, k, v, out, lse, q_scale, k_scale, v_scale, return_lse):
+        """run()'s eager fast path (_flat.py): one C call, the Python checks
+        only for tensors unlike the last call's."""
+        out, lse = _outputs(q, self._planned[1], out, lse, return_lse)
+        flat = self._flat if self._flat is not None else self._new_flat()
+        entry = flat.options.get((q_scale, k_scale, v_scale))
+        if entry is None:
+            entry = self._flat_options(flat, q_scale, k_scale, v_scale)
+        flat((q, k, v, out, lse), entry[1])
+        return (out, lse) if return_lse else out
 
     def run_return_lse(self, *args, **kwargs):
         """run() with return_lse=True: (out, lse)."""
@@ -760,6 +792,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         plan_arguments = dict(locals())  # first: only the parameters (forward() re-plans)
         del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
+        self._flat = None
         qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
             qo_indptr, kv_indptr, "kv_indptr", num_qo_heads, num_kv_heads, head_dim_qk, head_dim,
             head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
@@ -775,15 +808,26 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                                  (kv_host[1:] - kv_host[:-1]).to(torch.int64), device,
                                  non_blocking) if has_mask else None
         b = self._buffers
-        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
-                                     "qo_indptr")
-        self._kv_indptr = _on_device(kv_host, b["kv_indptr_buf"], device, non_blocking,
-                                     "kv_indptr")
+        self._qo_indptr, self._kv_indptr = _on_device_many(
+            ((qo_host, b["qo_indptr_buf"], "qo_indptr"),
+             (kv_host, b["kv_indptr_buf"], "kv_indptr")), device, non_blocking)
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
         self._plan_arguments = plan_arguments
+        self._head_dim = shape[2]
 
     begin_forward = plan
+
+    def _new_flat(self) -> _flat.FlatRun:
+        handle, _, scalars, mask, alibi = self._planned
+
+        def check(q, k, v, out, lse):
+            _check_ragged_run(handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse,
+                              *scalars, 0.0, 0.0, mask, alibi, self._jit_handle)
+
+        self._flat = _flat.FlatRun("tessera_batch_prefill_ragged_run_flat", handle,
+                                   (self._qo_indptr, self._kv_indptr), 5, check)
+        return self._flat
 
     def run(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args,
             q_scale: Optional[float] = None, k_scale: Optional[float] = None,
@@ -795,6 +839,12 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         [q rows, num_qo_heads] (base 2). FlashInfer 0.2.0's run(q, k, v,
         return_lse) works too; q_scale folds into the softmax scale, as
         FlashInfer's; enable_pdl is accepted and ignored."""
+        if (self._planned is not None and not args and _flat.eager()
+                and type(q) is _Tensor and type(k) is _Tensor and type(v) is _Tensor
+                and _flat.plain(out, lse)):
+            if self._kv_layout == 1:  # HND [heads, tokens, dim]: the kernel takes strides
+                k, v = k.transpose(0, 1), v.transpose(0, 1)
+            return self._run_flat(q, k, v, out, lse, q_scale, k_scale, v_scale, return_lse)
         handle, num_qo_heads, scalars, mask, alibi = self._require_plan()
         return_lse = _positional_run_args(args, ("return_lse",), dict(return_lse=return_lse),
                                           self._jit)["return_lse"]
@@ -871,6 +921,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         plan_arguments = dict(locals())  # first: only the parameters (forward() re-plans)
         del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
+        self._flat = None
         qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
             qo_indptr, paged_kv_indptr, "paged_kv_indptr", num_qo_heads, num_kv_heads,
             head_dim_qk, head_dim, head_dim_vo, pos_encoding_mode, sm_scale, window_left,
@@ -900,19 +951,39 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
             mask = self._device_mask(custom_mask, packed_custom_mask, qo_host, kv_lengths,
                                      device, non_blocking)
         b = self._buffers
-        self._qo_indptr = _on_device(qo_host, b["qo_indptr_buf"], device, non_blocking,
-                                     "qo_indptr")
-        self._kv_indptr = _on_device(kv_host, b["paged_kv_indptr_buf"], device, non_blocking,
-                                     "paged_kv_indptr")
-        self._kv_last_page_len = _on_device(last_host, b["paged_kv_last_page_len_buf"], device,
-                                            non_blocking, "paged_kv_last_page_len")
-        self._kv_indices = _device_indices(paged_kv_indices, b["paged_kv_indices_buf"], device,
-                                           non_blocking, "paged_kv_indices")
+        items = [(qo_host, b["qo_indptr_buf"], "qo_indptr"),
+                 (kv_host, b["paged_kv_indptr_buf"], "paged_kv_indptr"),
+                 (last_host, b["paged_kv_last_page_len_buf"], "paged_kv_last_page_len")]
+        host_indices = _is_host(paged_kv_indices)
+        if host_indices:  # moved with the others (their errors first, as before)
+            _check_buffer_sizes(items)
+            items.append((_host_int32(paged_kv_indices, "paged_kv_indices"),
+                          b["paged_kv_indices_buf"], "paged_kv_indices"))
+        moved = _on_device_many(items, device, non_blocking)
+        self._qo_indptr, self._kv_indptr, self._kv_last_page_len = moved[:3]
+        self._kv_indices = moved[3] if host_indices else _device_indices(
+            paged_kv_indices, b["paged_kv_indices_buf"], device, non_blocking,
+            "paged_kv_indices")
         self._planned = (handle, shape[0], scalars, mask,
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
         self._plan_arguments = plan_arguments
+        self._head_dim = shape[2]
 
     begin_forward = plan
+
+    def _new_flat(self) -> _flat.FlatRun:
+        handle, _, scalars, mask, alibi = self._planned
+
+        def check(q, k_cache, v_cache, out, lse):
+            _check_paged_run(handle, q, k_cache, v_cache, self._kv_layout, self._kv_indices,
+                             self._qo_indptr, self._kv_indptr, self._kv_last_page_len, out, lse,
+                             *scalars, 0.0, 0.0, mask, alibi, self._jit_handle)
+
+        self._flat = _flat.FlatRun(
+            "tessera_batch_prefill_paged_run_flat", handle,
+            (self._kv_indices, self._qo_indptr, self._kv_indptr, self._kv_last_page_len), 5,
+            check, self._kv_layout)
+        return self._flat
 
     def run(self, q: torch.Tensor, paged_kv_cache, *args, q_scale: Optional[float] = None,
             k_scale: Optional[float] = None, v_scale: Optional[float] = None,
@@ -926,6 +997,11 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         paged_kv_cache, k_scale, v_scale, return_lse) works too; q_scale folds
         into the softmax scale, as FlashInfer's; enable_pdl is accepted and
         ignored."""
+        if self._planned is not None and not args and _flat.eager():
+            k_cache, v_cache = _cache_pair(paged_kv_cache)
+            if type(q) is _Tensor and type(k_cache) is _Tensor and _flat.plain(v_cache, out, lse):
+                return self._run_flat(q, k_cache, v_cache, out, lse, q_scale, k_scale, v_scale,
+                                      return_lse)
         handle, num_qo_heads, scalars, mask, alibi = self._require_plan()
         given = _positional_run_args(args, ("k_scale", "v_scale", "return_lse"),
                                      dict(k_scale=k_scale, v_scale=v_scale,

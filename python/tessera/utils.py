@@ -149,10 +149,9 @@ def determine_attention_backend(device: torch.device, pos_encoding_mode: int,
 
 
 def determine_mla_backend(device: torch.device) -> str:
-    """FlashInfer's MLA back-end choice; Tessera has no MLA kernel, and would
-    run it as "fa2"."""
-    get_compute_capability(device)
-    return "fa2"
+    """FlashInfer's MLA back-end choice: "fa3" (the Hopper kernel) where
+    sm_90a is supported, else "fa2" (the portable mma.sync kernel)."""
+    return "fa3" if is_sm90a_supported(device) else "fa2"
 
 
 def get_alibi_slopes(n_heads: int) -> torch.Tensor:

@@ -50,13 +50,22 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             int64_t ctas_per_sm,
                                             plan::PrefillDerivedBounds& derived,
                                             std::size_t workspace_bytes) {
+  return prefill_layout(shape.num_qo_heads, shape.num_kv_heads, shape.head_dim, bounds, num_sms,
+                        ctas_per_sm, derived, workspace_bytes);
+}
+
+plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv_heads,
+                                            int64_t head_dim, const PrefillPlanBounds& bounds,
+                                            int64_t num_sms, int64_t ctas_per_sm,
+                                            plan::PrefillDerivedBounds& derived,
+                                            std::size_t workspace_bytes) {
   derived = plan::derive_prefill_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
-                                        shape.num_qo_heads, shape.num_kv_heads,
-                                        /*pack_gqa=*/true, num_sms, ctas_per_sm);
+                                        num_qo_heads, num_kv_heads, /*pack_gqa=*/true, num_sms,
+                                        ctas_per_sm);
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
   const auto layout_with = [&](int64_t partial_rows) {
     return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, partial_rows,
-                                          shape.num_qo_heads, shape.num_kv_heads, shape.head_dim,
+                                          num_qo_heads, num_kv_heads, head_dim,
                                           /*pack_gqa=*/true);
   };
   plan::PrefillWorkspaceLayout layout = layout_with(derived.max_partial_rows);
@@ -70,8 +79,8 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
     derived.max_partial_rows = 0;
     return layout;
   }
-  const std::size_t per_row = static_cast<std::size_t>(shape.num_kv_heads) *
-                              static_cast<std::size_t>(shape.head_dim + 1) * sizeof(float);
+  const std::size_t per_row = static_cast<std::size_t>(num_kv_heads) *
+                              static_cast<std::size_t>(head_dim + 1) * sizeof(float);
   int64_t rows =
       std::min<int64_t>(derived.max_partial_rows,
                         static_cast<int64_t>((workspace_bytes - layout.total_bytes) / per_row));
@@ -141,50 +150,67 @@ void PrefillPlanState::plan(std::span<const int32_t> qo_indptr, std::span<const 
   input.max_total_qo_tokens = bounds_.max_total_qo_tokens;
   input.max_work_units = derived_.max_work_units;
   input.max_partial_rows = derived_.max_partial_rows;
-  const plan::PrefillScheduleHost schedule = plan::plan_prefill_schedule(input);
-  // The planner keeps to the bounds it was given; the grid also caps CTAs.
-  if (schedule.header.num_ctas > derived_.max_ctas ||
-      static_cast<int64_t>(schedule.merge_tiles.size()) >
-          derived_.max_work_units / 2) {
-    throw Error("tessera: prefill planner exceeded the workspace bounds");
-  }
-
+  // Argument errors first (as before any CUDA call), then the schedule is
+  // planned straight into the pinned staging slot the device copy reads.
+  plan::validate_prefill_planner_input(input);
   DeviceGuard guard(device_id_);
   expect_stream_not_capturing(stream);
   unsigned char* staging = upload_->acquire();
-  std::memcpy(staging + layout_.header_offset, &schedule.header, sizeof(schedule.header));
-  std::memcpy(staging + layout_.work_units_offset, schedule.work_units.data(),
-              schedule.work_units.size() * sizeof(PrefillWorkUnit));
-  std::memcpy(staging + layout_.cta_indptr_offset, schedule.cta_indptr.data(),
-              schedule.cta_indptr.size() * sizeof(int32_t));
-  std::memcpy(staging + layout_.merge_tiles_offset, schedule.merge_tiles.data(),
-              schedule.merge_tiles.size() * sizeof(PrefillMergeTile));
-  const std::size_t bytes =
-      layout_.merge_tiles_offset + schedule.merge_tiles.size() * sizeof(PrefillMergeTile);
+  const auto units = static_cast<std::size_t>(derived_.max_work_units);
+  const plan::PrefillScheduleTarget target{
+      {reinterpret_cast<PrefillWorkUnit*>(staging + layout_.work_units_offset), units},
+      {reinterpret_cast<int32_t*>(staging + layout_.cta_indptr_offset),
+       static_cast<std::size_t>(derived_.max_ctas) + 1},
+      {reinterpret_cast<PrefillMergeTile*>(staging + layout_.merge_tiles_offset), units / 2},
+      {}};
+  int64_t custom_mask_bytes = 0;
+  const PrefillScheduleHeader header =
+      plan::plan_prefill_schedule(input, scratch_, target, &custom_mask_bytes);
+  std::memcpy(staging + layout_.header_offset, &header, sizeof(header));
+  const std::size_t bytes = layout_.merge_tiles_offset +
+                            static_cast<std::size_t>(header.num_merge_tiles) *
+                                sizeof(PrefillMergeTile);
   upload_->commit(workspace_, bytes, stream);
 
   planned_ = true;
   causal_ = causal;
-  split_ = schedule.header.split_kv != 0;
-  custom_mask_bytes_ = schedule.custom_mask_bytes;
+  split_ = header.split_kv != 0;
+  custom_mask_bytes_ = custom_mask_bytes;
   batch_ = static_cast<int64_t>(qo_indptr.size()) - 1;
-  rows_per_token_ = schedule.header.rows_per_token;
-  q_tile_rows_ = schedule.header.q_tile_rows;
-  planned_units_ = schedule.header.num_work_units;
-  planned_merge_tiles_ = schedule.header.num_merge_tiles;
+  rows_per_token_ = header.rows_per_token;
+  q_tile_rows_ = header.q_tile_rows;
+  planned_units_ = header.num_work_units;
+  planned_merge_tiles_ = header.num_merge_tiles;
   planned_qo_indptr_.assign(qo_indptr.begin(), qo_indptr.end());
 }
 
 PrefillScheduleView PrefillPlanState::schedule_view() const {
+  return prefill_schedule_view(workspace_, layout_);
+}
+
+PrefillScheduleView prefill_schedule_view(unsigned char* workspace,
+                                          const plan::PrefillWorkspaceLayout& layout) {
   PrefillScheduleView v{};
-  v.header = reinterpret_cast<const PrefillScheduleHeader*>(workspace_ + layout_.header_offset);
-  v.work_units = reinterpret_cast<const PrefillWorkUnit*>(workspace_ + layout_.work_units_offset);
-  v.cta_indptr = reinterpret_cast<const int32_t*>(workspace_ + layout_.cta_indptr_offset);
+  v.header = reinterpret_cast<const PrefillScheduleHeader*>(workspace + layout.header_offset);
+  v.work_units = reinterpret_cast<const PrefillWorkUnit*>(workspace + layout.work_units_offset);
+  v.cta_indptr = reinterpret_cast<const int32_t*>(workspace + layout.cta_indptr_offset);
   v.merge_tiles =
-      reinterpret_cast<const PrefillMergeTile*>(workspace_ + layout_.merge_tiles_offset);
-  v.partial_out = reinterpret_cast<float*>(workspace_ + layout_.partial_out_offset);
-  v.partial_lse = reinterpret_cast<float*>(workspace_ + layout_.partial_lse_offset);
+      reinterpret_cast<const PrefillMergeTile*>(workspace + layout.merge_tiles_offset);
+  v.partial_out = reinterpret_cast<float*>(workspace + layout.partial_out_offset);
+  v.partial_lse = reinterpret_cast<float*>(workspace + layout.partial_lse_offset);
   return v;
+}
+
+std::size_t stage_prefill_schedule(unsigned char* staging, const plan::PrefillScheduleHost& schedule,
+                                   const plan::PrefillWorkspaceLayout& layout) {
+  std::memcpy(staging + layout.header_offset, &schedule.header, sizeof(schedule.header));
+  std::memcpy(staging + layout.work_units_offset, schedule.work_units.data(),
+              schedule.work_units.size() * sizeof(PrefillWorkUnit));
+  std::memcpy(staging + layout.cta_indptr_offset, schedule.cta_indptr.data(),
+              schedule.cta_indptr.size() * sizeof(int32_t));
+  std::memcpy(staging + layout.merge_tiles_offset, schedule.merge_tiles.data(),
+              schedule.merge_tiles.size() * sizeof(PrefillMergeTile));
+  return layout.merge_tiles_offset + schedule.merge_tiles.size() * sizeof(PrefillMergeTile);
 }
 
 }  // namespace tessera::detail

@@ -40,6 +40,22 @@ plan::PrefillWorkspaceLayout prefill_layout(const PrefillPlanShape& shape,
                                             int64_t ctas_per_sm,
                                             plan::PrefillDerivedBounds& derived,
                                             std::size_t workspace_bytes = SIZE_MAX);
+// The same for any heads / head_dim the planner takes (MLA: one KV head,
+// head_dim 512).
+plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv_heads,
+                                            int64_t head_dim, const PrefillPlanBounds& bounds,
+                                            int64_t num_sms, int64_t ctas_per_sm,
+                                            plan::PrefillDerivedBounds& derived,
+                                            std::size_t workspace_bytes);
+
+// The schedule regions of a workspace laid out by `layout`.
+PrefillScheduleView prefill_schedule_view(unsigned char* workspace,
+                                          const plan::PrefillWorkspaceLayout& layout);
+// Writes the schedule into pinned `staging` at the layout's offsets (the
+// header, work units, cta_indptr and merge tiles: the bytes one copy moves
+// into the workspace); returns that many bytes.
+std::size_t stage_prefill_schedule(unsigned char* staging, const plan::PrefillScheduleHost& schedule,
+                                   const plan::PrefillWorkspaceLayout& layout);
 
 // workspace_size_bytes of either wrapper (validates shape and bounds first):
 // the full split-KV room (minimum = false) or the schedule regions alone
@@ -104,6 +120,7 @@ class PrefillPlanState {
   int64_t planned_merge_tiles_ = 0;
   std::vector<int32_t> planned_qo_indptr_;
   std::vector<int64_t> kv_lengths_;
+  plan::PrefillPlannerScratch scratch_;  // reused by every plan()
 };
 
 // Everything the launcher needs, resolved and validated by run().

@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <string>
 
 #include "capi/capi_support.h"
@@ -115,6 +116,55 @@ PagedKVCacheArg paged_kv_of(const TesseraPagedKV* cache, const char* name) {
   return cache->v_data == nullptr ? PagedKVCacheArg::combined(*cache->first, layout)
                                   : PagedKVCacheArg::separate(*cache->first, *cache->v_data,
                                                               layout);
+}
+
+PagedKVCacheArg flat_paged_kv(const DLTensor& first, const DLTensor* v_data, int layout) {
+  const KVLayout kv_layout = layout_of(layout, "kv_layout");
+  return v_data == nullptr ? PagedKVCacheArg::combined(first, kv_layout)
+                           : PagedKVCacheArg::separate(first, *v_data, kv_layout);
+}
+
+void parse_flat_tensors(const int64_t* words, int count, DLTensor* tensors, bool* present) {
+  if (words == nullptr) throw_argument_error("tensors", "a flat tensor list", "NULL");
+  // Descriptors follow the data pointers; each is [ndim, dtype, device,
+  // shape[ndim], strides[ndim]] or [-1] (c_api.h).
+  constexpr int64_t kMaxDims = 16;
+  const int64_t* descriptor = words + count;
+  for (int i = 0; i < count; ++i) {
+    const int64_t ndim = descriptor[0];
+    present[i] = ndim >= 0;
+    DLTensor& t = tensors[i];
+    t = DLTensor{};
+    if (ndim < 0) {
+      if (ndim != -1 || words[i] != 0) {
+        throw_argument_error("tensors", "ndim -1 and data 0 for an absent tensor",
+                             "ndim " + std::to_string(ndim) + " in descriptor " +
+                                 std::to_string(i));
+      }
+      descriptor += 1;
+      continue;
+    }
+    if (ndim > kMaxDims) {
+      throw_argument_error("tensors", "at most 16 dimensions",
+                           "ndim " + std::to_string(ndim) + " in descriptor " + std::to_string(i));
+    }
+    const auto dtype = static_cast<uint64_t>(descriptor[1]);
+    const int64_t device = descriptor[2];
+    t.data = reinterpret_cast<void*>(static_cast<uintptr_t>(words[i]));
+    t.dtype = DLDataType{static_cast<uint8_t>(dtype & 0xff),
+                         static_cast<uint8_t>(dtype >> 8 & 0xff),
+                         static_cast<uint16_t>(dtype >> 16 & 0xffff)};
+    if (device >= 0) {
+      t.device = DLDevice{kDLCUDA, static_cast<int32_t>(device)};
+    } else {
+      t.device = DLDevice{device == -2 ? kDLCUDAHost : kDLCPU, 0};
+    }
+    t.ndim = static_cast<int32_t>(ndim);
+    // DLTensor's shape is int64_t*: the caller's array outlives the call.
+    t.shape = const_cast<int64_t*>(descriptor + 3);
+    t.strides = const_cast<int64_t*>(descriptor + 3 + ndim);
+    descriptor += 3 + 2 * ndim;
+  }
 }
 
 }  // namespace tessera::capi

@@ -118,4 +118,18 @@ int tessera_batch_decode_run(TesseraBatchDecode* handle, const DLTensor* q,
   });
 }
 
+int tessera_batch_decode_run_flat(TesseraBatchDecode* handle, const int64_t* tensors,
+                                  int layout, const TesseraAttentionOptions* options,
+                                  void* stream, int validate) {
+  return guarded([&] {
+    auto& plan = tessera::capi::required_handle(handle, "handle");
+    const tessera::capi::FlatTensors<8> t(tensors);
+    plan.wrapper.run(t.get(3, "q"), tessera::capi::flat_paged_kv(t.get(4, "paged_kv_cache"),
+                                                                 t.optional(5), layout),
+                     t.get(0, "kv_indices"), t.get(1, "kv_indptr"), t.get(2, "kv_last_page_len"),
+                     t.get(6, "out"), t.optional(7), tessera::capi::attention_options_of(options),
+                     tessera::capi::stream_of(stream), tessera::capi::validate_of(validate));
+  });
+}
+
 }  // extern "C"

@@ -149,6 +149,20 @@ int tessera_batch_prefill_ragged_run(TesseraBatchPrefillRagged* handle, const DL
   });
 }
 
+int tessera_batch_prefill_ragged_run_flat(TesseraBatchPrefillRagged* handle,
+                                          const int64_t* tensors,
+                                          const TesseraAttentionOptions* options, void* stream,
+                                          int validate) {
+  return guarded([&] {
+    auto& plan = required_handle(handle, "handle");
+    const tessera::capi::FlatTensors<7> t(tensors);
+    plan.wrapper.run(t.get(2, "q"), t.get(3, "k"), t.get(4, "v"), t.get(0, "qo_indptr"),
+                     t.get(1, "kv_indptr"), t.get(5, "out"), t.optional(6),
+                     attention_options_of(options), stream_of(stream),
+                     tessera::capi::validate_of(validate));
+  });
+}
+
 // ------------------------------------------------------------------- paged
 
 int tessera_batch_prefill_paged_workspace_size(int64_t num_qo_heads, int64_t num_kv_heads,
@@ -231,6 +245,23 @@ int tessera_batch_prefill_paged_run(TesseraBatchPrefillPaged* handle, const DLTe
                      required(kv_indices, "kv_indices"), required(qo_indptr, "qo_indptr"),
                      required(kv_indptr, "kv_indptr"),
                      required(kv_last_page_len, "kv_last_page_len"), required(out, "out"), lse,
+                     attention_options_of(options), stream_of(stream),
+                     tessera::capi::validate_of(validate));
+  });
+}
+
+int tessera_batch_prefill_paged_run_flat(TesseraBatchPrefillPaged* handle,
+                                         const int64_t* tensors, int layout,
+                                         const TesseraAttentionOptions* options, void* stream,
+                                         int validate) {
+  return guarded([&] {
+    auto& plan = required_handle(handle, "handle");
+    const tessera::capi::FlatTensors<9> t(tensors);
+    plan.wrapper.run(t.get(4, "q"),
+                     tessera::capi::flat_paged_kv(t.get(5, "paged_kv_cache"), t.optional(6),
+                                                  layout),
+                     t.get(0, "kv_indices"), t.get(1, "qo_indptr"), t.get(2, "kv_indptr"),
+                     t.get(3, "kv_last_page_len"), t.get(7, "out"), t.optional(8),
                      attention_options_of(options), stream_of(stream),
                      tessera::capi::validate_of(validate));
   });

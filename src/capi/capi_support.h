@@ -79,4 +79,26 @@ AttentionOptions attention_options_of(const TesseraAttentionOptions* options);
 const jit::LoadedVariant* loaded_variant_of(const TesseraJitVariant* variant);
 PagedKVCacheArg paged_kv_of(const TesseraPagedKV* cache, const char* name);
 
+// The tensors of a *_run_flat call (c_api.h: n data pointers, then n
+// descriptors) as DLTensors whose shape and strides point into `words`;
+// present[i] is false for an absent tensor (descriptor [-1]). A malformed
+// descriptor is an argument error naming "tensors".
+void parse_flat_tensors(const int64_t* words, int count, DLTensor* tensors, bool* present);
+
+// A flat list's paged cache: kv_data (v_data absent) or k_data and v_data.
+PagedKVCacheArg flat_paged_kv(const DLTensor& first, const DLTensor* v_data, int layout);
+
+// The N tensors of one *_run_flat call; get(i, name): the tensor, or an
+// argument error naming `name` when it is absent (as NULL for a DLTensor*).
+template <int N>
+struct FlatTensors {
+  DLTensor tensors[N];
+  bool present[N];
+  explicit FlatTensors(const int64_t* words) { parse_flat_tensors(words, N, tensors, present); }
+  const DLTensor& get(int i, const char* name) const {
+    return required(present[i] ? &tensors[i] : nullptr, name);
+  }
+  const DLTensor* optional(int i) const { return present[i] ? &tensors[i] : nullptr; }
+};
+
 }  // namespace tessera::capi

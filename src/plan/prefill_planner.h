@@ -23,7 +23,7 @@ struct PrefillPlannerInput {
   std::span<const int32_t> kv_indptr;
   int64_t num_qo_heads = 1;
   int64_t num_kv_heads = 1;
-  int64_t head_dim = 128;
+  int64_t head_dim = 128;  // 64 / 128 / 256; 512 for MLA (the latent values, one KV head)
   bool causal = false;    // query i sits at KV position kv_len - qo_len + i
   bool pack_gqa = true;   // rows = (token, head of the GQA group) pairs
   int64_t max_q_tile_rows = 128;  // the largest q tile the kernel has (64 or 128)
@@ -49,6 +49,40 @@ struct PrefillScheduleHost {
   int64_t custom_mask_bytes = 0;
 };
 
+// The argument checks plan_prefill_schedule starts with (its errors below).
+void validate_prefill_planner_input(const PrefillPlannerInput& input);
+
+// One q tile of a request (the planner's working set).
+struct PrefillTile {
+  int32_t request;
+  int32_t row_begin;
+  int32_t rows;
+  int64_t kv_extent;  // KV tokens [0, kv_extent) some row of the tile sees
+};
+
+// The planner's working memory, kept by a plan object between plans so a
+// plan() allocates nothing once warm.
+struct PrefillPlannerScratch {
+  std::vector<PrefillTile> tiles;
+  std::vector<int32_t> mask_begin;
+  std::vector<PrefillWorkUnit> units;  // in tile order
+  std::vector<int64_t> cost;
+  std::vector<PrefillMergeTile> merge_tiles;
+  std::vector<int32_t> order, heaviest, owner, counts;
+  std::vector<uint64_t> keys, key_buffer, heap;
+};
+
+// Where plan_prefill_schedule writes the schedule (e.g. the pinned staging
+// the device copy reads): room for the bounds' units (work_units),
+// units + 1 CTA offsets (cta_indptr) and units / 2 merge tiles; unit_cost may
+// be empty (not written).
+struct PrefillScheduleTarget {
+  std::span<PrefillWorkUnit> work_units;
+  std::span<int32_t> cta_indptr;
+  std::span<PrefillMergeTile> merge_tiles;
+  std::span<int64_t> unit_cost;
+};
+
 // Deterministic: the same input gives the same schedule. Throws
 // tessera::Error naming "qo_indptr" (empty, not starting at 0, decreasing,
 // more requests than max_batch_size or more tokens than max_total_qo_tokens;
@@ -58,6 +92,13 @@ struct PrefillScheduleHost {
 // values), "shape" (heads / head_dim)
 // or "bounds" (the q tiles alone exceed max_work_units).
 PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& input);
+// The same schedule written into `target` (its header returned, the custom
+// mask's bytes into *custom_mask_bytes when not null), with `scratch` as
+// working memory; a target too small for the schedule throws tessera::Error.
+PrefillScheduleHeader plan_prefill_schedule(const PrefillPlannerInput& input,
+                                            PrefillPlannerScratch& scratch,
+                                            const PrefillScheduleTarget& target,
+                                            int64_t* custom_mask_bytes);
 
 // The q tile plan_prefill_schedule takes before any bounds fallback (and
 // single prefill, as one request with rows_per_token 1): 128 rows where the

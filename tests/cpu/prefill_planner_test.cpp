@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <tuple>
 #include <map>
 #include <utility>
 #include <vector>
@@ -228,6 +230,31 @@ TEST(PrefillPlanner, OneUnitPerCtaSplitsIntoOneWave) {
     EXPECT_GE(s.header.num_work_units * 8, kWave / 2);  // and most of it used
     EXPECT_EQ(s.header.max_chunk_tokens % 64, 0);
   }
+}
+
+// MLA (docs/mla.md): one KV head, 128 heads packed into 64-row tiles, the
+// 512 latent values as head_dim, one CTA per SM: a short query on long KV
+// splits into one wave; head_dim 512 needs the single KV head.
+TEST(PrefillPlanner, MlaShapesPlanWith64RowTilesAndSplit) {
+  for (const bool causal : {false, true}) {
+    SCOPED_TRACE(causal ? "causal" : "non-causal");
+    const Batch b = batch_of({2, 1}, {4097, 30000});
+    PrefillPlannerInput in = input_for(b, 128, 1, causal, 512);
+    in.max_q_tile_rows = 64;
+    in.only_max_q_tile = true;
+    in.one_unit_per_cta = true;
+    in.ctas_per_sm = 1;
+    const PrefillScheduleHost s = plan_prefill_schedule(in);
+    EXPECT_TRUE(schedule_consistent(in, s));
+    EXPECT_EQ(s.header.q_tile_rows, 64);
+    EXPECT_EQ(s.header.rows_per_token, 128);
+    EXPECT_EQ(s.header.split_kv, 1);
+    EXPECT_LE(s.header.num_work_units, kH100Sms);
+    EXPECT_GE(s.header.num_work_units * 2, kH100Sms);
+  }
+  tessera::testing::expect_argument_error(
+      [&] { plan_prefill_schedule(input_for(batch_of({2}, {100}), 128, 2, true, 512)); },
+      "shape");
 }
 
 TEST(PrefillPlanner, CausalBatchThatFillsTheGpuDoesNotSplit) {
@@ -499,6 +526,67 @@ TEST(PrefillPlanner, PlanForBatch256IsFast) {
         static_cast<long long>(units));
     ASSERT_GT(units, 0);
     EXPECT_LT(t.fastest_us, 100.0 + 1.0 * static_cast<double>(units));
+  }
+}
+
+// The form plan() uses: the schedule written into caller memory (its pinned
+// staging) with reused scratch is the vector form's, plan after plan, and a
+// target too small for the schedule is an error, not an overrun.
+TEST(PrefillPlanner, IntoCallerMemoryWithReusedScratchMatchesTheVectors) {
+  PrefillPlannerScratch scratch;
+  for (const bool one_unit_per_cta : {true, false}) {
+    for (int seed = 0; seed < 6; ++seed) {
+      tessera::testing::Rng rng(100 + seed);
+      std::vector<int64_t> qo, kv;
+      for (int b = 0; b < 40 + 30 * seed; ++b) {
+        qo.push_back(rng.integer(0, seed % 2 ? 8 : 600));
+        kv.push_back(qo.back() + rng.integer(0, 4000));
+      }
+      const Batch b = batch_of(qo, kv);
+      PrefillPlannerInput in = input_for(b, 32, 8, seed % 3 != 0);
+      in.one_unit_per_cta = one_unit_per_cta;
+      const PrefillScheduleHost want = plan_prefill_schedule(in);
+      const auto units = static_cast<std::size_t>(in.max_work_units);
+      std::vector<PrefillWorkUnit> work_units(units);
+      std::vector<int32_t> cta_indptr(units + 1);
+      std::vector<PrefillMergeTile> merge_tiles(units / 2);
+      int64_t mask_bytes = -1;
+      const PrefillScheduleHeader h = plan_prefill_schedule(
+          in, scratch, {work_units, cta_indptr, merge_tiles, {}}, &mask_bytes);
+      ASSERT_EQ(std::memcmp(&h, &want.header, sizeof(h)), 0) << seed;
+      EXPECT_EQ(mask_bytes, want.custom_mask_bytes);
+      EXPECT_EQ(std::memcmp(work_units.data(), want.work_units.data(),
+                            want.work_units.size() * sizeof(PrefillWorkUnit)), 0) << seed;
+      cta_indptr.resize(want.cta_indptr.size());
+      EXPECT_EQ(cta_indptr, want.cta_indptr) << seed;
+      EXPECT_EQ(std::memcmp(merge_tiles.data(), want.merge_tiles.data(),
+                            want.merge_tiles.size() * sizeof(PrefillMergeTile)), 0) << seed;
+      if (want.header.num_work_units > 1) {
+        std::vector<PrefillWorkUnit> short_units(want.work_units.size() - 1);
+        EXPECT_THROW(plan_prefill_schedule(in, scratch,
+                                           {short_units, cta_indptr, merge_tiles, {}}, nullptr),
+                     Error);
+      }
+    }
+  }
+}
+
+// One unit per CTA runs the units heaviest first and, among equal costs, in
+// the order the planner made them (request, then q tile, then KV chunk).
+TEST(PrefillPlanner, EqualCostsKeepTheirOrder) {
+  const Batch b = batch_of({256, 256, 256, 100, 256}, {1000, 1000, 1000, 40, 1000});
+  PrefillPlannerInput in = input_for(b, 32, 8, false);
+  in.one_unit_per_cta = true;
+  const PrefillScheduleHost s = plan_prefill_schedule(in);
+  ASSERT_TRUE(schedule_consistent(in, s));
+  for (std::size_t u = 1; u < s.work_units.size(); ++u) {
+    ASSERT_GE(s.unit_cost[u - 1], s.unit_cost[u]);
+    if (s.unit_cost[u - 1] != s.unit_cost[u]) continue;
+    const PrefillWorkUnit& a = s.work_units[u - 1];
+    const PrefillWorkUnit& c = s.work_units[u];
+    EXPECT_TRUE(std::make_tuple(a.request, a.qo_tile_begin, a.kv_begin) <
+                std::make_tuple(c.request, c.qo_tile_begin, c.kv_begin))
+        << "unit " << u;
   }
 }
 

@@ -63,6 +63,9 @@ def test_a_missing_cuda_runtime_is_named_with_its_major():
     assert "needs libcudart.so.13" in message and "CUDA 13" in message
     assert "\n" not in message
     assert _cuda_paths.missing_cuda_library("libfoo.so.1: cannot open shared object file") is None
+    # bmm_fp8's cuBLASLt comes from the same wheels.
+    assert _cuda_paths.missing_cuda_library(
+        "libcublasLt.so.13: cannot open shared object file: No such file") == "libcublasLt.so.13"
 
 
 def test_a_torch_for_another_cuda_major_is_refused_naming_both():

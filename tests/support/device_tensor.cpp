@@ -122,8 +122,12 @@ std::vector<int64_t> DeviceTensor::download_ints() const {
       int32_t v;
       std::memcpy(&v, slot, 4);
       values[i] = v;
-    } else {
+    } else if (dtype_ == DType::kUInt8) {
+      values[i] = *slot;
+    } else if (dtype_ == DType::kInt64) {
       std::memcpy(&values[i], slot, 8);
+    } else {
+      throw std::invalid_argument("download_ints: not an integer tensor");
     }
   }
   return values;

@@ -40,6 +40,18 @@ __device__ __forceinline__ void barrier_arrive_expect_bytes(uint64_t* barrier, u
 #endif
 }
 
+// One arrival of this thread, made when every cp.async it issued before
+// lands (cp.async.mbarrier.arrive.noinc: the arrival counts among those
+// barrier_init expects), so a ring slot filled by many threads' cp.async
+// completes without a wait in the producer.
+__device__ __forceinline__ void barrier_arrive_when_copies_land(uint64_t* barrier) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(
+                   static_cast<uint32_t>(__cvta_generic_to_shared(barrier)))
+               : "memory");
+#endif
+}
+
 __device__ __forceinline__ void barrier_wait(uint64_t* barrier, uint32_t parity) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   while (!cuda::ptx::mbarrier_try_wait_parity(barrier, parity)) {

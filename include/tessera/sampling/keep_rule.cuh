@@ -1,0 +1,74 @@
+// Which entries of a row a top-k / top-p filter keeps, and the exact search
+// for its threshold.
+//
+// An entry v is kept when the entries strictly above it number fewer than k
+// and weigh less than top_p of the row's mass; the largest entries are always
+// kept. Both tests only tighten as v falls, so the kept set is every entry
+// above one threshold, and ties at the threshold are all kept or all dropped
+// together (FlashInfer's pivot semantics; a sort-based top-k would break ties
+// by index instead).
+#pragma once
+
+#include <cuda/std/limits>
+
+#include <cstdint>
+
+#include "tessera/sampling/ordered_key.cuh"
+#include "tessera/sampling/row_pass.cuh"
+
+namespace tessera::sampling {
+
+struct KeepRule {
+  static constexpr float kOff = cuda::std::numeric_limits<float>::infinity();
+  int max_above = INT32_MAX;  // top_k (INT32_MAX: off)
+  float mass_limit = kOff;    // top_p * row mass (+inf: off)
+
+  __device__ __forceinline__ bool active() const {
+    return max_above != INT32_MAX || mass_limit != kOff;
+  }
+  // Whether an entry with `above` strictly above it is kept.
+  __device__ __forceinline__ bool keeps(AboveStats above) const {
+    return above.count == 0 || (above.count < max_above && above.mass < mass_limit);
+  }
+};
+
+// top_k < 1 keeps the maximum alone (the host rejects such scalars; a
+// per-request array is not read back to check it).
+__device__ __forceinline__ void add_top_k(KeepRule& rule, int32_t top_k, int vocab) {
+  if (top_k < vocab) rule.max_above = top_k < 1 ? 1 : top_k;
+}
+// top_p >= 1 keeps everything (float sums of a whole row can round to 1 and
+// would otherwise drop the smallest entries); top_p <= 0 or NaN: the maximum.
+__device__ __forceinline__ void add_top_p(KeepRule& rule, float top_p, float row_mass) {
+  if (!(top_p >= 1.f)) rule.mass_limit = top_p > 0.f ? top_p * row_mass : 0.f;
+}
+
+struct Threshold {
+  float pivot;        // the kept entries are exactly those > pivot
+  AboveStats above;   // their mass and count
+};
+
+// Bisection over ordered keys between a pivot the rule rejects (or the
+// lowest pivot of interest) and the row maximum, which it always keeps: at
+// most 32 passes over the row, exact for any values.
+template <int kVec>
+__device__ Threshold find_threshold(const float* __restrict__ row, int vocab, KeepRule rule,
+                                    Threshold low, float row_max, RowPassStorage& storage) {
+  if (rule.keeps(low.above)) return low;
+  uint32_t lo = ordered_key(low.pivot);
+  uint32_t hi = ordered_key(row_max);
+  while (hi - lo > 1u) {
+    const uint32_t mid = lo + (hi - lo) / 2u;
+    const float pivot = key_to_float(mid);
+    const AboveStats above = stats_above<kVec>(row, vocab, pivot, storage);
+    if (rule.keeps(above)) {
+      hi = mid;
+    } else {
+      lo = mid;
+      low = {pivot, above};
+    }
+  }
+  return low;
+}
+
+}  // namespace tessera::sampling
