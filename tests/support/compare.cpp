@@ -8,6 +8,15 @@ namespace tessera::testing {
 
 ::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
                                      Tolerance tolerance) {
+  return all_close(out, ref, tolerance, {});
+}
+
+::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
+                                     Tolerance tolerance, std::span<const double> extra_atol) {
+  if (!extra_atol.empty() && extra_atol.size() != ref.size()) {
+    return ::testing::AssertionFailure() << "size mismatch: extra_atol " << extra_atol.size()
+                                         << " vs reference " << ref.size();
+  }
   if (out.size() != ref.size()) {
     return ::testing::AssertionFailure()
            << "size mismatch: out " << out.size() << " vs reference " << ref.size();
@@ -29,7 +38,8 @@ namespace tessera::testing {
     const double diff = std::abs(o - r);
     err_sq += diff * diff;
     ref_sq += r * r;
-    const double allowed = tolerance.atol + tolerance.rtol * std::abs(r);
+    const double allowed = tolerance.atol + tolerance.rtol * std::abs(r) +
+                           (extra_atol.empty() ? 0.0 : extra_atol[i]);
     if (diff > allowed) ++violations;
     const double excess = diff - allowed;
     if (excess > worst_excess) { worst_excess = excess; worst = i; }

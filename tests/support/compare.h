@@ -38,6 +38,11 @@ inline constexpr unsigned char kPoisonByte = 0xff;
 
 ::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
                                      Tolerance tolerance);
+// The same with extra_atol[i] added to element i's allowance: for results
+// whose rounding error grows with the terms summed rather than with the sum
+// (fp8 tensor cores' reduced-precision fast accumulation).
+::testing::AssertionResult all_close(std::span<const float> out, std::span<const double> ref,
+                                     Tolerance tolerance, std::span<const double> extra_atol);
 // lse outputs: -inf exactly where the reference is -inf (nothing attended),
 // all_close with `tolerance` on the rest.
 ::testing::AssertionResult lse_close(std::span<const float> out, std::span<const double> ref,

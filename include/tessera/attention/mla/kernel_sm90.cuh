@@ -13,53 +13,12 @@
 #include "tessera/arch/sm90/mbarrier.cuh"
 #include "tessera/arch/sm90/warpgroup.cuh"
 #include "tessera/arch/sm90/wgmma.cuh"
+#include "tessera/attention/mla/epilogue.cuh"
 #include "tessera/attention/mla/load_sm90.cuh"
 #include "tessera/attention/mla/traits_sm90.cuh"
 #include "tessera/attention/prefill_sm90/mainloop.cuh"
 
 namespace tessera::mla_sm90 {
-
-// Normalised rows of this warpgroup's O half (and lse from warpgroup 0)
-// into out / lse, or into the unit's partial rows when it is split.
-template <typename T>
-__device__ __forceinline__ void write_output(const Params<T>& p, const PrefillWorkUnit& u,
-                                             prefill_sm90::RowState<Traits<T>>& st,
-                                             const int (&row)[2], int consumer, int t) {
-#pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    st.d[i] += __shfl_xor_sync(0xffffffffu, st.d[i], 1);
-    st.d[i] += __shfl_xor_sync(0xffffffffu, st.d[i], 2);
-    const bool any = st.d[i] > 0.f;
-    const float inv = any ? 1.f / st.d[i] : 0.f;
-    const float lse =
-        any ? st.m[i] * p.sm_scale_log2 + __log2f(st.d[i]) : attention::negative_infinity();
-    if (row[i] >= u.qo_rows) continue;
-    const int r = u.qo_tile_begin + row[i];
-    const int token = u.qo_begin + r / p.num_heads;
-    const int head = r % p.num_heads;
-    if (u.partial_index >= 0) {
-      const int64_t partial = u.partial_index + row[i];
-      float* const part = p.schedule.partial_out + partial * kDimCkv + consumer * kOutColumns;
-#pragma unroll
-      for (int j = 0; j < kOutColumns / 8; ++j) {
-        *reinterpret_cast<float2*>(part + 8 * j + 2 * t) =
-            make_float2(st.o[4 * j + 2 * i] * inv, st.o[4 * j + 2 * i + 1] * inv);
-      }
-      if (consumer == 0 && t == 0) p.schedule.partial_lse[partial] = lse;
-    } else {
-      T* const out = p.out + token * p.out_stride_token + head * p.out_stride_head +
-                     consumer * kOutColumns;
-#pragma unroll
-      for (int j = 0; j < kOutColumns / 8; ++j) {
-        *reinterpret_cast<uint32_t*>(out + 8 * j + 2 * t) =
-            sm80::pack2<T>(st.o[4 * j + 2 * i] * inv, st.o[4 * j + 2 * i + 1] * inv);
-      }
-      if (consumer == 0 && t == 0 && p.lse != nullptr) {
-        p.lse[static_cast<int64_t>(token) * p.num_heads + head] = lse;
-      }
-    }
-  }
-}
 
 template <typename T>
 __device__ __forceinline__ void consume(SharedStorage& s, const Params<T>& p) {
@@ -83,15 +42,13 @@ __device__ __forceinline__ void consume(SharedStorage& s, const Params<T>& p) {
     const PrefillWorkUnit u = p.schedule.work_units[job];
     const UnitSpan span = unit_span(u, p.num_heads, causal);
     // This thread's rows g and g + 8 of its warp's 16 (tile rows) and the
-    // KV positions each sees: below kv_end and, causal, up to its token's
-    // diagonal (padding rows take the last row's, and are not stored).
+    // KV positions each sees.
     int row[2];
     int limit[2];
 #pragma unroll
     for (int i = 0; i < 2; ++i) {
       row[i] = warp * 16 + g + 8 * i;
-      const int token = (u.qo_tile_begin + min(row[i], u.qo_rows - 1)) / p.num_heads;
-      limit[i] = causal ? min(span.kv_end, u.kv_len - u.qo_len + token + 1) : span.kv_end;
+      limit[i] = mla::row_kv_limit(u, span, row[i], p.num_heads, causal);
     }
     prefill_sm90::RowState<Tr> st;
     st.init();
@@ -108,18 +65,7 @@ __device__ __forceinline__ void consume(SharedStorage& s, const Params<T>& p) {
       sm90::fence_registers(sacc);
       if (tile + 1 == span.num_tiles) prefill_sm90::release(&s.q_empty);  // Q's last reader
       // Positions past a row's limit (and the zero-filled rows past kv_end).
-      const int kv0 = span.kv_begin + tile * kBlockN;
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        const int bound = limit[i] - kv0 - 2 * t;
-#pragma unroll
-        for (int n = 0; n < kBlockN / 8; ++n) {
-#pragma unroll
-          for (int e = 0; e < 2; ++e) {
-            if (8 * n + e >= bound) sacc[4 * n + 2 * i + e] = attention::negative_infinity();
-          }
-        }
-      }
+      mla::mask_past_limits<kBlockN>(sacc, limit, span.kv_begin + tile * kBlockN, t);
       float factor[2] = {1.f, 1.f};
       prefill_sm90::online_softmax<Tr, true>(sacc, st, p.sm_scale_log2, factor);
       prefill_sm90::rescale<Tr>(st.o, factor);
@@ -133,7 +79,7 @@ __device__ __forceinline__ void consume(SharedStorage& s, const Params<T>& p) {
       prefill_sm90::release(&s.kv_empty[ring.slot]);
       ring.advance();
     }
-    write_output(p, u, st, row, consumer, t);
+    mla::write_rows(p, u, st.o, st.m, st.d, row, consumer * kOutColumns, consumer == 0, t);
   }
 }
 
