@@ -7,6 +7,8 @@
 // Many draws from one distribution: a [draws, vocab] probs tensor whose rows
 // all alias one row (row stride 0), so one launch gives `draws` independent
 // samples (one uniform column each) without copying the row.
+#include "tessera/api/sampling.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,7 +22,6 @@
 #include "support/device_tensor.h"
 #include "support/gpu.h"
 #include "support/random.h"
-#include "tessera/api/sampling.h"
 #include "tessera/core/cuda_check.h"
 
 namespace tessera {
@@ -55,6 +56,16 @@ std::vector<float> softmax_row(Rng& rng, int64_t vocab, float scale) {
   return logits;
 }
 
+// Nearly equal entries: the threshold's radix bucket of the first pass holds
+// most of the row (over the 4096 keys the second pass can set aside), so the
+// search reads the row a third time; with 3000 entries it reads the set-aside
+// keys instead.
+std::vector<float> crowded_row(Rng& rng, int64_t vocab) {
+  std::vector<float> row = rng.uniform_vector(static_cast<std::size_t>(vocab), 1.f, 1.001f);
+  for (float& x : row) x /= static_cast<float>(vocab);
+  return row;
+}
+
 // One sampler call over `batch` aliases of `row` on the device.
 struct DeviceRow {
   DeviceTensor row;
@@ -85,7 +96,8 @@ void call_sampler(const Case& c, const DLTensor& probs, DeviceTensor& uniforms,
                   const DLTensor* top_p_arr = nullptr) {
   DLTensor u = uniforms.dl();
   switch (c.sampler) {
-    case Sampler::kPlain: return sampling_from_probs(probs, u, out, nullptr);
+    case Sampler::kPlain:
+      return sampling_from_probs(probs, u, out, nullptr);
     case Sampler::kTopK:
       return top_k_sampling_from_probs(probs, u, top_k_arr, c.filter.top_k, out, nullptr);
     case Sampler::kTopP:
@@ -95,7 +107,8 @@ void call_sampler(const Case& c, const DLTensor& probs, DeviceTensor& uniforms,
     case Sampler::kJoint:
       return top_k_top_p_sampling_from_probs(probs, u, top_k_arr, c.filter.top_k, top_p_arr,
                                              c.filter.top_p, out, nullptr);
-    case Sampler::kTopKFirst: break;  // two calls, below
+    case Sampler::kTopKFirst:
+      break;  // two calls, below
   }
   ADD_FAILURE() << "top_k_first runs through draw()";
 }
@@ -219,9 +232,9 @@ TEST_P(SamplingDistribution, DrawsFollowTheExactFilteredDistribution) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, SamplingDistribution,
-                         ::testing::Values(Shape{111, 3.f}, Shape{111, 0.1f},
-                                           Shape{32000, 3.f}, Shape{32000, 0.1f},
-                                           Shape{128256, 3.f}, Shape{128256, 0.1f}),
+                         ::testing::Values(Shape{111, 3.f}, Shape{111, 0.1f}, Shape{32000, 3.f},
+                                           Shape{32000, 0.1f}, Shape{128256, 3.f},
+                                           Shape{128256, 0.1f}),
                          [](const auto& info) {
                            return "vocab" + std::to_string(info.param.vocab) +
                                   (info.param.logit_scale > 1.f ? "_peaked" : "_flat");
@@ -270,6 +283,21 @@ TEST(SamplingEdge, TiesAtTheTopKThresholdAreKeptTogether) {
   }
 }
 
+TEST(SamplingEdge, CrowdedThresholdBucketGivesTheFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Most of the row in one radix bucket of the first pass: the third pass
+  // reads the row (32000) or the set-aside keys (3000).
+  for (int64_t vocab : {3000, 32000}) {
+    const std::vector<float> row = crowded_row(rng, vocab);
+    for (const Case& c : {Case{Sampler::kTopK, {.top_k = 20}, "top_k=20"},
+                          Case{Sampler::kTopP, {.top_p = 0.5}, "top_p=0.5"},
+                          Case{Sampler::kJoint, {.top_k = 1000, .top_p = 0.3}, "joint"}}) {
+      expect_matches_filter(row, c, draw(row, c, kDraws, rng));
+    }
+  }
+}
+
 TEST(SamplingEdge, ExactFallbackAloneGivesTheFilteredDistribution) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
@@ -307,8 +335,7 @@ TEST(SamplingRows, PerRequestTopKAndTopPApplyToTheirOwnRow) {
   p.upload(probs);
   k.upload_ints(ks);
   tp.upload(ps);
-  DLTensor p_dl = p.dl(), k_dl = k.dl(), tp_dl = tp.dl(), s_dl = samples.dl(),
-           ok_dl = success.dl();
+  DLTensor p_dl = p.dl(), k_dl = k.dl(), tp_dl = tp.dl(), s_dl = samples.dl(), ok_dl = success.dl();
   for (int trial = 0; trial < 20; ++trial) {
     u.upload(rng.uniform_vector(kRounds * kBatch, 0.f, 1.f));
     DLTensor u_dl = u.dl();
@@ -383,39 +410,44 @@ TEST(SamplingRows, OutputIsBitwiseReproducible) {
 
 // ---- Renorm and mask -------------------------------------------------------
 
-void expect_renorm_matches(int64_t vocab, bool top_p, Rng& rng) {
-  constexpr int64_t kBatch = 16;
+// top_p_renorm_probs (filter.top_p < 1) or top_k_renorm_probs of `rows`
+// against the float64 reference, elementwise.
+void expect_renorm_rows(const std::vector<std::vector<float>>& rows, const SamplingFilter& f) {
+  const auto batch = static_cast<int64_t>(rows.size());
+  const auto vocab = static_cast<int64_t>(rows[0].size());
   std::vector<float> probs;
-  std::vector<std::vector<float>> rows;
-  for (int64_t b = 0; b < kBatch; ++b) {
-    rows.push_back(softmax_row(rng, vocab, b % 2 == 0 ? 3.f : 0.3f));
-    probs.insert(probs.end(), rows.back().begin(), rows.back().end());
-  }
-  DeviceTensor p(DType::kFloat32, {kBatch, vocab}), out(DType::kFloat32, {kBatch, vocab});
+  for (const auto& row : rows) probs.insert(probs.end(), row.begin(), row.end());
+  DeviceTensor p(DType::kFloat32, {batch, vocab}), out(DType::kFloat32, {batch, vocab});
   p.upload(probs);
   out.poison();
   DLTensor p_dl = p.dl(), out_dl = out.dl();
-  const double top_p_value = 0.6;
-  const int64_t top_k_value = 37;
+  const bool top_p = f.top_p < 1.0;
   if (top_p) {
-    top_p_renorm_probs(p_dl, nullptr, top_p_value, out_dl, nullptr);
+    top_p_renorm_probs(p_dl, nullptr, f.top_p, out_dl, nullptr);
   } else {
-    top_k_renorm_probs(p_dl, nullptr, top_k_value, out_dl, nullptr);
+    top_k_renorm_probs(p_dl, nullptr, f.top_k, out_dl, nullptr);
   }
   const auto got = out.download();
-  for (int64_t b = 0; b < kBatch; ++b) {
-    const SamplingFilter f = top_p ? SamplingFilter{.top_p = top_p_value}
-                                   : SamplingFilter{.top_k = top_k_value};
+  for (int64_t b = 0; b < batch; ++b) {
     const auto expected = reference::filtered_distribution(rows[b], f);
     int64_t mismatches = 0;
     for (int64_t i = 0; i < vocab; ++i) {
-      // float32 division of a float32 sum: 1e-5 relative.
+      // float32 product of a float32 reciprocal of the exact sum: 1e-5 relative.
       if (!(std::abs(got[b * vocab + i] - expected[i]) <= 1e-5 * expected[i] + 1e-12)) {
         ++mismatches;
       }
     }
-    EXPECT_EQ(mismatches, 0) << "row " << b << (top_p ? " top_p" : " top_k");
+    EXPECT_EQ(mismatches, 0) << "row " << b << (top_p ? " top_p" : " top_k") << ", vocab " << vocab;
   }
+}
+
+void expect_renorm_matches(int64_t vocab, bool top_p, Rng& rng) {
+  constexpr int64_t kBatch = 16;
+  std::vector<std::vector<float>> rows;
+  for (int64_t b = 0; b < kBatch; ++b) {
+    rows.push_back(softmax_row(rng, vocab, b % 2 == 0 ? 3.f : 0.3f));
+  }
+  expect_renorm_rows(rows, top_p ? SamplingFilter{.top_p = 0.6} : SamplingFilter{.top_k = 37});
 }
 
 TEST(SamplingRenorm, TopPRenormMatchesReference) {
@@ -428,6 +460,65 @@ TEST(SamplingRenorm, TopKRenormMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   for (int64_t vocab : {111, 32000, 128256}) expect_renorm_matches(vocab, false, rng);
+}
+
+TEST(SamplingRenorm, CrowdedThresholdBucketMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (int64_t vocab : {3000, 32000}) {
+    const std::vector<std::vector<float>> rows = {crowded_row(rng, vocab), crowded_row(rng, vocab)};
+    expect_renorm_rows(rows, {.top_k = 37});
+    expect_renorm_rows(rows, {.top_k = 2000});
+    expect_renorm_rows(rows, {.top_p = 0.6});
+  }
+}
+
+TEST(SamplingRenorm, TiesAtTheThresholdAreKeptTogether) {
+  TESSERA_REQUIRE_GPU();
+  // Five entries tie at 0.1 around the top-3 cut; top_k = 3 keeps all five
+  // and the 0.3; top_p = 0.35 (0.3 above the ties) keeps them too.
+  std::vector<float> row(1000, 0.1f / 994);
+  row[7] = 0.3f;
+  for (int64_t i : {1, 100, 400, 401, 999}) row[i] = 0.1f;
+  expect_renorm_rows({row}, {.top_k = 3});
+  expect_renorm_rows({row}, {.top_p = 0.35});
+}
+
+TEST(SamplingRenorm, VocabularyOverTheRadixLimitMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // 2^20 entries: bucket sums could overflow 32 bits, so bisection runs.
+  const std::vector<std::vector<float>> rows = {softmax_row(rng, int64_t{1} << 20, 3.f)};
+  expect_renorm_rows(rows, {.top_k = 37});
+  expect_renorm_rows(rows, {.top_p = 0.6});
+}
+
+TEST(SamplingRenorm, AllZeroRowGivesZeros) {
+  TESSERA_REQUIRE_GPU();
+  expect_renorm_rows({std::vector<float>(500, 0.f)}, {.top_k = 5});
+  expect_renorm_rows({std::vector<float>(500, 0.f)}, {.top_p = 0.5});
+}
+
+TEST(SamplingRenorm, TopKMaskLogitsKeepsTiesAndSignedZerosTogether) {
+  TESSERA_REQUIRE_GPU();
+  // -0 and +0 are equal logits: top_k = 3 over {2, 0, -0, 0, -1, ...} keeps
+  // the 2 and all three zeros.
+  std::vector<float> logits(300, -1.f);
+  logits[10] = 2.f;
+  logits[20] = 0.f;
+  logits[30] = -0.f;
+  logits[40] = 0.f;
+  DeviceTensor in(DType::kFloat32, {1, 300}), out(DType::kFloat32, {1, 300});
+  in.upload(logits);
+  out.poison();
+  DLTensor in_dl = in.dl(), out_dl = out.dl();
+  top_k_mask_logits(in_dl, nullptr, 3, out_dl, nullptr);
+  const auto got = out.download();
+  const auto expected = reference::top_k_masked_logits(logits, 3);
+  for (int64_t i = 0; i < 300; ++i) {
+    EXPECT_EQ(static_cast<double>(got[i]), expected[i]) << "entry " << i;
+  }
+  EXPECT_TRUE(std::signbit(got[30])) << "kept logits are written as they are";
 }
 
 TEST(SamplingRenorm, TopKMaskLogitsMatchesReference) {
@@ -470,9 +561,8 @@ struct SpeculativeRun {
 };
 
 SpeculativeRun run_speculative(const std::vector<float>& draft, const std::vector<int64_t>& ids,
-                               const std::vector<float>& uniforms,
-                               const std::vector<float>& target, int64_t batch, int64_t n,
-                               int64_t vocab, int64_t counter_start) {
+                               const std::vector<float>& uniforms, const std::vector<float>& target,
+                               int64_t batch, int64_t n, int64_t vocab, int64_t counter_start) {
   DeviceTensor d(DType::kFloat32, {batch, n, vocab}), t(DType::kFloat32, {batch, n + 1, vocab});
   DeviceTensor id(DType::kInt32, {batch, n}), u(DType::kFloat32, {batch, n + 1});
   DeviceTensor out(DType::kInt32, {batch, n + 1});
@@ -541,8 +631,8 @@ TEST(SamplingSpeculative, CountsAndAcceptedPrefixFollowTheRule) {
     // A resampled token comes from max(target - draft, 0): positive there.
     if (pos < kN) {
       const int64_t got = run.tokens[b * (kN + 1) + pos];
-      EXPECT_GT(target[(b * (kN + 1) + pos) * kVocab + got],
-                draft[(b * kN + pos) * kVocab + got]) << "request " << b;
+      EXPECT_GT(target[(b * (kN + 1) + pos) * kVocab + got], draft[(b * kN + pos) * kVocab + got])
+          << "request " << b;
     }
   }
 }
@@ -568,8 +658,7 @@ TEST(SamplingSpeculative, FirstEmittedTokenFollowsTheTargetDistribution) {
   std::vector<int64_t> counts(kVocab, 0);
   for (int64_t b = 0; b < kBatch; ++b) ++counts[run.tokens[b * 2]];
   const std::vector<double> exact(p.begin(), p.end());
-  EXPECT_LT(reference::total_variation(exact, counts),
-            2.0 * expected_noise(exact, kBatch) + 0.005);
+  EXPECT_LT(reference::total_variation(exact, counts), 2.0 * expected_noise(exact, kBatch) + 0.005);
 }
 
 TEST(SamplingSpeculative, IdenticalModelsAcceptEveryDraft) {
@@ -589,8 +678,7 @@ TEST(SamplingSpeculative, IdenticalModelsAcceptEveryDraft) {
     }
   }
   const auto uniforms = rng.uniform_vector(kBatch * (kN + 1), 0.f, 0.999f);
-  const SpeculativeRun run =
-      run_speculative(draft, ids, uniforms, target, kBatch, kN, kVocab, 0);
+  const SpeculativeRun run = run_speculative(draft, ids, uniforms, target, kBatch, kN, kVocab, 0);
   for (int64_t b = 0; b < kBatch; ++b) {
     EXPECT_EQ(run.accepted[b], kN);
     EXPECT_EQ(run.emitted[b], kN);

@@ -9,9 +9,8 @@
 // by index instead).
 #pragma once
 
-#include <cuda/std/limits>
-
 #include <cstdint>
+#include <cuda/std/limits>
 
 #include "tessera/sampling/ordered_key.cuh"
 #include "tessera/sampling/row_pass.cuh"
@@ -19,15 +18,17 @@
 namespace tessera::sampling {
 
 struct KeepRule {
-  static constexpr float kOff = cuda::std::numeric_limits<float>::infinity();
+  static constexpr double kOff = cuda::std::numeric_limits<double>::infinity();
   int max_above = INT32_MAX;  // top_k (INT32_MAX: off)
-  float mass_limit = kOff;    // top_p * row mass (+inf: off)
+  double mass_limit = kOff;   // top_p * row mass (+inf: off)
 
   __device__ __forceinline__ bool active() const {
     return max_above != INT32_MAX || mass_limit != kOff;
   }
-  // Whether an entry with `above` strictly above it is kept.
-  __device__ __forceinline__ bool keeps(AboveStats above) const {
+  // Whether an entry with `above` strictly above it is kept (AboveStats of a
+  // float pass, or RadixStats with an exact mass).
+  template <typename Stats>
+  __device__ __forceinline__ bool keeps(const Stats& above) const {
     return above.count == 0 || (above.count < max_above && above.mass < mass_limit);
   }
 };
@@ -39,13 +40,13 @@ __device__ __forceinline__ void add_top_k(KeepRule& rule, int32_t top_k, int voc
 }
 // top_p >= 1 keeps everything (float sums of a whole row can round to 1 and
 // would otherwise drop the smallest entries); top_p <= 0 or NaN: the maximum.
-__device__ __forceinline__ void add_top_p(KeepRule& rule, float top_p, float row_mass) {
-  if (!(top_p >= 1.f)) rule.mass_limit = top_p > 0.f ? top_p * row_mass : 0.f;
+__device__ __forceinline__ void add_top_p(KeepRule& rule, float top_p, double row_mass) {
+  if (!(top_p >= 1.f)) rule.mass_limit = top_p > 0.f ? static_cast<double>(top_p) * row_mass : 0.0;
 }
 
 struct Threshold {
-  float pivot;        // the kept entries are exactly those > pivot
-  AboveStats above;   // their mass and count
+  float pivot;       // the kept entries are exactly those > pivot
+  AboveStats above;  // their mass and count
 };
 
 // Bisection over ordered keys between a pivot the rule rejects (or the

@@ -1,25 +1,35 @@
 // Sorting-free sampling from probabilities under top-k / top-p / min-p
-// filters (FlashInfer's rejection sampling over a pivot).
+// filters.
 //
-// Grid: one CTA of kRowThreads threads per output (request) row; no shared
-// memory beyond CUB's temporaries (a few hundred bytes).
+// Grid: one CTA of kRowThreads threads per output (request) row; shared
+// memory: RadixStorage (~41 KiB, radix_select.cuh) and CUB temporaries.
 //
-// Algorithm, per row: draw a token from the entries above a pivot (inverse
-// CDF with uniform u_r, one scan pass); test it against the filter (one
-// stats pass: count and mass strictly above it). Kept: done. Rejected: every
-// entry <= it is rejected too (keep_rule.cuh), so it becomes the pivot, and
-// the draw from the entries above it is again exactly the filtered
-// distribution restricted to a superset. After num_rounds - 1 rejections
-// the threshold is found exactly by bisection (find_threshold) and the last
-// uniform draws the token, so every row gets a sample from the exact
-// filtered distribution (success is false only for rows with no positive
-// entry, and NaN rows when check_nan).
-// min-p has a threshold known after one pass (min_p * max), so it samples
-// once; min-p with top-k / top-p is not a FlashInfer combination.
-// All passes combine in a fixed order: output is bitwise reproducible.
+// Top-k / top-p / joint (vocab <= kRadixMaxVocab): the exact threshold of the
+// filter by radix selection over ordered keys (2 reads of the row, 3 when the
+// threshold's bucket holds more than kCandidateCapacity entries), then one
+// inverse-CDF draw above it with uniform row 0 (one scan that stops at the
+// token). Versus FlashInfer's rejection rounds (a scan and a full stats pass
+// per round, rounds until a draw is kept) the number of passes is fixed and
+// small, and the threshold's mass is exact (integer mantissa sums).
+//
+// min-p, and vocabularies over kRadixMaxVocab: rejection sampling over a
+// pivot. Draw a token from the entries above a pivot (inverse CDF with
+// uniform u_r, one scan pass); test it against the filter (one stats pass:
+// count and mass strictly above it). Kept: done. Rejected: every entry <= it
+// is rejected too (keep_rule.cuh), so it becomes the pivot. After
+// num_rounds - 1 rejections the threshold is found exactly by bisection
+// (find_threshold) and the last uniform draws the token. min-p has a
+// threshold known after one pass (min_p * max), so it samples once; min-p
+// with top-k / top-p is not a FlashInfer combination.
+//
+// Every row gets a sample from the exact filtered distribution (success is
+// false only for rows with no positive entry, and NaN rows when check_nan).
+// All passes combine in a fixed order or in integers: output is bitwise
+// reproducible.
 #pragma once
 
 #include "tessera/sampling/keep_rule.cuh"
+#include "tessera/sampling/radix_select.cuh"
 #include "tessera/sampling/row_pass.cuh"
 #include "tessera/sampling/sampling_params.cuh"
 
@@ -33,14 +43,44 @@ __device__ __forceinline__ void write_sample(const SampleParams& p, int out_row,
   }
 }
 
+// Top-k / top-p / joint: the exact threshold by radix selection (2 or 3 row
+// reads, the first also finding NaNs and the row's mass), then one inverse-CDF
+// draw above it with the first uniform (at most 1 more read).
+template <int kVec>
+__device__ void sample_radix(const SampleParams& p, const float* __restrict__ row, int out_row,
+                             RowPassStorage& storage, RadixStorage& radix) {
+  const auto make_rule = [&](RadixStats row_total) {
+    KeepRule rule;
+    if (p.filters.top_k) add_top_k(rule, p.top_k.at(out_row), p.vocab);
+    if (p.filters.top_p) add_top_p(rule, p.top_p.at(out_row), row_total.mass);
+    return rule;
+  };
+  const RadixThreshold t = radix_threshold<kVec>(row, p.vocab, 0.f, true, make_rule, radix);
+  if ((p.check_nan && t.has_nan) || t.total.count == 0) {
+    write_sample(p, out_row, 0, false);
+    return;
+  }
+  // min_key > key(+0): the float just below it is >= +0, and "> pivot" is
+  // exactly "key >= min_key" for every non-NaN entry.
+  const float pivot = key_to_float(t.min_key - 1u);
+  const float target = p.uniforms[out_row] * static_cast<float>(t.kept.mass);
+  write_sample(p, out_row, sample_above<kVec>(row, p.vocab, pivot, target, storage), true);
+}
+
 template <int kVec>
 __global__ void __launch_bounds__(kRowThreads, kRowCtasPerSm) sample_kernel(const SampleParams p) {
-  __shared__ RowPassStorage storage;
+  __shared__ RowStorage shared;
+  RowPassStorage& storage = shared.pass;
+  RadixStorage& radix = shared.radix;
   const int out_row = blockIdx.x;
   const int64_t row_index = p.row_indices != nullptr ? p.row_indices[out_row] : out_row;
   const float* __restrict__ row = p.probs + row_index * p.probs_row_stride;
   const float* __restrict__ uniforms = p.uniforms + out_row;  // round r at r * batch
 
+  if ((p.filters.top_k || p.filters.top_p) && !p.filters.min_p && p.vocab <= kRadixMaxVocab) {
+    sample_radix<kVec>(p, row, out_row, storage, radix);
+    return;
+  }
   const RowSummary summary = row_summary<kVec>(row, p.vocab, 0.f, storage);
   if ((p.check_nan && summary.has_nan) || summary.above.count == 0) {
     write_sample(p, out_row, 0, false);
