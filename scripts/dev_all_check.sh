@@ -16,7 +16,9 @@ gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
 if [[ ${MODE:-tests} == tests ]]; then
   files=${PYTEST_FILES:-"test_mla.py test_cascade.py test_gemm.py test_sampling.py
     test_transformers_integration.py test_flat.py"}
+  cuda_include="$nvcc_dir/../include"
   (cd $d && LD_LIBRARY_PATH="$d/lib:$nvcc_dir/../lib64" TESSERA_LIBRARY=$d/lib/libtessera.so \
+    TESSERA_JIT_INCLUDE_PATH="$d/include:$cuda_include:$cuda_include/cccl" \
     PYTHONPATH=python timeout "${DEV_PYTEST_S:-200}" python3 -m pytest \
     $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
     > "$OUT/pytest.log" 2>&1)
