@@ -287,7 +287,8 @@ TEST(SamplingEdge, CrowdedThresholdBucketGivesTheFilteredDistribution) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
   // Most of the row in one radix bucket of the first pass: the third pass
-  // reads the row (32000) or the set-aside keys (3000).
+  // reads the row (32000) or the set-aside keys (3000); top-p alone takes
+  // the rejection rounds on the same row.
   for (int64_t vocab : {3000, 32000}) {
     const std::vector<float> row = crowded_row(rng, vocab);
     for (const Case& c : {Case{Sampler::kTopK, {.top_k = 20}, "top_k=20"},
