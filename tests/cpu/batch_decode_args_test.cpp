@@ -94,7 +94,7 @@ TEST(BatchDecodeArgs, AcceptsHeadDims80To112) {
   for (const int64_t head_dim : {80, 96, 112}) {
     DecodePlanShape shape = kShape;
     shape.head_dim = head_dim;
-    EXPECT_NO_THROW(validate_decode_shape(shape)) << "head_dim " << head_dim;
+    EXPECT_NO_THROW(detail::validate_decode_shape(shape)) << "head_dim " << head_dim;
     EXPECT_GT(BatchDecodeWithPagedKVCache::workspace_size_bytes(shape, kBounds, 0), 0)
         << "head_dim " << head_dim;
   }
