@@ -285,6 +285,9 @@ void run_batch_prefill_benchmarks(Bench& bench) {
   }
   for (const Shape& s : kShapes) run_ragged(bench, s, 128, false);
   for (const Shape& s : kShapes) run_ragged(bench, s, 64, true);
+  for (const int64_t head_dim : {80, 96, 112}) {  // JIT-served; fa2 only
+    for (const Shape& s : kShapes) run_ragged(bench, s, head_dim, true);
+  }
   // head_dim 256 (JIT-compiled on first use: the warm-up launches pay it).
   for (const Shape& s : kShapes) run_ragged(bench, s, 256, true);
   // GQA 32 / 8 (Llama 3 8B's heads) and fp16.

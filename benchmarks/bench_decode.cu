@@ -5,6 +5,9 @@
 // time at batch 256 and the CUDA-graph replay time of run(). At page 16, the
 // same kernel JIT-compiled (PlainVariant's arithmetic, rows batch_decode_jit
 // beside the AOT row) and sigmoid attention (JIT, CUDA cores, no softmax).
+// Head dims 64 / 80 / 96 / 112 beside 128 (rows batch_decode with D= in the
+// case, page 16; 80 / 96 / 112 JIT-served): GQA 32 / 8 (tensor cores) and
+// MHA 32 / 32 (CUDA cores), to hold the new dims to the nearest AOT dim's GB/s.
 #include <algorithm>
 #include <chrono>
 #include <numeric>
@@ -74,16 +77,65 @@ double host_us_per_call(Call&& call, cudaStream_t stream) {
   return samples[samples.size() / 2];
 }
 
-std::string case_name(const DecodeShape& s, int64_t page_size) {
+std::string case_name(const DecodeShape& s, int64_t page_size, int64_t kv_heads = kKvHeads,
+                      int64_t head_dim = kHeadDim) {
   return "B=" + std::to_string(s.batch) + ",L=" + std::to_string(s.kv_len) + ",page=" +
          std::to_string(page_size) + ",Hq=" + std::to_string(kQoHeads) + ",Hk=" +
-         std::to_string(kKvHeads) + ",D=" + std::to_string(kHeadDim) + ",dtype=bf16";
+         std::to_string(kv_heads) + ",D=" + std::to_string(head_dim) + ",dtype=bf16";
+}
+
+// One batch_decode row at page 16 for (kv_heads, head_dim): the planner's
+// kernel choice (tensor cores from GQA 4).
+void run_head_dim_row(Bench& bench, int device, const DecodeShape& s, int64_t kv_heads,
+                      int64_t head_dim) {
+  constexpr int64_t kPage = 16;
+  const std::string name = case_name(s, kPage, kv_heads, head_dim);
+  if (!bench.wants(name)) return;
+  const PagedBatch batch = make_batch(s.batch, s.kv_len, kPage);
+  const DecodePlanShape shape{kQoHeads, kv_heads, head_dim, kPage};
+  const DecodePlanBounds bounds{s.batch, 0};
+  const std::size_t workspace_bytes =
+      BatchDecodeWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
+  DeviceBuffer workspace(workspace_bytes);
+  BatchDecodeWithPagedKVCache decode(shape, bounds, workspace.data(), workspace_bytes, device);
+  BenchTensor q(DType::kBFloat16, {s.batch, kQoHeads, head_dim});
+  BenchTensor out(DType::kBFloat16, {s.batch, kQoHeads, head_dim});
+  BenchTensor cache(DType::kBFloat16, {batch.num_pages, 2, kPage, kv_heads, head_dim});
+  BenchTensor kv_indices(DType::kInt32, {batch.num_pages});
+  BenchTensor kv_indptr(DType::kInt32, {s.batch + 1});
+  BenchTensor kv_last_page_len(DType::kInt32, {s.batch});
+  fill_random(q.data(), DType::kBFloat16, q.numel(), 11, bench.stream());
+  fill_random(cache.data(), DType::kBFloat16, cache.numel(), 12, bench.stream());
+  upload(kv_indices, batch.kv_indices);
+  upload(kv_indptr, batch.kv_indptr);
+  upload(kv_last_page_len, batch.kv_last_page_len);
+  decode.plan(batch.kv_indptr, batch.kv_last_page_len, bench.stream());
+  const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), KVLayout::kNHD);
+  const AttentionOptions options;
+  auto run = [&] {
+    decode.run(q.dl(), cache_arg, kv_indices.dl(), kv_indptr.dl(), kv_last_page_len.dl(),
+               out.dl(), nullptr, options, bench.stream(), Validate::kOff);
+  };
+  run();  // a JIT-served head dim compiles (or loads) its kernel outside the timing
+  TESSERA_CUDA_CHECK(cudaStreamSynchronize(bench.stream()));
+  const double kv_bytes = 2.0 * s.batch * s.kv_len * kv_heads * head_dim * 2;
+  const double io_bytes = 2.0 * s.batch * kQoHeads * head_dim * 2;
+  const double us = bench.median_us(run, kv_bytes + io_bytes);
+  bench.emit("batch_decode", name, "GB/s", gbps(kv_bytes, us));
 }
 }  // namespace
 
 void run_decode_benchmarks(Bench& bench) {
   int device = 0;
   TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  for (const DecodeShape& s : {DecodeShape{64, 4096}, DecodeShape{16, 8192}}) {
+    for (const int64_t kv_heads : {kKvHeads, kQoHeads}) {
+      for (const int64_t head_dim : {64, 80, 96, 112}) {
+        run_head_dim_row(bench, device, s, kv_heads, head_dim);
+      }
+      if (kv_heads == kQoHeads) run_head_dim_row(bench, device, s, kv_heads, kHeadDim);
+    }
+  }
   const DecodePlanShape shape{kQoHeads, kKvHeads, kHeadDim, 0};
   jit::LoadedVariant jit_plain(jit_plain_spec(jit::KernelKind::kBatchDecode, kHeadDim));
   jit::LoadedVariant jit_sigmoid(jit_sigmoid_spec(jit::KernelKind::kBatchDecode, kHeadDim));

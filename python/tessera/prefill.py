@@ -6,8 +6,8 @@ Semantics are FlashInfer's: query i of a request sits at KV position
 kv_len - qo_len + i, causal masks the KV positions after it (any qo_len and
 kv_len: with qo_len > kv_len the first qo_len - kv_len queries see no key and
 get out 0, lse -inf), lse is float32 in base 2 (log2 of the sum of exp of the
-scaled logits). Tessera builds head_dim 64, 128 and 256 (256 JIT-compiled on
-first use), fp16/bf16 q (paged caches also float8_e4m3fn or float8_e5m2 at
+scaled logits). Tessera builds head_dim 64, 80, 96, 112, 128 and 256 (80 / 96 /
+112 / 256 JIT-compiled on first use; 80 / 96 / 112 on the fa2 back end only), fp16/bf16 q (paged caches also float8_e4m3fn or float8_e5m2 at
 head_dim 128, with k_scale / v_scale), and every combination of a position
 encoding (none, "ALIBI", "ROPE_LLAMA" on the fly) with a soft cap and / or a
 sliding window; kernels off the library's AOT list are JIT-compiled on first

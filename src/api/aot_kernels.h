@@ -17,6 +17,11 @@
 //   prefill with a custom mask (kernels built with kCustomMask): plain, 16-bit
 //            K/V, head_dim 128 (JIT: every other).
 //   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
+//   head_dim 80 / 96 / 112 (Phi-2 / Phi-3 / StableLM; decode and FA2
+//            prefill): JIT only. Each head dim adds ~1 MB and minutes of
+//            nvcc per dtype x variant on a 2-core CI (the prefill TUs are
+//            its longest), for models that load once and then reuse the
+//            disk-cached cubin (a first compile takes seconds).
 // The tensor-core decode kernel follows the CUDA-core one's entry.
 // The Hopper prefill kernels (prefill_sm90/, sm_90a; no JIT yet, so this is
 // also what backend fa3 serves of dtype x head_dim x variant x mask):
@@ -34,9 +39,15 @@
 
 namespace tessera::detail {
 
+// Head dims whose kernels come from the JIT only (see above).
+constexpr bool jit_only_head_dim(int64_t head_dim) {
+  return head_dim == 80 || head_dim == 96 || head_dim == 112;
+}
+
 constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
                                  int64_t head_dim) {
   using attention::VariantKind;
+  if (jit_only_head_dim(head_dim)) return false;
   const bool dtypes =
       kv_dtype == q_dtype || (q_dtype == DType::kBFloat16 && kv_dtype == DType::kFloat8E4M3);
   switch (variant) {
@@ -66,7 +77,7 @@ constexpr bool aot_fp8_kv_prefill_kernel(attention::VariantKind variant, DType q
 constexpr bool aot_prefill_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,
                                   int64_t head_dim, bool custom_mask) {
   using attention::VariantKind;
-  if (head_dim == 256) return false;  // JIT-served (library size)
+  if (head_dim == 256 || jit_only_head_dim(head_dim)) return false;  // JIT-served (library size)
   if (custom_mask) {
     return variant == VariantKind::kPlain && kv_dtype == q_dtype && head_dim == 128;
   }

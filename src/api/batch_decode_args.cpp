@@ -16,8 +16,7 @@ constexpr int64_t kMaxKvHeads = 65535;  // gridDim.y limit
 }  // namespace
 
 bool decode_head_dim_supported(int64_t head_dim) {
-  return std::find(std::begin(kDecodeHeadDims), std::end(kDecodeHeadDims), head_dim) !=
-         std::end(kDecodeHeadDims);
+  return attention::supported_head_dim(head_dim);
 }
 
 void validate_decode_shape(const DecodePlanShape& shape) {
@@ -30,7 +29,7 @@ void validate_decode_shape(const DecodePlanShape& shape) {
                         std::to_string(shape.num_kv_heads) + ")",
                     "num_qo_heads " + std::to_string(shape.num_qo_heads));
   TESSERA_CHECK_ARG(decode_head_dim_supported(shape.head_dim), "shape",
-                    "head_dim 64, 128 or 256", "head_dim " + std::to_string(shape.head_dim));
+                    attention::kHeadDimsText, "head_dim " + std::to_string(shape.head_dim));
   TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "shape",
                     "page_size in [1, 2^31)", "page_size " + std::to_string(shape.page_size));
 }

@@ -7,11 +7,10 @@
 #include <vector>
 
 #include "tessera/api/decode.h"
+#include "tessera/attention/head_dims.h"
 
 namespace tessera::detail {
 
-// Head dims the AOT decode kernels are built for.
-inline constexpr int64_t kDecodeHeadDims[] = {64, 128, 256};
 // Decode CTAs resident per SM: the planner's wave size is num_sms times this.
 // Matches decode::kMinCtasPerSm (the kernel's launch bounds, include/
 // tessera/attention/decode.cuh); kept here so this header stays host-only.
@@ -20,7 +19,7 @@ inline constexpr int64_t kDecodeCtasPerSm = 2;
 bool decode_head_dim_supported(int64_t head_dim);
 
 // Throws tessera::Error naming "shape": heads >= 1 (num_kv_heads <= 65535,
-// the grid's y), num_qo_heads a multiple of num_kv_heads, head_dim one of kDecodeHeadDims, page_size in [1, 2^31).
+// the grid's y), num_qo_heads a multiple of num_kv_heads, head_dim one of attention::kHeadDims, page_size in [1, 2^31).
 void validate_decode_shape(const DecodePlanShape& shape);
 
 // Throws naming "bounds": max_batch_size in [1, 2^31 - 2]; max_work_units 0

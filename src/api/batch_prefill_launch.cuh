@@ -4,7 +4,7 @@
 // kernel on grid (ctas, heads_y) and, when the plan split KV (or a graph is
 // being captured), the merge kernel on grid (merge tiles, heads_y); both
 // counts the bounds while capturing, else the plan's (plan_run.h grid_units).
-// Kernels per K/V kind: {bf16, fp16} x head_dim {64, 128} x {plain,
+// Kernels per K/V kind: {bf16, fp16} x head_dim {64, 80, 96, 112, 128, 256} x {plain,
 // soft-cap, window, soft-cap + window, ALiBi, RoPE-Llama}; those on the AOT list
 // (aot_kernels.h) are compiled in, the rest come from the JIT on first use.
 #pragma once
@@ -157,12 +157,18 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
     }
     if (l.head_dim == 64)
       return launch_prefill_instance<T, 64, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 80)
+      return launch_prefill_instance<T, 80, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 96)
+      return launch_prefill_instance<T, 96, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 112)
+      return launch_prefill_instance<T, 112, Variant, KvOf<T>>(l, variant, stream);
     if (l.head_dim == 128)
       return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
     if (l.head_dim == 256)
       return launch_prefill_instance<T, 256, Variant, KvOf<T>>(l, variant, stream);
     throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
-                " has no kernel (64, 128, 256)");
+                " has no kernel (64, 80, 96, 112, 128, 256)");
   };
   if (l.dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
   return by_dim.template operator()<half_t>();

@@ -10,6 +10,7 @@
 #include "api/prefill_backend.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
+#include "tessera/attention/head_dims.h"
 #include "tessera/core/error.h"
 
 namespace tessera::detail {
@@ -27,8 +28,8 @@ void validate_prefill_shape(const PrefillPlanShape& shape, bool paged) {
                     "shape", "num_kv_heads >= 1 dividing num_qo_heads (" +
                                  std::to_string(shape.num_qo_heads) + ")",
                     "num_kv_heads " + std::to_string(shape.num_kv_heads));
-  TESSERA_CHECK_ARG(shape.head_dim == 64 || shape.head_dim == 128 || shape.head_dim == 256, "shape",
-                    "head_dim 64, 128 or 256 (prefill)",
+  TESSERA_CHECK_ARG(attention::supported_head_dim(shape.head_dim), "shape",
+                    attention::kHeadDimsText,
                     "head_dim " + std::to_string(shape.head_dim));
   if (paged) {
     TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "shape",

@@ -1,9 +1,9 @@
 // launch_decode (api/decode_launch.h): picks the decode kernel for (q dtype,
 // KV dtype, head_dim, variant) and launches it. The dispatch below spans what
 // the templates support: q/KV in {bf16/bf16, fp16/fp16, bf16/fp8, fp16/fp8}
-// (fp8 e4m3fn or e5m2) x head_dim {64, 128, 256} x the six built-in
-// variants, with tensor-core kernels (decode_mma.cuh) for 16-bit K/V x
-// head_dim {64, 128} x the five variants without RoPE. Entries on the AOT
+// (fp8 e4m3fn or e5m2) x head_dim {64, 80, 96, 112, 128, 256} x the six
+// built-in variants, with tensor-core kernels (decode_mma.cuh) for 16-bit
+// K/V x head_dim {64, 80, 96, 112, 128} x the five variants without RoPE. Entries on the AOT
 // list (aot_kernels.h) are instantiated here; the rest come from the JIT
 // (builtin_jit.h) on first use. Anything else is rejected here (and
 // earlier, with the argument's name, by the API).
@@ -37,11 +37,10 @@ namespace {
 using attention::VariantKind;
 
 // The instances with a tensor-core kernel (decode_mma.cuh): 16-bit K/V of
-// q's dtype, head_dim 64 / 128, no q/k transform (RoPE on the fly).
+// q's dtype, head_dim up to 128, no q/k transform (RoPE on the fly).
 template <typename QT, typename KVT, int kHeadDim, typename Variant>
-inline constexpr bool kTensorCoreInstance = cuda::std::is_same_v<QT, KVT> &&
-                                            (kHeadDim == 64 || kHeadDim == 128) &&
-                                            !Variant::kHasQueryKeyTransform;
+inline constexpr bool kTensorCoreInstance =
+    cuda::std::is_same_v<QT, KVT> && kHeadDim <= 128 && !Variant::kHasQueryKeyTransform;
 // kAuto takes tensor cores from this group size up (below it the CUDA-core
 // kernel's per-head work is small and the mma rows mostly padding).
 constexpr int64_t kTensorCoreMinGroup = 4;
@@ -55,7 +54,7 @@ struct JitKernels {
 
 [[noreturn]] void throw_no_tensor_cores(const DecodeLaunch& l, const JitKernels& jit) {
   throw Error("backend",
-              "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 or 128, "
+              "kTensorCores only with 16-bit K/V of q's dtype, head_dim 64 to 128, "
               "num_qo_heads / num_kv_heads <= " +
                   std::to_string(decode_mma::kRows) +
                   ", a built-in variant other than RoPE or a JIT softmax variant without a "
@@ -170,13 +169,19 @@ void dispatch_head_dim(const DecodeLaunch& l, const attention::VariantParams& va
   switch (l.head_dim) {
     case 64:
       return launch_instance<QT, KVT, 64, Variant>(l, variant, jit, stream);
+    case 80:
+      return launch_instance<QT, KVT, 80, Variant>(l, variant, jit, stream);
+    case 96:
+      return launch_instance<QT, KVT, 96, Variant>(l, variant, jit, stream);
+    case 112:
+      return launch_instance<QT, KVT, 112, Variant>(l, variant, jit, stream);
     case 128:
       return launch_instance<QT, KVT, 128, Variant>(l, variant, jit, stream);
     case 256:
       return launch_instance<QT, KVT, 256, Variant>(l, variant, jit, stream);
     default:
       throw Error("tessera: decode: head_dim " + std::to_string(l.head_dim) +
-                  " has no kernel (64, 128, 256)");
+                  " has no kernel (64, 80, 96, 112, 128, 256)");
   }
 }
 

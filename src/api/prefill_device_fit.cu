@@ -15,13 +15,23 @@ namespace tessera::detail {
 namespace {
 
 // The kernel's layout: 2 K + 2 V tiles of kv_tile_rows(head_dim) rows, the
-// paged row table, then the Q tile.
+// paged row table, then the Q tile; rows of row_pitch_chunks 16-byte chunks
+// (head_dim 80 / 96 / 112 pad to an odd count).
 constexpr int64_t shared_bytes_for(int64_t q_rows, int64_t head_dim) {
   const int64_t kv_rows = prefill::kv_tile_rows(static_cast<int>(head_dim));
-  return (4 * kv_rows + q_rows) * head_dim * 2 + prefill::kRowTableBytes;
+  const int64_t row_elems =
+      prefill::row_pitch_chunks(static_cast<int>(head_dim / prefill::kChunkElems)) *
+      prefill::kChunkElems;
+  return (4 * kv_rows + q_rows) * row_elems * 2 + prefill::kRowTableBytes;
 }
 static_assert(shared_bytes_for(prefill::kMaxQTile, 64) ==
                       prefill::PrefillTraits<half_t, 64>::kSharedBytes &&
+                  shared_bytes_for(prefill::kMaxQTile, 80) ==
+                      prefill::PrefillTraits<half_t, 80>::kSharedBytes &&
+                  shared_bytes_for(prefill::kMaxQTile, 96) ==
+                      prefill::PrefillTraits<half_t, 96>::kSharedBytes &&
+                  shared_bytes_for(prefill::kMaxQTile, 112) ==
+                      prefill::PrefillTraits<half_t, 112>::kSharedBytes &&
                   shared_bytes_for(prefill::kMaxQTile, 128) ==
                       prefill::PrefillTraits<half_t, 128>::kSharedBytes &&
                   shared_bytes_for(prefill::kSmallQTile, 256) ==

@@ -22,6 +22,7 @@
 #include "tessera/attention/decode.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
+#include "tessera/attention/head_dims.h"
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
 
@@ -33,7 +34,7 @@ constexpr std::size_t kKVAlignmentBytes = 16;  // cp.async rows
 using plan::align_region;
 
 bool supported_head_dim(int64_t head_dim) {
-  return head_dim == 64 || head_dim == 128 || head_dim == 256;
+  return attention::supported_head_dim(head_dim);
 }
 
 void check_kv_tensor(const TensorView& t, const TensorView& q) {
@@ -83,7 +84,7 @@ void single_decode_with_kv_cache(const DLTensor& q, const DLTensor& k, const DLT
   qv.expect_last_dim_contiguous();
   const int64_t num_qo_heads = qv.size(0);
   const int64_t head_dim = qv.size(1);
-  TESSERA_CHECK_ARG(supported_head_dim(head_dim), "q", "head_dim 64, 128 or 256",
+  TESSERA_CHECK_ARG(supported_head_dim(head_dim), "q", attention::kHeadDimsText,
                     "head_dim " + std::to_string(head_dim));
 
   const TensorView kv(k, "k");

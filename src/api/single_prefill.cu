@@ -1,7 +1,7 @@
 // single_prefill_with_kv_cache: validates every argument, views K/V as a
 // paged cache with one page (slot = kv position, as single decode does) and
 // launches the FA2-style prefill kernel (attention/prefill_sm80.cuh).
-// Kernels: {bf16, fp16} x head_dim {64, 128} x {plain, soft-cap, window,
+// Kernels: {bf16, fp16} x head_dim {64, 80, 96, 112, 128, 256} x {plain, soft-cap, window,
 // soft-cap + window, ALiBi, RoPE-Llama}, those on the AOT list (aot_kernels.h) compiled
 // in, the rest JIT-compiled on first use; causal is a run-time flag inside
 // the kernel.
@@ -22,6 +22,7 @@
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
+#include "tessera/attention/head_dims.h"
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
 
@@ -112,12 +113,15 @@ template <typename T, typename Variant>
 void dispatch_head_dim(const Launch& l, cudaStream_t stream) {
   switch (l.head_dim) {
     case 64: return launch_instance<T, 64, Variant>(l, stream);
+    case 80: return launch_instance<T, 80, Variant>(l, stream);
+    case 96: return launch_instance<T, 96, Variant>(l, stream);
+    case 112: return launch_instance<T, 112, Variant>(l, stream);
     case 128: return launch_instance<T, 128, Variant>(l, stream);
     case 256:
       return launch_instance<T, 256, Variant>(l, stream);
     default:
       throw Error("tessera: prefill: head_dim " + std::to_string(l.head_dim) +
-                  " has no kernel (64, 128, 256)");
+                  " has no kernel (64, 80, 96, 112, 128, 256)");
   }
 }
 
@@ -140,8 +144,8 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const int64_t qo_len = qv.size(0);
   const int64_t num_qo_heads = qv.size(1);
   const int64_t head_dim = qv.size(2);
-  TESSERA_CHECK_ARG(head_dim == 64 || head_dim == 128 || head_dim == 256, "q",
-                    "head_dim 64, 128 or 256 (prefill)", "head_dim " + std::to_string(head_dim));
+  TESSERA_CHECK_ARG(attention::supported_head_dim(head_dim), "q", attention::kHeadDimsText,
+                    "head_dim " + std::to_string(head_dim));
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
   TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
                     std::to_string(num_qo_heads));

@@ -55,7 +55,8 @@ bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_
 }
 
 bool head_dim_supported(KernelKind /*kernel*/, int64_t head_dim) {
-  return head_dim == 64 || head_dim == 128 || head_dim == 256;
+  return head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 112 ||
+         head_dim == 128 || head_dim == 256;
 }
 
 bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim,
@@ -81,7 +82,7 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
       fp8_ok ? "kv_dtype = q_dtype, float8_e4m3fn or float8_e5m2" : "kv_dtype = q_dtype",
       dtype_name(spec.kv_dtype));
   TESSERA_CHECK_ARG(head_dim_supported(spec.kernel, spec.head_dim), "variant",
-                    decode ? "head_dim 64, 128 or 256 (decode)" : "head_dim 64 or 128 (prefill)",
+                    "head_dim 64, 80, 96, 112, 128 or 256",
                     "head_dim " + std::to_string(spec.head_dim));
 
   TESSERA_CHECK_ARG(!spec.custom_mask || !decode, "variant",
@@ -128,8 +129,9 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
   }
   // Prefill on sm_90a: the Hopper kernel for the same variant beside FA2's.
   std::string hopper_header;
+  // (The Hopper kernels have head_dim 64 / 128 / 256; 80 / 96 / 112 run FA2.)
   if (!hopper_kv.empty() && arch == "sm_90a" && spec.kv_dtype == spec.q_dtype &&
-      spec.head_dim <= 128) {
+      (spec.head_dim == 64 || spec.head_dim == 128)) {
     hopper_header = "tessera/attention/prefill_sm90/kernel.cuh";
     out.mma_name_expression =
         "&tessera::prefill_sm90::prefill_sm90_kernel<tessera::prefill_sm90::Traits<" + q + ", " +

@@ -53,6 +53,7 @@
 
 #include "../api/batch_decode_args.h"
 #include "plan/workspace_regions.h"
+#include "tessera/attention/head_dims.h"
 #include "tessera/core/error.h"
 
 namespace tessera::plan {
@@ -112,9 +113,10 @@ void validate_prefill_planner_input(const PrefillPlannerInput& in) {
                     "shape", "heads >= 1, num_qo_heads a multiple of num_kv_heads",
                     std::to_string(in.num_qo_heads) + " qo heads, " +
                         std::to_string(in.num_kv_heads) + " kv heads");
-  TESSERA_CHECK_ARG(in.head_dim == 64 || in.head_dim == 128 || in.head_dim == 256 ||
+  TESSERA_CHECK_ARG(attention::supported_head_dim(in.head_dim) ||
                         (in.head_dim == 512 && in.num_kv_heads == 1),
-                    "shape", "head_dim 64, 128 or 256 (512: MLA's latent, one KV head)",
+                    "shape",
+                    std::string(attention::kHeadDimsText) + " (512: MLA's latent, one KV head)",
                     "head_dim " + std::to_string(in.head_dim));
   if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 || in.max_partial_rows < 0 ||
       in.max_work_units > kInt32Max || in.max_partial_rows > kInt32Max) {

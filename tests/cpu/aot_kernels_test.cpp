@@ -33,7 +33,9 @@ TEST(KernelTable, HopperPrefillServesTheListedCases) {
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kAlibiSoftCap, dtype, dtype, 128, false));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kAlibi, dtype, dtype, 256, false));
     EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 256, true));
-    EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, 96, false));
+    for (const int64_t head_dim : {80, 96, 112}) {  // FA2 only: auto runs it, fa3 refuses
+      EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, dtype, dtype, head_dim, false));
+    }
   }
   // fp8 e4m3 paged K/V with bf16 q at head_dim 128, plain and window (FA2's
   // AOT fp8 set; the gather widens the tiles).
@@ -51,6 +53,27 @@ TEST(KernelTable, HopperPrefillServesTheListedCases) {
                                        false));
   EXPECT_FALSE(aot_prefill_sm90_kernel(VariantKind::kPlain, DType::kFloat32, DType::kFloat32, 128,
                                        false));
+}
+
+// Head dims 80 / 96 / 112 are JIT-only (aot_kernels.h: library size, CI
+// build time): no decode or prefill entry of any variant or dtype.
+TEST(KernelTable, HeadDims80To112AreJitOnly) {
+  for (const int64_t head_dim : {80, 96, 112}) {
+    for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+      for (const VariantKind v : {VariantKind::kPlain, VariantKind::kSoftCap,
+                                  VariantKind::kSlidingWindow, VariantKind::kAlibi}) {
+        EXPECT_FALSE(aot_decode_kernel(v, dtype, dtype, head_dim)) << head_dim;
+        EXPECT_FALSE(aot_prefill_kernel(v, dtype, dtype, head_dim, false)) << head_dim;
+      }
+      EXPECT_FALSE(aot_prefill_kernel(VariantKind::kPlain, dtype, dtype, head_dim, true));
+    }
+    EXPECT_FALSE(aot_decode_kernel(VariantKind::kPlain, DType::kBFloat16, DType::kFloat8E4M3,
+                                   head_dim));
+  }
+  // The head dims around them keep their entries.
+  EXPECT_TRUE(aot_decode_kernel(VariantKind::kPlain, DType::kBFloat16, DType::kBFloat16, 64));
+  EXPECT_TRUE(aot_prefill_kernel(VariantKind::kPlain, DType::kBFloat16, DType::kBFloat16, 128,
+                                 false));
 }
 
 // The public question (tessera::prefill_backend_support_sm90, the C ABI's

@@ -81,11 +81,23 @@ TEST(BatchDecodeArgs, RejectsBadShape) {
   expect_argument_error(with([](DecodePlanShape& s) { s.num_qo_heads = 12; }), "shape");
   expect_argument_error(with([](DecodePlanShape& s) { s.num_kv_heads = 0; }), "shape");
   expect_argument_error(with([](DecodePlanShape& s) { s.num_qo_heads = 0; }), "shape");
-  expect_argument_error(with([](DecodePlanShape& s) { s.head_dim = 96; }), "shape");
+  expect_argument_error(with([](DecodePlanShape& s) { s.head_dim = 72; }), "shape");
+  expect_argument_error(with([](DecodePlanShape& s) { s.head_dim = 160; }), "shape");
   expect_argument_error(with([](DecodePlanShape& s) { s.page_size = 0; }), "shape");
   expect_argument_error([] { (void)BatchDecodeWithPagedKVCache::workspace_size_bytes(
-                                 {32, 8, 80, 16}, kBounds, 0); },
+                                 {32, 8, 72, 16}, kBounds, 0); },
                         "shape");
+}
+
+// Phi-2 / Phi-3 / StableLM head dims (JIT-served kernels) pass the shape check.
+TEST(BatchDecodeArgs, AcceptsHeadDims80To112) {
+  for (const int64_t head_dim : {80, 96, 112}) {
+    DecodePlanShape shape = kShape;
+    shape.head_dim = head_dim;
+    EXPECT_NO_THROW(detail::validate_decode_shape(shape)) << "head_dim " << head_dim;
+    EXPECT_GT(BatchDecodeWithPagedKVCache::workspace_size_bytes(shape, kBounds, 0), 0)
+        << "head_dim " << head_dim;
+  }
 }
 
 TEST(BatchDecodeArgs, RejectsBadBounds) {

@@ -30,9 +30,16 @@ void expect_rejected_arguments() {
     return [=] { Wrapper wrapper(shape, bounds, workspace, 1 << 30, device); };
   };
   PrefillPlanShape bad = kShape;
-  bad.head_dim = 96;  // no kernel (64, 128, 256)
+  bad.head_dim = 72;  // no kernel (64, 80, 96, 112, 128, 256)
   expect_argument_error(size(bad, kBounds), "shape");
   expect_argument_error(construct(bad, kBounds, kWorkspace, 0), "shape");
+  for (const int64_t head_dim : {80, 96, 112}) {  // JIT-served FA2 kernels
+    PrefillPlanShape good = kShape;
+    good.head_dim = head_dim;
+    // The shape checks pass; sizing the workspace would ask the device.
+    EXPECT_NO_THROW(detail::validate_prefill_shape(good, /*paged=*/true))
+        << "head_dim " << head_dim;
+  }
   bad = kShape;
   bad.num_kv_heads = 3;  // does not divide 32
   expect_argument_error(size(bad, kBounds), "shape");
@@ -79,7 +86,7 @@ TEST(BatchPrefillArgs, BlockSparseRejectsBadBlockShapeAndBounds) {
   expect_argument_error(size(bad, {4}), "shape");
   expect_argument_error(size(good, {0}), "bounds");
   bad = good;
-  bad.head_dim = 96;  // the paged shape's check
+  bad.head_dim = 72;  // the paged shape's check
   expect_argument_error(size(bad, {4}), "shape");
 }
 

@@ -41,7 +41,7 @@ TEST(CascadeArgs, SizeAndConstructorRejectBadLevelsShapeBoundsAndWorkspace) {
   expect_argument_error(min_size(0), "num_levels");
   expect_argument_error(construct(0, kShape, kWorkspace, 0), "num_levels");
   PrefillPlanShape bad = kShape;
-  bad.head_dim = 96;  // no prefill kernel
+  bad.head_dim = 72;  // no prefill kernel
   expect_argument_error(size(2, bad, kBounds), "shape");
   bad = kShape;
   bad.page_size = 0;  // the levels are paged

@@ -95,6 +95,28 @@ TEST_F(JitTest, EveryKernelTemplateCompilesWithAUserVariant) {
   EXPECT_EQ(jit::compilations(), before + 7);
 }
 
+// Head dims 80 / 96 / 112 are JIT-only (aot_kernels.h): every kernel
+// template compiles there, for sm_80 and (prefill without the Hopper kernel,
+// which has 64 / 128 / 256 only) sm_90a; decode carries its tensor-core kernel.
+TEST_F(JitTest, HeadDims80To112CompileForEveryKernel) {
+  for (const int64_t head_dim : {80, 96, 112}) {
+    for (const KernelKind kernel : {KernelKind::kBatchDecode, KernelKind::kSinglePrefill,
+                                    KernelKind::kBatchPrefillRagged,
+                                    KernelKind::kBatchPrefillPaged}) {
+      SCOPED_TRACE(std::string(jit::kernel_kind_name(kernel)) + " head_dim " +
+                   std::to_string(head_dim));
+      const DType dtype = head_dim == 96 ? DType::kFloat16 : DType::kBFloat16;
+      const jit::CompiledKernel k = jit::compile(plain(kernel, dtype, head_dim));
+      EXPECT_GT(k.cubin.size(), 1000u);
+      EXPECT_EQ(k.mma_kernel_name.empty(), kernel != KernelKind::kBatchDecode);
+    }
+  }
+  const jit::CompiledKernel hopper =
+      jit::compile(plain(KernelKind::kBatchPrefillPaged, DType::kBFloat16, 96), {"sm_90a"});
+  EXPECT_GT(hopper.cubin.size(), 1000u);
+  EXPECT_TRUE(hopper.mma_kernel_name.empty());  // FA2 only at head_dim 96
+}
+
 TEST_F(JitTest, SecondCallHitsMemoryThenDiskAfterARestart) {
   const VariantSpec spec = plain(KernelKind::kBatchDecode);
   const int64_t before = jit::compilations();
@@ -191,8 +213,8 @@ TEST_F(JitTest, BadVariantsGiveNamedErrorsAndNoCacheEntry) {
   VariantSpec bad = plain(KernelKind::kBatchDecode);
   bad.name = "not an identifier";
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");
-  bad = plain(KernelKind::kSinglePrefill, DType::kBFloat16, 96);
-  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // prefill hd 96
+  bad = plain(KernelKind::kSinglePrefill, DType::kBFloat16, 72);
+  testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // no hd 72 kernel
   bad = plain(KernelKind::kSinglePrefill);
   bad.kv_dtype = DType::kFloat8E4M3;
   testing::expect_argument_error([&] { jit::compile(bad); }, "variant");  // fp8: paged only

@@ -216,6 +216,22 @@ TEST(PrefillPlanner, ShortQueryOnLongKvSplits) {
   }
 }
 
+// Head dims 80 / 96 / 112 plan as head_dim 128 does (the same FA2 tiles:
+// 64-row K/V tiles, 128-row q tiles allowed, head_dim <= 128).
+TEST(PrefillPlanner, HeadDims80To112PlanLike128) {
+  const Batch b = batch_of({1000, 16, 300}, {1000, 32768, 700});
+  const PrefillScheduleHost reference = plan_prefill_schedule(input_for(b, 32, 8, true, 128));
+  for (const int64_t head_dim : {80, 96, 112}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim));
+    const PrefillPlannerInput in = input_for(b, 32, 8, true, head_dim);
+    const PrefillScheduleHost s = plan_prefill_schedule(in);
+    EXPECT_TRUE(schedule_consistent(in, s));
+    EXPECT_EQ(s.header.q_tile_rows, reference.header.q_tile_rows);
+    EXPECT_EQ(s.header.num_work_units, reference.header.num_work_units);
+    EXPECT_EQ(s.header.split_kv, reference.header.split_kv);
+  }
+}
+
 TEST(PrefillPlanner, OneUnitPerCtaSplitsIntoOneWave) {
   for (const bool causal : {false, true}) {
     SCOPED_TRACE(causal ? "causal" : "non-causal");
@@ -461,7 +477,9 @@ TEST(PrefillPlanner, BadInputIsRejectedByName) {
                           b.kv_lengths = {10, -1};
                         }),
                         "kv_indptr");
-  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.head_dim = 96; }), "shape");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.head_dim = 72; }), "shape");
+  expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.head_dim = 512; }),
+                        "shape");  // 512 only with one KV head (MLA)
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.num_kv_heads = 3; }),
                         "shape");
   expect_argument_error(with([](Batch&, PrefillPlannerInput& in) { in.max_work_units = 1; }),

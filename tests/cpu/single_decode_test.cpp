@@ -57,7 +57,7 @@ TEST(SingleDecodeArgs, QMustBeTwoDimensional16BitOnCuda) {
 
 TEST(SingleDecodeArgs, UnsupportedHeadDimIsRejectedNamingQ) {
   SingleDecodeArgs a;
-  a.q = FakeTensor(DType::kBFloat16, {8, 96});
+  a.q = FakeTensor(DType::kBFloat16, {8, 72});
   expect_argument_error([&] { a.run(); }, "q");
 }
 

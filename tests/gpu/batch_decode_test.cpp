@@ -459,6 +459,47 @@ TEST(BatchDecode, BothFp8FormatsMatchReference) {
   }
 }
 
+// Head dims 80 / 96 / 112 (JIT-served) through the paged cache: both
+// kernels, page sizes 1 / 16 with edge lengths, GQA 1 / 4 / 16, an HND cache
+// with padded pages, and a soft cap + window.
+TEST(BatchDecode, HeadDims80To112MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
+    for (const int64_t head_dim : {80, 96, 112}) {
+      SCOPED_TRACE("head_dim " + std::to_string(head_dim));
+      for (const int32_t page_size : {1, 16}) {
+        CacheConfig c;
+        c.backend = backend;
+        c.head_dim = head_dim;
+        c.page_size = page_size;
+        c.num_qo_heads = 16;
+        c.num_kv_heads = 4;
+        check_batch(c, edge_lengths(page_size), rng);
+      }
+      for (const int64_t group : {1, 16}) {
+        CacheConfig c;
+        c.backend = backend;
+        c.head_dim = head_dim;
+        c.dtype = DType::kFloat16;
+        c.num_kv_heads = 2;
+        c.num_qo_heads = 2 * group;
+        check_batch(c, {7, 300, 2500, 0, 16, 17, 9000}, rng);
+      }
+      CacheConfig c;
+      c.backend = backend;
+      c.head_dim = head_dim;
+      c.layout = KVLayout::kHND;
+      c.page_padding = 64;
+      c.options.logits_soft_cap = 5.0;
+      c.ref.logits_soft_cap = 5.0;
+      c.options.window_left = 700;
+      c.ref.window_left = 700;
+      check_batch(c, {5, 4000, 33, 0, 1, 64}, rng);
+    }
+  }
+}
+
 // Both decode kernels (CUDA cores, decode.cuh; tensor cores, decode_mma.cuh)
 // forced through the same matrix: page sizes with edge lengths, GQA groups
 // 1..16 (16 fills every mma row), head dims 64/128, fp16/bf16, HND with a

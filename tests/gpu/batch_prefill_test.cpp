@@ -430,6 +430,39 @@ TEST(BatchPrefill, GqaRatiosHeadDimsAndFp16MatchReference) {
   }
 }
 
+// Head dims 80 / 96 / 112 (JIT-served FA2, odd-pitch tiles with per-copy
+// rows): ragged and paged (page 1, 3 and 16; HND at 16), GQA 1 / 4 with
+// packed heads, causal and not, fp16 and bf16, a request long enough to
+// split KV, a request with qo > kv, and 128-row tiles (expect_q_tile 0: the
+// plan chooses).
+TEST(BatchPrefill, HeadDims80To112MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {80, 96, 112}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim));
+    for (const int32_t page_size : {0, 1, 3, 16}) {
+      BatchCase c;
+      c.qo_lens = {77, 200, 5, 1, 130};
+      c.kv_lens = {300, 200, 64, 1, 100};
+      c.head_dim = head_dim;
+      c.paged = page_size > 0;
+      c.page_size = c.paged ? page_size : 16;
+      c.layout = page_size == 16 ? KVLayout::kHND : KVLayout::kNHD;
+      c.num_qo_heads = page_size == 3 ? 4 : 8;
+      c.num_kv_heads = page_size == 3 ? 4 : 2;
+      c.dtype = page_size == 1 ? DType::kFloat16 : DType::kBFloat16;
+      c.causal = page_size != 3;
+      run_case(c, rng);
+    }
+    BatchCase split;  // one long request on a small batch: split KV + merge
+    split.qo_lens = {40, 3};
+    split.kv_lens = {9000, 17};
+    split.head_dim = head_dim;
+    split.paged = true;
+    run_case(split, rng);
+  }
+}
+
 // 128-row query tiles (32 rows per warp): batches whose 128-row tiles fill
 // a wave of the GPU (132 SMs x 2 on an H200; the shapes pass that for up to
 // 140 SMs). Ragged / paged (page 16, page 1 HND), causal and not, head_dim 64,

@@ -168,6 +168,32 @@ TEST(DecodeKernel, HeadDims64And256MatchReference) {
   }
 }
 
+// Head dims 80 / 96 / 112 (Phi-2, Phi-3, StableLM; JIT-served): both kernels
+// (the CUDA-core one pads a row's 10 / 12 / 14 slice threads to 16, the
+// tensor-core one pads the tile pitch), lengths around the tiles (51 / 42 /
+// 36 tokens per CUDA-core tile, 64 per tensor-core tile) and a split length,
+// GQA 1 / 4 / 8, both 16-bit dtypes, HND at one length.
+TEST(DecodeKernel, HeadDims80To112MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const DecodeBackend backend : {DecodeBackend::kCudaCores, DecodeBackend::kTensorCores}) {
+    for (const int64_t d : {80, 96, 112}) {
+      for (const int64_t kv_len : {1, 37, 52, 65, 5000}) {
+        for (const int64_t group : {1, 4, 8}) {
+          SCOPED_TRACE("head_dim " + std::to_string(d) + ", kv_len " + std::to_string(kv_len) +
+                       ", group " + std::to_string(group));
+          const DType dtype = group == 4 ? DType::kFloat16 : DType::kBFloat16;
+          DecodeCase c{.kv_len = kv_len, .num_qo_heads = 2 * group, .num_kv_heads = 2,
+                       .head_dim = d, .q_dtype = dtype, .kv_dtype = dtype};
+          c.backend = backend;
+          c.layout = kv_len == 65 ? KVLayout::kHND : KVLayout::kNHD;
+          run_case(c, rng);
+        }
+      }
+    }
+  }
+}
+
 TEST(DecodeKernel, HndLayoutMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
@@ -198,7 +224,7 @@ TEST(DecodeKernel, Fp8KvWithScalesMatchesReference) {
   TESSERA_SEEDED_RNG(rng);
   for (const DType kv_dtype : {DType::kFloat8E4M3, DType::kFloat8E5M2}) {
     for (const DType q_dtype : {DType::kBFloat16, DType::kFloat16}) {
-      for (const int64_t d : {64, 128, 256}) {
+      for (const int64_t d : {64, 96, 128, 256}) {
         SCOPED_TRACE(std::string(dtype_name(q_dtype)) + " q, " + dtype_name(kv_dtype) + " KV");
         DecodeCase c{.kv_len = 1000, .head_dim = d, .q_dtype = q_dtype, .kv_dtype = kv_dtype};
         c.options.k_scale = 0.5;
@@ -350,7 +376,8 @@ TEST(DecodeKernel, AlibiGivenSlopesMatchReference) {
 TEST(DecodeKernel, RopeLlamaMatchesReference) {
   TESSERA_REQUIRE_GPU();
   TESSERA_SEEDED_RNG(rng);
-  for (const int64_t d : {64, 128, 256}) {
+  // 80 / 96 / 112: the rotation's partner is 5 / 6 / 7 lanes away, not an xor.
+  for (const int64_t d : {64, 80, 96, 112, 128, 256}) {
     DecodeCase c{.kv_len = 1000, .head_dim = d};
     c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
     c.options.rope_theta = 5e5;

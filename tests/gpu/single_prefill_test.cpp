@@ -329,6 +329,67 @@ TEST(SinglePrefill, RopeLlamaMatchesReference) {
   }
 }
 
+// Head dims 80 / 96 / 112 (Phi-2, Phi-3, StableLM; JIT-served FA2 with
+// odd-pitch tiles, prefill_tiles_sm80.cuh): causal with qo < kv and qo >
+// kv, non-causal, 64- and 128-row q tiles (qo_len 1100 x 32 heads fills a
+// wave), GQA, fp16 and bf16, HND with padded rows, and "auto" (fa2 here: the
+// Hopper kernels have 64 / 128 / 256; fa3 by name is refused naming
+// "backend", which run_case reports as not served).
+TEST(SinglePrefill, HeadDims80To112MatchReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  for (const int64_t head_dim : {80, 96, 112}) {
+    for (const bool causal : {true, false}) {
+      PrefillCase c;
+      c.head_dim = head_dim;
+      c.causal = causal;
+      c.qo_len = 90;
+      c.kv_len = 1000;
+      c.dtype = causal ? DType::kBFloat16 : DType::kFloat16;
+      run_case(c, rng);
+    }
+    PrefillCase wide;
+    wide.head_dim = head_dim;
+    wide.num_qo_heads = 32;
+    wide.num_kv_heads = 8;
+    wide.qo_len = 1100;
+    wide.kv_len = 1150;
+    run_case(wide, rng);
+    PrefillCase early;  // qo > kv: the first 37 queries see no key
+    early.head_dim = head_dim;
+    early.qo_len = 137;
+    early.kv_len = 100;
+    early.layout = KVLayout::kHND;
+    early.kv_padding = 24;
+    run_case(early, rng);
+    PrefillCase automatic;
+    automatic.head_dim = head_dim;
+    automatic.qo_len = 65;
+    automatic.kv_len = 65;
+    automatic.options.backend = PrefillBackend::kAuto;
+    run_case_on(automatic, rng);
+  }
+}
+
+// RoPE on the fly at head_dim 96: the rotation pairs chunks c and c + 6 of
+// a 12-chunk row in the padded tile.
+TEST(SinglePrefill, RopeLlamaAtHeadDim96MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  PrefillCase c;
+  c.head_dim = 96;
+  c.qo_len = 90;
+  c.kv_len = 1000;
+  c.options.pos_encoding_mode = PosEncodingMode::kRopeLlama;
+  c.options.rope_theta = 5e5;
+  c.options.rope_scale = 2.0;
+  c.ref.rope_llama = true;
+  c.ref.rope_theta = 5e5;
+  c.ref.rope_scale = 2.0;
+  c.ref.round_rotated = [dtype = c.dtype](float x) { return testing::round_to(dtype, x); };
+  run_case(c, rng);
+}
+
 // 128-row query tiles: ceil(qo_len / 128) x 32 heads fills a wave of the
 // GPU (up to 144 SMs), causal and not, head_dim 128 and 64, with GQA.
 TEST(SinglePrefill, LargeQTilesMatchReference) {

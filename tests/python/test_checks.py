@@ -178,6 +178,18 @@ def test_well_formed_calls_still_trace():
                                       kv_layout="HND")
 
 
+@pytest.mark.parametrize("head_dim", [80, 96, 112])
+def test_phi_and_stablelm_head_dims_trace(head_dim):
+    # Their kernels are JIT-served (the library checks head dims, not Python).
+    with FakeTensorMode():
+        out = tessera.single_prefill_with_kv_cache(cuda(7, 8, head_dim), cuda(9, 2, head_dim),
+                                                   cuda(9, 2, head_dim), causal=True)
+        assert out.shape == (7, 8, head_dim)
+        out = tessera.single_decode_with_kv_cache(cuda(8, head_dim), cuda(50, 2, head_dim),
+                                                  cuda(50, 2, head_dim))
+        assert out.shape == (8, head_dim)
+
+
 def capture_graph(graph_module, example_inputs):
     return graph_module.forward
 

@@ -37,7 +37,7 @@ def tolerance(dtype):
 @gpu
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8), (16, 1)])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 80, 96, 112, 128])
 @pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
 def test_single_decode_matches_reference(dtype, num_qo_heads, num_kv_heads, head_dim, kv_layout):
     torch.manual_seed(0)

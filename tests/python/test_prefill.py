@@ -75,7 +75,7 @@ LENGTHS = [(1, 1), (1, 77), (17, 17), (33, 129), (128, 300), (40, 16)]
 @gpu
 @pytest.mark.parametrize("qo_len,kv_len", LENGTHS)
 @pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 80, 96, 112, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
@@ -156,7 +156,7 @@ def check_batch(out, lse, requests, lengths, causal, dtype):
 
 @gpu
 @pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 80, 96, 112, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
@@ -248,7 +248,7 @@ def test_small_workspace_follows_the_planned_work(paged):
 @gpu
 @pytest.mark.parametrize("page_size", [1, 16])
 @pytest.mark.parametrize("num_qo_heads,num_kv_heads", [(8, 8), (32, 8)])
-@pytest.mark.parametrize("head_dim", [64, 128])
+@pytest.mark.parametrize("head_dim", [64, 80, 96, 112, 128])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kv_layout", ["NHD", "HND"])

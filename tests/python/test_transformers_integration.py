@@ -211,12 +211,15 @@ def test_dropout_is_rejected_before_any_device_call():
         tessera_hf.attention_forward(torch.nn.Module(), *cpu_qkv(), None, dropout=0.1)
 
 
-@pytest.mark.parametrize("head_dim", [80, 96, 112])
+@pytest.mark.parametrize("head_dim", [72, 160])
 def test_head_dim_without_kernel_is_named(head_dim):
-    if head_dim in tessera_hf.HEAD_DIMS:
-        pytest.skip(f"head_dim {head_dim} has a kernel now")
     with pytest.raises(TesseraArgumentError, match="'head_dim'.*got " + str(head_dim)):
         tessera_hf.attention_forward(torch.nn.Module(), *cpu_qkv(head_dim), None)
+
+
+@pytest.mark.parametrize("head_dim", [80, 96, 112])
+def test_phi_and_stablelm_head_dims_pass_the_checks(head_dim):
+    tessera_hf.check_arguments(*cpu_qkv(head_dim))
 
 
 def test_float32_query_is_rejected():
@@ -234,14 +237,6 @@ def test_additive_bias_mask_is_rejected():
     mask = torch.full((1, 1, 8, 8), 0.5)
     with pytest.raises(TesseraArgumentError, match="'attention_mask'"):
         tessera_hf.attention_forward(torch.nn.Module(), *cpu_qkv(), mask)
-
-
-@pytest.mark.skipif(96 in tessera_hf.HEAD_DIMS, reason="head_dim 96 has a kernel now")
-def test_phi3_head_dim_96_raises_named_error():
-    model = build_model("phi3", torch.float16, "cpu")
-    with pytest.raises(TesseraArgumentError, match="'head_dim'.*got 96"):
-        with torch.no_grad():
-            model(input_ids=random_ids(1, 16, "cpu"))
 
 
 # ------------------------------------- CPU: single calls on the kernel's reference
@@ -348,10 +343,7 @@ def test_cpu_gemma2_soft_cap_changes_logits(kernel_on_cpu):
 
 # ------------------------------------------------------------ GPU: the kernels
 
-GPU_FAMILIES = ["llama", "qwen2", "gemma2",
-                pytest.param("phi3", marks=pytest.mark.xfail(
-                    96 not in tessera_hf.HEAD_DIMS, raises=TesseraArgumentError, strict=True,
-                    reason="head_dim 96 has no Tessera kernel yet (issue 24)"))]
+GPU_FAMILIES = ["llama", "qwen2", "gemma2", "phi3"]  # phi3: head_dim 96 (JIT-served)
 
 
 @gpu

@@ -11,8 +11,10 @@
 // plan's count, or max_work_units while a graph is captured; CTAs of units
 // >= header->num_work_units exit at once (one captured graph serves any plan).
 // Block: kThreads = 256. A head row of D elements is owned by
-// kRowThreads = D / 8 threads (8 elements each); the remaining kLanes =
-// 256 / kRowThreads "lanes" are split into (head slot) x (token lane). A
+// kRowThreads = D / 8 threads (8 elements each; D = 80 / 96 / 112: the next
+// power of two, 16, of which the last 6 / 4 / 2 hold no dims: zero q, no
+// stores, so the shuffle sums keep their power-of-two shape); the
+// remaining kLanes = 256 / kRowThreads "lanes" are split into (head slot) x (token lane). A
 // thread keeps the query slice and softmax state of up to kMaxHeads query
 // heads of the GQA group (a head slot), so each K/V slice it reads from
 // shared memory is converted to float once and used for all of them; the
@@ -22,7 +24,7 @@
 // branches); a row's dot products are summed with one transposing butterfly
 // for all (head, token) pairs of a step (plain and window variants), and a
 // head's state is rescaled only when its running max grows.
-// Pipeline: K and V tiles of kTileTokens rows (8 KB each) gathered page by
+// Pipeline: K and V tiles of kTileTokens rows (up to 8 KB each) gathered page by
 // page (page = kv_indices[indptr[b] + t / page_size], slot = t % page_size,
 // any page size >= 1, divided with a host-made multiply-shift) with 16-byte
 // cp.async into kStages = 4 stages; a thread's page ids are loaded one tile
@@ -31,7 +33,7 @@
 // Shared memory: kStages x 16 KB = 64 KB dynamic (the cross-lane merge at
 // the end, a log2(token lanes) pairwise tree, reuses it). Two CTAs per SM
 // (launch bounds: <= 128 registers for the per-head state), 96 KB in flight.
-// Limits: D in {64, 128, 256}; K/V rows 16-byte aligned (checked on the
+// Limits: D in {64, 80, 96, 112, 128, 256}; K/V rows 16-byte aligned (checked on the
 // host); q/out accessed element-wise (any alignment); no output transform
 // (split requests are finished by the merge pass, which would skip it).
 // Non-softmax variants (kUseSoftmax false) weigh each token by its logit
@@ -81,28 +83,35 @@ struct DecodeTraits {
   using QT = QT_;
   using KVT = KVT_;
   static constexpr int kHeadDim = kHeadDim_;
-  static constexpr int kRowThreads = kHeadDim / kComputeVec;
+  // Threads holding dims, and threads per row (a power of two: the sums are
+  // xor butterflies); threads dim_threads.. of a row are padding.
+  static constexpr int kDimThreads = kHeadDim / kComputeVec;
+  static constexpr int kRowThreads = kDimThreads <= 8 ? 8 : kDimThreads <= 16 ? 16 : 32;
   static constexpr int kLanes = kThreads / kRowThreads;
   static constexpr int kRowBytes = kHeadDim * static_cast<int>(sizeof(KVT));
-  static constexpr int kTileTokens = kStageTensorBytes / kRowBytes;
+  static constexpr int kTileTokens = kStageTensorBytes / kRowBytes;  // 8 KB or just under
   static constexpr int kChunksPerRow = kRowBytes / kCopyBytes;
   static constexpr int kElemsPerChunk = kCopyBytes / static_cast<int>(sizeof(KVT));
-  static constexpr int kChunksPerThread = kTileTokens * kChunksPerRow / kThreads;
+  static constexpr int kTileChunks = kTileTokens * kChunksPerRow;
+  // Copy c of a thread is chunk tid + c * kThreads of the row-major tile;
+  // with rows of 80 / 96 / 112 elements the last copy of some threads is
+  // past the tile (kTileChunks % kThreads != 0) and copies nothing.
+  static constexpr int kChunksPerThread = (kTileChunks + kThreads - 1) / kThreads;
   static constexpr int kSharedBytes = kStages * 2 * kStageTensorBytes;
 
-  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256, "head_dim 64, 128 or 256");
-  static_assert(kRowThreads <= 32 && 32 % kRowThreads == 0, "a head row sits inside one warp");
+  static_assert(kHeadDim == 64 || kHeadDim == 80 || kHeadDim == 96 || kHeadDim == 112 ||
+                    kHeadDim == 128 || kHeadDim == 256,
+                "head_dim 64, 80, 96, 112, 128 or 256");
+  static_assert(kDimThreads * kComputeVec == kHeadDim, "a thread's slice is whole");
+  static_assert(kDimThreads <= kRowThreads && kRowThreads <= 32 && 32 % kRowThreads == 0,
+                "a head row sits inside one warp");
   static_assert(kRowBytes % kCopyBytes == 0, "rows are whole 16-byte chunks");
-  static_assert(kTileTokens * kRowBytes == kStageTensorBytes, "tiles are whole rows");
-  static_assert(kChunksPerThread >= 1 &&
-                    kChunksPerThread * kThreads == kTileTokens * kChunksPerRow,
-                "every thread copies the same number of chunks");
+  static_assert(kTileTokens * kRowBytes <= kStageTensorBytes, "tiles fit a stage");
   static_assert(kTileTokens >= kLanes, "each token lane gets a token of every tile");
   static_assert(sizeof(KVT) * kComputeVec <= 16, "a thread's slice is one shared-memory load");
   // The cross-lane merge stores every lane's (o slice, m, d) in the stages.
   static_assert(kLanes * kMaxHeads * (kHeadDim + 2) * 4 <= kSharedBytes,
                 "merge scratch fits the stages");
-  static_assert(kThreads % kChunksPerRow == 0, "a thread's chunks share one column");
 };
 
 template <typename QT, typename KVT>
@@ -244,19 +253,37 @@ struct TilePages {
   int32_t slot[Traits::kChunksPerThread];
 };
 
+// Tile row of copy c of this thread (constant divisions: shifts when the
+// row's chunk count is a power of two).
+template <typename Traits>
+__device__ __forceinline__ int copy_row(int c) {
+  return (static_cast<int>(threadIdx.x) + c * kThreads) / Traits::kChunksPerRow;
+}
+template <typename Traits>
+__device__ __forceinline__ int copy_chunk(int c) {
+  return (static_cast<int>(threadIdx.x) + c * kThreads) % Traits::kChunksPerRow;
+}
+// Whether copy c of this thread is inside the tile (always, but for the
+// last copy at head_dim 80 / 96 / 112).
+template <typename Traits>
+__device__ __forceinline__ bool copy_in_tile(int c) {
+  return Traits::kTileChunks % kThreads == 0 ||
+         static_cast<int>(threadIdx.x) + c * kThreads < Traits::kTileChunks;
+}
+
 template <typename Traits, typename KVT>
 __device__ __forceinline__ void fetch_pages(TilePages<Traits>& pages,
                                             const int32_t* __restrict__ kv_indices,
                                             int32_t page_begin, const FastDivmod& page_div,
-                                            int thread_first_token, int kv_hi) {
-  constexpr int kRowStride = kThreads / Traits::kChunksPerRow;  // rows between a thread's chunks
+                                            int tile_first_token, int kv_hi) {
 #pragma unroll
   for (int c = 0; c < Traits::kChunksPerThread; ++c) {
-    const int token = thread_first_token + c * kRowStride;
-    const int in_range = token < kv_hi ? token : 0;  // rows past kv_hi are zero-filled
+    const int token = tile_first_token + copy_row<Traits>(c);
+    const bool live = copy_in_tile<Traits>(c) && token < kv_hi;
+    const int in_range = live ? token : 0;  // rows past kv_hi are zero-filled
     const int page_index = page_div.div(in_range);
     pages.slot[c] = in_range - page_index * static_cast<int>(page_div.divisor);
-    pages.page[c] = token < kv_hi ? kv_indices[page_begin + page_index] : 0;
+    pages.page[c] = live ? kv_indices[page_begin + page_index] : 0;
   }
 }
 
@@ -266,15 +293,16 @@ __device__ __forceinline__ void fetch_pages(TilePages<Traits>& pages,
 template <typename Traits, typename KVT>
 __device__ __forceinline__ void issue_tile(const PagedKVView<const KVT>& kv,
                                            const TilePages<Traits>& pages, int64_t head_offset,
-                                           int thread_first_token, int kv_hi,
+                                           int tile_first_token, int kv_hi,
                                            unsigned char* k_stage, unsigned char* v_stage) {
-  constexpr int kRowStride = kThreads / Traits::kChunksPerRow;
 #pragma unroll
   for (int c = 0; c < Traits::kChunksPerThread; ++c) {
+    if (!copy_in_tile<Traits>(c)) continue;
     const int shared_offset = (static_cast<int>(threadIdx.x) + c * kThreads) * kCopyBytes;
-    if (thread_first_token + c * kRowStride < kv_hi) {
+    if (tile_first_token + copy_row<Traits>(c) < kv_hi) {
       const int64_t offset = static_cast<int64_t>(pages.page[c]) * kv.stride_page +
-                             static_cast<int64_t>(pages.slot[c]) * kv.stride_entry + head_offset;
+                             static_cast<int64_t>(pages.slot[c]) * kv.stride_entry + head_offset +
+                             copy_chunk<Traits>(c) * Traits::kElemsPerChunk;
       sm80::cp_async_16(k_stage + shared_offset, kv.k_data + offset);
       sm80::cp_async_16(v_stage + shared_offset, kv.v_data + offset);
     } else {
@@ -312,12 +340,12 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
   const int tid = static_cast<int>(threadIdx.x);
   const int tx = tid % kRowThreads;
   const int lane = tid / kRowThreads;
-  const int dim0 = tx * kComputeVec;
+  // Padding threads of a row (tx >= kDimThreads) read the last slice (in
+  // bounds) with a zero query and store nothing.
+  const bool holds_dims = tx < Traits::kDimThreads;
+  const int dim0 = min(tx, Traits::kDimThreads - 1) * kComputeVec;
   const int group_size = params.group_size;
-  // This thread's copy rows / column inside a tile (same column for all its chunks).
-  const int copy_row = tid / Traits::kChunksPerRow;
-  const int64_t head_offset = static_cast<int64_t>(kv_head) * params.kv.stride_head +
-                              (tid % Traits::kChunksPerRow) * Traits::kElemsPerChunk;
+  const int64_t head_offset = static_cast<int64_t>(kv_head) * params.kv.stride_head;
 
   for (int head_base = 0; head_base < group_size; head_base += kLanes * kMaxHeads) {
     // Round layout (uniform over the CTA): `slots` head slots of `heads`
@@ -346,9 +374,9 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
 #pragma unroll
         for (int i = 0; i < kComputeVec; ++i) q[h][i] = to_float(q_row[dim0 + i]);
         if constexpr (Variant::kHasQueryKeyTransform) {
-          variants[h].template transform_query<kHeadDim>(q[h], dim0, kRowThreads / 2);
+          variants[h].template transform_query<kHeadDim>(q[h], dim0, Traits::kDimThreads / 2);
         }
-        const float scale = variants[h].query_scale();
+        const float scale = holds_dims ? variants[h].query_scale() : 0.f;
 #pragma unroll
         for (int i = 0; i < kComputeVec; ++i) q[h][i] *= scale;
         first_kv = min(first_kv, variants[h].first_kv_position());
@@ -382,19 +410,19 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
     }
 
     auto stage_k = [&](int tile) { return shared + (tile % kStages) * 2 * kStageTensorBytes; };
-    auto thread_first = [&](int tile) { return kv_lo + tile * kTileTokens + copy_row; };
+    auto tile_first_token = [&](int tile) { return kv_lo + tile * kTileTokens; };
     TilePages<Traits> pages;
     fetch_pages<Traits, KVT>(pages, params.kv_indices, page_begin, params.page_div,
-                             thread_first(0), kv_hi);
+                             tile_first_token(0), kv_hi);
     // Issues tile `tile` from `pages`, then loads the page ids of tile + 1.
     auto issue = [&](int tile) {
       if (tile < num_tiles) {
         unsigned char* k_stage = stage_k(tile);
-        issue_tile<Traits>(params.kv, pages, head_offset, thread_first(tile), kv_hi, k_stage,
+        issue_tile<Traits>(params.kv, pages, head_offset, tile_first_token(tile), kv_hi, k_stage,
                            k_stage + kStageTensorBytes);
         if (tile + 1 < num_tiles) {
           fetch_pages<Traits, KVT>(pages, params.kv_indices, page_begin, params.page_div,
-                                   thread_first(tile + 1), kv_hi);
+                                   tile_first_token(tile + 1), kv_hi);
         }
       } else {
         sm80::cp_async_commit();
@@ -441,7 +469,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
             if constexpr (Variant::kHasQueryKeyTransform) {
               // Head-independent by contract: once for all heads.
               variants[0].template transform_key<kHeadDim>(k, tile_first + rows[u], dim0,
-                                                           kRowThreads / 2);
+                                                           Traits::kDimThreads / 2);
             }
 #pragma unroll
             for (int h = 0; h < kHeads; ++h) {
@@ -521,7 +549,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       if (active && position == stride) {
 #pragma unroll
         for (int h = 0; h < kMaxHeads; ++h) {
-          if (h < heads) {
+          if (h < heads && holds_dims) {
             float* o_row = merge_o + (lane * kMaxHeads + h) * kHeadDim + dim0;
 #pragma unroll
             for (int i = 0; i < kComputeVec; i += 4) {
@@ -558,7 +586,7 @@ __global__ void __launch_bounds__(kThreads, kMinCtasPerSm)
       }
       __syncthreads();
     }
-    if (active && token_lane == 0) {
+    if (active && token_lane == 0 && holds_dims) {
 #pragma unroll
       for (int h = 0; h < kMaxHeads; ++h) {
         if (h < heads && slot_first + h < round_heads) {

@@ -21,8 +21,10 @@
 // softmax state; at the end the 4 warp states merge through shared memory in
 // a fixed order (deterministic).
 // Shared memory: kStages x (K + V) x 64 x head_dim x 2 B = 48 KB (hd 64),
-// 96 KB (hd 128): two CTAs per SM, 4 tiles (128 KB at hd 128) in flight.
-// Limits: 16-bit q = K = V dtype, head_dim 64 / 128, group_size <= 16,
+// 96 KB (hd 128); head_dim 80 / 96 / 112 rows are padded to 88 / 104 / 120
+// elements (prefill_tiles_sm80.cuh): 66 / 78 / 90 KB. Two CTAs per SM, 4
+// tiles (128 KB at hd 128) in flight.
+// Limits: 16-bit q = K = V dtype, head_dim 64 / 80 / 96 / 112 / 128, group_size <= 16,
 // softmax variants without q/k or output transforms (the host picks
 // decode_kernel otherwise).
 // Device header: compiles under nvcc and NVRTC.

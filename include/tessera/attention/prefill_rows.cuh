@@ -35,7 +35,9 @@ struct QueryRows {
 //
 // A KvRows type also says where a thread's rows of one tile are: fetch()
 // returns a TileRows for the thread's kRows positions pos0 + i * kStep
-// (before pos_end), and offset(rows, i, pos) the element offset of row i.
+// (before pos_end), fetch_at() for positions pos_of(i) (the irregular copies
+// of head_dim 80 / 96 / 112), and offset(rows, i, pos) the element offset of
+// row i.
 // Paged caches load the page ids there, one tile ahead of the copies, so the
 // id loads never stall the copy issue (one dependent global load per tile
 // and K/V otherwise, measured at 0.66-0.8x of ragged for page size 1).
@@ -50,6 +52,10 @@ struct ContiguousKvRows {
   struct TileRows {};
   template <int kRows, int kStep>
   __device__ __forceinline__ TileRows<kRows> fetch(int /*pos0*/, int /*pos_end*/) const {
+    return {};
+  }
+  template <int kRows, typename PosOf>
+  __device__ __forceinline__ TileRows<kRows> fetch_at(const PosOf&, int /*pos_end*/) const {
     return {};
   }
   template <int kRows>
@@ -114,6 +120,13 @@ struct PagedKvRows {
     TileRows<kRows> rows;
 #pragma unroll
     for (int i = 0; i < kRows; ++i) rows.page_id[i] = page_of(pos0 + i * kStep, pos_end);
+    return rows;
+  }
+  template <int kRows, typename PosOf>
+  __device__ __forceinline__ TileRows<kRows> fetch_at(const PosOf& pos_of, int pos_end) const {
+    TileRows<kRows> rows;
+#pragma unroll
+    for (int i = 0; i < kRows; ++i) rows.page_id[i] = page_of(pos_of(i), pos_end);
     return rows;
   }
   template <int kRows>

@@ -22,7 +22,9 @@
 //     of the plan (made with one CTA per unit, heaviest first) for its head
 //     y; K/V ragged (contiguous per request) or paged (any page size >= 1).
 // Shared memory: 2 K + 2 V tiles, then the Q tile, rows XOR-swizzled in
-// 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free:
+// 16-byte chunks (chunk ^ row % 8) so ldmatrix is bank-conflict free
+// (head_dim 80 / 96 / 112: rows padded to an odd count of chunks instead,
+// prefill_tiles_sm80.cuh; 66 / 78 / 90 KB):
 // (4 * 64 + 128) * head_dim * 2 bytes = 48 KB (hd 64), 96 KB (hd 128);
 // head_dim 256 (64-row Q tiles, 32-row K/V tiles): (4 * 32 + 64) * 512 =
 // 96 KB; plus the paged row table (kRowTableBytes, 512 bytes) between V and Q.
@@ -30,7 +32,7 @@
 // CTAs do not fit an SM, api/prefill_device_fit) requests (4 * 64 + 64)
 // rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
-// Limits: head_dim 64 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
+// Limits: head_dim 64 / 80 / 96 / 112 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal with qo_len > kv_len leaves rows before the first key with no tile
 // (out 0, lse -inf); the batch kernel runs
 // variants without output transforms (a split unit's partial is merged
@@ -280,7 +282,9 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     if (q_scale < 0.f) {
       q_scale = -q_scale;
       uint32_t* const words = reinterpret_cast<uint32_t*>(q_tile);
-      for (int w = static_cast<int>(threadIdx.x); w < kQTile * Traits::kHeadDim / 2; w += kThreads) {
+      // (Padded rows' pad words flip too: never read.)
+      for (int w = static_cast<int>(threadIdx.x); w < kQTile * Traits::kRowElems / 2;
+           w += kThreads) {
         words[w] ^= 0x80008000u;  // the sign bits of two 16-bit values
       }
       __syncthreads();

@@ -3,6 +3,15 @@
 // (prefill_sm80.cuh) and the tensor-core decode (decode_mma.cuh): tile
 // shapes (PrefillTraits), the swizzle, Q and K/V tile copies (contiguous,
 // paged through a row table, fp8 widened in place).
+// Head dims: 64 / 128 / 256 rows (8 / 16 / 32 chunks of 16 bytes) are XOR-
+// swizzled within groups of 8 chunks; 80 / 96 / 112 (10 / 12 / 14 chunks,
+// Phi / StableLM) have rows padded to an odd pitch of chunks (11 / 13 / 15):
+// eight rows at one chunk column then fall in eight distinct 16-byte bank
+// groups (an odd pitch is invertible mod 8), so ldmatrix and the output
+// staging stay conflict-free with 7-10% more shared memory and no padding of
+// the math (5 / 6 / 7 mma k-steps, 10 / 12 / 14 n8 blocks of O). Their
+// chunk counts do not divide the 128 threads, so a thread's copies are items
+// tid + i * 128 of the tile (TileCopy::kRegular false).
 // Device header: compiles under nvcc and NVRTC.
 #pragma once
 
@@ -37,24 +46,33 @@ inline constexpr int kMinCtasPerSm = 2;
 // Paged K/V's row-offset table (PagedRowTable): two tiles of 32-bit offsets.
 inline constexpr int kRowTableBytes = 2 * kKvTile * 4;
 
+// Shared-memory row pitch, in 16-byte chunks, of a tile with kChunks chunks
+// per row: XOR-swizzled rows (a multiple of 8 chunks) keep their width;
+// others (an even count: head_dim 80 / 96 / 112) take the next odd count.
+__host__ __device__ constexpr int row_pitch_chunks(int chunks) {
+  return chunks % kSwizzleRows == 0 ? chunks : chunks + 1;
+}
+
 template <typename T_, int kHeadDim_>
 struct PrefillTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
   static_assert(sizeof(T) == 2, "prefill runs 16-bit mma inputs");
-  static_assert(kHeadDim == 64 || kHeadDim == 128 || kHeadDim == 256,
-                "prefill head_dim 64, 128 or 256");
+  static_assert(kHeadDim == 64 || kHeadDim == 80 || kHeadDim == 96 || kHeadDim == 112 ||
+                    kHeadDim == 128 || kHeadDim == 256,
+                "prefill head_dim 64, 80, 96, 112, 128 or 256");
   static constexpr int kChunks = kHeadDim / kChunkElems;  // 16-byte chunks per row
   static_assert(kChunks >= kSwizzleRows, "the XOR swizzle needs >= 8 chunks per row");
+  static constexpr int kRowElems = row_pitch_chunks(kChunks) * kChunkElems;  // shared row pitch
   // head_dim 256 runs 64-row tiles only: 32 rows per warp would need 256
   // accumulator registers per thread. Its Q rows (64 registers as fragments)
   // are re-read from shared memory too.
   static constexpr int kMaxMBlocks = kHeadDim <= 128 ? 2 : 1;
   static constexpr int kQRows = kWarps * 16 * kMaxMBlocks;
   static constexpr bool kQFitsRegisters = kHeadDim <= 128;
-  static constexpr int kQElems = kQRows * kHeadDim;
+  static constexpr int kQElems = kQRows * kRowElems;
   static constexpr int kKvTile = kv_tile_rows(kHeadDim);
-  static constexpr int kTileElems = kKvTile * kHeadDim;
+  static constexpr int kTileElems = kKvTile * kRowElems;
   // For the largest tile; api/prefill_device_fit.cu computes the same for
   // the tile a device runs (and checks it against these).
   static constexpr int kSharedBytes =
@@ -68,10 +86,16 @@ struct PrefillTraits {
   static_assert((kKvTile * kChunks) % kThreads == 0, "KV tile loads split evenly");
 };
 
-// Element offset of 16-byte chunk `chunk` of tile row `row`.
+// Element offset of 16-byte chunk `chunk` of tile row `row` (see the file
+// comment: XOR swizzle, or an odd row pitch).
 template <int kChunks>
 __device__ __forceinline__ int swizzled(int row, int chunk) {
-  return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
+  if constexpr (kChunks % kSwizzleRows == 0) {
+    return (row * kChunks + (chunk ^ (row % kSwizzleRows))) * kChunkElems;
+  } else {
+    static_assert(row_pitch_chunks(kChunks) % 2 == 1, "padded rows have an odd pitch");
+    return (row * row_pitch_chunks(kChunks) + chunk) * kChunkElems;
+  }
 }
 
 // A lane's ldmatrix row addresses in a swizzled tile, for the fragment
@@ -81,34 +105,58 @@ __device__ __forceinline__ int swizzled(int row, int chunk) {
 // (2 j ^ x): four per-lane addresses, to which row0 and m add offsets
 // (immediates, but for the run-time stage of a K/V tile). The compiler
 // otherwise keeps one register per k, and at 32 rows per warp those spill.
+// Padded (odd-pitch) tiles need one base: every offset is an immediate.
 template <int kChunks>
 struct LaneTileAddress {
-  uint32_t base[4];
+  static constexpr bool kXor = kChunks % kSwizzleRows == 0;
+  static constexpr int kPitch = row_pitch_chunks(kChunks);
+  uint32_t base[kXor ? 4 : 1];
   __device__ __forceinline__ LaneTileAddress(const void* tile, int lane_row, int lane_bit) {
     const uint32_t tile_address = sm80::shared_address(tile);
-    const int x = lane_bit ^ (lane_row % kSwizzleRows);
+    if constexpr (kXor) {
+      const int x = lane_bit ^ (lane_row % kSwizzleRows);
 #pragma unroll
-    for (int j = 0; j < 4; ++j) {
-      base[j] = tile_address + static_cast<uint32_t>((lane_row * kChunks + ((2 * j) ^ x)) * 16);
+      for (int j = 0; j < 4; ++j) {
+        base[j] = tile_address + static_cast<uint32_t>((lane_row * kChunks + ((2 * j) ^ x)) * 16);
+      }
+    } else {
+      base[0] = tile_address + static_cast<uint32_t>((lane_row * kPitch + lane_bit) * 16);
     }
   }
   __device__ __forceinline__ uint32_t at(int row0, int k) const {
-    return base[k % 4] + static_cast<uint32_t>((row0 * kChunks + (k / 4) * 8) * 16);
+    if constexpr (kXor) {
+      return base[k % 4] + static_cast<uint32_t>((row0 * kChunks + (k / 4) * 8) * 16);
+    } else {
+      return base[0] + static_cast<uint32_t>((row0 * kPitch + 2 * k) * 16);
+    }
   }
 };
 
-// A thread copies one 16-byte chunk column of rows r0, r0 + kRowStep, ... of
-// a tile whose rows hold head_dim elements of `Element` (q's type for Q and
-// 16-bit K/V; fp8 K/V rows are half as many chunks).
+// Which 16-byte chunks of a tile a thread copies; the tile's rows hold
+// head_dim elements of `Element` (q's type for Q and 16-bit K/V; fp8 K/V
+// rows are half as many chunks). Copy i of a thread is chunk item tid + i *
+// kThreads of the row-major tile: row item / kChunks, chunk item % kChunks.
+// Regular (kChunks divides kThreads): a thread copies one chunk column of
+// rows first_row(), + kRowStep, ...; the loaders use that structure (one
+// address register plus immediates). Otherwise (head_dim 80 / 96 / 112)
+// row(i) and chunk(i) vary per copy.
 template <typename Traits, typename Element = typename Traits::T>
 struct TileCopy {
   static constexpr int kChunks = Traits::kHeadDim * static_cast<int>(sizeof(Element)) / 16;
-  static constexpr int kRowStep = kThreads / kChunks;
-  static constexpr int kKvRowsPerThread = Traits::kKvTile / kRowStep;
-  static_assert(kThreads % kChunks == 0 && Traits::kKvTile % kRowStep == 0, "whole rows per pass");
+  static constexpr bool kRegular = kThreads % kChunks == 0;
+  static constexpr int kRowStep = kRegular ? kThreads / kChunks : 0;  // regular only
+  static constexpr int kKvCopies = Traits::kKvTile * kChunks / kThreads;  // per K or V tile
+  static_assert(Traits::kKvTile * kChunks % kThreads == 0, "K/V tile copies split evenly");
+  static_assert(Traits::kKvTile % (kRegular ? kRowStep : 1) == 0, "whole rows per pass");
   __device__ __forceinline__ static int chunk() { return static_cast<int>(threadIdx.x) % kChunks; }
   __device__ __forceinline__ static int first_row() {
     return static_cast<int>(threadIdx.x) / kChunks;
+  }
+  __device__ __forceinline__ static int row(int i) {
+    return (static_cast<int>(threadIdx.x) + i * kThreads) / kChunks;
+  }
+  __device__ __forceinline__ static int chunk(int i) {
+    return (static_cast<int>(threadIdx.x) + i * kThreads) % kChunks;
   }
 };
 
@@ -118,12 +166,24 @@ template <typename Traits, int kQTile, typename T>
 __device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, int row0,
                                             int row_end) {
   using Copy = TileCopy<Traits>;
-  const int chunk = Copy::chunk();
+  if constexpr (Copy::kRegular) {
+    const int chunk = Copy::chunk();
 #pragma unroll
-  for (int r = Copy::first_row(); r < kQTile; r += Copy::kRowStep) {
-    const bool valid = row0 + r < row_end;
-    const T* source = rows.q + (valid ? rows.offset(row0 + r) : 0) + chunk * kChunkElems;
-    sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+    for (int r = Copy::first_row(); r < kQTile; r += Copy::kRowStep) {
+      const bool valid = row0 + r < row_end;
+      const T* source = rows.q + (valid ? rows.offset(row0 + r) : 0) + chunk * kChunkElems;
+      sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+    }
+  } else {
+    static_assert(kQTile * Copy::kChunks % kThreads == 0, "Q tile copies split evenly");
+#pragma unroll
+    for (int i = 0; i < kQTile * Copy::kChunks / kThreads; ++i) {
+      const int r = Copy::row(i);
+      const int chunk = Copy::chunk(i);
+      const bool valid = row0 + r < row_end;
+      const T* source = rows.q + (valid ? rows.offset(row0 + r) : 0) + chunk * kChunkElems;
+      sm80::cp_async_16_zfill(tile + swizzled<Traits::kChunks>(r, chunk), source, valid);
+    }
   }
 }
 
@@ -131,8 +191,12 @@ __device__ __forceinline__ void load_q_tile(T* tile, const QueryRows<T>& rows, i
 template <typename Traits, typename KvRows>
 __device__ __forceinline__ auto fetch_kv_rows(const KvRows& kv, int pos0, int pos_end) {
   using Copy = TileCopy<Traits, typename KvRows::Element>;
-  return kv.template fetch<Copy::kKvRowsPerThread, Copy::kRowStep>(pos0 + Copy::first_row(),
-                                                                   pos_end);
+  if constexpr (Copy::kRegular) {
+    return kv.template fetch<Copy::kKvCopies, Copy::kRowStep>(pos0 + Copy::first_row(), pos_end);
+  } else {
+    return kv.template fetch_at<Copy::kKvCopies>([&](int i) { return pos0 + Copy::row(i); },
+                                                 pos_end);
+  }
 }
 
 // K or V positions [pos0, pos0 + kKvTile) into a swizzled tile, with the
@@ -150,10 +214,12 @@ __device__ __forceinline__ unsigned char* fp8_staging(T* tile) {
 // position pos, in global memory. The source adds the chunk, so that the
 // paged row table (PagedRowTable) adds it to its base once per tile and
 // each copy's address is one multiply-add of the row's offset.
+// Regular copies (TileCopy::kRegular): a chunk column of rows per thread.
 template <typename Traits, typename T, typename KVT, typename RowSource>
-__device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_source, int pos0,
-                                             int pos_end) {
+__device__ __forceinline__ void copy_kv_tile_columns(T* tile, const RowSource& row_source,
+                                                     int pos0, int pos_end) {
   using Copy = TileCopy<Traits, KVT>;
+  static_assert(Copy::kRegular, "one chunk column per thread");
   constexpr int kChunkKv = 16 / static_cast<int>(sizeof(KVT));  // elements per chunk
   constexpr bool kFp8 = sizeof(KVT) != sizeof(T);
   // Shared byte offset of this thread's row i. The thread's rows are
@@ -179,9 +245,9 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
   // Every source first: a row_source that reads memory (the paged row
   // table) cannot move across the copies' asm (a memory clobber), so reads
   // interleaved with them would wait one after another.
-  const KVT* source[Copy::kKvRowsPerThread];
+  const KVT* source[Copy::kKvCopies];
 #pragma unroll
-  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+  for (int i = 0; i < Copy::kKvCopies; ++i) {
     source[i] = row_source(i, pos0 + r0 + i * Copy::kRowStep, chunk * kChunkKv);
   }
   // Rows past pos_end copy nothing (ignore-src, zero-filled): their address
@@ -190,8 +256,42 @@ __device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_sourc
   // compiler kept an add and a compare).
   const int rows_left = pos_end - pos0 - r0;
 #pragma unroll
-  for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+  for (int i = 0; i < Copy::kKvCopies; ++i) {
     sm80::cp_async_16_zfill(destination(i), source[i], i * Copy::kRowStep < rows_left);
+  }
+}
+
+// copy_kv_tile for irregular copies (TileCopy::kRegular false: head_dim 80 /
+// 96 / 112, 16-bit K/V): copy i of a thread is row row(i), chunk chunk(i);
+// row_source gets the same (i, pos, chunk_elems) as in copy_kv_tile.
+template <typename Traits, typename T, typename KVT, typename RowSource>
+__device__ __forceinline__ void copy_kv_tile_items(T* tile, const RowSource& row_source, int pos0,
+                                                   int pos_end) {
+  using Copy = TileCopy<Traits, KVT>;
+  static_assert(sizeof(KVT) == sizeof(T), "fp8 K/V tiles are regular (head_dim 128)");
+  const uint32_t tile_address = sm80::shared_address(tile);
+  const KVT* source[Copy::kKvCopies];
+#pragma unroll
+  for (int i = 0; i < Copy::kKvCopies; ++i) {
+    source[i] = row_source(i, pos0 + Copy::row(i), Copy::chunk(i) * kChunkElems);
+  }
+  const int rows_left = pos_end - pos0;
+#pragma unroll
+  for (int i = 0; i < Copy::kKvCopies; ++i) {
+    const uint32_t destination =
+        tile_address +
+        static_cast<uint32_t>(swizzled<Traits::kChunks>(Copy::row(i), Copy::chunk(i)) * sizeof(T));
+    sm80::cp_async_16_zfill(destination, source[i], Copy::row(i) < rows_left);
+  }
+}
+
+template <typename Traits, typename T, typename KVT, typename RowSource>
+__device__ __forceinline__ void copy_kv_tile(T* tile, const RowSource& row_source, int pos0,
+                                             int pos_end) {
+  if constexpr (TileCopy<Traits, KVT>::kRegular) {
+    copy_kv_tile_columns<Traits, T, KVT>(tile, row_source, pos0, pos_end);
+  } else {
+    copy_kv_tile_items<Traits, T, KVT>(tile, row_source, pos0, pos_end);
   }
 }
 
@@ -199,7 +299,14 @@ template <typename Traits, typename T, typename KVT, typename KvRows, typename T
 __device__ __forceinline__ void load_kv_tile(T* tile, const KVT* base, const KvRows& kv,
                                              const TileRows& rows, int pos0, int pos_end) {
   using Copy = TileCopy<Traits, KVT>;
-  if constexpr (KvRows::kContiguous) {
+  if constexpr (KvRows::kContiguous && !Copy::kRegular) {
+    copy_kv_tile<Traits, T, KVT>(
+        tile,
+        [&](int, int pos, int chunk_elems) {
+          return base + chunk_elems + static_cast<int64_t>(pos) * kv.stride;
+        },
+        pos0, pos_end);
+  } else if constexpr (KvRows::kContiguous) {
     // Row i is i * kRowStep * stride past row 0: one multiply per tile.
     const KVT* first = base + static_cast<int64_t>(pos0 + Copy::first_row()) * kv.stride;
     const int64_t step = Copy::kRowStep * kv.stride;
@@ -231,14 +338,20 @@ template <typename Traits, typename KvRows>
 struct PagedRowTable {
   using Copy = TileCopy<Traits, typename KvRows::Element>;
   static constexpr int kKvTile = Traits::kKvTile;
-  static constexpr int kRows = Copy::kKvRowsPerThread;  // adjacent entries per thread
+  static constexpr int kRows = Copy::kKvCopies;  // adjacent entries per thread (regular)
   static_assert(2 * kKvTile * 4 <= kRowTableBytes, "the table's region holds two tiles");
-  static_assert(kRows % 4 == 0 || kRows == 2, "a thread's entries load as uint4 or uint2");
+  static_assert(!Copy::kRegular || kRows % 4 == 0 || kRows == 2,
+                "a thread's entries load as uint4 or uint2");
   uint32_t* table;  // [2][kKvTile] in shared memory
   // Row r of a tile is entry i = r / kRowStep of the threads with first_row
-  // r % kRowStep.
+  // r % kRowStep. Irregular copies (head_dim 80 / 96 / 112) read row r at
+  // entry r, one 4-byte shared load per copy.
   __device__ __forceinline__ static int index(int r) {
-    return (r % Copy::kRowStep) * kRows + r / Copy::kRowStep;
+    if constexpr (Copy::kRegular) {
+      return (r % Copy::kRowStep) * kRows + r / Copy::kRowStep;
+    } else {
+      return r;
+    }
   }
   // This thread's row (threads < kKvTile) of the tile at pos0: its page id.
   __device__ __forceinline__ int32_t fetch(const KvRows& kv, int pos0, int pos_end) const {
@@ -256,6 +369,24 @@ struct PagedRowTable {
   template <typename T, typename KVT>
   __device__ __forceinline__ void load(T* tile, const KVT* base, const PagedRowUnits& units,
                                        int slot, int pos0, int pos_end) const {
+    if constexpr (!Copy::kRegular) {
+      const uint32_t* const slot_table = table + slot * kKvTile;
+      copy_kv_tile<Traits, T, KVT>(
+          tile,
+          [&](int, int pos, int chunk_elems) {
+            return reinterpret_cast<const KVT*>(
+                reinterpret_cast<const char*>(base + chunk_elems) +
+                static_cast<uint64_t>(slot_table[pos - pos0]) * units.bytes);
+          },
+          pos0, pos_end);
+    } else {
+      load_columns<T>(tile, base, units, slot, pos0, pos_end);
+    }
+  }
+  // Regular copies: a thread's entries are adjacent (one or two vector loads).
+  template <typename T, typename KVT>
+  __device__ __forceinline__ void load_columns(T* tile, const KVT* base, const PagedRowUnits& units,
+                                               int slot, int pos0, int pos_end) const {
     const uint32_t* const mine = table + slot * kKvTile + Copy::first_row() * kRows;
     uint32_t offsets[kRows];
 #pragma unroll
@@ -289,12 +420,13 @@ struct PagedRowTable {
 template <typename Traits, typename T, typename Fp8>
 struct Fp8TileWidener {
   using Copy = TileCopy<Traits, Fp8>;
-  uint4 chunks[Copy::kKvRowsPerThread];
+  static_assert(sizeof(Fp8) == sizeof(T) || Copy::kRegular, "fp8 K/V runs head_dim 128");
+  uint4 chunks[Copy::kKvCopies];
 
   __device__ __forceinline__ void read_own(T* tile) {
     const unsigned char* staging = fp8_staging<Traits>(tile);
 #pragma unroll
-    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+    for (int i = 0; i < Copy::kKvCopies; ++i) {
       const int r = Copy::first_row() + i * Copy::kRowStep;
       chunks[i] =
           *reinterpret_cast<const uint4*>(staging + (r * Copy::kChunks + Copy::chunk()) * 16);
@@ -303,7 +435,7 @@ struct Fp8TileWidener {
 
   __device__ __forceinline__ void write(T* tile) const {
 #pragma unroll
-    for (int i = 0; i < Copy::kKvRowsPerThread; ++i) {
+    for (int i = 0; i < Copy::kKvCopies; ++i) {
       const int r = Copy::first_row() + i * Copy::kRowStep;
       T* const row_chunk0 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk());
       T* const row_chunk1 = tile + swizzled<Traits::kChunks>(r, 2 * Copy::chunk() + 1);

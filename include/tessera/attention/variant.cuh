@@ -155,16 +155,20 @@ struct RopeLlamaVariant : PlainVariant {
         q_position(q_pos) {}
 
   // x holds dims [dim0, dim0 + N) of a head row of kHeadDim; the other half's
-  // dims are in the lane `half_lanes` away (xor).
+  // dims are in the lane `half_lanes` away: up for the first half, down for
+  // the second (the xor partner when the row's lanes are a power of two;
+  // head_dim 80 / 96 / 112 have 5 / 6 / 7 lanes per half).
   template <int kHeadDim, int N>
   __device__ __forceinline__ void rotate(FloatVec<N>& x, int position, int dim0,
                                          int half_lanes) const {
     constexpr int kHalf = kHeadDim / 2;
     static_assert(kHalf % N == 0, "a thread's slice must sit inside one half of the head");
     const bool first_half = dim0 < kHalf;
+    const int partner_lane =
+        static_cast<int>(threadIdx.x) % 32 + (first_half ? half_lanes : -half_lanes);
 #pragma unroll
     for (int i = 0; i < N; ++i) {
-      const float partner = __shfl_xor_sync(0xffffffffu, x[i], half_lanes);
+      const float partner = __shfl_sync(0xffffffffu, x[i], partner_lane);
       const int pair = (dim0 + i) % kHalf;
       const float freq =
           rcp_scale * exp2f(-static_cast<float>(2 * pair) / kHeadDim * log2_theta);

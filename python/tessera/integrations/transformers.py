@@ -59,7 +59,7 @@ from ..quantization import packbits
 
 # Head dims Tessera's prefill kernels serve (src/api/single_prefill.cu checks
 # the same list). Add one here when its kernel lands.
-HEAD_DIMS = (64, 128, 256)
+HEAD_DIMS = (64, 80, 96, 112, 128, 256)
 
 NAME = "tessera"
 
