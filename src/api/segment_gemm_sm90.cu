@@ -53,10 +53,9 @@ void launch_segment_gemm_sm90(const gemm::SegmentGemmParams<T>& params, WeightLa
   const int64_t w_row_bytes = params.weight_row_stride * kElementBytes;
   const int64_t w_matrix_bytes =
       params.num_weights > 1 ? weight_matrix_stride * kElementBytes : w_row_bytes * rows;
-  p.w_map = encode_tensor_map_3d(params.weights, {inner, rows, params.num_weights},
-                                 {w_row_bytes, w_matrix_bytes},
-                                 {Shape::kBlockK, column_major ? Shape::kBlockN : Shape::kBlockK, 1},
-                                 "weights");
+  p.w_map = encode_tensor_map_3d(
+      params.weights, {inner, rows, params.num_weights}, {w_row_bytes, w_matrix_bytes},
+      {Shape::kBlockK, column_major ? Shape::kBlockN : Shape::kBlockK, 1}, "weights");
   if (column_major) {
     launch_layout<T, WeightLayout::kColumnMajor>(p, device_id, stream);
   } else {
@@ -64,8 +63,8 @@ void launch_segment_gemm_sm90(const gemm::SegmentGemmParams<T>& params, WeightLa
   }
 }
 
-template void launch_segment_gemm_sm90<half_t>(const gemm::SegmentGemmParams<half_t>&,
-                                               WeightLayout, int64_t, int, cudaStream_t);
+template void launch_segment_gemm_sm90<half_t>(const gemm::SegmentGemmParams<half_t>&, WeightLayout,
+                                               int64_t, int, cudaStream_t);
 template void launch_segment_gemm_sm90<bfloat16_t>(const gemm::SegmentGemmParams<bfloat16_t>&,
                                                    WeightLayout, int64_t, int, cudaStream_t);
 

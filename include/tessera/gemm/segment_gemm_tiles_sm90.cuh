@@ -47,7 +47,7 @@ struct Sm90TileShape {
   static constexpr int kXTileBytes = kBlockM * kRowBytes;
   static constexpr int kWTileBytes = kBlockN * kRowBytes;
   static constexpr int kStageBytes = kXTileBytes + kWTileBytes;  // a full barrier's bytes
-  static constexpr int kWPanelElems = 64;                         // row-major W: n per panel
+  static constexpr int kWPanelElems = 64;                        // row-major W: n per panel
   static constexpr int kWPanels = kBlockN / kWPanelElems;
   static constexpr int kWPanelBytes = kBlockK * kRowBytes;  // 64 k rows
   static constexpr int kConsumerXBytes = kConsumerRows * kRowBytes;
