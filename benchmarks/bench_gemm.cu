@@ -9,7 +9,8 @@
 //     and expand (r -> d); GB/s of weights + x + y moved.
 //   bmm_fp8: e4m3 x e4m3 -> bf16, per-tensor scales; TFLOP/s.
 // segment_gemm rows run on each back end the GPU has (backend=sm80 always,
-// backend=sm90 on compute capability 9.0), in the same run.
+// backend=sm90 on compute capability 9.0), in the same run; the LoRA rows'
+// sm80 back end is its GEMV kernel (one row per segment, column-major W).
 // benchmarks/peers_torch.py rebuilds the same shapes (and the same uneven
 // split) for torch._grouped_mm, a loop of torch.matmul, one dense GEMM of
 // equal FLOPs and torch._scaled_mm.

@@ -23,6 +23,7 @@
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
 #include "tessera/gemm/segment_gemm_sm80.cuh"
+#include "tessera/gemm/segment_gemv.cuh"
 
 namespace tessera {
 
@@ -93,6 +94,15 @@ void dispatch(const SegmentGemmParams<T>& params, WeightLayout layout,
               cudaStream_t stream) {
   if (kernel == detail::SegmentGemmKernel::kSm90) {
     detail::launch_segment_gemm_sm90(params, layout, weight_matrix_stride, device_id, stream);
+    return;
+  }
+  if (kernel == detail::SegmentGemmKernel::kSm80Gemv) {  // column-major W (the choice's rule)
+    const int lanes = gemm::gemv_group_lanes(params.d_in);
+    const int columns_per_cta = gemm::kGemvWarps * (32 / lanes);
+    const dim3 grid(static_cast<unsigned>(params.batch_size) + 1,
+                    static_cast<unsigned>((params.d_out + columns_per_cta - 1) / columns_per_cta));
+    gemm::segment_gemv_kernel<T><<<grid, gemm::kGemvThreads, 0, stream>>>(params, lanes);
+    TESSERA_CHECK_LAUNCH();
     return;
   }
   const auto run = [&]<typename Shape>() {
@@ -223,6 +233,7 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
   call.total_rows = total_rows;
   call.batch_size = batch_size;
   call.d_out = d_out;
+  call.column_major = weight_column_major;
   call.num_weights = num_weights;
   call.x_row_stride = xv.stride(0);
   call.weight_row_stride = wv.stride(1);

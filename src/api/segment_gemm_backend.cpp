@@ -13,6 +13,16 @@ namespace {
 // short on average, where 128-row / -column tiles would be mostly padding.
 constexpr int64_t kSmallTileMaxDOut = 64;
 constexpr int64_t kSmallTileMaxAverageRows = 64;
+// The GEMV kernel serves segments this short on average with k-contiguous
+// W: memory bound, where the tiled kernels run one CTA's k loop per 64
+// columns. Its grid's y dimension (<= 65535) holds d_out / 4 columns.
+constexpr int64_t kGemvMaxAverageRows = 4;
+constexpr int64_t kGemvMaxDOut = int64_t{65535} * 4;
+
+bool gemv_problem(const SegmentGemmCall& c) {
+  return c.column_major && c.d_out <= kGemvMaxDOut &&
+         c.total_rows <= kGemvMaxAverageRows * std::max<int64_t>(1, c.batch_size);
+}
 
 bool small_problem(const SegmentGemmCall& c) {
   return c.d_out <= kSmallTileMaxDOut ||
@@ -34,8 +44,9 @@ const char* sm90_unsupported_strides(const SegmentGemmCall& c) {
 }  // namespace
 
 SegmentGemmKernel choose_segment_gemm_kernel(const SegmentGemmCall& c) {
-  const SegmentGemmKernel sm80 =
-      small_problem(c) ? SegmentGemmKernel::kSm80Small : SegmentGemmKernel::kSm80Large;
+  const SegmentGemmKernel sm80 = gemv_problem(c)    ? SegmentGemmKernel::kSm80Gemv
+                                 : small_problem(c) ? SegmentGemmKernel::kSm80Small
+                                                    : SegmentGemmKernel::kSm80Large;
   switch (c.backend) {
     case SegmentGemmBackend::kSm80:
       return sm80;

@@ -184,6 +184,40 @@ TEST(SegmentGemmBackendChoice, AutoTakesTheSmallSm80TileForLoraShapes) {
   EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
 }
 
+TEST(SegmentGemmBackendChoice, LoraDecodeWithColumnMajorWeightsTakesTheGemvKernel) {
+  for (const SegmentGemmBackend backend : {SegmentGemmBackend::kAuto, SegmentGemmBackend::kSm80}) {
+    SegmentGemmCall c = moe_call(backend);
+    c.total_rows = 256;  // one row per adapter
+    c.batch_size = 256;
+    c.num_weights = 256;
+    c.d_out = 16;  // shrink to rank 16
+    c.column_major = true;
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+    c.d_out = 4096;  // expand
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+    c.column_major = false;  // n-contiguous W: the small tile
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+  }
+}
+
+TEST(SegmentGemmBackendChoice, GemvTakesAtMostFourRowsPerSegmentOnAverage) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
+  c.column_major = true;
+  c.batch_size = 10;
+  c.total_rows = 40;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+  c.total_rows = 41;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+}
+
+TEST(SegmentGemmBackendChoice, Sm90IsKeptForLoraShapesWhenAsked) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.total_rows = 16;
+  c.batch_size = 16;
+  c.column_major = true;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm90);
+}
+
 TEST(SegmentGemmBackendChoice, AutoAvoidsSm90ForBroadcastWeights) {
   SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
   c.weight_matrix_stride = 0;  // one matrix expanded over num_weights

@@ -365,6 +365,48 @@ TEST_P(SegmentGemmBackends, GraphReplaysWithChangedDeviceLengths) {
 INSTANTIATE_TEST_SUITE_P(Issue23, SegmentGemmBackends, ::testing::ValuesIn(kBackends),
                          backend_param_name);
 
+// Multi-LoRA decode shapes, which the portable back end (auto and sm80) runs
+// on the GEMV kernel (column-major W, at most 4 rows per segment on
+// average): shrink and expand at rank 16, d_in of one chunk, of a partial
+// lane group (25 chunks) and of several passes of loads; segments of 0 to 9
+// rows (9: three passes of 4 rows), weight_indices, and rows past the last
+// segment (validation off) coming back zero.
+TEST(SegmentGemm, LoraDecodeShapesOnTheGemvKernel) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  struct Dims {
+    int64_t d_in;
+    int64_t d_out;
+  };
+  const std::vector<int64_t> lengths = {1, 1, 0, 3, 4, 9, 1, 1, 1, 1, 2, 1};
+  const std::vector<int64_t> indptr = indptr_of(lengths);
+  const auto batch = static_cast<int64_t>(lengths.size());
+  for (const Dims d : {Dims{4096, 16}, Dims{16, 4096}, Dims{8, 24}, Dims{200, 64}, Dims{64, 8}}) {
+    SCOPED_TRACE("d_in " + std::to_string(d.d_in) + ", d_out " + std::to_string(d.d_out));
+    for (const bool with_indices : {false, true}) {
+      const int64_t num_weights = with_indices ? 3 : batch;
+      std::vector<int64_t> indices;
+      if (with_indices) {
+        for (int64_t s = 0; s < batch; ++s) indices.push_back(rng.integer(0, num_weights - 1));
+      }
+      const int64_t tail = with_indices ? 5 : 0;  // rows past the last segment
+      Problem p(rng, DType::kFloat16, indptr.back() + tail, num_weights, d.d_in, d.d_out, true);
+      DeviceTensor segments = index_tensor(DType::kInt32, lengths);
+      DeviceTensor index_dev = index_tensor(DType::kInt64, with_indices ? indices : lengths);
+      DLTensor segments_dl = segments.dl();
+      DLTensor indices_dl = index_dev.dl();
+      segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), batch, true, &segments_dl, nullptr,
+                   with_indices ? &indices_dl : nullptr, nullptr, SegmentGemmBackend::kSm80,
+                   Validate::kOff);
+      TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
+      p.check(rng, indptr, indices, DType::kFloat16);
+      const std::vector<float> y = p.y_dev.download();
+      EXPECT_TRUE(std::all_of(y.begin() + indptr.back() * d.d_out, y.end(),
+                              [](float v) { return v == 0.f; }));
+    }
+  }
+}
+
 // auto on Hopper takes the sm90 kernel for MoE-like shapes: the result must
 // match too (the back ends themselves are compared above).
 TEST(SegmentGemm, AutoMatchesReference) {

@@ -66,6 +66,8 @@ def make_case(lengths, d_in, d_out, dtype, column_major, num_weights=None, seed=
     ([0, 5, 0, 130, 1], 1024, 128),    # empty segments, a multi-tile one
     ([300], 256, 1024),                # one segment, large tiles
     ([7] * 77, 128, 16),               # LoRA-like shrink, narrow output
+    ([1, 0, 3, 2, 9, 1], 4096, 16),    # LoRA decode shrink (the GEMV kernel, column-major)
+    ([1] * 8, 16, 4096),               # LoRA decode expand
 ])
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_segment_gemm_matches_reference(dtype, column_major, lengths, d_in, d_out, backend):
