@@ -8,9 +8,14 @@
 //     each its own adapter of rank r = 16 or 64, d = 4096; shrink (d -> r)
 //     and expand (r -> d); GB/s of weights + x + y moved.
 //   bmm_fp8: e4m3 x e4m3 -> bf16, per-tensor scales; TFLOP/s.
+// segment_gemm rows run on each back end the GPU has (backend=sm80 always,
+// backend=sm90 on compute capability 9.0), in the same run; the LoRA rows'
+// sm80 back end is its GEMV kernel (one row per segment, column-major W).
 // benchmarks/peers_torch.py rebuilds the same shapes (and the same uneven
 // split) for torch._grouped_mm, a loop of torch.matmul, one dense GEMM of
 // equal FLOPs and torch._scaled_mm.
+#include <cuda_runtime_api.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -29,6 +34,24 @@ constexpr int64_t kIntermediate = 14336;
 constexpr int64_t kMoeExperts[] = {8, 64};
 constexpr int64_t kLoraSegments[] = {1, 4, 16, 64, 256};
 constexpr int64_t kLoraRanks[] = {16, 64};
+
+struct BackendRow {
+  SegmentGemmBackend backend;
+  const char* name;
+};
+
+// sm80 everywhere; sm90 on compute capability 9.0 (elsewhere it is an error).
+std::vector<BackendRow> segment_gemm_backends() {
+  std::vector<BackendRow> rows = {{SegmentGemmBackend::kSm80, "sm80"}};
+  int device = 0;
+  int major = 0;
+  int minor = 0;
+  TESSERA_CUDA_CHECK(cudaGetDevice(&device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
+  TESSERA_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  if (major == 9 && minor == 0) rows.push_back({SegmentGemmBackend::kSm90, "sm90"});
+  return rows;
+}
 
 // Segment i's share of `tokens` proportional to 1 / (i + 1), floor, the
 // remainder to segment 0 (peers_torch.py: uneven_lengths).
@@ -58,7 +81,7 @@ BenchTensor device_indptr(const std::vector<int64_t>& lengths, cudaStream_t stre
 
 // y = segment_gemm(x, W) over `lengths`; returns microseconds per call.
 double time_segment_gemm(Bench& bench, const std::vector<int64_t>& lengths, int64_t d_in,
-                         int64_t d_out, double* bytes_moved) {
+                         int64_t d_out, SegmentGemmBackend backend, double* bytes_moved) {
   int64_t rows = 0;
   for (int64_t length : lengths) rows += length;
   const auto segments = static_cast<int64_t>(lengths.size());
@@ -73,7 +96,7 @@ double time_segment_gemm(Bench& bench, const std::vector<int64_t>& lengths, int6
   return bench.median_us(
       [&] {
         segment_gemm(x.dl(), weights.dl(), y.dl(), segments, true, nullptr, &indptr.dl(), nullptr,
-                     bench.stream(), SegmentGemmBackend::kSm80, Validate::kOff);
+                     bench.stream(), backend, Validate::kOff);
       },
       *bytes_moved);
 }
@@ -81,35 +104,41 @@ double time_segment_gemm(Bench& bench, const std::vector<int64_t>& lengths, int6
 }  // namespace
 
 void run_segment_gemm_benchmarks(Bench& bench) {
+  const std::vector<BackendRow> backends = segment_gemm_backends();
   for (const int64_t experts : kMoeExperts) {
     for (const bool up : {true, false}) {
-      const int64_t d_in = up ? kHidden : kIntermediate;
-      const int64_t d_out = up ? kIntermediate : kHidden;
-      const std::string shape_case =
-          "kind=moe,E=" + std::to_string(experts) + ",T=" + std::to_string(kMoeTokens) +
-          ",d_in=" + std::to_string(d_in) + ",d_out=" + std::to_string(d_out) + ",backend=sm80";
-      if (!bench.wants(shape_case)) continue;
-      double bytes = 0;
-      const double us =
-          time_segment_gemm(bench, uneven_lengths(kMoeTokens, experts), d_in, d_out, &bytes);
-      const double flops = 2.0 * kMoeTokens * d_in * d_out;
-      bench.emit("segment_gemm", shape_case, "TFLOP/s", flops / (us * 1e6));
+      for (const BackendRow& b : backends) {
+        const int64_t d_in = up ? kHidden : kIntermediate;
+        const int64_t d_out = up ? kIntermediate : kHidden;
+        const std::string shape_case = "kind=moe,E=" + std::to_string(experts) +
+                                       ",T=" + std::to_string(kMoeTokens) +
+                                       ",d_in=" + std::to_string(d_in) +
+                                       ",d_out=" + std::to_string(d_out) + ",backend=" + b.name;
+        if (!bench.wants(shape_case)) continue;
+        double bytes = 0;
+        const double us = time_segment_gemm(bench, uneven_lengths(kMoeTokens, experts), d_in, d_out,
+                                            b.backend, &bytes);
+        const double flops = 2.0 * kMoeTokens * d_in * d_out;
+        bench.emit("segment_gemm", shape_case, "TFLOP/s", flops / (us * 1e6));
+      }
     }
   }
   for (const int64_t rank : kLoraRanks) {
     for (const int64_t segments : kLoraSegments) {
       for (const bool shrink : {true, false}) {
-        const int64_t d_in = shrink ? kHidden : rank;
-        const int64_t d_out = shrink ? rank : kHidden;
-        const std::string shape_case = std::string("kind=lora_") + (shrink ? "shrink" : "expand") +
-                                       ",S=" + std::to_string(segments) +
-                                       ",rows=1,r=" + std::to_string(rank) +
-                                       ",d=" + std::to_string(kHidden) + ",backend=sm80";
-        if (!bench.wants(shape_case)) continue;
-        double bytes = 0;
-        const std::vector<int64_t> lengths(static_cast<std::size_t>(segments), 1);
-        const double us = time_segment_gemm(bench, lengths, d_in, d_out, &bytes);
-        bench.emit("segment_gemm", shape_case, "GB/s", gbps(bytes, us));
+        for (const BackendRow& b : backends) {
+          const int64_t d_in = shrink ? kHidden : rank;
+          const int64_t d_out = shrink ? rank : kHidden;
+          const std::string shape_case =
+              std::string("kind=lora_") + (shrink ? "shrink" : "expand") +
+              ",S=" + std::to_string(segments) + ",rows=1,r=" + std::to_string(rank) +
+              ",d=" + std::to_string(kHidden) + ",backend=" + b.name;
+          if (!bench.wants(shape_case)) continue;
+          double bytes = 0;
+          const std::vector<int64_t> lengths(static_cast<std::size_t>(segments), 1);
+          const double us = time_segment_gemm(bench, lengths, d_in, d_out, b.backend, &bytes);
+          bench.emit("segment_gemm", shape_case, "GB/s", gbps(bytes, us));
+        }
       }
     }
   }
@@ -135,10 +164,10 @@ void run_bmm_fp8_benchmarks(Bench& bench) {
     fill_random(a.data(), DType::kFloat8E4M3, a.numel(), 21, bench.stream());
     fill_random(b.data(), DType::kFloat8E4M3, b.numel(), 22, bench.stream());
     const float scales[2] = {0.5f, 0.25f};
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(a_scale.data(), &scales[0], 4, cudaMemcpyHostToDevice,
-                                       bench.stream()));
-    TESSERA_CUDA_CHECK(cudaMemcpyAsync(b_scale.data(), &scales[1], 4, cudaMemcpyHostToDevice,
-                                       bench.stream()));
+    TESSERA_CUDA_CHECK(
+        cudaMemcpyAsync(a_scale.data(), &scales[0], 4, cudaMemcpyHostToDevice, bench.stream()));
+    TESSERA_CUDA_CHECK(
+        cudaMemcpyAsync(b_scale.data(), &scales[1], 4, cudaMemcpyHostToDevice, bench.stream()));
     TESSERA_CUDA_CHECK(cudaStreamSynchronize(bench.stream()));
     // B as [b, k, n] with k contiguous: the same memory, transposed view.
     std::vector<int64_t> b_shape = {s.b, s.k, s.n};

@@ -392,8 +392,8 @@ TESSERA_C_API int tessera_bmm_fp8(const DLTensor* A, const DLTensor* B, const DL
                                   const DLTensor* B_scale, const DLTensor* out,
                                   const DLTensor* workspace, void* stream);
 /* seg_lens or seg_indptr (the latter wins when both are given);
- * weight_indices may be NULL; backend 0 auto, 1 sm80, 2 sm90 (not built:
- * an argument error). */
+ * weight_indices may be NULL; backend 0 auto, 1 sm80, 2 sm90 (compute
+ * capability 9.0 only: elsewhere an argument error). */
 TESSERA_C_API int tessera_segment_gemm(const DLTensor* x, const DLTensor* weights,
                                        const DLTensor* y, int64_t batch_size,
                                        int weight_column_major, const DLTensor* seg_lens,

@@ -21,11 +21,9 @@ from ._ops import custom_op
 from ._tensor import current_stream, dl, dl_or_none
 
 INDEX = (torch.int32, torch.int64)
-# c_api.h: tessera_segment_gemm's backend codes. "sm90" (the Hopper grouped
-# kernel) is not implemented in this build.
-_BACKENDS = {"auto": 0, "sm80": 1}
-_SM90_MISSING = ("'auto' or 'sm80' (the Hopper grouped kernel, sm90, is not implemented in "
-                 "this build)")
+# c_api.h: tessera_segment_gemm's backend codes.
+_BACKENDS = {"auto": 0, "sm80": 1, "sm90": 2}
+_BACKEND_NAMES = "'auto', 'sm80' or 'sm90'"
 # cuBLASLt's workspace for bmm_fp8: what its fastest Hopper kernels ask for.
 _BMM_FP8_WORKSPACE_BYTES = 32 << 20
 
@@ -163,7 +161,7 @@ def _check_segment_gemm(x, weights, y, batch_size, weight_column_major, seg_lens
         _checks.fail("y", f"shape {(x.shape[0], d_out)} (rows of x, d_out of weights)",
                      _checks.describe(y))
     if backend not in _BACKENDS.values():
-        _checks.fail("backend", _SM90_MISSING, str(backend))
+        _checks.fail("backend", _BACKEND_NAMES, str(backend))
 
 
 @custom_op("tessera::segment_gemm", mutates_args=("y",), device_types="cuda")
@@ -184,7 +182,7 @@ _segment_gemm.register_fake(_check_segment_gemm)
 def _backend_code(backend) -> int:
     code = _BACKENDS.get(backend) if isinstance(backend, str) else None
     if code is None:
-        _checks.fail("backend", _SM90_MISSING, repr(backend))
+        _checks.fail("backend", _BACKEND_NAMES, repr(backend))
     return code
 
 
@@ -216,9 +214,11 @@ class SegmentGEMMWrapper:
             FlashInfer's metadata workspace. The sm80 kernel reads the segment arrays
             directly and needs none; the buffer is kept for API compatibility.
         backend : str
-            ``"auto"`` or ``"sm80"`` (Tessera's mma.sync grouped kernel, sm80 and newer).
-            ``"sm90"`` (a Hopper wgmma grouped kernel) is not implemented in this build
-            and raises ``TesseraArgumentError``.
+            ``"sm80"``: Tessera's mma.sync grouped kernel (sm80 and newer). ``"sm90"``: the
+            Hopper grouped kernel (TMA + wgmma); on a GPU other than compute capability
+            9.0, ``run`` raises ``TesseraArgumentError`` naming ``backend``. ``"auto"``
+            (default): sm90 on Hopper where its 128 x 256 tiles fit (segments longer than
+            64 rows on average, d_out above 64), else sm80.
         """
         self._workspace_buffer = _checks.tensor(workspace_buffer, "workspace_buffer")
         self._backend = _backend_code(backend)

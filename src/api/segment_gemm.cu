@@ -1,7 +1,9 @@
 // segment_gemm (tessera/api/gemm.h): validate every argument, pick the
-// back end and tile shape from host-known sizes only (so a captured graph
-// replays for any device-side lengths), size the persistent grid, launch the
-// sm80 grouped kernel (include/tessera/gemm/segment_gemm_sm80.cuh).
+// back end and tile shape from host-known sizes only (segment_gemm_backend.h:
+// a captured graph replays for any device-side lengths), size the
+// persistent grid, launch the sm80 grouped kernel
+// (include/tessera/gemm/segment_gemm_sm80.cuh) or the Hopper one
+// (segment_gemm_sm90.cu).
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -11,6 +13,9 @@
 #include <vector>
 
 #include "api/plan_run.h"
+#include "api/prefill_backend.h"
+#include "api/segment_gemm_backend.h"
+#include "api/segment_gemm_sm90_launch.h"
 #include "api/segment_gemm_validation.h"
 #include "tessera/api/gemm.h"
 #include "tessera/core/cuda_check.h"
@@ -18,6 +23,7 @@
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
 #include "tessera/gemm/segment_gemm_sm80.cuh"
+#include "tessera/gemm/segment_gemv.cuh"
 
 namespace tessera {
 
@@ -33,11 +39,6 @@ constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 constexpr int64_t kDimMultiple = 8;  // 16 bytes of a 16-bit type: whole cp.async chunks
 constexpr std::size_t kRowAlignBytes = 16;
 constexpr int kMinComputeCapabilityMajor = 8;
-// The small tile serves outputs this narrow, or segments this short on
-// average (host-known: rows of x / batch_size), where 128-row / -column
-// tiles would be mostly padding.
-constexpr int64_t kSmallTileMaxDOut = 64;
-constexpr int64_t kSmallTileMaxAverageRows = 64;
 
 // A 1-D contiguous int32 / int64 index tensor of `length` entries on x's device.
 TensorView index_tensor(const DLTensor& tensor, const char* name, int64_t length, const char* what,
@@ -66,13 +67,10 @@ std::vector<int64_t> copy_indices_to_host(const TensorView& view, cudaStream_t s
   return host;
 }
 
-SegmentGemmBackend resolve_backend(SegmentGemmBackend backend) {
-  TESSERA_CHECK_ARG(backend == SegmentGemmBackend::kAuto || backend == SegmentGemmBackend::kSm80,
-                    "backend",
-                    "auto or sm80 (the Hopper grouped kernel, sm90, is not implemented in this "
-                    "build)",
-                    backend == SegmentGemmBackend::kSm90 ? "sm90" : "an unknown back end");
-  return SegmentGemmBackend::kSm80;
+void expect_known_backend(SegmentGemmBackend backend) {
+  TESSERA_CHECK_ARG(backend == SegmentGemmBackend::kAuto || backend == SegmentGemmBackend::kSm80 ||
+                        backend == SegmentGemmBackend::kSm90,
+                    "backend", "auto, sm80 or sm90", "an unknown back end");
 }
 
 template <typename T, typename Shape, WeightLayout kLayout>
@@ -91,24 +89,31 @@ void launch(const SegmentGemmParams<T>& params, int64_t max_tiles, int device_id
 }
 
 template <typename T>
-void dispatch(const SegmentGemmParams<T>& params, WeightLayout layout, bool small_tile,
-              int device_id, cudaStream_t stream) {
-  // Tiles of any lengths summing to at most total_rows, tail included:
-  // each of the batch_size + 1 (pseudo-)segments adds at most one partial
-  // row tile. The persistent loop is correct for more; this only caps the grid.
-  const auto max_tiles = [&](int64_t block_m, int64_t block_n) {
-    const int64_t n_tiles = (params.d_out + block_n - 1) / block_n;
-    return (params.total_rows / block_m + params.batch_size + 1) * n_tiles;
-  };
+void dispatch(const SegmentGemmParams<T>& params, WeightLayout layout,
+              detail::SegmentGemmKernel kernel, int64_t weight_matrix_stride, int device_id,
+              cudaStream_t stream) {
+  if (kernel == detail::SegmentGemmKernel::kSm90) {
+    detail::launch_segment_gemm_sm90(params, layout, weight_matrix_stride, device_id, stream);
+    return;
+  }
+  if (kernel == detail::SegmentGemmKernel::kSm80Gemv) {  // column-major W (the choice's rule)
+    const int lanes = gemm::gemv_group_lanes(params.d_in);
+    const int columns_per_cta = gemm::kGemvWarps * (32 / lanes);
+    const dim3 grid(static_cast<unsigned>(params.batch_size) + 1,
+                    static_cast<unsigned>((params.d_out + columns_per_cta - 1) / columns_per_cta));
+    gemm::segment_gemv_kernel<T><<<grid, gemm::kGemvThreads, 0, stream>>>(params, lanes);
+    TESSERA_CHECK_LAUNCH();
+    return;
+  }
   const auto run = [&]<typename Shape>() {
-    const int64_t tiles = max_tiles(Shape::kBlockM, Shape::kBlockN);
+    const int64_t tiles = gemm::max_segment_tiles(params, Shape::kBlockM, Shape::kBlockN);
     if (layout == WeightLayout::kColumnMajor) {
       launch<T, Shape, WeightLayout::kColumnMajor>(params, tiles, device_id, stream);
     } else {
       launch<T, Shape, WeightLayout::kRowMajor>(params, tiles, device_id, stream);
     }
   };
-  if (small_tile) {
+  if (kernel == detail::SegmentGemmKernel::kSm80Small) {
     run.template operator()<SegmentGemmSmallTile>();
   } else {
     run.template operator()<SegmentGemmLargeTile>();
@@ -121,7 +126,7 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
                   bool weight_column_major, const DLTensor* seg_lens, const DLTensor* seg_indptr,
                   const DLTensor* weight_indices, cudaStream_t stream, SegmentGemmBackend backend,
                   Validate validate) {
-  resolve_backend(backend);
+  expect_known_backend(backend);
   const TensorView xv(x, "x");
   xv.expect_ndim(2)
       .expect_dtype({DType::kFloat16, DType::kBFloat16})
@@ -221,6 +226,19 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
     detail::validate_segment_arrays({host_segments, indptr_form, host_indices}, total_rows,
                                     num_weights);
   }
+  detail::SegmentGemmCall call;
+  call.backend = backend;
+  call.device_runs_sm90a = detail::device_runs_sm90a(device_id);
+  call.device_id = device_id;
+  call.total_rows = total_rows;
+  call.batch_size = batch_size;
+  call.d_out = d_out;
+  call.column_major = weight_column_major;
+  call.num_weights = num_weights;
+  call.x_row_stride = xv.stride(0);
+  call.weight_row_stride = wv.stride(1);
+  call.weight_matrix_stride = wv.stride(0);
+  const detail::SegmentGemmKernel kernel = detail::choose_segment_gemm_kernel(call);
   if (total_rows == 0 || d_out == 0) return;
 
   const auto fill = [&](auto* tag) {
@@ -244,11 +262,8 @@ void segment_gemm(const DLTensor& x, const DLTensor& weights, const DLTensor& y,
     params.segment_form = indptr_form ? SegmentForm::kIndptr : SegmentForm::kLengths;
     params.segments_int64 = segments.dtype() == DType::kInt64;
     params.weight_indices_int64 = indices != nullptr && indices->dtype() == DType::kInt64;
-    const bool small_tile =
-        d_out <= kSmallTileMaxDOut ||
-        total_rows <= kSmallTileMaxAverageRows * std::max<int64_t>(1, batch_size);
     dispatch(params, weight_column_major ? WeightLayout::kColumnMajor : WeightLayout::kRowMajor,
-             small_tile, device_id, stream);
+             kernel, wv.stride(0), device_id, stream);
   };
   if (xv.dtype() == DType::kFloat16) {
     fill(static_cast<half_t*>(nullptr));

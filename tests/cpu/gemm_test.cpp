@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "api/segment_gemm_backend.h"
 #include "api/segment_gemm_validation.h"
 #include "reference/gemm_ref.h"
 #include "support/argument_error.h"
@@ -141,6 +142,126 @@ TEST(SegmentGemmValidation, RejectsNegativeWeightIndex) {
   expect_validation_error(s, "weight_indices", "weight_indices[2] = -1");
 }
 
+// ---- segment_gemm back-end choice (host-known facts only) --------------------
+
+using detail::SegmentGemmCall;
+using detail::SegmentGemmKernel;
+
+// A MoE-like call (128+ rows per segment, d_out 14336) on a Hopper GPU.
+SegmentGemmCall moe_call(SegmentGemmBackend backend) {
+  SegmentGemmCall c;
+  c.backend = backend;
+  c.device_runs_sm90a = true;
+  c.total_rows = 4096;
+  c.batch_size = 8;
+  c.d_out = 14336;
+  c.num_weights = 8;
+  c.x_row_stride = 4096;
+  c.weight_row_stride = 4096;
+  c.weight_matrix_stride = 4096 * 14336;
+  return c;
+}
+
+TEST(SegmentGemmBackendChoice, AutoTakesSm90OnHopperForLongSegments) {
+  EXPECT_EQ(choose_segment_gemm_kernel(moe_call(SegmentGemmBackend::kAuto)),
+            SegmentGemmKernel::kSm90);
+}
+
+TEST(SegmentGemmBackendChoice, AutoTakesSm80OffHopper) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
+  c.device_runs_sm90a = false;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Large);
+}
+
+TEST(SegmentGemmBackendChoice, AutoTakesTheSmallSm80TileForLoraShapes) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
+  c.total_rows = 64;  // one row per segment (decode)
+  c.batch_size = 64;
+  c.num_weights = 64;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+  c = moe_call(SegmentGemmBackend::kAuto);
+  c.d_out = 16;  // LoRA shrink
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+}
+
+TEST(SegmentGemmBackendChoice, LoraDecodeWithColumnMajorWeightsTakesTheGemvKernel) {
+  for (const SegmentGemmBackend backend : {SegmentGemmBackend::kAuto, SegmentGemmBackend::kSm80}) {
+    SegmentGemmCall c = moe_call(backend);
+    c.total_rows = 256;  // one row per adapter
+    c.batch_size = 256;
+    c.num_weights = 256;
+    c.d_out = 16;  // shrink to rank 16
+    c.column_major = true;
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+    c.d_out = 4096;  // expand
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+    c.column_major = false;  // n-contiguous W: the small tile
+    EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+  }
+}
+
+TEST(SegmentGemmBackendChoice, GemvTakesAtMostFourRowsPerSegmentOnAverage) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
+  c.column_major = true;
+  c.batch_size = 10;
+  c.total_rows = 40;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Gemv);
+  c.total_rows = 41;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Small);
+}
+
+TEST(SegmentGemmBackendChoice, Sm90IsKeptForLoraShapesWhenAsked) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.total_rows = 16;
+  c.batch_size = 16;
+  c.column_major = true;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm90);
+}
+
+TEST(SegmentGemmBackendChoice, AutoAvoidsSm90ForBroadcastWeights) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kAuto);
+  c.weight_matrix_stride = 0;  // one matrix expanded over num_weights
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm80Large);
+}
+
+TEST(SegmentGemmBackendChoice, Sm80IsTakenWhenAsked) {
+  EXPECT_EQ(choose_segment_gemm_kernel(moe_call(SegmentGemmBackend::kSm80)),
+            SegmentGemmKernel::kSm80Large);
+}
+
+TEST(SegmentGemmBackendChoice, Sm90RunsEveryShapeOnHopper) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.total_rows = 3;
+  c.batch_size = 3;
+  c.d_out = 8;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm90);
+}
+
+TEST(SegmentGemmBackendChoice, Sm90OffHopperNamesBackend) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.device_runs_sm90a = false;
+  expect_argument_error([&] { choose_segment_gemm_kernel(c); }, "backend");
+}
+
+TEST(SegmentGemmBackendChoice, Sm90WithBroadcastWeightsNamesWeights) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.weight_matrix_stride = 0;
+  expect_argument_error([&] { choose_segment_gemm_kernel(c); }, "weights");
+}
+
+TEST(SegmentGemmBackendChoice, Sm90WithBroadcastRowsOfXNamesX) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.x_row_stride = 0;
+  expect_argument_error([&] { choose_segment_gemm_kernel(c); }, "x");
+}
+
+TEST(SegmentGemmBackendChoice, Sm90ReadsNothingOfAnEmptyProblem) {
+  SegmentGemmCall c = moe_call(SegmentGemmBackend::kSm90);
+  c.total_rows = 0;
+  c.weight_matrix_stride = 0;
+  EXPECT_EQ(choose_segment_gemm_kernel(c), SegmentGemmKernel::kSm90);
+}
+
 // ---- segment_gemm arguments -------------------------------------------------
 
 constexpr int64_t kDIn = 64;
@@ -206,20 +327,6 @@ TEST(SegmentGemmArgs, RejectsFewerWeightsThanSegmentsWithoutWeightIndices) {
   SegmentArgs args;  // kNumWeights (2) matrices for kBatch (3) segments
   args.use_indices = false;
   expect_argument_error([&] { args.run(); }, "weights");
-}
-
-TEST(SegmentGemmArgs, RejectsTheSm90BackendThisBuildLacks) {
-  SegmentArgs args;
-  args.backend = SegmentGemmBackend::kSm90;
-  try {
-    args.run();
-    ADD_FAILURE() << "expected an error naming 'backend'";
-  } catch (const Error& error) {
-    EXPECT_EQ(error.argument(), "backend");
-    EXPECT_NE(std::string_view(error.what()).find("not implemented in this build"),
-              std::string_view::npos)
-        << error.what();
-  }
 }
 
 TEST(SegmentGemmArgs, RejectsFloat32X) {

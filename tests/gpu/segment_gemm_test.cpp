@@ -1,10 +1,12 @@
 // segment_gemm on the GPU against the float64 reference: issue 23's grid
 // (batch sizes 1 / 77 / 199; rows per segment 0 / 1 / 3 / 99 / 1000 and
-// mixed; d_in, d_out 128 / 1024 / 4096, one 14336 case; with and without
+// mixed; d_in, d_out 128 / 1024 / 4096, 14336 in and out; with and without
 // weight_indices; row- and column-major weights; seg_indptr and seg_lens,
-// int64 and int32; both tile shapes), the smallest and tail-heavy dims,
-// strided rows, rows past the last segment, CUDA-graph replay with changed
-// device-side lengths, and the validation-mode errors. Outputs are poisoned
+// int64 and int32) on both back ends (sm80: both tile shapes; sm90: skipped
+// off Hopper), the smallest and tail-heavy dims, segment ends at the Hopper
+// kernel's 64-row consumer and 128-row tile bounds, strided rows, rows past
+// the last segment, CUDA-graph replay with changed device-side lengths, and
+// the validation-mode errors. Outputs are poisoned
 // with NaN first; every row is checked to be written, sampled rows (first,
 // last and one inner row of every segment, at most kMaxCheckedRows) are
 // compared with the reference (a float64 row of 4096 x 14336 costs 59M
@@ -16,6 +18,7 @@
 #include <cstdint>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "reference/gemm_ref.h"
@@ -59,10 +62,34 @@ struct SegmentCase {
   DType dtype;
 };
 
-std::string case_name(const ::testing::TestParamInfo<SegmentCase>& info) {
-  const SegmentCase& c = info.param;
-  return "B" + std::to_string(c.batch) + "_rows" +
-         (c.rows == kMixed ? std::string("mixed") : std::to_string(c.rows)) + "_" +
+const char* backend_name(SegmentGemmBackend backend) {
+  switch (backend) {
+    case SegmentGemmBackend::kSm80:
+      return "sm80";
+    case SegmentGemmBackend::kSm90:
+      return "sm90";
+    case SegmentGemmBackend::kAuto:
+      break;
+  }
+  return "auto";
+}
+
+// The explicit back ends a test runs on this GPU: sm90 on compute capability
+// 9.0 only (elsewhere it is an argument error, tested on its own).
+#define TESSERA_SKIP_UNLESS_BACKEND_RUNS(backend)                             \
+  do {                                                                        \
+    if ((backend) == SegmentGemmBackend::kSm90 && !testing::device_is_sm90()) \
+      GTEST_SKIP() << "backend sm90 needs a compute capability 9.0 GPU";      \
+  } while (0)
+
+constexpr SegmentGemmBackend kBackends[] = {SegmentGemmBackend::kSm80, SegmentGemmBackend::kSm90};
+
+using GridParam = std::tuple<SegmentCase, SegmentGemmBackend>;
+
+std::string case_name(const ::testing::TestParamInfo<GridParam>& info) {
+  const SegmentCase& c = std::get<0>(info.param);
+  return std::string(backend_name(std::get<1>(info.param))) + "_B" + std::to_string(c.batch) +
+         "_rows" + (c.rows == kMixed ? std::string("mixed") : std::to_string(c.rows)) + "_" +
          std::to_string(c.d_in) + "x" + std::to_string(c.d_out) + "_" +
          (c.column_major ? "col" : "row") +
          (c.num_weights > 0 ? "_indices" + std::to_string(c.num_weights) : "") +
@@ -165,11 +192,13 @@ DeviceTensor index_tensor(DType dtype, const std::vector<int64_t>& values) {
   return tensor;
 }
 
-class SegmentGemmGrid : public ::testing::TestWithParam<SegmentCase> {};
+class SegmentGemmGrid : public ::testing::TestWithParam<GridParam> {};
 
 TEST_P(SegmentGemmGrid, MatchesReference) {
   TESSERA_REQUIRE_GPU();
-  const SegmentCase& c = GetParam();
+  const SegmentCase& c = std::get<0>(GetParam());
+  const SegmentGemmBackend backend = std::get<1>(GetParam());
+  TESSERA_SKIP_UNLESS_BACKEND_RUNS(backend);
   TESSERA_SEEDED_RNG(rng);
   const std::vector<int64_t> lengths = segment_lengths(rng, c.batch, c.rows);
   const std::vector<int64_t> indptr = indptr_of(lengths);
@@ -185,8 +214,7 @@ TEST_P(SegmentGemmGrid, MatchesReference) {
   DLTensor indices_dl = index_dev.dl();
   segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), c.batch, c.column_major,
                c.lengths_form ? &segments_dl : nullptr, c.lengths_form ? nullptr : &segments_dl,
-               indices.empty() ? nullptr : &indices_dl, nullptr, SegmentGemmBackend::kAuto,
-               Validate::kOn);
+               indices.empty() ? nullptr : &indices_dl, nullptr, backend, Validate::kOn);
   TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
   p.check(rng, indptr, indices, c.dtype);
 }
@@ -213,21 +241,61 @@ std::vector<SegmentCase> grid_cases() {
       {199, kMixed, 128, 128, true, 0, true, i32, fp16},
       {199, 0, 128, 1024, false, 0, false, i64, bf16},
       {199, 3, 4096, 128, true, 0, true, i64, fp16},
-      // MoE-like: 8 segments over 2 experts, the one 14336 case
+      // MoE-like: 8 segments over 2 experts, up (d_out 14336) and down (d_in 14336)
       {8, kMixed, 4096, 14336, true, 2, false, i64, bf16},
+      {8, kMixed, 14336, 4096, false, 3, true, i32, fp16},
+      {3, 300, 1024, 14336, false, 0, false, i64, bf16},
       // the smallest dims and partial k / n tiles
       {5, 3, 8, 8, false, 0, false, i64, fp16},
       {5, 37, 24, 136, false, 0, true, i64, bf16},
       {5, 130, 136, 24, true, 0, false, i32, fp16},
+      // k tails past a 64-wide slice, n tails past a 256-wide tile
+      {4, 200, 200, 264, false, 0, false, i64, bf16},
+      {4, 200, 1000, 520, true, 0, true, i64, fp16},
   };
 }
 
-INSTANTIATE_TEST_SUITE_P(Issue23, SegmentGemmGrid, ::testing::ValuesIn(grid_cases()), case_name);
+INSTANTIATE_TEST_SUITE_P(Issue23, SegmentGemmGrid,
+                         ::testing::Combine(::testing::ValuesIn(grid_cases()),
+                                            ::testing::ValuesIn(kBackends)),
+                         case_name);
 
 // ---------------------------------------------------------------------------
 
-TEST(SegmentGemm, StridedRowsOfXAndY) {
+class SegmentGemmBackends : public ::testing::TestWithParam<SegmentGemmBackend> {};
+
+std::string backend_param_name(const ::testing::TestParamInfo<SegmentGemmBackend>& info) {
+  return backend_name(info.param);
+}
+
+// Segments ending on either side of the Hopper kernel's bounds: 64 rows (a
+// consumer warpgroup; the second one skips the tile's product) and 128 (a
+// tile), so every store mask and the skip path meet their edge cases, in
+// both weight layouts.
+TEST_P(SegmentGemmBackends, SegmentEndsAtTileBounds) {
   TESSERA_REQUIRE_GPU();
+  TESSERA_SKIP_UNLESS_BACKEND_RUNS(GetParam());
+  TESSERA_SEEDED_RNG(rng);
+  const std::vector<int64_t> lengths = {64, 65, 63, 128, 129, 127, 1, 192, 256, 0, 257};
+  const std::vector<int64_t> indptr = indptr_of(lengths);
+  const auto batch = static_cast<int64_t>(lengths.size());
+  for (const bool column_major : {false, true}) {
+    SCOPED_TRACE(column_major ? "column-major" : "row-major");
+    Problem p(rng, DType::kBFloat16, indptr.back(), batch, 320, 264, column_major);
+    DeviceTensor segments = index_tensor(DType::kInt64, indptr);
+    DLTensor segments_dl = segments.dl();
+    segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), batch, column_major, nullptr,
+                 &segments_dl, nullptr, nullptr, GetParam(), Validate::kOn);
+    TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
+    p.check(rng, indptr, {}, DType::kBFloat16);
+  }
+}
+
+// ---------------------------------------------------------------------------
+
+TEST_P(SegmentGemmBackends, StridedRowsOfXAndY) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SKIP_UNLESS_BACKEND_RUNS(GetParam());
   TESSERA_SEEDED_RNG(rng);
   const std::vector<int64_t> lengths = {17, 0, 150, 2};
   const std::vector<int64_t> indptr = indptr_of(lengths);
@@ -235,14 +303,15 @@ TEST(SegmentGemm, StridedRowsOfXAndY) {
   DeviceTensor segments = index_tensor(DType::kInt64, indptr);
   DLTensor segments_dl = segments.dl();
   segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), 4, false, nullptr, &segments_dl, nullptr,
-               nullptr);
+               nullptr, GetParam());
   TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
   p.check(rng, indptr, {}, DType::kBFloat16);
   EXPECT_TRUE(testing::padding_untouched(p.y_dev));
 }
 
-TEST(SegmentGemm, RowsPastTheLastSegmentAreZero) {
+TEST_P(SegmentGemmBackends, RowsPastTheLastSegmentAreZero) {
   TESSERA_REQUIRE_GPU();
+  TESSERA_SKIP_UNLESS_BACKEND_RUNS(GetParam());
   TESSERA_SEEDED_RNG(rng);
   const std::vector<int64_t> lengths = {5, 3};  // 8 of 300 rows (validation off)
   std::vector<int64_t> indptr = indptr_of(lengths);
@@ -250,7 +319,7 @@ TEST(SegmentGemm, RowsPastTheLastSegmentAreZero) {
   DeviceTensor segments = index_tensor(DType::kInt32, lengths);
   DLTensor segments_dl = segments.dl();
   segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), 2, true, &segments_dl, nullptr, nullptr,
-               nullptr, SegmentGemmBackend::kSm80, Validate::kOff);
+               nullptr, GetParam(), Validate::kOff);
   TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
   p.check(rng, indptr, {}, DType::kFloat16);  // the reference gives 0 past the segments
   const std::vector<float> y = p.y_dev.download();
@@ -259,8 +328,9 @@ TEST(SegmentGemm, RowsPastTheLastSegmentAreZero) {
 
 // One capture, replayed after the router (here a copy) changed the lengths
 // on the device: the graph's grid was sized from host-known bounds only.
-TEST(SegmentGemm, GraphReplaysWithChangedDeviceLengths) {
+TEST_P(SegmentGemmBackends, GraphReplaysWithChangedDeviceLengths) {
   TESSERA_REQUIRE_GPU();
+  TESSERA_SKIP_UNLESS_BACKEND_RUNS(GetParam());
   TESSERA_SEEDED_RNG(rng);
   for (const bool lengths_form : {false, true}) {
     SCOPED_TRACE(lengths_form ? "seg_lens" : "seg_indptr");
@@ -275,7 +345,7 @@ TEST(SegmentGemm, GraphReplaysWithChangedDeviceLengths) {
     TESSERA_CUDA_CHECK(cudaStreamBeginCapture(stream.get(), cudaStreamCaptureModeThreadLocal));
     segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), 4, !lengths_form,
                  lengths_form ? &segments_dl : nullptr, lengths_form ? nullptr : &segments_dl,
-                 nullptr, stream.get(), SegmentGemmBackend::kAuto, Validate::kOff);
+                 nullptr, stream.get(), GetParam(), Validate::kOff);
     TESSERA_CUDA_CHECK(cudaStreamEndCapture(stream.get(), &graph));
     cudaGraphExec_t exec = nullptr;
     TESSERA_CUDA_CHECK(cudaGraphInstantiate(&exec, graph, 0));
@@ -290,6 +360,83 @@ TEST(SegmentGemm, GraphReplaysWithChangedDeviceLengths) {
     TESSERA_CUDA_CHECK(cudaGraphExecDestroy(exec));
     TESSERA_CUDA_CHECK(cudaGraphDestroy(graph));
   }
+}
+
+INSTANTIATE_TEST_SUITE_P(Issue23, SegmentGemmBackends, ::testing::ValuesIn(kBackends),
+                         backend_param_name);
+
+// Multi-LoRA decode shapes, which the portable back end (auto and sm80) runs
+// on the GEMV kernel (column-major W, at most 4 rows per segment on
+// average): shrink and expand at rank 16, d_in of one chunk, of a partial
+// lane group (25 chunks) and of several passes of loads; segments of 0 to 9
+// rows (9: three passes of 4 rows), weight_indices, and rows past the last
+// segment (validation off) coming back zero.
+TEST(SegmentGemm, LoraDecodeShapesOnTheGemvKernel) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  struct Dims {
+    int64_t d_in;
+    int64_t d_out;
+  };
+  const std::vector<int64_t> lengths = {1, 1, 0, 3, 4, 9, 1, 1, 1, 1, 2, 1};
+  const std::vector<int64_t> indptr = indptr_of(lengths);
+  const auto batch = static_cast<int64_t>(lengths.size());
+  for (const Dims d : {Dims{4096, 16}, Dims{16, 4096}, Dims{8, 24}, Dims{200, 64}, Dims{64, 8}}) {
+    SCOPED_TRACE("d_in " + std::to_string(d.d_in) + ", d_out " + std::to_string(d.d_out));
+    for (const bool with_indices : {false, true}) {
+      const int64_t num_weights = with_indices ? 3 : batch;
+      std::vector<int64_t> indices;
+      if (with_indices) {
+        for (int64_t s = 0; s < batch; ++s) indices.push_back(rng.integer(0, num_weights - 1));
+      }
+      const int64_t tail = with_indices ? 5 : 0;  // rows past the last segment
+      Problem p(rng, DType::kFloat16, indptr.back() + tail, num_weights, d.d_in, d.d_out, true);
+      DeviceTensor segments = index_tensor(DType::kInt32, lengths);
+      DeviceTensor index_dev = index_tensor(DType::kInt64, with_indices ? indices : lengths);
+      DLTensor segments_dl = segments.dl();
+      DLTensor indices_dl = index_dev.dl();
+      segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), batch, true, &segments_dl, nullptr,
+                   with_indices ? &indices_dl : nullptr, nullptr, SegmentGemmBackend::kSm80,
+                   Validate::kOff);
+      TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
+      p.check(rng, indptr, indices, DType::kFloat16);
+      const std::vector<float> y = p.y_dev.download();
+      EXPECT_TRUE(std::all_of(y.begin() + indptr.back() * d.d_out, y.end(),
+                              [](float v) { return v == 0.f; }));
+    }
+  }
+}
+
+// auto on Hopper takes the sm90 kernel for MoE-like shapes: the result must
+// match too (the back ends themselves are compared above).
+TEST(SegmentGemm, AutoMatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const std::vector<int64_t> lengths = {300, 0, 517, 90};
+  const std::vector<int64_t> indptr = indptr_of(lengths);
+  Problem p(rng, DType::kBFloat16, indptr.back(), 4, 512, 1024, true);
+  DeviceTensor segments = index_tensor(DType::kInt64, lengths);
+  DLTensor segments_dl = segments.dl();
+  segment_gemm(p.x_dev.dl(), p.w_dev.dl(), p.y_dev.dl(), 4, true, &segments_dl, nullptr, nullptr,
+               nullptr, SegmentGemmBackend::kAuto, Validate::kOn);
+  TESSERA_CUDA_CHECK(cudaDeviceSynchronize());
+  p.check(rng, indptr, {}, DType::kBFloat16);
+}
+
+TEST(SegmentGemm, Sm90OnAnotherGpuNamesBackend) {
+  TESSERA_REQUIRE_GPU();
+  if (testing::device_is_sm90()) GTEST_SKIP() << "a compute capability 9.0 GPU runs sm90";
+  DeviceTensor x(DType::kFloat16, {10, 64});
+  DeviceTensor weights(DType::kFloat16, {1, 64, 32});
+  DeviceTensor y(DType::kFloat16, {10, 32});
+  DeviceTensor indptr = index_tensor(DType::kInt64, {0, 10});
+  DLTensor indptr_dl = indptr.dl();
+  testing::expect_argument_error(
+      [&] {
+        segment_gemm(x.dl(), weights.dl(), y.dl(), 1, false, nullptr, &indptr_dl, nullptr, nullptr,
+                     SegmentGemmBackend::kSm90, Validate::kOff);
+      },
+      "backend");
 }
 
 // ---------------------------------------------------------------------------

@@ -16,6 +16,13 @@ needs_fp8 = pytest.mark.skipif(
     or torch.cuda.get_device_capability() < (8, 9), reason="needs an fp8 GPU (sm89+)")
 
 DTYPES = [torch.float16, torch.bfloat16]
+BACKENDS = ["auto", "sm80", "sm90"]
+
+
+def skip_unless_backend_runs(backend):
+    """sm90 runs on compute capability 9.0 only (elsewhere a named error, tested below)."""
+    if backend == "sm90" and torch.cuda.get_device_capability() != (9, 0):
+        pytest.skip("backend sm90 needs a compute capability 9.0 GPU")
 
 
 def tolerance(dtype):
@@ -59,10 +66,15 @@ def make_case(lengths, d_in, d_out, dtype, column_major, num_weights=None, seed=
     ([0, 5, 0, 130, 1], 1024, 128),    # empty segments, a multi-tile one
     ([300], 256, 1024),                # one segment, large tiles
     ([7] * 77, 128, 16),               # LoRA-like shrink, narrow output
+    ([1, 0, 3, 2, 9, 1], 4096, 16),    # LoRA decode shrink (the GEMV kernel, column-major)
+    ([1] * 8, 16, 4096),               # LoRA decode expand
 ])
-def test_segment_gemm_matches_reference(dtype, column_major, lengths, d_in, d_out):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segment_gemm_matches_reference(dtype, column_major, lengths, d_in, d_out, backend):
+    skip_unless_backend_runs(backend)
     x, weights, seg_lens = make_case(lengths, d_in, d_out, dtype, column_major)
-    wrapper = tessera.SegmentGEMMWrapper(torch.empty(1 << 20, dtype=torch.int8, device="cuda"))
+    wrapper = tessera.SegmentGEMMWrapper(torch.empty(1 << 20, dtype=torch.int8, device="cuda"),
+                                         backend=backend)
     y = wrapper.run(x, weights, len(lengths), column_major, seg_lens=seg_lens)
     expected = segment_reference(x, weights, seg_lens, column_major)
     torch.testing.assert_close(y.double(), expected, **tolerance(dtype))
@@ -75,22 +87,26 @@ def test_segment_gemm_matches_reference(dtype, column_major, lengths, d_in, d_ou
 
 @needs_gpu
 @pytest.mark.parametrize("column_major", [False, True])
-def test_segment_gemm_weight_indices_share_weights(column_major):
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segment_gemm_weight_indices_share_weights(column_major, backend):
+    skip_unless_backend_runs(backend)
     lengths = [3, 0, 17, 64, 1]
     x, weights, seg_lens = make_case(lengths, 256, 512, torch.bfloat16, column_major,
                                      num_weights=2)
     indices = torch.tensor([1, 0, 1, 0, 1], dtype=torch.int64, device="cuda")
-    y = gemm.SegmentGEMMWrapper(torch.empty(1, device="cuda")).run(
+    y = gemm.SegmentGEMMWrapper(torch.empty(1, device="cuda"), backend=backend).run(
         x, weights, len(lengths), column_major, seg_lens=seg_lens, weight_indices=indices)
     expected = segment_reference(x, weights, seg_lens, column_major, indices)
     torch.testing.assert_close(y.double(), expected, **tolerance(torch.bfloat16))
 
 
 @needs_gpu
-def test_segment_gemm_replays_in_a_cuda_graph_with_new_lengths():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_segment_gemm_replays_in_a_cuda_graph_with_new_lengths(backend):
+    skip_unless_backend_runs(backend)
     lengths, new_lengths = [40, 0, 88], [1, 126, 1]
     x, weights, seg_lens = make_case(lengths, 512, 256, torch.float16, True)
-    wrapper = tessera.SegmentGEMMWrapper(torch.empty(1, device="cuda"))
+    wrapper = tessera.SegmentGEMMWrapper(torch.empty(1, device="cuda"), backend=backend)
     wrapper.run(x, weights, 3, True, seg_lens=seg_lens)  # warm-up outside the capture
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
@@ -154,11 +170,21 @@ def test_bmm_fp8_fake_gives_the_output_shape():
         assert out.shape == (3, 48, 80) and out.dtype == torch.bfloat16
 
 
-def test_sm90_backend_is_a_named_error():
-    with pytest.raises(TesseraArgumentError, match=r"'backend'.*sm90, is not implemented"):
-        tessera.SegmentGEMMWrapper(torch.empty(8), backend="sm90")
+def test_backend_names():
+    for backend in ("auto", "sm80", "sm90"):
+        tessera.SegmentGEMMWrapper(torch.empty(8), backend=backend)
     with pytest.raises(TesseraArgumentError, match="'backend'"):
         tessera.SegmentGEMMWrapper(torch.empty(8), backend="cutlass")
+
+
+@needs_gpu
+def test_sm90_backend_off_hopper_is_a_named_error():
+    if torch.cuda.get_device_capability() == (9, 0):
+        pytest.skip("a compute capability 9.0 GPU runs sm90")
+    x, weights, seg_lens = make_case([4, 4], 64, 32, torch.float16, False)
+    wrapper = tessera.SegmentGEMMWrapper(torch.empty(8, device="cuda"), backend="sm90")
+    with pytest.raises(TesseraArgumentError, match="'backend'"):
+        wrapper.run(x, weights, 2, False, seg_lens=seg_lens)
 
 
 @pytest.mark.parametrize("change,argument", [

@@ -36,9 +36,12 @@ TESSERA_API void bmm_fp8(const DLTensor& A, const DLTensor& B, const DLTensor& A
                          cudaStream_t stream);
 
 // Which grouped-GEMM kernel family runs segment_gemm (FlashInfer's backend
-// names). kSm80: Tessera's mma.sync grouped kernel (sm80 and newer). kSm90,
-// the Hopper (wgmma + TMA) grouped kernel, is not implemented in this build:
-// asking for it throws naming "backend". kAuto takes kSm80.
+// names). kSm80: Tessera's mma.sync grouped kernel (sm80 and newer). kSm90:
+// the Hopper (TMA + wgmma) grouped kernel; on a GPU other than compute
+// capability 9.0 it throws naming "backend", and it needs positive row and
+// matrix strides (no broadcast views: else it names "x" or "weights").
+// kAuto takes kSm90 on compute capability 9.0 for segments of more than 64
+// rows on average and d_out above 64 (MoE), else kSm80.
 enum class SegmentGemmBackend { kAuto, kSm80, kSm90 };
 
 // Segments: batch_size segments of consecutive rows of x, given either by

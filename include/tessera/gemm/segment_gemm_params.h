@@ -37,4 +37,15 @@ struct SegmentGemmParams {
   bool weight_indices_int64;
 };
 
+// A bound on the kBlockM x kBlockN tiles of any segment lengths summing to
+// at most total_rows, the tail pseudo-segment included: each of the
+// batch_size + 1 (pseudo-)segments adds at most one partial row tile. The
+// persistent kernels are correct for more; the launch caps its grid with it.
+template <typename T>
+constexpr int64_t max_segment_tiles(const SegmentGemmParams<T>& p, int64_t block_m,
+                                    int64_t block_n) {
+  const int64_t n_tiles = (p.d_out + block_n - 1) / block_n;
+  return (p.total_rows / block_m + p.batch_size + 1) * n_tiles;
+}
+
 }  // namespace tessera::gemm

@@ -148,7 +148,7 @@ __device__ __forceinline__ void fence_registers(uint32_t (&r)[kRows][kCount]) {
 template <typename T, int kN, bool kTransposeB = false>
 __device__ __forceinline__ void wgmma_ss(float (&d)[kN / 2], uint64_t a, uint64_t b,
                                          bool accumulate) {
-  static_assert(kN == 64 || kN == 128, "wgmma_ss: N 64 or 128");
+  static_assert(kN == 64 || kN == 128 || kN == 256, "wgmma_ss: N 64, 128 or 256");
   [[maybe_unused]] const uint32_t scale = accumulate ? 1u : 0u;
 #if TESSERA_SM90A_ENABLED
   constexpr bool kBf16 = cuda::std::is_same_v<T, bfloat16_t>;
@@ -159,6 +159,14 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[kN / 2], uint64_t a, uint64_
   } else if constexpr (kN == 64) {
     asm volatile(TESSERA_WGMMA_SS("64", "f16", TESSERA_WGMMA_D32, "32", "33", "34", "35")
                  : TESSERA_WGMMA_ACC32(d)
+                 : "l"(a), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
+  } else if constexpr (kN == 256 && kBf16) {
+    asm volatile(TESSERA_WGMMA_SS("256", "bf16", TESSERA_WGMMA_D128, "128", "129", "130", "131")
+                 : TESSERA_WGMMA_ACC128(d)
+                 : "l"(a), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
+  } else if constexpr (kN == 256) {
+    asm volatile(TESSERA_WGMMA_SS("256", "f16", TESSERA_WGMMA_D128, "128", "129", "130", "131")
+                 : TESSERA_WGMMA_ACC128(d)
                  : "l"(a), "l"(b), "r"(scale), "n"(kTransposeB ? 1 : 0));
   } else if constexpr (kBf16) {
     asm volatile(TESSERA_WGMMA_SS("128", "bf16", TESSERA_WGMMA_D64, "64", "65", "66", "67")
