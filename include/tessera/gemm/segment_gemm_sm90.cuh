@@ -28,7 +28,8 @@
 // Limits (checked by the API layer): those of the sm80 kernel, plus
 // matrix strides TMA can describe (positive multiples of 16 bytes).
 // Device header: compiles under nvcc and NVRTC; the kernel body exists only
-// in sm_90a code.
+// in sm_90a code (elsewhere it traps: the host picks this kernel from the
+// device's compute capability, not from the fatbinary's contents).
 #pragma once
 
 #include <cuda/std/cstdint>
@@ -162,6 +163,11 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
     sm90::registers_increase<Shape::kConsumerRegisters>();
     consume<Shape, kLayout>(s, p, sm90::warpgroup_index() - 1);
   }
+#else
+  // Built without sm_90a code (an arch list such as "80" or "90" that the
+  // driver JIT-compiles for a Hopper GPU): the body above does not exist, so
+  // fail loudly rather than return with y unwritten.
+  __trap();
 #endif
 }
 
