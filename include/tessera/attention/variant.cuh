@@ -21,7 +21,15 @@
 //                                     kVec-slice of a head row, in float32. May
 //                                     shuffle within the row's threads: the
 //                                     kernel calls it from all 32 lanes of a
-//                                     warp, converged, for every token.
+//                                     warp, converged, for every token. The
+//                                     last argument, half_lanes, is head_dim /
+//                                     kVec / 2: the lane of dim0 + D/2 is
+//                                     half_lanes up (down for the second half),
+//                                     not the xor partner at head_dim 80 / 96 /
+//                                     112 (5 / 6 / 7). There a row's last lanes
+//                                     are padding: they pass the last slice's
+//                                     dim0 again and their output is scaled by
+//                                     a zero query, so it must stay finite.
 //                                     transform_key must not depend on the
 //                                     query head: decode applies it once per
 //                                     key for all the heads a thread owns.
