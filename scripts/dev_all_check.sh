@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The integration build's first GPU calls (docs/STATUS.md "Next 0"):
-# .gpu-variants/all.tar.xz, staged from wip/integration by
-# scripts/stage_gpu_variant.sh all. From the repository root, carry
+# The device calls of docs/STATUS.md "Next 0": .gpu-variants/all.tar.xz
+# (main) and int3.tar.xz (wip/integration3), staged by
+# scripts/stage_gpu_variant.sh NAME. From the repository root, carry
 # [".gpu-variants"]:
-#   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ mla1/mla2)
+#   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ int3)
 #   MODE=bench bash scripts/dev_all_check.sh   # their bench rows + PyTorch peers
 # pytest runs the build's own python/ and tests/python (staged with it).
 d=/tmp/dev_builds/all
@@ -23,10 +23,11 @@ if [[ ${MODE:-tests} == tests ]]; then
     $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
     > "$OUT/pytest.log" 2>&1)
   echo "pytest rc $?"; tail -25 "$OUT/pytest.log"
-  extra=${DEV_EXTRA_SPECS:-"mla1@*Mla.*@none@50 mla2@*Mla.*@none@50"}
+  extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*@none@200@fa2,fa3"}
   bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
-  extra=${DEV_EXTRA_SPECS:-"mla1@none@dtype=bf16@@@mla mla2@none@dtype=bf16@@@mla"}
+  int3_rows="int3@none@dtype=bf16@@@mla int3@none@prefix=@@@cascade int3@none@B=@@@sampling"
+  extra=${DEV_EXTRA_SPECS:-$int3_rows}
   specs="all@none@dtype=bf16@@@mla all@none@prefix=@@@cascade all@none@kind=moe@@@segment_gemm"
   specs+=" all@none@b=@@@bmm_fp8 all@none@B=@@@sampling $extra"
   DEV_PEERS=1 bash scripts/dev_fa3_check.sh "$specs" "${DEV_BUDGET:-540}"
