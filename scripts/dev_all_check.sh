@@ -23,7 +23,7 @@ if [[ ${MODE:-tests} == tests ]]; then
     $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
     > "$OUT/pytest.log" 2>&1)
   echo "pytest rc $?"; tail -25 "$OUT/pytest.log"
-  extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*@none@200@fa2,fa3"}
+  extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*:*Qk192*@none@240@fa2,fa3"}
   bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
   int3_rows="int3@none@dtype=bf16@@@mla int3@none@prefix=@@@cascade int3@none@B=@@@sampling"
