@@ -108,6 +108,13 @@ def _sampling_op(probs: torch.Tensor, uniform_samples: torch.Tensor, samples: to
               dl(success.view(torch.uint8)), *_flags(deterministic, check_nan), _stream(probs))
 
 
+def _call_one_filter(symbol, probs, uniform_samples, param_arr, param, samples, success,
+                     deterministic, check_nan):
+    """The C call of a one-filter sampler: its per-request tensor or None, then the scalar."""
+    _lib.call(symbol, dl(probs), dl(uniform_samples), dl_or_none(param_arr), param, dl(samples),
+              dl(success.view(torch.uint8)), *_flags(deterministic, check_nan), _stream(probs))
+
+
 def _check_top_p_op(probs, uniform_samples, top_p_arr, top_p, samples, success, deterministic,
                     check_nan):
     _check_sample(probs, uniform_samples, samples, success)
@@ -120,9 +127,8 @@ def _top_p_op(probs: torch.Tensor, uniform_samples: torch.Tensor,
               success: torch.Tensor, deterministic: bool, check_nan: bool) -> None:
     _check_top_p_op(probs, uniform_samples, top_p_arr, top_p, samples, success, deterministic,
                     check_nan)
-    _lib.call("tessera_top_p_sampling_from_probs", dl(probs), dl(uniform_samples),
-              dl_or_none(top_p_arr), top_p, dl(samples), dl(success.view(torch.uint8)),
-              *_flags(deterministic, check_nan), _stream(probs))
+    _call_one_filter("tessera_top_p_sampling_from_probs", probs, uniform_samples, top_p_arr,
+                     top_p, samples, success, deterministic, check_nan)
 
 
 def _check_top_k_op(probs, uniform_samples, top_k_arr, top_k, samples, success, deterministic,
@@ -137,9 +143,8 @@ def _top_k_op(probs: torch.Tensor, uniform_samples: torch.Tensor,
               success: torch.Tensor, deterministic: bool, check_nan: bool) -> None:
     _check_top_k_op(probs, uniform_samples, top_k_arr, top_k, samples, success, deterministic,
                     check_nan)
-    _lib.call("tessera_top_k_sampling_from_probs", dl(probs), dl(uniform_samples),
-              dl_or_none(top_k_arr), top_k, dl(samples), dl(success.view(torch.uint8)),
-              *_flags(deterministic, check_nan), _stream(probs))
+    _call_one_filter("tessera_top_k_sampling_from_probs", probs, uniform_samples, top_k_arr,
+                     top_k, samples, success, deterministic, check_nan)
 
 
 def _check_min_p_op(probs, uniform_samples, min_p_arr, min_p, samples, success, deterministic,
@@ -154,9 +159,8 @@ def _min_p_op(probs: torch.Tensor, uniform_samples: torch.Tensor,
               success: torch.Tensor, deterministic: bool, check_nan: bool) -> None:
     _check_min_p_op(probs, uniform_samples, min_p_arr, min_p, samples, success, deterministic,
                     check_nan)
-    _lib.call("tessera_min_p_sampling_from_probs", dl(probs), dl(uniform_samples),
-              dl_or_none(min_p_arr), min_p, dl(samples), dl(success.view(torch.uint8)),
-              *_flags(deterministic, check_nan), _stream(probs))
+    _call_one_filter("tessera_min_p_sampling_from_probs", probs, uniform_samples, min_p_arr,
+                     min_p, samples, success, deterministic, check_nan)
 
 
 def _check_joint_op(probs, uniform_samples, top_k_arr, top_k, top_p_arr, top_p, samples,
