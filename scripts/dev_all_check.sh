@@ -6,10 +6,12 @@
 #   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ int3)
 #   MODE=bench bash scripts/dev_all_check.sh   # their bench rows + PyTorch peers
 # pytest runs the build's own python/ and tests/python (staged with it).
-d=/tmp/dev_builds/all
+# DEV_BUILD (default all) names the build that pytest and the gtests use.
+build=${DEV_BUILD:-all}
+d=/tmp/dev_builds/$build
 mkdir -p $d
 python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
-  .gpu-variants/all.tar.xz | tar x -C $d
+  .gpu-variants/$build.tar.xz | tar x -C $d
 cat $d/COMMIT
 nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
 gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
@@ -24,7 +26,7 @@ if [[ ${MODE:-tests} == tests ]]; then
     > "$OUT/pytest.log" 2>&1)
   echo "pytest rc $?"; tail -25 "$OUT/pytest.log"
   extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*:*Qk192*@none@240@fa2,fa3"}
-  bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
+  bash scripts/dev_fa3_check.sh "$build@${DEV_GTESTS:-$gtests}@none@${DEV_GTEST_S:-240}@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
   int3_rows="int3@none@dtype=bf16@@@mla int3@none@prefix=@@@cascade int3@none@B=@@@sampling"
   extra=${DEV_EXTRA_SPECS:-$int3_rows}
