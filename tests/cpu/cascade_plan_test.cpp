@@ -5,8 +5,8 @@
 // builds on an H100 for either back end: the shared level (one request of
 // 64 tokens x 4 heads = 256 packed rows per KV head) splits its KV until its
 // (unit, head) jobs fill about one wave, with partials that fit the
-// level's workspace slice; the unique level stays one unsplit unit per
-// request.
+// level's workspace slice and a merge spread over the SMs; the unique
+// level stays one unsplit unit per request.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -18,6 +18,7 @@
 #include "plan/prefill_planner.h"
 #include "plan/workspace_regions.h"
 #include "tessera/api/cascade.h"
+#include "tessera/core/error.h"
 
 namespace tessera::plan {
 namespace {
@@ -33,6 +34,9 @@ constexpr int64_t kGroup = kQoHeads / kKvHeads;
 // The FA2 kernel's fit on an H100 at head_dim 128 (prefill_device_fit: two
 // 128-row CTAs per SM); workspace bounds are derived with it for both.
 constexpr int64_t kFa2CtasPerSm = 2;
+// Rows a merge block folds per pass at head_dim 128: 256 threads, 32 lanes
+// of 4 floats per row (attention/merge.cuh).
+constexpr int64_t kMergeRowsPerPass = 8;
 
 // What PrefillPlanState::plan() sets for each back end (batch_prefill_plan.cpp).
 struct Backend {
@@ -140,6 +144,20 @@ TEST(CascadePlan, UniqueLevelIsOneUnsplitUnitOfFourRowsPerRequest) {
   }
 }
 
+TEST(CascadePlan, SharedLevelMergeSpreadsOverEverySm) {
+  for (const Backend& backend : {kFa2, kFa3}) {
+    SCOPED_TRACE(backend.name);
+    const PrefillScheduleHost s = plan_prefill_schedule(input_for(shared_level(8192), backend));
+    const int64_t tile_blocks = int64_t{s.header.num_merge_tiles} * kKvHeads;
+    const int64_t slices = prefill_merge_row_slices(s.header.q_tile_rows, kMergeRowsPerPass);
+    // One block per (merge tile, head) would be 16 (fa3) or 32 (fa2) blocks
+    // each folding 16 or 8 passes in a row.
+    EXPECT_LT(tile_blocks, kH100Sms);
+    EXPECT_GE(tile_blocks * slices, kH100Sms);
+    EXPECT_EQ(slices * kMergeRowsPerPass, s.header.q_tile_rows);
+  }
+}
+
 TEST(CascadePlan, LevelSliceHoldsTheSharedLevelsPartials) {
   // The full workspace (MultiLevelCascadeAttention::workspace_size_bytes):
   // the merge scratch, then two slices of one level's full size, laid out as
@@ -163,6 +181,16 @@ TEST(CascadePlan, LevelSliceHoldsTheSharedLevelsPartials) {
       EXPECT_LE(level.partial_out_offset + partial_bytes, level.partial_lse_offset);
     }
   }
+}
+
+TEST(PrefillMergeRowSlices, OneSlicePerPassOfATile) {
+  EXPECT_EQ(prefill_merge_row_slices(128, 8), 16);
+  EXPECT_EQ(prefill_merge_row_slices(64, 8), 8);
+  EXPECT_EQ(prefill_merge_row_slices(64, 16), 4);  // head_dim 64: 16 lanes a row
+  EXPECT_EQ(prefill_merge_row_slices(100, 16), 7);
+  EXPECT_EQ(prefill_merge_row_slices(1, 8), 1);
+  EXPECT_THROW(prefill_merge_row_slices(0, 8), Error);
+  EXPECT_THROW(prefill_merge_row_slices(128, 0), Error);
 }
 
 }  // namespace
