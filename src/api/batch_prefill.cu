@@ -82,6 +82,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.num_sms = s.num_sms();
   l.max_merge_tiles = s.max_merge_tiles();
   l.planned_merge_tiles = s.planned_merge_tiles();
+  l.q_tile_rows = s.q_tile_rows();
   l.shared_bytes = s.shared_bytes();
 }
 

@@ -18,6 +18,7 @@
 #include "api/builtin_jit.h"
 #include "api/kernel_types.cuh"
 #include "api/plan_run.h"
+#include "api/prefill_backend.h"
 #include "tessera/attention/merge.cuh"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -64,7 +65,13 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   m.lanes_per_item = attention::merge_lanes_per_item(l.head_dim, kWide);
   m.sum_states = l.sum_states;
   const int64_t tiles = grid_units(l.capturing, l.max_merge_tiles, l.planned_merge_tiles);
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(heads_y));
+  // While capturing, the slices of the largest tile any later plan may take
+  // (the graph replays them); blocks past a smaller tile's rows exit.
+  static_assert(kSm90QTileRows <= prefill::kMaxQTile, "the largest q tile of both back ends");
+  const int64_t slices = plan::prefill_merge_row_slices(
+      l.capturing ? prefill::kMaxQTile : l.q_tile_rows, kMergeBlockThreads / m.lanes_per_item);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(heads_y),
+                  static_cast<unsigned>(slices));
   attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();
 }

@@ -153,6 +153,7 @@ struct BatchPrefillLaunch {
   int64_t max_ctas, planned_units;
   int64_t num_sms;  // the Hopper kernel's grid: one CTA per SM taking jobs
   int64_t max_merge_tiles, planned_merge_tiles;
+  int64_t q_tile_rows;   // the plan's (the merge grid's row slices)
   int64_t shared_bytes;  // dynamic shared memory (PrefillPlanState::shared_bytes)
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)

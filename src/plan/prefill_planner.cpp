@@ -487,6 +487,13 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   return s;
 }
 
+int64_t prefill_merge_row_slices(int64_t q_tile_rows, int64_t rows_per_pass) {
+  if (q_tile_rows < 1 || rows_per_pass < 1) {
+    throw Error("tessera: prefill merge: q tile rows and rows per pass must be >= 1");
+  }
+  return ceil_div(q_tile_rows, rows_per_pass);
+}
+
 void prefill_kv_lengths_ragged(std::span<const int32_t> kv_indptr, int64_t max_batch_size,
                                std::vector<int64_t>& kv_lengths) {
   TESSERA_CHECK_ARG(!kv_indptr.empty(), "kv_indptr", "batch_size + 1 >= 1 values",

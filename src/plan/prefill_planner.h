@@ -109,6 +109,14 @@ int64_t choose_q_tile_rows(std::span<const int32_t> qo_indptr, int64_t rows_per_
                            int64_t heads_y, int64_t head_dim, int64_t max_q_tile_rows,
                            int64_t wave);
 
+// Row slices of the prefill merge's grid (z; attention/merge.cuh): one per
+// pass of rows_per_pass rows (the rows a merge block folds at once) over a
+// q tile of q_tile_rows rows, at least 1. Each pass waits on two dependent
+// loads, so one block per tile and head would serialise a 128-row tile's 16
+// passes on a grid of only tiles x heads blocks: the shared level of a
+// cascade (2 split tiles x 8 KV heads) merged on 16 blocks.
+int64_t prefill_merge_row_slices(int64_t q_tile_rows, int64_t rows_per_pass);
+
 // Ragged KV: checks kv_indptr [batch + 1] (starts at 0, non-decreasing,
 // "kv_indptr") and writes each request's length into kv_lengths.
 void prefill_kv_lengths_ragged(std::span<const int32_t> kv_indptr, int64_t max_batch_size,
