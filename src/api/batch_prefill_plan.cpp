@@ -64,6 +64,13 @@ plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv
                                         num_qo_heads, num_kv_heads, /*pack_gqa=*/true, num_sms,
                                         ctas_per_sm);
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
+  return prefill_layout_within(num_qo_heads, num_kv_heads, head_dim, derived, workspace_bytes);
+}
+
+plan::PrefillWorkspaceLayout prefill_layout_within(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                   int64_t head_dim,
+                                                   plan::PrefillDerivedBounds& derived,
+                                                   std::size_t workspace_bytes) {
   const auto layout_with = [&](int64_t partial_rows) {
     return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, partial_rows,
                                           num_qo_heads, num_kv_heads, head_dim,

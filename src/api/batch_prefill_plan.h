@@ -48,6 +48,13 @@ plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv
                                             plan::PrefillDerivedBounds& derived,
                                             std::size_t workspace_bytes);
 
+// The same for bounds the caller derived (MLA: plan::derive_mla_bounds):
+// derived.max_partial_rows is lowered to what fits in workspace_bytes.
+plan::PrefillWorkspaceLayout prefill_layout_within(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                   int64_t head_dim,
+                                                   plan::PrefillDerivedBounds& derived,
+                                                   std::size_t workspace_bytes);
+
 // The schedule regions of a workspace laid out by `layout`.
 PrefillScheduleView prefill_schedule_view(unsigned char* workspace,
                                           const plan::PrefillWorkspaceLayout& layout);

@@ -36,6 +36,10 @@ struct PrefillPlannerInput {
   int64_t max_total_qo_tokens = 0;  // qo_indptr[batch] may not exceed it
   int64_t max_work_units = 0;
   int64_t max_partial_rows = 0;
+  // The shortest KV chunk a split may cut (a multiple of 64 tokens): 256
+  // for prefill's tiles; MLA passes less for its 16-row decode tiles
+  // (plan/mla_plan.h says why).
+  int64_t min_chunk_tokens = 256;
 };
 
 struct PrefillScheduleHost {
