@@ -102,8 +102,10 @@ cudaLaunchAttribute cluster_attribute(int cluster_size) {
 }
 
 // How many clusters of each size of cluster_sample_kernel<kVec> the device
-// holds at once; all 0 before sm90. Built once per device (thread-safe
-// memo; leaked so that launches during static destruction still find it).
+// holds at once; all 0 before sm90, and where the device runs the kernel
+// from sm_80 PTX (a build without sm90 code, on a newer GPU: its body is
+// empty there). Built once per device (thread-safe memo; leaked so that
+// launches during static destruction still find it).
 template <int kVec>
 const sampling::ClusterCapacity& cluster_capacity(int device_id) {
   static auto* memo = new detail::OnceMap<int, sampling::ClusterCapacity>();
@@ -111,6 +113,9 @@ const sampling::ClusterCapacity& cluster_capacity(int device_id) {
     auto capacity = std::make_unique<sampling::ClusterCapacity>();
     if (detail::device_compute_major(device_id) < 9) return capacity;
     const auto kernel = sampling::cluster_sample_kernel<kVec>;
+    cudaFuncAttributes attributes{};
+    TESSERA_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+    if (attributes.ptxVersion < 90) return capacity;
     TESSERA_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
     for (int log2 = 1; log2 < sampling::kClusterSizeChoices; ++log2) {

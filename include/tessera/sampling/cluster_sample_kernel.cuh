@@ -39,7 +39,9 @@ __global__ void __launch_bounds__(kRowThreads, kRowCtasPerSm)
   const RowDraw d = sample_by_rejection(p, out_row, row, pass);
   if (cluster.block_rank() == 0) write_sample(p, out_row, d.token, d.ok);
   pass.finish();
-#endif  // the host launches it on sm90 only
+#elif defined(__CUDA_ARCH__)
+  __trap();  // no clusters: the host launches this kernel from sm90 code only
+#endif
 }
 
 }  // namespace tessera::sampling
