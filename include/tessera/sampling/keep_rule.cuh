@@ -44,10 +44,8 @@ __device__ __forceinline__ void add_top_p(KeepRule& rule, float top_p, double ro
   if (!(top_p >= 1.f)) rule.mass_limit = top_p > 0.f ? static_cast<double>(top_p) * row_mass : 0.0;
 }
 
-struct Threshold {
-  float pivot;       // the kept entries are exactly those > pivot
-  AboveStats above;  // their mass and count
-};
+// The kept entries are exactly those > pivot; above: their mass and count.
+using Threshold = PivotStats<AboveStats>;
 
 // Bisection over ordered keys between a pivot the rule rejects (or the
 // lowest pivot of interest) and the row maximum, which it always keeps: at
