@@ -113,8 +113,10 @@ void call_sampler(const Case& c, const DLTensor& probs, DeviceTensor& uniforms,
   ADD_FAILURE() << "top_k_first runs through draw()";
 }
 
+// `draws` samples of `c` from `values`, `max_batch` rows per launch (the
+// batch size picks the kernel: small batches take the cluster path on sm90).
 Draws draw(const std::vector<float>& values, const Case& c, int64_t draws, Rng& rng,
-           int rounds = kRounds) {
+           int rounds = kRounds, int64_t max_batch = kMaxBatch) {
   DeviceRow device_row(values);
   Draws result;
   // top_k_first: the top-k renormalised row, then top-p sampling from it.
@@ -132,7 +134,7 @@ Draws draw(const std::vector<float>& values, const Case& c, int64_t draws, Rng& 
                        ? Case{Sampler::kTopP, {.top_p = c.filter.top_p}, c.name}
                        : c;
   for (int64_t done = 0; done < draws;) {
-    const int64_t batch = std::min(kMaxBatch, draws - done);
+    const int64_t batch = std::min(max_batch, draws - done);
     std::vector<int64_t> shape, strides;
     const DLTensor probs = sampled_row.rows(batch, shape, strides);
     DeviceTensor uniforms(DType::kFloat32, {rounds, batch});
@@ -310,6 +312,156 @@ TEST(SamplingEdge, ExactFallbackAloneGivesTheFilteredDistribution) {
                           Case{Sampler::kJoint, {.top_k = 10, .top_p = 0.5}, "joint"}}) {
       SCOPED_TRACE("rounds " + std::to_string(rounds));
       expect_matches_filter(row, c, draw(row, c, kDraws, rng, rounds));
+    }
+  }
+}
+
+// ---- Small batches: a cluster of CTAs per row (sm90) ----------------------
+//
+// Batches of 1 / 2 / 7 / 32 rows pick the cluster kernel on an sm90 GPU
+// (row_split.h: 16 CTAs per row up to ~14 rows on an H100, 8 at 32; vocab
+// 111 gets 2); elsewhere they run the one-CTA kernel and these tests still
+// hold. The cluster path serves the rejection samplers only (plain, top-p,
+// min-p); top-k keeps the radix kernel.
+
+std::vector<Case> rejection_cases() {
+  std::vector<Case> cases;
+  for (const Case& c : filter_cases()) {
+    if (c.sampler == Sampler::kPlain || c.sampler == Sampler::kTopP ||
+        c.sampler == Sampler::kMinP) {
+      cases.push_back(c);
+    }
+  }
+  return cases;
+}
+
+struct SmallBatch {
+  int64_t vocab;
+  int64_t batch;
+};
+
+class SamplingSmallBatch : public ::testing::TestWithParam<SmallBatch> {};
+
+TEST_P(SamplingSmallBatch, DrawsFollowTheExactFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const SmallBatch shape = GetParam();
+  // 512 launches per case: fewer draws at batch 1 and 2 (the bound widens
+  // with 1 / sqrt(draws)).
+  const int64_t draws = std::min<int64_t>(kDraws, shape.batch * 512);
+  for (const float scale : {3.f, 0.1f}) {
+    const std::vector<float> row = softmax_row(rng, shape.vocab, scale);
+    for (const Case& c : rejection_cases()) {
+      SCOPED_TRACE("batch " + std::to_string(shape.batch) + ", logit scale " +
+                   std::to_string(scale));
+      expect_matches_filter(row, c, draw(row, c, draws, rng, kRounds, shape.batch));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, SamplingSmallBatch,
+    ::testing::Values(SmallBatch{111, 1}, SmallBatch{111, 7}, SmallBatch{32000, 1},
+                      SmallBatch{32000, 2}, SmallBatch{32000, 7}, SmallBatch{32000, 32},
+                      SmallBatch{128256, 1}, SmallBatch{128256, 2}, SmallBatch{128256, 7},
+                      SmallBatch{128256, 32}),
+    [](const auto& info) {
+      return "vocab" + std::to_string(info.param.vocab) + "_batch" +
+             std::to_string(info.param.batch);
+    });
+
+TEST(SamplingSmallBatch, ExactFallbackAloneGivesTheFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Bisection with stats summed across the cluster.
+  const std::vector<float> row = softmax_row(rng, 128256, 0.5f);
+  for (int rounds : {1, 2}) {
+    SCOPED_TRACE("rounds " + std::to_string(rounds));
+    const Case c{Sampler::kTopP, {.top_p = 0.3}, "top_p=0.3"};
+    expect_matches_filter(row, c, draw(row, c, 4096, rng, rounds, 8));
+  }
+}
+
+TEST(SamplingSmallBatch, OnlyNonZeroEntryInAnySliceIsAlwaysDrawn) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Every other CTA's slice is empty: exactly one CTA holds every target.
+  constexpr int64_t kVocab = 128256;
+  for (int64_t only : {int64_t{0}, int64_t{5000}, int64_t{64000}, kVocab - 1}) {
+    std::vector<float> row(kVocab, 0.f);
+    row[only] = 0.5f;
+    for (const Case& c : rejection_cases()) {
+      const Draws d = draw(row, c, 64, rng, kRounds, 1);
+      EXPECT_EQ(std::count(d.tokens.begin(), d.tokens.end(), only), 64)
+          << c.name << ", entry " << only;
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, EachRowIsSampledUnderItsOwnParameters) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Distinct peaked rows with small per-request top_p: a row read or a
+  // parameter taken from the wrong request shows as a token outside the set.
+  constexpr int64_t kVocab = 32000;
+  for (int64_t batch : {1, 2, 7, 32}) {
+    std::vector<std::vector<float>> rows;
+    std::vector<float> probs, ps;
+    for (int64_t b = 0; b < batch; ++b) {
+      rows.push_back(softmax_row(rng, kVocab, 4.f));
+      probs.insert(probs.end(), rows.back().begin(), rows.back().end());
+      ps.push_back(rng.uniform(0.01f, 0.3f));
+    }
+    DeviceTensor p(DType::kFloat32, {batch, kVocab}), u(DType::kFloat32, {kRounds, batch});
+    DeviceTensor tp(DType::kFloat32, {batch});
+    DeviceTensor samples(DType::kInt32, {batch}), success(DType::kUInt8, {batch});
+    p.upload(probs);
+    tp.upload(ps);
+    DLTensor p_dl = p.dl(), tp_dl = tp.dl(), s_dl = samples.dl(), ok_dl = success.dl();
+    for (int trial = 0; trial < 20; ++trial) {
+      u.upload(rng.uniform_vector(kRounds * batch, 0.f, 1.f));
+      samples.poison();
+      DLTensor u_dl = u.dl();
+      top_p_sampling_from_probs(p_dl, u_dl, &tp_dl, 0.0, {s_dl, &ok_dl}, nullptr);
+      const auto tokens = samples.download_ints();
+      const auto ok = success.download_ints();
+      for (int64_t b = 0; b < batch; ++b) {
+        const SamplingFilter f{.top_p = std::min(1.0, ps[b] + 1e-4)};
+        ASSERT_TRUE(tokens[b] >= 0 && tokens[b] < kVocab) << "batch " << batch << " row " << b;
+        ASSERT_TRUE(reference::kept_entries(rows[b], f)[tokens[b]])
+            << "batch " << batch << " row " << b << " p " << ps[b] << " token " << tokens[b];
+        ASSERT_EQ(ok[b], 1) << "batch " << batch << " row " << b;
+      }
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, OutputIsBitwiseReproducible) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int64_t kVocab = 128256;
+  for (int64_t batch : {1, 7, 32}) {
+    std::vector<float> probs;
+    for (int64_t b = 0; b < batch; ++b) {
+      const auto row = softmax_row(rng, kVocab, b % 2 == 0 ? 3.f : 0.1f);
+      probs.insert(probs.end(), row.begin(), row.end());
+    }
+    DeviceTensor p(DType::kFloat32, {batch, kVocab}), u(DType::kFloat32, {kRounds, batch});
+    DeviceTensor samples(DType::kInt32, {batch}), success(DType::kUInt8, {batch});
+    p.upload(probs);
+    u.upload(rng.uniform_vector(kRounds * batch, 0.f, 1.f));
+    DLTensor p_dl = p.dl(), s_dl = samples.dl(), ok_dl = success.dl();
+    for (const Case& c : rejection_cases()) {
+      std::vector<int64_t> first;
+      for (int run = 0; run < 3; ++run) {
+        call_sampler(c, p_dl, u, {s_dl, &ok_dl});
+        const auto tokens = samples.download_ints();
+        if (run == 0) {
+          first = tokens;
+        } else {
+          EXPECT_EQ(tokens, first) << c.name << ", batch " << batch << ", run " << run;
+        }
+      }
     }
   }
 }
