@@ -463,6 +463,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     consume<Tr, Variant, T, Kv, kCustomMask>(s, p, jobs);
     if (threadIdx.x == 128) jobs.finish_cta();
   }
+#else
+  __trap();  // built without sm_90a code: fail loudly rather than leave out unwritten
 #endif
 }
 
