@@ -101,18 +101,28 @@ cudaLaunchAttribute cluster_attribute(int cluster_size) {
   return attribute;
 }
 
-// How many clusters of each size of cluster_sample_kernel<kVec> the device
+using SampleKernel = void (*)(SampleParams);
+
+// The cluster kernel of a launch: the radix sampler (top-k, joint) or the
+// rejection sampler.
+template <int kVec>
+SampleKernel cluster_kernel(bool radix) {
+  return radix ? sampling::cluster_radix_sample_kernel<kVec>
+               : sampling::cluster_sample_kernel<kVec>;
+}
+
+// How many clusters of each size of cluster_kernel<kVec>(radix) the device
 // holds at once; all 0 before sm90, and where the device runs the kernel
 // from sm_80 PTX (a build without sm90 code, on a newer GPU: its body is
 // empty there). Built once per device (thread-safe memo; leaked so that
 // launches during static destruction still find it).
-template <int kVec>
+template <int kVec, bool kRadix>
 const sampling::ClusterCapacity& cluster_capacity(int device_id) {
   static auto* memo = new detail::OnceMap<int, sampling::ClusterCapacity>();
   return memo->get(device_id, [device_id] {
     auto capacity = std::make_unique<sampling::ClusterCapacity>();
     if (detail::device_compute_major(device_id) < 9) return capacity;
-    const auto kernel = sampling::cluster_sample_kernel<kVec>;
+    const SampleKernel kernel = cluster_kernel<kVec>(kRadix);
     cudaFuncAttributes attributes{};
     TESSERA_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
     if (attributes.ptxVersion < 90) return capacity;
@@ -137,14 +147,15 @@ const sampling::ClusterCapacity& cluster_capacity(int device_id) {
   });
 }
 
-// One CTA per row, or (rejection path, small batch, sm90) a cluster per row.
+// One CTA per row, or (small batch, sm90) a cluster per row: the rejection
+// and the radix samplers alike, each with its own cluster kernel.
 template <int kVec>
 void launch_sample(const SampleParams& params, int device_id, cudaStream_t stream) {
+  const bool radix = sampling::uses_radix_select(params);
+  const sampling::ClusterCapacity& capacity =
+      radix ? cluster_capacity<kVec, true>(device_id) : cluster_capacity<kVec, false>(device_id);
   const int cluster_size =
-      sampling::uses_radix_select(params)
-          ? 1
-          : sampling::choose_cluster_size(params.batch, params.vocab, kVec,
-                                          cluster_capacity<kVec>(device_id));
+      sampling::choose_cluster_size(params.batch, params.vocab, kVec, capacity);
   if (cluster_size == 1) {
     sampling::sample_kernel<kVec>
         <<<static_cast<unsigned>(params.batch), kRowThreads, 0, stream>>>(params);
@@ -157,7 +168,7 @@ void launch_sample(const SampleParams& params, int device_id, cudaStream_t strea
   config.stream = stream;
   config.attrs = &attribute;
   config.numAttrs = 1;
-  TESSERA_CUDA_CHECK(cudaLaunchKernelEx(&config, sampling::cluster_sample_kernel<kVec>, params));
+  TESSERA_CUDA_CHECK(cudaLaunchKernelEx(&config, cluster_kernel<kVec>(radix), params));
 }
 
 struct SampleCall {

@@ -3,7 +3,7 @@
 //
 // Grid: one CTA of kRowThreads threads per output (request) row; shared
 // memory: RadixStorage (~41 KiB, radix_select.cuh) and CUB temporaries.
-// Small batches on sm90 run the rejection path on a cluster of CTAs per row
+// Small batches on sm90 run both paths on a cluster of CTAs per row
 // instead (cluster_sample_kernel.cuh).
 //
 // Top-k and joint top-k + top-p (vocab <= kRadixMaxVocab): the exact
