@@ -145,10 +145,14 @@ struct BatchPrefillLaunch {
   const void* k;
   const void* v;
   int64_t stride_page, stride_entry, stride_head;  // ragged: stride_entry = per token
+  // v's strides and row units: k's when the head dims are equal.
+  int64_t v_stride_page, v_stride_entry, v_stride_head;
   int64_t page_size;                               // paged
   PagedRowUnits row_units;                         // paged: the row table's offsets
+  PagedRowUnits v_row_units;
   const int32_t* kv_indices;
   int64_t num_qo_heads, num_kv_heads, head_dim;
+  int64_t head_dim_vo;  // v's and out's (head_dim but for q/k 192, v/o 128)
   int64_t rows_per_token;
   bool causal;
   bool capturing;  // a graph needs the merge whatever the plan

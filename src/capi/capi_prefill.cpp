@@ -121,6 +121,23 @@ int tessera_batch_prefill_ragged_create_with_backend(int64_t num_qo_heads, int64
   });
 }
 
+int tessera_batch_prefill_ragged_create_with_head_dims(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                       int64_t head_dim_qk, int64_t head_dim_vo,
+                                                       int64_t max_batch_size,
+                                                       int64_t max_total_qo_tokens,
+                                                       void* workspace, size_t workspace_bytes,
+                                                       int device_id, int backend,
+                                                       TesseraBatchPrefillRagged** handle) {
+  return guarded([&] {
+    auto& result = required_output(handle, "handle");
+    tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim_qk, 0,
+                                    prefill_backend_of(backend, "backend")};
+    shape.head_dim_vo = head_dim_vo;
+    result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
+        shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
+  });
+}
+
 void tessera_batch_prefill_ragged_destroy(TesseraBatchPrefillRagged* handle) { delete handle; }
 
 int tessera_batch_prefill_ragged_plan(TesseraBatchPrefillRagged* handle, const int32_t* qo_indptr,

@@ -116,10 +116,14 @@ void validate_prefill_planner_input(const PrefillPlannerInput& in) {
                     "shape", "heads >= 1, num_qo_heads a multiple of num_kv_heads",
                     std::to_string(in.num_qo_heads) + " qo heads, " +
                         std::to_string(in.num_kv_heads) + " kv heads");
+  // (192: q/k of 192 / 128 prefill; its partials are sized at 192, more
+  // than the 128 floats a row the kernel writes.)
   TESSERA_CHECK_ARG(attention::supported_head_dim(in.head_dim) ||
+                        in.head_dim == attention::kSplitHeadDimQk ||
                         (in.head_dim == 512 && in.num_kv_heads == 1),
                     "shape",
-                    std::string(attention::kHeadDimsText) + " (512: MLA's latent, one KV head)",
+                    std::string(attention::kHeadDimsText) +
+                        " (192: q/k beside v/o 128; 512: MLA's latent, one KV head)",
                     "head_dim " + std::to_string(in.head_dim));
   if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 || in.max_partial_rows < 0 ||
       in.min_chunk_tokens < kChunkGranularityTokens ||
