@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The integration build's first GPU calls (docs/STATUS.md "Next 0"):
-# .gpu-variants/all.tar.xz, staged from wip/integration by
-# scripts/stage_gpu_variant.sh all. From the repository root, carry
+# The device calls of docs/STATUS.md "Next 0": .gpu-variants/all.tar.xz
+# (main) and int3.tar.xz (wip/integration3), staged by
+# scripts/stage_gpu_variant.sh NAME. From the repository root, carry
 # [".gpu-variants"]:
-#   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ mla1/mla2)
+#   MODE=tests bash scripts/dev_all_check.sh   # pytest + gtests of the new features (+ int3)
 #   MODE=bench bash scripts/dev_all_check.sh   # their bench rows + PyTorch peers
 # pytest runs the build's own python/ and tests/python (staged with it).
-d=/tmp/dev_builds/all
+# DEV_BUILD (default all) names the build that pytest and the gtests use.
+build=${DEV_BUILD:-all}
+d=/tmp/dev_builds/$build
 mkdir -p $d
 python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), sys.stdout.buffer)' \
-  .gpu-variants/all.tar.xz | tar x -C $d
+  .gpu-variants/$build.tar.xz | tar x -C $d
 cat $d/COMMIT
 nvcc_dir="$(dirname "$(readlink -f "$(command -v nvcc)")")"
 gtests='*Mla.*:Cascade.*:*SegmentGemm*:*BmmFp8*:*Sampling*'
@@ -23,11 +25,11 @@ if [[ ${MODE:-tests} == tests ]]; then
     $(printf 'tests/python/%s ' $files) -q -p no:cacheprovider -rf --timeout 60 \
     > "$OUT/pytest.log" 2>&1)
   echo "pytest rc $?"; tail -25 "$OUT/pytest.log"
-  extra=${DEV_EXTRA_SPECS:-"mla1@*Mla.*@none@50 mla2@*Mla.*@none@50"}
-  bash scripts/dev_fa3_check.sh "all@$gtests@none@240@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
+  extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*:*Qk192*@none@240@fa2,fa3"}
+  bash scripts/dev_fa3_check.sh "$build@${DEV_GTESTS:-$gtests}@none@${DEV_GTEST_S:-240}@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
-  extra=${DEV_EXTRA_SPECS:-"mla1@none@dtype=bf16@@@mla mla2@none@dtype=bf16@@@mla"}
-  specs="all@none@dtype=bf16@@@mla all@none@prefix=@@@cascade all@none@kind=moe@@@segment_gemm"
-  specs+=" all@none@b=@@@bmm_fp8 all@none@B=@@@sampling $extra"
+  extra=${DEV_EXTRA_SPECS:-}
+  specs="$build@none@dtype=bf16@@@mla $build@none@prefix=@@@cascade"
+  specs+=" $build@none@kind=@@@segment_gemm $build@none@b=@@@bmm_fp8 $build@none@B=@@@sampling $extra"
   DEV_PEERS=1 bash scripts/dev_fa3_check.sh "$specs" "${DEV_BUDGET:-540}"
 fi
