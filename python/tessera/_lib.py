@@ -197,6 +197,9 @@ _PROTOTYPES = {
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_ragged_min_workspace_size": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
+    "tessera_batch_prefill_ragged_min_workspace_size_with_head_dims": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
+                ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_ragged_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),

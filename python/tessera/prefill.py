@@ -303,6 +303,16 @@ def _create_call(prefix: str, backend: Optional[int], shape: tuple,
     return prefix + "_create_with_backend", shape, (backend,)
 
 
+def _min_workspace_call(prefix: str, shape: tuple, head_dim_vo: Optional[int]) -> tuple:
+    """The C function that sizes a plan object's minimum workspace and its
+    shape arguments (head_dim_vo after head_dim_qk where they differ, as
+    _create_call)."""
+    if head_dim_vo is not None and head_dim_vo != shape[2]:
+        return (prefix + "_min_workspace_size_with_head_dims",
+                shape[:3] + (head_dim_vo,) + shape[3:])
+    return prefix + "_min_workspace_size", shape
+
+
 def _shape_text(shape: tuple, head_dim_vo: Optional[int]) -> str:
     return str(shape) if head_dim_vo is None else f"{shape} with head_dim_vo {head_dim_vo}"
 
@@ -360,8 +370,8 @@ class _PlanHandle:
         # usual bounds); whatever the buffer holds beyond it becomes split-KV
         # room, up to the full size (prefill.h).
         needed_bytes = ctypes.c_size_t()
-        _lib.call(self._prefix + "_min_workspace_size", *shape, *bounds, device_id,
-                  ctypes.byref(needed_bytes))
+        size_function, size_shape = _min_workspace_call(self._prefix, shape, head_dim_vo)
+        _lib.call(size_function, *size_shape, *bounds, device_id, ctypes.byref(needed_bytes))
         available = workspace.numel() * workspace.element_size()
         if available < needed_bytes.value:
             raise TesseraArgumentError(

@@ -994,6 +994,19 @@ def test_distinct_head_dims_create_through_create_with_head_dims():
     assert _create_call(prefix, None, (8, 2, 64), None) == (prefix + "_create", (8, 2, 64), ())
 
 
+def test_distinct_head_dims_size_the_workspace_with_both():
+    """The minimum workspace of a 192 / 128 plan is asked with both head dims
+    (with head_dim_qk alone the library sees 192 / 192 and refuses it)."""
+    from tessera.prefill import _min_workspace_call
+    prefix = "tessera_batch_prefill_ragged"
+    assert _min_workspace_call(prefix, (8, 2, 192), 128) == (
+        prefix + "_min_workspace_size_with_head_dims", (8, 2, 192, 128))
+    assert _min_workspace_call(prefix, (8, 2, 128), 128) == (
+        prefix + "_min_workspace_size", (8, 2, 128))
+    assert _min_workspace_call(prefix, (8, 2, 64), None) == (prefix + "_min_workspace_size",
+                                                             (8, 2, 64))
+
+
 def test_ragged_run_allocates_out_at_head_dim_vo_and_names_v_and_out(monkeypatch):
     calls = stub_library(monkeypatch)
     wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
@@ -1043,6 +1056,14 @@ def test_c_abi_create_with_head_dims_rejects_an_unknown_backend_int():
         _lib.call("tessera_batch_prefill_ragged_create_with_head_dims", 8, 2, 192, 128, 4, 256,
                   ctypes.c_void_p(1 << 20), 1 << 20, 0, 3, ctypes.byref(handle))
     assert handle.value is None
+
+
+def test_c_abi_min_workspace_with_head_dims_names_a_bad_pair():
+    # Shape checks come before any CUDA call (no GPU needed).
+    needed = ctypes.c_size_t()
+    with pytest.raises(TesseraArgumentError, match="argument 'shape'.*head_dim_vo 64"):
+        _lib.call("tessera_batch_prefill_ragged_min_workspace_size_with_head_dims", 8, 2, 192,
+                  64, 4, 256, 0, ctypes.byref(needed))
 
 
 def test_unknown_backend_and_jit_args_are_rejected():
