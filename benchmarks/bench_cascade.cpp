@@ -105,10 +105,12 @@ std::string case_name(int64_t prefix_tokens) {
          ",D=" + std::to_string(kHeadDim) + ",dtype=bf16";
 }
 
-// Where a cascade step's time goes: each level alone as the batch prefill
-// the cascade runs for it (with lse, into its own output), rows
-// cascade_decode_level_shared / _unique; the rest of cascade_decode is the
-// merge and the launches between.
+// Where a cascade step's time goes: each level alone as the cascade runs it
+// (with lse, into its own output): rows cascade_decode_level_shared (a batch
+// prefill of all query rows over the prefix) and _unique (the batch decode
+// kernel: one token per request), and _unique_prefill (the batch prefill the
+// unique level ran on before, and still does inside a CUDA graph); the rest
+// of cascade_decode is the merge and the launches between.
 void emit_level_times(Bench& bench, const std::string& shape_case, BenchTensor& q,
                       const PagedKVCacheArg& cache_arg, const std::vector<CascadeLevelPlan>& plans,
                       const std::vector<CascadeLevelArrays>& arrays, double working_set) {
@@ -120,7 +122,7 @@ void emit_level_times(Bench& bench, const std::string& shape_case, BenchTensor& 
       BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device);
   BenchTensor out(DType::kBFloat16, {kBatch, kQoHeads, kHeadDim});
   BenchTensor lse(DType::kFloat32, {kBatch, kQoHeads});
-  const char* names[] = {"cascade_decode_level_shared", "cascade_decode_level_unique"};
+  const char* names[] = {"cascade_decode_level_shared", "cascade_decode_level_unique_prefill"};
   for (std::size_t level = 0; level < 2; ++level) {
     DeviceBuffer workspace(bytes);
     BatchPrefillWithPagedKVCache prefill(shape, bounds, workspace.data(), bytes, device);
@@ -136,6 +138,22 @@ void emit_level_times(Bench& bench, const std::string& shape_case, BenchTensor& 
         working_set);
     bench.emit(names[level], shape_case, "us", us);
   }
+  const DecodePlanShape decode_shape{kQoHeads, kKvHeads, kHeadDim, kPageSize};
+  const DecodePlanBounds decode_bounds{kBatch, 0};
+  const std::size_t decode_bytes =
+      BatchDecodeWithPagedKVCache::workspace_size_bytes(decode_shape, decode_bounds, device);
+  DeviceBuffer workspace(decode_bytes);
+  BatchDecodeWithPagedKVCache decode(decode_shape, decode_bounds, workspace.data(), decode_bytes,
+                                     device);
+  decode.plan(plans[1].kv_indptr, plans[1].kv_last_page_len, bench.stream());
+  const CascadeLevelArrays& a = arrays[1];
+  const double us = bench.median_us(
+      [&] {
+        decode.run(q.dl(), cache_arg, *a.kv_indices, *a.kv_indptr, *a.kv_last_page_len, out.dl(),
+                   &lse.dl(), AttentionOptions{}, bench.stream(), Validate::kOff);
+      },
+      working_set);
+  bench.emit("cascade_decode_level_unique", shape_case, "us", us);
 }
 
 }  // namespace
@@ -188,6 +206,8 @@ void run_cascade_benchmarks(Bench& bench) {
     const std::vector<CascadeLevelPlan> plans = {{prefix_qo, prefix_kv, prefix_last},
                                                  {unique_qo, t.unique_indptr, t.unique_last}};
     cascade.plan(plans, /*causal=*/false, bench.stream());
+    std::printf("check,cascade_decode,\"%s\",last_level_on_decode,%d\n", shape_case.c_str(),
+                cascade.last_level_on_decode(cache_arg, bench.stream()) ? 1 : 0);
     const std::vector<CascadeLevelArrays> arrays = {
         {&d_prefix_indices.dl(), &d_prefix_qo.dl(), &d_prefix_kv.dl(), &d_prefix_last.dl()},
         {&d_unique_indices.dl(), &d_unique_qo.dl(), &d_unique_kv.dl(), &d_unique_last.dl()}};

@@ -28,9 +28,8 @@ if [[ ${MODE:-tests} == tests ]]; then
   extra=${DEV_EXTRA_SPECS:-"int3@*Mla.*:Cascade.*:*Sampling*:*Qk192*@none@240@fa2,fa3"}
   bash scripts/dev_fa3_check.sh "$build@${DEV_GTESTS:-$gtests}@none@${DEV_GTEST_S:-240}@fa2,fa3 $extra" "${DEV_BUDGET:-360}"
 else
-  int3_rows="int3@none@dtype=bf16@@@mla int3@none@prefix=@@@cascade int3@none@B=@@@sampling"
-  extra=${DEV_EXTRA_SPECS:-$int3_rows}
-  specs="all@none@dtype=bf16@@@mla all@none@prefix=@@@cascade all@none@kind=moe@@@segment_gemm"
-  specs+=" all@none@b=@@@bmm_fp8 all@none@B=@@@sampling $extra"
+  extra=${DEV_EXTRA_SPECS:-}
+  specs="$build@none@dtype=bf16@@@mla $build@none@prefix=@@@cascade"
+  specs+=" $build@none@kind=@@@segment_gemm $build@none@b=@@@bmm_fp8 $build@none@B=@@@sampling $extra"
   DEV_PEERS=1 bash scripts/dev_fa3_check.sh "$specs" "${DEV_BUDGET:-540}"
 fi

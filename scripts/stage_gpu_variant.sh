@@ -23,7 +23,7 @@ mkdir -p "$stage/tests" "$stage/benchmarks" "$stage/examples"
 cp -r "$TESSERA_ROOT/python" "$stage/python"
 cp -r "$TESSERA_ROOT/tests/python" "$stage/tests/python"
 cp "$TESSERA_ROOT"/benchmarks/*.py "$stage/benchmarks/"
-cp -r "$TESSERA_ROOT/examples/python" "$stage/examples/python"
+cp -r "$TESSERA_ROOT/examples/python" "$TESSERA_ROOT/examples/jit" "$stage/examples/"
 find "$stage" -name __pycache__ -prune -exec rm -rf {} +
 echo "$name $(git -C "$TESSERA_ROOT" rev-parse HEAD)$(git -C "$TESSERA_ROOT" diff --quiet || echo +dirty)" \
   > "$stage/COMMIT"

@@ -301,6 +301,17 @@ TESSERA_C_API int tessera_batch_prefill_ragged_create_with_backend(
     int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim, int64_t max_batch_size,
     int64_t max_total_qo_tokens, void* workspace, size_t workspace_bytes, int device_id,
     int backend, TesseraBatchPrefillRagged** handle);
+/* As *_create_with_backend with v's and out's head dim head_dim_vo (0:
+ * head_dim_qk); head_dim_qk 192 with head_dim_vo 128 is DeepSeek-style
+ * prefill (FA2, JIT-served; backend 2 (fa3) is rejected naming "backend");
+ * *_min_workspace_size_with_head_dims sizes its workspace. */
+TESSERA_C_API int tessera_batch_prefill_ragged_min_workspace_size_with_head_dims(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim_qk, int64_t head_dim_vo,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, int device_id, size_t* bytes);
+TESSERA_C_API int tessera_batch_prefill_ragged_create_with_head_dims(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim_qk, int64_t head_dim_vo,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, void* workspace, size_t workspace_bytes,
+    int device_id, int backend, TesseraBatchPrefillRagged** handle);
 TESSERA_C_API void tessera_batch_prefill_ragged_destroy(TesseraBatchPrefillRagged* handle);
 TESSERA_C_API int tessera_batch_prefill_ragged_plan(TesseraBatchPrefillRagged* handle,
                                                     const int32_t* qo_indptr,

@@ -197,12 +197,18 @@ _PROTOTYPES = {
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_ragged_min_workspace_size": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int, ctypes.POINTER(c_size_t)]),
+    "tessera_batch_prefill_ragged_min_workspace_size_with_head_dims": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_int,
+                ctypes.POINTER(c_size_t)]),
     "tessera_batch_prefill_ragged_create": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
                 ctypes.POINTER(c_void_p)]),
     "tessera_batch_prefill_ragged_create_with_backend": (
         c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int, c_int,
                 ctypes.POINTER(c_void_p)]),
+    "tessera_batch_prefill_ragged_create_with_head_dims": (
+        c_int, [c_int64, c_int64, c_int64, c_int64, c_int64, c_int64, c_void_p, c_size_t, c_int,
+                c_int, ctypes.POINTER(c_void_p)]),
     "tessera_batch_prefill_ragged_destroy": (None, [c_void_p]),
     "tessera_batch_prefill_ragged_plan": (
         c_int, [c_void_p, P_I32, c_int64, P_I32, c_int64, c_int, c_void_p]),

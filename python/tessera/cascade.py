@@ -201,7 +201,10 @@ class MultiLevelCascadeAttentionWrapper:
     float_workspace_buffer is cut into num_levels equal slices, one per
     level's BatchPrefillWithPagedKVCacheWrapper (FlashInfer recommends 128
     MB; each slice must hold that wrapper's schedule, and whatever it holds
-    beyond becomes split-KV room). With use_cuda_graph=True the four *_buf_arr
+    beyond becomes split-KV room). Without CUDA graphs, a last level of one
+    query token per request (a decode step) runs on
+    BatchDecodeWithPagedKVCacheWrapper in the last slice instead (the
+    prefill kernel would pad each request's row to a tile). With use_cuda_graph=True the four *_buf_arr
     lists (num_levels int32 CUDA buffers each, as the paged prefill wrapper's
     *_buf arguments) hold the arrays run() reads, so a graph captured around
     run() replays after later plans within them. backend (Tessera's
@@ -238,6 +241,10 @@ class MultiLevelCascadeAttentionWrapper:
             self._batch_prefill_wrappers = [
                 BatchPrefillWithPagedKVCacheWrapper(slices[i], kv_layout, backend=backend)
                 for i in range(self._num_levels)]
+        # The last level's decode path: made at the first decode-step plan.
+        self._last_decode = None
+        self._last_slice = slices[-1]
+        self._decode_tokens = None  # the planned tokens while the decode path is planned
         self._planned = False
 
     @property
@@ -251,9 +258,13 @@ class MultiLevelCascadeAttentionWrapper:
         workspaces are accepted and unused. The next plan() makes the levels'
         plan objects on it."""
         del int_workspace_buffers
-        for wrapper, piece in zip(self._batch_prefill_wrappers,
-                                  _workspace_slices(float_workspace_buffer, self._num_levels)):
+        slices = _workspace_slices(float_workspace_buffer, self._num_levels)
+        for wrapper, piece in zip(self._batch_prefill_wrappers, slices):
             wrapper.reset_workspace_buffer(piece)
+        self._last_slice = slices[-1]
+        if self._last_decode is not None:
+            self._last_decode.reset_workspace_buffer(self._last_slice)
+        self._decode_tokens = None
         self._planned = False
 
     def plan(self, qo_indptr_arr: Sequence, paged_kv_indptr_arr: Sequence,
@@ -289,7 +300,17 @@ class MultiLevelCascadeAttentionWrapper:
                              f"a last value of {int(qo_host[0][-1])} (qo_indptr_arr[0]'s query "
                              "tokens: every level covers every token)", str(int(qo[-1])))
         self._planned = False
+        self._decode_tokens = None
+        tokens = int(qo_host[0][-1])
+        if (not self._use_cuda_graph and tokens > 0
+                and torch.equal(qo_host[-1], torch.arange(tokens + 1, dtype=torch.int32))
+                and self._plan_last_level_on_decode(
+                    kv_arr[-1], indices_arr[-1], last_arr[-1], num_qo_heads, num_kv_heads,
+                    head_dim, page_size, sm_scale, logits_soft_cap, non_blocking)):
+            self._decode_tokens = tokens
         for i, wrapper in enumerate(self._batch_prefill_wrappers):
+            if i == n - 1 and self._decode_tokens is not None:
+                break  # the decode wrapper shares this level's slice
             try:
                 wrapper.plan(qo_host[i], kv_arr[i], indices_arr[i], last_arr[i], num_qo_heads,
                              num_kv_heads, head_dim, page_size,
@@ -301,6 +322,26 @@ class MultiLevelCascadeAttentionWrapper:
         self._planned = True
 
     begin_forward = plan
+
+    def _plan_last_level_on_decode(self, kv_indptr, kv_indices, kv_last_page_len, num_qo_heads,
+                                   num_kv_heads, head_dim, page_size, sm_scale, logits_soft_cap,
+                                   non_blocking) -> bool:
+        """Plans the last level on the decode wrapper; False where it cannot
+        serve it (then the level's prefill plan names any bad argument)."""
+        from .decode import BatchDecodeWithPagedKVCacheWrapper
+
+        if self._last_decode is None:
+            self._last_decode = BatchDecodeWithPagedKVCacheWrapper(self._last_slice,
+                                                                   self._kv_layout)
+        try:
+            self._last_decode.plan(kv_indptr, kv_indices, kv_last_page_len, num_qo_heads,
+                                   num_kv_heads, head_dim, page_size, sm_scale=sm_scale,
+                                   logits_soft_cap=logits_soft_cap, non_blocking=non_blocking)
+        except (TesseraArgumentError, TypeError, ValueError):
+            # e.g. a slice too small for decode's schedule: the prefill plan
+            # serves the level (and names what it cannot take).
+            return False
+        return True
 
     def run(self, q: torch.Tensor, paged_kv_cache, *, k_scale: Optional[float] = None,
             v_scale: Optional[float] = None, out: Optional[torch.Tensor] = None,
@@ -315,9 +356,22 @@ class MultiLevelCascadeAttentionWrapper:
         if not self._planned:
             raise TesseraArgumentError("tessera: argument 'self': expected plan() before run(), "
                                        "got no plan")
-        last = self._batch_prefill_wrappers[-1]
-        out, lse = last.run(q, paged_kv_cache, k_scale=k_scale, v_scale=v_scale, out=out,
-                            lse=lse, return_lse=True)
+        tokens = self._decode_tokens
+        if tokens is not None:
+            _checks.tensors(q=q)
+            if q.dim() != 3 or q.shape[0] < tokens:
+                _checks.fail("q", f"[tokens >= {tokens}, num_qo_heads, head_dim]",
+                             _checks.describe(q))
+            if out is None:
+                out = torch.empty_like(q)
+            if lse is None:
+                lse = torch.empty(q.shape[:-1], dtype=torch.float32, device=q.device)
+            self._last_decode.run(q[:tokens], paged_kv_cache, k_scale=k_scale, v_scale=v_scale,
+                                  out=out[:tokens], lse=lse[:tokens], return_lse=True)
+        else:
+            out, lse = self._batch_prefill_wrappers[-1].run(
+                q, paged_kv_cache, k_scale=k_scale, v_scale=v_scale, out=out, lse=lse,
+                return_lse=True)
         for wrapper in self._batch_prefill_wrappers[:-1]:
             level_out, level_lse = wrapper.run(q, paged_kv_cache, k_scale=k_scale,
                                                v_scale=v_scale, return_lse=True)

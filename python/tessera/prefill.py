@@ -7,7 +7,10 @@ kv_len - qo_len + i, causal masks the KV positions after it (any qo_len and
 kv_len: with qo_len > kv_len the first qo_len - kv_len queries see no key and
 get out 0, lse -inf), lse is float32 in base 2 (log2 of the sum of exp of the
 scaled logits). Tessera builds head_dim 64, 80, 96, 112, 128 and 256 (80 / 96 /
-112 / 256 JIT-compiled on first use; 80 / 96 / 112 on the fa2 back end only), fp16/bf16 q (paged caches also float8_e4m3fn or float8_e5m2 at
+112 / 256 JIT-compiled on first use; 80 / 96 / 112 on the fa2 back end only), and
+q/k head dim 192 with v/o head dim 128 (DeepSeek-style prefill: FA2, JIT-compiled;
+single prefill and the ragged wrapper, plan(head_dim_qk=192, head_dim_vo=128);
+out has v's head dim), fp16/bf16 q (paged caches also float8_e4m3fn or float8_e5m2 at
 head_dim 128, with k_scale / v_scale), and every combination of a position
 encoding (none, "ALIBI", "ROPE_LLAMA" on the fly) with a soft cap and / or a
 sliding window; kernels off the library's AOT list are JIT-compiled on first
@@ -159,11 +162,39 @@ def _jit_args(jit_args, jit_kwargs):
     return jit_args
 
 
-def _check_head_dim_vo(head_dim_qk: int, head_dim_vo) -> None:
-    if head_dim_vo is not None and int(head_dim_vo) != int(head_dim_qk):
+# The one q/k, v/o head-dim pair that differs (DeepSeek-style prefill;
+# include/tessera/attention/head_dims.h: kSplitHeadDimQk, kSplitHeadDimVo).
+_SPLIT_HEAD_DIM_QK, _SPLIT_HEAD_DIM_VO = 192, 128
+
+
+def _head_dim_vo_of(head_dim_qk: int) -> int:
+    """v's and out's head dim beside q/k's head_dim_qk: 128 at q/k 192 (the
+    only head dim 192 kernel), else head_dim_qk."""
+    return _SPLIT_HEAD_DIM_VO if head_dim_qk == _SPLIT_HEAD_DIM_QK else head_dim_qk
+
+
+def _check_head_dim_vo(head_dim_qk: int, head_dim_vo, paged: bool) -> int:
+    """plan()'s head_dim_vo (None: head_dim_qk, as FlashInfer): head_dim_qk,
+    or 128 beside head_dim_qk 192 (ragged only: the paged wrapper does not
+    take the pair yet). Returns it."""
+    if head_dim_vo is None:
+        return head_dim_qk
+    head_dim_vo = _checks.integer(head_dim_vo, "head_dim_vo", minimum=1)
+    if head_dim_vo == head_dim_qk:
+        return head_dim_vo
+    split = (head_dim_qk, head_dim_vo) == (_SPLIT_HEAD_DIM_QK, _SPLIT_HEAD_DIM_VO)
+    if split and paged:
         raise NotImplementedError(
-            f"tessera: argument 'head_dim_vo': expected head_dim_qk ({head_dim_qk}); distinct "
-            f"q/k and v head dims are not supported, got {head_dim_vo}")
+            f"tessera: argument 'head_dim_vo': expected head_dim_qk ({head_dim_qk}) with a "
+            f"paged KV cache (head_dim_qk {_SPLIT_HEAD_DIM_QK} with head_dim_vo "
+            f"{_SPLIT_HEAD_DIM_VO} is not yet supported for paged caches: use "
+            f"BatchPrefillWithRaggedKVCacheWrapper), got {head_dim_vo}")
+    if not split:
+        raise NotImplementedError(
+            f"tessera: argument 'head_dim_vo': expected head_dim_qk ({head_dim_qk}), or "
+            f"{_SPLIT_HEAD_DIM_VO} with head_dim_qk {_SPLIT_HEAD_DIM_QK} (the one distinct "
+            f"pair), got {head_dim_vo}")
+    return head_dim_vo
 
 
 def _resolve_head_dim(head_dim_qk, head_dim, head_dim_vo) -> int:
@@ -243,12 +274,47 @@ def _variant_scalars(pos_encoding_mode="NONE", sm_scale=None, window_left=-1,
             _checks.optional_real(rope_theta, "rope_theta"))
 
 
-def _outputs(q: torch.Tensor, num_qo_heads: int, out, lse, return_lse: bool):
+def _outputs(q: torch.Tensor, num_qo_heads: int, out, lse, return_lse: bool,
+             head_dim_vo: Optional[int] = None):
+    """out (like q, its last dim head_dim_vo where given) and lse, allocated
+    where the caller passed none."""
     if out is None:
-        out = torch.empty_like(q)
+        if head_dim_vo is None or head_dim_vo == q.shape[-1]:
+            out = torch.empty_like(q)
+        else:
+            out = q.new_empty(tuple(q.shape[:-1]) + (head_dim_vo,))
     if lse is None and return_lse:
         lse = torch.empty((q.shape[0], num_qo_heads), dtype=torch.float32, device=q.device)
     return out, lse
+
+
+def _create_call(prefix: str, backend: Optional[int], shape: tuple,
+                 head_dim_vo: Optional[int]) -> tuple:
+    """The C function that makes a plan object, its shape arguments and its
+    backend argument: *_create (no backend choice), *_create_with_backend, or
+    for a distinct v/o head dim (ragged) *_create_with_head_dims, which takes
+    head_dim_vo after head_dim_qk. Equal head dims keep the older entry points,
+    so a library without *_create_with_head_dims serves them."""
+    if head_dim_vo is not None and head_dim_vo != shape[2]:
+        return (prefix + "_create_with_head_dims", shape[:3] + (head_dim_vo,) + shape[3:],
+                (backend or 0,))
+    if backend is None:
+        return prefix + "_create", shape, ()
+    return prefix + "_create_with_backend", shape, (backend,)
+
+
+def _min_workspace_call(prefix: str, shape: tuple, head_dim_vo: Optional[int]) -> tuple:
+    """The C function that sizes a plan object's minimum workspace and its
+    shape arguments (head_dim_vo after head_dim_qk where they differ, as
+    _create_call)."""
+    if head_dim_vo is not None and head_dim_vo != shape[2]:
+        return (prefix + "_min_workspace_size_with_head_dims",
+                shape[:3] + (head_dim_vo,) + shape[3:])
+    return prefix + "_min_workspace_size", shape
+
+
+def _shape_text(shape: tuple, head_dim_vo: Optional[int]) -> str:
+    return str(shape) if head_dim_vo is None else f"{shape} with head_dim_vo {head_dim_vo}"
 
 
 class _PlanHandle:
@@ -265,25 +331,32 @@ class _PlanHandle:
         self._backend = backend  # None: the plain *_create (no backend choice)
         self.address = None
         self._shape = None
+        self._head_dim_vo = None
         self.bounds = None
 
-    def ensure(self, shape: tuple, needed: tuple, bound_names: tuple) -> int:
+    def ensure(self, shape: tuple, needed: tuple, bound_names: tuple,
+               head_dim_vo: Optional[int] = None) -> int:
+        """shape: the C *_create's leading shape arguments (num_qo_heads,
+        num_kv_heads, head_dim[, page size]); head_dim_vo: v's and out's head
+        dim where it differs from head_dim (ragged only), else None."""
+        same_shape = shape == self._shape and head_dim_vo == self._head_dim_vo
         if self.address is not None:
-            if shape == self._shape and all(n <= b for n, b in zip(needed, self.bounds)):
+            if same_shape and all(n <= b for n, b in zip(needed, self.bounds)):
                 return self.address
             if self._fixed:
-                if shape != self._shape:
+                if not same_shape:
                     raise TesseraArgumentError(
                         "tessera: argument 'num_qo_heads': expected the plan shape (heads, "
-                        f"head_dim[, page size]) {self._shape} of the first plan "
-                        f"(use_cuda_graph=True fixes it), got {shape}")
+                        f"head_dim[, page size]) {_shape_text(self._shape, self._head_dim_vo)} "
+                        "of the first plan (use_cuda_graph=True fixes it), got "
+                        f"{_shape_text(shape, head_dim_vo)}")
                 for name, n, b in zip(bound_names, needed, self.bounds):
                     if n > b:
                         raise TesseraArgumentError(
                             f"tessera: argument 'qo_indptr': expected at most {b} {name} "
                             f"(fixed by the CUDA-graph buffers and the first plan), got {n}")
         bounds = tuple(max(n, 1) for n in needed)
-        if self.address is not None and shape == self._shape:
+        if self.address is not None and same_shape:
             # Grow geometrically so a batch growing by one does not re-create.
             bounds = tuple(max(n, 2 * b) if n > b else b for n, b in zip(bounds, self.bounds))
         self.destroy()
@@ -297,8 +370,8 @@ class _PlanHandle:
         # usual bounds); whatever the buffer holds beyond it becomes split-KV
         # room, up to the full size (prefill.h).
         needed_bytes = ctypes.c_size_t()
-        _lib.call(self._prefix + "_min_workspace_size", *shape, *bounds, device_id,
-                  ctypes.byref(needed_bytes))
+        size_function, size_shape = _min_workspace_call(self._prefix, shape, head_dim_vo)
+        _lib.call(size_function, *size_shape, *bounds, device_id, ctypes.byref(needed_bytes))
         available = workspace.numel() * workspace.element_size()
         if available < needed_bytes.value:
             raise TesseraArgumentError(
@@ -306,11 +379,12 @@ class _PlanHandle:
                 f"{needed_bytes.value} bytes for {dict(zip(bound_names, bounds))}, "
                 f"got {available}")
         handle = ctypes.c_void_p()
-        create, backend = ((self._prefix + "_create", ()) if self._backend is None else
-                           (self._prefix + "_create_with_backend", (self._backend,)))
-        _lib.call(create, *shape, *bounds, ctypes.c_void_p(workspace.data_ptr()), available,
-                  device_id, *backend, ctypes.byref(handle))
+        create, shape_arguments, backend = _create_call(self._prefix, self._backend, shape,
+                                                        head_dim_vo)
+        _lib.call(create, *shape_arguments, *bounds, ctypes.c_void_p(workspace.data_ptr()),
+                  available, device_id, *backend, ctypes.byref(handle))
         self.address, self._shape, self.bounds = handle.value, shape, bounds
+        self._head_dim_vo = head_dim_vo
         return self.address
 
     def destroy(self) -> None:
@@ -332,18 +406,38 @@ class _PlanHandle:
 
 
 def _check_attention_outputs(q, out, lse, custom_mask, alibi_slopes) -> None:
-    _checks.like(out, "out", q, "q")
+    head_dim_vo = _head_dim_vo_of(q.shape[-1])
+    if head_dim_vo == q.shape[-1]:
+        _checks.like(out, "out", q, "q")
+    else:
+        _check_narrower_rows(out, "out", q, "q", head_dim_vo)
     _checks.lse(lse, "lse", tuple(q.shape[:2]))
     _checks.optional_tensor(custom_mask, "custom_mask", ndim=1, dtypes=(torch.uint8,))
     _checks.alibi_slopes(alibi_slopes, q.shape[1])
 
 
+def _check_narrower_rows(x, name: str, like_tensor: torch.Tensor, like_name: str,
+                         head_dim_vo: int) -> None:
+    """x like like_tensor but its last dim head_dim_vo (v beside k, out
+    beside q at q/k 192, v/o 128)."""
+    _checks.tensor(x, name, ndim=like_tensor.dim())
+    _checks.same_dtype(x, name, like_tensor, like_name)
+    want = tuple(like_tensor.shape[:-1]) + (head_dim_vo,)
+    if tuple(x.shape) != want:
+        _checks.fail(name, f"shape {want} ({like_name}'s, its last dim head_dim_vo "
+                     f"{head_dim_vo})", _checks.describe(x))
+
+
 def _check_contiguous_kv(q, k, v, heads_dim: int) -> None:
-    """k, v [.., .., head_dim] with their heads in dim heads_dim, 16-bit
-    like q or fp8."""
+    """k [.., .., head_dim], v [.., .., head_dim_vo] with their heads in dim
+    heads_dim, 16-bit like q or fp8 (head_dim_vo: head_dim, or 128 at 192)."""
     _checks.tensor(k, "k", ndim=3, dtypes=_checks.KV)
     _checks.kv_dtype(k, "k", q)
-    _checks.like(v, "v", k, "k")
+    head_dim_vo = _head_dim_vo_of(q.shape[2])
+    if head_dim_vo == q.shape[2]:
+        _checks.like(v, "v", k, "k")
+    else:
+        _check_narrower_rows(v, "v", k, "k", head_dim_vo)
     _checks.size(k, 2, q.shape[2], "k", "head_dim of q")
     _checks.heads_divide(q.shape[1], k.shape[heads_dim], "k")
 
@@ -472,7 +566,9 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
     """Prefill/append attention of one request against its K/V.
 
     q: [qo_len, num_qo_heads, head_dim]; k, v: [kv_len, num_kv_heads, head_dim]
-    (NHD) or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 of q's dtype.
+    (NHD) or [num_kv_heads, kv_len, head_dim] (HND), fp16/bf16 of q's dtype;
+    at q/k head_dim 192, v's head dim is 128 (and out's: [qo_len,
+    num_qo_heads, 128]).
     causal with qo_len > kv_len: the first qo_len - kv_len queries see no key
     (out 0, lse -inf). custom_mask: bool [qo_len, kv_len]
     (True: query i attends to key j; any dtype, nonzero is True), packed here
@@ -510,7 +606,7 @@ def single_prefill_with_kv_cache(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
             if mask.device != q.device:
                 mask = mask.to(q.device)
         causal = False  # FlashInfer: the mask replaces causal
-    out, lse = _outputs(q, q.shape[1], None, None, return_lse)
+    out, lse = _outputs(q, q.shape[1], None, None, return_lse, _head_dim_vo_of(q.shape[-1]))
     torch.ops.tessera.single_prefill(
         q, k, v, out, lse, layout, bool(causal), *scalars, mask,
         _alibi_slopes_for(pos_encoding_mode, alibi_slopes, q.shape[1], q.device),
@@ -585,6 +681,7 @@ class _BatchPrefillWrapperBase:
         self._handle = _PlanHandle(self._prefix, float_workspace_buffer, self._use_cuda_graph,
                                    self._backend)
         self._planned = None
+        self._head_dim_vo = None  # plan()'s (the ragged wrapper's head_dim_vo)
         self._flat = None  # run()'s eager fast path for the current plan (_flat.py)
 
     @property
@@ -604,7 +701,8 @@ class _BatchPrefillWrapperBase:
                                    self._backend)
         self._planned = None
 
-    def _ensure(self, shape: tuple, batch: int, total_qo: int) -> int:
+    def _ensure(self, shape: tuple, batch: int, total_qo: int,
+                head_dim_vo: Optional[int] = None) -> int:
         """The plan object's address for a plan of `batch` requests and
         `total_qo` query tokens. Bounds: the plan's own (grown geometrically);
         in CUDA-graph mode (max_batch from qo_indptr_buf, the first plan's
@@ -618,23 +716,26 @@ class _BatchPrefillWrapperBase:
             needed = (self._max_batch, total_qo)
         else:
             needed = (batch, total_qo)
-        return self._handle.ensure(shape, needed, ("requests", "query tokens"))
+        if head_dim_vo is None or head_dim_vo == shape[2]:
+            return self._handle.ensure(shape, needed, ("requests", "query tokens"))
+        return self._handle.ensure(shape, needed, ("requests", "query tokens"), head_dim_vo)
 
     def _plan_prologue(self, qo_indptr, kv_indptr, kv_indptr_name, num_qo_heads, num_kv_heads,
                        head_dim_qk, head_dim, head_dim_vo, pos_encoding_mode, sm_scale,
                        window_left, logits_soft_cap, rope_scale, rope_theta, alibi_slopes):
         """The checks every plan() makes before touching the GPU; returns the
         host indptr arrays, the batch size, the plan shape (num_qo_heads,
-        num_kv_heads, head_dim) and the variant scalars."""
+        num_kv_heads, head_dim), the variant scalars and head_dim_vo."""
         head_dim_qk = _resolve_head_dim(head_dim_qk, head_dim, head_dim_vo)
-        _check_head_dim_vo(head_dim_qk, head_dim_vo)
+        head_dim_vo = _check_head_dim_vo(head_dim_qk, head_dim_vo,
+                                         paged=self._prefix == "tessera_batch_prefill_paged")
         shape = (_checks.integer(num_qo_heads, "num_qo_heads", minimum=1),
                  _checks.integer(num_kv_heads, "num_kv_heads", minimum=1), head_dim_qk)
         _checks.alibi_slopes(alibi_slopes, shape[0])
         scalars = _variant_scalars(pos_encoding_mode, sm_scale, window_left, logits_soft_cap,
                                    rope_scale, rope_theta)
         qo_host, kv_host, batch = _indptr_pair(qo_indptr, "qo_indptr", kv_indptr, kv_indptr_name)
-        return qo_host, kv_host, batch, shape, scalars
+        return qo_host, kv_host, batch, shape, scalars, head_dim_vo
 
     def _flat_options(self, flat: _flat.FlatRun, q_scale, k_scale, v_scale) -> tuple:
         """The AttentionOptions of run()'s scales (what the op path passes),
@@ -654,7 +755,7 @@ class _BatchPrefillWrapperBase:
     def _run_flat(self, q, k, v, out, lse, q_scale, k_scale, v_scale, return_lse):
         """run()'s eager fast path (_flat.py): one C call, the Python checks
         only for tensors unlike the last call's."""
-        out, lse = _outputs(q, self._planned[1], out, lse, return_lse)
+        out, lse = _outputs(q, self._planned[1], out, lse, return_lse, self._head_dim_vo)
         flat = self._flat if self._flat is not None else self._new_flat()
         entry = flat.options.get((q_scale, k_scale, v_scale))
         if entry is None:
@@ -785,21 +886,24 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         The dtype arguments and use_fp16_qk_reduction (0.2.0:
         allow_fp16_qk_reduction) are accepted for compatibility (run() checks
         the tensors' dtypes; accumulation is float32). head_dim: FlashInfer
-        0.2.0's name for head_dim_qk. alibi_slopes (Tessera's extension):
-        float32 [num_qo_heads] on the workspace's device, with
-        pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
+        0.2.0's name for head_dim_qk. head_dim_vo: v's and out's head dim
+        (None: head_dim_qk); 128 with head_dim_qk 192 is the one distinct pair
+        (run() then takes v [.., 128] and returns out [q rows, num_qo_heads,
+        128]). alibi_slopes (Tessera's extension): float32 [num_qo_heads] on
+        the workspace's device, with pos_encoding_mode "ALIBI" (without it
+        FlashInfer's get_alibi_slopes).
         """
         plan_arguments = dict(locals())  # first: only the parameters (forward() re-plans)
         del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
         self._flat = None
-        qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
+        qo_host, kv_host, batch, shape, scalars, head_dim_vo = self._plan_prologue(
             qo_indptr, kv_indptr, "kv_indptr", num_qo_heads, num_kv_heads, head_dim_qk, head_dim,
             head_dim_vo, pos_encoding_mode, sm_scale, window_left, logits_soft_cap, rope_scale,
             rope_theta, alibi_slopes)
         has_mask = custom_mask is not None or packed_custom_mask is not None
         device = self._float_workspace.device
-        handle = self._ensure(shape, batch, int(qo_host[-1]))
+        handle = self._ensure(shape, batch, int(qo_host[-1]), head_dim_vo)
         self._planned = None
         _lib.call(self._prefix + "_plan", ctypes.c_void_p(handle), _int32_pointer(qo_host),
                   qo_host.numel(), _int32_pointer(kv_host), kv_host.numel(),
@@ -815,6 +919,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
                          _alibi_slopes_for(pos_encoding_mode, alibi_slopes, shape[0], device))
         self._plan_arguments = plan_arguments
         self._head_dim = shape[2]
+        self._head_dim_vo = head_dim_vo
 
     begin_forward = plan
 
@@ -851,7 +956,7 @@ class BatchPrefillWithRaggedKVCacheWrapper(_BatchPrefillWrapperBase):
         _checks.tensors(q=q, k=k, v=v)
         if self._kv_layout == 1:  # HND [heads, tokens, dim]: the kernel takes strides
             k, v = k.transpose(0, 1), v.transpose(0, 1)
-        out, lse = _outputs(q, num_qo_heads, out, lse, return_lse)
+        out, lse = _outputs(q, num_qo_heads, out, lse, return_lse, self._head_dim_vo)
         torch.ops.tessera.batch_prefill_ragged_run(
             handle, q, k, v, self._qo_indptr, self._kv_indptr, out, lse,
             *_fold_q_scale(scalars, q_scale, q.shape[-1]), float(k_scale or 0.0),
@@ -914,7 +1019,9 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         The dtype arguments and use_fp16_qk_reduction (0.2.0:
         allow_fp16_qk_reduction) are accepted for compatibility (run() checks
         the tensors' dtypes; accumulation is float32). head_dim: FlashInfer
-        0.2.0's name for head_dim_qk. alibi_slopes (Tessera's extension):
+        0.2.0's name for head_dim_qk. head_dim_vo: head_dim_qk or None (the
+        q/k 192, v/o 128 pair raises NotImplementedError naming head_dim_vo:
+        not yet for paged caches). alibi_slopes (Tessera's extension):
         float32 [num_qo_heads] on the workspace's device, with
         pos_encoding_mode "ALIBI" (without it FlashInfer's get_alibi_slopes).
         """
@@ -922,7 +1029,7 @@ class BatchPrefillWithPagedKVCacheWrapper(_BatchPrefillWrapperBase):
         del plan_arguments["self"]
         del use_fp16_qk_reduction, allow_fp16_qk_reduction, q_data_type, kv_data_type
         self._flat = None
-        qo_host, kv_host, batch, shape, scalars = self._plan_prologue(
+        qo_host, kv_host, batch, shape, scalars, _ = self._plan_prologue(
             qo_indptr, paged_kv_indptr, "paged_kv_indptr", num_qo_heads, num_kv_heads,
             head_dim_qk, head_dim, head_dim_vo, pos_encoding_mode, sm_scale, window_left,
             logits_soft_cap, rope_scale, rope_theta, alibi_slopes)

@@ -18,6 +18,7 @@
 //            K/V, head_dim 128 (JIT: every other).
 //   fp8 e5m2 K/V (decode, paged prefill): JIT only (library size).
 //   head_dim 80 / 96 / 112 (Phi-2 / Phi-3 / StableLM; decode and FA2
+//            prefill) and q/k 192 with v/o 128 (DeepSeek-style, FA2
 //            prefill): JIT only. Each head dim adds ~1 MB and minutes of
 //            nvcc per dtype x variant on a 2-core CI (the prefill TUs are
 //            its longest), for models that load once and then reuse the
@@ -40,8 +41,9 @@
 namespace tessera::detail {
 
 // Head dims whose kernels come from the JIT only (see above).
+// (192: prefill's q/k 192 with v/o 128, DeepSeek-style.)
 constexpr bool jit_only_head_dim(int64_t head_dim) {
-  return head_dim == 80 || head_dim == 96 || head_dim == 112;
+  return head_dim == 80 || head_dim == 96 || head_dim == 112 || head_dim == 192;
 }
 
 constexpr bool aot_decode_kernel(attention::VariantKind variant, DType q_dtype, DType kv_dtype,

@@ -1,7 +1,7 @@
 // BatchMlaPagedAttention (tessera/api/mla.h): the batch prefill planner
 // with one KV head, the heads packed into 64-row tiles and the latent's
-// 512 values as head_dim; the Hopper MLA kernel (attention/mla/), then the
-// prefill merge for split units.
+// 512 values as head_dim (plan/mla_plan.h); the Hopper or mma.sync MLA
+// kernel (attention/mla/), then the MLA merge for split units.
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -14,11 +14,12 @@
 #include "api/plan_run.h"
 #include "api/prefill_backend.h"
 #include "api/schedule_upload.h"
+#include "plan/mla_plan.h"
 #include "plan/prefill_planner.h"
 #include "tessera/api/mla.h"
-#include "tessera/attention/merge.cuh"
 #include "tessera/attention/mla/kernel_sm80.cuh"
 #include "tessera/attention/mla/kernel_sm90.cuh"
+#include "tessera/attention/mla/merge.cuh"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 #include "tessera/core/error.h"
@@ -71,14 +72,28 @@ bool resolve_hopper(PrefillBackend backend, int device_id) {
   return false;
 }
 
+static_assert(mla_sm90::kBlockM == plan::kMlaQTileRows &&
+                  mla_sm80::kBlockM == plan::kMlaQTileRows &&
+                  mla::kMergeTileRows == plan::kMlaQTileRows,
+              "one q tile for the planner, both kernels and the merge");
+static_assert(mla::kDimCkv == plan::kMlaDimCkv && mla::kMergeSlices == plan::kMlaMergeSlices &&
+                  mla::kMergeMinBlocksPerSm == plan::kMlaMergeBlocksPerSm,
+              "the merge items and blocks the host counts are the kernel's");
+// Chunks are multiples of the planner's 64 tokens: whole K/V tiles of both
+// kernels (64 rows sm90, 32 sm80).
+static_assert(64 % mla_sm90::kBlockN == 0 && 64 % mla_sm80::kBlockN == 0,
+              "a chunk boundary never falls inside a K/V tile");
+
 // Workspace: the batch prefill layout with one KV head and the latent's
-// 512 values (split-KV room as far as workspace_bytes allows).
+// 512 values, split-KV room for two waves of 64-row units
+// (plan::derive_mla_bounds) as far as workspace_bytes allows.
 plan::PrefillWorkspaceLayout mla_layout(const MlaPlanShape& shape, const MlaPlanBounds& bounds,
                                         int64_t num_sms, plan::PrefillDerivedBounds& derived,
                                         std::size_t workspace_bytes) {
-  return detail::prefill_layout(shape.num_heads, 1, mla::kDimCkv,
-                                {bounds.max_batch_size, bounds.max_total_qo_tokens}, num_sms,
-                                /*ctas_per_sm=*/1, derived, workspace_bytes);
+  derived = plan::derive_mla_bounds(bounds.max_batch_size, bounds.max_total_qo_tokens,
+                                    shape.num_heads, num_sms);
+  return detail::prefill_layout_within(shape.num_heads, 1, mla::kDimCkv, derived,
+                                       workspace_bytes);
 }
 
 }  // namespace
@@ -175,25 +190,9 @@ void BatchMlaPagedAttention::plan(std::span<const int32_t> qo_indptr,
                           " with room for " + std::to_string(room));
     s.kv_lengths[b] = kv_len[b];
   }
-  plan::PrefillPlannerInput input;
-  input.qo_indptr = qo_indptr;
-  input.kv_lengths = s.kv_lengths;
-  input.kv_indptr = kv_indptr;
-  input.num_qo_heads = s.shape.num_heads;
-  input.num_kv_heads = 1;
-  input.head_dim = mla::kDimCkv;
-  input.causal = causal;
-  input.pack_gqa = true;
-  static_assert(mla_sm90::kBlockM == mla_sm80::kBlockM, "one schedule for both kernels");
-  input.max_q_tile_rows = mla_sm90::kBlockM;
-  input.only_max_q_tile = true;
-  input.one_unit_per_cta = true;
-  input.num_sms = s.num_sms;
-  input.ctas_per_sm = 1;
-  input.max_batch_size = s.bounds.max_batch_size;
-  input.max_total_qo_tokens = s.bounds.max_total_qo_tokens;
-  input.max_work_units = s.derived.max_work_units;
-  input.max_partial_rows = s.derived.max_partial_rows;
+  const plan::PrefillPlannerInput input = plan::mla_planner_input(
+      qo_indptr, s.kv_lengths, kv_indptr, s.shape.num_heads, causal, s.num_sms,
+      s.bounds.max_batch_size, s.bounds.max_total_qo_tokens, s.derived);
   const plan::PrefillScheduleHost schedule = plan::plan_prefill_schedule(input);
   if (schedule.header.num_ctas > s.derived.max_ctas ||
       static_cast<int64_t>(schedule.merge_tiles.size()) > s.derived.max_work_units / 2) {
@@ -256,7 +255,6 @@ struct MlaLaunch {
   int64_t num_heads;
   int64_t max_ctas;
   int64_t planned_units;
-  int64_t max_merge_tiles;
   int64_t planned_merge_tiles;
   bool split;
   bool capturing;
@@ -287,24 +285,20 @@ void launch_mla(mla::Params<T>& p, const MlaLaunch& s, const int32_t* qo_indptr,
                                         mla_sm80::kSharedBytes, stream));
   }
   if (!s.split && !capturing) return;
-  using attention::kMergeBlockThreads;
-  constexpr int kWide = 4;
-  attention::PrefillMergeParams<T> m{};
+  mla::MergeParams<T> m{};
   m.schedule = p.schedule;
   m.qo_indptr = qo_indptr;
   m.out = p.out;
   m.out_stride_token = p.out_stride_token;
   m.out_stride_head = p.out_stride_head;
   m.lse = p.lse;
-  m.num_qo_heads = s.num_heads;
-  m.heads_y = 1;
-  m.rows_per_token = s.num_heads;
-  m.head_dim = mla::kDimCkv;
-  m.lanes_per_item = attention::merge_lanes_per_item(mla::kDimCkv, kWide);
-  m.sum_states = false;
-  const int64_t tiles = detail::grid_units(capturing, s.max_merge_tiles, s.planned_merge_tiles);
-  attention::prefill_merge_kernel<T, kWide>
-      <<<dim3(static_cast<unsigned>(tiles)), kMergeBlockThreads, 0, stream>>>(m);
+  m.num_heads = p.num_heads;
+  // Blocks striding over (merge tile, row, column slice) items: a split
+  // request's rows x 4 slices spread over the SMs (mla/merge.cuh says why
+  // the prefill merge's block per tile did not).
+  const int64_t blocks = plan::mla_merge_blocks(capturing, s.num_sms, s.planned_merge_tiles);
+  mla::mla_merge_kernel<T>
+      <<<dim3(static_cast<unsigned>(blocks)), mla::kMergeThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();
 }
 
@@ -402,7 +396,6 @@ void BatchMlaPagedAttention::run(const DLTensor& q_nope_arg, const DLTensor& q_p
                          heads,
                          s.derived.max_ctas,
                          s.planned_units,
-                         s.derived.max_work_units / 2,
                          s.planned_merge_tiles,
                          s.split,
                          capturing,

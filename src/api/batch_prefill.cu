@@ -47,7 +47,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   qv.expect_size(1, shape.num_qo_heads, "num_qo_heads of the plan shape");
   qv.expect_size(2, shape.head_dim, "head_dim of the plan shape");
   detail::expect_rows_aligned16(qv);
-  const TensorView ov = detail::output_like_q(out, qv);
+  const TensorView ov = detail::output_like_q(out, qv, shape.v_head_dim());
   detail::expect_rows_aligned16(ov);
   l.lse = nullptr;
   if (lse != nullptr) {
@@ -73,6 +73,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.num_qo_heads = shape.num_qo_heads;
   l.num_kv_heads = shape.num_kv_heads;
   l.head_dim = shape.head_dim;
+  l.head_dim_vo = shape.v_head_dim();
   l.rows_per_token = s.rows_per_token();
   l.causal = s.causal();
   l.split = s.split();
@@ -82,6 +83,7 @@ void resolve_queries(const detail::PrefillPlanState& s, const DLTensor& q, const
   l.num_sms = s.num_sms();
   l.max_merge_tiles = s.max_merge_tiles();
   l.planned_merge_tiles = s.planned_merge_tiles();
+  l.q_tile_rows = s.q_tile_rows();
   l.shared_bytes = s.shared_bytes();
 }
 
@@ -187,14 +189,21 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
     expect_same_dtype(qv, *t);
     expect_same_device(qv, *t);
     t->expect_size(1, shape.num_kv_heads, "num_kv_heads of the plan shape");
-    t->expect_size(2, shape.head_dim, "head_dim of the plan shape");
+    if (t == &kv) {
+      t->expect_size(2, shape.head_dim, "head_dim of the plan shape");
+    } else {
+      t->expect_size(2, shape.v_head_dim(), "head_dim_vo of the plan shape");
+    }
     TESSERA_CHECK_ARG(t->size(0) >= s.planned_kv_indptr.back(), t->name(),
                       "at least kv_indptr[batch] = " + std::to_string(s.planned_kv_indptr.back()) +
                           " rows (as plan() saw)",
                       std::to_string(t->size(0)) + " rows");
     detail::expect_rows_aligned16(*t);
   }
-  TESSERA_CHECK_ARG(kv.stride(0) == vv.stride(0) && kv.stride(1) == vv.stride(1), "v",
+  // Equal head dims: the kernels index v with k's strides. At q/k 192 with
+  // v/o 128 v's rows are narrower and have strides of their own.
+  const bool same_strides = kv.stride(0) == vv.stride(0) && kv.stride(1) == vv.stride(1);
+  TESSERA_CHECK_ARG(same_strides || shape.v_head_dim() != shape.head_dim, "v",
                     "the strides of k (" + std::to_string(kv.stride(0)) + ", " +
                         std::to_string(kv.stride(1)) + ")",
                     "(" + std::to_string(vv.stride(0)) + ", " + std::to_string(vv.stride(1)) + ")");
@@ -217,6 +226,8 @@ void BatchPrefillWithRaggedKVCache::run(const DLTensor& q, const DLTensor& k, co
   l.v = vv.data();
   l.stride_entry = kv.stride(0);
   l.stride_head = kv.stride(1);
+  l.v_stride_entry = vv.stride(0);
+  l.v_stride_head = vv.stride(1);
   l.kv_tokens = kv.size(0);
   detail::launch_batch_prefill_ragged(l, stream);
 }
@@ -298,6 +309,7 @@ void BatchPrefillWithPagedKVCache::run(const DLTensor& q, const PagedKVCacheArg&
   detail::expect_cache_matches_plan(cache, shape.num_kv_heads, shape.head_dim, shape.page_size);
   detail::expect_rows_aligned16(cache);
   l.row_units = detail::paged_row_units(cache);
+  l.v_row_units = l.row_units;  // (one head_dim: v shares k's offsets)
   const detail::PagedIndexViews index = detail::resolve_paged_indices(
       kv_indices, kv_indptr, kv_last_page_len, qv, batch, s.planned_kv_indptr.back());
   const TensorView& indices_view = index.indices;

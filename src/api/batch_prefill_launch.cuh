@@ -18,6 +18,7 @@
 #include "api/builtin_jit.h"
 #include "api/kernel_types.cuh"
 #include "api/plan_run.h"
+#include "api/prefill_backend.h"
 #include "tessera/attention/merge.cuh"
 #include "tessera/attention/prefill_sm80.cuh"
 #include "tessera/core/cuda_check.h"
@@ -27,7 +28,8 @@ namespace tessera::detail {
 
 template <typename T>
 prefill::RaggedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::RaggedKv<T>*) {
-  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_entry, l.stride_head};
+  return {static_cast<const T*>(l.k), static_cast<const T*>(l.v), l.stride_entry, l.stride_head,
+          l.v_stride_entry, l.v_stride_head};
 }
 
 template <typename T>
@@ -42,7 +44,11 @@ prefill::PagedKv<T> make_kv(const BatchPrefillLaunch& l, prefill::PagedKv<T>*) {
           {.page = l.row_units.page,
            .entry = l.row_units.entry,
            .head = l.row_units.head,
-           .bytes = l.row_units.bytes}};
+           .bytes = l.row_units.bytes},
+          {.page = l.v_row_units.page,
+           .entry = l.v_row_units.entry,
+           .head = l.v_row_units.head,
+           .bytes = l.v_row_units.bytes}};
 }
 
 template <typename T>
@@ -60,11 +66,17 @@ void launch_prefill_merge(const BatchPrefillLaunch& l, cudaStream_t stream) {
   const int64_t heads_y = l.num_kv_heads;  // GQA packed
   m.heads_y = heads_y;
   m.rows_per_token = l.rows_per_token;
-  m.head_dim = l.head_dim;
-  m.lanes_per_item = attention::merge_lanes_per_item(l.head_dim, kWide);
+  m.head_dim = l.head_dim_vo;  // the partial and output rows' width
+  m.lanes_per_item = attention::merge_lanes_per_item(l.head_dim_vo, kWide);
   m.sum_states = l.sum_states;
   const int64_t tiles = grid_units(l.capturing, l.max_merge_tiles, l.planned_merge_tiles);
-  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(heads_y));
+  // While capturing, the slices of the largest tile any later plan may take
+  // (the graph replays them); blocks past a smaller tile's rows exit.
+  static_assert(kSm90QTileRows <= prefill::kMaxQTile, "the largest q tile of both back ends");
+  const int64_t slices = plan::prefill_merge_row_slices(
+      l.capturing ? prefill::kMaxQTile : l.q_tile_rows, kMergeBlockThreads / m.lanes_per_item);
+  const dim3 grid(static_cast<unsigned>(tiles), static_cast<unsigned>(heads_y),
+                  static_cast<unsigned>(slices));
   attention::prefill_merge_kernel<T, kWide><<<grid, kMergeBlockThreads, 0, stream>>>(m);
   TESSERA_CHECK_LAUNCH();
 }
@@ -75,7 +87,7 @@ template <typename Traits, typename Variant, typename T, typename Kv, bool kCust
 const void* builtin_batch_kernel() {
   using KVT = typename Kv::Element;
   constexpr auto kKind = variant_kind_of<Variant>();
-  if constexpr (aot_prefill_kernel(kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim,
+  if constexpr (aot_prefill_kernel(kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDimQk,
                                    kCustomMask)) {
     return reinterpret_cast<const void*>(
         prefill::batch_prefill_kernel<Traits, Variant, T, Kv, kCustomMask>);
@@ -83,7 +95,7 @@ const void* builtin_batch_kernel() {
     constexpr bool kRagged = cuda::std::is_same_v<Kv, prefill::RaggedKv<KVT>>;
     return builtin_jit_variant(
                kRagged ? jit::KernelKind::kBatchPrefillRagged : jit::KernelKind::kBatchPrefillPaged,
-               kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDim, kCustomMask)
+               kKind, dtype_of<T>(), dtype_of<KVT>(), Traits::kHeadDimQk, kCustomMask)
         .kernel();
   }
 }
@@ -109,15 +121,15 @@ void fill_batch_params(Params& p, const BatchPrefillLaunch& l,
   p.variant = variant;
 }
 
-template <typename T, int kHeadDim, typename Variant, typename Kv>
+template <typename T, int kHeadDim, typename Variant, typename Kv, int kHeadDimVo = kHeadDim>
 void launch_prefill_instance(const BatchPrefillLaunch& l, const attention::VariantParams& variant,
                              cudaStream_t stream) {
-  using Traits = prefill::PrefillTraits<T, kHeadDim>;
+  using Traits = prefill::PrefillTraits<T, kHeadDim, kHeadDimVo>;
   prefill::BatchPrefillParams<T, Kv> p{};
   p.q = static_cast<const T*>(l.q);
   p.q_stride_token = l.q_stride_token;
   p.q_stride_head = l.q_stride_head;
-  p.head_dim = kHeadDim;
+  p.head_dim = kHeadDimVo;  // the partial rows' width
   fill_batch_params<T, Kv>(p, l, variant);
   const void* kernel = l.jit_kernel;
   if (kernel == nullptr) {
@@ -167,8 +179,10 @@ void dispatch_prefill_types(const BatchPrefillLaunch& l, const attention::Varian
       return launch_prefill_instance<T, 128, Variant, KvOf<T>>(l, variant, stream);
     if (l.head_dim == 256)
       return launch_prefill_instance<T, 256, Variant, KvOf<T>>(l, variant, stream);
+    if (l.head_dim == 192 && l.head_dim_vo == 128)
+      return launch_prefill_instance<T, 192, Variant, KvOf<T>, 128>(l, variant, stream);
     throw Error("tessera: batch prefill: head_dim " + std::to_string(l.head_dim) +
-                " has no kernel (64, 80, 96, 112, 128, 256)");
+                " has no kernel (64, 80, 96, 112, 128, 256; 192 with head_dim_vo 128)");
   };
   if (l.dtype == DType::kBFloat16) return by_dim.template operator()<bfloat16_t>();
   return by_dim.template operator()<half_t>();

@@ -28,10 +28,17 @@ void validate_prefill_shape(const PrefillPlanShape& shape, bool paged) {
                     "shape", "num_kv_heads >= 1 dividing num_qo_heads (" +
                                  std::to_string(shape.num_qo_heads) + ")",
                     "num_kv_heads " + std::to_string(shape.num_kv_heads));
-  TESSERA_CHECK_ARG(attention::supported_head_dim(shape.head_dim), "shape",
-                    attention::kHeadDimsText,
-                    "head_dim " + std::to_string(shape.head_dim));
+  TESSERA_CHECK_ARG(attention::supported_prefill_head_dims(shape.head_dim, shape.v_head_dim()),
+                    "shape", attention::kPrefillHeadDimsText,
+                    "head_dim " + std::to_string(shape.head_dim) + ", head_dim_vo " +
+                        std::to_string(shape.v_head_dim()));
   if (paged) {
+    // The kernel has the paged 192 / 128 pair (a V row table of its own);
+    // the paged cache's argument checks (one head_dim for K and V) do not yet.
+    TESSERA_CHECK_ARG(shape.v_head_dim() == shape.head_dim, "shape",
+                      "head_dim_vo = head_dim with a paged cache (192 / 128: ragged or single)",
+                      "head_dim " + std::to_string(shape.head_dim) + ", head_dim_vo " +
+                          std::to_string(shape.v_head_dim()));
     TESSERA_CHECK_ARG(shape.page_size >= 1 && shape.page_size <= kInt32Max, "shape",
                       "page_size in [1, 2^31)", "page_size " + std::to_string(shape.page_size));
   }
@@ -64,6 +71,13 @@ plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv
                                         num_qo_heads, num_kv_heads, /*pack_gqa=*/true, num_sms,
                                         ctas_per_sm);
   derived.max_ctas = derived.max_work_units;  // one unit per CTA (plan())
+  return prefill_layout_within(num_qo_heads, num_kv_heads, head_dim, derived, workspace_bytes);
+}
+
+plan::PrefillWorkspaceLayout prefill_layout_within(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                   int64_t head_dim,
+                                                   plan::PrefillDerivedBounds& derived,
+                                                   std::size_t workspace_bytes) {
   const auto layout_with = [&](int64_t partial_rows) {
     return plan::prefill_workspace_layout(derived.max_work_units, derived.max_ctas, partial_rows,
                                           num_qo_heads, num_kv_heads, head_dim,
@@ -96,7 +110,8 @@ std::size_t prefill_workspace_size(const PrefillPlanShape& shape, const PrefillP
   validate_prefill_shape(shape, paged);
   validate_prefill_bounds(bounds);
   plan::PrefillDerivedBounds derived;
-  const PrefillDeviceFit fit = prefill_device_fit(shape.head_dim, device_id, "shape");
+  const PrefillDeviceFit fit =
+      prefill_device_fit(shape.head_dim, device_id, "shape", shape.v_head_dim());
   return prefill_layout(shape, bounds, fit.num_sms, fit.ctas_per_sm, derived,
                         minimum ? 0 : SIZE_MAX)
       .total_bytes;
@@ -110,7 +125,7 @@ PrefillPlanState::PrefillPlanState(const PrefillPlanShape& shape, const PrefillP
   validate_prefill_bounds(bounds);
   expect_workspace_argument(workspace, device_id);
   workspace_ = static_cast<unsigned char*>(workspace);
-  fit_ = prefill_device_fit(shape.head_dim, device_id, "shape");
+  fit_ = prefill_device_fit(shape.head_dim, device_id, "shape", shape.v_head_dim());
   num_sms_ = fit_.num_sms;
   layout_ = prefill_layout(shape, bounds, num_sms_, fit_.ctas_per_sm, derived_, workspace_bytes);
   TESSERA_CHECK_ARG(workspace_bytes >= layout_.total_bytes, "workspace",

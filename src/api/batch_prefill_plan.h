@@ -48,6 +48,13 @@ plan::PrefillWorkspaceLayout prefill_layout(int64_t num_qo_heads, int64_t num_kv
                                             plan::PrefillDerivedBounds& derived,
                                             std::size_t workspace_bytes);
 
+// The same for bounds the caller derived (MLA: plan::derive_mla_bounds):
+// derived.max_partial_rows is lowered to what fits in workspace_bytes.
+plan::PrefillWorkspaceLayout prefill_layout_within(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                   int64_t head_dim,
+                                                   plan::PrefillDerivedBounds& derived,
+                                                   std::size_t workspace_bytes);
+
 // The schedule regions of a workspace laid out by `layout`.
 PrefillScheduleView prefill_schedule_view(unsigned char* workspace,
                                           const plan::PrefillWorkspaceLayout& layout);
@@ -138,10 +145,14 @@ struct BatchPrefillLaunch {
   const void* k;
   const void* v;
   int64_t stride_page, stride_entry, stride_head;  // ragged: stride_entry = per token
+  // v's strides and row units: k's when the head dims are equal.
+  int64_t v_stride_page, v_stride_entry, v_stride_head;
   int64_t page_size;                               // paged
   PagedRowUnits row_units;                         // paged: the row table's offsets
+  PagedRowUnits v_row_units;
   const int32_t* kv_indices;
   int64_t num_qo_heads, num_kv_heads, head_dim;
+  int64_t head_dim_vo;  // v's and out's (head_dim but for q/k 192, v/o 128)
   int64_t rows_per_token;
   bool causal;
   bool capturing;  // a graph needs the merge whatever the plan
@@ -153,6 +164,7 @@ struct BatchPrefillLaunch {
   int64_t max_ctas, planned_units;
   int64_t num_sms;  // the Hopper kernel's grid: one CTA per SM taking jobs
   int64_t max_merge_tiles, planned_merge_tiles;
+  int64_t q_tile_rows;   // the plan's (the merge grid's row slices)
   int64_t shared_bytes;  // dynamic shared memory (PrefillPlanState::shared_bytes)
   attention::VariantKind variant_kind;
   attention::VariantParams variant;  // resolved by run() (sm_scale, slopes)

@@ -3,18 +3,23 @@
 // states. run() runs the last (per-request, possibly causal) level into the
 // caller's out and lse (or the workspace's lse), then every earlier level
 // into the workspace's scratch and merges it in place, as FlashInfer's
-// wrapper does. All work covers the first min(q rows, max_total_qo_tokens)
-// rows, a count fixed by the caller's tensors and the bounds, so a captured
-// graph replays for any later plan; the merge's row mask (written by plan())
-// leaves rows past the planned tokens alone.
+// wrapper does. A last level of one query token per request (decoding) runs
+// on the batch decode kernel instead when the workspace has room for it:
+// the prefill kernel would pad each request's one row to a whole tile. All
+// work covers the first min(q rows, max_total_qo_tokens) rows, a count fixed
+// by the caller's tensors and the bounds, so a captured graph replays for any
+// later plan; the merge's row mask (written by plan()) leaves rows past the
+// planned tokens alone.
 #include "tessera/api/cascade.h"
 
 #include <algorithm>
 #include <string>
 #include <vector>
 
+#include "api/batch_decode_args.h"
 #include "api/batch_prefill_plan.h"
 #include "api/cascade_levels.h"
+#include "api/paged_kv_cache_view.h"
 #include "api/plan_run.h"
 #include "tessera/api/decode.h"
 #include "tessera/core/cuda_check.h"
@@ -63,6 +68,28 @@ const DLTensor& level_tensor(const DLTensor* tensor, std::size_t level, const ch
   return *tensor;
 }
 
+// The last level's decode wrapper: batch = every query token.
+DecodePlanShape decode_shape(const PrefillPlanShape& shape) {
+  return {shape.num_qo_heads, shape.num_kv_heads, shape.head_dim, shape.page_size};
+}
+
+DecodePlanBounds decode_bounds(const PrefillPlanBounds& bounds) {
+  return {bounds.max_total_qo_tokens, 0};
+}
+
+// The decode wrapper's workspace (aligned), 0 where the decode kernel does
+// not serve the shape (the last level then always runs as a prefill).
+std::size_t last_level_decode_bytes(const PrefillPlanShape& shape,
+                                    const PrefillPlanBounds& bounds, int device_id) {
+  try {
+    detail::validate_decode_shape(decode_shape(shape));
+  } catch (const Error&) {
+    return 0;
+  }
+  return align_region(BatchDecodeWithPagedKVCache::workspace_size_bytes(
+      decode_shape(shape), decode_bounds(bounds), device_id));
+}
+
 }  // namespace
 
 struct MultiLevelCascadeAttention::State {
@@ -73,8 +100,12 @@ struct MultiLevelCascadeAttention::State {
   unsigned char* workspace;
   int device_id;
   std::vector<std::unique_ptr<BatchPrefillWithPagedKVCache>> levels;
+  // The last level on the decode kernel: null when the workspace has no
+  // room for it or the kernel does not serve the shape.
+  std::unique_ptr<BatchDecodeWithPagedKVCache> last_level_decode;
   int64_t planned_tokens = 0;
   bool planned = false;
+  bool last_level_decode_planned = false;  // this plan's last level is one token a request
 };
 
 std::size_t MultiLevelCascadeAttention::workspace_size_bytes(int64_t num_levels,
@@ -85,7 +116,8 @@ std::size_t MultiLevelCascadeAttention::workspace_size_bytes(int64_t num_levels,
   const std::size_t level =
       BatchPrefillWithPagedKVCache::workspace_size_bytes(shape, bounds, device_id);
   return detail::cascade_workspace_layout(shape, bounds).levels_offset +
-         static_cast<std::size_t>(num_levels) * align_region(level);
+         static_cast<std::size_t>(num_levels) * align_region(level) +
+         last_level_decode_bytes(shape, bounds, device_id);
 }
 
 std::size_t MultiLevelCascadeAttention::min_workspace_size_bytes(int64_t num_levels,
@@ -118,8 +150,18 @@ MultiLevelCascadeAttention::MultiLevelCascadeAttention(int64_t num_levels,
   s->layout = detail::cascade_workspace_layout(shape, bounds);
   s->workspace = static_cast<unsigned char*>(workspace);
   s->device_id = device_id;
-  const std::size_t level_bytes =
-      detail::cascade_level_bytes(s->layout, num_levels, workspace_bytes);
+  // The decode wrapper's region at the end of the workspace where the levels
+  // keep at least their minimum beside it.
+  const std::size_t decode_bytes = last_level_decode_bytes(shape, bounds, device_id);
+  const bool room_for_decode = decode_bytes > 0 && workspace_bytes >= needed + decode_bytes;
+  const std::size_t level_bytes = detail::cascade_level_bytes(
+      s->layout, num_levels, workspace_bytes - (room_for_decode ? decode_bytes : 0));
+  if (room_for_decode) {
+    unsigned char* region = s->workspace + (workspace_bytes - decode_bytes) /
+                                               plan::kRegionAlignment * plan::kRegionAlignment;
+    s->last_level_decode = std::make_unique<BatchDecodeWithPagedKVCache>(
+        decode_shape(shape), decode_bounds(bounds), region, decode_bytes, device_id);
+  }
   for (int64_t i = 0; i < num_levels; ++i) {
     unsigned char* slice =
         s->workspace + s->layout.levels_offset + static_cast<std::size_t>(i) * level_bytes;
@@ -130,6 +172,17 @@ MultiLevelCascadeAttention::MultiLevelCascadeAttention(int64_t num_levels,
 }
 
 MultiLevelCascadeAttention::~MultiLevelCascadeAttention() = default;
+
+bool MultiLevelCascadeAttention::last_level_on_decode(const PagedKVCacheArg& paged_kv_cache,
+                                                      cudaStream_t stream) const {
+  const State& s = *state_;
+  if (!s.last_level_decode_planned) return false;
+  // Decode gathers K/V rows with 16-byte copies; the prefill path takes any.
+  if (!detail::rows_aligned16(detail::resolve_paged_kv_cache(paged_kv_cache))) return false;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  TESSERA_CUDA_CHECK(cudaStreamIsCapturing(stream, &capture));
+  return capture == cudaStreamCaptureStatusNone;
+}
 
 int64_t MultiLevelCascadeAttention::num_levels() const {
   return state_->num_levels;
@@ -147,6 +200,14 @@ void MultiLevelCascadeAttention::plan(std::span<const CascadeLevelPlan> levels, 
     const bool level_causal = causal && i == s.num_levels - 1;
     s.levels[static_cast<std::size_t>(i)]->plan(level.qo_indptr, level.kv_indptr,
                                                 level.kv_last_page_len, level_causal, stream);
+  }
+  // The prefill plan of the last level stays too: a graph captured around
+  // run() always holds the prefill path, so it replays for any later plan.
+  const CascadeLevelPlan& last = levels.back();
+  s.last_level_decode_planned = false;
+  if (s.last_level_decode && detail::one_token_per_request(last.qo_indptr)) {
+    s.last_level_decode->plan(last.kv_indptr, last.kv_last_page_len, stream);
+    s.last_level_decode_planned = true;
   }
   if (s.num_levels > 1) {
     // The merges' row mask: the planned tokens merge, the rows after them
@@ -208,7 +269,13 @@ void MultiLevelCascadeAttention::run(const DLTensor& q, const PagedKVCacheArg& p
                                                *a.kv_indptr, *a.kv_last_page_len, level_out,
                                                &level_lse, options, stream, validate);
   };
-  run_level(s.num_levels - 1, out_rows, state_lse);
+  if (last_level_on_decode(paged_kv_cache, stream)) {
+    const CascadeLevelArrays& a = levels.back();
+    s.last_level_decode->run(q_rows, paged_kv_cache, *a.kv_indices, *a.kv_indptr,
+                             *a.kv_last_page_len, out_rows, &state_lse, options, stream, validate);
+  } else {
+    run_level(s.num_levels - 1, out_rows, state_lse);
+  }
   if (s.num_levels == 1) return;
 
   int64_t merge_out_shape[3] = {rows, s.shape.num_qo_heads, s.shape.head_dim};

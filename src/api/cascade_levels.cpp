@@ -93,6 +93,13 @@ int64_t check_cascade_levels(std::span<const CascadeLevelPlan> levels, int64_t n
   return total;
 }
 
+bool one_token_per_request(std::span<const int32_t> qo_indptr) {
+  for (std::size_t i = 0; i < qo_indptr.size(); ++i) {
+    if (qo_indptr[i] != static_cast<int32_t>(i)) return false;
+  }
+  return !qo_indptr.empty();
+}
+
 void check_cascade_options(const AttentionOptions& options) {
   TESSERA_CHECK_ARG(options.pos_encoding_mode == PosEncodingMode::kNone, "options",
                     "pos_encoding_mode kNone (a token's position differs per cascade level; "

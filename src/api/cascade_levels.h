@@ -29,6 +29,10 @@ void validate_num_levels(int64_t num_levels);
 int64_t check_cascade_levels(std::span<const CascadeLevelPlan> levels, int64_t num_levels,
                              int64_t page_size, const PrefillPlanBounds& bounds);
 
+// True when every request of a level's qo_indptr has exactly one query
+// token (qo_indptr == 0, 1, ..., batch): the batch decode kernel can run it.
+bool one_token_per_request(std::span<const int32_t> qo_indptr);
+
 // Throws naming "options" for what a cascade cannot serve: a position
 // encoding or a sliding window (a token's position differs per level), a
 // custom mask or a JIT variant.

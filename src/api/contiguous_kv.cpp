@@ -48,4 +48,17 @@ TensorView output_like_q(const DLTensor& out, const TensorView& q) {
   return ov;
 }
 
+TensorView output_like_q(const DLTensor& out, const TensorView& q, int64_t head_dim_vo) {
+  const int last = q.ndim() - 1;
+  if (head_dim_vo == q.size(last)) return output_like_q(out, q);
+  const TensorView ov(out, "out");
+  ov.expect_ndim(q.ndim()).expect_cuda().expect_last_dim_contiguous();
+  expect_same_dtype(q, ov);
+  for (int d = 0; d < last; ++d) ov.expect_size(d, q.size(d), "q's");
+  ov.expect_size(last, head_dim_vo, "head_dim_vo (v's head dim)");
+  expect_same_device(q, ov);
+  expect_identical_or_disjoint(q, ov);
+  return ov;
+}
+
 }  // namespace tessera::detail

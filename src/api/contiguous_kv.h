@@ -30,6 +30,10 @@ ContiguousKV resolve_contiguous_kv(const TensorView& k, const TensorView& v, KVL
 // the GPU with head_dim contiguous, and either q itself (in place) or
 // disjoint from it. Throws naming "out".
 TensorView output_like_q(const DLTensor& out, const TensorView& q);
+// The same with out's last dim head_dim_vo (v's; q's is head_dim_qk): equal
+// to q's shape but the last dim, which must be head_dim_vo (named "out").
+// Where it differs from q's, out must not overlap q.
+TensorView output_like_q(const DLTensor& out, const TensorView& q, int64_t head_dim_vo);
 
 // Throws naming the tensor unless its data and strides are 16-byte aligned
 // (the prefill kernels move 16-byte rows of q, k, v and out); empty passes.

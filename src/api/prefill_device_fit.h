@@ -16,11 +16,13 @@ struct PrefillDeviceFit {
 };
 
 // Dynamic shared memory of a launch whose tiles have at most q_rows rows.
-int64_t prefill_shared_bytes(int64_t q_rows, int64_t head_dim);
+// head_dim_vo 0: head_dim.
+int64_t prefill_shared_bytes(int64_t q_rows, int64_t head_dim, int64_t head_dim_vo = 0);
 
 // Throws naming `argument` when even 64-row tiles of head_dim do not fit
 // the device's per-block shared memory (97 KB at head_dim 128 and 256 with
 // 64-row Q tiles: every sm_80+ GPU). The attributes are read once per device.
-PrefillDeviceFit prefill_device_fit(int64_t head_dim, int device_id, const char* argument);
+PrefillDeviceFit prefill_device_fit(int64_t head_dim, int device_id, const char* argument,
+                                    int64_t head_dim_vo = 0);
 
 }  // namespace tessera::detail

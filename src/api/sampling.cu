@@ -1,19 +1,25 @@
 // Host entry points of the sampling family (tessera/api/sampling.h): validate
 // every argument, choose the float4 or scalar row path, launch one CTA per
-// request row.
+// request row, or for small batches on sm90 a cluster of CTAs per row
+// (cluster_sample_kernel.cuh; the size from row_split.h).
 #include "tessera/api/sampling.h"
 
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <string>
 
+#include "api/plan_run.h"
+#include "core/once_map.h"
 #include "tessera/core/cuda_check.h"
 #include "tessera/core/cuda_resources.h"
 #include "tessera/core/error.h"
 #include "tessera/core/tensor_view.h"
+#include "tessera/sampling/cluster_sample_kernel.cuh"
 #include "tessera/sampling/renorm_kernel.cuh"
+#include "tessera/sampling/row_split.h"
 #include "tessera/sampling/sample_kernel.cuh"
 #include "tessera/sampling/sampling_params.cuh"
 
@@ -86,6 +92,85 @@ RowParam<float> real_param(const DLTensor* arr, const char* arr_name, double val
   return param;
 }
 
+cudaLaunchAttribute cluster_attribute(int cluster_size) {
+  cudaLaunchAttribute attribute{};
+  attribute.id = cudaLaunchAttributeClusterDimension;
+  attribute.val.clusterDim.x = static_cast<unsigned>(cluster_size);
+  attribute.val.clusterDim.y = 1;
+  attribute.val.clusterDim.z = 1;
+  return attribute;
+}
+
+using SampleKernel = void (*)(SampleParams);
+
+// The cluster kernel of a launch: the radix sampler (top-k, joint) or the
+// rejection sampler.
+template <int kVec>
+SampleKernel cluster_kernel(bool radix) {
+  return radix ? sampling::cluster_radix_sample_kernel<kVec>
+               : sampling::cluster_sample_kernel<kVec>;
+}
+
+// How many clusters of each size of cluster_kernel<kVec>(radix) the device
+// holds at once; all 0 before sm90, and where the device runs the kernel
+// from sm_80 PTX (a build without sm90 code, on a newer GPU: its body is
+// empty there). Built once per device (thread-safe memo; leaked so that
+// launches during static destruction still find it).
+template <int kVec, bool kRadix>
+const sampling::ClusterCapacity& cluster_capacity(int device_id) {
+  static auto* memo = new detail::OnceMap<int, sampling::ClusterCapacity>();
+  return memo->get(device_id, [device_id] {
+    auto capacity = std::make_unique<sampling::ClusterCapacity>();
+    if (detail::device_compute_major(device_id) < 9) return capacity;
+    const SampleKernel kernel = cluster_kernel<kVec>(kRadix);
+    cudaFuncAttributes attributes{};
+    TESSERA_CUDA_CHECK(cudaFuncGetAttributes(&attributes, kernel));
+    if (attributes.ptxVersion < 90) return capacity;
+    TESSERA_CUDA_CHECK(
+        cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
+    for (int log2 = 1; log2 < sampling::kClusterSizeChoices; ++log2) {
+      const int size = 1 << log2;
+      cudaLaunchAttribute attribute = cluster_attribute(size);
+      cudaLaunchConfig_t config{};
+      config.gridDim = dim3(static_cast<unsigned>(size));
+      config.blockDim = dim3(kRowThreads);
+      config.attrs = &attribute;
+      config.numAttrs = 1;
+      int clusters = 0;
+      if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &config) != cudaSuccess) {
+        (void)cudaGetLastError();  // a size this device cannot launch: not an error here
+        clusters = 0;
+      }
+      capacity->active_clusters[log2] = clusters;
+    }
+    return capacity;
+  });
+}
+
+// One CTA per row, or (small batch, sm90) a cluster per row: the rejection
+// and the radix samplers alike, each with its own cluster kernel.
+template <int kVec>
+void launch_sample(const SampleParams& params, int device_id, cudaStream_t stream) {
+  const bool radix = sampling::uses_radix_select(params);
+  const sampling::ClusterCapacity& capacity =
+      radix ? cluster_capacity<kVec, true>(device_id) : cluster_capacity<kVec, false>(device_id);
+  const int cluster_size =
+      sampling::choose_cluster_size(params.batch, params.vocab, kVec, capacity);
+  if (cluster_size == 1) {
+    sampling::sample_kernel<kVec>
+        <<<static_cast<unsigned>(params.batch), kRowThreads, 0, stream>>>(params);
+    return;
+  }
+  cudaLaunchAttribute attribute = cluster_attribute(cluster_size);
+  cudaLaunchConfig_t config{};
+  config.gridDim = dim3(static_cast<unsigned>(params.batch * cluster_size));
+  config.blockDim = dim3(kRowThreads);
+  config.stream = stream;
+  config.attrs = &attribute;
+  config.numAttrs = 1;
+  TESSERA_CUDA_CHECK(cudaLaunchKernelEx(&config, cluster_kernel<kVec>(radix), params));
+}
+
 struct SampleCall {
   const DLTensor& probs;
   const DLTensor& uniform_samples;
@@ -147,12 +232,12 @@ void run_sample(const SampleCall& call, cudaStream_t stream) {
   params.samples = samples.data_as<int32_t>();
   params.success = success ? success->data_as<bool>() : nullptr;
 
-  DeviceGuard guard(probs.device().device_id);
-  const dim3 grid(static_cast<unsigned>(batch));
+  const int device_id = probs.device().device_id;
+  DeviceGuard guard(device_id);
   if (vector_rows(probs)) {
-    sampling::sample_kernel<kVecEntries><<<grid, kRowThreads, 0, stream>>>(params);
+    launch_sample<kVecEntries>(params, device_id, stream);
   } else {
-    sampling::sample_kernel<1><<<grid, kRowThreads, 0, stream>>>(params);
+    launch_sample<1>(params, device_id, stream);
   }
   TESSERA_CHECK_LAUNCH();
 }

@@ -39,11 +39,13 @@ void check_kv_tensor(const TensorView& t, const TensorView& q) {
                     std::string("dtype ") + dtype_name(q.dtype()) + " (as q)",
                     dtype_name(t.dtype()));
   expect_same_device(q, t);
-  t.expect_size(2, q.size(2), "head_dim (as q)");
   detail::expect_rows_aligned16(t);
 }
 
 struct Launch : detail::SinglePrefillTensors {
+  int64_t v_stride_entry;  // v's (k's but at q/k 192, v/o 128)
+  int64_t v_stride_head;
+  int64_t head_dim_vo;
   int64_t q_tile_rows;   // 64 or 128 (plan::choose_q_tile_rows)
   int64_t shared_bytes;  // for q_tile_rows (detail::prefill_shared_bytes)
   // The kernel's shared-memory attribute: the same on every call on a
@@ -59,19 +61,22 @@ template <typename Traits, typename Variant, typename T, bool kCustomMask>
 const void* builtin_kernel() {
   constexpr DType kDtype = detail::dtype_of<T>();
   constexpr auto kKind = detail::variant_kind_of<Variant>();
-  if constexpr (detail::aot_prefill_kernel(kKind, kDtype, kDtype, Traits::kHeadDim, kCustomMask)) {
+  if constexpr (detail::aot_prefill_kernel(kKind, kDtype, kDtype, Traits::kHeadDimQk,
+                                           kCustomMask)) {
     return reinterpret_cast<const void*>(
         prefill::single_prefill_kernel<Traits, Variant, T, kCustomMask>);
   } else {
     return detail::builtin_jit_variant(jit::KernelKind::kSinglePrefill, kKind, kDtype, kDtype,
-                                       Traits::kHeadDim, kCustomMask)
+                                       Traits::kHeadDimQk, kCustomMask)
         .kernel();
   }
 }
 
 template <typename T, int kHeadDim, typename Variant>
 void launch_instance(const Launch& l, cudaStream_t stream) {
-  using Traits = prefill::PrefillTraits<T, kHeadDim>;
+  // head_dim 192 is q/k 192 with v/o 128 (the one unequal pair).
+  constexpr int kHeadDimVo = kHeadDim == 192 ? 128 : kHeadDim;
+  using Traits = prefill::PrefillTraits<T, kHeadDim, kHeadDimVo>;
   prefill::SinglePrefillParams<T> p{};
   p.q = static_cast<const T*>(l.q);
   p.q_stride_token = l.q_stride_token;
@@ -84,6 +89,8 @@ void launch_instance(const Launch& l, cudaStream_t stream) {
   p.v = static_cast<const T*>(l.v);
   p.kv_stride_entry = l.kv_stride_entry;
   p.kv_stride_head = l.kv_stride_head;
+  p.v_stride_entry = l.v_stride_entry;
+  p.v_stride_head = l.v_stride_head;
   p.qo_len = static_cast<int32_t>(l.qo_len);
   p.kv_len = static_cast<int32_t>(l.kv_len);
   p.num_qo_heads = static_cast<int32_t>(l.num_qo_heads);
@@ -119,9 +126,11 @@ void dispatch_head_dim(const Launch& l, cudaStream_t stream) {
     case 128: return launch_instance<T, 128, Variant>(l, stream);
     case 256:
       return launch_instance<T, 256, Variant>(l, stream);
+    case 192:  // (with head_dim_vo 128, checked by the caller)
+      return launch_instance<T, 192, Variant>(l, stream);
     default:
       throw Error("tessera: prefill: head_dim " + std::to_string(l.head_dim) +
-                  " has no kernel (64, 80, 96, 112, 128, 256)");
+                  " has no kernel (64, 80, 96, 112, 128, 256; 192 with v's 128)");
   }
 }
 
@@ -144,7 +153,9 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const int64_t qo_len = qv.size(0);
   const int64_t num_qo_heads = qv.size(1);
   const int64_t head_dim = qv.size(2);
-  TESSERA_CHECK_ARG(attention::supported_head_dim(head_dim), "q", attention::kHeadDimsText,
+  TESSERA_CHECK_ARG(attention::supported_head_dim(head_dim) ||
+                        head_dim == attention::kSplitHeadDimQk,
+                    "q", std::string(attention::kHeadDimsText) + ", or 192 (v's 128)",
                     "head_dim " + std::to_string(head_dim));
   TESSERA_CHECK_ARG(qo_len <= kInt32Max, "q", "qo_len < 2^31", std::to_string(qo_len));
   TESSERA_CHECK_ARG(num_qo_heads <= kMaxGridY, "q", "num_qo_heads <= 65535 (grid.y)",
@@ -155,11 +166,27 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   const TensorView vv(v, "v");
   check_kv_tensor(kv, qv);
   check_kv_tensor(vv, qv);
-  const detail::ContiguousKV kv_shape = detail::resolve_contiguous_kv(kv, vv, layout, num_qo_heads);
+  kv.expect_size(2, head_dim, "head_dim (as q)");
+  // v's last dim is the v/o head dim: q's, or 128 beside q/k 192.
+  const int64_t head_dim_vo = head_dim == attention::kSplitHeadDimQk
+                                  ? int64_t{attention::kSplitHeadDimVo}
+                                  : head_dim;
+  vv.expect_size(2, head_dim_vo,
+                 head_dim == head_dim_vo ? "head_dim (as q)" : "head_dim_vo 128 (q/k 192)");
+  const detail::ContiguousKV kv_shape =
+      head_dim == head_dim_vo ? detail::resolve_contiguous_kv(kv, vv, layout, num_qo_heads)
+                              : detail::resolve_contiguous_kv(kv, kv, layout, num_qo_heads);
+  const detail::ContiguousKV v_shape =
+      head_dim == head_dim_vo ? kv_shape : detail::resolve_contiguous_kv(vv, vv, layout, num_qo_heads);
+  TESSERA_CHECK_ARG(v_shape.kv_len == kv_shape.kv_len && v_shape.num_kv_heads == kv_shape.num_kv_heads,
+                    "v", "k's kv_len and num_kv_heads (" + std::to_string(kv_shape.kv_len) + ", " +
+                             std::to_string(kv_shape.num_kv_heads) + ")",
+                    "(" + std::to_string(v_shape.kv_len) + ", " +
+                        std::to_string(v_shape.num_kv_heads) + ")");
   const int64_t kv_len = kv_shape.kv_len;
   const int64_t num_kv_heads = kv_shape.num_kv_heads;
 
-  const TensorView ov = detail::output_like_q(out, qv);
+  const TensorView ov = detail::output_like_q(out, qv, head_dim_vo);
   detail::expect_rows_aligned16(ov);
   float* lse_data = nullptr;
   if (lse != nullptr) {
@@ -192,6 +219,9 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
   l.v = vv.data();
   l.kv_stride_entry = kv_shape.stride_entry;
   l.kv_stride_head = kv_shape.stride_head;
+  l.v_stride_entry = v_shape.stride_entry;
+  l.v_stride_head = v_shape.stride_head;
+  l.head_dim_vo = head_dim_vo;
   l.qo_len = qo_len;
   l.kv_len = kv_len;
   l.num_qo_heads = num_qo_heads;
@@ -218,12 +248,12 @@ void single_prefill_with_kv_cache(const DLTensor& q, const DLTensor& k, const DL
     return detail::launch_single_prefill_sm90(h, stream);
   }
   const detail::PrefillDeviceFit fit =
-      detail::prefill_device_fit(head_dim, qv.device().device_id, "q");
+      detail::prefill_device_fit(head_dim, qv.device().device_id, "q", head_dim_vo);
   // The batch planner's rule for one request of one head per CTA.
   const int32_t qo_indptr[2] = {0, static_cast<int32_t>(qo_len)};
   l.q_tile_rows = plan::choose_q_tile_rows(qo_indptr, /*rows_per_token=*/1, num_qo_heads, head_dim,
                                            fit.max_q_tile_rows, fit.num_sms * fit.ctas_per_sm);
-  l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim);
+  l.shared_bytes = detail::prefill_shared_bytes(l.q_tile_rows, head_dim, head_dim_vo);
   l.max_shared_bytes = fit.shared_bytes;
   // (kJit: the plain instantiation only supplies the parameter types.)
   detail::visit_variant_kind(variant.kind, [&]<typename Variant>() {

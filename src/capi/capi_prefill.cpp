@@ -96,6 +96,18 @@ int tessera_batch_prefill_ragged_min_workspace_size(int64_t num_qo_heads, int64_
   });
 }
 
+int tessera_batch_prefill_ragged_min_workspace_size_with_head_dims(
+    int64_t num_qo_heads, int64_t num_kv_heads, int64_t head_dim_qk, int64_t head_dim_vo,
+    int64_t max_batch_size, int64_t max_total_qo_tokens, int device_id, size_t* bytes) {
+  return guarded([&] {
+    size_t& result = required_output(bytes, "bytes");
+    tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim_qk, 0};
+    shape.head_dim_vo = head_dim_vo;
+    result = tessera::BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(
+        shape, {max_batch_size, max_total_qo_tokens}, device_id);
+  });
+}
+
 int tessera_batch_prefill_ragged_create(int64_t num_qo_heads, int64_t num_kv_heads,
                                         int64_t head_dim, int64_t max_batch_size,
                                         int64_t max_total_qo_tokens, void* workspace,
@@ -116,6 +128,23 @@ int tessera_batch_prefill_ragged_create_with_backend(int64_t num_qo_heads, int64
     auto& result = required_output(handle, "handle");
     const tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim, 0,
                                           prefill_backend_of(backend, "backend")};
+    result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
+        shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
+  });
+}
+
+int tessera_batch_prefill_ragged_create_with_head_dims(int64_t num_qo_heads, int64_t num_kv_heads,
+                                                       int64_t head_dim_qk, int64_t head_dim_vo,
+                                                       int64_t max_batch_size,
+                                                       int64_t max_total_qo_tokens,
+                                                       void* workspace, size_t workspace_bytes,
+                                                       int device_id, int backend,
+                                                       TesseraBatchPrefillRagged** handle) {
+  return guarded([&] {
+    auto& result = required_output(handle, "handle");
+    tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim_qk, 0,
+                                    prefill_backend_of(backend, "backend")};
+    shape.head_dim_vo = head_dim_vo;
     result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
         shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
   });

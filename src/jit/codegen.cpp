@@ -3,6 +3,7 @@
 #include <cctype>
 #include <string>
 
+#include "tessera/attention/head_dims.h"
 #include "tessera/core/error.h"
 
 namespace tessera::jit {
@@ -54,9 +55,11 @@ bool kv_dtype_supported(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_
   return kv_dtype == q_dtype || (fp8_ok && is_float8(kv_dtype));
 }
 
-bool head_dim_supported(KernelKind /*kernel*/, int64_t head_dim) {
-  return head_dim == 64 || head_dim == 80 || head_dim == 96 || head_dim == 112 ||
-         head_dim == 128 || head_dim == 256;
+// Prefill's head_dim 192 is q/k 192 with v/o 128 (the one pair of unequal
+// head dims, attention/head_dims.h); decode has no 192.
+bool head_dim_supported(KernelKind kernel, int64_t head_dim) {
+  return attention::supported_head_dim(head_dim) ||
+         (kernel != KernelKind::kBatchDecode && head_dim == attention::kSplitHeadDimQk);
 }
 
 bool has_kernel_template(KernelKind kernel, DType q_dtype, DType kv_dtype, int64_t head_dim,
@@ -82,7 +85,7 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
       fp8_ok ? "kv_dtype = q_dtype, float8_e4m3fn or float8_e5m2" : "kv_dtype = q_dtype",
       dtype_name(spec.kv_dtype));
   TESSERA_CHECK_ARG(head_dim_supported(spec.kernel, spec.head_dim), "variant",
-                    "head_dim 64, 80, 96, 112, 128 or 256",
+                    "head_dim 64, 80, 96, 112, 128 or 256 (prefill also 192: q/k 192, v/o 128)",
                     "head_dim " + std::to_string(spec.head_dim));
 
   TESSERA_CHECK_ARG(!spec.custom_mask || !decode, "variant",
@@ -91,6 +94,11 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
   const std::string q = device_type(spec.q_dtype);
   const std::string kv = device_type(spec.kv_dtype);
   const std::string dim = std::to_string(spec.head_dim);
+  // PrefillTraits' head dims: q/k and v/o.
+  const std::string prefill_dims =
+      spec.head_dim == attention::kSplitHeadDimQk
+          ? dim + ", " + std::to_string(attention::kSplitHeadDimVo)
+          : dim;
   const std::string variant = std::string(kUserNamespace) + "::" + spec.name;
   std::string kernel_header;
   std::string hopper_kv;  // prefill: the Hopper kernel's K/V kind
@@ -111,7 +119,7 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
       kernel_header = "tessera/attention/prefill_sm80.cuh";
       out.name_expression =
           "&tessera::prefill::single_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
-          dim + ">, " + variant + ", " + q + mask + ">";
+          prefill_dims + ">, " + variant + ", " + q + mask + ">";
       hopper_kv = "RaggedKv";  // single prefill is a one-request ragged batch there
       break;
     case KernelKind::kBatchPrefillRagged:
@@ -121,7 +129,8 @@ GeneratedSource generate(const VariantSpec& spec, const std::string& arch) {
           spec.kernel == KernelKind::kBatchPrefillRagged ? "RaggedKv" : "PagedKv";
       out.name_expression =
           "&tessera::prefill::batch_prefill_kernel<tessera::prefill::PrefillTraits<" + q + ", " +
-          dim + ">, " + variant + ", " + q + ", tessera::prefill::" + kv_kind + "<" + kv + ">" +
+          prefill_dims + ">, " + variant + ", " + q + ", tessera::prefill::" + kv_kind + "<" + kv +
+          ">" +
           mask + ">";
       hopper_kv = kv_kind;
       break;

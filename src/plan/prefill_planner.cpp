@@ -23,10 +23,10 @@
 //    heads_y < wave: short queries on long KV). Then every tile whose causal
 //    KV extent exceeds `chunk` is cut into chunks of `chunk` tokens, with
 //    `chunk` the LARGEST multiple of kChunkGranularityTokens (at least
-//    kMinChunkTokens) whose units still reach a full wave: every extra chunk
-//    costs a partial round trip and merge work (units(chunk) is
-//    non-increasing, binary search), then grown until the bounds
-//    (max_work_units, max_partial_rows) hold. With one_unit_per_cta the
+//    the input's min_chunk_tokens, kMinChunkTokens by default) whose units
+//    still reach a full wave: every extra chunk costs a partial round trip
+//    and merge work (units(chunk) is non-increasing, binary search), then
+//    grown until the bounds (max_work_units, max_partial_rows) hold. With one_unit_per_cta the
 //    chunk is instead the smallest whose units fit ONE wave (as decode's
 //    planner: a few units past the wave form a second, mostly idle wave).
 // 5. Balance. When units * heads_y fit one wave, one unit per CTA (all
@@ -70,10 +70,13 @@ constexpr int64_t kChunkGranularityTokens = 64;
 // A prefill chunk's partial is rows x head_dim floats written and read back
 // (64 rows: 32 KiB at head_dim 128) against 2 x chunk x head_dim x 2 B of
 // K/V; 256 tokens (128 KiB) keeps that round trip at 25%, and 4 KV tiles
-// amortise the CTA prologue.
+// amortise the CTA prologue. The default of PrefillPlannerInput's
+// min_chunk_tokens (the header states it; checked here).
 constexpr int64_t kMinChunkTokens = 256;
 static_assert(kMinChunkTokens % kChunkGranularityTokens == 0,
               "the minimum chunk must be a multiple of the granularity");
+static_assert(PrefillPlannerInput{}.min_chunk_tokens == kMinChunkTokens,
+              "the input's default minimum chunk is the prefill one");
 // Fixed cost of a unit in KV tokens: loading the Q tile and the epilogue are
 // about one KV tile's worth of memory traffic.
 constexpr int64_t kUnitOverheadTokens = 64;
@@ -113,12 +116,18 @@ void validate_prefill_planner_input(const PrefillPlannerInput& in) {
                     "shape", "heads >= 1, num_qo_heads a multiple of num_kv_heads",
                     std::to_string(in.num_qo_heads) + " qo heads, " +
                         std::to_string(in.num_kv_heads) + " kv heads");
+  // (192: q/k of 192 / 128 prefill; its partials are sized at 192, more
+  // than the 128 floats a row the kernel writes.)
   TESSERA_CHECK_ARG(attention::supported_head_dim(in.head_dim) ||
+                        in.head_dim == attention::kSplitHeadDimQk ||
                         (in.head_dim == 512 && in.num_kv_heads == 1),
                     "shape",
-                    std::string(attention::kHeadDimsText) + " (512: MLA's latent, one KV head)",
+                    std::string(attention::kHeadDimsText) +
+                        " (192: q/k beside v/o 128; 512: MLA's latent, one KV head)",
                     "head_dim " + std::to_string(in.head_dim));
   if (in.num_sms < 1 || in.ctas_per_sm < 1 || in.max_work_units < 0 || in.max_partial_rows < 0 ||
+      in.min_chunk_tokens < kChunkGranularityTokens ||
+      in.min_chunk_tokens % kChunkGranularityTokens != 0 ||
       in.max_work_units > kInt32Max || in.max_partial_rows > kInt32Max) {
     throw Error("tessera: prefill planner: inconsistent GPU description or bounds");
   }
@@ -171,7 +180,7 @@ int64_t choose_chunk(const std::vector<PrefillTile>& tiles, int64_t max_extent,
   const auto fits = [&](const UnitCount& c) {
     return c.units <= in.max_work_units && c.partial_rows <= in.max_partial_rows;
   };
-  const int64_t k_min = kMinChunkTokens / kChunkGranularityTokens;
+  const int64_t k_min = in.min_chunk_tokens / kChunkGranularityTokens;
   const int64_t k_max = ceil_div(max_extent, kChunkGranularityTokens);  // no split: always fits
   int64_t best = k_min;
   if (in.one_unit_per_cta) {
@@ -333,7 +342,7 @@ PrefillScheduleHeader plan_prefill_schedule(const PrefillPlannerInput& in,
 
   // Split-KV (policy 4); chunk >= max_extent means no tile is split.
   int64_t chunk = std::max<int64_t>(max_extent, 1);
-  if (num_tiles * heads_y < wave && max_extent > kMinChunkTokens) {
+  if (num_tiles * heads_y < wave && max_extent > in.min_chunk_tokens) {
     chunk = std::min(chunk,
                      choose_chunk(tiles, max_extent, ceil_div(wave, heads_y), wave / heads_y, in));
   }
@@ -485,6 +494,13 @@ PrefillScheduleHost plan_prefill_schedule(const PrefillPlannerInput& in) {
   s.cta_indptr.resize(static_cast<std::size_t>(s.header.num_ctas) + 1);
   s.merge_tiles.resize(static_cast<std::size_t>(s.header.num_merge_tiles));
   return s;
+}
+
+int64_t prefill_merge_row_slices(int64_t q_tile_rows, int64_t rows_per_pass) {
+  if (q_tile_rows < 1 || rows_per_pass < 1) {
+    throw Error("tessera: prefill merge: q tile rows and rows per pass must be >= 1");
+  }
+  return ceil_div(q_tile_rows, rows_per_pass);
 }
 
 void prefill_kv_lengths_ragged(std::span<const int32_t> kv_indptr, int64_t max_batch_size,

@@ -36,6 +36,10 @@ struct PrefillPlannerInput {
   int64_t max_total_qo_tokens = 0;  // qo_indptr[batch] may not exceed it
   int64_t max_work_units = 0;
   int64_t max_partial_rows = 0;
+  // The shortest KV chunk a split may cut (a multiple of 64 tokens): 256
+  // for prefill's tiles; MLA passes less for its 16-row decode tiles
+  // (plan/mla_plan.h says why).
+  int64_t min_chunk_tokens = 256;
 };
 
 struct PrefillScheduleHost {
@@ -108,6 +112,14 @@ PrefillScheduleHeader plan_prefill_schedule(const PrefillPlannerInput& input,
 int64_t choose_q_tile_rows(std::span<const int32_t> qo_indptr, int64_t rows_per_token,
                            int64_t heads_y, int64_t head_dim, int64_t max_q_tile_rows,
                            int64_t wave);
+
+// Row slices of the prefill merge's grid (z; attention/merge.cuh): one per
+// pass of rows_per_pass rows (the rows a merge block folds at once) over a
+// q tile of q_tile_rows rows, at least 1. Each pass waits on two dependent
+// loads, so one block per tile and head would serialise a 128-row tile's 16
+// passes on a grid of only tiles x heads blocks: the shared level of a
+// cascade (2 split tiles x 8 KV heads) merged on 16 blocks.
+int64_t prefill_merge_row_slices(int64_t q_tile_rows, int64_t rows_per_pass);
 
 // Ragged KV: checks kv_indptr [batch + 1] (starts at 0, non-decreasing,
 // "kv_indptr") and writes each request's length into kv_lengths.

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <utility>
 
 #include "api/batch_prefill_plan.h"
 #include "support/argument_error.h"
@@ -71,6 +72,28 @@ TEST(BatchPrefillArgs, PagedRejectsBadShapeBoundsAndWorkspace) {
   expect_argument_error([&] {
     BatchPrefillWithRaggedKVCache wrapper(ragged, {0, 1}, kWorkspace, 1 << 30, 0);
   }, "bounds");
+}
+
+// q/k 192 with v/o 128 (DeepSeek-style) is the one pair of unequal head
+// dims: ragged takes it; other pairs, and the paged cache (whose checks
+// hold one head_dim for K and V), are "shape" errors before any CUDA call.
+TEST(BatchPrefillArgs, HeadDimVoPairs) {
+  PrefillPlanShape split = kShape;
+  split.head_dim = 192;
+  split.head_dim_vo = 128;
+  EXPECT_NO_THROW(detail::validate_prefill_shape(split, /*paged=*/false));
+  expect_argument_error([&] { detail::validate_prefill_shape(split, /*paged=*/true); }, "shape");
+  for (const auto& [qk, vo] : {std::pair<int64_t, int64_t>{192, 64}, {192, 192}, {128, 192},
+                               {128, 64}, {256, 128}}) {
+    PrefillPlanShape bad = kShape;
+    bad.head_dim = qk;
+    bad.head_dim_vo = vo;
+    expect_argument_error(
+        [&] { BatchPrefillWithRaggedKVCache::workspace_size_bytes(bad, kBounds, 0); }, "shape");
+  }
+  PrefillPlanShape equal = kShape;
+  equal.head_dim_vo = 128;  // = head_dim: the square kernels
+  EXPECT_NO_THROW(detail::validate_prefill_shape(equal, /*paged=*/true));
 }
 
 TEST(BatchPrefillArgs, BlockSparseRejectsBadBlockShapeAndBounds) {

@@ -174,5 +174,20 @@ TEST(CascadeArgs, WorkspaceRegionsAreAlignedDisjointAndSlicesFit) {
   EXPECT_EQ(detail::cascade_level_bytes(l, 2, l.levels_offset - 1), 0u);
 }
 
+// The last level runs on the decode kernel only for qo_indptr 0, 1, ..., batch.
+TEST(CascadeArgs, OneTokenPerRequestIsExactlyTheIdentityIndptr) {
+  using detail::one_token_per_request;
+  const auto check = [](std::vector<int32_t> indptr) { return one_token_per_request(indptr); };
+  EXPECT_TRUE(check({0}));
+  EXPECT_TRUE(check({0, 1}));
+  EXPECT_TRUE(check({0, 1, 2, 3, 4}));
+  EXPECT_FALSE(check({}));
+  EXPECT_FALSE(check({0, 2}));           // two tokens in one request
+  EXPECT_FALSE(check({0, 1, 1, 2}));     // a request without a token
+  EXPECT_FALSE(check({0, 0, 1, 2}));
+  EXPECT_FALSE(check({0, 1, 2, 4}));     // the last request two tokens
+  EXPECT_FALSE(check({1, 2}));
+}
+
 }  // namespace
 }  // namespace tessera

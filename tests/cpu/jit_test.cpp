@@ -117,6 +117,28 @@ TEST_F(JitTest, HeadDims80To112CompileForEveryKernel) {
   EXPECT_TRUE(hopper.mma_kernel_name.empty());  // FA2 only at head_dim 96
 }
 
+// Head dim 192 is prefill's q/k 192 with v/o 128 (PrefillTraits<T, 192,
+// 128>), JIT-only: every prefill template compiles there with fp16 and bf16,
+// for sm_80 and sm_90a (FA2 only: the Hopper kernels lack 192); decode has
+// no 192 and names the variant.
+TEST_F(JitTest, HeadDim192CompilesForEveryPrefillKernel) {
+  for (const KernelKind kernel : {KernelKind::kSinglePrefill, KernelKind::kBatchPrefillRagged,
+                                  KernelKind::kBatchPrefillPaged}) {
+    for (const DType dtype : {DType::kFloat16, DType::kBFloat16}) {
+      SCOPED_TRACE(std::string(jit::kernel_kind_name(kernel)) + " " + dtype_name(dtype));
+      const jit::CompiledKernel k = jit::compile(plain(kernel, dtype, 192));
+      EXPECT_GT(k.cubin.size(), 1000u);
+      EXPECT_TRUE(k.mma_kernel_name.empty());
+    }
+  }
+  const jit::CompiledKernel hopper =
+      jit::compile(plain(KernelKind::kBatchPrefillRagged, DType::kBFloat16, 192), {"sm_90a"});
+  EXPECT_GT(hopper.cubin.size(), 1000u);
+  EXPECT_TRUE(hopper.mma_kernel_name.empty());
+  testing::expect_argument_error(
+      [&] { jit::compile(plain(KernelKind::kBatchDecode, DType::kBFloat16, 192)); }, "variant");
+}
+
 TEST_F(JitTest, SecondCallHitsMemoryThenDiskAfterARestart) {
   const VariantSpec spec = plain(KernelKind::kBatchDecode);
   const int64_t before = jit::compilations();

@@ -57,7 +57,7 @@ TEST(SinglePrefillArgs, QMustBeThreeDimensional16BitOnCuda) {
 }
 
 TEST(SinglePrefillArgs, UnsupportedHeadDimIsRejectedNamingQ) {
-  for (const int64_t d : {32, 72, 192}) {
+  for (const int64_t d : {32, 72, 160}) {
     SinglePrefillArgs a;
     a.q = FakeTensor(DType::kBFloat16, {50, 8, d});
     a.k = FakeTensor(DType::kBFloat16, {100, 2, d});
@@ -66,6 +66,17 @@ TEST(SinglePrefillArgs, UnsupportedHeadDimIsRejectedNamingQ) {
     a.out.with_data(0x20000000);
     expect_argument_error([&] { a.run(); }, "q");
   }
+}
+
+TEST(SinglePrefillArgs, HeadDim192WithVOf192IsRejectedNamingV) {
+  // q / k at 192 exist only with v / out at 128 (DeepSeek's prefill).
+  SinglePrefillArgs a;
+  a.q = FakeTensor(DType::kBFloat16, {50, 8, 192});
+  a.k = FakeTensor(DType::kBFloat16, {100, 2, 192});
+  a.v = FakeTensor(DType::kBFloat16, {100, 2, 192});
+  a.out = FakeTensor(DType::kBFloat16, {50, 8, 192});
+  a.out.with_data(0x20000000);
+  expect_argument_error([&] { a.run(); }, "v");
 }
 
 TEST(SinglePrefillArgs, UnalignedQRowsAreRejected) {

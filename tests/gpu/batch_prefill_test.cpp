@@ -1,8 +1,9 @@
 // BatchPrefillWithRaggedKVCache / BatchPrefillWithPagedKVCache on the GPU
 // against the float64 reference, request by request: mixed lengths (zeros
 // included), page sizes 1 / 5 / 16, NHD / HND, GQA 1 / 4 / 8, head dims 64 /
-// 128, variants, split KV (short queries on long KV, merged), and a CUDA
-// graph captured once and replayed for plans with other lengths. Inputs are
+// 128 (and q/k 192 with v/o 128, ragged), variants, split KV (short queries
+// on long KV, merged), and a CUDA graph captured once and replayed for plans
+// with other lengths. Inputs are
 // rounded to their dtype first; outputs poisoned before each run. Tolerances
 // as for single prefill (single_prefill_test.cpp).
 #include <gtest/gtest.h>
@@ -42,6 +43,7 @@ struct BatchCase {
   int64_t num_qo_heads = 8;
   int64_t num_kv_heads = 2;
   int64_t head_dim = 128;
+  int64_t head_dim_vo = 0;  // v's and out's; 0: head_dim (192 / 128: DeepSeek-style, ragged only)
   bool causal = true;
   DType dtype = DType::kBFloat16;
   bool paged = false;
@@ -69,6 +71,10 @@ DType kv_dtype(const BatchCase& c) {
   return c.fp8_kv ? c.fp8_format : c.dtype;
 }
 
+int64_t v_head_dim(const BatchCase& c) {
+  return c.head_dim_vo > 0 ? c.head_dim_vo : c.head_dim;
+}
+
 std::vector<int32_t> prefix_sum(const std::vector<int32_t>& lengths) {
   std::vector<int32_t> indptr(lengths.size() + 1, 0);
   std::partial_sum(lengths.begin(), lengths.end(), indptr.begin() + 1);
@@ -83,8 +89,8 @@ DeviceTensor int_tensor(const std::vector<int32_t>& values) {
   return t;
 }
 
-// Host inputs of a batch: q [total_qo, Hq, D] and per-request K/V [kv_len,
-// Hk, D] (NHD order), rounded to the dtype.
+// Host inputs of a batch: q [total_qo, Hq, D] and per-request K [kv_len, Hk,
+// D], V [kv_len, Hk, Dv] (NHD order), rounded to the dtype.
 struct BatchInputs {
   std::vector<float> q;
   std::vector<std::vector<float>> k, v;
@@ -97,8 +103,9 @@ BatchInputs make_inputs(const BatchCase& c, Rng& rng) {
                                         total_qo * c.num_qo_heads * c.head_dim)));
   for (const int32_t kv_len : c.kv_lens) {
     const auto n = static_cast<std::size_t>(kv_len * c.num_kv_heads * c.head_dim);
+    const auto n_v = static_cast<std::size_t>(kv_len * c.num_kv_heads * v_head_dim(c));
     in.k.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n, 0.f, c.kv_std)));
-    in.v.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n, 0.f, c.kv_std)));
+    in.v.push_back(testing::round_to(kv_dtype(c), rng.normal_vector(n_v, 0.f, c.kv_std)));
   }
   return in;
 }
@@ -118,6 +125,7 @@ Expected reference_for(const BatchCase& c, const BatchInputs& in) {
     p.num_qo_heads = c.num_qo_heads;
     p.num_kv_heads = c.num_kv_heads;
     p.head_dim = c.head_dim;
+    p.head_dim_vo = v_head_dim(c);
     p.causal = c.causal;
     p.sm_scale = c.options.sm_scale;
     p.logits_soft_cap = c.options.logits_soft_cap;
@@ -196,7 +204,10 @@ struct PagedKV {
 };
 
 PrefillPlanShape shape_of(const BatchCase& c) {
-  return {c.num_qo_heads, c.num_kv_heads, c.head_dim, c.paged ? c.page_size : 0, c.backend};
+  PrefillPlanShape shape{c.num_qo_heads, c.num_kv_heads, c.head_dim, c.paged ? c.page_size : 0,
+                         c.backend};
+  shape.head_dim_vo = c.head_dim_vo;
+  return shape;
 }
 
 void check_results(const BatchCase& c, const BatchInputs& in, const DeviceTensor& out,
@@ -210,7 +221,9 @@ std::string describe(const BatchCase& c) {
   std::string s = c.paged ? "paged, page " + std::to_string(c.page_size) : std::string("ragged");
   s += c.layout == KVLayout::kNHD ? ", NHD" : ", HND";
   s += ", heads " + std::to_string(c.num_qo_heads) + "/" + std::to_string(c.num_kv_heads);
-  s += ", D " + std::to_string(c.head_dim) + (c.causal ? ", causal" : ", non-causal");
+  s += ", D " + std::to_string(c.head_dim);
+  if (c.head_dim_vo > 0) s += "/" + std::to_string(c.head_dim_vo);
+  s += c.causal ? ", causal" : ", non-causal";
   s += ", batch " + std::to_string(c.qo_lens.size());
   s += std::string(", q ") + dtype_name(c.dtype) + ", KV " + dtype_name(kv_dtype(c));
   s += std::string(", ") + testing::prefill_backend_name(c.backend);
@@ -227,7 +240,7 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
   std::vector<float> q_padded = in.q;
   q_padded.resize(static_cast<std::size_t>(q.numel()), 0.f);
   q.upload(q_padded);
-  DeviceTensor out(c.dtype, q.shape());
+  DeviceTensor out(c.dtype, {q.shape()[0], c.num_qo_heads, v_head_dim(c)});
   DeviceTensor lse(DType::kFloat32, {q.shape()[0], c.num_qo_heads});
   out.poison();
   lse.poison();
@@ -251,9 +264,9 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
     const int64_t total_kv = std::max<int64_t>(kv_indptr.back(), 1) + c.nan_tail_rows;
     const float tail = c.nan_tail_rows > 0 ? std::nanf("") : 0.f;
     k_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * c.head_dim), tail);
-    v_all.resize(k_all.size(), tail);
+    v_all.resize(static_cast<std::size_t>(total_kv * c.num_kv_heads * v_head_dim(c)), tail);
     DeviceTensor k(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
-    DeviceTensor v(c.dtype, {total_kv, c.num_kv_heads, c.head_dim});
+    DeviceTensor v(c.dtype, {total_kv, c.num_kv_heads, v_head_dim(c)});
     k.upload(k_all);
     v.upload(v_all);
     DeviceTensor kv_dev = int_tensor(kv_indptr);
@@ -273,6 +286,7 @@ void run_case_on_backend(const BatchCase& c, Rng& rng) {
     }
     stream.synchronize();
   } else {
+    ASSERT_EQ(v_head_dim(c), c.head_dim) << "paged caches hold one head dim";
     PagedKV paged(c, in, rng);
     DeviceTensor indices = int_tensor(paged.kv_indices);
     DeviceTensor indptr = int_tensor(paged.kv_indptr);
@@ -574,6 +588,76 @@ TEST(BatchPrefill, HeadDim256MatchesReference) {
   split.qo_lens = {16, 3};
   split.kv_lens = {20000, 9000};
   run_case(split, rng);
+}
+
+// q/k 192 with v/o 128 through the ragged wrapper (JIT-served FA2; v with
+// strides of its own, partials and the merge at v/o width): mixed lengths
+// with qo > kv and empty requests, non-causal, GQA 32/8 in fp16, HND, NaN
+// rows after the keys, and short queries on long KV (split KV + merge); on
+// auto it runs FA2 (the Hopper kernels lack head dim 192).
+TEST(BatchPrefill, RaggedHeadDimQk192Vo128MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const auto split = [](BatchCase c) {
+    c.head_dim = 192;
+    c.head_dim_vo = 128;
+    return c;
+  };
+  run_case_on_backend(split(mixed_causal()), rng);
+  run_case_on_backend(split(mixed_non_causal()), rng);
+  BatchCase gqa = split(mixed_causal());
+  gqa.num_qo_heads = 32;
+  gqa.num_kv_heads = 8;
+  gqa.dtype = DType::kFloat16;
+  gqa.layout = KVLayout::kHND;
+  gqa.nan_tail_rows = 40;
+  run_case_on_backend(gqa, rng);
+  BatchCase short_on_long = split(BatchCase{});
+  short_on_long.qo_lens = {16, 3};
+  short_on_long.kv_lens = {20000, 9000};
+  run_case_on_backend(short_on_long, rng);
+  BatchCase automatic = split(mixed_non_causal());
+  automatic.backend = PrefillBackend::kAuto;
+  run_case_on_backend(automatic, rng);
+}
+
+// The pair's v and out are checked at head_dim_vo and k at head_dim, each
+// named; fa3 by name is refused at run() naming "backend".
+TEST(BatchPrefill, RaggedHeadDimQk192Vo128ArgumentsAreNamed) {
+  TESSERA_REQUIRE_GPU();
+  BatchCase c;
+  c.head_dim = 192;
+  c.head_dim_vo = 128;
+  const std::vector<int32_t> qo_indptr{0, 4}, kv_indptr{0, 6};
+  const PrefillPlanBounds bounds{1, 4};
+  const std::size_t bytes =
+      BatchPrefillWithRaggedKVCache::workspace_size_bytes(shape_of(c), bounds, 0);
+  DeviceBuffer workspace(bytes);
+  BatchPrefillWithRaggedKVCache prefill(shape_of(c), bounds, workspace.data(), bytes, 0);
+  CudaStream stream;
+  prefill.plan(qo_indptr, kv_indptr, true, stream.get());
+  DeviceTensor q(c.dtype, {4, c.num_qo_heads, 192}), k(c.dtype, {6, c.num_kv_heads, 192});
+  DeviceTensor v(c.dtype, {6, c.num_kv_heads, 128}), out(c.dtype, {4, c.num_qo_heads, 128});
+  DeviceTensor qo_dev = int_tensor(qo_indptr), kv_dev = int_tensor(kv_indptr);
+  const auto run = [&](DeviceTensor& k_in, DeviceTensor& v_in, DeviceTensor& o) {
+    prefill.run(q.dl(), k_in.dl(), v_in.dl(), qo_dev.dl(), kv_dev.dl(), o.dl(), nullptr, {},
+                stream.get(), Validate::kOn);
+  };
+  testing::expect_argument_error([&] { run(k, k, out); }, "v");
+  testing::expect_argument_error([&] { run(v, v, out); }, "k");
+  testing::expect_argument_error([&] { run(k, v, q); }, "out");
+  run(k, v, out);  // the right shapes run
+  stream.synchronize();
+
+  c.backend = PrefillBackend::kFa3;
+  BatchPrefillWithRaggedKVCache on_fa3(shape_of(c), bounds, workspace.data(), bytes, 0);
+  on_fa3.plan(qo_indptr, kv_indptr, true, stream.get());
+  testing::expect_argument_error(
+      [&] {
+        on_fa3.run(q.dl(), k.dl(), v.dl(), qo_dev.dl(), kv_dev.dl(), out.dl(), nullptr, {},
+                   stream.get(), Validate::kOn);
+      },
+      "backend");
 }
 
 // Short queries on long KV: the q tiles alone cannot fill the GPU, so the

@@ -62,6 +62,8 @@ struct CascadeCase {
   DType dtype = DType::kBFloat16;
   KVLayout layout = KVLayout::kNHD;
   PrefillBackend backend = PrefillBackend::kFa2;
+  // The minimum workspace leaves no room for the last level's decode path.
+  bool min_workspace = false;
 
   int64_t num_levels() const { return static_cast<int64_t>(shared.size()) + 1; }
   int64_t batch() const { return static_cast<int64_t>(qo_lens.size()); }
@@ -256,6 +258,7 @@ std::string describe(const CascadeCase& c) {
   s += c.causal ? ", causal" : ", non-causal";
   s += c.layout == KVLayout::kNHD ? ", NHD" : ", HND";
   s += std::string(", ") + dtype_name(c.dtype) + ", " + testing::prefill_backend_name(c.backend);
+  s += c.min_workspace ? ", min workspace" : ", full workspace";
   return s;
 }
 
@@ -280,16 +283,25 @@ void run_case_on_backend(const CascadeCase& c, Rng& rng, bool with_lse) {
   }
   const PrefillPlanBounds bounds{max_batch, rows};
   const std::size_t bytes =
-      MultiLevelCascadeAttention::workspace_size_bytes(c.num_levels(), shape_of(c), bounds, 0);
+      c.min_workspace ? MultiLevelCascadeAttention::min_workspace_size_bytes(
+                            c.num_levels(), shape_of(c), bounds, 0)
+                      : MultiLevelCascadeAttention::workspace_size_bytes(c.num_levels(),
+                                                                         shape_of(c), bounds, 0);
   DeviceBuffer workspace(bytes);
   MultiLevelCascadeAttention cascade(c.num_levels(), shape_of(c), bounds, workspace.data(), bytes,
                                      0);
   CudaStream stream;
   cascade.plan(level_plans(d), c.causal, stream.get());
+  // A decode step (one token per request) runs its last level on the decode
+  // kernel wherever the workspace has its room.
+  const bool one_token_each = std::all_of(c.qo_lens.begin(), c.qo_lens.end(),
+                                          [](int32_t n) { return n == 1; });
+  const auto cache_arg = PagedKVCacheArg::combined(cache.dl(), c.layout);
+  EXPECT_EQ(cascade.last_level_on_decode(cache_arg, stream.get()),
+            one_token_each && !c.min_workspace);
   if (!testing::run_on_backend(c.backend, [&] {
-        cascade.run(q.dl(), PagedKVCacheArg::combined(cache.dl(), c.layout), levels.arrays,
-                    out.dl(), with_lse ? &lse_dl : nullptr, AttentionOptions{}, stream.get(),
-                    Validate::kOn);
+        cascade.run(q.dl(), cache_arg, levels.arrays, out.dl(), with_lse ? &lse_dl : nullptr,
+                    AttentionOptions{}, stream.get(), Validate::kOn);
       })) {
     return;
   }
@@ -305,11 +317,19 @@ void run_case_on_backend(const CascadeCase& c, Rng& rng, bool with_lse) {
   }
 }
 
+// On every prefill back end, and a decode step also with the minimum
+// workspace (its last level then on the prefill kernel too).
 void run_case(const CascadeCase& c, Rng& rng, bool with_lse = true) {
+  const bool one_token_each = std::all_of(c.qo_lens.begin(), c.qo_lens.end(),
+                                          [](int32_t n) { return n == 1; });
   for (const PrefillBackend backend : testing::prefill_backends()) {
-    CascadeCase on = c;
-    on.backend = backend;
-    run_case_on_backend(on, rng, with_lse);
+    for (const bool min_workspace : {false, true}) {
+      if (min_workspace && !one_token_each) continue;
+      CascadeCase on = c;
+      on.backend = backend;
+      on.min_workspace = min_workspace;
+      run_case_on_backend(on, rng, with_lse);
+    }
   }
 }
 

@@ -113,8 +113,10 @@ void call_sampler(const Case& c, const DLTensor& probs, DeviceTensor& uniforms,
   ADD_FAILURE() << "top_k_first runs through draw()";
 }
 
+// `draws` samples of `c` from `values`, `max_batch` rows per launch (the
+// batch size picks the kernel: small batches take the cluster path on sm90).
 Draws draw(const std::vector<float>& values, const Case& c, int64_t draws, Rng& rng,
-           int rounds = kRounds) {
+           int rounds = kRounds, int64_t max_batch = kMaxBatch) {
   DeviceRow device_row(values);
   Draws result;
   // top_k_first: the top-k renormalised row, then top-p sampling from it.
@@ -132,7 +134,7 @@ Draws draw(const std::vector<float>& values, const Case& c, int64_t draws, Rng& 
                        ? Case{Sampler::kTopP, {.top_p = c.filter.top_p}, c.name}
                        : c;
   for (int64_t done = 0; done < draws;) {
-    const int64_t batch = std::min(kMaxBatch, draws - done);
+    const int64_t batch = std::min(max_batch, draws - done);
     std::vector<int64_t> shape, strides;
     const DLTensor probs = sampled_row.rows(batch, shape, strides);
     DeviceTensor uniforms(DType::kFloat32, {rounds, batch});
@@ -310,6 +312,238 @@ TEST(SamplingEdge, ExactFallbackAloneGivesTheFilteredDistribution) {
                           Case{Sampler::kJoint, {.top_k = 10, .top_p = 0.5}, "joint"}}) {
       SCOPED_TRACE("rounds " + std::to_string(rounds));
       expect_matches_filter(row, c, draw(row, c, kDraws, rng, rounds));
+    }
+  }
+}
+
+// ---- Small batches: a cluster of CTAs per row (sm90) ----------------------
+//
+// Batches of 1 / 2 / 7 / 32 rows pick the cluster kernel on an sm90 GPU
+// (row_split.h: 16 CTAs per row up to ~14 rows on an H100, 8 at 32; vocab
+// 111 gets 2); elsewhere they run the one-CTA kernel and these tests still
+// hold. Every sampler has a cluster path: the rejection samplers (plain,
+// top-p, min-p) over cluster-wide stats passes, top-k and joint top-k +
+// top-p by the radix search over cluster-summed histograms.
+
+// The samplers of one API call (top_k_first is two).
+std::vector<Case> single_call_cases() {
+  std::vector<Case> cases = filter_cases();
+  std::erase_if(cases, [](const Case& c) { return c.sampler == Sampler::kTopKFirst; });
+  return cases;
+}
+
+struct SmallBatch {
+  int64_t vocab;
+  int64_t batch;
+};
+
+class SamplingSmallBatch : public ::testing::TestWithParam<SmallBatch> {};
+
+TEST_P(SamplingSmallBatch, DrawsFollowTheExactFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const SmallBatch shape = GetParam();
+  // 512 launches per case: fewer draws at batch 1 and 2 (the bound widens
+  // with 1 / sqrt(draws)).
+  const int64_t draws = std::min<int64_t>(kDraws, shape.batch * 512);
+  for (const float scale : {3.f, 0.1f}) {
+    const std::vector<float> row = softmax_row(rng, shape.vocab, scale);
+    for (const Case& c : single_call_cases()) {
+      SCOPED_TRACE("batch " + std::to_string(shape.batch) + ", logit scale " +
+                   std::to_string(scale));
+      expect_matches_filter(row, c, draw(row, c, draws, rng, kRounds, shape.batch));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Shapes, SamplingSmallBatch,
+    ::testing::Values(SmallBatch{111, 1}, SmallBatch{111, 7}, SmallBatch{32000, 1},
+                      SmallBatch{32000, 2}, SmallBatch{32000, 7}, SmallBatch{32000, 32},
+                      SmallBatch{128256, 1}, SmallBatch{128256, 2}, SmallBatch{128256, 7},
+                      SmallBatch{128256, 32}),
+    [](const auto& info) {
+      return "vocab" + std::to_string(info.param.vocab) + "_batch" +
+             std::to_string(info.param.batch);
+    });
+
+TEST(SamplingSmallBatch, ExactFallbackAloneGivesTheFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Bisection with stats summed across the cluster.
+  const std::vector<float> row = softmax_row(rng, 128256, 0.5f);
+  for (int rounds : {1, 2}) {
+    SCOPED_TRACE("rounds " + std::to_string(rounds));
+    const Case c{Sampler::kTopP, {.top_p = 0.3}, "top_p=0.3"};
+    expect_matches_filter(row, c, draw(row, c, 4096, rng, rounds, 8));
+  }
+}
+
+TEST(SamplingSmallBatch, OnlyNonZeroEntryInAnySliceIsAlwaysDrawn) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Every other CTA's slice is empty: exactly one CTA holds every target.
+  constexpr int64_t kVocab = 128256;
+  for (int64_t only : {int64_t{0}, int64_t{5000}, int64_t{64000}, kVocab - 1}) {
+    std::vector<float> row(kVocab, 0.f);
+    row[only] = 0.5f;
+    for (const Case& c : single_call_cases()) {
+      const Draws d = draw(row, c, 64, rng, kRounds, 1);
+      EXPECT_EQ(std::count(d.tokens.begin(), d.tokens.end(), only), 64)
+          << c.name << ", entry " << only;
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, EachRowIsSampledUnderItsOwnParameters) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Distinct peaked rows with small per-request top_k / top_p: a row read or
+  // a parameter taken from the wrong request shows as a token outside the
+  // set. Top-p alone takes the rejection cluster path; top-k and joint the
+  // radix one.
+  constexpr int64_t kVocab = 32000;
+  for (const Sampler sampler : {Sampler::kTopP, Sampler::kTopK, Sampler::kJoint}) {
+    for (int64_t batch : {1, 2, 7, 32}) {
+      std::vector<std::vector<float>> rows;
+      std::vector<float> probs, ps;
+      std::vector<int64_t> ks;
+      for (int64_t b = 0; b < batch; ++b) {
+        rows.push_back(softmax_row(rng, kVocab, 4.f));
+        probs.insert(probs.end(), rows.back().begin(), rows.back().end());
+        ps.push_back(rng.uniform(0.01f, 0.3f));
+        ks.push_back(rng.integer(1, 40));
+      }
+      DeviceTensor p(DType::kFloat32, {batch, kVocab}), u(DType::kFloat32, {kRounds, batch});
+      DeviceTensor k(DType::kInt32, {batch}), tp(DType::kFloat32, {batch});
+      DeviceTensor samples(DType::kInt32, {batch}), success(DType::kUInt8, {batch});
+      p.upload(probs);
+      k.upload_ints(ks);
+      tp.upload(ps);
+      DLTensor p_dl = p.dl(), k_dl = k.dl(), tp_dl = tp.dl();
+      DLTensor s_dl = samples.dl(), ok_dl = success.dl();
+      const Case c{sampler, {}, "per-request"};
+      for (int trial = 0; trial < 20; ++trial) {
+        u.upload(rng.uniform_vector(kRounds * batch, 0.f, 1.f));
+        samples.poison();
+        call_sampler(c, p_dl, u, {s_dl, &ok_dl}, &k_dl, &tp_dl);
+        const auto tokens = samples.download_ints();
+        const auto ok = success.download_ints();
+        for (int64_t b = 0; b < batch; ++b) {
+          SamplingFilter f;
+          if (sampler != Sampler::kTopP) f.top_k = ks[b];
+          if (sampler != Sampler::kTopK) f.top_p = std::min(1.0, ps[b] + 1e-4);
+          const std::string where = "sampler " + std::to_string(static_cast<int>(sampler)) +
+                                    ", batch " + std::to_string(batch) + ", row " +
+                                    std::to_string(b);
+          ASSERT_TRUE(tokens[b] >= 0 && tokens[b] < kVocab) << where;
+          ASSERT_TRUE(reference::kept_entries(rows[b], f)[tokens[b]])
+              << where << " k " << ks[b] << " p " << ps[b] << " token " << tokens[b];
+          ASSERT_EQ(ok[b], 1) << where;
+        }
+      }
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, CrowdedThresholdBucketGivesTheFilteredDistribution) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Most of the row in one radix bucket of the first pass, summed over the
+  // cluster: each CTA sets its keys aside (3000: 4 CTAs at batch 1) or reads
+  // its slice a third time (128256).
+  for (int64_t vocab : {3000, 128256}) {
+    const std::vector<float> row = crowded_row(rng, vocab);
+    for (int64_t batch : {1, 7}) {
+      for (const Case& c : {Case{Sampler::kTopK, {.top_k = 20}, "top_k=20"},
+                            Case{Sampler::kJoint, {.top_k = 1000, .top_p = 0.3}, "joint"}}) {
+        SCOPED_TRACE("vocab " + std::to_string(vocab) + ", batch " + std::to_string(batch));
+        expect_matches_filter(row, c, draw(row, c, batch * 512, rng, kRounds, batch));
+      }
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, TiesAtTheTopKThresholdInDifferentSlicesAreKeptTogether) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // Four tied at 0.2 in four different CTAs' slices, the rest share 0.2:
+  // top_k = 2 keeps the four, equally.
+  constexpr int64_t kVocab = 128256;
+  std::vector<float> row(kVocab, 0.2f / (kVocab - 4));
+  const std::vector<int64_t> tied = {3, 40000, 80000, kVocab - 1};
+  for (int64_t i : tied) row[i] = 0.2f;
+  const Case c{Sampler::kTopK, {.top_k = 2}, "ties top_k=2"};
+  constexpr int64_t kTieDraws = 4096;
+  const Draws d = draw(row, c, kTieDraws, rng, kRounds, 4);
+  for (int64_t i : tied) {
+    EXPECT_NEAR(std::count(d.tokens.begin(), d.tokens.end(), i) / double(kTieDraws), 0.25, 0.04)
+        << "entry " << i;
+  }
+  EXPECT_EQ(std::count_if(
+                d.tokens.begin(), d.tokens.end(),
+                [&](int64_t t) { return std::find(tied.begin(), tied.end(), t) == tied.end(); }),
+            0);
+}
+
+TEST(SamplingSmallBatch, CheckNanFlagsARowWithNaNInOneSlice) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  // One NaN in the last CTA's slice of row 1: every CTA of its cluster must
+  // see it (the radix path ors the slices' flags; the rejection path's
+  // summary too).
+  constexpr int64_t kBatch = 2, kVocab = 128256;
+  std::vector<float> probs;
+  for (int64_t b = 0; b < kBatch; ++b) {
+    const auto row = softmax_row(rng, kVocab, 1.f);
+    probs.insert(probs.end(), row.begin(), row.end());
+  }
+  probs[kVocab + kVocab - 5] = std::numeric_limits<float>::quiet_NaN();
+  DeviceTensor p(DType::kFloat32, {kBatch, kVocab}), u(DType::kFloat32, {kRounds, kBatch});
+  DeviceTensor samples(DType::kInt32, {kBatch}), success(DType::kUInt8, {kBatch});
+  p.upload(probs);
+  u.upload(rng.uniform_vector(kRounds * kBatch, 0.f, 1.f));
+  DLTensor p_dl = p.dl(), s_dl = samples.dl(), ok_dl = success.dl();
+  for (const Case& c : {Case{Sampler::kTopK, {.top_k = 50}, "top_k=50"},
+                        Case{Sampler::kJoint, {.top_k = 50, .top_p = 0.9}, "joint"},
+                        Case{Sampler::kTopP, {.top_p = 0.9}, "top_p=0.9"}}) {
+    call_sampler(c, p_dl, u, {s_dl, &ok_dl, true, true});
+    const auto ok = success.download_ints();
+    const auto tokens = samples.download_ints();
+    EXPECT_EQ(ok[0], 1) << c.name;
+    EXPECT_EQ(ok[1], 0) << c.name;
+    for (int64_t b = 0; b < kBatch; ++b) {
+      EXPECT_TRUE(tokens[b] >= 0 && tokens[b] < kVocab) << c.name << ", row " << b;
+    }
+  }
+}
+
+TEST(SamplingSmallBatch, OutputIsBitwiseReproducible) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  constexpr int64_t kVocab = 128256;
+  for (int64_t batch : {1, 7, 32}) {
+    std::vector<float> probs;
+    for (int64_t b = 0; b < batch; ++b) {
+      const auto row = softmax_row(rng, kVocab, b % 2 == 0 ? 3.f : 0.1f);
+      probs.insert(probs.end(), row.begin(), row.end());
+    }
+    DeviceTensor p(DType::kFloat32, {batch, kVocab}), u(DType::kFloat32, {kRounds, batch});
+    DeviceTensor samples(DType::kInt32, {batch}), success(DType::kUInt8, {batch});
+    p.upload(probs);
+    u.upload(rng.uniform_vector(kRounds * batch, 0.f, 1.f));
+    DLTensor p_dl = p.dl(), s_dl = samples.dl(), ok_dl = success.dl();
+    for (const Case& c : single_call_cases()) {
+      std::vector<int64_t> first;
+      for (int run = 0; run < 3; ++run) {
+        call_sampler(c, p_dl, u, {s_dl, &ok_dl});
+        const auto tokens = samples.download_ints();
+        if (run == 0) {
+          first = tokens;
+        } else {
+          EXPECT_EQ(tokens, first) << c.name << ", batch " << batch << ", run " << run;
+        }
+      }
     }
   }
 }

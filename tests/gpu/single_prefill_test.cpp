@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "reference/attention_ref.h"
+#include "support/argument_error.h"
 #include "support/compare.h"
 #include "support/custom_mask.h"
 #include "support/device_tensor.h"
@@ -45,6 +46,7 @@ struct PrefillCase {
   int64_t num_qo_heads = 4;
   int64_t num_kv_heads = 1;
   int64_t head_dim = 128;
+  int64_t head_dim_vo = 0;  // v's and out's; 0: head_dim (192 / 128: DeepSeek-style)
   bool causal = true;
   DType dtype = DType::kBFloat16;
   KVLayout layout = KVLayout::kNHD;
@@ -57,8 +59,9 @@ struct PrefillCase {
   std::vector<bool> mask;             // custom mask [qo_len * kv_len] when non-empty
 };
 
-DeviceTensor make_kv(const PrefillCase& c, const std::vector<float>& nhd_values) {
-  return testing::make_kv_tensor(c.dtype, c.layout, c.kv_len, c.num_kv_heads, c.head_dim,
+DeviceTensor make_kv(const PrefillCase& c, int64_t head_dim,
+                     const std::vector<float>& nhd_values) {
+  return testing::make_kv_tensor(c.dtype, c.layout, c.kv_len, c.num_kv_heads, head_dim,
                                  c.kv_padding, nhd_values);
 }
 
@@ -69,18 +72,20 @@ void run_case_on(PrefillCase c, Rng& rng) {
                std::to_string(c.num_kv_heads) + ", D " + std::to_string(c.head_dim) +
                (c.causal ? ", causal" : ", non-causal"));
   const int64_t d = c.head_dim;
+  const int64_t dv = c.head_dim_vo > 0 ? c.head_dim_vo : d;
   const auto q_count = static_cast<std::size_t>(c.qo_len * c.num_qo_heads * d);
   const auto kv_count = static_cast<std::size_t>(c.kv_len * c.num_kv_heads * d);
+  const auto v_count = static_cast<std::size_t>(c.kv_len * c.num_kv_heads * dv);
   const auto q_host = testing::round_to(c.dtype, rng.normal_vector(q_count));
   const auto k_host = testing::round_to(c.dtype, rng.normal_vector(kv_count));
-  const auto v_host = testing::round_to(c.dtype, rng.normal_vector(kv_count));
+  const auto v_host = testing::round_to(c.dtype, rng.normal_vector(v_count));
 
   DeviceTensor q(c.dtype, {c.qo_len, c.num_qo_heads, d});
   q.upload(q_host);
-  DeviceTensor k = make_kv(c, k_host);
-  DeviceTensor v = make_kv(c, v_host);
-  DeviceTensor out(c.dtype, {c.qo_len, c.num_qo_heads, d},
-                   {c.num_qo_heads * d + c.out_padding, d, 1});
+  DeviceTensor k = make_kv(c, d, k_host);
+  DeviceTensor v = make_kv(c, dv, v_host);
+  DeviceTensor out(c.dtype, {c.qo_len, c.num_qo_heads, dv},
+                   {c.num_qo_heads * dv + c.out_padding, dv, 1});
   DeviceTensor lse(DType::kFloat32, {c.qo_len, c.num_qo_heads});
   out.poison();
   lse.poison();
@@ -115,6 +120,7 @@ void run_case_on(PrefillCase c, Rng& rng) {
   p.num_qo_heads = c.num_qo_heads;
   p.num_kv_heads = c.num_kv_heads;
   p.head_dim = d;
+  p.head_dim_vo = dv;
   p.causal = c.causal;
   p.sm_scale = c.options.sm_scale;
   p.logits_soft_cap = c.options.logits_soft_cap;
@@ -369,6 +375,73 @@ TEST(SinglePrefill, HeadDims80To112MatchReference) {
     automatic.options.backend = PrefillBackend::kAuto;
     run_case_on(automatic, rng);
   }
+}
+
+// q/k 192 with v/o 128 (DeepSeek-style prefill, JIT-served FA2: Q/K tiles of
+// 24 XOR-swizzled chunks, V and O of 128; prefill_tiles_sm80.cuh): causal
+// with qo < kv and qo > kv, non-causal, GQA 32/8 over a wave, fp16 and
+// bf16, HND with padded K/V rows, padded out rows; "auto" runs FA2 and fa3
+// by name is refused naming "backend" (run_case reports it as not served).
+TEST(SinglePrefill, HeadDimQk192Vo128MatchesReference) {
+  TESSERA_REQUIRE_GPU();
+  TESSERA_SEEDED_RNG(rng);
+  const auto split = [] {
+    PrefillCase c;
+    c.head_dim = 192;
+    c.head_dim_vo = 128;
+    return c;
+  };
+  for (const bool causal : {true, false}) {
+    PrefillCase c = split();
+    c.causal = causal;
+    c.qo_len = 90;
+    c.kv_len = 1000;
+    c.dtype = causal ? DType::kBFloat16 : DType::kFloat16;
+    run_case(c, rng);
+  }
+  PrefillCase wide = split();
+  wide.num_qo_heads = 32;
+  wide.num_kv_heads = 8;
+  wide.qo_len = 1100;
+  wide.kv_len = 1150;
+  wide.out_padding = 8;
+  run_case(wide, rng);
+  PrefillCase early = split();  // qo > kv: the first 37 queries see no key
+  early.qo_len = 137;
+  early.kv_len = 100;
+  early.layout = KVLayout::kHND;
+  early.kv_padding = 24;
+  run_case(early, rng);
+  PrefillCase automatic = split();
+  automatic.qo_len = 65;
+  automatic.kv_len = 65;
+  automatic.options.backend = PrefillBackend::kAuto;
+  run_case_on(automatic, rng);
+}
+
+// v's last dim must be the v/o head dim of q's (128 beside 192, q's
+// otherwise), out's v's: named errors before any launch.
+TEST(SinglePrefill, HeadDimVoMismatchesAreNamedErrors) {
+  TESSERA_REQUIRE_GPU();
+  CudaStream stream;
+  const auto expect_error = [&](int64_t qk, int64_t k_dim, int64_t v_dim, int64_t out_dim,
+                                std::string_view argument) {
+    DeviceTensor q(DType::kBFloat16, {16, 4, qk});
+    DeviceTensor k(DType::kBFloat16, {32, 1, k_dim});
+    DeviceTensor v(DType::kBFloat16, {32, 1, v_dim});
+    DeviceTensor out(DType::kBFloat16, {16, 4, out_dim});
+    const DLTensor q_dl = q.dl(), k_dl = k.dl(), v_dl = v.dl(), out_dl = out.dl();
+    testing::expect_argument_error(
+        [&] {
+          single_prefill_with_kv_cache(q_dl, k_dl, v_dl, out_dl, nullptr, KVLayout::kNHD, true,
+                                       AttentionOptions{}, stream.get());
+        },
+        argument);
+  };
+  expect_error(192, 192, 192, 192, "v");    // v must be 128
+  expect_error(192, 192, 128, 192, "out");  // out like v
+  expect_error(192, 128, 128, 128, "k");    // k like q
+  expect_error(128, 128, 64, 64, "v");      // equal dims elsewhere
 }
 
 // RoPE on the fly at head_dim 96: the rotation pairs chunks c and c + 6 of

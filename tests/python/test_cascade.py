@@ -232,6 +232,34 @@ def test_multi_level_cuda_graph_replays_a_later_plan():
         check(out[:batch], None, c.expected(False), torch.bfloat16)
 
 
+@gpu
+def test_multi_level_decode_step_runs_its_last_level_on_the_decode_kernel(monkeypatch):
+    """One query token per request: the last level goes through the batch
+    decode wrapper (same result); a step with a longer request does not."""
+    from tessera.decode import BatchDecodeWithPagedKVCacheWrapper
+
+    calls = []
+    original = BatchDecodeWithPagedKVCacheWrapper.run
+
+    def counting_run(self, *args, **kwargs):
+        calls.append(kwargs.get("return_lse"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BatchDecodeWithPagedKVCacheWrapper, "run", counting_run)
+    g = torch.Generator(device="cuda").manual_seed(6)
+    wrapper = MultiLevelCascadeAttentionWrapper(
+        2, torch.empty(WORKSPACE_BYTES, dtype=torch.uint8, device="cuda"), "NHD")
+    for qo_lens, expect_decode in (([1] * 9, True), ([1, 2, 1], False), ([1] * 4, True)):
+        unique = [3 * b + 2 for b in range(len(qo_lens))]
+        c = Cascade(qo_lens, [([len(qo_lens)], [700])], unique, 32, 8, 128, 16, torch.bfloat16,
+                    "NHD", g)
+        calls.clear()
+        wrapper.plan(*c.arrays(), 32, 8, 128, 16, causal=True)
+        out, lse = wrapper.run(c.q, c.cache, return_lse=True)
+        check(out, lse, c.expected(True), torch.bfloat16)
+        assert calls == ([True] if expect_decode else [])
+
+
 def shared_prefix_inputs(batch_unique, prefix, num_qo_heads, num_kv_heads, head_dim, page_size,
                          kv_layout, qo_lens, g):
     """The same batch as a Cascade (2 levels) and as the shared-prefix

@@ -315,6 +315,62 @@ def test_head_dim_256_single_ragged_and_paged_match_reference(dtype, causal):
     check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
 
 
+def split_head_dim_qkv(qo_len, kv_len, num_qo_heads, num_kv_heads, dtype, generator):
+    """q, k of head dim 192 and v of 128 (DeepSeek-style prefill), NHD."""
+    def rand(*shape):
+        return torch.randn(shape, dtype=dtype, device="cuda", generator=generator)
+    return (rand(qo_len, num_qo_heads, 192), rand(kv_len, num_kv_heads, 192),
+            rand(kv_len, num_kv_heads, 128))
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_single_prefill_head_dim_qk_192_vo_128_matches_reference(dtype, causal, kv_layout):
+    """q/k 192 with v/o 128 (JIT-compiled on first use): out has v's head dim."""
+    g = torch.Generator(device="cuda").manual_seed(192)
+    for qo_len, kv_len in [(100, 131), (40, 16), (1, 77)]:
+        q, k, v = split_head_dim_qkv(qo_len, kv_len, 16, 4, dtype, g)
+        out, lse = single_prefill_with_kv_cache(q, to_layout(k, kv_layout),
+                                                to_layout(v, kv_layout), causal=causal,
+                                                kv_layout=kv_layout, return_lse=True)
+        assert out.shape == (qo_len, 16, 128)
+        ref_out, ref_lse = reference_prefill(q, k, v, causal)
+        torch.testing.assert_close(out.float(), ref_out, **tolerance(dtype))
+        torch.testing.assert_close(lse, ref_lse, **LSE_TOLERANCE)
+
+
+@gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("kv_layout", ["NHD", "HND"])
+def test_ragged_batch_head_dim_qk_192_vo_128_matches_reference(dtype, causal, kv_layout):
+    g = torch.Generator(device="cuda").manual_seed(193)
+    requests = [split_head_dim_qkv(qo, kv, 16, 4, dtype, g) for qo, kv in BATCH_LENGTHS]
+    q, k, v = (torch.cat([r[i] for r in requests]) for i in range(3))
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(workspace(), kv_layout)
+    wrapper.plan(indptr([l[0] for l in BATCH_LENGTHS]), indptr([l[1] for l in BATCH_LENGTHS]),
+                 16, 4, head_dim_qk=192, head_dim_vo=128, causal=causal, q_data_type=dtype)
+    out, lse = wrapper.run(q, to_layout(k, kv_layout), to_layout(v, kv_layout), return_lse=True)
+    assert out.shape == (q.shape[0], 16, 128)
+    check_batch(out, lse, requests, BATCH_LENGTHS, causal, dtype)
+    # A caller's out of v's head dim is filled in place.
+    given = torch.full_like(out, float("nan"))
+    wrapper.run(q, to_layout(k, kv_layout), to_layout(v, kv_layout), out=given)
+    torch.testing.assert_close(given, out, atol=0, rtol=0)
+
+
+@gpu
+def test_head_dim_qk_192_vo_128_on_the_fa3_backend_names_backend():
+    """The Hopper kernels have no head dim 192: "fa3" raises, "auto" runs FA2."""
+    g = torch.Generator(device="cuda").manual_seed(194)
+    q, k, v = split_head_dim_qkv(8, 8, 4, 4, torch.bfloat16, g)
+    with pytest.raises(tessera.TesseraError, match="backend"):
+        single_prefill_with_kv_cache(q, k, v, backend="fa3")
+    assert single_prefill_with_kv_cache(q, k, v, backend="auto").shape == (8, 4, 128)
+
+
 @gpu
 def test_paged_batch_takes_a_k_v_tuple():
     g = torch.Generator(device="cuda").manual_seed(13)
@@ -789,7 +845,8 @@ def stub_library(monkeypatch):
     # These check the op path's plumbing (what torch.compile records); the
     # eager fast path's C calls bypass _lib.call (test_flat.py checks them).
     monkeypatch.setattr(_flat, "eager", lambda: False)
-    monkeypatch.setattr(_PlanHandle, "ensure", lambda self, shape, needed, names: 1)
+    monkeypatch.setattr(_PlanHandle, "ensure",
+                        lambda self, shape, needed, names, head_dim_vo=None: 1)
     return calls
 
 
@@ -902,6 +959,111 @@ def test_distinct_value_head_dim_is_not_implemented():
     wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
     with pytest.raises(NotImplementedError, match="head_dim_vo"):
         wrapper.plan([0, 4], [0, 4], 8, 8, 128, head_dim_vo=64)
+    with pytest.raises(NotImplementedError, match="head_dim_vo.*got 64"):
+        wrapper.plan([0, 4], [0, 4], 8, 8, 192, head_dim_vo=64)
+
+
+def test_paged_plan_names_head_dim_vo_for_the_192_128_pair():
+    wrapper = BatchPrefillWithPagedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    with pytest.raises(NotImplementedError,
+                       match="argument 'head_dim_vo'.*not yet supported for paged"):
+        wrapper.plan([0, 4], [0, 1], [0], [4], 8, 8, head_dim_qk=192, page_size=16,
+                     head_dim_vo=128)
+
+
+def test_ragged_plan_takes_head_dim_qk_192_with_head_dim_vo_128(monkeypatch):
+    calls = stub_library(monkeypatch)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    wrapper.plan([0, 4], [0, 6], 8, 2, head_dim_qk=192, head_dim_vo=128, non_blocking=False)
+    assert the_call(calls, "_plan")
+    assert wrapper._head_dim == 192 and wrapper._head_dim_vo == 128
+    # Equal head dims stay on the plain plan object (libraries without the new entry).
+    wrapper.plan([0, 4], [0, 6], 8, 2, head_dim_qk=128, head_dim_vo=128, non_blocking=False)
+    assert wrapper._head_dim_vo == 128 and wrapper._head_dim == 128
+
+
+def test_distinct_head_dims_create_through_create_with_head_dims():
+    from tessera.prefill import _create_call
+    prefix = "tessera_batch_prefill_ragged"
+    assert _create_call(prefix, 1, (8, 2, 192), 128) == (
+        prefix + "_create_with_head_dims", (8, 2, 192, 128), (1,))
+    assert _create_call(prefix, 0, (8, 2, 128), 128) == (
+        prefix + "_create_with_backend", (8, 2, 128), (0,))
+    assert _create_call(prefix, 2, (8, 2, 128), None) == (
+        prefix + "_create_with_backend", (8, 2, 128), (2,))
+    assert _create_call(prefix, None, (8, 2, 64), None) == (prefix + "_create", (8, 2, 64), ())
+
+
+def test_distinct_head_dims_size_the_workspace_with_both():
+    """The minimum workspace of a 192 / 128 plan is asked with both head dims
+    (with head_dim_qk alone the library sees 192 / 192 and refuses it)."""
+    from tessera.prefill import _min_workspace_call
+    prefix = "tessera_batch_prefill_ragged"
+    assert _min_workspace_call(prefix, (8, 2, 192), 128) == (
+        prefix + "_min_workspace_size_with_head_dims", (8, 2, 192, 128))
+    assert _min_workspace_call(prefix, (8, 2, 128), 128) == (
+        prefix + "_min_workspace_size", (8, 2, 128))
+    assert _min_workspace_call(prefix, (8, 2, 64), None) == (prefix + "_min_workspace_size",
+                                                             (8, 2, 64))
+
+
+def test_ragged_run_allocates_out_at_head_dim_vo_and_names_v_and_out(monkeypatch):
+    calls = stub_library(monkeypatch)
+    wrapper = BatchPrefillWithRaggedKVCacheWrapper(torch.empty(8, dtype=torch.uint8))
+    wrapper.plan([0, 4], [0, 6], 8, 2, head_dim_qk=192, head_dim_vo=128, non_blocking=False)
+    half = dict(dtype=torch.float16)
+    q, k = torch.zeros(4, 8, 192, **half), torch.zeros(6, 2, 192, **half)
+    v = torch.zeros(6, 2, 128, **half)
+    out, lse = wrapper.run(q, k, v, return_lse=True)
+    assert out.shape == (4, 8, 128) and out.dtype == q.dtype and lse.shape == (4, 8)
+    assert the_call(calls, "_run")
+    with pytest.raises(TesseraArgumentError, match="argument 'v'.*head_dim_vo 128"):
+        wrapper.run(q, k, k)
+    with pytest.raises(TesseraArgumentError, match="argument 'out'.*head_dim_vo 128"):
+        wrapper.run(q, k, v, out=torch.zeros_like(q))
+
+
+def test_single_prefill_head_dim_qk_192_takes_v_and_out_of_128(monkeypatch):
+    calls = stub_library(monkeypatch)
+    half = dict(dtype=torch.float16)
+    q, k = torch.zeros(3, 8, 192, **half), torch.zeros(5, 8, 192, **half)
+    v = torch.zeros(5, 8, 128, **half)
+    out = single_prefill_with_kv_cache(q, k, v, causal=True)
+    assert out.shape == (3, 8, 128)
+    assert the_call(calls, "single_prefill_with_kv_cache")
+    with pytest.raises(TesseraArgumentError, match="argument 'v'.*\\(5, 8, 128\\)"):
+        single_prefill_with_kv_cache(q, k, k)
+    with pytest.raises(TesseraArgumentError, match="argument 'v'"):
+        single_prefill_with_kv_cache(q, k, torch.zeros(4, 8, 128, **half))
+
+
+def test_fake_single_prefill_head_dim_qk_192_returns_v_head_dim():
+    with FakeTensorMode():
+        q = torch.empty(7, 4, 192, dtype=torch.bfloat16, device="cuda")
+        k = torch.empty(9, 2, 192, dtype=torch.bfloat16, device="cuda")
+        v = torch.empty(9, 2, 128, dtype=torch.bfloat16, device="cuda")
+        out, lse = single_prefill_with_kv_cache(q, k, v, return_lse=True)
+        assert out.shape == (7, 4, 128) and lse.shape == (7, 4)
+
+
+def test_c_abi_create_with_head_dims_rejects_an_unknown_backend_int():
+    # No GPU needed; a library built before the entry point lacks it (skip).
+    if getattr(_lib.library(), "tessera_batch_prefill_ragged_create_with_head_dims",
+               None) is None:
+        pytest.skip("this libtessera has no tessera_batch_prefill_ragged_create_with_head_dims")
+    handle = ctypes.c_void_p()
+    with pytest.raises(TesseraArgumentError, match="argument 'backend'"):
+        _lib.call("tessera_batch_prefill_ragged_create_with_head_dims", 8, 2, 192, 128, 4, 256,
+                  ctypes.c_void_p(1 << 20), 1 << 20, 0, 3, ctypes.byref(handle))
+    assert handle.value is None
+
+
+def test_c_abi_min_workspace_with_head_dims_names_a_bad_pair():
+    # Shape checks come before any CUDA call (no GPU needed).
+    needed = ctypes.c_size_t()
+    with pytest.raises(TesseraArgumentError, match="argument 'shape'.*head_dim_vo 64"):
+        _lib.call("tessera_batch_prefill_ragged_min_workspace_size_with_head_dims", 8, 2, 192,
+                  64, 4, 256, 0, ctypes.byref(needed))
 
 
 def test_unknown_backend_and_jit_args_are_rejected():

@@ -40,9 +40,11 @@ std::vector<double> rope_row(const float* x, int64_t head_dim, int64_t position,
 AttentionRefResult attention_reference(std::span<const float> q, std::span<const float> k,
                                        std::span<const float> v, const AttentionRefParams& p) {
   const int64_t d = p.head_dim;
+  const int64_t dv = p.head_dim_vo > 0 ? p.head_dim_vo : d;  // v's and out's
   if (p.num_kv_heads < 1 || p.num_qo_heads % p.num_kv_heads != 0 ||
       q.size() != static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d) ||
-      k.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d) || k.size() != v.size() ||
+      k.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * d) ||
+      v.size() != static_cast<std::size_t>(p.kv_len * p.num_kv_heads * dv) ||
       (!p.alibi_slopes.empty() &&
        p.alibi_slopes.size() != static_cast<std::size_t>(p.num_qo_heads)) ||
       (p.rope_llama && d % 2 != 0) ||
@@ -53,7 +55,7 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
   const int64_t group = p.num_qo_heads / p.num_kv_heads;
   const double sm_scale = p.sm_scale > 0 ? p.sm_scale : 1.0 / std::sqrt(static_cast<double>(d));
   AttentionRefResult result;
-  result.out.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads * d), 0.0);
+  result.out.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads * dv), 0.0);
   result.lse.assign(static_cast<std::size_t>(p.qo_len * p.num_qo_heads),
                     -std::numeric_limits<double>::infinity());
   // Keys rotated (RoPE) and widened once, [kv_len, num_kv_heads, d].
@@ -93,14 +95,14 @@ AttentionRefResult attention_reference(std::span<const float> q, std::span<const
         }
         if (max_logit == -std::numeric_limits<double>::infinity()) continue;  // all masked
         double sum = 0;
-        double* o = &result.out[(i * p.num_qo_heads + h) * d];
+        double* o = &result.out[(i * p.num_qo_heads + h) * dv];
         for (int64_t j = 0; j < p.kv_len; ++j) {
           if (!kept[j]) continue;
           const double w = std::exp(logits[j] - max_logit);
           sum += w;
-          for (int64_t e = 0; e < d; ++e) o[e] += w * v[(j * p.num_kv_heads + g) * d + e];
+          for (int64_t e = 0; e < dv; ++e) o[e] += w * v[(j * p.num_kv_heads + g) * dv + e];
         }
-        for (int64_t e = 0; e < d; ++e) o[e] *= p.v_scale / sum;
+        for (int64_t e = 0; e < dv; ++e) o[e] *= p.v_scale / sum;
         result.lse[i * p.num_qo_heads + h] = (max_logit + std::log(sum)) * std::numbers::log2e;
       }
     }

@@ -24,7 +24,8 @@ struct AttentionRefParams {
   int64_t kv_len = 0;
   int64_t num_qo_heads = 1;
   int64_t num_kv_heads = 1;
-  int64_t head_dim = 1;
+  int64_t head_dim = 1;     // q's and k's
+  int64_t head_dim_vo = 0;  // v's and out's; 0: head_dim (q/k 192, v/o 128: DeepSeek-style)
   bool causal = false;
   double sm_scale = 0.0;  // 0: 1 / sqrt(head_dim)
   double logits_soft_cap = 0.0;
@@ -43,7 +44,7 @@ struct AttentionRefParams {
 };
 
 struct AttentionRefResult {
-  std::vector<double> out;  // [qo_len, num_qo_heads, head_dim]
+  std::vector<double> out;  // [qo_len, num_qo_heads, head_dim_vo]
   std::vector<double> lse;  // [qo_len, num_qo_heads], base 2
 };
 

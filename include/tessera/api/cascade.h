@@ -7,7 +7,8 @@
 // Each level runs as one batch prefill over its page table, so the query
 // rows of every request that share a prefix go through one pass over it
 // (the prefix is read once per step, not once per request: the speed of
-// cascade decoding), and the levels' (out, lse) states are merged
+// cascade decoding; a last level of one token per request runs on the batch
+// decode kernel), and the levels' (out, lse) states are merged
 // (merge_state_in_place, lse in base 2). The result equals attention over
 // the concatenation of a token's levels in order.
 #pragma once
@@ -60,7 +61,9 @@ class TESSERA_API MultiLevelCascadeAttention {
   // num_levels >= 1. Workspace: the scratch of the merges (a q-dtype output
   // and two float32 lse arrays of max_total_qo_tokens rows, a row mask), then
   // num_levels equal slices for the levels' prefill wrappers, each at least
-  // their min_workspace_size_bytes (more room: more split-KV, as prefill's).
+  // their min_workspace_size_bytes (more room: more split-KV, as prefill's),
+  // and, where the buffer holds it beside their minimum, a batch decode
+  // wrapper's for a last level of one token per request (run() below).
   MultiLevelCascadeAttention(int64_t num_levels, const PrefillPlanShape& shape,
                              const PrefillPlanBounds& bounds, void* workspace,
                              std::size_t workspace_bytes, int device_id);
@@ -68,7 +71,8 @@ class TESSERA_API MultiLevelCascadeAttention {
   MultiLevelCascadeAttention(const MultiLevelCascadeAttention&) = delete;
   MultiLevelCascadeAttention& operator=(const MultiLevelCascadeAttention&) = delete;
 
-  // The scratch plus every level's full split-KV room / their minimum.
+  // The scratch plus every level's full split-KV room and the decode
+  // wrapper's / the scratch plus every level's minimum (no decode path).
   static std::size_t workspace_size_bytes(int64_t num_levels, const PrefillPlanShape& shape,
                                           const PrefillPlanBounds& bounds, int device_id);
   static std::size_t min_workspace_size_bytes(int64_t num_levels, const PrefillPlanShape& shape,
@@ -93,6 +97,13 @@ class TESSERA_API MultiLevelCascadeAttention {
            Validate validate = Validate::kFromEnv);
 
   int64_t num_levels() const;
+
+  // Whether run() on `stream` would run the last level on the batch decode
+  // kernel: the plan's last level has one query token per request, the
+  // workspace held the decode region, the cache rows are 16-byte aligned, and
+  // the stream is not being captured (a captured graph keeps the prefill
+  // path, which every plan within the bounds serves).
+  bool last_level_on_decode(const PagedKVCacheArg& paged_kv_cache, cudaStream_t stream) const;
 
  private:
   struct State;

@@ -26,8 +26,10 @@ namespace tessera {
 // head_dim] (NHD) or [num_kv_heads, kv_len, head_dim] (HND) of q's dtype, any
 // strides with head_dim contiguous and 16-byte aligned rows (also for q and
 // out); out like q; lse: null or float32 [qo_len, num_qo_heads] contiguous.
-// head_dim 64, 128 or 256 (256 JIT-compiled on first use; else rejected
-// naming "q"). causal with qo_len > kv_len is FlashInfer's: query i sees
+// head_dim 64, 80, 96, 112, 128 or 256 (those off the AOT list JIT-compiled
+// on first use; else rejected naming "q"); or q and k of head_dim 192 with v
+// and out of 128 (DeepSeek-style, FA2, JIT-compiled: v's last dim picks it,
+// out's must match v's, named "v" / "out"). causal with qo_len > kv_len is FlashInfer's: query i sees
 // keys j <= kv_len - qo_len + i, so the first qo_len - kv_len queries see none
 // (out 0, lse -inf).
 // Variants: plain, soft-cap, sliding window, soft-cap + window, ALiBi,
@@ -58,6 +60,12 @@ struct PrefillPlanShape {
   // kAuto: the Hopper kernels on sm90 where they serve the call, else FA2
   // (tessera/api/prefill_backend.h).
   PrefillBackend backend = PrefillBackend::kAuto;
+  // v's and out's head dim; 0: head_dim. head_dim (q's and k's) 192 with
+  // head_dim_vo 128 is DeepSeek-style prefill (FA2 only, JIT-served; backend
+  // fa3 is rejected naming "backend", auto runs FA2).
+  int64_t head_dim_vo = 0;
+  int64_t head_dim_qk() const { return head_dim; }
+  int64_t v_head_dim() const { return head_dim_vo == 0 ? head_dim : head_dim_vo; }
 };
 
 // Batch prefill, FlashInfer 0.2's plan/run split. plan() runs on the host
@@ -72,7 +80,8 @@ struct PrefillPlanShape {
 // at KV position kv_len - qo_len + i; `causal` (fixed at plan time) masks
 // later positions (with qo_len > kv_len the first qo_len - kv_len queries see
 // no key: out 0, lse -inf). GQA heads of a group share one K/V stream.
-// head_dim 64, 128 or 256 (256 JIT-compiled on first use); q, k, v
+// head_dim 64, 80, 96, 112, 128 or 256, or head_dim 192 with head_dim_vo 128
+// (PrefillPlanShape: k of 192, v and out of 128); q, k, v
 // fp16/bf16 of one dtype (the paged cache may also be float8 e4m3fn or e5m2
 // at head_dim 128); the planner picks 64- or 128-row query tiles per plan;
 // variants plain, soft-cap, sliding window, soft-cap + window, ALiBi,

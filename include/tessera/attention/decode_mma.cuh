@@ -58,7 +58,7 @@ template <typename T_, int kHeadDim_>
 struct DecodeMmaTraits {
   using T = T_;
   static constexpr int kHeadDim = kHeadDim_;
-  using Copy = prefill::PrefillTraits<T, kHeadDim>;  // swizzled 64-row tiles
+  using Copy = prefill::TileShape<kHeadDim, kKvTile>;  // swizzled 64-row tiles
   static_assert(Copy::kKvTile == kKvTile, "the copy tiles are this kernel's stages");
   static constexpr int kChunks = Copy::kChunks;
   static constexpr int kTileElems = Copy::kTileElems;

@@ -400,8 +400,13 @@ namespace tessera::attention {
 // and head y, row r of the tile merges partial rows partial_begin + c *
 // qo_rows + r, c < num_chunks, into out / lse of the row's (token, qo head):
 // token = row / rows_per_token, head = head_base(y) + row % rows_per_token.
-// Grid (merge tiles, heads_y): the plan's count, or the bound while a graph
-// is captured; tiles past header->num_merge_tiles exit.
+// Grid (merge tiles, heads_y, row slices): the plan's tile count, or the
+// bound while a graph is captured (tiles past header->num_merge_tiles exit);
+// slice z folds the tile's row passes z, z + slices, ... (a pass is one row
+// per lane group of the block). One slice per pass spreads a split of few
+// q tiles over the GPU: each pass waits on two dependent loads (lse, then
+// values), so a 128-row tile merged by one block is 16 such round trips in
+// a row on a grid of tiles x heads blocks (16 at 2 tiles x 8 KV heads).
 template <typename Out>
 struct PrefillMergeParams {
   PrefillScheduleView schedule;
@@ -428,7 +433,8 @@ __global__ void __launch_bounds__(kMergeBlockThreads)
   const int64_t head_base = params.rows_per_token > 1 ? y * params.rows_per_token : y;
   const int64_t qo_begin = params.qo_indptr[tile.request];
   const int64_t items_per_block = kMergeBlockThreads / params.lanes_per_item;
-  for (int64_t first = 0; first < tile.qo_rows; first += items_per_block) {
+  const int64_t pass_stride = items_per_block * gridDim.z;
+  for (int64_t first = items_per_block * blockIdx.z; first < tile.qo_rows; first += pass_stride) {
     const ItemLane me = item_lane(first, params.lanes_per_item);
     if (me.item >= tile.qo_rows) break;
     const int64_t row = tile.qo_row_begin + me.item;

@@ -48,6 +48,11 @@ struct ContiguousKvRows {
   const T* k;  // the request's position 0 of this KV head
   const T* v;
   int64_t stride;
+  // V's row stride where it differs from K's (q/k and v/o head dims that
+  // differ); kernels with equal head dims use `stride` for both.
+  int64_t v_stride;
+  // V's rows as a KvRows of their own (K = V).
+  __device__ __forceinline__ ContiguousKvRows values() const { return {v, v, v_stride, v_stride}; }
   template <int kRows>
   struct TileRows {};
   template <int kRows, int kStep>
@@ -93,6 +98,9 @@ struct PagedKvRows {
   PagedRowUnits units;
   const T* k_data;
   const T* v_data;
+  // V's units where its strides differ from K's (q/k and v/o head dims that
+  // differ: a second row table); unused otherwise.
+  PagedRowUnits v_units;
   template <int kRows>
   struct TileRows {
     int32_t page_id[kRows];
@@ -112,8 +120,13 @@ struct PagedKvRows {
   // The row's offset from k_data / v_data in units.bytes units (exact in
   // 32 bits: the host checked the cache's extent).
   __device__ __forceinline__ uint32_t units_from_start(int32_t page_id, int pos) const {
-    return static_cast<uint32_t>(page_id) * units.page +
-           static_cast<uint32_t>(slot_of(pos)) * units.entry + units.head;
+    return units_from_start(units, page_id, pos);
+  }
+  // The same in units `u` (V's own, where its strides differ from K's).
+  __device__ __forceinline__ uint32_t units_from_start(const PagedRowUnits& u, int32_t page_id,
+                                                       int pos) const {
+    return static_cast<uint32_t>(page_id) * u.page + static_cast<uint32_t>(slot_of(pos)) * u.entry +
+           u.head;
   }
   template <int kRows, int kStep>
   __device__ __forceinline__ TileRows<kRows> fetch(int pos0, int pos_end) const {
@@ -156,13 +169,16 @@ struct OutputRows {
 template <typename T>
 struct RaggedKv {
   using Element = T;
-  const T* k;  // [total_kv, num_kv_heads, head_dim] strided
-  const T* v;
+  const T* k;  // [total_kv, num_kv_heads, head_dim_qk] strided
+  const T* v;  // [total_kv, num_kv_heads, head_dim_vo] strided
   int64_t stride_token;
   int64_t stride_head;
+  int64_t v_stride_token;  // v's (the same as k's when the head dims are)
+  int64_t v_stride_head;
   __device__ __forceinline__ ContiguousKvRows<T> rows(int kv_start, int kv_head) const {
     const int64_t base = kv_start * stride_token + kv_head * stride_head;
-    return {k + base, v + base, stride_token};
+    const int64_t v_base = kv_start * v_stride_token + kv_head * v_stride_head;
+    return {k + base, v + v_base, stride_token, v_stride_token};
   }
 };
 
@@ -177,6 +193,7 @@ struct PagedKv {
   const int32_t* kv_indices;
   FastDivmod page_div;
   PagedRowUnits units;  // head: one head's offset
+  PagedRowUnits v_units;  // V's, where its strides differ from K's (else unused)
   __device__ __forceinline__ PagedKvRows<T> rows(int kv_start, int kv_head) const {
     return {k_data + kv_head * stride_head,
             v_data + kv_head * stride_head,
@@ -186,7 +203,9 @@ struct PagedKv {
             page_div,
             {units.page, units.entry, static_cast<uint32_t>(kv_head) * units.head, units.bytes},
             k_data,
-            v_data};
+            v_data,
+            {v_units.page, v_units.entry, static_cast<uint32_t>(kv_head) * v_units.head,
+             v_units.bytes}};
   }
 };
 

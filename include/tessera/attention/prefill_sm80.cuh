@@ -32,7 +32,12 @@
 // CTAs do not fit an SM, api/prefill_device_fit) requests (4 * 64 + 64)
 // rows' worth.
 // The Q region is reused to stage the output for 16-byte stores.
-// Limits: head_dim 64 / 80 / 96 / 112 / 128 / 256, 16-bit q = k = v dtype, 16-byte aligned rows,
+// q/k head dim 192 with v/o head dim 128 (DeepSeek-style prefill; PrefillTraits'
+// QkTile / VoTile): Q and K tiles of 192, V tiles, the output staging and O
+// of 128, 64-row Q and K/V tiles: (2 * 64 * 192 + 2 * 64 * 128 + 64 * 192) *
+// 2 bytes + two row tables (V's strides are not K's) = 105 KB.
+// Limits: head_dim 64 / 80 / 96 / 112 / 128 / 256 or 192 / 128 (q/k, v/o),
+// 16-bit q = k = v dtype, 16-byte aligned rows,
 // causal with qo_len > kv_len leaves rows before the first key with no tile
 // (out 0, lse -inf); the batch kernel runs
 // variants without output transforms (a split unit's partial is merged
@@ -80,15 +85,15 @@ struct UnitSpan {
 // rotated at position position_of(r) by the variant's rotate_pair, rounded
 // back to T. Items are (row, chunk of 8 pairs); the caller synchronises
 // before and after (other threads loaded and will read the rows).
-template <typename Traits, int kTileRows, typename T, typename Variant, typename PositionOf>
+template <typename Shape, int kTileRows, typename T, typename Variant, typename PositionOf>
 __device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant,
                                                  PositionOf position_of) {
-  constexpr int kHalfChunks = Traits::kChunks / 2;
+  constexpr int kHalfChunks = Shape::kChunks / 2;
   for (int item = static_cast<int>(threadIdx.x); item < kTileRows * kHalfChunks; item += kThreads) {
     const int r = item / kHalfChunks;
     const int c = item % kHalfChunks;
-    T* const lo_ptr = tile + swizzled<Traits::kChunks>(r, c);
-    T* const hi_ptr = tile + swizzled<Traits::kChunks>(r, c + kHalfChunks);
+    T* const lo_ptr = tile + swizzled<Shape::kChunks>(r, c);
+    T* const hi_ptr = tile + swizzled<Shape::kChunks>(r, c + kHalfChunks);
     Vec<T, kChunkElems> lo;
     Vec<T, kChunkElems> hi;
     lo.load(lo_ptr);
@@ -98,7 +103,7 @@ __device__ __forceinline__ void rotate_tile_rows(T* tile, const Variant& variant
     for (int i = 0; i < kChunkElems; ++i) {
       float x = to_float(lo[i]);
       float y = to_float(hi[i]);
-      variant.template rotate_pair<Traits::kHeadDim>(x, y, position, c * kChunkElems + i);
+      variant.template rotate_pair<Shape::kHeadDim>(x, y, position, c * kChunkElems + i);
       lo[i] = from_float<T>(x);
       hi[i] = from_float<T>(y);
     }
@@ -137,17 +142,22 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   // that split units' partials sum in the merge.
   constexpr bool kSoftmax = Variant::kUseSoftmax;
   const float masked = kSoftmax ? attention::negative_infinity() : 0.f;
-  constexpr int kChunks = Traits::kChunks;
+  // Q and K tiles have q/k rows, V tiles and the output staging v/o rows.
+  using QkTile = typename Traits::QkTile;
+  using VoTile = typename Traits::VoTile;
+  constexpr int kQkChunks = QkTile::kChunks;
+  constexpr int kVoChunks = VoTile::kChunks;
   // fp8 K/V tiles are widened to T in shared memory once they land.
   using KVT = typename KvRows::Element;
   constexpr bool kWiden = sizeof(KVT) != sizeof(T);
-  [[maybe_unused]] Fp8TileWidener<Traits, T, KVT> widener;
+  static_assert(!kWiden || Traits::kSquare, "fp8 K/V runs head_dim 128");
+  [[maybe_unused]] Fp8TileWidener<QkTile, T, KVT> widener;
   T* const k_tiles = reinterpret_cast<T*>(shared_raw);
-  T* const v_tiles = k_tiles + 2 * Traits::kTileElems;
-  uint32_t* const row_table = reinterpret_cast<uint32_t*>(v_tiles + 2 * Traits::kTileElems);
+  T* const v_tiles = k_tiles + 2 * QkTile::kTileElems;
+  uint32_t* const row_table = reinterpret_cast<uint32_t*>(v_tiles + 2 * VoTile::kTileElems);
   // Q last: see the file comment.
-  T* const q_tile =
-      reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(row_table) + kRowTableBytes);
+  T* const q_tile = reinterpret_cast<T*>(reinterpret_cast<unsigned char*>(row_table) +
+                                         Traits::kRowTableRegionBytes);
 
   const int lane = static_cast<int>(threadIdx.x) % 32;
   const int warp = static_cast<int>(threadIdx.x) / 32;
@@ -188,26 +198,45 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   const int unmasked_end = span.causal ? min(kv_end, first_pos + 1) : kv_end;
 
   // Prologue: one group, Q + K[0] + V[0].
-  load_q_tile<Traits, kQTile>(q_tile, rows, q0, span.row_end);
+  load_q_tile<QkTile, kQTile>(q_tile, rows, q0, span.row_end);
   // Contiguous K/V: copies address rows by position. Paged: through the row
   // table; tiles 0 and 1 are published here, tile t + 2 at the end of
   // iteration t (its page ids fetched after the barrier that starts it).
-  [[maybe_unused]] const PagedRowTable<Traits, KvRows> table{row_table};
+  // V's rows share K's offsets when the head dims are equal; otherwise
+  // (other strides) V has a table of its own, laid out for V's copies.
+  [[maybe_unused]] const PagedRowTable<QkTile, KvRows> table{row_table};
+  [[maybe_unused]] const PagedRowTable<VoTile, KvRows> value_table{row_table + 2 * kKvTile};
+  const auto publish = [&](int slot, int pos0, int32_t page_id) {
+    if constexpr (!KvRows::kContiguous) {
+      table.publish(kv, kv.units, slot, pos0, page_id);
+      if constexpr (!Traits::kSquare) value_table.publish(kv, kv.v_units, slot, pos0, page_id);
+    }
+  };
   [[maybe_unused]] int32_t next_page = 0;
   const auto load_tile = [&](T* tile, bool value, int t) {
     const int pos0 = kv_begin + t * kKvTile;
+    const typename KvRows::template TileRows<1> no_rows{};
     if constexpr (KvRows::kContiguous) {
-      load_kv_tile<Traits>(tile, value ? kv.v : kv.k, kv, typename KvRows::template TileRows<1>{},
-                           pos0, kv_end);
+      if (!value) {
+        load_kv_tile<QkTile>(tile, kv.k, kv, no_rows, pos0, kv_end);
+      } else if constexpr (Traits::kSquare) {
+        load_kv_tile<VoTile>(tile, kv.v, kv, no_rows, pos0, kv_end);
+      } else {
+        load_kv_tile<VoTile>(tile, kv.v, kv.values(), no_rows, pos0, kv_end);
+      }
+    } else if (!value) {
+      table.template load<T>(tile, kv.k_data, kv.units, t & 1, pos0, kv_end);
+    } else if constexpr (Traits::kSquare) {
+      table.template load<T>(tile, kv.v_data, kv.units, t & 1, pos0, kv_end);
     } else {
-      table.template load<T>(tile, value ? kv.v_data : kv.k_data, kv.units, t & 1, pos0, kv_end);
+      value_table.template load<T>(tile, kv.v_data, kv.v_units, t & 1, pos0, kv_end);
     }
   };
   if constexpr (!KvRows::kContiguous) {
     const int32_t page0 = table.fetch(kv, kv_begin, kv_end);
     const int32_t page1 = table.fetch(kv, kv_begin + kKvTile, kv_end);
-    table.publish(kv, 0, kv_begin, page0);
-    table.publish(kv, 1, kv_begin + kKvTile, page1);
+    publish(0, kv_begin, page0);
+    publish(1, kv_begin + kKvTile, page1);
     __syncthreads();
   }
   if (num_tiles > 0) {
@@ -221,12 +250,12 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     if constexpr (kWiden) {
       // Each thread reads the fp8 chunks it copied before the barrier; the
       // widened rows overwrite other threads' staging bytes after it.
-      widener.read_own(k_tiles + stage * Traits::kTileElems);
+      widener.read_own(k_tiles + stage * QkTile::kTileElems);
       __syncthreads();
-      widener.write(k_tiles + stage * Traits::kTileElems);
-      widener.read_own(v_tiles + stage * Traits::kTileElems);
+      widener.write(k_tiles + stage * QkTile::kTileElems);
+      widener.read_own(v_tiles + stage * VoTile::kTileElems);
       __syncthreads();
-      widener.write(v_tiles + stage * Traits::kTileElems);
+      widener.write(v_tiles + stage * VoTile::kTileElems);
     }
     __syncthreads();
   };
@@ -234,23 +263,24 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
   if constexpr (Variant::kHasQueryKeyTransform) {
     // Query i of the request sits at kv position delta + i; padding rows are
     // zeros, whatever their position.
-    rotate_tile_rows<Traits, kQTile>(q_tile, var_first, [&](int r) {
+    rotate_tile_rows<QkTile, kQTile>(q_tile, var_first, [&](int r) {
       return delta + rows.token(min(q0 + r, span.row_end - 1));
     });
     if (num_tiles > 0)
-      rotate_tile_rows<Traits, kKvTile>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
+      rotate_tile_rows<QkTile, kKvTile>(k_tiles, var_first, [&](int r) { return kv_begin + r; });
     __syncthreads();
   }
 
   // A fragment of Q rows [warp_row + 16 mb, + 16) x dims [16 ks, + 16).
-  const LaneTileAddress<kChunks> q_address(q_tile, warp_row + lane % 16, lane / 16);
+  const LaneTileAddress<kQkChunks> q_address(q_tile, warp_row + lane % 16, lane / 16);
   const auto q_fragment = [&](uint32_t(&a)[4], int mb, int ks) {
     sm80::ldmatrix_x4(a, q_address.at(mb * 16, ks));
   };
   // K tiles: rows nb * 8 + (lane / 16) * 8 + lane % 8, chunk 2 ks + (lane / 8) % 2;
   // V (transposed): rows 16 c + ((lane / 8) % 2) * 8 + lane % 8, chunk db + lane / 16.
-  const LaneTileAddress<kChunks> k_address(k_tiles, (lane / 16) * 8 + lane % 8, (lane / 8) % 2);
-  const LaneTileAddress<kChunks> v_address(v_tiles, ((lane / 8) % 2) * 8 + lane % 8, lane / 16);
+  const LaneTileAddress<kQkChunks> k_address(k_tiles, (lane / 16) * 8 + lane % 8, (lane / 8) % 2);
+  const LaneTileAddress<kVoChunks> v_address(v_tiles, ((lane / 8) % 2) * 8 + lane % 8,
+                                             lane / 16);
   [[maybe_unused]] uint32_t q_frag[kQInRegisters ? Traits::kKSteps : 1][4];
 
   float o[kMBlocks][Traits::kDBlocks][4];
@@ -283,7 +313,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       q_scale = -q_scale;
       uint32_t* const words = reinterpret_cast<uint32_t*>(q_tile);
       // (Padded rows' pad words flip too: never read.)
-      for (int w = static_cast<int>(threadIdx.x); w < kQTile * Traits::kRowElems / 2;
+      for (int w = static_cast<int>(threadIdx.x); w < kQTile * QkTile::kRowElems / 2;
            w += kThreads) {
         words[w] ^= 0x80008000u;  // the sign bits of two 16-bit values
       }
@@ -308,7 +338,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     if (tile > 0) {
       land_tile(stage);
       if constexpr (Variant::kHasQueryKeyTransform) {
-        rotate_tile_rows<Traits, kKvTile>(k_tiles + stage * Traits::kTileElems, var_first,
+        rotate_tile_rows<QkTile, kKvTile>(k_tiles + stage * QkTile::kTileElems, var_first,
                                           [&](int r) { return kv0 + r; });
         __syncthreads();
       }
@@ -317,8 +347,8 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
     // tile - 1 before the barrier. One group and one barrier per tile; the
     // copies overlap the whole of this tile's math.
     if (tile + 1 < num_tiles) {
-      load_tile(k_tiles + (stage ^ 1) * Traits::kTileElems, false, tile + 1);
-      load_tile(v_tiles + (stage ^ 1) * Traits::kTileElems, true, tile + 1);
+      load_tile(k_tiles + (stage ^ 1) * QkTile::kTileElems, false, tile + 1);
+      load_tile(v_tiles + (stage ^ 1) * VoTile::kTileElems, true, tile + 1);
     }
     if constexpr (!KvRows::kContiguous) {
       if (tile + 2 < num_tiles) {
@@ -477,7 +507,7 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
       // this iteration's barrier; the next iteration's barrier publishes
       // tile + 2's to the copies that read them.
       if (tile + 2 < num_tiles) {
-        table.publish(kv, tile & 1, kv0 + 2 * kKvTile, next_page);
+        publish(tile & 1, kv0 + 2 * kKvTile, next_page);
       }
     }
   };
@@ -543,19 +573,19 @@ __device__ __forceinline__ void process_unit(const attention::VariantParams& par
         o1 = var.v[i].output_transform(o1);
       }
       *reinterpret_cast<uint32_t*>(
-          q_tile + swizzled<kChunks>(warp_row + thread_row_offset(i, g), db) + 2 * t) =
+          q_tile + swizzled<kVoChunks>(warp_row + thread_row_offset(i, g), db) + 2 * t) =
           sm80::pack2<T>(o0, o1);
     }
   }
   __syncwarp();
 #pragma unroll
-  for (int i = lane; i < kRowsPerWarp * kChunks; i += 32) {
-    const int r = i / kChunks;
-    const int chunk = i % kChunks;
+  for (int i = lane; i < kRowsPerWarp * kVoChunks; i += 32) {
+    const int r = i / kVoChunks;
+    const int chunk = i % kVoChunks;
     const int out_row = q0 + warp_row + r;
     if (out_row < span.row_end) {
       const uint4 value =
-          *reinterpret_cast<const uint4*>(q_tile + swizzled<kChunks>(warp_row + r, chunk));
+          *reinterpret_cast<const uint4*>(q_tile + swizzled<kVoChunks>(warp_row + r, chunk));
       const int token = rows.token(out_row);
       const int head = out_row - token * static_cast<int>(rows.per_token.divisor) + rows.head_base;
       *reinterpret_cast<uint4*>(output.out + token * output.stride_token +
@@ -582,9 +612,11 @@ struct SinglePrefillParams {
   int64_t out_stride_head;
   float* lse;  // null or [qo_len, num_qo_heads] contiguous
   const T* k;  // [kv_len] rows of each head: k + head * kv_stride_head + pos * kv_stride_entry
-  const T* v;
+  const T* v;  // the same with v_stride_head / v_stride_entry (k's when the head dims are equal)
   int64_t kv_stride_entry;
   int64_t kv_stride_head;
+  int64_t v_stride_entry;
+  int64_t v_stride_head;
   int32_t qo_len;
   int32_t kv_len;
   int32_t num_qo_heads;
@@ -603,8 +635,9 @@ __device__ __forceinline__ void single_prefill_tile(const SinglePrefillParams<T>
   const int kv_head = qo_head / p.group_size;
   const int q0 = static_cast<int>(gridDim.x - 1 - blockIdx.x) * kQTile;
   const QueryRows<T> rows{p.q, p.q_stride_token, p.q_stride_head, FastDivmod::make(1), qo_head};
-  const ContiguousKvRows<T> kv{p.k + kv_head * p.kv_stride_head, p.v + kv_head * p.kv_stride_head,
-                               p.kv_stride_entry};
+  const ContiguousKvRows<T> kv{p.k + kv_head * p.kv_stride_head,
+                               p.v + kv_head * p.v_stride_head, p.kv_stride_entry,
+                               p.v_stride_entry};
   const OutputRows<T> output{p.out, p.out_stride_token, p.out_stride_head, p.lse,
                              p.num_qo_heads, nullptr, nullptr, 0, 0};
   const UnitSpan span{
@@ -640,7 +673,7 @@ struct BatchPrefillParams {
   int32_t heads_y;      // gridDim.y: num_kv_heads (GQA packed) or num_qo_heads
   int32_t group_size;   // num_qo_heads / num_kv_heads
   FastDivmod per_token; // by the schedule's rows_per_token (host copy of it)
-  int32_t head_dim;
+  int32_t head_dim;  // of v and out (head_dim_vo): the partial rows' width
   PrefillScheduleView schedule;  // causal is the plan's (header), so a graph follows it
   // Null, or every request's bit-packed custom mask; request r's bits start
   // at byte work_unit.mask_byte_begin (the plan's prefix sums).

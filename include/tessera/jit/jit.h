@@ -61,7 +61,9 @@ struct VariantSpec {
   KernelKind kernel = KernelKind::kBatchDecode;
   DType q_dtype = DType::kBFloat16;   // fp16 / bf16
   DType kv_dtype = DType::kBFloat16;  // = q_dtype, or fp8 e4m3 / e5m2 (decode, paged prefill 128)
-  int64_t head_dim = 128;             // decode 64/128/256, prefill 64/128
+  // 64, 80, 96, 112, 128 or 256; prefill also 192: q/k 192 with v/o 128
+  // (DeepSeek-style, the one pair of unequal head dims).
+  int64_t head_dim = 128;
   // Must equal the variant's kUseSoftmax (a static_assert checks it): false
   // for attention without softmax (e.g. sigmoid attention), whose split-KV
   // partials the merge sums instead of combining by lse.

@@ -44,24 +44,25 @@ __device__ __forceinline__ void add_top_p(KeepRule& rule, float top_p, double ro
   if (!(top_p >= 1.f)) rule.mass_limit = top_p > 0.f ? static_cast<double>(top_p) * row_mass : 0.0;
 }
 
-struct Threshold {
-  float pivot;       // the kept entries are exactly those > pivot
-  AboveStats above;  // their mass and count
-};
+// The kept entries are exactly those > pivot; above: their mass and count.
+using Threshold = PivotStats<AboveStats>;
 
 // Bisection over ordered keys between a pivot the rule rejects (or the
 // lowest pivot of interest) and the row maximum, which it always keeps: at
-// most 32 passes over the row, exact for any values.
-template <int kVec>
-__device__ Threshold find_threshold(const float* __restrict__ row, int vocab, KeepRule rule,
-                                    Threshold low, float row_max, RowPassStorage& storage) {
+// most 32 passes over the row, exact for any values. `low` is a Threshold or
+// any {pivot, above} pair whose stats the rule reads (the cluster path's
+// carry where each CTA's slice starts); stats_at(pivot) gives the stats of
+// the entries > pivot.
+template <typename PivotStats, typename StatsAt>
+__device__ PivotStats bisect_threshold(KeepRule rule, PivotStats low, float row_max,
+                                       StatsAt&& stats_at) {
   if (rule.keeps(low.above)) return low;
   uint32_t lo = ordered_key(low.pivot);
   uint32_t hi = ordered_key(row_max);
   while (hi - lo > 1u) {
     const uint32_t mid = lo + (hi - lo) / 2u;
     const float pivot = key_to_float(mid);
-    const AboveStats above = stats_above<kVec>(row, vocab, pivot, storage);
+    const auto above = stats_at(pivot);
     if (rule.keeps(above)) {
       hi = mid;
     } else {
@@ -70,6 +71,14 @@ __device__ Threshold find_threshold(const float* __restrict__ row, int vocab, Ke
     }
   }
   return low;
+}
+
+template <int kVec>
+__device__ Threshold find_threshold(const float* __restrict__ row, int vocab, KeepRule rule,
+                                    Threshold low, float row_max, RowPassStorage& storage) {
+  return bisect_threshold(rule, low, row_max, [&](float pivot) {
+    return stats_above<kVec>(row, vocab, pivot, storage);
+  });
 }
 
 }  // namespace tessera::sampling

@@ -18,6 +18,14 @@
 // usual rows (3 when the threshold's bucket is crowded), against up to 32 for
 // bisection.
 //
+// Slices: a CTA may read only [begin, end) of the row, and a Histogram
+// policy turns its histogram into the row's after each pass: CtaHistogram
+// (the CTA read the whole row: nothing to do) or ClusterHistogram
+// (cluster_radix.cuh: the slices of a thread-block cluster, summed through
+// distributed shared memory). Every decision reads the row's histogram only,
+// so all CTAs of a cluster choose the same buckets. The candidate set-aside
+// is per CTA: the row's bucket count bounds each slice's.
+//
 // Shared memory: RadixStorage, 24 KiB of buckets + 16 KiB of candidates.
 // Counts and integer masses are sums of integers: the histogram is the same
 // whatever order the atomics land in, so results are bitwise reproducible.
@@ -64,6 +72,7 @@ struct RadixStorage {
   uint32_t mantissa_low[kRadixBuckets];     // sums of bits 11..0
   uint32_t candidates[kCandidateCapacity];  // keys of the current bucket (pass 1 on)
   int num_candidates;
+  int slice_has_nan;  // ClusterHistogram: this CTA's slice has a NaN (pass 0)
   union {
     typename StatsScan::TempStorage scan;
     typename IntReduce::TempStorage reduce;
@@ -116,15 +125,15 @@ __device__ __forceinline__ void count_key(RadixStorage& s, uint32_t key, RadixPr
 // `collect` copies their keys to s.candidates (the caller knows they fit).
 // Returns whether any entry of the row is NaN.
 template <int kVec, typename Row>
-__device__ bool histogram_row(const Row& row, int vocab, float lowest, bool with_mass,
+__device__ bool histogram_row(const Row& row, int begin, int end, float lowest, bool with_mass,
                               RadixPrefix prefix, int pass, bool collect, RadixStorage& s) {
   clear_buckets(s);
   if (threadIdx.x == 0) s.num_candidates = 0;
   __syncthreads();
   bool local_nan = false;
-  for (int base = 0; base < vocab; base += kChunkEntries<kVec>) {
+  for (int base = begin; base < end; base += kChunkEntries<kVec>) {
     float v[kVec];
-    load_chunk<kVec>(row, chunk_start<kVec>(base), vocab, lowest, v);
+    load_chunk<kVec>(row, chunk_start<kVec>(base), end, lowest, v);
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       local_nan |= isnan(v[k]);
@@ -144,6 +153,13 @@ __device__ __forceinline__ void histogram_candidates(bool with_mass, RadixPrefix
   }
   __syncthreads();
 }
+
+// The Histogram policy of a CTA that reads the whole row. combine runs in
+// all threads once the CTA's histogram is complete (after a __syncthreads)
+// and returns whether the row has a NaN, given whether this CTA's part has.
+struct CtaHistogram {
+  __device__ __forceinline__ bool combine(RadixStorage&, bool has_nan) const { return has_nan; }
+};
 
 struct BucketChoice {
   int digit;          // -1: the histogram is empty
@@ -208,9 +224,12 @@ __device__ BucketChoice choose_bucket(RadixStorage& s, RadixPrefix prefix, int p
 // The threshold of `rule_for(row total)` over the row's entries > lowest
 // (0 for probabilities, -inf for logits). with_mass sums masses (positive
 // entries only: probabilities); without it only counts matter (top-k).
-template <int kVec, typename Row, typename MakeRule>
-__device__ RadixThreshold radix_threshold(const Row& row, int vocab, float lowest, bool with_mass,
-                                          MakeRule make_rule, RadixStorage& s) {
+// This CTA reads [begin, end) of the row; `histogram` makes the row's
+// histogram of it (see the top of the file).
+template <int kVec, typename Row, typename MakeRule, typename Histogram>
+__device__ RadixThreshold radix_threshold(const Row& row, int begin, int end, float lowest,
+                                          bool with_mass, MakeRule make_rule, RadixStorage& s,
+                                          Histogram& histogram) {
   RadixThreshold result{0xffffffffu, {0.0, 0}, {0.0, 0}, false};
   KeepRule rule;
   RadixPrefix prefix;
@@ -219,9 +238,12 @@ __device__ RadixThreshold radix_threshold(const Row& row, int vocab, float lowes
   for (int pass = 0; pass < kRadixPasses; ++pass) {
     if (have_candidates) {
       histogram_candidates(with_mass, prefix, pass, s);
+      histogram.combine(s, false);
     } else {
-      const bool nan = histogram_row<kVec>(row, vocab, lowest, with_mass, prefix, pass, collect, s);
-      if (pass == 0) result.has_nan = nan;
+      const bool nan =
+          histogram_row<kVec>(row, begin, end, lowest, with_mass, prefix, pass, collect, s);
+      const bool row_nan = histogram.combine(s, nan);
+      if (pass == 0) result.has_nan = row_nan;
       have_candidates = collect;
     }
     const BucketChoice c = choose_bucket(s, prefix, pass, above, [&](RadixStats total) {
@@ -241,6 +263,14 @@ __device__ RadixThreshold radix_threshold(const Row& row, int vocab, float lowes
     collect = pass == 0 && c.bucket.count <= kCandidateCapacity;
   }
   return result;  // not reached: the last pass returns
+}
+
+// The whole row in one CTA.
+template <int kVec, typename Row, typename MakeRule>
+__device__ RadixThreshold radix_threshold(const Row& row, int vocab, float lowest, bool with_mass,
+                                          MakeRule make_rule, RadixStorage& s) {
+  CtaHistogram histogram;
+  return radix_threshold<kVec>(row, 0, vocab, lowest, with_mass, make_rule, s, histogram);
 }
 
 }  // namespace tessera::sampling

@@ -1,5 +1,6 @@
 // Block-wide passes over one request's row, the vocabulary of the sorting-free
-// sampling kernels: one CTA of kRowThreads threads reads the whole row in
+// sampling kernels: one CTA of kRowThreads threads reads the row (or the
+// slice [begin, end) of it that a cluster's CTA owns, cluster_pass.cuh) in
 // chunks of kRowThreads * kVec entries (kVec = 4: one float4 per thread and
 // chunk) and combines with CUB's BlockReduce / BlockScan, whose fixed
 // combination order makes every pass bitwise reproducible run to run.
@@ -7,6 +8,8 @@
 //   stats_above:  (mass, count) of entries > pivot
 //   sample_above: the entry where the running sum over entries > pivot first
 //                 exceeds a target (inverse CDF of the row restricted to them)
+// The reductions load kChunksInFlight chunks before using the first (a
+// thread's entries are still summed in index order).
 // Every function contains __syncthreads: call from all threads of the CTA.
 #pragma once
 
@@ -107,6 +110,30 @@ __device__ __forceinline__ int chunk_start(int base) {
 template <int kVec>
 inline constexpr int kChunkEntries = kRowThreads * kVec;
 
+// Loads a thread keeps in flight in the reduction passes: one float4 per
+// thread leaves a CTA at ~8 KiB in flight, ~13 GB/s at H100's latency.
+inline constexpr int kChunksInFlight = 4;
+
+// Calls visit(start, v) for each chunk of [begin, end) this thread holds,
+// in index order, kChunksInFlight chunks loaded ahead. `begin` is a multiple
+// of kVec (row_split.h); entries past `end` read as `fill`.
+template <int kVec, typename Row, typename Visit>
+__device__ __forceinline__ void for_each_chunk(const Row& row, int begin, int end, float fill,
+                                               Visit&& visit) {
+  constexpr int kStep = kChunkEntries<kVec> * kChunksInFlight;
+  for (int base = begin; base < end; base += kStep) {
+    float v[kChunksInFlight][kVec];
+#pragma unroll
+    for (int j = 0; j < kChunksInFlight; ++j) {
+      load_chunk<kVec>(row, chunk_start<kVec>(base + j * kChunkEntries<kVec>), end, fill, v[j]);
+    }
+#pragma unroll
+    for (int j = 0; j < kChunksInFlight; ++j) {
+      visit(chunk_start<kVec>(base + j * kChunkEntries<kVec>), v[j]);
+    }
+  }
+}
+
 __device__ __forceinline__ AboveStats block_stats(AboveStats local, RowPassStorage& storage) {
   const AboveStats total =
       RowPassStorage::StatsReduce(storage.temp.stats).Reduce(local, AboveStatsSum{});
@@ -138,36 +165,38 @@ __device__ __forceinline__ float block_max(float local, RowPassStorage& storage)
 }
 
 template <int kVec, typename Row>
-__device__ AboveStats stats_above(const Row& row, int vocab, float pivot,
+__device__ AboveStats stats_above(const Row& row, int begin, int end, float pivot,
                                   RowPassStorage& storage) {
   AboveStats local{0.f, 0};
-  for (int base = 0; base < vocab; base += kChunkEntries<kVec>) {
-    float v[kVec];
-    load_chunk<kVec>(row, chunk_start<kVec>(base), vocab, pivot, v);
+  for_each_chunk<kVec>(row, begin, end, pivot, [&](int, const float (&v)[kVec]) {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       if (v[k] > pivot) local.mass += v[k], ++local.count;
     }
-  }
+  });
   return block_stats(local, storage);
 }
 
 template <int kVec, typename Row>
-__device__ RowSummary row_summary(const Row& row, int vocab, float pivot,
+__device__ AboveStats stats_above(const Row& row, int vocab, float pivot,
+                                  RowPassStorage& storage) {
+  return stats_above<kVec>(row, 0, vocab, pivot, storage);
+}
+
+template <int kVec, typename Row>
+__device__ RowSummary row_summary(const Row& row, int begin, int end, float pivot,
                                   RowPassStorage& storage) {
   AboveStats local{0.f, 0};
   float local_max = -__int_as_float(0x7f800000);
   bool local_nan = false;
-  for (int base = 0; base < vocab; base += kChunkEntries<kVec>) {
-    float v[kVec];
-    load_chunk<kVec>(row, chunk_start<kVec>(base), vocab, pivot, v);
+  for_each_chunk<kVec>(row, begin, end, pivot, [&](int, const float (&v)[kVec]) {
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
       local_nan |= isnan(v[k]);
       local_max = fmaxf(local_max, v[k]);  // fmaxf ignores a NaN operand
       if (v[k] > pivot) local.mass += v[k], ++local.count;
     }
-  }
+  });
   RowSummary summary;
   summary.has_nan = __syncthreads_or(local_nan) != 0;
   summary.max = block_max(local_max, storage);
@@ -175,19 +204,25 @@ __device__ RowSummary row_summary(const Row& row, int vocab, float pivot,
   return summary;
 }
 
+template <int kVec, typename Row>
+__device__ RowSummary row_summary(const Row& row, int vocab, float pivot,
+                                  RowPassStorage& storage) {
+  return row_summary<kVec>(row, 0, vocab, pivot, storage);
+}
+
 // The first index where the running sum of entries > pivot exceeds target;
 // when float rounding leaves target unreached (target ~ the total), the last
 // entry > pivot; 0 when none is. The result always holds an entry > pivot
 // if one exists, so a sample never leaves the set it was drawn from.
 template <int kVec, typename Row>
-__device__ int sample_above(const Row& row, int vocab, float pivot, float target,
+__device__ int sample_above(const Row& row, int begin, int end, float pivot, float target,
                             RowPassStorage& storage) {
   float carry = 0.f;  // sum of the chunks before this one (the same in every thread)
   int last_above = -1;
-  for (int base = 0; base < vocab; base += kChunkEntries<kVec>) {
+  for (int base = begin; base < end; base += kChunkEntries<kVec>) {
     const int start = chunk_start<kVec>(base);
     float v[kVec];
-    load_chunk<kVec>(row, start, vocab, pivot, v);
+    load_chunk<kVec>(row, start, end, pivot, v);
     float local = 0.f;
 #pragma unroll
     for (int k = 0; k < kVec; ++k) {
@@ -217,5 +252,47 @@ __device__ int sample_above(const Row& row, int vocab, float pivot, float target
   const int last = block_int(last_above, IntMax{}, storage);
   return last < 0 ? 0 : last;
 }
+
+template <int kVec, typename Row>
+__device__ int sample_above(const Row& row, int vocab, float pivot, float target,
+                            RowPassStorage& storage) {
+  return sample_above<kVec>(row, 0, vocab, pivot, target, storage);
+}
+
+// The three passes the rejection sampler needs (sample_kernel.cuh), over a
+// whole row read by one CTA; ClusterRowPass (cluster_pass.cuh) is the same
+// interface over a row split across a cluster.
+template <typename Stats>
+struct PivotStats {
+  float pivot;  // the entries in question are those > pivot
+  Stats above;  // their mass and count
+};
+
+template <typename Stats>
+struct PassSummary {
+  Stats above;  // entries > 0
+  float max;    // -inf for a row of NaNs
+  bool has_nan;
+};
+
+template <int kVec>
+struct CtaRowPass {
+  using Stats = AboveStats;
+  const float* __restrict__ row;
+  int vocab;
+  RowPassStorage& storage;
+
+  __device__ PassSummary<Stats> summary() {
+    const RowSummary s = row_summary<kVec>(row, vocab, 0.f, storage);
+    return {s.above, s.max, s.has_nan};
+  }
+  __device__ Stats stats_above(float pivot) {
+    return tessera::sampling::stats_above<kVec>(row, vocab, pivot, storage);
+  }
+  // The token where the running sum of entries > pivot first exceeds target.
+  __device__ int draw(float pivot, const Stats&, float target) {
+    return sample_above<kVec>(row, vocab, pivot, target, storage);
+  }
+};
 
 }  // namespace tessera::sampling

@@ -3,6 +3,8 @@
 //
 // Grid: one CTA of kRowThreads threads per output (request) row; shared
 // memory: RadixStorage (~41 KiB, radix_select.cuh) and CUB temporaries.
+// Small batches on sm90 run both paths on a cluster of CTAs per row
+// instead (cluster_sample_kernel.cuh).
 //
 // Top-k and joint top-k + top-p (vocab <= kRadixMaxVocab): the exact
 // threshold of the filter by radix selection over ordered keys (2 reads of
@@ -17,7 +19,7 @@
 // (one stats pass: count and mass strictly above it). Kept: done. Rejected:
 // every entry <= it is rejected too (keep_rule.cuh), so it becomes the
 // pivot. After num_rounds - 1 rejections the threshold is found exactly by
-// bisection (find_threshold) and the last uniform draws the token. Top-p's
+// bisection (bisect_threshold) and the last uniform draws the token. Top-p's
 // first draw is usually kept, so this costs ~2.5 row reads against the
 // radix path's 3 (H100, B=512: 272 vs 340 us at V=128256, 62 vs 97 at
 // 32000). min-p has a threshold known after one pass (min_p * max), so it
@@ -35,6 +37,11 @@
 #include "tessera/sampling/sampling_params.cuh"
 
 namespace tessera::sampling {
+
+// Top-k alone or with top-p, within the radix histogram's vocabulary limit.
+__host__ __device__ __forceinline__ bool uses_radix_select(const SampleParams& p) {
+  return p.filters.top_k && !p.filters.min_p && p.vocab <= kRadixMaxVocab;
+}
 
 __device__ __forceinline__ void write_sample(const SampleParams& p, int out_row, int token,
                                              bool ok) {
@@ -68,31 +75,28 @@ __device__ void sample_radix(const SampleParams& p, const float* __restrict__ ro
   write_sample(p, out_row, sample_above<kVec>(row, p.vocab, pivot, target, storage), true);
 }
 
-template <int kVec>
-__global__ void __launch_bounds__(kRowThreads, kRowCtasPerSm) sample_kernel(const SampleParams p) {
-  __shared__ RowStorage shared;
-  RowPassStorage& storage = shared.pass;
-  RadixStorage& radix = shared.radix;
-  const int out_row = blockIdx.x;
-  const int64_t row_index = p.row_indices != nullptr ? p.row_indices[out_row] : out_row;
-  const float* __restrict__ row = p.probs + row_index * p.probs_row_stride;
-  const float* __restrict__ uniforms = p.uniforms + out_row;  // round r at r * batch
+struct RowDraw {
+  int token;
+  bool ok;
+};
 
-  if (p.filters.top_k && !p.filters.min_p && p.vocab <= kRadixMaxVocab) {
-    sample_radix<kVec>(p, row, out_row, storage, radix);
-    return;
-  }
-  const RowSummary summary = row_summary<kVec>(row, p.vocab, 0.f, storage);
-  if ((p.check_nan && summary.has_nan) || summary.above.count == 0) {
-    write_sample(p, out_row, 0, false);
-    return;
-  }
-  Threshold low{0.f, summary.above};
+// Top-p, min-p, and top-k over kRadixMaxVocab: rejection rounds over a pivot,
+// then the exact threshold by bisection. `pass` reads the row: CtaRowPass
+// (one CTA) or ClusterRowPass (a cluster, cluster_pass.cuh); every branch
+// here depends on the pass's combined results only.
+template <typename Pass>
+__device__ RowDraw sample_by_rejection(const SampleParams& p, int out_row,
+                                       const float* __restrict__ row, Pass& pass) {
+  using Stats = typename Pass::Stats;
+  const float* __restrict__ uniforms = p.uniforms + out_row;  // round r at r * batch
+  const PassSummary<Stats> summary = pass.summary();
+  if ((p.check_nan && summary.has_nan) || summary.above.count == 0) return {0, false};
+  PivotStats<Stats> low{0.f, summary.above};
   if (p.filters.min_p) {
     const float bound = p.min_p.at(out_row) * summary.max;
     if (bound > 0.f) {  // entries >= bound: those above the float just below it
       low.pivot = __uint_as_float(__float_as_uint(fminf(bound, summary.max)) - 1u);
-      low.above = stats_above<kVec>(row, p.vocab, low.pivot, storage);
+      low.above = pass.stats_above(low.pivot);
     }
   }
   KeepRule rule;
@@ -103,20 +107,35 @@ __global__ void __launch_bounds__(kRowThreads, kRowCtasPerSm) sample_kernel(cons
   if (rule.active()) {
     for (; round + 1 < p.num_rounds; ++round) {
       const float u = uniforms[static_cast<int64_t>(round) * p.batch];
-      const int token = sample_above<kVec>(row, p.vocab, low.pivot, u * low.above.mass, storage);
+      const int token = pass.draw(low.pivot, low.above, u * low.above.mass);
       const float value = row[token];
-      const AboveStats above = stats_above<kVec>(row, p.vocab, value, storage);
-      if (rule.keeps(above)) {
-        write_sample(p, out_row, token, true);
-        return;
-      }
+      const Stats above = pass.stats_above(value);
+      if (rule.keeps(above)) return {token, true};
       low = {value, above};
     }
-    low = find_threshold<kVec>(row, p.vocab, rule, low, summary.max, storage);
+    low = bisect_threshold(rule, low, summary.max,
+                           [&](float pivot) { return pass.stats_above(pivot); });
   }
   const float u = uniforms[static_cast<int64_t>(round) * p.batch];
-  write_sample(p, out_row, sample_above<kVec>(row, p.vocab, low.pivot, u * low.above.mass, storage),
-               true);
+  return {pass.draw(low.pivot, low.above, u * low.above.mass), true};
+}
+
+template <int kVec>
+__global__ void __launch_bounds__(kRowThreads, kRowCtasPerSm) sample_kernel(const SampleParams p) {
+  __shared__ RowStorage shared;
+  RowPassStorage& storage = shared.pass;
+  RadixStorage& radix = shared.radix;
+  const int out_row = blockIdx.x;
+  const int64_t row_index = p.row_indices != nullptr ? p.row_indices[out_row] : out_row;
+  const float* __restrict__ row = p.probs + row_index * p.probs_row_stride;
+
+  if (uses_radix_select(p)) {
+    sample_radix<kVec>(p, row, out_row, storage, radix);
+    return;
+  }
+  CtaRowPass<kVec> pass{row, p.vocab, storage};
+  const RowDraw d = sample_by_rejection(p, out_row, row, pass);
+  write_sample(p, out_row, d.token, d.ok);
 }
 
 }  // namespace tessera::sampling
