@@ -21,11 +21,19 @@ Two modes:
   asks is_pinned(), which a CUDA tensor skips.
 
     python3 benchmarks/host_time.py [--stub] [--calls N] [--only ROW] > host.log
+
+--profile runs each row's timed calls under cProfile and writes, before its
+result line on stderr, the 25 functions with the most time of their own
+(torch ops, ctypes calls and CUDA API calls show as builtins): where a
+plan() or run() spends its host time. Its figures carry the profiler's
+overhead; take the rows from a run without it.
 """
 
 import argparse
+import cProfile
 import ctypes
 import pathlib
+import pstats
 import random
 import shutil
 import statistics
@@ -56,12 +64,18 @@ def emit(kernel, case, value):
     print(f'result,{kernel},"{case}",us,{value:.4f}', flush=True)
 
 
+PROFILE = False  # --profile
+
+
 def median_us(call, calls, warmup, sync):
     for _ in range(warmup):
         call()
     sync()
     samples = []
     clock = time.perf_counter_ns
+    profiler = cProfile.Profile() if PROFILE else None
+    if profiler is not None:
+        profiler.enable()
     for i in range(calls):
         start = clock()
         call()
@@ -69,6 +83,10 @@ def median_us(call, calls, warmup, sync):
         if i % SYNC_EVERY == SYNC_EVERY - 1:
             sync()
     sync()
+    if profiler is not None:
+        profiler.disable()
+        print(f"## profile of {calls} calls (the next result row)", file=sys.stderr)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     return statistics.median(samples) / 1e3
 
 
@@ -220,7 +238,11 @@ def main():
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--only", action="append", default=[],
                         help="a row name to run (repeatable; default all)")
+    parser.add_argument("--profile", action="store_true",
+                        help="cProfile each row's timed calls (stderr; see above)")
     args = parser.parse_args()
+    global PROFILE
+    PROFILE = args.profile
     args.stub = args.stub or not torch.cuda.is_available()
     args.wants = lambda row: not args.only or row in args.only
     args.tag = ",c_call=stub" if args.stub else ""
