@@ -204,10 +204,11 @@ class MultiLevelCascadeAttentionWrapper:
     beyond becomes split-KV room). Without CUDA graphs, a last level of one
     query token per request (a decode step) runs on
     BatchDecodeWithPagedKVCacheWrapper in the last slice instead (the
-    prefill kernel would pad each request's row to a tile). With use_cuda_graph=True the four *_buf_arr
-    lists (num_levels int32 CUDA buffers each, as the paged prefill wrapper's
-    *_buf arguments) hold the arrays run() reads, so a graph captured around
-    run() replays after later plans within them. backend (Tessera's
+    prefill kernel would pad each request's row to a tile). With
+    use_cuda_graph=True the four *_buf_arr lists (num_levels int32 CUDA
+    buffers each, as the paged prefill wrapper's *_buf arguments) hold the
+    arrays run() reads, so a graph captured around run() replays after later
+    plans within them. backend (Tessera's
     extension, keyword): the prefill back end of every level ("auto", "fa2",
     "fa3").
     """
