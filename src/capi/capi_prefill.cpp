@@ -88,12 +88,9 @@ int tessera_batch_prefill_ragged_min_workspace_size(int64_t num_qo_heads, int64_
                                                     int64_t head_dim, int64_t max_batch_size,
                                                     int64_t max_total_qo_tokens, int device_id,
                                                     size_t* bytes) {
-  return guarded([&] {
-    size_t& result = required_output(bytes, "bytes");
-    result = tessera::BatchPrefillWithRaggedKVCache::min_workspace_size_bytes(
-        {num_qo_heads, num_kv_heads, head_dim, 0}, {max_batch_size, max_total_qo_tokens},
-        device_id);
-  });
+  return tessera_batch_prefill_ragged_min_workspace_size_with_head_dims(
+      num_qo_heads, num_kv_heads, head_dim, /*head_dim_vo=*/0, max_batch_size,
+      max_total_qo_tokens, device_id, bytes);
 }
 
 int tessera_batch_prefill_ragged_min_workspace_size_with_head_dims(
@@ -124,13 +121,9 @@ int tessera_batch_prefill_ragged_create_with_backend(int64_t num_qo_heads, int64
                                                      void* workspace, size_t workspace_bytes,
                                                      int device_id, int backend,
                                                      TesseraBatchPrefillRagged** handle) {
-  return guarded([&] {
-    auto& result = required_output(handle, "handle");
-    const tessera::PrefillPlanShape shape{num_qo_heads, num_kv_heads, head_dim, 0,
-                                          prefill_backend_of(backend, "backend")};
-    result = new TesseraBatchPrefillRagged{tessera::BatchPrefillWithRaggedKVCache(
-        shape, {max_batch_size, max_total_qo_tokens}, workspace, workspace_bytes, device_id)};
-  });
+  return tessera_batch_prefill_ragged_create_with_head_dims(
+      num_qo_heads, num_kv_heads, head_dim, /*head_dim_vo=*/0, max_batch_size,
+      max_total_qo_tokens, workspace, workspace_bytes, device_id, backend, handle);
 }
 
 int tessera_batch_prefill_ragged_create_with_head_dims(int64_t num_qo_heads, int64_t num_kv_heads,
